@@ -1,0 +1,245 @@
+//! Conversation history: ordered, append-mostly messages per session.
+//!
+//! Order is the sequence number, never the clock: every append gets the next number from 1,
+//! gapless and strictly increasing, and a number is never handed out twice for a session
+//! (not after `pop_last_message`, not after `clear_conversation`).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Result, StorageError};
+use crate::json::Metadata;
+use crate::time::Timestamp;
+use crate::validate::{validate_id, validate_limit};
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The session the message belongs to.
+    pub session_id: String,
+    /// Position in the conversation, from 1.
+    pub sequence: u64,
+    /// Who spoke: `user`, `assistant`, `system`, `tool`, or anything the caller uses.
+    pub role: String,
+    /// The content, any JSON value (a string, or structured parts).
+    pub content: Value,
+    /// The caller's id for the message, which makes appends idempotent.
+    pub client_id: Option<String>,
+    /// Free-form metadata.
+    pub metadata: Metadata,
+    /// When the message was stored.
+    pub created_at: Timestamp,
+}
+
+/// What a caller gives to append a message.
+///
+/// ```
+/// use serde_json::json;
+/// use storage_core::NewMessage;
+///
+/// let msg = NewMessage::new("user", json!("hello")).with_client_id("req-17");
+/// assert_eq!(msg.client_id.as_deref(), Some("req-17"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewMessage {
+    /// Who spoke.
+    pub role: String,
+    /// The content.
+    pub content: Value,
+    /// The caller's id: appending a message whose client id is already stored returns the
+    /// stored message and appends nothing, so retries and replays are safe.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Free-form metadata.
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+impl NewMessage {
+    /// A message without client id or metadata.
+    pub fn new(role: impl Into<String>, content: impl Into<Value>) -> Self {
+        NewMessage {
+            role: role.into(),
+            content: content.into(),
+            client_id: None,
+            metadata: Metadata::new(),
+        }
+    }
+    /// Sets the client message id.
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+    /// Sets the metadata.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Checks the role and client id, before any I/O.
+    pub fn validate(&self) -> Result<()> {
+        validate_id("message role", &self.role)?;
+        if let Some(client_id) = &self.client_id {
+            validate_id("client message id", client_id)?;
+        }
+        Ok(())
+    }
+
+    /// The stored message this becomes at `sequence`.
+    pub fn into_message(self, session_id: &str, sequence: u64, now: Timestamp) -> Message {
+        Message {
+            session_id: session_id.to_owned(),
+            sequence,
+            role: self.role,
+            content: self.content,
+            client_id: self.client_id,
+            metadata: self.metadata,
+            created_at: now,
+        }
+    }
+}
+
+/// Checks a batch for [`ConversationStore::append_messages`]: the session id, every message,
+/// and no client id repeated within the batch.
+pub fn validate_append(session_id: &str, messages: &[NewMessage]) -> Result<()> {
+    validate_id("session id", session_id)?;
+    let mut seen = std::collections::HashSet::new();
+    for message in messages {
+        message.validate()?;
+        if let Some(client_id) = &message.client_id {
+            if !seen.insert(client_id.as_str()) {
+                return Err(StorageError::invalid_input(format!(
+                    "client message id {client_id:?} appears twice in one batch"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A window of a conversation, for [`ConversationStore::get_messages`].
+///
+/// With `after` set, the page is the first `limit` messages whose sequence is greater than
+/// `after` (paging forward). Otherwise it is the last `limit` messages whose sequence is
+/// less than `before` (paging backward; no `before` means from the end). Either way, the
+/// messages come back oldest first. Both bounds may be set together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRange {
+    /// Only messages with a greater sequence.
+    pub after: Option<u64>,
+    /// Only messages with a smaller sequence.
+    pub before: Option<u64>,
+    /// At most this many (1 or more).
+    pub limit: usize,
+}
+
+impl MessageRange {
+    /// The last `limit` messages.
+    pub fn last(limit: usize) -> Self {
+        MessageRange {
+            after: None,
+            before: None,
+            limit,
+        }
+    }
+    /// The first `limit` messages after `sequence`.
+    pub fn after(sequence: u64, limit: usize) -> Self {
+        MessageRange {
+            after: Some(sequence),
+            before: None,
+            limit,
+        }
+    }
+    /// The last `limit` messages before `sequence`.
+    pub fn before(sequence: u64, limit: usize) -> Self {
+        MessageRange {
+            after: None,
+            before: Some(sequence),
+            limit,
+        }
+    }
+
+    /// Checks the limit, before any I/O.
+    pub fn validate(&self) -> Result<()> {
+        validate_limit("message limit", self.limit)
+    }
+
+    /// Whether the window reads forward from `after`.
+    pub fn is_forward(&self) -> bool {
+        self.after.is_some()
+    }
+
+    /// The inclusive sequence bounds of the window, `None` if it is empty.
+    pub fn bounds(&self) -> Option<(u64, u64)> {
+        let low = self.after.map_or(Some(1), |after| after.checked_add(1))?;
+        let high = self
+            .before
+            .map_or(Some(u64::MAX), |before| before.checked_sub(1))?;
+        (low <= high).then_some((low, high))
+    }
+}
+
+/// Conversation storage.
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// Appends one message and returns it with its sequence number. If the message's client
+    /// id is already stored for the session, returns the stored message and appends nothing.
+    async fn append_message(&self, session_id: &str, message: NewMessage) -> Result<Message>;
+
+    /// Appends messages as one unit: all of them get consecutive sequence numbers, or none is
+    /// stored. Messages whose client id is already stored come back as stored and take no
+    /// number. The result is in input order.
+    async fn append_messages(
+        &self,
+        session_id: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Message>>;
+
+    /// The last `limit` messages, oldest first, at a cost independent of the history's
+    /// length.
+    async fn get_conversation_history(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+
+    /// A window of the conversation, oldest first; see [`MessageRange`].
+    async fn get_messages(&self, session_id: &str, range: MessageRange) -> Result<Vec<Message>>;
+
+    /// Removes and returns the newest message. Its number is not reused.
+    async fn pop_last_message(&self, session_id: &str) -> Result<Option<Message>>;
+
+    /// Removes every message of the session and returns how many there were. Numbers are
+    /// not reused: the next append continues after the highest number ever handed out.
+    async fn clear_conversation(&self, session_id: &str) -> Result<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_bounds() {
+        assert_eq!(MessageRange::last(5).bounds(), Some((1, u64::MAX)));
+        assert_eq!(MessageRange::after(3, 5).bounds(), Some((4, u64::MAX)));
+        assert_eq!(MessageRange::before(3, 5).bounds(), Some((1, 2)));
+        assert_eq!(MessageRange::before(1, 5).bounds(), None);
+        assert_eq!(MessageRange::after(u64::MAX, 5).bounds(), None);
+        let both = MessageRange {
+            after: Some(5),
+            before: Some(6),
+            limit: 1,
+        };
+        assert_eq!(both.bounds(), None);
+    }
+
+    #[test]
+    fn batch_rejects_repeated_client_ids() {
+        let msgs = vec![
+            NewMessage::new("user", "a").with_client_id("x"),
+            NewMessage::new("user", "b").with_client_id("x"),
+        ];
+        assert!(validate_append("s", &msgs).is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! Task context: one versioned value per session, updated with compare-and-set.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Result, StorageError};
+use crate::time::Timestamp;
+
+/// A session's task context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskContext {
+    /// The session it belongs to.
+    pub session_id: String,
+    /// The value.
+    pub value: Value,
+    /// Starts at 1 and increases by one on every store.
+    pub version: u64,
+    /// When it was last stored.
+    pub updated_at: Timestamp,
+}
+
+/// What a store expects the current version to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// Store whatever is there (last writer wins).
+    Any,
+    /// Store only if there is no context yet.
+    Absent,
+    /// Store only if the current version is exactly this one.
+    Exactly(u64),
+}
+
+impl ExpectedVersion {
+    /// Checks `current` (the stored version, `None` if absent) against the expectation and
+    /// returns the version the store creates, or `Conflict`.
+    pub fn next_version(self, session_id: &str, current: Option<u64>) -> Result<u64> {
+        let matches = match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::Absent => current.is_none(),
+            ExpectedVersion::Exactly(expected) => current == Some(expected),
+        };
+        if matches {
+            Ok(current.unwrap_or(0) + 1)
+        } else {
+            Err(StorageError::conflict(format!(
+                "task context of session {session_id:?} is at version {}; expected {}",
+                current.map_or_else(|| "none".to_owned(), |v| v.to_string()),
+                self.describe()
+            )))
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            ExpectedVersion::Any => "any".into(),
+            ExpectedVersion::Absent => "none".into(),
+            ExpectedVersion::Exactly(version) => version.to_string(),
+        }
+    }
+}
+
+/// Task-context storage.
+#[async_trait]
+pub trait TaskContextStore: Send + Sync {
+    /// The session's context, or `None`.
+    async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>>;
+
+    /// Stores `value` as the session's context if `expected` holds, and returns the stored
+    /// context with its new version; `Conflict` (changing nothing) if it does not.
+    async fn store_task_context(
+        &self,
+        session_id: &str,
+        value: Value,
+        expected: ExpectedVersion,
+    ) -> Result<TaskContext>;
+
+    /// Removes the session's context; returns whether there was one.
+    async fn delete_task_context(&self, session_id: &str) -> Result<bool>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expectations() {
+        assert_eq!(ExpectedVersion::Any.next_version("s", None).unwrap(), 1);
+        assert_eq!(ExpectedVersion::Any.next_version("s", Some(4)).unwrap(), 5);
+        assert_eq!(ExpectedVersion::Absent.next_version("s", None).unwrap(), 1);
+        assert!(ExpectedVersion::Absent.next_version("s", Some(1)).is_err());
+        assert_eq!(
+            ExpectedVersion::Exactly(2)
+                .next_version("s", Some(2))
+                .unwrap(),
+            3
+        );
+        let err = ExpectedVersion::Exactly(1)
+            .next_version("s", Some(2))
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Conflict);
+        assert!(ExpectedVersion::Exactly(1).next_version("s", None).is_err());
+    }
+}

@@ -1,0 +1,306 @@
+use std::collections::{BTreeMap, HashSet};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use storage_core::checkpoint::{
+    indexed_writes, sort_writes, validate_checkpoint_namespace, validate_put_writes,
+};
+use storage_core::validate::{validate_id, validate_ids, validate_limit};
+use storage_core::{
+    ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
+    PendingWrite, Result, StorageError,
+};
+
+use super::MemoryBackend;
+use crate::store::{Chain, Thread};
+
+#[async_trait]
+impl CheckpointStore for MemoryBackend {
+    async fn put_checkpoint(
+        &self,
+        checkpoint: Checkpoint,
+        new_versions: ChannelVersions,
+    ) -> Result<()> {
+        self.op("put_checkpoint", |data| {
+            checkpoint.validate_put(&new_versions)?;
+            let mut thread = data
+                .threads
+                .entry(checkpoint.thread_id.clone())
+                .or_default();
+            let chain = thread
+                .namespaces
+                .entry(checkpoint.namespace.clone())
+                .or_default();
+            for (channel, version, value) in checkpoint.new_blobs(&new_versions) {
+                let versions = chain.blobs.entry(channel.to_owned()).or_default();
+                versions
+                    .entry(version.to_owned())
+                    .or_insert_with(|| value.clone());
+            }
+            let mut record = checkpoint;
+            record.channel_values.clear();
+            chain.checkpoints.insert(record.id.clone(), record);
+            Ok(())
+        })
+    }
+
+    async fn get_checkpoint(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        checkpoint_id: Option<&str>,
+    ) -> Result<Option<CheckpointTuple>> {
+        self.op("get_checkpoint", |data| {
+            validate_id("thread id", thread_id)?;
+            validate_checkpoint_namespace(namespace)?;
+            if let Some(id) = checkpoint_id {
+                validate_id("checkpoint id", id)?;
+            }
+            let Some(thread) = data.threads.get(thread_id) else {
+                return Ok(None);
+            };
+            let Some(chain) = thread.namespaces.get(namespace) else {
+                return Ok(None);
+            };
+            let record = match checkpoint_id {
+                Some(id) => chain.checkpoints.get(id),
+                None => chain.checkpoints.values().next_back(),
+            };
+            Ok(record.map(|record| chain.tuple(record)))
+        })
+    }
+
+    async fn list_checkpoints(&self, query: CheckpointQuery) -> Result<Vec<CheckpointTuple>> {
+        self.op("list_checkpoints", |data| {
+            query.validate()?;
+            let Some(thread) = data.threads.get(&query.thread_id) else {
+                return Ok(Vec::new());
+            };
+            // Newest first; across namespaces, equal ids by namespace ascending.
+            let mut matches: Vec<(&String, &Chain, &Checkpoint)> = thread
+                .namespaces
+                .iter()
+                .filter(|(namespace, _)| query.namespace.as_ref().is_none_or(|ns| ns == *namespace))
+                .flat_map(|(namespace, chain)| {
+                    chain
+                        .checkpoints
+                        .values()
+                        .rev()
+                        .map(move |record| (namespace, chain, record))
+                })
+                .filter(|(namespace, _, record)| {
+                    query.admits(namespace, &record.id, &record.metadata)
+                })
+                .collect();
+            matches.sort_by(|a, b| b.2.id.cmp(&a.2.id).then_with(|| a.0.cmp(b.0)));
+            let limit = query.limit.unwrap_or(usize::MAX);
+            // Values are resolved only for the checkpoints returned.
+            Ok(matches
+                .into_iter()
+                .take(limit)
+                .map(|(_, chain, record)| chain.tuple(record))
+                .collect())
+        })
+    }
+
+    async fn put_writes(
+        &self,
+        key: CheckpointKey,
+        task_id: &str,
+        task_path: &str,
+        writes: Vec<(String, Value)>,
+    ) -> Result<()> {
+        self.op("put_writes", |data| {
+            validate_put_writes(&key, task_id, &writes)?;
+            let mut thread = data.threads.entry(key.thread_id.clone()).or_default();
+            let chain = thread.namespaces.entry(key.namespace.clone()).or_default();
+            let stored = chain.writes.entry(key.checkpoint_id.clone()).or_default();
+            for (write, replaces) in indexed_writes(task_id, task_path, writes) {
+                let slot = (write.task_id.clone(), write.index);
+                if replaces || !stored.contains_key(&slot) {
+                    stored.insert(slot, write);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn get_writes(&self, key: CheckpointKey) -> Result<Vec<PendingWrite>> {
+        self.op("get_writes", |data| {
+            key.validate()?;
+            let writes = data
+                .threads
+                .get(&key.thread_id)
+                .and_then(|thread| {
+                    thread
+                        .namespaces
+                        .get(&key.namespace)
+                        .map(|chain| chain.writes_of(&key.checkpoint_id))
+                })
+                .unwrap_or_default();
+            Ok(writes)
+        })
+    }
+
+    async fn delete_thread(&self, thread_id: &str) -> Result<u64> {
+        self.op("delete_thread", |data| {
+            validate_id("thread id", thread_id)?;
+            Ok(data
+                .threads
+                .remove(thread_id)
+                .map_or(0, |(_, thread)| thread.checkpoint_count()))
+        })
+    }
+
+    async fn prune_checkpoints(&self, thread_id: &str, keep_last: usize) -> Result<u64> {
+        self.op("prune_checkpoints", |data| {
+            validate_id("thread id", thread_id)?;
+            validate_limit("checkpoints to keep", keep_last)?;
+            let Some(mut thread) = data.threads.get_mut(thread_id) else {
+                return Ok(0);
+            };
+            let mut removed = 0;
+            for chain in thread.namespaces.values_mut() {
+                let doomed: Vec<String> = chain
+                    .checkpoints
+                    .keys()
+                    .rev()
+                    .skip(keep_last)
+                    .cloned()
+                    .collect();
+                removed += chain.remove_checkpoints(&doomed);
+            }
+            Ok(removed)
+        })
+    }
+
+    async fn copy_thread(&self, source_thread_id: &str, target_thread_id: &str) -> Result<u64> {
+        self.op("copy_thread", |data| {
+            validate_id("thread id", source_thread_id)?;
+            validate_id("thread id", target_thread_id)?;
+            // Clone first and release the source: holding one map entry while taking
+            // another can deadlock when both live in the same shard.
+            let source = data
+                .threads
+                .get(source_thread_id)
+                .map(|thread| thread.clone());
+            let Some(mut copy) = source.filter(|thread| thread.checkpoint_count() > 0) else {
+                return Err(StorageError::not_found(format!(
+                    "thread {source_thread_id:?} has no checkpoints to copy"
+                )));
+            };
+            copy.retarget(target_thread_id);
+            let mut target = data.threads.entry(target_thread_id.to_owned()).or_default();
+            if target.checkpoint_count() > 0 {
+                return Err(StorageError::already_exists(format!(
+                    "thread {target_thread_id:?} already has checkpoints"
+                )));
+            }
+            let copied = copy.checkpoint_count();
+            *target = copy;
+            Ok(copied)
+        })
+    }
+
+    async fn delete_for_runs(&self, run_ids: &[String]) -> Result<u64> {
+        self.op("delete_for_runs", |data| {
+            validate_ids("run id", run_ids.iter().map(String::as_str))?;
+            if run_ids.is_empty() {
+                return Ok(0);
+            }
+            let runs: HashSet<&str> = run_ids.iter().map(String::as_str).collect();
+            let mut removed = 0;
+            for mut thread in data.threads.iter_mut() {
+                for chain in thread.namespaces.values_mut() {
+                    let doomed: Vec<String> = chain
+                        .checkpoints
+                        .values()
+                        .filter(|record| {
+                            record
+                                .metadata
+                                .get("run_id")
+                                .and_then(Value::as_str)
+                                .is_some_and(|run| runs.contains(run))
+                        })
+                        .map(|record| record.id.clone())
+                        .collect();
+                    removed += chain.remove_checkpoints(&doomed);
+                }
+            }
+            Ok(removed)
+        })
+    }
+}
+
+impl Thread {
+    fn checkpoint_count(&self) -> u64 {
+        self.namespaces
+            .values()
+            .map(|chain| chain.checkpoints.len() as u64)
+            .sum()
+    }
+
+    fn retarget(&mut self, thread_id: &str) {
+        for chain in self.namespaces.values_mut() {
+            for record in chain.checkpoints.values_mut() {
+                record.thread_id = thread_id.to_owned();
+            }
+        }
+    }
+}
+
+impl Chain {
+    /// The checkpoint with its channel values resolved and its pending writes.
+    fn tuple(&self, record: &Checkpoint) -> CheckpointTuple {
+        let mut checkpoint = record.clone();
+        checkpoint.channel_values = record
+            .channel_versions
+            .iter()
+            .filter_map(|(channel, version)| {
+                let value = self.blobs.get(channel)?.get(version)?;
+                Some((channel.clone(), value.clone()))
+            })
+            .collect::<BTreeMap<_, _>>();
+        let pending_writes = self.writes_of(&record.id);
+        CheckpointTuple {
+            checkpoint,
+            pending_writes,
+        }
+    }
+
+    fn writes_of(&self, checkpoint_id: &str) -> Vec<PendingWrite> {
+        let mut writes: Vec<PendingWrite> = self
+            .writes
+            .get(checkpoint_id)
+            .map(|stored| stored.values().cloned().collect())
+            .unwrap_or_default();
+        sort_writes(&mut writes);
+        writes
+    }
+
+    /// Removes checkpoints with their writes, then every value no remaining checkpoint uses.
+    fn remove_checkpoints(&mut self, ids: &[String]) -> u64 {
+        if ids.is_empty() {
+            return 0;
+        }
+        for id in ids {
+            self.checkpoints.remove(id);
+            self.writes.remove(id);
+        }
+        let used: HashSet<(&str, &str)> = self
+            .checkpoints
+            .values()
+            .flat_map(|record| {
+                record
+                    .channel_versions
+                    .iter()
+                    .map(|(c, v)| (c.as_str(), v.as_str()))
+            })
+            .collect();
+        for (channel, versions) in self.blobs.iter_mut() {
+            versions.retain(|version, _| used.contains(&(channel.as_str(), version.as_str())));
+        }
+        self.blobs.retain(|_, versions| !versions.is_empty());
+        ids.len() as u64
+    }
+}

@@ -1,0 +1,132 @@
+use async_trait::async_trait;
+use storage_core::conversation::validate_append;
+use storage_core::validate::validate_id;
+use storage_core::{time, ConversationStore, Message, MessageRange, NewMessage, Result};
+
+use super::MemoryBackend;
+use crate::store::Conversation;
+
+#[async_trait]
+impl ConversationStore for MemoryBackend {
+    async fn append_message(&self, session_id: &str, message: NewMessage) -> Result<Message> {
+        self.op("append_message", |data| {
+            validate_id("session id", session_id)?;
+            message.validate()?;
+            let mut conversation = data.conversations.entry(session_id.to_owned()).or_default();
+            Ok(conversation.append(session_id, message))
+        })
+    }
+
+    async fn append_messages(
+        &self,
+        session_id: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Message>> {
+        self.op("append_messages", |data| {
+            validate_append(session_id, &messages)?;
+            if messages.is_empty() {
+                return Ok(Vec::new());
+            }
+            // One entry lock for the whole batch: its numbers are consecutive.
+            let mut conversation = data.conversations.entry(session_id.to_owned()).or_default();
+            Ok(messages
+                .into_iter()
+                .map(|message| conversation.append(session_id, message))
+                .collect())
+        })
+    }
+
+    async fn get_conversation_history(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.get_messages(session_id, MessageRange::last(limit))
+            .await
+    }
+
+    async fn get_messages(&self, session_id: &str, range: MessageRange) -> Result<Vec<Message>> {
+        self.op("get_messages", |data| {
+            validate_id("session id", session_id)?;
+            range.validate()?;
+            Ok(data
+                .conversations
+                .get(session_id)
+                .map(|conversation| conversation.window(range))
+                .unwrap_or_default())
+        })
+    }
+
+    async fn pop_last_message(&self, session_id: &str) -> Result<Option<Message>> {
+        self.op("pop_last_message", |data| {
+            validate_id("session id", session_id)?;
+            let Some(mut conversation) = data.conversations.get_mut(session_id) else {
+                return Ok(None);
+            };
+            let popped = conversation.messages.pop();
+            if let Some(client_id) = popped.as_ref().and_then(|m| m.client_id.as_ref()) {
+                conversation.client_ids.remove(client_id);
+            }
+            Ok(popped)
+        })
+    }
+
+    async fn clear_conversation(&self, session_id: &str) -> Result<u64> {
+        self.op("clear_conversation", |data| {
+            validate_id("session id", session_id)?;
+            let Some(mut conversation) = data.conversations.get_mut(session_id) else {
+                return Ok(0);
+            };
+            let removed = conversation.messages.len() as u64;
+            conversation.messages.clear();
+            conversation.client_ids.clear();
+            Ok(removed)
+        })
+    }
+}
+
+impl Conversation {
+    /// Appends under the caller's entry lock; a stored client id returns its message.
+    fn append(&mut self, session_id: &str, message: NewMessage) -> Message {
+        if let Some(existing) = message
+            .client_id
+            .as_ref()
+            .and_then(|id| self.client_ids.get(id))
+        {
+            if let Some(stored) = self.find(*existing) {
+                return stored.clone();
+            }
+        }
+        self.last_sequence += 1;
+        let stored = message.into_message(session_id, self.last_sequence, time::now());
+        if let Some(client_id) = &stored.client_id {
+            self.client_ids.insert(client_id.clone(), stored.sequence);
+        }
+        self.messages.push(stored.clone());
+        stored
+    }
+
+    fn find(&self, sequence: u64) -> Option<&Message> {
+        self.messages
+            .binary_search_by_key(&sequence, |m| m.sequence)
+            .ok()
+            .map(|position| &self.messages[position])
+    }
+
+    /// The messages of `range`, oldest first; cost proportional to the window, not the
+    /// conversation.
+    fn window(&self, range: MessageRange) -> Vec<Message> {
+        let Some((low, high)) = range.bounds() else {
+            return Vec::new();
+        };
+        let start = self.messages.partition_point(|m| m.sequence < low);
+        let end = self.messages.partition_point(|m| m.sequence <= high);
+        let in_range = &self.messages[start..end];
+        let page = if range.is_forward() {
+            &in_range[..in_range.len().min(range.limit)]
+        } else {
+            &in_range[in_range.len().saturating_sub(range.limit)..]
+        };
+        page.to_vec()
+    }
+}

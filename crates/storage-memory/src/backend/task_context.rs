@@ -1,0 +1,50 @@
+use async_trait::async_trait;
+use dashmap::mapref::entry::Entry;
+use serde_json::Value;
+use storage_core::validate::validate_id;
+use storage_core::{time, ExpectedVersion, Result, TaskContext, TaskContextStore};
+
+use super::MemoryBackend;
+
+#[async_trait]
+impl TaskContextStore for MemoryBackend {
+    async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
+        self.op("get_task_context", |data| {
+            validate_id("session id", session_id)?;
+            Ok(data.contexts.get(session_id).map(|context| context.clone()))
+        })
+    }
+
+    async fn store_task_context(
+        &self,
+        session_id: &str,
+        value: Value,
+        expected: ExpectedVersion,
+    ) -> Result<TaskContext> {
+        self.op("store_task_context", |data| {
+            validate_id("session id", session_id)?;
+            // The entry lock makes check and store one step.
+            let entry = data.contexts.entry(session_id.to_owned());
+            let current = match &entry {
+                Entry::Occupied(stored) => Some(stored.get().version),
+                Entry::Vacant(_) => None,
+            };
+            let version = expected.next_version(session_id, current)?;
+            let context = TaskContext {
+                session_id: session_id.to_owned(),
+                value,
+                version,
+                updated_at: time::now(),
+            };
+            entry.insert(context.clone());
+            Ok(context)
+        })
+    }
+
+    async fn delete_task_context(&self, session_id: &str) -> Result<bool> {
+        self.op("delete_task_context", |data| {
+            validate_id("session id", session_id)?;
+            Ok(data.contexts.remove(session_id).is_some())
+        })
+    }
+}

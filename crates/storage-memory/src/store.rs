@@ -1,0 +1,106 @@
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crossbeam_skiplist::SkipSet;
+use dashmap::DashMap;
+use serde_json::Value;
+use storage_core::{Artifact, Checkpoint, Message, PendingWrite, Session, TaskContext};
+
+/// The in-process "server": every namespace's data. Cheap to clone.
+///
+/// ```
+/// use storage_memory::MemoryStore;
+///
+/// let store = MemoryStore::new();
+/// let a = store.backend("app").unwrap();
+/// let b = store.backend("app").unwrap(); // sees what `a` writes
+/// let other = store.backend("other").unwrap(); // sees nothing of `a`
+/// # let _ = (a, b, other);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    namespaces: Arc<DashMap<String, Arc<Namespace>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A backend on `namespace` of this store.
+    pub fn backend(&self, namespace: &str) -> storage_core::Result<crate::MemoryBackend> {
+        crate::MemoryBackend::with_store(self, crate::MemoryConfig::new(namespace))
+    }
+
+    pub(crate) fn namespace(&self, name: &str) -> Arc<Namespace> {
+        self.namespaces.entry(name.to_owned()).or_default().clone()
+    }
+}
+
+/// Position in the activity index: most recent first, then id ascending.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ActivityKey {
+    pub newest_first: Reverse<i64>,
+    pub id: String,
+}
+
+impl ActivityKey {
+    pub fn of(session: &Session) -> Self {
+        ActivityKey {
+            newest_first: Reverse(storage_core::time::to_micros(session.last_activity)),
+            id: session.id.clone(),
+        }
+    }
+}
+
+/// One namespace's data.
+#[derive(Debug, Default)]
+pub(crate) struct Namespace {
+    pub sessions: DashMap<String, Session>,
+    /// Every session by last activity: listing walks it from the front, cleanup from the back.
+    pub activity: SkipSet<ActivityKey>,
+    /// Each user's sessions by last activity.
+    pub activity_by_user: DashMap<String, Arc<SkipSet<ActivityKey>>>,
+    pub conversations: DashMap<String, Conversation>,
+    pub contexts: DashMap<String, TaskContext>,
+    pub threads: DashMap<String, Thread>,
+    pub scopes: DashMap<String, Scope>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Conversation {
+    /// The highest sequence ever handed out; never decreases.
+    pub last_sequence: u64,
+    /// Sorted by sequence.
+    pub messages: Vec<Message>,
+    pub client_ids: HashMap<String, u64>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Thread {
+    pub namespaces: BTreeMap<String, Chain>,
+}
+
+/// One (thread, checkpoint namespace): its checkpoints, channel values and writes.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Chain {
+    /// Records without channel values, by id.
+    pub checkpoints: BTreeMap<String, Checkpoint>,
+    /// channel -> version -> value.
+    pub blobs: HashMap<String, HashMap<String, Value>>,
+    /// checkpoint id -> (task id, index) -> write.
+    pub writes: HashMap<String, BTreeMap<(String, i64), PendingWrite>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Scope {
+    pub names: BTreeMap<String, ArtifactVersions>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ArtifactVersions {
+    pub next_version: u64,
+    pub versions: BTreeMap<u64, Artifact>,
+}

@@ -1,0 +1,298 @@
+//! Hostile and invalid input: rejected before any I/O, or stored verbatim and isolated.
+
+use serde_json::json;
+use storage_core::{
+    CheckpointKey, CheckpointQuery, ErrorKind, ExpectedVersion, MessageRange, NewArtifact,
+    NewMessage, NewSession, SessionQuery, SessionUpdate, StorageBackend,
+};
+
+use crate::data::{assert_kind, checkpoint, HOSTILE_IDS};
+use crate::TestContext;
+
+/// Calls every operation that takes an id with `id`, expecting `InvalidInput` from each.
+async fn every_operation_rejects(b: &dyn StorageBackend, id: &str) {
+    let bad = ErrorKind::InvalidInput;
+    assert_kind(b.create_session(NewSession::new(id, "u")).await, bad);
+    assert_kind(b.create_session(NewSession::new("ok", id)).await, bad);
+    assert_kind(b.get_session(id).await, bad);
+    assert_kind(
+        b.get_sessions(&["ok".to_string(), id.to_string()]).await,
+        bad,
+    );
+    assert_kind(b.update_session(id, SessionUpdate::default()).await, bad);
+    assert_kind(
+        b.end_session(id, storage_core::SessionStatus::Completed)
+            .await,
+        bad,
+    );
+    assert_kind(b.delete_session(id).await, bad);
+    let by_user = SessionQuery {
+        user_id: Some(id.to_string()),
+        ..SessionQuery::default()
+    };
+    assert_kind(b.list_sessions(by_user).await, bad);
+    assert_kind(
+        b.append_message(id, NewMessage::new("user", "x")).await,
+        bad,
+    );
+    assert_kind(
+        b.append_message("ok", NewMessage::new("user", "x").with_client_id(id))
+            .await,
+        bad,
+    );
+    assert_kind(
+        b.append_messages(id, vec![NewMessage::new("user", "x")])
+            .await,
+        bad,
+    );
+    assert_kind(b.get_conversation_history(id, 5).await, bad);
+    assert_kind(b.get_messages(id, MessageRange::last(5)).await, bad);
+    assert_kind(b.pop_last_message(id).await, bad);
+    assert_kind(b.clear_conversation(id).await, bad);
+    let cp = checkpoint(id, "", "cp", &[]);
+    assert_kind(b.put_checkpoint(cp, Default::default()).await, bad);
+    let cp = checkpoint("t", "", id, &[]);
+    assert_kind(b.put_checkpoint(cp, Default::default()).await, bad);
+    assert_kind(b.get_checkpoint(id, "", None).await, bad);
+    assert_kind(b.get_checkpoint("t", "", Some(id)).await, bad);
+    assert_kind(b.list_checkpoints(CheckpointQuery::thread(id)).await, bad);
+    assert_kind(
+        b.put_writes(CheckpointKey::new(id, "cp"), "task", "", vec![])
+            .await,
+        bad,
+    );
+    assert_kind(
+        b.put_writes(CheckpointKey::new("t", "cp"), id, "", vec![])
+            .await,
+        bad,
+    );
+    assert_kind(b.get_writes(CheckpointKey::new("t", id)).await, bad);
+    assert_kind(b.delete_thread(id).await, bad);
+    assert_kind(b.prune_checkpoints(id, 1).await, bad);
+    assert_kind(b.copy_thread(id, "t2").await, bad);
+    assert_kind(b.copy_thread("t", id).await, bad);
+    assert_kind(b.delete_for_runs(&[id.to_string()]).await, bad);
+    assert_kind(b.get_task_context(id).await, bad);
+    assert_kind(
+        b.store_task_context(id, json!(1), ExpectedVersion::Any)
+            .await,
+        bad,
+    );
+    assert_kind(b.delete_task_context(id).await, bad);
+    assert_kind(
+        b.save_artifact(id, "a", NewArtifact::new("text/plain", "x"))
+            .await,
+        bad,
+    );
+    assert_kind(
+        b.save_artifact("s", id, NewArtifact::new("text/plain", "x"))
+            .await,
+        bad,
+    );
+    assert_kind(b.get_artifact(id, "a", None).await, bad);
+    assert_kind(b.get_artifact_meta("s", id, None).await, bad);
+    assert_kind(b.artifact_exists(id, "a", None).await, bad);
+    assert_kind(b.list_artifacts(id).await, bad);
+    assert_kind(b.list_artifact_versions("s", id).await, bad);
+    assert_kind(b.delete_artifact(id, "a", None).await, bad);
+    assert_kind(b.clear_artifacts(id).await, bad);
+}
+
+/// An empty id is `InvalidInput` for every operation.
+pub async fn empty_ids_are_rejected(ctx: TestContext) {
+    every_operation_rejects(ctx.backend.as_ref(), "").await;
+}
+
+/// An id of 257 bytes is `InvalidInput` everywhere; 256 bytes is stored and read back.
+pub async fn id_length_limit_is_256_bytes(ctx: TestContext) {
+    every_operation_rejects(ctx.backend.as_ref(), &"x".repeat(257)).await;
+    let longest = "é".repeat(128);
+    assert_eq!(longest.len(), 256);
+    let b = &ctx.backend;
+    b.create_session(NewSession::new(longest.clone(), longest.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.get_session(&longest).await.unwrap().unwrap().user_id,
+        longest
+    );
+    b.append_message(
+        &longest,
+        NewMessage::new("user", "x").with_client_id(longest.clone()),
+    )
+    .await
+    .unwrap();
+    b.save_artifact(&longest, &longest, NewArtifact::new("text/plain", "x"))
+        .await
+        .unwrap();
+    assert_eq!(b.list_artifacts(&longest).await.unwrap(), vec![longest.clone()]);
+    let cp = checkpoint(&longest, &longest, &longest, &[]);
+    b.put_checkpoint(cp, Default::default()).await.unwrap();
+    assert!(b
+        .get_checkpoint(&longest, &longest, None)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// Control characters (NUL, newline, escape, DEL) are `InvalidInput` everywhere.
+pub async fn control_characters_are_rejected(ctx: TestContext) {
+    for id in ["a\0b", "line\nbreak", "\u{1b}[31m", "del\u{7f}"] {
+        every_operation_rejects(ctx.backend.as_ref(), id).await;
+    }
+}
+
+/// Rejected input leaves stored data as it was.
+pub async fn rejected_input_changes_nothing(ctx: TestContext) {
+    let b = &ctx.backend;
+    let session = b.create_session(NewSession::new("s1", "u1")).await.unwrap();
+    b.append_message("s1", NewMessage::new("user", "kept"))
+        .await
+        .unwrap();
+    let bad_batch = vec![
+        NewMessage::new("user", "a"),
+        NewMessage::new("user", "b").with_client_id(""),
+    ];
+    assert_kind(
+        b.append_messages("s1", bad_batch).await,
+        ErrorKind::InvalidInput,
+    );
+    let bad_update = SessionUpdate::default().request(1);
+    assert_kind(
+        b.update_session("", bad_update).await,
+        ErrorKind::InvalidInput,
+    );
+    assert_eq!(b.get_session("s1").await.unwrap(), Some(session));
+    assert_eq!(b.get_conversation_history("s1", 10).await.unwrap().len(), 1);
+}
+
+/// Hostile session ids are stored verbatim; each reaches only its own session,
+/// conversation and context, and deleting one deletes no other.
+pub async fn hostile_session_ids_are_isolated(ctx: TestContext) {
+    let b = &ctx.backend;
+    for id in HOSTILE_IDS {
+        b.create_session(NewSession::new(*id, *id)).await.unwrap();
+        b.append_message(id, NewMessage::new("user", *id).with_client_id(*id))
+            .await
+            .unwrap();
+        b.store_task_context(id, json!(id), ExpectedVersion::Any)
+            .await
+            .unwrap();
+    }
+    for id in HOSTILE_IDS {
+        let session = b.get_session(id).await.unwrap().unwrap();
+        assert_eq!((session.id.as_str(), session.user_id.as_str()), (*id, *id));
+        let history = b.get_conversation_history(id, 10).await.unwrap();
+        assert_eq!(history.len(), 1, "conversation of {id:?}");
+        assert_eq!(history[0].content, json!(id));
+        assert_eq!(
+            b.get_task_context(id).await.unwrap().unwrap().value,
+            json!(id)
+        );
+        let own = SessionQuery {
+            user_id: Some(id.to_string()),
+            ..SessionQuery::default()
+        };
+        let listed = b.list_sessions(own).await.unwrap();
+        assert_eq!(
+            listed.items.len(),
+            1,
+            "user {id:?} lists only its own session"
+        );
+    }
+    let all = SessionQuery {
+        limit: 1000,
+        ..SessionQuery::default()
+    };
+    assert_eq!(
+        b.list_sessions(all).await.unwrap().items.len(),
+        HOSTILE_IDS.len()
+    );
+    assert!(b.delete_session("*").await.unwrap());
+    assert!(b.delete_session("%").await.unwrap());
+    for id in HOSTILE_IDS.iter().filter(|id| !["*", "%"].contains(id)) {
+        assert!(
+            b.get_session(id).await.unwrap().is_some(),
+            "{id:?} survives deleting * and %"
+        );
+        assert_eq!(b.get_conversation_history(id, 10).await.unwrap().len(), 1);
+        assert!(b.get_task_context(id).await.unwrap().is_some());
+    }
+}
+
+/// Hostile thread ids, namespaces and checkpoint ids are isolated.
+pub async fn hostile_thread_ids_are_isolated(ctx: TestContext) {
+    let b = &ctx.backend;
+    for (n, id) in HOSTILE_IDS.iter().enumerate() {
+        let cp = checkpoint(id, id, id, &[("ch", id, json!(n))]);
+        let new = cp.all_versions();
+        b.put_checkpoint(cp, new).await.unwrap();
+        b.put_writes(
+            CheckpointKey::new(*id, *id).in_namespace(*id),
+            id,
+            id,
+            vec![((*id).into(), json!(n))],
+        )
+        .await
+        .unwrap();
+    }
+    for (n, id) in HOSTILE_IDS.iter().enumerate() {
+        let tuple = b.get_checkpoint(id, id, None).await.unwrap().unwrap();
+        assert_eq!(tuple.checkpoint.id, *id);
+        assert_eq!(tuple.checkpoint.channel_values["ch"], json!(n));
+        assert_eq!(tuple.pending_writes.len(), 1, "writes of {id:?}");
+        let all = CheckpointQuery {
+            namespace: None,
+            ..CheckpointQuery::thread(*id)
+        };
+        assert_eq!(
+            b.list_checkpoints(all).await.unwrap().len(),
+            1,
+            "thread {id:?}"
+        );
+        assert_eq!(b.get_checkpoint(id, "", None).await.unwrap(), None);
+    }
+    assert_eq!(b.delete_thread("*").await.unwrap(), 1);
+    assert_eq!(b.delete_thread("%").await.unwrap(), 1);
+    for id in HOSTILE_IDS.iter().filter(|id| !["*", "%"].contains(id)) {
+        assert!(
+            b.get_checkpoint(id, id, None).await.unwrap().is_some(),
+            "{id:?} survives"
+        );
+    }
+}
+
+/// Hostile scopes and names are isolated; clearing `*` or `%` clears only that scope.
+pub async fn hostile_artifact_scopes_are_isolated(ctx: TestContext) {
+    let b = &ctx.backend;
+    for id in HOSTILE_IDS {
+        b.save_artifact(
+            id,
+            id,
+            NewArtifact::new("text/plain", id.as_bytes().to_vec()),
+        )
+        .await
+        .unwrap();
+    }
+    for id in HOSTILE_IDS {
+        assert_eq!(
+            b.list_artifacts(id).await.unwrap(),
+            [id.to_string()],
+            "scope {id:?}"
+        );
+        let artifact = b.get_artifact(id, id, None).await.unwrap().unwrap();
+        assert_eq!(artifact.data, id.as_bytes());
+    }
+    assert_eq!(b.clear_artifacts("*").await.unwrap(), 1);
+    assert_eq!(b.clear_artifacts("%").await.unwrap(), 1);
+    assert_eq!(b.clear_artifacts("..").await.unwrap(), 1);
+    for id in HOSTILE_IDS
+        .iter()
+        .filter(|id| !["*", "%", ".."].contains(id))
+    {
+        assert!(
+            b.artifact_exists(id, id, None).await.unwrap(),
+            "{id:?} survives"
+        );
+    }
+}

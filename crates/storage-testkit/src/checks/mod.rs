@@ -1,0 +1,14 @@
+//! The checks of the conformance suite, one module per contract.
+//!
+//! Every check is `pub async fn name(ctx: TestContext)` and panics on a violation. The list
+//! in [`conformance_tests!`](crate::conformance_tests) names each one.
+
+pub mod artifacts;
+pub mod checkpoints;
+pub mod conversation;
+pub mod input;
+pub mod lifecycle;
+pub mod namespaces;
+pub mod properties;
+pub mod sessions;
+pub mod task_context;

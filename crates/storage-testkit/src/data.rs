@@ -1,0 +1,92 @@
+//! Small builders and assertions the checks share.
+
+use std::fmt::Debug;
+
+use serde_json::{json, Value};
+use storage_core::{ChannelVersions, Checkpoint, ErrorKind, Metadata, Result};
+
+/// A JSON object literal as [`Metadata`]; panics if `value` is not an object.
+pub fn obj(value: Value) -> Metadata {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("expected a JSON object, got {other}"),
+    }
+}
+
+/// Asserts that `result` failed with `kind`, and returns the error message.
+#[track_caller]
+pub fn assert_kind<T: Debug>(result: Result<T>, kind: ErrorKind) -> String {
+    match result {
+        Ok(value) => panic!("expected a {kind} error, got Ok({value:?})"),
+        Err(err) => {
+            assert_eq!(err.kind(), kind, "expected {kind}, got: {err}");
+            err.to_string()
+        }
+    }
+}
+
+/// Ids that are syntax somewhere (key patterns, hash tags, SQL, LIKE, paths, shells) and
+/// must be plain data everywhere.
+pub const HOSTILE_IDS: &[&str] = &[
+    "*",
+    "a*",
+    "?",
+    "[a]",
+    ":",
+    "a:b",
+    "{a}",
+    "{",
+    "}",
+    "'",
+    "\"",
+    "%",
+    "a%",
+    "_",
+    "..",
+    "../a",
+    "a/b",
+    "/",
+    "\\",
+    "' OR '1'='1",
+    "x'); DROP TABLE sessions; --",
+    "$1",
+    "a b",
+    "é😀",
+];
+
+/// A checkpoint of `thread_id` in `namespace` whose channels are `(name, version, value)`.
+pub fn checkpoint(
+    thread_id: &str,
+    namespace: &str,
+    id: &str,
+    channels: &[(&str, &str, Value)],
+) -> Checkpoint {
+    let mut checkpoint = Checkpoint::new(thread_id, namespace, id);
+    for (name, version, value) in channels {
+        checkpoint
+            .channel_versions
+            .insert((*name).into(), (*version).into());
+        checkpoint
+            .channel_values
+            .insert((*name).into(), value.clone());
+    }
+    checkpoint
+}
+
+/// Versions map from `(channel, version)` pairs.
+pub fn versions(pairs: &[(&str, &str)]) -> ChannelVersions {
+    pairs
+        .iter()
+        .map(|(c, v)| ((*c).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// A checkpoint id that sorts after `n - 1` and before `n + 1`: zero-padded.
+pub fn cp_id(n: u32) -> String {
+    format!("cp-{n:06}")
+}
+
+/// A small structured message content.
+pub fn content(n: usize) -> Value {
+    json!({"text": format!("message {n}"), "n": n})
+}

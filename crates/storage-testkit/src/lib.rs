@@ -1,0 +1,190 @@
+//! The conformance suite every storage backend runs.
+//!
+//! Each rule of the contract is a plain `async fn` check in [`checks`], taking a
+//! [`TestContext`] whose backend lives in a namespace of its own, so the suite also runs
+//! against a shared server that already holds data. A backend crate runs the whole suite
+//! with one macro call in its `tests/conformance.rs`:
+//!
+//! ```ignore
+//! use std::sync::Arc;
+//! use storage_core::StorageBackend;
+//!
+//! async fn backend(namespace: String) -> Arc<dyn StorageBackend> {
+//!     Arc::new(storage_memory::MemoryBackend::new(&namespace).unwrap())
+//! }
+//!
+//! storage_testkit::conformance_tests!(backend);
+//! ```
+//!
+//! The macro expands to one named `#[tokio::test]` per check (`sessions::create_then_get`,
+//! ...), so the test crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
+//! dev-dependency.
+
+pub mod checks;
+mod context;
+pub mod data;
+
+pub use context::{BackendFactory, TestContext};
+
+/// Runs one check against a fresh namespace of the backend `factory` builds.
+///
+/// Used by [`conformance_tests!`]; call it directly to run a single check by hand.
+pub async fn run_check<F, Fut, C, CFut>(factory: F, check: C)
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = std::sync::Arc<dyn storage_core::StorageBackend>>
+        + Send
+        + 'static,
+    C: FnOnce(TestContext) -> CFut,
+    CFut: std::future::Future<Output = ()>,
+{
+    let ctx = TestContext::new(BackendFactory::new(factory)).await;
+    check(ctx).await;
+}
+
+/// Expands to one `#[tokio::test]` per conformance check, grouped in one module per
+/// contract (`sessions::create_then_get`, `checkpoints::latest_is_greatest_id`, ...).
+///
+/// `$factory` names an `async fn(String) -> Arc<dyn StorageBackend>` in the calling module
+/// that builds a backend for the given namespace. See the crate documentation.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:ident) => {
+        $crate::__conformance_modules! {
+            $factory;
+            sessions {
+                create_then_get,
+                create_existing_is_already_exists,
+                concurrent_creates_have_one_winner,
+                get_missing_is_none,
+                update_or_end_missing_is_not_found,
+                update_merges_metadata_top_level,
+                update_counts_requests_time_and_errors,
+                concurrent_increments_are_exact,
+                end_records_status_and_time,
+                update_advances_last_activity,
+                delete_removes_conversation_and_context,
+                delete_then_recreate_starts_fresh,
+                batch_create_reports_existing,
+                batch_create_rejects_bad_batches_whole,
+                batch_get_keeps_input_order,
+                list_filters_by_user_and_status,
+                list_orders_by_last_activity,
+                list_pages_cover_everything_once,
+                list_rejects_bad_cursor_and_limit,
+            }
+            conversation {
+                append_assigns_sequences_from_one,
+                concurrent_appends_are_gapless,
+                client_id_replay_adds_nothing,
+                concurrent_replays_store_once,
+                history_is_last_n_oldest_first,
+                history_edge_cases,
+                paging_forward_after,
+                paging_backward_before,
+                batch_append_is_consecutive,
+                concurrent_batches_stay_whole,
+                batch_append_dedupes_stored_client_ids,
+                batch_append_rejects_bad_batches_whole,
+                pop_last_does_not_reuse_numbers,
+                pop_last_on_empty_is_none,
+                clear_keeps_numbering,
+                conversations_are_per_session,
+            }
+            checkpoints {
+                put_then_get_by_id,
+                latest_is_greatest_id,
+                unknown_id_is_none_not_latest,
+                namespaces_are_separate_chains,
+                list_order_before_and_limit,
+                list_returns_values_and_writes,
+                list_filter_is_exact_and_type_strict,
+                list_without_namespace_covers_all,
+                unchanged_channels_are_not_rewritten,
+                channels_without_values_are_absent,
+                put_again_replaces_record_not_values,
+                parent_is_what_the_caller_names,
+                inconsistent_new_versions_store_nothing,
+                normal_writes_first_writer_wins,
+                special_writes_last_writer_wins,
+                writes_are_ordered_by_path_task_index,
+                writes_belong_to_their_checkpoint_id,
+                concurrent_puts_are_all_visible,
+                delete_thread_removes_every_namespace,
+                prune_keeps_newest_and_shared_values,
+                copy_thread_copies_everything,
+                copy_thread_refuses_occupied_or_missing,
+                delete_for_runs_removes_matching,
+                generated_ids_order_checkpoints,
+            }
+            task_context {
+                missing_is_none,
+                store_overwrites_and_versions_increase,
+                stale_version_conflicts_and_changes_nothing,
+                concurrent_compare_and_set_has_one_winner,
+                optimistic_loop_loses_no_update,
+                delete_is_per_session,
+                typed_round_trip,
+            }
+            artifacts {
+                save_then_get,
+                versions_count_from_zero,
+                exists_by_name_and_version,
+                list_names_and_versions,
+                delete_one_version,
+                delete_all_versions,
+                clear_touches_only_its_scope,
+                concurrent_saves_get_distinct_versions,
+                binary_and_empty_content_round_trip,
+                streaming_round_trip,
+                streaming_size_limit_stores_nothing,
+                json_documents_round_trip,
+            }
+            input {
+                empty_ids_are_rejected,
+                id_length_limit_is_256_bytes,
+                control_characters_are_rejected,
+                rejected_input_changes_nothing,
+                hostile_session_ids_are_isolated,
+                hostile_thread_ids_are_isolated,
+                hostile_artifact_scopes_are_isolated,
+            }
+            namespaces {
+                sessions_are_invisible_across_namespaces,
+                checkpoints_are_invisible_across_namespaces,
+                artifacts_are_invisible_across_namespaces,
+                cleanup_stays_in_its_namespace,
+                same_namespace_is_shared,
+            }
+            lifecycle {
+                initialize_is_idempotent,
+                health_check_reports_healthy,
+                metrics_name_their_backend,
+                cleanup_removes_idle_sessions_with_their_data,
+                cleanup_counts_each_session_once,
+            }
+            properties {
+                session_and_message_json_round_trips,
+                checkpoint_json_round_trips,
+                context_and_artifact_json_round_trips,
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_modules {
+    ($factory:ident; $($module:ident { $($check:ident,)+ })+) => {
+        $(
+            mod $module {
+                $(
+                    #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $check() {
+                        $crate::run_check(super::$factory, $crate::checks::$module::$check).await;
+                    }
+                )+
+            }
+        )+
+    };
+}

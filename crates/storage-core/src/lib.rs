@@ -26,6 +26,7 @@ pub mod error;
 pub mod ext;
 pub mod json;
 pub mod page;
+pub mod prelude;
 pub mod session;
 pub mod task_context;
 pub mod time;

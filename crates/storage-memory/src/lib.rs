@@ -27,3 +27,8 @@ mod store;
 pub use backend::MemoryBackend;
 pub use config::MemoryConfig;
 pub use store::MemoryStore;
+
+/// The README's example, compiled and run as a doc test so it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;

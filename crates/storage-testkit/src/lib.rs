@@ -20,6 +20,7 @@
 //! ...), so the test crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
 //! dev-dependency.
 
+pub mod bench;
 pub mod checks;
 mod context;
 pub mod data;

@@ -1,0 +1,17 @@
+//! Every store trait and typed extension, for one glob import.
+//!
+//! ```
+//! use storage_core::prelude::*;
+//!
+//! async fn greet(storage: &dyn StorageBackend) -> storage_core::Result<u64> {
+//!     let message = storage.append_message("s1", NewMessage::new("user", "hi")).await?;
+//!     Ok(message.sequence)
+//! }
+//! ```
+
+pub use crate::ext::{ArtifactStoreExt, CheckpointStoreExt, TaskContextStoreExt};
+pub use crate::{
+    ArtifactStore, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, ConversationStore,
+    ExpectedVersion, MessageRange, NewArtifact, NewMessage, NewSession, SessionQuery,
+    SessionStatus, SessionStore, SessionUpdate, StorageBackend, TaskContextStore,
+};

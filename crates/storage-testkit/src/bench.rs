@@ -1,0 +1,383 @@
+//! The shared benchmark workload: the same operations timed on every backend, so figures
+//! compare across backends and against each backend's raw driver.
+//!
+//! A backend's bench target (`harness = false`) builds a backend and calls [`Workload::run`];
+//! `cargo xtask bench <backend>` runs it. Figures are printed, never asserted: targets are
+//! read off the output, not enforced by timed tests.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use storage_core::{
+    Checkpoint, ExpectedVersion, NewArtifact, NewMessage, NewSession, SessionUpdate, StorageBackend,
+};
+
+/// Latency figures of one measured operation.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// What was measured, e.g. `get_session`.
+    pub name: String,
+    /// Concurrent callers.
+    pub concurrency: usize,
+    /// Operations completed.
+    pub ops: usize,
+    /// Operations per second over the whole run.
+    pub ops_per_sec: f64,
+    /// Median latency.
+    pub p50: Duration,
+    /// 99th percentile latency.
+    pub p99: Duration,
+}
+
+impl Measurement {
+    /// The header matching [`Measurement::row`].
+    pub fn header() -> String {
+        format!(
+            "{:<34} {:>5} {:>9} {:>13} {:>10} {:>10}",
+            "operation", "conc", "ops", "ops/s", "p50 us", "p99 us"
+        )
+    }
+
+    /// One aligned line of figures.
+    pub fn row(&self) -> String {
+        format!(
+            "{:<34} {:>5} {:>9} {:>13.0} {:>10.2} {:>10.2}",
+            self.name,
+            self.concurrency,
+            self.ops,
+            self.ops_per_sec,
+            self.p50.as_secs_f64() * 1e6,
+            self.p99.as_secs_f64() * 1e6
+        )
+    }
+}
+
+/// Runs `op(i)` for `i` in `0..ops` from `concurrency` tasks, timing each call.
+///
+/// With concurrency 1 the calls run one after another on the current task; otherwise
+/// `concurrency` tasks share the range. Panics if an operation fails: a benchmark of
+/// failing calls measures nothing.
+pub async fn measure<F, Fut>(name: &str, concurrency: usize, ops: usize, op: F) -> Measurement
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let mut latencies: Vec<u64> = if concurrency <= 1 {
+        let mut latencies = Vec::with_capacity(ops);
+        for i in 0..ops {
+            let t = Instant::now();
+            op(i).await;
+            latencies.push(t.elapsed().as_nanos() as u64);
+        }
+        latencies
+    } else {
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|task| {
+                let op = op.clone();
+                tokio::spawn(async move {
+                    let mut latencies = Vec::with_capacity(ops / concurrency + 1);
+                    for i in (task..ops).step_by(concurrency) {
+                        let t = Instant::now();
+                        op(i).await;
+                        latencies.push(t.elapsed().as_nanos() as u64);
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(ops);
+        for task in tasks {
+            all.extend(task.await.expect("benchmark task panicked"));
+        }
+        all
+    };
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        let index = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
+        Duration::from_nanos(latencies.get(index).copied().unwrap_or(0))
+    };
+    Measurement {
+        name: name.to_owned(),
+        concurrency,
+        ops,
+        ops_per_sec: ops as f64 / elapsed.as_secs_f64(),
+        p50: percentile(0.50),
+        p99: percentile(0.99),
+    }
+}
+
+/// Sizes of the shared workload.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Operations per measured session/conversation/artifact row.
+    pub ops: usize,
+    /// Operations per measured checkpoint row.
+    pub checkpoint_ops: usize,
+    /// Conversation lengths at which history last-50 is measured.
+    pub history_lengths: Vec<usize>,
+    /// Concurrency levels each row is measured at.
+    pub concurrency: Vec<usize>,
+}
+
+impl Workload {
+    /// Reads `--ops N`, `--history 1000,100000` and `--concurrency 1,32` from the command
+    /// line over the given defaults, ignoring what cargo's bench runner adds (`--bench`).
+    pub fn from_args(mut self) -> Self {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut i = 0;
+        while i < args.len() {
+            let value = args.get(i + 1);
+            let list = |v: Option<&String>| -> Vec<usize> {
+                v.map(|v| {
+                    v.split(',')
+                        .map(|n| n.trim().parse().expect("a number"))
+                        .collect()
+                })
+                .expect("a value after the flag")
+            };
+            match args[i].as_str() {
+                "--ops" => {
+                    self.ops = value.expect("--ops N").parse().expect("--ops N");
+                    self.checkpoint_ops = self.ops.min(self.checkpoint_ops);
+                    i += 1;
+                }
+                "--history" => {
+                    self.history_lengths = list(value);
+                    i += 1;
+                }
+                "--concurrency" => {
+                    self.concurrency = list(value);
+                    i += 1;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self
+    }
+
+    /// Runs every row of the workload on `backend`, printing each as it completes, and
+    /// returns them all.
+    pub async fn run(&self, backend: Arc<dyn StorageBackend>) -> Vec<Measurement> {
+        println!("{}", Measurement::header());
+        let mut rows = Vec::new();
+        let mut report = |m: Measurement| {
+            println!("{}", m.row());
+            rows.push(m);
+        };
+        for &conc in &self.concurrency {
+            let tag = format!("c{conc}");
+            let b = backend.clone();
+            let t = tag.clone();
+            report(
+                measure("create_session", conc, self.ops, move |i| {
+                    let b = b.clone();
+                    let id = format!("{t}-s{i}");
+                    async move {
+                        b.create_session(NewSession::new(id, "bench-user"))
+                            .await
+                            .unwrap();
+                    }
+                })
+                .await,
+            );
+            let ids: Arc<Vec<String>> = Arc::new(
+                (0..self.ops.min(1000))
+                    .map(|i| format!("{tag}-s{i}"))
+                    .collect(),
+            );
+            let b = backend.clone();
+            let pool = ids.clone();
+            report(
+                measure("get_session", conc, self.ops, move |i| {
+                    let b = b.clone();
+                    let pool = pool.clone();
+                    async move {
+                        let id = &pool[i % pool.len()];
+                        assert!(b.get_session(id).await.unwrap().is_some());
+                    }
+                })
+                .await,
+            );
+            let b = backend.clone();
+            let pool = ids.clone();
+            report(
+                measure("update_session", conc, self.ops, move |i| {
+                    let b = b.clone();
+                    let pool = pool.clone();
+                    async move {
+                        let update = SessionUpdate::default().request(3);
+                        b.update_session(&pool[i % pool.len()], update)
+                            .await
+                            .unwrap();
+                    }
+                })
+                .await,
+            );
+            let b = backend.clone();
+            let pool = ids.clone();
+            report(
+                measure("append_message", conc, self.ops, move |i| {
+                    let b = b.clone();
+                    let pool = pool.clone();
+                    async move {
+                        let session = &pool[i % pool.len()];
+                        let message = NewMessage::new(
+                            "user",
+                            json!({"text": "benchmark message body", "i": i}),
+                        );
+                        b.append_message(session, message).await.unwrap();
+                    }
+                })
+                .await,
+            );
+            for &length in &self.history_lengths {
+                let session = format!("{tag}-history-{length}");
+                fill_conversation(backend.as_ref(), &session, length).await;
+                let b = backend.clone();
+                report(
+                    measure(
+                        &format!("history_last50@{length}"),
+                        conc,
+                        self.ops,
+                        move |_| {
+                            let b = b.clone();
+                            let session = session.clone();
+                            async move {
+                                assert_eq!(
+                                    b.get_conversation_history(&session, 50)
+                                        .await
+                                        .unwrap()
+                                        .len(),
+                                    50.min(length)
+                                );
+                            }
+                        },
+                    )
+                    .await,
+                );
+            }
+            let b = backend.clone();
+            let t = tag.clone();
+            report(
+                measure("put_checkpoint_10ch", conc, self.checkpoint_ops, move |i| {
+                    let b = b.clone();
+                    let thread = format!("{t}-thread-{}", i % 64);
+                    async move {
+                        let (checkpoint, new_versions) = ten_channel_checkpoint(&thread, i);
+                        b.put_checkpoint(checkpoint, new_versions).await.unwrap();
+                    }
+                })
+                .await,
+            );
+            let b = backend.clone();
+            let t = tag.clone();
+            report(
+                measure("get_checkpoint_10ch", conc, self.checkpoint_ops, move |i| {
+                    let b = b.clone();
+                    let thread = format!("{t}-thread-{}", i % 64);
+                    async move {
+                        let tuple = b.get_checkpoint(&thread, "", None).await.unwrap().unwrap();
+                        assert_eq!(tuple.checkpoint.channel_values.len(), 10);
+                    }
+                })
+                .await,
+            );
+            let b = backend.clone();
+            let t = tag.clone();
+            let kib = bytes::Bytes::from(vec![7u8; 1024]);
+            report(
+                measure("save_artifact_1KiB", conc, self.ops, move |i| {
+                    let b = b.clone();
+                    let scope = format!("{t}-scope");
+                    let artifact = NewArtifact::new("application/octet-stream", kib.clone());
+                    async move {
+                        b.save_artifact(&scope, &format!("a{}", i % 256), artifact)
+                            .await
+                            .unwrap();
+                    }
+                })
+                .await,
+            );
+            let b = backend.clone();
+            report(
+                measure("get_artifact_1KiB", conc, self.ops, move |i| {
+                    let b = b.clone();
+                    let scope = format!("{tag}-scope");
+                    async move {
+                        let artifact = b
+                            .get_artifact(&scope, &format!("a{}", i % 256), None)
+                            .await
+                            .unwrap();
+                        assert_eq!(artifact.unwrap().data.len(), 1024);
+                    }
+                })
+                .await,
+            );
+            let b = backend.clone();
+            report(
+                measure("store_task_context", conc, self.ops, move |i| {
+                    let b = b.clone();
+                    async move {
+                        let session = format!("ctx-{}", i % 1000);
+                        b.store_task_context(&session, json!({"step": i}), ExpectedVersion::Any)
+                            .await
+                            .unwrap();
+                    }
+                })
+                .await,
+            );
+        }
+        rows
+    }
+}
+
+/// Appends `length` messages to `session` in batches.
+pub async fn fill_conversation(backend: &dyn StorageBackend, session: &str, length: usize) {
+    let mut stored = 0;
+    while stored < length {
+        let batch = (stored..length.min(stored + 1000))
+            .map(|i| NewMessage::new("user", json!({"text": "history filler message", "i": i})))
+            .collect::<Vec<_>>();
+        stored += batch.len();
+        backend.append_messages(session, batch).await.unwrap();
+    }
+}
+
+/// Step `i` of one of 64 threads with ten channels: a thread's first step (`i < 64`)
+/// stores all ten values at version 0; every later step changes a single channel, as a
+/// LangGraph node typically does, and stores only that value.
+pub fn ten_channel_checkpoint(
+    thread: &str,
+    i: usize,
+) -> (Checkpoint, storage_core::ChannelVersions) {
+    let changed = (i >= 64).then_some(i % 10);
+    let mut checkpoint = Checkpoint::new(thread, "", storage_core::new_checkpoint_id());
+    for channel in 0..10 {
+        let version = if changed == Some(channel) { i + 1 } else { 0 };
+        checkpoint
+            .channel_versions
+            .insert(format!("ch{channel}"), format!("{version:08}"));
+        checkpoint.channel_values.insert(
+            format!("ch{channel}"),
+            json!({"channel": channel, "step": version}),
+        );
+    }
+    checkpoint.metadata.insert("step".into(), json!(i));
+    let mut new_versions = checkpoint.channel_versions.clone();
+    if let Some(changed) = changed {
+        let name = format!("ch{changed}");
+        new_versions.retain(|channel, _| *channel == name);
+    }
+    (checkpoint, new_versions)
+}
+
+/// Prints `label: a/b = ratio` for two figures measured in the same run.
+pub fn print_ratio(label: &str, ours: f64, raw: f64) {
+    println!("{label}: {ours:.0} / {raw:.0} = {:.3}", ours / raw);
+}

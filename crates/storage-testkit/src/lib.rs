@@ -159,6 +159,7 @@ macro_rules! conformance_tests {
             }
             lifecycle {
                 initialize_is_idempotent,
+                operations_after_close_fail_as_connection,
                 health_check_reports_healthy,
                 metrics_name_their_backend,
                 cleanup_removes_idle_sessions_with_their_data,
@@ -188,4 +189,45 @@ macro_rules! __conformance_modules {
             }
         )+
     };
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every `pub async fn` check in `src/checks/` is listed in `conformance_tests!`, so no
+    /// check is written and then silently never run.
+    #[test]
+    fn every_check_is_listed_in_the_macro() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let lib = std::fs::read_to_string(root.join("lib.rs")).unwrap();
+        let macro_body = &lib[lib.find("macro_rules! conformance_tests").unwrap()..];
+        let mut missing = Vec::new();
+        let mut count = 0;
+        for entry in std::fs::read_dir(root.join("checks")).unwrap() {
+            let path = entry.unwrap().path();
+            let module = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            if module == "mod" {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).unwrap();
+            let listed = macro_body
+                .split(&format!("{module} {{"))
+                .nth(1)
+                .and_then(|rest| rest.split('}').next())
+                .unwrap_or_else(|| panic!("module {module} is not in the macro"));
+            for line in source.lines() {
+                if let Some(rest) = line.strip_prefix("pub async fn ") {
+                    let name = rest.split('(').next().unwrap();
+                    count += 1;
+                    if !listed.contains(&format!("{name},")) {
+                        missing.push(format!("{module}::{name}"));
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "checks not listed in conformance_tests!: {missing:?}"
+        );
+        assert!(count >= 80, "the suite has {count} checks");
+    }
 }

@@ -107,3 +107,23 @@ pub async fn cleanup_counts_each_session_once(ctx: TestContext) {
         0
     );
 }
+
+/// After `close`, operations fail with a `Connection` error (no panic, no hang), and the
+/// data is still there for a backend that was not closed.
+pub async fn operations_after_close_fail_as_connection(ctx: TestContext) {
+    ctx.backend
+        .create_session(NewSession::new("s1", "u1"))
+        .await
+        .unwrap();
+    ctx.backend.close().await.unwrap();
+    let err = ctx.backend.get_session("s1").await.unwrap_err();
+    assert_eq!(err.kind(), storage_core::ErrorKind::Connection, "{err}");
+    let err = ctx
+        .backend
+        .append_message("s1", NewMessage::new("user", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), storage_core::ErrorKind::Connection, "{err}");
+    let twin = ctx.same_namespace().await;
+    assert!(twin.get_session("s1").await.unwrap().is_some());
+}

@@ -378,8 +378,9 @@ pub trait CheckpointStore: Send + Sync {
     async fn delete_thread(&self, thread_id: &str) -> Result<u64>;
 
     /// Keeps the newest `keep_last` checkpoints of each namespace of the thread and removes
-    /// the rest with their writes, and every value no survivor uses. Returns how many
-    /// checkpoints were removed.
+    /// the rest with their writes, and every value no survivor uses. `keep_last` must be at
+    /// least 1 (`InvalidInput` otherwise; use `delete_thread` to remove everything). Returns
+    /// how many checkpoints were removed.
     async fn prune_checkpoints(&self, thread_id: &str, keep_last: usize) -> Result<u64>;
 
     /// Copies a whole thread (every namespace, checkpoint, value and write, with their ids)

@@ -24,6 +24,7 @@ pub mod bench;
 pub mod checks;
 mod context;
 pub mod data;
+pub mod servers;
 
 pub use context::{BackendFactory, TestContext};
 
@@ -153,6 +154,7 @@ macro_rules! conformance_tests {
             namespaces {
                 sessions_are_invisible_across_namespaces,
                 checkpoints_are_invisible_across_namespaces,
+                hostile_ids_stay_in_their_namespace,
                 artifacts_are_invisible_across_namespaces,
                 cleanup_stays_in_its_namespace,
                 same_namespace_is_shared,

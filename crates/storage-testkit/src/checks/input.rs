@@ -125,7 +125,10 @@ pub async fn id_length_limit_is_256_bytes(ctx: TestContext) {
     b.save_artifact(&longest, &longest, NewArtifact::new("text/plain", "x"))
         .await
         .unwrap();
-    assert_eq!(b.list_artifacts(&longest).await.unwrap(), vec![longest.clone()]);
+    assert_eq!(
+        b.list_artifacts(&longest).await.unwrap(),
+        vec![longest.clone()]
+    );
     let cp = checkpoint(&longest, &longest, &longest, &[]);
     b.put_checkpoint(cp, Default::default()).await.unwrap();
     assert!(b

@@ -153,3 +153,52 @@ pub async fn same_namespace_is_shared(ctx: TestContext) {
         .unwrap();
     assert_eq!(twin.get_task_context("s1").await.unwrap(), Some(stored));
 }
+
+/// Hostile ids used in another namespace (creating, deleting, clearing, expiring) never
+/// reach this namespace's records with the same ids.
+pub async fn hostile_ids_stay_in_their_namespace(ctx: TestContext) {
+    let other = ctx.other_namespace().await;
+    let b = &ctx.backend;
+    for id in crate::data::HOSTILE_IDS {
+        b.create_session(NewSession::new(*id, *id)).await.unwrap();
+        b.append_message(id, NewMessage::new("user", *id))
+            .await
+            .unwrap();
+        let cp = checkpoint(id, "", id, &[("ch", "1", json!(id))]);
+        let new = cp.all_versions();
+        b.put_checkpoint(cp, new).await.unwrap();
+        b.save_artifact(id, id, NewArtifact::new("text/plain", "x"))
+            .await
+            .unwrap();
+    }
+    for id in crate::data::HOSTILE_IDS {
+        other
+            .create_session(NewSession::new(*id, *id))
+            .await
+            .unwrap();
+        assert!(other.delete_session(id).await.unwrap());
+        assert_eq!(other.clear_conversation(id).await.unwrap(), 0);
+        assert_eq!(other.delete_thread(id).await.unwrap(), 0);
+        assert_eq!(other.clear_artifacts(id).await.unwrap(), 0);
+    }
+    other
+        .cleanup_expired_sessions(Duration::ZERO)
+        .await
+        .unwrap();
+    for id in crate::data::HOSTILE_IDS {
+        assert!(b.get_session(id).await.unwrap().is_some(), "session {id:?}");
+        assert_eq!(
+            b.get_conversation_history(id, 5).await.unwrap().len(),
+            1,
+            "history {id:?}"
+        );
+        assert!(
+            b.get_checkpoint(id, "", None).await.unwrap().is_some(),
+            "thread {id:?}"
+        );
+        assert!(
+            b.artifact_exists(id, id, None).await.unwrap(),
+            "scope {id:?}"
+        );
+    }
+}

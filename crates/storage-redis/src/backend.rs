@@ -1,0 +1,1736 @@
+//! [`RedisBackend`]: every store trait on Redis.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_redis::redis::{self, Value};
+use serde_json::Value as Json;
+use storage_core::artifact::{check_artifact_size, sha256_hex, validate_artifact_address};
+use storage_core::checkpoint::{
+    indexed_writes, sort_writes, validate_checkpoint_namespace, validate_put_writes,
+};
+use storage_core::conversation::validate_append;
+use storage_core::session::{end_session_record, validate_new_sessions, SessionCursor};
+use storage_core::validate::{validate_id, validate_limit};
+use storage_core::{
+    time, wire, Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, Bytes,
+    ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
+    ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange, Metadata, NewArtifact,
+    NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionMetrics, SessionQuery,
+    SessionStatus, SessionStore, SessionUpdate, StorageBackend, StorageError, TaskContext,
+    TaskContextStore,
+};
+
+use crate::config::RedisConfig;
+use crate::error::{unexpected_reply, BACKEND};
+use crate::keys::{blob_field, decode_id, encode_id, write_field, Keys, ThreadKeys};
+use crate::pool::{eval_cmd, from_value, Client, Pool};
+use crate::scripts::Scripts;
+
+/// A hash read whole: field to raw value.
+type FieldMap = HashMap<String, Vec<u8>>;
+
+/// How many index entries one listing or cleanup step reads.
+const INDEX_BATCH: usize = 256;
+/// How often prune retries a namespace that changed under it.
+const PRUNE_ATTEMPTS: usize = 8;
+
+/// The Redis backend, standalone or on Redis Cluster. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct RedisBackend {
+    config: RedisConfig,
+    keys: Keys,
+    client: Client,
+    scripts: Scripts,
+}
+
+/// Names the operation on an error.
+fn op(name: &'static str) -> impl Fn(StorageError) -> StorageError {
+    move |err| err.with_backend(BACKEND).with_operation(name)
+}
+
+fn ttl_ms(secs: Option<u64>) -> String {
+    secs.map_or(0, |secs| secs.saturating_mul(1000)).to_string()
+}
+
+/// A `u64` counter increment as Redis's `HINCRBY` takes it (a signed 64-bit integer).
+fn increment(value: u64) -> String {
+    value.min(i64::MAX as u64).to_string()
+}
+
+fn parse_u64(fields: &HashMap<String, String>, name: &str) -> Result<u64> {
+    fields
+        .get(name)
+        .map_or(Ok(0), |value| value.parse())
+        .map_err(|_| corrupt(&format!("session field {name}")))
+}
+
+fn parse_micros(value: &str, what: &str) -> Result<time::Timestamp> {
+    value
+        .parse::<i64>()
+        .map(time::from_micros)
+        .map_err(|_| corrupt(what))
+}
+
+fn corrupt(what: &str) -> StorageError {
+    StorageError::serialization(format!("stored {what} is malformed")).with_backend(BACKEND)
+}
+
+/// The fields of a new session's hash.
+fn session_fields(session: &Session) -> Result<Vec<(String, String)>> {
+    let micros = |at| time::to_micros(at).to_string();
+    let mut fields = vec![
+        ("v".to_owned(), wire::FORMAT_VERSION.to_string()),
+        ("id".to_owned(), session.id.clone()),
+        ("user".to_owned(), session.user_id.clone()),
+        ("status".to_owned(), session.status.as_str().to_owned()),
+        ("created".to_owned(), micros(session.created_at)),
+        ("activity".to_owned(), micros(session.last_activity)),
+        (
+            "requests".to_owned(),
+            session.metrics.request_count.to_string(),
+        ),
+        (
+            "processing_ms".to_owned(),
+            session.metrics.total_processing_ms.to_string(),
+        ),
+        ("errors".to_owned(), session.metrics.error_count.to_string()),
+    ];
+    if let Some(ended) = session.ended_at {
+        fields.push(("ended".to_owned(), micros(ended)));
+    }
+    if let Some(error) = &session.metrics.last_error {
+        fields.push(("last_error".to_owned(), error.clone()));
+    }
+    for (key, value) in &session.metadata {
+        fields.push((format!("m:{key}"), serde_json::to_string(value)?));
+    }
+    Ok(fields)
+}
+
+/// A session from its hash; `None` for an empty (absent) hash.
+fn session_from_fields(fields: HashMap<String, String>) -> Result<Option<Session>> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .cloned()
+            .ok_or_else(|| corrupt(&format!("session without field {name}")))
+    };
+    let status = SessionStatus::parse(&text("status")?).map_err(|_| corrupt("session status"))?;
+    let mut metadata = Metadata::new();
+    for (field, value) in &fields {
+        if let Some(key) = field.strip_prefix("m:") {
+            metadata.insert(key.to_owned(), serde_json::from_str(value)?);
+        }
+    }
+    Ok(Some(Session {
+        id: text("id")?,
+        user_id: text("user")?,
+        status,
+        metadata,
+        metrics: SessionMetrics {
+            request_count: parse_u64(&fields, "requests")?,
+            total_processing_ms: parse_u64(&fields, "processing_ms")?,
+            error_count: parse_u64(&fields, "errors")?,
+            last_error: fields.get("last_error").cloned(),
+        },
+        created_at: parse_micros(&text("created")?, "session creation time")?,
+        last_activity: parse_micros(&text("activity")?, "session activity")?,
+        ended_at: fields
+            .get("ended")
+            .map(|value| parse_micros(value, "session end time"))
+            .transpose()?,
+    }))
+}
+
+fn decode_messages(members: Vec<Vec<u8>>) -> Result<Vec<Message>> {
+    members.iter().map(|member| wire::decode(member)).collect()
+}
+
+/// A score bound for a sequence: the float Redis compares, or infinity.
+fn sequence_bound(sequence: u64) -> String {
+    if sequence == u64::MAX {
+        "+inf".to_owned()
+    } else {
+        sequence.to_string()
+    }
+}
+
+impl RedisBackend {
+    /// A backend for `config`. Connects lazily; call [`StorageBackend::initialize`] to check
+    /// the server and load the scripts.
+    pub fn new(config: RedisConfig) -> Result<Self> {
+        config.validate().map_err(op("new"))?;
+        let pool = Pool::new(&config).map_err(op("new"))?;
+        Ok(RedisBackend {
+            keys: Keys::new(&config.key_prefix, &config.namespace),
+            client: Client {
+                pool,
+                command_timeout: config.command_timeout(),
+            },
+            scripts: Scripts::new(),
+            config,
+        })
+    }
+
+    /// The configuration this backend was built from.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// Sends one raw command through this backend's pool, with its deadline and error
+    /// classification (benchmarks compare against this; tools use it for diagnostics).
+    pub async fn raw_query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        self.client.query(cmd).await
+    }
+
+    /// The key of a session's record hash (for diagnostics and benchmarks).
+    pub fn session_key(&self, session_id: &str) -> String {
+        self.keys.session(session_id).session
+    }
+
+    /// The key of a session's message sorted set (for diagnostics and benchmarks).
+    pub fn messages_key(&self, session_id: &str) -> String {
+        self.keys.session(session_id).messages
+    }
+
+    /// The exact command [`ConversationStore::append_message`] sends for one message
+    /// already encoded with sequence 0 (benchmarks issue it raw to measure our overhead).
+    #[doc(hidden)]
+    pub fn raw_append_command(
+        &self,
+        session_id: &str,
+        client_id: &str,
+        encoded: &[u8],
+    ) -> redis::Cmd {
+        let keys = self.keys.session(session_id);
+        let ttl = ttl_ms(self.config.conversation_ttl_secs);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.scripts.append_messages.script.get_hash())
+            .arg(3)
+            .arg(&keys.sequence)
+            .arg(&keys.messages)
+            .arg(&keys.client_ids)
+            .arg(ttl)
+            .arg(1)
+            .arg(client_id)
+            .arg(encoded);
+        cmd
+    }
+
+    // ---- sessions -------------------------------------------------------------------
+
+    async fn index_activity(&self, entries: &[(&str, &str, i64)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (id, user, micros) in entries {
+            for key in [self.keys.activity(), self.keys.user_activity(user)] {
+                pipe.cmd("ZADD")
+                    .arg(key)
+                    .arg("GT")
+                    .arg(*micros)
+                    .arg(*id)
+                    .ignore();
+            }
+        }
+        self.client.pipeline::<()>(&pipe).await
+    }
+
+    async fn unindex(&self, entries: &[(String, Option<String>)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (id, user) in entries {
+            pipe.cmd("ZREM").arg(self.keys.activity()).arg(id).ignore();
+            if let Some(user) = user {
+                pipe.cmd("ZREM")
+                    .arg(self.keys.user_activity(user))
+                    .arg(id)
+                    .ignore();
+            }
+        }
+        self.client.pipeline::<()>(&pipe).await
+    }
+
+    async fn fetch_sessions(&self, ids: &[String]) -> Result<Vec<Option<Session>>> {
+        let cmds = ids
+            .iter()
+            .map(|id| {
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(self.keys.session(id).session);
+                cmd
+            })
+            .collect();
+        let replies = self.client.query_many(cmds).await?;
+        replies
+            .into_iter()
+            .map(|reply| session_from_fields(from_value(reply, "session hash")?))
+            .collect()
+    }
+
+    async fn session_script(
+        &self,
+        script: &crate::scripts::Lua,
+        id: &str,
+        args: &[&[u8]],
+    ) -> Result<Session> {
+        let key = self.keys.session(id).session;
+        let fields: Option<HashMap<String, String>> =
+            self.client.eval(script, &[&key], args).await?;
+        let session = fields
+            .map(session_from_fields)
+            .transpose()?
+            .flatten()
+            .ok_or_else(|| StorageError::not_found(format!("session {id:?} does not exist")))?;
+        self.index_activity(&[(
+            &session.id,
+            &session.user_id,
+            time::to_micros(session.last_activity),
+        )])
+        .await?;
+        Ok(session)
+    }
+
+    async fn create_many(&self, sessions: Vec<NewSession>) -> Result<BatchCreate> {
+        validate_new_sessions(&sessions)?;
+        let now = time::now();
+        let ttl = ttl_ms(self.config.session_ttl_secs);
+        let records: Vec<Session> = sessions.into_iter().map(|s| s.into_session(now)).collect();
+        let mut cmds = Vec::with_capacity(records.len());
+        for record in &records {
+            let key = self.keys.session(&record.id).session;
+            let fields = session_fields(record)?;
+            let mut args: Vec<&[u8]> = vec![ttl.as_bytes()];
+            for (field, value) in &fields {
+                args.push(field.as_bytes());
+                args.push(value.as_bytes());
+            }
+            cmds.push(eval_cmd(&self.scripts.create_session, &[&key], &args));
+        }
+        let replies = self.client.query_many(cmds).await?;
+        let mut outcome = BatchCreate::default();
+        for (record, reply) in records.into_iter().zip(replies) {
+            if from_value::<i64>(reply, "create result")? == 1 {
+                outcome.created.push(record);
+            } else {
+                outcome.already_existed.push(record.id);
+            }
+        }
+        let entries: Vec<(&str, &str, i64)> = outcome
+            .created
+            .iter()
+            .map(|s| {
+                (
+                    s.id.as_str(),
+                    s.user_id.as_str(),
+                    time::to_micros(s.last_activity),
+                )
+            })
+            .collect();
+        self.index_activity(&entries).await?;
+        Ok(outcome)
+    }
+
+    /// Removes sessions with their conversation and task context; `cutoff` (µs) removes
+    /// only those idle since then. Returns the ids removed.
+    async fn remove_sessions(&self, ids: &[String], cutoff: Option<i64>) -> Result<Vec<String>> {
+        let cutoff_arg = cutoff.map(|c| c.to_string()).unwrap_or_default();
+        let cmds = ids
+            .iter()
+            .map(|id| {
+                let keys = self.keys.session(id);
+                eval_cmd(
+                    &self.scripts.delete_session,
+                    &keys.all(),
+                    &[cutoff_arg.as_bytes()],
+                )
+            })
+            .collect();
+        let replies = self.client.query_many(cmds).await?;
+        let mut removed = Vec::new();
+        let mut stale = Vec::new();
+        let mut still_active = Vec::new();
+        for (id, reply) in ids.iter().zip(replies) {
+            let reply: Vec<String> = from_value(reply, "delete result")?;
+            match reply.first().map(String::as_str) {
+                Some("1") => {
+                    removed.push(id.clone());
+                    stale.push((id.clone(), reply.get(1).cloned()));
+                }
+                Some("0") => {
+                    let micros: i64 = reply.get(2).and_then(|m| m.parse().ok()).unwrap_or(0);
+                    still_active.push((
+                        id.clone(),
+                        reply.get(1).cloned().unwrap_or_default(),
+                        micros,
+                    ));
+                }
+                _ => stale.push((id.clone(), None)),
+            }
+        }
+        self.unindex(&stale).await?;
+        let active: Vec<(&str, &str, i64)> = still_active
+            .iter()
+            .map(|(id, user, micros)| (id.as_str(), user.as_str(), *micros))
+            .collect();
+        self.index_activity(&active).await?;
+        Ok(removed)
+    }
+
+    async fn list(&self, query: SessionQuery) -> Result<Page<Session>> {
+        let cursor = query.validate()?;
+        let index = match &query.user_id {
+            Some(user) => self.keys.user_activity(user),
+            None => self.keys.activity(),
+        };
+        let max = cursor
+            .as_ref()
+            .map_or_else(|| "+inf".to_owned(), |c| c.last_activity_micros.to_string());
+        let mut found: Vec<Session> = Vec::new();
+        let mut offset = 0;
+        let mut exhausted = false;
+        loop {
+            let entries: Vec<(String, f64)> = self
+                .client
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(&index)
+                        .arg(&max)
+                        .arg("-inf")
+                        .arg("BYSCORE")
+                        .arg("REV")
+                        .arg("LIMIT")
+                        .arg(offset)
+                        .arg(INDEX_BATCH)
+                        .arg("WITHSCORES"),
+                )
+                .await?;
+            offset += entries.len();
+            let lowest_score = entries.last().map(|(_, score)| *score);
+            let ids: Vec<String> = entries.into_iter().map(|(id, _)| id).collect();
+            for session in self.fetch_sessions(&ids).await?.into_iter().flatten() {
+                let wanted = cursor.as_ref().is_none_or(|c| c.precedes(&session))
+                    && query.user_id.as_ref().is_none_or(|u| *u == session.user_id)
+                    && query.status.is_none_or(|s| s == session.status);
+                if wanted {
+                    found.push(session);
+                }
+            }
+            found.sort_by(|a, b| {
+                b.last_activity
+                    .cmp(&a.last_activity)
+                    .then_with(|| a.id.cmp(&b.id))
+            });
+            if ids.len() < INDEX_BATCH {
+                exhausted = true;
+                break;
+            }
+            // Entries not read yet score at most `lowest_score`; once the page's last
+            // session is strictly newer, nothing unread can sort into the page.
+            if let (Some(lowest), Some(last)) = (lowest_score, found.get(query.limit - 1)) {
+                if (time::to_micros(last.last_activity) as f64) > lowest {
+                    break;
+                }
+            }
+        }
+        let more = found.len() > query.limit || !exhausted;
+        found.truncate(query.limit);
+        let next_cursor = match found.last() {
+            Some(last) if more => Some(SessionCursor::after(last).encode()),
+            _ => None,
+        };
+        Ok(Page {
+            items: found,
+            next_cursor,
+        })
+    }
+
+    async fn cleanup(&self, max_idle: Duration) -> Result<u64> {
+        let idle_micros = i64::try_from(max_idle.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = time::to_micros(time::now()).saturating_sub(idle_micros);
+        let mut removed = 0u64;
+        loop {
+            let ids: Vec<String> = self
+                .client
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(self.keys.activity())
+                        .arg("-inf")
+                        .arg(cutoff)
+                        .arg("BYSCORE")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(INDEX_BATCH),
+                )
+                .await?;
+            if ids.is_empty() {
+                return Ok(removed);
+            }
+            removed += self.remove_sessions(&ids, Some(cutoff)).await?.len() as u64;
+            if ids.len() < INDEX_BATCH {
+                return Ok(removed);
+            }
+        }
+    }
+
+    // ---- conversation ----------------------------------------------------------------
+
+    async fn append(&self, session_id: &str, messages: Vec<NewMessage>) -> Result<Vec<Message>> {
+        validate_append(session_id, &messages)?;
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys.session(session_id);
+        let now = time::now();
+        let ttl = ttl_ms(self.config.conversation_ttl_secs);
+        let count = messages.len().to_string();
+        let mut encoded = Vec::with_capacity(messages.len());
+        for message in messages {
+            let client_id = message.client_id.clone().unwrap_or_default();
+            // The script puts the allocated sequence in place of the 0.
+            encoded.push((
+                client_id,
+                wire::encode(&message.into_message(session_id, 0, now))?,
+            ));
+        }
+        let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), count.as_bytes()];
+        for (client_id, bytes) in &encoded {
+            args.push(client_id.as_bytes());
+            args.push(bytes);
+        }
+        let members: Vec<Vec<u8>> = self
+            .client
+            .eval(
+                &self.scripts.append_messages,
+                &[&keys.sequence, &keys.messages, &keys.client_ids],
+                &args,
+            )
+            .await?;
+        decode_messages(members)
+    }
+
+    async fn window(&self, session_id: &str, range: MessageRange) -> Result<Vec<Message>> {
+        validate_id("session id", session_id)?;
+        range.validate()?;
+        let Some((low, high)) = range.bounds() else {
+            return Ok(Vec::new());
+        };
+        let key = self.keys.session(session_id).messages;
+        let mut cmd = redis::cmd("ZRANGE");
+        if range.is_forward() {
+            cmd.arg(&key)
+                .arg(low)
+                .arg(sequence_bound(high))
+                .arg("BYSCORE");
+        } else {
+            cmd.arg(&key)
+                .arg(sequence_bound(high))
+                .arg(low)
+                .arg("BYSCORE")
+                .arg("REV");
+        }
+        cmd.arg("LIMIT").arg(0).arg(range.limit);
+        let mut members: Vec<Vec<u8>> = self.client.query(&cmd).await?;
+        if !range.is_forward() {
+            members.reverse();
+        }
+        decode_messages(members)
+    }
+
+    // ---- checkpoints ----------------------------------------------------------------
+
+    /// Resolves channel values and pending writes of checkpoints of one thread.
+    async fn load_tuples(
+        &self,
+        thread: &ThreadKeys,
+        checkpoints: Vec<Checkpoint>,
+    ) -> Result<Vec<CheckpointTuple>> {
+        if checkpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for checkpoint in &checkpoints {
+            let hex_ns = encode_id(&checkpoint.namespace);
+            let mut hmget = redis::cmd("HMGET");
+            hmget.arg(thread.blobs(&hex_ns));
+            for (channel, version) in &checkpoint.channel_versions {
+                hmget.arg(blob_field(channel, version));
+            }
+            if checkpoint.channel_versions.is_empty() {
+                pipe.cmd("ECHO").arg("");
+            } else {
+                pipe.add_command(hmget);
+            }
+            pipe.cmd("HVALS")
+                .arg(thread.writes(&hex_ns, &checkpoint.id));
+        }
+        let replies: Vec<Value> = self.client.pipeline(&pipe).await?;
+        let mut replies = replies.into_iter();
+        let mut tuples = Vec::with_capacity(checkpoints.len());
+        for mut checkpoint in checkpoints {
+            let values = replies
+                .next()
+                .ok_or_else(|| unexpected_reply("missing blobs"))?;
+            let writes = replies
+                .next()
+                .ok_or_else(|| unexpected_reply("missing writes"))?;
+            if !checkpoint.channel_versions.is_empty() {
+                let values: Vec<Option<Vec<u8>>> = from_value(values, "channel values")?;
+                for (channel, value) in checkpoint.channel_versions.keys().zip(values) {
+                    if let Some(bytes) = value {
+                        checkpoint
+                            .channel_values
+                            .insert(channel.clone(), wire::decode::<Json>(&bytes)?);
+                    }
+                }
+            }
+            let writes: Vec<Vec<u8>> = from_value(writes, "pending writes")?;
+            let mut pending_writes = writes
+                .iter()
+                .map(|bytes| wire::decode::<PendingWrite>(bytes))
+                .collect::<Result<Vec<_>>>()?;
+            sort_writes(&mut pending_writes);
+            tuples.push(CheckpointTuple {
+                checkpoint,
+                pending_writes,
+            });
+        }
+        Ok(tuples)
+    }
+
+    async fn namespaces_of(&self, thread: &ThreadKeys) -> Result<Vec<String>> {
+        self.client
+            .query(redis::cmd("SMEMBERS").arg(thread.namespaces()))
+            .await
+    }
+
+    /// The checkpoints of one namespace admitted by `query`, newest first, at most `limit`.
+    async fn list_namespace(
+        &self,
+        thread: &ThreadKeys,
+        hex_ns: &str,
+        query: &CheckpointQuery,
+    ) -> Result<Vec<Checkpoint>> {
+        let namespace = decode_id(hex_ns).ok_or_else(|| corrupt("checkpoint namespace"))?;
+        let max = query
+            .before
+            .as_ref()
+            .map_or_else(|| "+".to_owned(), |b| format!("({b}"));
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let mut found = Vec::new();
+        let mut offset = 0;
+        while found.len() < limit {
+            let batch = if query.filter.is_empty() {
+                (limit - found.len()).min(INDEX_BATCH)
+            } else {
+                INDEX_BATCH
+            };
+            let ids: Vec<String> = self
+                .client
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(thread.ids(hex_ns))
+                        .arg(&max)
+                        .arg("-")
+                        .arg("BYLEX")
+                        .arg("REV")
+                        .arg("LIMIT")
+                        .arg(offset)
+                        .arg(batch),
+                )
+                .await?;
+            if ids.is_empty() {
+                break;
+            }
+            offset += ids.len();
+            let records: Vec<Option<Vec<u8>>> = self
+                .client
+                .query(redis::cmd("HMGET").arg(thread.records(hex_ns)).arg(&ids))
+                .await?;
+            for record in records.into_iter().flatten() {
+                let checkpoint: Checkpoint = wire::decode(&record)?;
+                if query.admits(&namespace, &checkpoint.id, &checkpoint.metadata) {
+                    found.push(checkpoint);
+                    if found.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if ids.len() < batch {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    async fn remove_for_run(&self, run_id: &str) -> Result<u64> {
+        let index = self.keys.run_index(run_id);
+        let entries: Vec<String> = self
+            .client
+            .query(redis::cmd("SMEMBERS").arg(&index))
+            .await?;
+        let mut removed = 0;
+        for entry in entries {
+            let mut parts = entry.split(':');
+            let address = (|| {
+                let thread = decode_id(parts.next()?)?;
+                let hex_ns = parts.next()?.to_owned();
+                let id = decode_id(parts.next()?)?;
+                Some((thread, hex_ns, id))
+            })();
+            if let Some((thread_id, hex_ns, id)) = address {
+                let thread = self.keys.thread(&thread_id);
+                let record: Option<Vec<u8>> = self
+                    .client
+                    .query(redis::cmd("HGET").arg(thread.records(&hex_ns)).arg(&id))
+                    .await?;
+                if let Some(record) = record {
+                    let checkpoint: Checkpoint = wire::decode(&record)?;
+                    if checkpoint.metadata.get("run_id").and_then(Json::as_str) == Some(run_id) {
+                        let deleted: i64 = self
+                            .client
+                            .eval(
+                                &self.scripts.delete_checkpoint_if,
+                                &[
+                                    &thread.ids(&hex_ns),
+                                    &thread.records(&hex_ns),
+                                    &thread.write_ids(&hex_ns),
+                                    &thread.writes(&hex_ns, &id),
+                                ],
+                                &[id.as_bytes(), &record],
+                            )
+                            .await?;
+                        removed += deleted as u64;
+                    }
+                }
+            }
+            self.client
+                .query::<()>(redis::cmd("SREM").arg(&index).arg(&entry))
+                .await?;
+        }
+        Ok(removed)
+    }
+
+    async fn index_runs<'a>(
+        &self,
+        checkpoints: impl IntoIterator<Item = &'a Checkpoint>,
+    ) -> Result<()> {
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for checkpoint in checkpoints {
+            if let Some(run_id) = checkpoint.metadata.get("run_id").and_then(Json::as_str) {
+                let member = format!(
+                    "{}:{}:{}",
+                    encode_id(&checkpoint.thread_id),
+                    encode_id(&checkpoint.namespace),
+                    encode_id(&checkpoint.id)
+                );
+                pipe.cmd("SADD")
+                    .arg(self.keys.run_index(run_id))
+                    .arg(member)
+                    .ignore();
+                any = true;
+            }
+        }
+        if any {
+            // Every run index shares the namespace's tag, so this is one slot.
+            self.client.pipeline::<()>(&pipe).await?;
+        }
+        Ok(())
+    }
+
+    async fn prune_namespace(
+        &self,
+        thread: &ThreadKeys,
+        hex_ns: &str,
+        keep_last: usize,
+    ) -> Result<u64> {
+        for _ in 0..PRUNE_ATTEMPTS {
+            let ids: Vec<String> = self
+                .client
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(thread.ids(hex_ns))
+                        .arg("+")
+                        .arg("-")
+                        .arg("BYLEX")
+                        .arg("REV"),
+                )
+                .await?;
+            if ids.len() <= keep_last {
+                return Ok(0);
+            }
+            let (survivors, victims) = ids.split_at(keep_last);
+            let mut used = BTreeSet::new();
+            if !survivors.is_empty() {
+                let records: Vec<Option<Vec<u8>>> = self
+                    .client
+                    .query(
+                        redis::cmd("HMGET")
+                            .arg(thread.records(hex_ns))
+                            .arg(survivors),
+                    )
+                    .await?;
+                for record in records.into_iter().flatten() {
+                    let checkpoint: Checkpoint = wire::decode(&record)?;
+                    for (channel, version) in &checkpoint.channel_versions {
+                        used.insert(blob_field(channel, version));
+                    }
+                }
+            }
+            let fields: Vec<String> = self
+                .client
+                .query(redis::cmd("HKEYS").arg(thread.blobs(hex_ns)))
+                .await?;
+            let expected = ids.len().to_string();
+            let victim_count = victims.len().to_string();
+            let writes_prefix = format!("{}:w:{hex_ns}:", thread.base);
+            let mut args: Vec<&[u8]> = vec![
+                expected.as_bytes(),
+                victim_count.as_bytes(),
+                writes_prefix.as_bytes(),
+            ];
+            args.extend(victims.iter().map(|id| id.as_bytes()));
+            args.extend(
+                fields
+                    .iter()
+                    .filter(|f| !used.contains(*f))
+                    .map(|f| f.as_bytes()),
+            );
+            let removed: i64 = self
+                .client
+                .eval(
+                    &self.scripts.prune_namespace,
+                    &[
+                        &thread.ids(hex_ns),
+                        &thread.records(hex_ns),
+                        &thread.write_ids(hex_ns),
+                        &thread.blobs(hex_ns),
+                    ],
+                    &args,
+                )
+                .await?;
+            if removed >= 0 {
+                return Ok(removed as u64);
+            }
+        }
+        Err(
+            StorageError::conflict("the thread kept changing while it was pruned; try again")
+                .with_temporary(true),
+        )
+    }
+
+    async fn copy(&self, source_id: &str, target_id: &str) -> Result<u64> {
+        validate_id("thread id", source_id)?;
+        validate_id("thread id", target_id)?;
+        let source = self.keys.thread(source_id);
+        let target = self.keys.thread(target_id);
+        let mut args: Vec<Vec<u8>> = vec![ttl_ms(self.config.checkpoint_ttl_secs).into_bytes()];
+        let mut copied = Vec::new();
+        for hex_ns in self.namespaces_of(&source).await? {
+            let mut pipe = redis::pipe();
+            pipe.cmd("HGETALL").arg(source.records(&hex_ns));
+            pipe.cmd("HGETALL").arg(source.blobs(&hex_ns));
+            pipe.cmd("SMEMBERS").arg(source.write_ids(&hex_ns));
+            let (records, blobs, write_ids): (FieldMap, FieldMap, Vec<String>) =
+                self.client.pipeline(&pipe).await?;
+            if records.is_empty() {
+                continue;
+            }
+            args.push(b"ns".to_vec());
+            args.push(hex_ns.clone().into_bytes());
+            for (id, record) in records {
+                let mut checkpoint: Checkpoint = wire::decode(&record)?;
+                checkpoint.thread_id = target_id.to_owned();
+                args.extend([b"cp".to_vec(), id.into_bytes(), wire::encode(&checkpoint)?]);
+                copied.push(checkpoint);
+            }
+            for (field, value) in blobs {
+                args.extend([b"blob".to_vec(), field.into_bytes(), value]);
+            }
+            for hex_id in write_ids {
+                let writes: HashMap<String, Vec<u8>> = self
+                    .client
+                    .query(
+                        redis::cmd("HGETALL").arg(format!("{}:w:{hex_ns}:{hex_id}", source.base)),
+                    )
+                    .await?;
+                for (field, value) in writes {
+                    args.extend([
+                        b"w".to_vec(),
+                        hex_id.clone().into_bytes(),
+                        field.into_bytes(),
+                        value,
+                    ]);
+                }
+            }
+        }
+        if copied.is_empty() {
+            return Err(StorageError::not_found(format!(
+                "thread {source_id:?} has no checkpoints"
+            )));
+        }
+        let arg_refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let done: i64 = self
+            .client
+            .eval(&self.scripts.copy_into_thread, &[&target.base], &arg_refs)
+            .await?;
+        if done == 0 {
+            return Err(StorageError::already_exists(format!(
+                "thread {target_id:?} already has checkpoints"
+            )));
+        }
+        self.index_runs(&copied).await?;
+        Ok(copied.len() as u64)
+    }
+
+    // ---- artifacts ----------------------------------------------------------------
+
+    async fn artifact(
+        &self,
+        scope: &str,
+        name: &str,
+        version: Option<u64>,
+        with_content: bool,
+    ) -> Result<Option<(ArtifactMeta, Option<Bytes>)>> {
+        validate_artifact_address(scope, name)?;
+        let keys = self.keys.scope(scope);
+        let version_arg = version.map(|v| v.to_string()).unwrap_or_default();
+        let flag: &[u8] = if with_content { b"1" } else { b"0" };
+        let reply: Option<Vec<Vec<u8>>> = self
+            .client
+            .eval(
+                &self.scripts.get_artifact,
+                &[
+                    &keys.versions(name),
+                    &keys.metas(name),
+                    &keys.contents(name),
+                ],
+                &[version_arg.as_bytes(), flag],
+            )
+            .await?;
+        let Some(mut parts) = reply else {
+            return Ok(None);
+        };
+        if parts.is_empty() {
+            return Err(unexpected_reply("artifact without metadata"));
+        }
+        let content = if parts.len() > 1 {
+            parts.pop().map(Bytes::from)
+        } else {
+            None
+        };
+        let meta: ArtifactMeta = wire::decode(&parts[0])?;
+        Ok(Some((meta, content)))
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisBackend {
+    async fn create_session(&self, session: NewSession) -> Result<Session> {
+        let id = session.id.clone();
+        let mut outcome = self
+            .create_many(vec![session])
+            .await
+            .map_err(op("create_session"))?;
+        outcome.created.pop().ok_or_else(|| {
+            StorageError::already_exists(format!("session {id:?} already exists"))
+                .with_backend(BACKEND)
+                .with_operation("create_session")
+        })
+    }
+
+    async fn create_sessions(&self, sessions: Vec<NewSession>) -> Result<BatchCreate> {
+        self.create_many(sessions)
+            .await
+            .map_err(op("create_sessions"))
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<Session>> {
+        async {
+            validate_id("session id", id)?;
+            let fields: HashMap<String, String> = self
+                .client
+                .query(redis::cmd("HGETALL").arg(self.keys.session(id).session))
+                .await?;
+            session_from_fields(fields)
+        }
+        .await
+        .map_err(op("get_session"))
+    }
+
+    async fn get_sessions(&self, ids: &[String]) -> Result<Vec<Option<Session>>> {
+        async {
+            storage_core::validate::validate_ids("session id", ids.iter().map(String::as_str))?;
+            self.fetch_sessions(ids).await
+        }
+        .await
+        .map_err(op("get_sessions"))
+    }
+
+    async fn update_session(&self, id: &str, update: SessionUpdate) -> Result<Session> {
+        async {
+            validate_id("session id", id)?;
+            let ttl = ttl_ms(self.config.session_ttl_secs);
+            let now = time::to_micros(time::now()).to_string();
+            let requests = increment(update.add_requests);
+            let processing = increment(update.add_processing_ms);
+            let (error_flag, error_message) = match &update.error {
+                Some(message) => ("1", message.as_str()),
+                None => ("0", ""),
+            };
+            let mut sets = Vec::new();
+            let mut removals = Vec::new();
+            for (key, value) in &update.metadata_patch {
+                if value.is_null() {
+                    removals.push(key.as_str());
+                } else {
+                    sets.push((key.as_str(), serde_json::to_string(value)?));
+                }
+            }
+            let set_count = sets.len().to_string();
+            let mut args: Vec<&[u8]> = vec![
+                ttl.as_bytes(),
+                now.as_bytes(),
+                requests.as_bytes(),
+                processing.as_bytes(),
+                error_flag.as_bytes(),
+                error_message.as_bytes(),
+                set_count.as_bytes(),
+            ];
+            for (key, value) in &sets {
+                args.push(key.as_bytes());
+                args.push(value.as_bytes());
+            }
+            args.extend(removals.iter().map(|key| key.as_bytes()));
+            self.session_script(&self.scripts.update_session, id, &args)
+                .await
+        }
+        .await
+        .map_err(op("update_session"))
+    }
+
+    async fn end_session(&self, id: &str, status: SessionStatus) -> Result<Session> {
+        async {
+            validate_id("session id", id)?;
+            let ttl = ttl_ms(self.config.session_ttl_secs);
+            let now = time::now();
+            let micros = time::to_micros(now).to_string();
+            let session = self
+                .session_script(
+                    &self.scripts.end_session,
+                    id,
+                    &[
+                        ttl.as_bytes(),
+                        micros.as_bytes(),
+                        status.as_str().as_bytes(),
+                    ],
+                )
+                .await?;
+            // The script applied exactly this rule; checked here so the two cannot drift.
+            let mut expected = session.clone();
+            end_session_record(&mut expected, status, now);
+            debug_assert_eq!(expected.status, session.status);
+            Ok(session)
+        }
+        .await
+        .map_err(op("end_session"))
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<bool> {
+        async {
+            validate_id("session id", id)?;
+            let removed = self.remove_sessions(&[id.to_owned()], None).await?;
+            Ok(!removed.is_empty())
+        }
+        .await
+        .map_err(op("delete_session"))
+    }
+
+    async fn list_sessions(&self, query: SessionQuery) -> Result<Page<Session>> {
+        self.list(query).await.map_err(op("list_sessions"))
+    }
+}
+
+#[async_trait]
+impl ConversationStore for RedisBackend {
+    async fn append_message(&self, session_id: &str, message: NewMessage) -> Result<Message> {
+        async {
+            self.append(session_id, vec![message])
+                .await?
+                .pop()
+                .ok_or_else(|| unexpected_reply("append returned no message"))
+        }
+        .await
+        .map_err(op("append_message"))
+    }
+
+    async fn append_messages(
+        &self,
+        session_id: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Message>> {
+        self.append(session_id, messages)
+            .await
+            .map_err(op("append_messages"))
+    }
+
+    async fn get_conversation_history(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        async {
+            validate_id("session id", session_id)?;
+            validate_limit("message limit", limit)?;
+            let start = -(i64::try_from(limit).unwrap_or(i64::MAX));
+            let members: Vec<Vec<u8>> = self
+                .client
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(self.keys.session(session_id).messages)
+                        .arg(start)
+                        .arg(-1),
+                )
+                .await?;
+            decode_messages(members)
+        }
+        .await
+        .map_err(op("get_conversation_history"))
+    }
+
+    async fn get_messages(&self, session_id: &str, range: MessageRange) -> Result<Vec<Message>> {
+        self.window(session_id, range)
+            .await
+            .map_err(op("get_messages"))
+    }
+
+    async fn pop_last_message(&self, session_id: &str) -> Result<Option<Message>> {
+        async {
+            validate_id("session id", session_id)?;
+            let keys = self.keys.session(session_id);
+            let member: Option<Vec<u8>> = self
+                .client
+                .eval(
+                    &self.scripts.pop_message,
+                    &[&keys.messages, &keys.client_ids],
+                    &[],
+                )
+                .await?;
+            member.map(|bytes| wire::decode(&bytes)).transpose()
+        }
+        .await
+        .map_err(op("pop_last_message"))
+    }
+
+    async fn clear_conversation(&self, session_id: &str) -> Result<u64> {
+        async {
+            validate_id("session id", session_id)?;
+            let keys = self.keys.session(session_id);
+            self.client
+                .eval(
+                    &self.scripts.clear_messages,
+                    &[&keys.messages, &keys.client_ids],
+                    &[],
+                )
+                .await
+        }
+        .await
+        .map_err(op("clear_conversation"))
+    }
+}
+
+#[async_trait]
+impl TaskContextStore for RedisBackend {
+    async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
+        async {
+            validate_id("session id", session_id)?;
+            let fields: HashMap<String, String> = self
+                .client
+                .query(redis::cmd("HGETALL").arg(self.keys.session(session_id).task_context))
+                .await?;
+            if fields.is_empty() {
+                return Ok(None);
+            }
+            let field = |name: &str| fields.get(name).ok_or_else(|| corrupt("task context"));
+            Ok(Some(TaskContext {
+                session_id: session_id.to_owned(),
+                value: serde_json::from_str(field("value")?)?,
+                version: field("version")?
+                    .parse()
+                    .map_err(|_| corrupt("task context version"))?,
+                updated_at: parse_micros(field("updated")?, "task context time")?,
+            }))
+        }
+        .await
+        .map_err(op("get_task_context"))
+    }
+
+    async fn store_task_context(
+        &self,
+        session_id: &str,
+        value: Json,
+        expected: ExpectedVersion,
+    ) -> Result<TaskContext> {
+        async {
+            validate_id("session id", session_id)?;
+            let key = self.keys.session(session_id).task_context;
+            let ttl = ttl_ms(self.config.task_context_ttl_secs);
+            let (mode, expected_version) = match expected {
+                ExpectedVersion::Any => ("any", String::new()),
+                ExpectedVersion::Absent => ("absent", String::new()),
+                ExpectedVersion::Exactly(version) => ("exact", version.to_string()),
+            };
+            let now = time::now();
+            let micros = time::to_micros(now).to_string();
+            let encoded = serde_json::to_string(&value)?;
+            let (stored, version): (i64, String) = self
+                .client
+                .eval(
+                    &self.scripts.store_task_context,
+                    &[&key],
+                    &[
+                        ttl.as_bytes(),
+                        mode.as_bytes(),
+                        expected_version.as_bytes(),
+                        micros.as_bytes(),
+                        encoded.as_bytes(),
+                    ],
+                )
+                .await?;
+            if stored == 0 {
+                let current = if version.is_empty() {
+                    None
+                } else {
+                    Some(
+                        version
+                            .parse()
+                            .map_err(|_| corrupt("task context version"))?,
+                    )
+                };
+                // Reports the conflict in the shared wording.
+                expected.next_version(session_id, current)?;
+                return Err(unexpected_reply(
+                    "task context store refused without a conflict",
+                ));
+            }
+            Ok(TaskContext {
+                session_id: session_id.to_owned(),
+                value,
+                version: version
+                    .parse()
+                    .map_err(|_| corrupt("task context version"))?,
+                updated_at: now,
+            })
+        }
+        .await
+        .map_err(op("store_task_context"))
+    }
+
+    async fn delete_task_context(&self, session_id: &str) -> Result<bool> {
+        async {
+            validate_id("session id", session_id)?;
+            let removed: i64 = self
+                .client
+                .query(redis::cmd("DEL").arg(self.keys.session(session_id).task_context))
+                .await?;
+            Ok(removed > 0)
+        }
+        .await
+        .map_err(op("delete_task_context"))
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for RedisBackend {
+    async fn put_checkpoint(
+        &self,
+        checkpoint: Checkpoint,
+        new_versions: ChannelVersions,
+    ) -> Result<()> {
+        async {
+            checkpoint.validate_put(&new_versions)?;
+            let thread = self.keys.thread(&checkpoint.thread_id);
+            let hex_ns = encode_id(&checkpoint.namespace);
+            let blobs = checkpoint
+                .new_blobs(&new_versions)
+                .map(|(channel, version, value)| {
+                    Ok((blob_field(channel, version), wire::encode(value)?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut record = checkpoint.clone();
+            record.channel_values = BTreeMap::new();
+            let encoded = wire::encode(&record)?;
+            let ttl = ttl_ms(self.config.checkpoint_ttl_secs);
+            let mut args: Vec<&[u8]> = vec![
+                ttl.as_bytes(),
+                hex_ns.as_bytes(),
+                checkpoint.id.as_bytes(),
+                &encoded,
+            ];
+            for (field, value) in &blobs {
+                args.push(field.as_bytes());
+                args.push(value);
+            }
+            self.client
+                .eval::<()>(
+                    &self.scripts.put_checkpoint,
+                    &[
+                        &thread.namespaces(),
+                        &thread.ids(&hex_ns),
+                        &thread.records(&hex_ns),
+                        &thread.blobs(&hex_ns),
+                    ],
+                    &args,
+                )
+                .await?;
+            self.index_runs([&record]).await
+        }
+        .await
+        .map_err(op("put_checkpoint"))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        checkpoint_id: Option<&str>,
+    ) -> Result<Option<CheckpointTuple>> {
+        async {
+            validate_id("thread id", thread_id)?;
+            validate_checkpoint_namespace(namespace)?;
+            if let Some(id) = checkpoint_id {
+                validate_id("checkpoint id", id)?;
+            }
+            let thread = self.keys.thread(thread_id);
+            let hex_ns = encode_id(namespace);
+            let found: Option<(String, Vec<u8>)> = self
+                .client
+                .eval(
+                    &self.scripts.get_checkpoint,
+                    &[&thread.ids(&hex_ns), &thread.records(&hex_ns)],
+                    &[checkpoint_id.unwrap_or("").as_bytes()],
+                )
+                .await?;
+            let Some((_, record)) = found else {
+                return Ok(None);
+            };
+            let checkpoint: Checkpoint = wire::decode(&record)?;
+            Ok(self.load_tuples(&thread, vec![checkpoint]).await?.pop())
+        }
+        .await
+        .map_err(op("get_checkpoint"))
+    }
+
+    async fn list_checkpoints(&self, query: CheckpointQuery) -> Result<Vec<CheckpointTuple>> {
+        async {
+            query.validate()?;
+            let thread = self.keys.thread(&query.thread_id);
+            let namespaces = match &query.namespace {
+                Some(namespace) => vec![encode_id(namespace)],
+                None => self.namespaces_of(&thread).await?,
+            };
+            let mut found = Vec::new();
+            for hex_ns in &namespaces {
+                found.extend(self.list_namespace(&thread, hex_ns, &query).await?);
+            }
+            found.sort_by(|a, b| b.id.cmp(&a.id).then_with(|| a.namespace.cmp(&b.namespace)));
+            if let Some(limit) = query.limit {
+                found.truncate(limit);
+            }
+            self.load_tuples(&thread, found).await
+        }
+        .await
+        .map_err(op("list_checkpoints"))
+    }
+
+    async fn put_writes(
+        &self,
+        key: CheckpointKey,
+        task_id: &str,
+        task_path: &str,
+        writes: Vec<(String, Json)>,
+    ) -> Result<()> {
+        async {
+            validate_put_writes(&key, task_id, &writes)?;
+            if writes.is_empty() {
+                return Ok(());
+            }
+            let thread = self.keys.thread(&key.thread_id);
+            let hex_ns = encode_id(&key.namespace);
+            let ttl = ttl_ms(self.config.checkpoint_ttl_secs);
+            let hex_id = encode_id(&key.checkpoint_id);
+            let mut encoded = Vec::with_capacity(writes.len());
+            for (write, replace) in indexed_writes(task_id, task_path, writes) {
+                let flag: &[u8] = if replace { b"1" } else { b"0" };
+                encoded.push((
+                    write_field(task_id, write.index),
+                    wire::encode(&write)?,
+                    flag,
+                ));
+            }
+            let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), hex_id.as_bytes()];
+            for (field, value, flag) in &encoded {
+                args.extend([field.as_bytes(), value.as_slice(), flag]);
+            }
+            self.client
+                .eval::<()>(
+                    &self.scripts.put_writes,
+                    &[
+                        &thread.write_ids(&hex_ns),
+                        &thread.writes(&hex_ns, &key.checkpoint_id),
+                    ],
+                    &args,
+                )
+                .await
+        }
+        .await
+        .map_err(op("put_writes"))
+    }
+
+    async fn get_writes(&self, key: CheckpointKey) -> Result<Vec<PendingWrite>> {
+        async {
+            key.validate()?;
+            let thread = self.keys.thread(&key.thread_id);
+            let values: Vec<Vec<u8>> = self
+                .client
+                .query(
+                    redis::cmd("HVALS")
+                        .arg(thread.writes(&encode_id(&key.namespace), &key.checkpoint_id)),
+                )
+                .await?;
+            let mut writes = values
+                .iter()
+                .map(|bytes| wire::decode::<PendingWrite>(bytes))
+                .collect::<Result<Vec<_>>>()?;
+            sort_writes(&mut writes);
+            Ok(writes)
+        }
+        .await
+        .map_err(op("get_writes"))
+    }
+
+    async fn delete_thread(&self, thread_id: &str) -> Result<u64> {
+        async {
+            validate_id("thread id", thread_id)?;
+            let thread = self.keys.thread(thread_id);
+            self.client
+                .eval(&self.scripts.delete_thread, &[&thread.base], &[])
+                .await
+        }
+        .await
+        .map_err(op("delete_thread"))
+    }
+
+    async fn prune_checkpoints(&self, thread_id: &str, keep_last: usize) -> Result<u64> {
+        async {
+            validate_id("thread id", thread_id)?;
+            validate_limit("checkpoints to keep", keep_last)?;
+            let thread = self.keys.thread(thread_id);
+            let mut removed = 0;
+            for hex_ns in self.namespaces_of(&thread).await? {
+                removed += self.prune_namespace(&thread, &hex_ns, keep_last).await?;
+            }
+            Ok(removed)
+        }
+        .await
+        .map_err(op("prune_checkpoints"))
+    }
+
+    async fn copy_thread(&self, source_thread_id: &str, target_thread_id: &str) -> Result<u64> {
+        self.copy(source_thread_id, target_thread_id)
+            .await
+            .map_err(op("copy_thread"))
+    }
+
+    async fn delete_for_runs(&self, run_ids: &[String]) -> Result<u64> {
+        async {
+            storage_core::validate::validate_ids("run id", run_ids.iter().map(String::as_str))?;
+            let mut removed = 0;
+            for run_id in run_ids.iter().collect::<BTreeSet<_>>() {
+                removed += self.remove_for_run(run_id).await?;
+            }
+            Ok(removed)
+        }
+        .await
+        .map_err(op("delete_for_runs"))
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for RedisBackend {
+    async fn save_artifact(
+        &self,
+        scope: &str,
+        name: &str,
+        artifact: NewArtifact,
+    ) -> Result<ArtifactMeta> {
+        async {
+            validate_artifact_address(scope, name)?;
+            check_artifact_size(artifact.data.len() as u64, self.config.max_artifact_bytes)?;
+            let keys = self.keys.scope(scope);
+            let meta = ArtifactMeta {
+                scope: scope.to_owned(),
+                name: name.to_owned(),
+                version: 0,
+                content_type: artifact.content_type,
+                size: artifact.data.len() as u64,
+                sha256: sha256_hex(&artifact.data),
+                metadata: artifact.metadata,
+                created_at: time::now(),
+            };
+            // The script puts the allocated version in place of the 0.
+            let encoded = wire::encode(&meta)?;
+            let ttl = ttl_ms(self.config.artifact_ttl_secs);
+            let stored: Vec<u8> = self
+                .client
+                .eval(
+                    &self.scripts.save_artifact,
+                    &[
+                        &keys.names(),
+                        &keys.next_versions(),
+                        &keys.versions(name),
+                        &keys.metas(name),
+                        &keys.contents(name),
+                    ],
+                    &[ttl.as_bytes(), name.as_bytes(), &encoded, &artifact.data],
+                )
+                .await?;
+            wire::decode(&stored)
+        }
+        .await
+        .map_err(op("save_artifact"))
+    }
+
+    async fn get_artifact(
+        &self,
+        scope: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Option<Artifact>> {
+        async {
+            Ok(self
+                .artifact(scope, name, version, true)
+                .await?
+                .map(|(meta, data)| Artifact {
+                    meta,
+                    data: data.unwrap_or_default(),
+                }))
+        }
+        .await
+        .map_err(op("get_artifact"))
+    }
+
+    async fn get_artifact_meta(
+        &self,
+        scope: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Option<ArtifactMeta>> {
+        async {
+            Ok(self
+                .artifact(scope, name, version, false)
+                .await?
+                .map(|(meta, _)| meta))
+        }
+        .await
+        .map_err(op("get_artifact_meta"))
+    }
+
+    async fn list_artifacts(&self, scope: &str) -> Result<Vec<String>> {
+        async {
+            validate_id("artifact scope", scope)?;
+            self.client
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(self.keys.scope(scope).names())
+                        .arg(0)
+                        .arg(-1),
+                )
+                .await
+        }
+        .await
+        .map_err(op("list_artifacts"))
+    }
+
+    async fn list_artifact_versions(&self, scope: &str, name: &str) -> Result<Vec<ArtifactMeta>> {
+        async {
+            validate_artifact_address(scope, name)?;
+            let values: Vec<Vec<u8>> = self
+                .client
+                .query(redis::cmd("HVALS").arg(self.keys.scope(scope).metas(name)))
+                .await?;
+            let mut metas = values
+                .iter()
+                .map(|bytes| wire::decode::<ArtifactMeta>(bytes))
+                .collect::<Result<Vec<_>>>()?;
+            metas.sort_by_key(|meta| meta.version);
+            Ok(metas)
+        }
+        .await
+        .map_err(op("list_artifact_versions"))
+    }
+
+    async fn delete_artifact(&self, scope: &str, name: &str, version: Option<u64>) -> Result<u64> {
+        async {
+            validate_artifact_address(scope, name)?;
+            let keys = self.keys.scope(scope);
+            let version_arg = version.map(|v| v.to_string()).unwrap_or_default();
+            self.client
+                .eval(
+                    &self.scripts.delete_artifact,
+                    &[
+                        &keys.names(),
+                        &keys.next_versions(),
+                        &keys.versions(name),
+                        &keys.metas(name),
+                        &keys.contents(name),
+                    ],
+                    &[name.as_bytes(), version_arg.as_bytes()],
+                )
+                .await
+        }
+        .await
+        .map_err(op("delete_artifact"))
+    }
+
+    async fn clear_artifacts(&self, scope: &str) -> Result<u64> {
+        async {
+            validate_id("artifact scope", scope)?;
+            let keys = self.keys.scope(scope);
+            self.client
+                .eval(&self.scripts.clear_artifacts, &[&keys.base], &[])
+                .await
+        }
+        .await
+        .map_err(op("clear_artifacts"))
+    }
+}
+
+#[async_trait]
+impl StorageBackend for RedisBackend {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn initialize(&self) -> Result<()> {
+        async {
+            self.client.query::<String>(&redis::cmd("PING")).await?;
+            let mut conn = self.client.pool.get().await?;
+            for script in self.scripts.all() {
+                crate::pool::within(
+                    self.client.command_timeout,
+                    script.script.load_async(&mut conn),
+                )
+                .await?;
+            }
+            Ok(())
+        }
+        .await
+        .map_err(op("initialize"))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.client.pool.close();
+        Ok(())
+    }
+
+    async fn health_check(&self) -> Result<HealthStatus> {
+        async {
+            let started = Instant::now();
+            let pong: String = self.client.query(&redis::cmd("PING")).await?;
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let info: Value = self.client.query(redis::cmd("INFO").arg("server")).await?;
+            let mut details = BTreeMap::new();
+            if let Some(version) = find_info_field(&info, "redis_version") {
+                details.insert("server_version".to_owned(), version);
+            }
+            let status = self.client.pool.status();
+            details.insert(
+                "mode".to_owned(),
+                if self.client.pool.is_cluster() {
+                    "cluster"
+                } else {
+                    "standalone"
+                }
+                .to_owned(),
+            );
+            details.insert("pool_max_size".to_owned(), status.max_size.to_string());
+            details.insert("pool_size".to_owned(), status.size.to_string());
+            details.insert("pool_available".to_owned(), status.available.to_string());
+            details.insert("pool_waiting".to_owned(), status.waiting.to_string());
+            details.insert("namespace".to_owned(), self.config.namespace.clone());
+            Ok(HealthStatus {
+                backend: BACKEND.to_owned(),
+                healthy: pong == "PONG",
+                latency_ms,
+                details,
+            })
+        }
+        .await
+        .map_err(op("health_check"))
+    }
+
+    async fn get_metrics(&self) -> Result<BackendMetrics> {
+        let status = self.client.pool.status();
+        let mut metrics = BackendMetrics {
+            backend: BACKEND.to_owned(),
+            ..BackendMetrics::default()
+        };
+        metrics
+            .gauges
+            .insert("pool_max_size".to_owned(), status.max_size as f64);
+        metrics
+            .gauges
+            .insert("pool_size".to_owned(), status.size as f64);
+        metrics
+            .gauges
+            .insert("pool_available".to_owned(), status.available as f64);
+        metrics
+            .gauges
+            .insert("pool_waiting".to_owned(), status.waiting as f64);
+        let sessions: u64 = self
+            .client
+            .query(redis::cmd("ZCARD").arg(self.keys.activity()))
+            .await
+            .map_err(op("get_metrics"))?;
+        metrics
+            .counters
+            .insert("sessions_indexed".to_owned(), sessions);
+        Ok(metrics)
+    }
+
+    async fn cleanup_expired_sessions(&self, max_idle: Duration) -> Result<u64> {
+        self.cleanup(max_idle)
+            .await
+            .map_err(op("cleanup_expired_sessions"))
+    }
+}
+
+/// The value of `name` in an `INFO` reply (one text, or one per cluster node).
+fn find_info_field(info: &Value, name: &str) -> Option<String> {
+    let text = match info {
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::VerbatimString { text, .. } => text.clone(),
+        Value::SimpleString(text) => text.clone(),
+        Value::Map(entries) => {
+            return entries
+                .iter()
+                .find_map(|(_, value)| find_info_field(value, name))
+        }
+        Value::Array(values) => {
+            return values.iter().find_map(|value| find_info_field(value, name))
+        }
+        _ => return None,
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(|value| value.trim().to_owned())
+}

@@ -1,0 +1,239 @@
+//! The key layout, written once.
+//!
+//! Every key is `<prefix>{<tag>}:<suffix>`. The part between the braces is Redis Cluster's
+//! hash tag: keys with the same tag live in the same slot, so a script may touch all of
+//! them at once. Ids never appear raw in a key: they are hex-encoded, so `{`, `}`, `:` or
+//! `*` in an id can neither move a key to another tag nor make two keys collide, and the
+//! prefix allows no braces, so the first `{` of a key is always ours.
+//!
+//! | tag | keys | holds |
+//! | --- | --- | --- |
+//! | `{ns}` | `:activity` | zset: session id by last activity (µs), for listing and cleanup |
+//! | `{ns}` | `:user:<hex user>` | zset: a user's session ids by last activity |
+//! | `{ns}` | `:run:<hex run id>` | set of `<hex thread>:<hex cp ns>:<hex cp id>` with that `run_id` |
+//! | `{ns:s:<hex session>}` | `:session` | hash: the session record's fields, `m:<key>` metadata |
+//! | `{ns:s:<hex session>}` | `:msgs` | zset: wire-encoded messages scored by sequence |
+//! | `{ns:s:<hex session>}` | `:seq` | integer: the highest sequence ever handed out |
+//! | `{ns:s:<hex session>}` | `:cids` | hash: `c:<client id>` → sequence, `s:<sequence>` → client id |
+//! | `{ns:s:<hex session>}` | `:ctx` | hash: task context `version`, `updated`, `value` |
+//! | `{ns:t:<hex thread>}` | `:nss` | set of hex checkpoint namespaces with checkpoints |
+//! | `{ns:t:<hex thread>}` | `:ids:<hex cp ns>` | zset (all scores 0): checkpoint ids, lexicographic |
+//! | `{ns:t:<hex thread>}` | `:cp:<hex cp ns>` | hash: checkpoint id → wire-encoded checkpoint without values |
+//! | `{ns:t:<hex thread>}` | `:blobs:<hex cp ns>` | hash: `<hex channel>:<hex version>` → wire-encoded value |
+//! | `{ns:t:<hex thread>}` | `:wids:<hex cp ns>` | set of hex checkpoint ids that have writes |
+//! | `{ns:t:<hex thread>}` | `:w:<hex cp ns>:<hex cp id>` | hash: `<hex task>:<index>` → wire-encoded write |
+//! | `{ns:a:<hex scope>}` | `:names` | zset (all scores 0): artifact names, lexicographic |
+//! | `{ns:a:<hex scope>}` | `:next` | hash: name → next version number |
+//! | `{ns:a:<hex scope>}` | `:vers:<hex name>` | zset: versions by number |
+//! | `{ns:a:<hex scope>}` | `:meta:<hex name>` | hash: version → wire-encoded metadata |
+//! | `{ns:a:<hex scope>}` | `:data:<hex name>` | hash: version → content |
+//!
+//! Scripts that walk a whole thread or scope build the suffixed keys themselves from the
+//! tag's base (passed as their first key), so they stay inside one slot.
+
+/// Builds every key of one namespace.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+    namespace: String,
+}
+
+/// Hex of an id's bytes: what an id becomes inside a key.
+pub(crate) fn encode_id(id: &str) -> String {
+    hex::encode(id.as_bytes())
+}
+
+/// The inverse of [`encode_id`] for the hex members this layout stores.
+pub(crate) fn decode_id(hex_id: &str) -> Option<String> {
+    hex::decode(hex_id)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str, namespace: &str) -> Self {
+        Keys {
+            prefix: prefix.to_owned(),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    fn namespace_key(&self, suffix: &str) -> String {
+        format!("{}{{{}}}:{suffix}", self.prefix, self.namespace)
+    }
+
+    fn base(&self, kind: &str, id: &str) -> String {
+        format!(
+            "{}{{{}:{kind}:{}}}",
+            self.prefix,
+            self.namespace,
+            encode_id(id)
+        )
+    }
+
+    /// The namespace-wide activity index.
+    pub(crate) fn activity(&self) -> String {
+        self.namespace_key("activity")
+    }
+
+    /// One user's activity index.
+    pub(crate) fn user_activity(&self, user_id: &str) -> String {
+        self.namespace_key(&format!("user:{}", encode_id(user_id)))
+    }
+
+    /// The index of checkpoints by `run_id`.
+    pub(crate) fn run_index(&self, run_id: &str) -> String {
+        self.namespace_key(&format!("run:{}", encode_id(run_id)))
+    }
+
+    pub(crate) fn session(&self, session_id: &str) -> SessionKeys {
+        let base = self.base("s", session_id);
+        SessionKeys {
+            session: format!("{base}:session"),
+            messages: format!("{base}:msgs"),
+            sequence: format!("{base}:seq"),
+            client_ids: format!("{base}:cids"),
+            task_context: format!("{base}:ctx"),
+        }
+    }
+
+    pub(crate) fn thread(&self, thread_id: &str) -> ThreadKeys {
+        ThreadKeys {
+            base: self.base("t", thread_id),
+        }
+    }
+
+    pub(crate) fn scope(&self, scope: &str) -> ScopeKeys {
+        ScopeKeys {
+            base: self.base("a", scope),
+        }
+    }
+}
+
+/// The keys of one session: all in one slot.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionKeys {
+    pub(crate) session: String,
+    pub(crate) messages: String,
+    pub(crate) sequence: String,
+    pub(crate) client_ids: String,
+    pub(crate) task_context: String,
+}
+
+impl SessionKeys {
+    /// Every key, in the order the delete script takes them.
+    pub(crate) fn all(&self) -> [&str; 5] {
+        [
+            &self.session,
+            &self.messages,
+            &self.sequence,
+            &self.client_ids,
+            &self.task_context,
+        ]
+    }
+}
+
+/// The keys of one thread's checkpoints: all in one slot.
+#[derive(Debug, Clone)]
+pub(crate) struct ThreadKeys {
+    pub(crate) base: String,
+}
+
+impl ThreadKeys {
+    pub(crate) fn namespaces(&self) -> String {
+        format!("{}:nss", self.base)
+    }
+    pub(crate) fn ids(&self, hex_ns: &str) -> String {
+        format!("{}:ids:{hex_ns}", self.base)
+    }
+    pub(crate) fn records(&self, hex_ns: &str) -> String {
+        format!("{}:cp:{hex_ns}", self.base)
+    }
+    pub(crate) fn blobs(&self, hex_ns: &str) -> String {
+        format!("{}:blobs:{hex_ns}", self.base)
+    }
+    pub(crate) fn write_ids(&self, hex_ns: &str) -> String {
+        format!("{}:wids:{hex_ns}", self.base)
+    }
+    pub(crate) fn writes(&self, hex_ns: &str, checkpoint_id: &str) -> String {
+        format!("{}:w:{hex_ns}:{}", self.base, encode_id(checkpoint_id))
+    }
+}
+
+/// The field of a channel value in a thread's blob hash.
+pub(crate) fn blob_field(channel: &str, version: &str) -> String {
+    format!("{}:{}", encode_id(channel), encode_id(version))
+}
+
+/// The field of a pending write in its checkpoint's write hash.
+pub(crate) fn write_field(task_id: &str, index: i64) -> String {
+    format!("{}:{index}", encode_id(task_id))
+}
+
+/// The keys of one artifact scope: all in one slot.
+#[derive(Debug, Clone)]
+pub(crate) struct ScopeKeys {
+    pub(crate) base: String,
+}
+
+impl ScopeKeys {
+    pub(crate) fn names(&self) -> String {
+        format!("{}:names", self.base)
+    }
+    pub(crate) fn next_versions(&self) -> String {
+        format!("{}:next", self.base)
+    }
+    pub(crate) fn versions(&self, name: &str) -> String {
+        format!("{}:vers:{}", self.base, encode_id(name))
+    }
+    pub(crate) fn metas(&self, name: &str) -> String {
+        format!("{}:meta:{}", self.base, encode_id(name))
+    }
+    pub(crate) fn contents(&self, name: &str) -> String {
+        format!("{}:data:{}", self.base, encode_id(name))
+    }
+}
+
+/// The hash tag of a key: what Redis Cluster hashes.
+#[cfg(test)]
+fn hash_tag(key: &str) -> &str {
+    let open = key.find('{').unwrap();
+    let close = open + 1 + key[open + 1..].find('}').unwrap();
+    &key[open + 1..close]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_ids_keep_their_own_tag() {
+        let keys = Keys::new("storage", "ns1");
+        let hostile = keys.session("a}{ns2:s:61}*:x");
+        let plain = keys.session("a");
+        for key in hostile.all() {
+            assert_eq!(
+                hash_tag(key),
+                "ns1:s:617d7b6e73323a733a36317d2a3a78",
+                "{key}"
+            );
+        }
+        assert_ne!(hash_tag(&hostile.session), hash_tag(&plain.session));
+        let thread = keys.thread("t{x}");
+        for key in [
+            thread.namespaces(),
+            thread.ids(&encode_id("n}")),
+            thread.writes("", "c{1}"),
+        ] {
+            assert_eq!(hash_tag(&key), "ns1:t:747b787d");
+        }
+        assert_eq!(hash_tag(&keys.activity()), "ns1");
+        assert_eq!(hash_tag(&keys.user_activity("u}{")), "ns1");
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        assert_eq!(decode_id(&encode_id("é:{*}")).unwrap(), "é:{*}");
+        assert!(decode_id("zz").is_none());
+    }
+}

@@ -1,0 +1,233 @@
+//! The connection pool (standalone or cluster) and the one path every command takes:
+//! checkout, deadline, error classification.
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_redis::redis::aio::ConnectionLike;
+use deadpool_redis::redis::{
+    self, AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, Value,
+};
+use deadpool_redis::{Runtime, Status};
+use storage_core::{Result, StorageError};
+
+use crate::config::RedisConfig;
+use crate::error::{classify, classify_pool, unexpected_reply, BACKEND};
+use crate::scripts::Lua;
+
+/// A pool of multiplexed connections to one server, or of cluster connections.
+pub(crate) enum Pool {
+    Standalone(deadpool_redis::Pool),
+    Cluster(deadpool_redis::cluster::Pool),
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match self {
+            Pool::Standalone(_) => "standalone",
+            Pool::Cluster(_) => "cluster",
+        };
+        f.debug_struct("Pool")
+            .field("mode", &mode)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// One checked-out connection.
+pub(crate) enum Conn {
+    Standalone(deadpool_redis::Connection),
+    Cluster(deadpool_redis::cluster::Connection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+impl Pool {
+    /// Builds the pool; connects lazily.
+    pub(crate) fn new(config: &RedisConfig) -> Result<Self> {
+        let config_error = |err: redis::RedisError| {
+            StorageError::config(format!("redis.url: {err}")).with_backend(BACKEND)
+        };
+        let build_error = |err: deadpool_redis::BuildError| {
+            StorageError::config(format!("redis pool: {err}")).with_backend(BACKEND)
+        };
+        let timeouts = deadpool_redis::Timeouts {
+            wait: Some(config.wait_timeout()),
+            create: Some(config.connect_timeout()),
+            recycle: Some(config.connect_timeout()),
+        };
+        if config.cluster {
+            let manager = deadpool_redis::cluster::Manager::new(config.node_urls(), false)
+                .map_err(config_error)?;
+            let pool = deadpool_redis::cluster::Pool::builder(manager)
+                .max_size(config.pool_size)
+                .timeouts(timeouts)
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(build_error)?;
+            Ok(Pool::Cluster(pool))
+        } else {
+            let connection = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout()))
+                .set_response_timeout(Some(config.command_timeout()));
+            let manager = deadpool_redis::Manager::new_with_config(config.url.as_str(), connection)
+                .map_err(config_error)?;
+            let pool = deadpool_redis::Pool::builder(manager)
+                .max_size(config.pool_size)
+                .timeouts(timeouts)
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(build_error)?;
+            Ok(Pool::Standalone(pool))
+        }
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Pool::Cluster(_))
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        match self {
+            Pool::Standalone(pool) => pool.status(),
+            Pool::Cluster(pool) => pool.status(),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        match self {
+            Pool::Standalone(pool) => pool.close(),
+            Pool::Cluster(pool) => pool.close(),
+        }
+    }
+
+    /// A pooled connection, within the pool's wait and connect timeouts.
+    pub(crate) async fn get(&self) -> Result<Conn> {
+        match self {
+            Pool::Standalone(pool) => pool.get().await.map(Conn::Standalone),
+            Pool::Cluster(pool) => pool.get().await.map(Conn::Cluster),
+        }
+        .map_err(classify_pool)
+    }
+}
+
+/// Runs `future` within `limit`, classifying its driver error.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    future: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => result.map_err(classify),
+        Err(_) => Err(StorageError::timeout(format!(
+            "redis did not answer within {} ms",
+            limit.as_millis()
+        ))
+        .with_backend(BACKEND)),
+    }
+}
+
+/// The connection-level half of the backend: every command goes through here.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) pool: Pool,
+    pub(crate) command_timeout: Duration,
+}
+
+impl Client {
+    /// One command.
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let mut conn = self.pool.get().await?;
+        within(self.command_timeout, cmd.query_async(&mut conn)).await
+    }
+
+    /// A pipeline whose keys share one slot (any pipeline on a standalone server).
+    pub(crate) async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T> {
+        let mut conn = self.pool.get().await?;
+        within(self.command_timeout, pipe.query_async(&mut conn)).await
+    }
+
+    /// A script (EVALSHA, loading it on NOSCRIPT).
+    pub(crate) async fn eval<T: FromRedisValue>(
+        &self,
+        script: &Lua,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<T> {
+        let mut invocation = script.script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut conn = self.pool.get().await?;
+        within(self.command_timeout, invocation.invoke_async(&mut conn)).await
+    }
+
+    /// Independent commands that may touch different slots, in one round trip where the
+    /// deployment allows: one pipeline on a standalone server, concurrent commands on a
+    /// cluster connection (which routes each to its node).
+    pub(crate) async fn query_many(&self, cmds: Vec<Cmd>) -> Result<Vec<Value>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.get().await?;
+        match &mut conn {
+            Conn::Standalone(_) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                within(self.command_timeout, pipe.query_async(&mut conn)).await
+            }
+            Conn::Cluster(cluster) => {
+                let shared: &redis::cluster_async::ClusterConnection = cluster;
+                let calls = cmds.into_iter().map(|cmd| {
+                    let mut handle = shared.clone();
+                    async move { cmd.query_async::<Value>(&mut handle).await }
+                });
+                within(self.command_timeout, futures::future::try_join_all(calls)).await
+            }
+        }
+    }
+}
+
+/// A script as a plain `EVAL` command, for batches (no NOSCRIPT to recover from).
+pub(crate) fn eval_cmd(script: &Lua, keys: &[&str], args: &[&[u8]]) -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(&script.source).arg(keys.len()).arg(keys);
+    for arg in args {
+        cmd.arg(*arg);
+    }
+    cmd
+}
+
+/// Converts one reply of a batch.
+pub(crate) fn from_value<T: FromRedisValue>(value: Value, what: &str) -> Result<T> {
+    redis::from_redis_value(value).map_err(|err| unexpected_reply(&format!("{what}: {err}")))
+}

@@ -1,0 +1,411 @@
+//! The Lua scripts behind every compound write: each runs atomically on the one slot its
+//! keys share, so no write is a read-modify-write from the client.
+//!
+//! Numbers cross into Lua as strings and are written back as strings formatted with `%d`,
+//! because Lua numbers are doubles and Redis would print big ones in exponent notation.
+
+use deadpool_redis::redis::Script;
+
+const PRELUDE: &str = r#"
+local function touch(key, ttl)
+  if ttl ~= '0' then redis.call('PEXPIRE', key, ttl) end
+end
+local function int(n) return string.format('%d', n) end
+local function splice(encoded, field, value)
+  local marker = '"' .. field .. '":0,'
+  local s, e = string.find(encoded, marker, 1, true)
+  if not s then return redis.error_reply('record without placeholder for ' .. field) end
+  return string.sub(encoded, 1, s - 1) .. '"' .. field .. '":' .. value .. ',' .. string.sub(encoded, e + 1)
+end
+local function hex(s)
+  return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+"#;
+
+/// KEYS: session. ARGV: ttl ms, then field/value pairs. Returns 1 if created, 0 if present.
+const CREATE_SESSION: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+touch(KEYS[1], ARGV[1])
+return 1
+"#;
+
+/// KEYS: session. ARGV: ttl, now µs, add requests, add ms, error flag, error message,
+/// number of metadata sets n, n key/value pairs, then keys to remove.
+/// Returns the updated hash, or false if absent.
+const UPDATE_SESSION: &str = r#"
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then return false end
+if ARGV[3] ~= '0' then redis.call('HINCRBY', key, 'requests', ARGV[3]) end
+if ARGV[4] ~= '0' then redis.call('HINCRBY', key, 'processing_ms', ARGV[4]) end
+if ARGV[5] == '1' then
+  redis.call('HINCRBY', key, 'errors', 1)
+  redis.call('HSET', key, 'last_error', ARGV[6])
+end
+local sets = tonumber(ARGV[7])
+local i = 8
+for _ = 1, sets do
+  redis.call('HSET', key, 'm:' .. ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i <= #ARGV do
+  redis.call('HDEL', key, 'm:' .. ARGV[i])
+  i = i + 1
+end
+if tonumber(ARGV[2]) > tonumber(redis.call('HGET', key, 'activity')) then
+  redis.call('HSET', key, 'activity', ARGV[2])
+end
+touch(key, ARGV[1])
+return redis.call('HGETALL', key)
+"#;
+
+/// KEYS: session. ARGV: ttl, now µs, status. Returns the updated hash, or false if absent.
+const END_SESSION: &str = r#"
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then return false end
+redis.call('HSET', key, 'status', ARGV[3], 'ended', ARGV[2])
+if tonumber(ARGV[2]) > tonumber(redis.call('HGET', key, 'activity')) then
+  redis.call('HSET', key, 'activity', ARGV[2])
+end
+touch(key, ARGV[1])
+return redis.call('HGETALL', key)
+"#;
+
+/// KEYS: session, messages, sequence, client ids, task context. ARGV: idle cutoff µs, or
+/// '' to delete unconditionally. Returns {1, user} when the session was removed,
+/// {0, user, activity} when it is still active, {-1} when there is no session record.
+const DELETE_SESSION: &str = r#"
+local user = redis.call('HGET', KEYS[1], 'user')
+if ARGV[1] ~= '' then
+  if not user then return {-1} end
+  local activity = redis.call('HGET', KEYS[1], 'activity')
+  if tonumber(activity) > tonumber(ARGV[1]) then return {0, user, activity} end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+if user then return {1, user} end
+return {-1}
+"#;
+
+/// KEYS: sequence, messages, client ids. ARGV: ttl, n, then n (client id or '', message
+/// encoded with sequence 0). Returns the stored members, in input order.
+const APPEND_MESSAGES: &str = r#"
+local n = tonumber(ARGV[2])
+local out, fresh = {}, {}
+for i = 1, n do
+  local cid = ARGV[1 + 2 * i]
+  if cid ~= '' then
+    local seq = redis.call('HGET', KEYS[3], 'c:' .. cid)
+    if seq then out[i] = redis.call('ZRANGE', KEYS[2], seq, seq, 'BYSCORE')[1] end
+  end
+  if not out[i] then fresh[#fresh + 1] = i end
+end
+if #fresh > 0 then
+  local seq = redis.call('INCRBY', KEYS[1], #fresh) - #fresh
+  for _, i in ipairs(fresh) do
+    seq = seq + 1
+    local s = int(seq)
+    local member = splice(ARGV[2 + 2 * i], 'sequence', s)
+    if type(member) == 'table' then return member end
+    redis.call('ZADD', KEYS[2], s, member)
+    local cid = ARGV[1 + 2 * i]
+    if cid ~= '' then redis.call('HSET', KEYS[3], 'c:' .. cid, s, 's:' .. s, cid) end
+    out[i] = member
+  end
+  touch(KEYS[1], ARGV[1]); touch(KEYS[2], ARGV[1]); touch(KEYS[3], ARGV[1])
+end
+return out
+"#;
+
+/// KEYS: messages, client ids. Returns the removed member, or false.
+const POP_MESSAGE: &str = r#"
+local popped = redis.call('ZPOPMAX', KEYS[1])
+if #popped == 0 then return false end
+local seq = popped[2]
+local cid = redis.call('HGET', KEYS[2], 's:' .. seq)
+if cid then redis.call('HDEL', KEYS[2], 's:' .. seq, 'c:' .. cid) end
+return popped[1]
+"#;
+
+/// KEYS: messages, client ids. Returns how many messages were removed.
+const CLEAR_MESSAGES: &str = r#"
+local count = redis.call('ZCARD', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+return count
+"#;
+
+/// KEYS: task context. ARGV: ttl, mode (any|absent|exact), expected version, updated µs,
+/// value. Returns {1, new version} or {0, current version or ''}.
+const STORE_TASK_CONTEXT: &str = r#"
+local current = redis.call('HGET', KEYS[1], 'version')
+if (ARGV[2] == 'absent' and current) or (ARGV[2] == 'exact' and current ~= ARGV[3]) then
+  return {0, current or ''}
+end
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'v', '1', 'updated', ARGV[4], 'value', ARGV[5])
+touch(KEYS[1], ARGV[1])
+return {1, version}
+"#;
+
+/// KEYS: namespaces, ids, records, blobs. ARGV: ttl, hex ns, id, record, then blob
+/// field/value pairs (kept if present).
+const PUT_CHECKPOINT: &str = r#"
+redis.call('SADD', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+for i = 5, #ARGV, 2 do redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for k = 1, 4 do touch(KEYS[k], ARGV[1]) end
+"#;
+
+/// KEYS: write ids, writes. ARGV: ttl, hex checkpoint id, then (field, value, replace).
+const PUT_WRITES: &str = r#"
+redis.call('SADD', KEYS[1], ARGV[2])
+for i = 3, #ARGV, 3 do
+  if ARGV[i + 2] == '1' then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+end
+touch(KEYS[1], ARGV[1]); touch(KEYS[2], ARGV[1])
+"#;
+
+/// KEYS: ids, records. ARGV: checkpoint id, or '' for the greatest.
+/// Returns {id, record} or false.
+const GET_CHECKPOINT: &str = r#"
+local id = ARGV[1]
+if id == '' then
+  id = redis.call('ZRANGE', KEYS[1], '+', '-', 'BYLEX', 'REV', 'LIMIT', 0, 1)[1]
+  if not id then return false end
+end
+local record = redis.call('HGET', KEYS[2], id)
+if not record then return false end
+return {id, record}
+"#;
+
+/// KEYS: thread base. Removes every key of the thread; returns how many checkpoints.
+const DELETE_THREAD: &str = r#"
+local b = KEYS[1]
+local count = 0
+for _, h in ipairs(redis.call('SMEMBERS', b .. ':nss')) do
+  count = count + redis.call('ZCARD', b .. ':ids:' .. h)
+  for _, w in ipairs(redis.call('SMEMBERS', b .. ':wids:' .. h)) do
+    redis.call('DEL', b .. ':w:' .. h .. ':' .. w)
+  end
+  redis.call('DEL', b .. ':ids:' .. h, b .. ':cp:' .. h, b .. ':blobs:' .. h, b .. ':wids:' .. h)
+end
+redis.call('DEL', b .. ':nss')
+return count
+"#;
+
+/// KEYS: ids, records, write ids, blobs. ARGV: expected number of ids, number of victims n,
+/// the prefix of the victims' write keys, n victim ids, then blob fields to remove.
+/// Removes nothing and returns -1 if the namespace changed since the caller read it; else
+/// how many checkpoints were removed.
+const PRUNE_NAMESPACE: &str = r#"
+if redis.call('ZCARD', KEYS[1]) ~= tonumber(ARGV[1]) then return -1 end
+local n = tonumber(ARGV[2])
+for i = 4, 3 + n do
+  local id = ARGV[i]
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('SREM', KEYS[3], hex(id))
+  redis.call('DEL', ARGV[3] .. hex(id))
+end
+for i = 4 + n, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
+return n
+"#;
+
+/// KEYS: ids, records, write ids, writes. ARGV: checkpoint id, expected record.
+/// Removes the checkpoint and its writes if its record is still the expected one.
+const DELETE_CHECKPOINT_IF: &str = r#"
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], hex(ARGV[1]))
+redis.call('DEL', KEYS[4])
+return 1
+"#;
+
+/// KEYS: target thread base. ARGV: ttl, then sections: 'ns' hex ns, then 'cp' id record,
+/// 'blob' field value, 'w' hex cp id field value. Returns 0 (and writes nothing) if the
+/// target has checkpoints, else 1.
+const COPY_INTO_THREAD: &str = r#"
+local b = KEYS[1]
+for _, h in ipairs(redis.call('SMEMBERS', b .. ':nss')) do
+  if redis.call('ZCARD', b .. ':ids:' .. h) > 0 then return 0 end
+end
+local ttl = ARGV[1]
+local h = ''
+local i = 2
+while i <= #ARGV do
+  local tag = ARGV[i]
+  if tag == 'ns' then
+    h = ARGV[i + 1]
+    redis.call('SADD', b .. ':nss', h); touch(b .. ':nss', ttl)
+    i = i + 2
+  elseif tag == 'cp' then
+    redis.call('ZADD', b .. ':ids:' .. h, 0, ARGV[i + 1])
+    redis.call('HSET', b .. ':cp:' .. h, ARGV[i + 1], ARGV[i + 2])
+    touch(b .. ':ids:' .. h, ttl); touch(b .. ':cp:' .. h, ttl)
+    i = i + 3
+  elseif tag == 'blob' then
+    redis.call('HSET', b .. ':blobs:' .. h, ARGV[i + 1], ARGV[i + 2]); touch(b .. ':blobs:' .. h, ttl)
+    i = i + 3
+  else
+    redis.call('SADD', b .. ':wids:' .. h, ARGV[i + 1]); touch(b .. ':wids:' .. h, ttl)
+    local wkey = b .. ':w:' .. h .. ':' .. ARGV[i + 1]
+    redis.call('HSET', wkey, ARGV[i + 2], ARGV[i + 3]); touch(wkey, ttl)
+    i = i + 4
+  end
+end
+return 1
+"#;
+
+/// KEYS: names, next versions, versions, metas, contents. ARGV: ttl, name, metadata
+/// encoded with version 0, content. Returns the stored metadata.
+const SAVE_ARTIFACT: &str = r#"
+local version = int(redis.call('HINCRBY', KEYS[2], ARGV[2], 1) - 1)
+local meta = splice(ARGV[3], 'version', version)
+if type(meta) == 'table' then return meta end
+redis.call('ZADD', KEYS[1], 0, ARGV[2])
+redis.call('ZADD', KEYS[3], version, version)
+redis.call('HSET', KEYS[4], version, meta)
+redis.call('HSET', KEYS[5], version, ARGV[4])
+for k = 1, 5 do touch(KEYS[k], ARGV[1]) end
+return meta
+"#;
+
+/// KEYS: versions, metas, contents. ARGV: version or '' for the latest, '1' to include the
+/// content. Returns {meta[, content]} or false.
+const GET_ARTIFACT: &str = r#"
+local version = ARGV[1]
+if version == '' then
+  version = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
+  if not version then return false end
+end
+local meta = redis.call('HGET', KEYS[2], version)
+if not meta then return false end
+if ARGV[2] == '1' then return {meta, redis.call('HGET', KEYS[3], version)} end
+return {meta}
+"#;
+
+/// KEYS: names, next versions, versions, metas, contents. ARGV: name, version or '' for
+/// all. Returns how many versions were removed.
+const DELETE_ARTIFACT: &str = r#"
+local removed
+if ARGV[2] == '' then
+  removed = redis.call('ZCARD', KEYS[3])
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+else
+  removed = redis.call('ZREM', KEYS[3], ARGV[2])
+  redis.call('HDEL', KEYS[4], ARGV[2])
+  redis.call('HDEL', KEYS[5], ARGV[2])
+end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return removed
+"#;
+
+/// KEYS: scope base. Removes every artifact of the scope; returns how many versions.
+const CLEAR_ARTIFACTS: &str = r#"
+local b = KEYS[1]
+local count = 0
+for _, name in ipairs(redis.call('ZRANGE', b .. ':names', 0, -1)) do
+  local h = hex(name)
+  count = count + redis.call('ZCARD', b .. ':vers:' .. h)
+  redis.call('DEL', b .. ':vers:' .. h, b .. ':meta:' .. h, b .. ':data:' .. h)
+end
+redis.call('DEL', b .. ':names', b .. ':next')
+return count
+"#;
+
+/// Every script, compiled once per backend.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) create_session: Lua,
+    pub(crate) update_session: Lua,
+    pub(crate) end_session: Lua,
+    pub(crate) delete_session: Lua,
+    pub(crate) append_messages: Lua,
+    pub(crate) pop_message: Lua,
+    pub(crate) clear_messages: Lua,
+    pub(crate) store_task_context: Lua,
+    pub(crate) put_checkpoint: Lua,
+    pub(crate) put_writes: Lua,
+    pub(crate) get_checkpoint: Lua,
+    pub(crate) delete_thread: Lua,
+    pub(crate) prune_namespace: Lua,
+    pub(crate) delete_checkpoint_if: Lua,
+    pub(crate) copy_into_thread: Lua,
+    pub(crate) save_artifact: Lua,
+    pub(crate) get_artifact: Lua,
+    pub(crate) delete_artifact: Lua,
+    pub(crate) clear_artifacts: Lua,
+}
+
+/// A script with its source, which batches send with `EVAL`.
+#[derive(Debug)]
+pub(crate) struct Lua {
+    pub(crate) script: Script,
+    pub(crate) source: String,
+}
+
+fn script(body: &str) -> Lua {
+    let source = format!("{PRELUDE}{body}");
+    Lua {
+        script: Script::new(&source),
+        source,
+    }
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Scripts {
+            create_session: script(CREATE_SESSION),
+            update_session: script(UPDATE_SESSION),
+            end_session: script(END_SESSION),
+            delete_session: script(DELETE_SESSION),
+            append_messages: script(APPEND_MESSAGES),
+            pop_message: script(POP_MESSAGE),
+            clear_messages: script(CLEAR_MESSAGES),
+            store_task_context: script(STORE_TASK_CONTEXT),
+            put_checkpoint: script(PUT_CHECKPOINT),
+            put_writes: script(PUT_WRITES),
+            get_checkpoint: script(GET_CHECKPOINT),
+            delete_thread: script(DELETE_THREAD),
+            prune_namespace: script(PRUNE_NAMESPACE),
+            delete_checkpoint_if: script(DELETE_CHECKPOINT_IF),
+            copy_into_thread: script(COPY_INTO_THREAD),
+            save_artifact: script(SAVE_ARTIFACT),
+            get_artifact: script(GET_ARTIFACT),
+            delete_artifact: script(DELETE_ARTIFACT),
+            clear_artifacts: script(CLEAR_ARTIFACTS),
+        }
+    }
+
+    pub(crate) fn all(&self) -> [&Lua; 19] {
+        [
+            &self.create_session,
+            &self.update_session,
+            &self.end_session,
+            &self.delete_session,
+            &self.append_messages,
+            &self.pop_message,
+            &self.clear_messages,
+            &self.store_task_context,
+            &self.put_checkpoint,
+            &self.put_writes,
+            &self.get_checkpoint,
+            &self.delete_thread,
+            &self.prune_namespace,
+            &self.delete_checkpoint_if,
+            &self.copy_into_thread,
+            &self.save_artifact,
+            &self.get_artifact,
+            &self.delete_artifact,
+            &self.clear_artifacts,
+        ]
+    }
+}

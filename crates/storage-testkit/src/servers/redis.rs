@@ -1,0 +1,217 @@
+//! Throwaway Redis servers and clusters.
+//!
+//! [`redis_url`] and [`redis_cluster_urls`] give what tests connect to: the URL(s) in
+//! `STORAGE_TEST_REDIS_URL` / `STORAGE_TEST_REDIS_CLUSTER_URLS` (comma-separated) if set,
+//! else a server (or 3-master cluster) started once per test process on free loopback ports
+//! and stopped when the process exits. Fault tests start their own [`RedisServer`] and stop
+//! and restart it; they never touch a shared one.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::{free_port, require_binary, wait_for_port, Managed};
+
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A `redis-server` on a loopback port, with its data in a temporary directory.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    extra_args: Vec<String>,
+    process: Mutex<Option<Managed>>,
+}
+
+impl RedisServer {
+    /// Starts a standalone server on a free port.
+    pub fn start() -> Self {
+        Self::start_with(free_port(), Vec::new())
+    }
+
+    fn start_with(port: u16, extra_args: Vec<String>) -> Self {
+        require_binary("redis-server", "redis-server");
+        let dir = tempfile::Builder::new()
+            .prefix("storage-test-redis-")
+            .tempdir()
+            .expect("cannot create a temporary directory")
+            .keep();
+        let server = RedisServer {
+            port,
+            dir,
+            extra_args,
+            process: Mutex::new(None),
+        };
+        server.restart();
+        server
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server, as a crash would. Data is not persisted.
+    pub fn stop(&self) {
+        if let Some(mut process) = self
+            .process
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            process.kill();
+        }
+    }
+
+    /// Starts the server again on the same port (after [`RedisServer::stop`]).
+    pub fn restart(&self) {
+        let mut process = self
+            .process
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if process.is_some() {
+            return;
+        }
+        let mut command = Command::new("redis-server");
+        command
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--protected-mode", "yes", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra_args);
+        let started = Managed::spawn(command, Some(&self.dir));
+        assert!(
+            wait_for_port(self.port, START_TIMEOUT),
+            "redis-server did not accept connections on 127.0.0.1:{} within {START_TIMEOUT:?}",
+            self.port
+        );
+        *process = Some(started);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A throwaway Redis Cluster of three masters without replicas.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three cluster-enabled servers and joins them into one cluster.
+    pub fn start() -> Self {
+        require_binary("redis-cli", "redis-tools");
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                let port = free_port();
+                let bus_port = free_port();
+                RedisServer::start_with(
+                    port,
+                    vec![
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-port".into(),
+                        bus_port.to_string(),
+                        "--cluster-config-file".into(),
+                        format!("nodes-{port}.conf"),
+                        "--cluster-node-timeout".into(),
+                        "5000".into(),
+                    ],
+                )
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        let output = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("cannot run redis-cli --cluster create");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_ready();
+        cluster
+    }
+
+    fn wait_until_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let ready = self.nodes.iter().all(|node| {
+                Command::new("redis-cli")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &node.port().to_string(),
+                        "cluster",
+                        "info",
+                    ])
+                    .output()
+                    .map(|out| String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok"))
+                    .unwrap_or(false)
+            });
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the throwaway redis cluster did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The nodes' URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes, for fault tests.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+}
+
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
+/// The standalone Redis URL tests use: `STORAGE_TEST_REDIS_URL`, or a throwaway server
+/// shared by the whole test process.
+pub fn redis_url() -> String {
+    static SHARED: OnceLock<RedisServer> = OnceLock::new();
+    env_value("STORAGE_TEST_REDIS_URL")
+        .unwrap_or_else(|| SHARED.get_or_init(RedisServer::start).url())
+}
+
+/// The cluster seed URLs tests use: `STORAGE_TEST_REDIS_CLUSTER_URLS` (comma-separated), or
+/// a throwaway 3-master cluster shared by the whole test process.
+pub fn redis_cluster_urls() -> Vec<String> {
+    static SHARED: OnceLock<RedisCluster> = OnceLock::new();
+    match env_value("STORAGE_TEST_REDIS_CLUSTER_URLS") {
+        Some(urls) => urls.split(',').map(|url| url.trim().to_owned()).collect(),
+        None => SHARED.get_or_init(RedisCluster::start).urls(),
+    }
+}

@@ -1,0 +1,515 @@
+//! The backend value, its connection pool, and the store traits, each operation delegating
+//! to its implementation in the store's module and finishing through [`finish`] so errors
+//! are classified and named in one place.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use serde_json::Value;
+use storage_core::{
+    Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, ChannelVersions,
+    Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
+    ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange, NewArtifact,
+    NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionQuery, SessionStatus,
+    SessionStore, SessionUpdate, StorageBackend, StorageError, TaskContext, TaskContextStore,
+};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
+
+use crate::config::{PostgresConfig, TlsMode};
+use crate::error::{finish, PgResult, BACKEND};
+
+/// The PostgreSQL backend: every store of the contract, in one schema of one database.
+///
+/// Cheap to share behind an `Arc`; the pool opens connections lazily, and
+/// [`StorageBackend::initialize`] applies the schema's migrations.
+pub struct PostgresBackend {
+    pub(crate) pool: Pool,
+    pub(crate) config: PostgresConfig,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("config", &self.config)
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PostgresBackend {
+    /// Builds the backend and its pool without connecting; `initialize` connects.
+    ///
+    /// Fails with `InvalidInput` for a bad namespace and `Config` for other bad values.
+    pub fn new(config: PostgresConfig) -> Result<Self> {
+        let driver_config = config.driver_config()?;
+        let manager_config = ManagerConfig {
+            // Recycling only checks that the connection is open: a lost connection surfaces
+            // as a temporary error on first use and is discarded, without a round trip per
+            // checkout.
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match config.tls {
+            TlsMode::Disable => {
+                Manager::from_config(driver_config, tokio_postgres::NoTls, manager_config)
+            }
+            TlsMode::Require => tls_manager(driver_config, manager_config)?,
+        };
+        let connect = Duration::from_millis(config.connect_timeout_ms);
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            // Without a runtime deadpool ignores its timeouts and `get` can wait forever.
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_millis(config.wait_timeout_ms)))
+            .create_timeout(Some(connect))
+            .recycle_timeout(Some(connect))
+            .build()
+            .map_err(|err| {
+                StorageError::config(format!("cannot build the connection pool: {err}"))
+            })?;
+        Ok(PostgresBackend { pool, config })
+    }
+
+    /// The configuration the backend was built with.
+    pub fn config(&self) -> &PostgresConfig {
+        &self.config
+    }
+
+    /// The schema holding the tables: the namespace.
+    pub fn schema(&self) -> &str {
+        &self.config.namespace
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn client(&self) -> PgResult<Object> {
+        Ok(self.pool.get().await?)
+    }
+
+    async fn initialize_op(&self) -> PgResult<()> {
+        if self.pool.is_closed() {
+            return Err(deadpool_postgres::PoolError::Closed.into());
+        }
+        // A connection of its own, closed when dropped, so the advisory lock taken for the
+        // migration never outlives this call.
+        let mut wrapper = deadpool::managed::Manager::create(self.pool.manager()).await?;
+        crate::schema::migrate(&mut wrapper, self.schema()).await
+    }
+
+    async fn health_op(&self) -> PgResult<HealthStatus> {
+        let started = Instant::now();
+        let client = self.client().await?;
+        let row = client
+            .one(
+                "SELECT current_setting('server_version'), \
+                 (SELECT max(version) FROM schema_migrations)",
+                &[],
+            )
+            .await?;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let server_version: String = row.get(0);
+        let schema_version: Option<i32> = row.get(1);
+        let status = self.pool.status();
+        let details = BTreeMap::from([
+            ("server_version".to_owned(), server_version),
+            ("schema".to_owned(), self.schema().to_owned()),
+            (
+                "schema_version".to_owned(),
+                schema_version.map_or_else(|| "none".to_owned(), |v| v.to_string()),
+            ),
+            ("pool_max_size".to_owned(), status.max_size.to_string()),
+            ("pool_size".to_owned(), status.size.to_string()),
+            ("pool_available".to_owned(), status.available.to_string()),
+            ("pool_waiting".to_owned(), status.waiting.to_string()),
+        ]);
+        Ok(HealthStatus {
+            backend: BACKEND.to_owned(),
+            healthy: true,
+            latency_ms,
+            details,
+        })
+    }
+}
+
+#[cfg(feature = "tls")]
+fn tls_manager(
+    driver_config: tokio_postgres::Config,
+    manager_config: ManagerConfig,
+) -> Result<Manager> {
+    let connector = native_tls::TlsConnector::new()
+        .map_err(|err| StorageError::config(format!("cannot set up TLS: {err}")))?;
+    let tls = postgres_native_tls::MakeTlsConnector::new(connector);
+    Ok(Manager::from_config(driver_config, tls, manager_config))
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_manager(_: tokio_postgres::Config, _: ManagerConfig) -> Result<Manager> {
+    Err(StorageError::config(
+        "postgres.tls = \"require\" needs storage-postgres built with the `tls` feature",
+    ))
+}
+
+/// Prepared, cached statements on a pooled connection or inside a transaction.
+///
+/// Every statement goes through here: it is prepared once per connection (deadpool's
+/// statement cache) and always executed with parameters, never with values in its text.
+#[async_trait]
+pub(crate) trait Sql: Send + Sync {
+    /// The cached prepared statement for `sql`.
+    async fn statement(&self, sql: &str) -> Result<Statement, tokio_postgres::Error>;
+    /// Runs a prepared statement and returns its rows.
+    async fn run_query(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error>;
+    /// Runs a prepared statement and returns how many rows it affected.
+    async fn run_execute(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error>;
+
+    /// Every row of `sql`.
+    async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<Vec<Row>> {
+        let statement = self.statement(sql).await?;
+        Ok(self.run_query(&statement, params).await?)
+    }
+
+    /// The first row of `sql`, if any.
+    async fn opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<Option<Row>> {
+        Ok(self.rows(sql, params).await?.into_iter().next())
+    }
+
+    /// The one row `sql` always returns (an aggregate).
+    async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<Row> {
+        self.opt(sql, params).await?.ok_or_else(|| {
+            StorageError::backend(format!("statement returned no row: {sql}")).into()
+        })
+    }
+
+    /// How many rows `sql` affected.
+    async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<u64> {
+        let statement = self.statement(sql).await?;
+        Ok(self.run_execute(&statement, params).await?)
+    }
+}
+
+#[async_trait]
+impl Sql for deadpool_postgres::ClientWrapper {
+    async fn statement(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        self.prepare_cached(sql).await
+    }
+    async fn run_query(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        tokio_postgres::Client::query(self, statement, params).await
+    }
+    async fn run_execute(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        tokio_postgres::Client::execute(self, statement, params).await
+    }
+}
+
+#[async_trait]
+impl Sql for deadpool_postgres::Transaction<'_> {
+    async fn statement(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        self.prepare_cached(sql).await
+    }
+    async fn run_query(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        tokio_postgres::Transaction::query(self, statement, params).await
+    }
+    async fn run_execute(
+        &self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        tokio_postgres::Transaction::execute(self, statement, params).await
+    }
+}
+
+/// A `u64` count or number as PostgreSQL's `bigint`, saturating.
+pub(crate) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A non-negative `bigint` back as `u64`.
+pub(crate) fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+#[async_trait]
+impl SessionStore for PostgresBackend {
+    async fn create_session(&self, session: NewSession) -> Result<Session> {
+        finish("create_session", self.create_session_op(session).await)
+    }
+    async fn create_sessions(&self, sessions: Vec<NewSession>) -> Result<BatchCreate> {
+        finish("create_sessions", self.create_sessions_op(sessions).await)
+    }
+    async fn get_session(&self, id: &str) -> Result<Option<Session>> {
+        finish("get_session", self.get_session_op(id).await)
+    }
+    async fn get_sessions(&self, ids: &[String]) -> Result<Vec<Option<Session>>> {
+        finish("get_sessions", self.get_sessions_op(ids).await)
+    }
+    async fn update_session(&self, id: &str, update: SessionUpdate) -> Result<Session> {
+        finish("update_session", self.update_session_op(id, update).await)
+    }
+    async fn end_session(&self, id: &str, status: SessionStatus) -> Result<Session> {
+        finish("end_session", self.end_session_op(id, status).await)
+    }
+    async fn delete_session(&self, id: &str) -> Result<bool> {
+        finish("delete_session", self.delete_session_op(id).await)
+    }
+    async fn list_sessions(&self, query: SessionQuery) -> Result<Page<Session>> {
+        finish("list_sessions", self.list_sessions_op(query).await)
+    }
+}
+
+#[async_trait]
+impl ConversationStore for PostgresBackend {
+    async fn append_message(&self, session_id: &str, message: NewMessage) -> Result<Message> {
+        let appended = self.append_messages_op(session_id, vec![message]).await;
+        finish(
+            "append_message",
+            appended.map(|mut messages| messages.remove(0)),
+        )
+    }
+    async fn append_messages(
+        &self,
+        session_id: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Message>> {
+        finish(
+            "append_messages",
+            self.append_messages_op(session_id, messages).await,
+        )
+    }
+    async fn get_conversation_history(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        finish(
+            "get_conversation_history",
+            self.get_messages_op(session_id, MessageRange::last(limit))
+                .await,
+        )
+    }
+    async fn get_messages(&self, session_id: &str, range: MessageRange) -> Result<Vec<Message>> {
+        finish(
+            "get_messages",
+            self.get_messages_op(session_id, range).await,
+        )
+    }
+    async fn pop_last_message(&self, session_id: &str) -> Result<Option<Message>> {
+        finish(
+            "pop_last_message",
+            self.pop_last_message_op(session_id).await,
+        )
+    }
+    async fn clear_conversation(&self, session_id: &str) -> Result<u64> {
+        finish(
+            "clear_conversation",
+            self.clear_conversation_op(session_id).await,
+        )
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for PostgresBackend {
+    async fn put_checkpoint(
+        &self,
+        checkpoint: Checkpoint,
+        new_versions: ChannelVersions,
+    ) -> Result<()> {
+        finish(
+            "put_checkpoint",
+            self.put_checkpoint_op(checkpoint, new_versions).await,
+        )
+    }
+    async fn get_checkpoint(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        checkpoint_id: Option<&str>,
+    ) -> Result<Option<CheckpointTuple>> {
+        finish(
+            "get_checkpoint",
+            self.get_checkpoint_op(thread_id, namespace, checkpoint_id)
+                .await,
+        )
+    }
+    async fn list_checkpoints(&self, query: CheckpointQuery) -> Result<Vec<CheckpointTuple>> {
+        finish("list_checkpoints", self.list_checkpoints_op(query).await)
+    }
+    async fn put_writes(
+        &self,
+        key: CheckpointKey,
+        task_id: &str,
+        task_path: &str,
+        writes: Vec<(String, Value)>,
+    ) -> Result<()> {
+        finish(
+            "put_writes",
+            self.put_writes_op(key, task_id, task_path, writes).await,
+        )
+    }
+    async fn get_writes(&self, key: CheckpointKey) -> Result<Vec<PendingWrite>> {
+        finish("get_writes", self.get_writes_op(key).await)
+    }
+    async fn delete_thread(&self, thread_id: &str) -> Result<u64> {
+        finish("delete_thread", self.delete_thread_op(thread_id).await)
+    }
+    async fn prune_checkpoints(&self, thread_id: &str, keep_last: usize) -> Result<u64> {
+        finish(
+            "prune_checkpoints",
+            self.prune_checkpoints_op(thread_id, keep_last).await,
+        )
+    }
+    async fn copy_thread(&self, source_thread_id: &str, target_thread_id: &str) -> Result<u64> {
+        finish(
+            "copy_thread",
+            self.copy_thread_op(source_thread_id, target_thread_id)
+                .await,
+        )
+    }
+    async fn delete_for_runs(&self, run_ids: &[String]) -> Result<u64> {
+        finish("delete_for_runs", self.delete_for_runs_op(run_ids).await)
+    }
+}
+
+#[async_trait]
+impl TaskContextStore for PostgresBackend {
+    async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
+        finish(
+            "get_task_context",
+            self.get_task_context_op(session_id).await,
+        )
+    }
+    async fn store_task_context(
+        &self,
+        session_id: &str,
+        value: Value,
+        expected: ExpectedVersion,
+    ) -> Result<TaskContext> {
+        finish(
+            "store_task_context",
+            self.store_task_context_op(session_id, value, expected)
+                .await,
+        )
+    }
+    async fn delete_task_context(&self, session_id: &str) -> Result<bool> {
+        finish(
+            "delete_task_context",
+            self.delete_task_context_op(session_id).await,
+        )
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for PostgresBackend {
+    async fn save_artifact(
+        &self,
+        scope: &str,
+        name: &str,
+        artifact: NewArtifact,
+    ) -> Result<ArtifactMeta> {
+        finish(
+            "save_artifact",
+            self.save_artifact_op(scope, name, artifact).await,
+        )
+    }
+    async fn get_artifact(
+        &self,
+        scope: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Option<Artifact>> {
+        finish(
+            "get_artifact",
+            self.get_artifact_op(scope, name, version).await,
+        )
+    }
+    async fn get_artifact_meta(
+        &self,
+        scope: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Option<ArtifactMeta>> {
+        finish(
+            "get_artifact_meta",
+            self.get_artifact_meta_op(scope, name, version).await,
+        )
+    }
+    async fn list_artifacts(&self, scope: &str) -> Result<Vec<String>> {
+        finish("list_artifacts", self.list_artifacts_op(scope).await)
+    }
+    async fn list_artifact_versions(&self, scope: &str, name: &str) -> Result<Vec<ArtifactMeta>> {
+        finish(
+            "list_artifact_versions",
+            self.list_artifact_versions_op(scope, name).await,
+        )
+    }
+    async fn delete_artifact(&self, scope: &str, name: &str, version: Option<u64>) -> Result<u64> {
+        finish(
+            "delete_artifact",
+            self.delete_artifact_op(scope, name, version).await,
+        )
+    }
+    async fn clear_artifacts(&self, scope: &str) -> Result<u64> {
+        finish("clear_artifacts", self.clear_artifacts_op(scope).await)
+    }
+}
+
+#[async_trait]
+impl StorageBackend for PostgresBackend {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn initialize(&self) -> Result<()> {
+        finish("initialize", self.initialize_op().await)
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.pool.close();
+        Ok(())
+    }
+
+    async fn health_check(&self) -> Result<HealthStatus> {
+        finish("health_check", self.health_op().await)
+    }
+
+    async fn get_metrics(&self) -> Result<BackendMetrics> {
+        let status = self.pool.status();
+        let gauges = BTreeMap::from([
+            ("pool_max_size".to_owned(), status.max_size as f64),
+            ("pool_size".to_owned(), status.size as f64),
+            ("pool_available".to_owned(), status.available as f64),
+            ("pool_waiting".to_owned(), status.waiting as f64),
+        ]);
+        Ok(BackendMetrics {
+            backend: BACKEND.to_owned(),
+            counters: BTreeMap::new(),
+            gauges,
+        })
+    }
+
+    async fn cleanup_expired_sessions(&self, max_idle: Duration) -> Result<u64> {
+        finish(
+            "cleanup_expired_sessions",
+            self.cleanup_expired_sessions_op(max_idle).await,
+        )
+    }
+}

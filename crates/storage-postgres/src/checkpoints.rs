@@ -1,0 +1,509 @@
+//! Checkpoints, channel blobs and pending writes.
+//!
+//! A checkpoint row holds the wire-encoded checkpoint without its channel values, the
+//! channel versions as two parallel arrays, and the metadata as `jsonb` for list filters.
+//! Channel values live in `checkpoint_blobs`, one row per (thread, namespace, channel,
+//! version); reading a checkpoint joins its version arrays to that table by the full key,
+//! so it never touches the values of other checkpoints.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use storage_core::checkpoint::{
+    indexed_writes, sort_writes, validate_checkpoint_namespace, validate_put_writes,
+};
+use storage_core::validate::{validate_id, validate_ids, validate_limit};
+use storage_core::{
+    wire, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointTuple,
+    PendingWrite, StorageError,
+};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use crate::backend::{to_i64, to_u64, PostgresBackend, Sql};
+use crate::error::PgResult;
+
+/// Stores the new blobs and the checkpoint in one statement, so they become visible
+/// together or not at all. A stored blob is never replaced; a stored checkpoint id is.
+const PUT: &str = "\
+WITH blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, ns, channel, version, value)
+    SELECT $1, $2, b.channel, b.version, b.value
+    FROM UNNEST($8::text[], $9::text[], $10::bytea[]) AS b(channel, version, value)
+    ON CONFLICT DO NOTHING
+)
+INSERT INTO checkpoints (thread_id, ns, checkpoint_id, run_id, channels, versions, metadata, record)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $11)
+ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET
+    run_id = EXCLUDED.run_id, channels = EXCLUDED.channels, versions = EXCLUDED.versions,
+    metadata = EXCLUDED.metadata, record = EXCLUDED.record";
+
+/// The columns every checkpoint read returns: the row, its blobs, and its pending writes.
+/// `{from}` is the selection of checkpoint rows, already limited. Each blob is a scalar
+/// subquery on the blob table's full primary key, so the plan is one index lookup per
+/// channel whatever the statistics say, never a scan of the thread's blobs; a channel
+/// whose version has no stored value comes back as NULL and is left out.
+const READ: &str = "\
+SELECT c.ns, c.checkpoint_id, c.record, blobs.channels, blobs.values, writes.records
+FROM ({from}) c
+LEFT JOIN LATERAL (
+    SELECT array_agg(v.channel) AS channels,
+           array_agg((SELECT b.value FROM checkpoint_blobs b
+                      WHERE b.thread_id = c.thread_id AND b.ns = c.ns
+                        AND b.channel = v.channel AND b.version = v.version)) AS values
+    FROM unnest(c.channels, c.versions) AS v(channel, version)
+) blobs ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(w.record) AS records FROM checkpoint_writes w
+    WHERE w.thread_id = c.thread_id AND w.ns = c.ns AND w.checkpoint_id = c.checkpoint_id
+) writes ON true
+ORDER BY c.checkpoint_id DESC, c.ns";
+
+const PUT_WRITES: &str = "\
+WITH first_wins AS (
+    INSERT INTO checkpoint_writes (thread_id, ns, checkpoint_id, task_id, idx, record)
+    SELECT $1, $2, $3, $4, w.idx, w.record FROM UNNEST($5::bigint[], $6::bytea[]) AS w(idx, record)
+    ON CONFLICT DO NOTHING
+)
+INSERT INTO checkpoint_writes (thread_id, ns, checkpoint_id, task_id, idx, record)
+SELECT $1, $2, $3, $4, w.idx, w.record FROM UNNEST($7::bigint[], $8::bytea[]) AS w(idx, record)
+ON CONFLICT (thread_id, ns, checkpoint_id, task_id, idx) DO UPDATE SET record = EXCLUDED.record";
+
+const GET_WRITES: &str = "SELECT record FROM checkpoint_writes \
+     WHERE thread_id = $1 AND ns = $2 AND checkpoint_id = $3";
+
+const DELETE_THREAD: &str = "\
+WITH c AS (DELETE FROM checkpoints WHERE thread_id = $1 RETURNING 1),
+b AS (DELETE FROM checkpoint_blobs WHERE thread_id = $1),
+w AS (DELETE FROM checkpoint_writes WHERE thread_id = $1)
+SELECT count(*) FROM c";
+
+/// Keeps the newest `$2` per namespace. All CTEs see the same snapshot, so the blobs still
+/// in use are computed from the ranking (the survivors), not from the table.
+const PRUNE: &str = "\
+WITH ranked AS (
+    SELECT ns, checkpoint_id, channels, versions,
+           row_number() OVER (PARTITION BY ns ORDER BY checkpoint_id DESC) AS rank
+    FROM checkpoints WHERE thread_id = $1
+),
+doomed AS (
+    DELETE FROM checkpoints c USING ranked r
+    WHERE c.thread_id = $1 AND c.ns = r.ns AND c.checkpoint_id = r.checkpoint_id AND r.rank > $2
+    RETURNING c.ns, c.checkpoint_id
+),
+writes AS (
+    DELETE FROM checkpoint_writes w USING doomed d
+    WHERE w.thread_id = $1 AND w.ns = d.ns AND w.checkpoint_id = d.checkpoint_id
+),
+used AS (
+    SELECT DISTINCT r.ns, v.channel, v.version
+    FROM ranked r, unnest(r.channels, r.versions) AS v(channel, version)
+    WHERE r.rank <= $2
+),
+blobs AS (
+    DELETE FROM checkpoint_blobs b WHERE b.thread_id = $1 AND NOT EXISTS (
+        SELECT 1 FROM used u WHERE u.ns = b.ns AND u.channel = b.channel AND u.version = b.version)
+)
+SELECT count(*) FROM doomed";
+
+const THREAD_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE thread_id = $1)";
+
+const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
+const COPY_THREAD: &str = "\
+WITH c AS (
+    INSERT INTO checkpoints (thread_id, ns, checkpoint_id, run_id, channels, versions, metadata, record)
+    SELECT $2, ns, checkpoint_id, run_id, channels, versions, metadata, record
+    FROM checkpoints WHERE thread_id = $1
+    RETURNING 1
+),
+b AS (
+    INSERT INTO checkpoint_blobs (thread_id, ns, channel, version, value)
+    SELECT $2, ns, channel, version, value FROM checkpoint_blobs WHERE thread_id = $1
+    ON CONFLICT DO NOTHING
+),
+w AS (
+    INSERT INTO checkpoint_writes (thread_id, ns, checkpoint_id, task_id, idx, record)
+    SELECT $2, ns, checkpoint_id, task_id, idx, record FROM checkpoint_writes WHERE thread_id = $1
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) FROM c";
+
+const DELETE_FOR_RUNS: &str = "\
+WITH c AS (
+    DELETE FROM checkpoints WHERE run_id = ANY($1::text[])
+    RETURNING thread_id, ns, checkpoint_id
+),
+w AS (
+    DELETE FROM checkpoint_writes w USING c
+    WHERE w.thread_id = c.thread_id AND w.ns = c.ns AND w.checkpoint_id = c.checkpoint_id
+)
+SELECT count(*) FROM c";
+
+/// The escape character of [`filterable`].
+const ESCAPE: char = '\u{E000}';
+
+/// Metadata as stored in the `jsonb` column that list filters query.
+///
+/// `jsonb` cannot hold U+0000, so every string (keys included) is escaped injectively:
+/// U+E000 becomes U+E000 `e` and U+0000 becomes U+E000 `0`. Filter values go through the
+/// same mapping, so equality on the escaped form is exactly equality on the original, and
+/// strings without either character, the usual case, are stored unchanged.
+pub(crate) fn filterable(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(escape(s)),
+        Value::Array(items) => Value::Array(items.iter().map(filterable).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (escape(key), filterable(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn escape(s: &str) -> String {
+    if !s.contains(['\0', ESCAPE]) {
+        return s.to_owned();
+    }
+    let mut escaped = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        match c {
+            ESCAPE => escaped.extend([ESCAPE, 'e']),
+            '\0' => escaped.extend([ESCAPE, '0']),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Which checkpoint rows a read selects, in the order and amount it returns them.
+#[derive(Default)]
+struct Selection<'a> {
+    thread_id: &'a str,
+    namespace: Option<&'a str>,
+    checkpoint_id: Option<&'a str>,
+    before: Option<&'a str>,
+    filter_keys: Vec<String>,
+    filter_values: Vec<Value>,
+    limit: Option<i64>,
+}
+
+impl PostgresBackend {
+    /// Runs a selection: one statement, whose text depends only on which parts are set, so
+    /// each shape is prepared once per connection and planned for its index.
+    async fn read_checkpoints(&self, selection: Selection<'_>) -> PgResult<Vec<CheckpointTuple>> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&selection.thread_id];
+        let mut from = String::from(
+            "SELECT thread_id, ns, checkpoint_id, channels, versions, record \
+             FROM checkpoints WHERE thread_id = $1",
+        );
+        if let Some(namespace) = &selection.namespace {
+            params.push(namespace);
+            from.push_str(&format!(" AND ns = ${}", params.len()));
+        }
+        if let Some(id) = &selection.checkpoint_id {
+            params.push(id);
+            from.push_str(&format!(" AND checkpoint_id = ${}", params.len()));
+        }
+        if let Some(before) = &selection.before {
+            params.push(before);
+            from.push_str(&format!(" AND checkpoint_id < ${}", params.len()));
+        }
+        if !selection.filter_keys.is_empty() {
+            params.push(&selection.filter_keys);
+            params.push(&selection.filter_values);
+            // Per-key equality, not containment: `@>` would match sub-arrays and
+            // sub-objects. `jsonb` equality is type-strict and compares numbers by value.
+            from.push_str(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM unnest(${}::text[], ${}::jsonb[]) AS f(key, value) \
+                 WHERE (metadata -> f.key) IS DISTINCT FROM f.value)",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        from.push_str(" ORDER BY checkpoint_id DESC, ns");
+        if let Some(limit) = &selection.limit {
+            params.push(limit);
+            from.push_str(&format!(" LIMIT ${}", params.len()));
+        }
+        let sql = READ.replace("{from}", &from);
+        let client = self.client().await?;
+        let rows = client.rows(&sql, &params).await?;
+        rows.iter()
+            .map(|row| decode_tuple(selection.thread_id, row))
+            .collect()
+    }
+
+    pub(crate) async fn put_checkpoint_op(
+        &self,
+        mut checkpoint: Checkpoint,
+        new_versions: ChannelVersions,
+    ) -> PgResult<()> {
+        checkpoint.validate_put(&new_versions)?;
+        let mut blob_channels = Vec::new();
+        let mut blob_versions = Vec::new();
+        let mut blob_values = Vec::new();
+        for (channel, version, value) in checkpoint.new_blobs(&new_versions) {
+            blob_channels.push(channel.to_owned());
+            blob_versions.push(version.to_owned());
+            blob_values.push(wire::encode(value)?);
+        }
+        let channels: Vec<&str> = checkpoint
+            .channel_versions
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let versions: Vec<&str> = checkpoint
+            .channel_versions
+            .values()
+            .map(String::as_str)
+            .collect();
+        let run_id = checkpoint.metadata.get("run_id").and_then(Value::as_str);
+        let metadata = filterable(&Value::Object(checkpoint.metadata.clone()));
+        // Channel values live in the blobs, not in the record.
+        let values = std::mem::take(&mut checkpoint.channel_values);
+        let record = wire::encode(&checkpoint);
+        checkpoint.channel_values = values;
+        let record = record?;
+        let client = self.client().await?;
+        client
+            .exec(
+                PUT,
+                &[
+                    &checkpoint.thread_id,
+                    &checkpoint.namespace,
+                    &checkpoint.id,
+                    &run_id,
+                    &channels,
+                    &versions,
+                    &metadata,
+                    &blob_channels,
+                    &blob_versions,
+                    &blob_values,
+                    &record,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_checkpoint_op(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        checkpoint_id: Option<&str>,
+    ) -> PgResult<Option<CheckpointTuple>> {
+        validate_id("thread id", thread_id)?;
+        validate_checkpoint_namespace(namespace)?;
+        if let Some(id) = checkpoint_id {
+            validate_id("checkpoint id", id)?;
+        }
+        let selection = Selection {
+            thread_id,
+            namespace: Some(namespace),
+            checkpoint_id,
+            limit: Some(1),
+            ..Selection::default()
+        };
+        Ok(self.read_checkpoints(selection).await?.into_iter().next())
+    }
+
+    pub(crate) async fn list_checkpoints_op(
+        &self,
+        query: CheckpointQuery,
+    ) -> PgResult<Vec<CheckpointTuple>> {
+        query.validate()?;
+        let (filter_keys, filter_values) = query
+            .filter
+            .iter()
+            .map(|(key, value)| (escape(key), filterable(value)))
+            .unzip();
+        let selection = Selection {
+            thread_id: &query.thread_id,
+            namespace: query.namespace.as_deref(),
+            checkpoint_id: None,
+            before: query.before.as_deref(),
+            filter_keys,
+            filter_values,
+            limit: query.limit.map(|limit| to_i64(limit as u64)),
+        };
+        self.read_checkpoints(selection).await
+    }
+
+    pub(crate) async fn put_writes_op(
+        &self,
+        key: CheckpointKey,
+        task_id: &str,
+        task_path: &str,
+        writes: Vec<(String, Value)>,
+    ) -> PgResult<()> {
+        validate_put_writes(&key, task_id, &writes)?;
+        // Within one call a special channel written twice keeps its last value and a
+        // normal index its first, as across calls; one row per index reaches the database.
+        let mut first_wins: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
+        let mut last_wins: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
+        for (write, replaces) in indexed_writes(task_id, task_path, writes) {
+            let record = wire::encode(&write)?;
+            if replaces {
+                last_wins.insert(write.index, record);
+            } else {
+                first_wins.entry(write.index).or_insert(record);
+            }
+        }
+        let (first_indexes, first_records): (Vec<i64>, Vec<Vec<u8>>) =
+            first_wins.into_iter().unzip();
+        let (last_indexes, last_records): (Vec<i64>, Vec<Vec<u8>>) = last_wins.into_iter().unzip();
+        if first_indexes.is_empty() && last_indexes.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        client
+            .exec(
+                PUT_WRITES,
+                &[
+                    &key.thread_id,
+                    &key.namespace,
+                    &key.checkpoint_id,
+                    &task_id,
+                    &first_indexes,
+                    &first_records,
+                    &last_indexes,
+                    &last_records,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_writes_op(&self, key: CheckpointKey) -> PgResult<Vec<PendingWrite>> {
+        key.validate()?;
+        let client = self.client().await?;
+        let rows = client
+            .rows(
+                GET_WRITES,
+                &[&key.thread_id, &key.namespace, &key.checkpoint_id],
+            )
+            .await?;
+        let records: Vec<&[u8]> = rows.iter().map(|row| row.get(0)).collect();
+        decode_writes(records)
+    }
+
+    pub(crate) async fn delete_thread_op(&self, thread_id: &str) -> PgResult<u64> {
+        validate_id("thread id", thread_id)?;
+        let client = self.client().await?;
+        Ok(to_u64(
+            client.one(DELETE_THREAD, &[&thread_id]).await?.get(0),
+        ))
+    }
+
+    pub(crate) async fn prune_checkpoints_op(
+        &self,
+        thread_id: &str,
+        keep_last: usize,
+    ) -> PgResult<u64> {
+        validate_id("thread id", thread_id)?;
+        validate_limit("checkpoints to keep", keep_last)?;
+        let keep = to_i64(keep_last as u64);
+        let client = self.client().await?;
+        Ok(to_u64(
+            client.one(PRUNE, &[&thread_id, &keep]).await?.get(0),
+        ))
+    }
+
+    pub(crate) async fn copy_thread_op(&self, source: &str, target: &str) -> PgResult<u64> {
+        validate_id("source thread id", source)?;
+        validate_id("target thread id", target)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Two copies into one target queue up here, so the emptiness check holds until
+        // commit. Advisory locks are database-wide, hence the schema in the key.
+        let lock_key = format!("storage-postgres:thread:{}:{target}", self.schema());
+        tx.one(LOCK_THREAD, &[&lock_key]).await?;
+        if tx.one(THREAD_EXISTS, &[&target]).await?.get::<_, bool>(0) {
+            return Err(StorageError::already_exists(format!(
+                "thread {target:?} already has checkpoints"
+            ))
+            .into());
+        }
+        let copied: i64 = tx.one(COPY_THREAD, &[&source, &target]).await?.get(0);
+        if copied == 0 {
+            return Err(
+                StorageError::not_found(format!("thread {source:?} has no checkpoints")).into(),
+            );
+        }
+        tx.commit().await?;
+        Ok(to_u64(copied))
+    }
+
+    pub(crate) async fn delete_for_runs_op(&self, run_ids: &[String]) -> PgResult<u64> {
+        validate_ids("run id", run_ids.iter().map(String::as_str))?;
+        if run_ids.is_empty() {
+            return Ok(0);
+        }
+        let client = self.client().await?;
+        Ok(to_u64(
+            client.one(DELETE_FOR_RUNS, &[&run_ids]).await?.get(0),
+        ))
+    }
+}
+
+/// A checkpoint row back as a tuple; the row's key columns are authoritative.
+fn decode_tuple(thread_id: &str, row: &Row) -> PgResult<CheckpointTuple> {
+    let mut checkpoint: Checkpoint = wire::decode(row.get::<_, &[u8]>(2))?;
+    checkpoint.thread_id = thread_id.to_owned();
+    checkpoint.namespace = row.get(0);
+    checkpoint.id = row.get(1);
+    let channels: Option<Vec<String>> = row.get(3);
+    let values: Option<Vec<Option<&[u8]>>> = row.get(4);
+    checkpoint.channel_values = channels
+        .unwrap_or_default()
+        .into_iter()
+        .zip(values.unwrap_or_default())
+        .filter_map(|(channel, value)| value.map(|value| (channel, value)))
+        .map(|(channel, value)| Ok((channel, wire::decode::<Value>(value)?)))
+        .collect::<PgResult<_>>()?;
+    let writes: Option<Vec<&[u8]>> = row.get(5);
+    let pending_writes = decode_writes(writes.unwrap_or_default())?;
+    Ok(CheckpointTuple {
+        checkpoint,
+        pending_writes,
+    })
+}
+
+fn decode_writes(records: Vec<&[u8]>) -> PgResult<Vec<PendingWrite>> {
+    let mut writes = records
+        .into_iter()
+        .map(wire::decode::<PendingWrite>)
+        .collect::<storage_core::Result<Vec<_>>>()?;
+    sort_writes(&mut writes);
+    Ok(writes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn escaping_is_injective_and_leaves_plain_strings_alone() {
+        assert_eq!(escape("plain"), "plain");
+        let samples = [
+            "a\0b",
+            "a\u{E000}0b",
+            "a\u{E000}b",
+            "\0",
+            "\u{E000}e",
+            "\u{E000}",
+        ];
+        let escaped: std::collections::HashSet<String> =
+            samples.iter().map(|s| escape(s)).collect();
+        assert_eq!(escaped.len(), samples.len());
+        assert!(escaped.iter().all(|s| !s.contains('\0')));
+        let meta = json!({"k\0": ["x\0", {"y\0": 1}]});
+        assert_eq!(
+            filterable(&meta),
+            json!({"k\u{E000}0": ["x\u{E000}0", {"y\u{E000}0": 1}]})
+        );
+    }
+}

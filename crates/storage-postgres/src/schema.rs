@@ -1,0 +1,99 @@
+//! The schema: versioned migrations embedded in the crate, applied by
+//! [`PostgresBackend::initialize`](crate::PostgresBackend) through refinery.
+//!
+//! Several processes may initialize the same namespace at once. Each takes a session-level
+//! advisory lock keyed on the schema name, on a connection of its own that is closed
+//! afterwards (so a cancelled `initialize` can never leave the lock held on a pooled
+//! connection), then creates the schema if needed and applies the pending migrations in one
+//! transaction. Applied versions are recorded in the schema's `schema_migrations` table;
+//! running again applies nothing.
+
+use std::error::Error as _;
+
+use storage_core::StorageError;
+
+use crate::error::{Failure, PgResult};
+
+refinery::embed_migrations!("migrations");
+
+/// The table, inside the namespace's schema, recording applied migration versions.
+pub const MIGRATION_TABLE: &str = "schema_migrations";
+
+/// The highest migration version this release ships.
+pub fn latest_version() -> u32 {
+    migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|migration| migration.version())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Creates the schema and applies pending migrations, under the namespace's advisory lock.
+pub(crate) async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> PgResult<()> {
+    let lock_key = format!("storage-postgres:migrate:{schema}");
+    client
+        .execute(
+            "SELECT pg_advisory_lock(hashtextextended($1, 0))",
+            &[&lock_key],
+        )
+        .await?;
+    let applied = apply(client, schema).await;
+    // Unlocking can only fail if the connection is gone, which releases the lock anyway;
+    // the caller drops this connection either way.
+    let _ = client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+            &[&lock_key],
+        )
+        .await;
+    applied
+}
+
+async fn apply(client: &mut tokio_postgres::Client, schema: &str) -> PgResult<()> {
+    // The schema name is a validated namespace ([a-z0-9_]); quoting keeps it an identifier.
+    client
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .await?;
+    let mut runner = migrations::runner().set_grouped(true);
+    runner
+        .set_migration_table_name(MIGRATION_TABLE)
+        .run_async(client)
+        .await
+        .map_err(|err| Failure::Storage(migration_error(schema, &err)))?;
+    Ok(())
+}
+
+/// A refinery error as ours: a lost connection stays a temporary `Connection` error.
+fn migration_error(schema: &str, err: &refinery::Error) -> StorageError {
+    let message = format!("migrating schema {schema:?} failed: {err}");
+    let mut source = err.source();
+    while let Some(current) = source {
+        if let Some(driver) = current.downcast_ref::<tokio_postgres::Error>() {
+            if driver.as_db_error().is_none() {
+                return StorageError::connection(message);
+            }
+        }
+        source = current.source();
+    }
+    StorageError::backend(message)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_embedded_in_order() {
+        let runner = super::migrations::runner();
+        let versions: Vec<u32> = runner
+            .get_migrations()
+            .iter()
+            .map(|m| m.version())
+            .collect();
+        assert!(!versions.is_empty());
+        assert!(
+            versions.windows(2).all(|pair| pair[0] < pair[1]),
+            "{versions:?}"
+        );
+        assert_eq!(super::latest_version(), *versions.last().unwrap());
+    }
+}

@@ -1,0 +1,253 @@
+//! Sessions: one row per session, the wire-encoded record plus the columns the listing and
+//! cleanup indexes need.
+
+use std::time::Duration;
+
+use storage_core::session::{end_session_record, validate_new_sessions, SessionCursor};
+use storage_core::validate::{validate_id, validate_ids};
+use storage_core::{
+    time, wire, BatchCreate, NewSession, Page, Session, SessionQuery, SessionStatus, SessionUpdate,
+    StorageError,
+};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use crate::backend::{to_i64, PostgresBackend, Sql};
+use crate::error::PgResult;
+
+const INSERT: &str = "INSERT INTO sessions (id, user_id, status, last_activity_us, record) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
+
+const INSERT_MANY: &str = "INSERT INTO sessions (id, user_id, status, last_activity_us, record) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[]) \
+     ON CONFLICT (id) DO NOTHING RETURNING id";
+
+pub const SELECT_ONE: &str = "SELECT record FROM sessions WHERE id = $1";
+
+const SELECT_MANY: &str = "SELECT id, record FROM sessions WHERE id = ANY($1::text[])";
+
+const SELECT_FOR_UPDATE: &str = "SELECT record FROM sessions WHERE id = $1 FOR UPDATE";
+
+const UPDATE: &str =
+    "UPDATE sessions SET status = $2, last_activity_us = $3, record = $4 WHERE id = $1";
+
+/// Removes sessions and everything kept per session, for the ids the `doomed` CTE returns.
+/// `= ANY(ARRAY(...))` makes each delete an index lookup per removed id.
+macro_rules! delete_sessions_where {
+    ($condition:literal) => {
+        concat!(
+            "WITH doomed AS (DELETE FROM sessions WHERE ",
+            $condition,
+            " RETURNING id), \
+             ids AS (SELECT ARRAY(SELECT id FROM doomed) AS ids), \
+             m AS (DELETE FROM messages WHERE session_id = ANY((SELECT ids FROM ids)::text[])), \
+             c AS (DELETE FROM message_counters WHERE session_id = ANY((SELECT ids FROM ids)::text[])), \
+             t AS (DELETE FROM task_contexts WHERE session_id = ANY((SELECT ids FROM ids)::text[])) \
+             SELECT count(*) FROM doomed"
+        )
+    };
+}
+
+const DELETE_ONE: &str = delete_sessions_where!("id = $1");
+const DELETE_IDLE: &str = delete_sessions_where!("last_activity_us < $1");
+
+fn decode(row: &Row, column: usize) -> PgResult<Session> {
+    Ok(wire::decode(row.get::<_, &[u8]>(column))?)
+}
+
+impl PostgresBackend {
+    pub(crate) async fn create_session_op(&self, new: NewSession) -> PgResult<Session> {
+        new.validate()?;
+        let session = new.into_session(time::now());
+        let record = wire::encode(&session)?;
+        let client = self.client().await?;
+        let inserted = client
+            .exec(
+                INSERT,
+                &[
+                    &session.id,
+                    &session.user_id,
+                    &session.status.as_str(),
+                    &time::to_micros(session.last_activity),
+                    &record,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StorageError::already_exists(format!(
+                "session {:?} already exists",
+                session.id
+            ))
+            .into());
+        }
+        Ok(session)
+    }
+
+    pub(crate) async fn create_sessions_op(
+        &self,
+        sessions: Vec<NewSession>,
+    ) -> PgResult<BatchCreate> {
+        validate_new_sessions(&sessions)?;
+        if sessions.is_empty() {
+            return Ok(BatchCreate::default());
+        }
+        let now = time::now();
+        let sessions: Vec<Session> = sessions.into_iter().map(|s| s.into_session(now)).collect();
+        let ids: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
+        let users: Vec<&str> = sessions.iter().map(|s| s.user_id.as_str()).collect();
+        let statuses: Vec<&str> = sessions.iter().map(|s| s.status.as_str()).collect();
+        let activity: Vec<i64> = sessions
+            .iter()
+            .map(|s| time::to_micros(s.last_activity))
+            .collect();
+        let records = sessions
+            .iter()
+            .map(wire::encode)
+            .collect::<storage_core::Result<Vec<_>>>()?;
+        let client = self.client().await?;
+        let rows = client
+            .rows(INSERT_MANY, &[&ids, &users, &statuses, &activity, &records])
+            .await?;
+        let created_ids: std::collections::HashSet<String> =
+            rows.iter().map(|row| row.get::<_, String>(0)).collect();
+        let mut outcome = BatchCreate::default();
+        for session in sessions {
+            if created_ids.contains(&session.id) {
+                outcome.created.push(session);
+            } else {
+                outcome.already_existed.push(session.id);
+            }
+        }
+        Ok(outcome)
+    }
+
+    pub(crate) async fn get_session_op(&self, id: &str) -> PgResult<Option<Session>> {
+        validate_id("session id", id)?;
+        let client = self.client().await?;
+        let row = client.opt(SELECT_ONE, &[&id]).await?;
+        row.map(|row| decode(&row, 0)).transpose()
+    }
+
+    pub(crate) async fn get_sessions_op(&self, ids: &[String]) -> PgResult<Vec<Option<Session>>> {
+        validate_ids("session id", ids.iter().map(String::as_str))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let rows = client.rows(SELECT_MANY, &[&ids]).await?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            found.insert(row.get::<_, String>(0), decode(row, 1)?);
+        }
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+    }
+
+    pub(crate) async fn update_session_op(
+        &self,
+        id: &str,
+        update: SessionUpdate,
+    ) -> PgResult<Session> {
+        self.modify_session(id, |session, now| update.apply_to(session, now))
+            .await
+    }
+
+    pub(crate) async fn end_session_op(
+        &self,
+        id: &str,
+        status: SessionStatus,
+    ) -> PgResult<Session> {
+        self.modify_session(id, |session, now| end_session_record(session, status, now))
+            .await
+    }
+
+    /// Read-modify-write of one session under its row lock, so concurrent changes from any
+    /// number of connections apply one after another and none is lost.
+    async fn modify_session(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Session, time::Timestamp),
+    ) -> PgResult<Session> {
+        validate_id("session id", id)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(row) = tx.opt(SELECT_FOR_UPDATE, &[&id]).await? else {
+            return Err(StorageError::not_found(format!("session {id:?} does not exist")).into());
+        };
+        let mut session = decode(&row, 0)?;
+        change(&mut session, time::now());
+        let record = wire::encode(&session)?;
+        tx.exec(
+            UPDATE,
+            &[
+                &id,
+                &session.status.as_str(),
+                &time::to_micros(session.last_activity),
+                &record,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(session)
+    }
+
+    pub(crate) async fn delete_session_op(&self, id: &str) -> PgResult<bool> {
+        validate_id("session id", id)?;
+        let client = self.client().await?;
+        let removed: i64 = client.one(DELETE_ONE, &[&id]).await?.get(0);
+        Ok(removed > 0)
+    }
+
+    pub(crate) async fn list_sessions_op(&self, query: SessionQuery) -> PgResult<Page<Session>> {
+        let cursor = query.validate()?;
+        let status = query.status.map(SessionStatus::as_str);
+        let fetch = to_i64(query.limit as u64).saturating_add(1);
+        // One statement text per combination of filters, so each is planned for its index.
+        let mut sql = String::from("SELECT record FROM sessions WHERE true");
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        if let Some(user_id) = &query.user_id {
+            params.push(user_id);
+            sql.push_str(&format!(" AND user_id = ${}", params.len()));
+        }
+        if let Some(status) = &status {
+            params.push(status);
+            sql.push_str(&format!(" AND status = ${}", params.len()));
+        }
+        if let Some(cursor) = &cursor {
+            params.push(&cursor.last_activity_micros);
+            params.push(&cursor.id);
+            let (micros, id) = (params.len() - 1, params.len());
+            // The first bound is redundant but sargable: the index scan starts at the
+            // cursor instead of filtering every earlier row.
+            sql.push_str(&format!(
+                " AND last_activity_us <= ${micros} AND (last_activity_us < ${micros} \
+                 OR (last_activity_us = ${micros} AND id > ${id}))"
+            ));
+        }
+        params.push(&fetch);
+        sql.push_str(&format!(
+            " ORDER BY last_activity_us DESC, id LIMIT ${}",
+            params.len()
+        ));
+        let client = self.client().await?;
+        let rows = client.rows(&sql, &params).await?;
+        let mut items = rows
+            .iter()
+            .map(|row| decode(row, 0))
+            .collect::<PgResult<Vec<_>>>()?;
+        let next_cursor = if items.len() > query.limit {
+            items.truncate(query.limit);
+            items.last().map(|last| SessionCursor::after(last).encode())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub(crate) async fn cleanup_expired_sessions_op(&self, max_idle: Duration) -> PgResult<u64> {
+        let idle = i64::try_from(max_idle.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = time::to_micros(time::now()).saturating_sub(idle);
+        let client = self.client().await?;
+        let removed: i64 = client.one(DELETE_IDLE, &[&cutoff]).await?.get(0);
+        Ok(crate::backend::to_u64(removed))
+    }
+}

@@ -91,6 +91,22 @@ pub fn check_artifact_size(size: u64, limit: Option<u64>) -> Result<()> {
     }
 }
 
+/// The tighter of two optional size limits (a caller's and a backend's).
+///
+/// ```
+/// use storage_core::artifact::tighter_limit;
+///
+/// assert_eq!(tighter_limit(Some(10), Some(4)), Some(4));
+/// assert_eq!(tighter_limit(None, Some(4)), Some(4));
+/// assert_eq!(tighter_limit(None, None), None);
+/// ```
+pub fn tighter_limit(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// SHA-256 of `data`, lowercase hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))

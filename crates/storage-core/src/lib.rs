@@ -27,6 +27,7 @@ pub mod ext;
 pub mod json;
 pub mod page;
 pub mod prelude;
+pub mod redact;
 pub mod session;
 pub mod task_context;
 pub mod time;

@@ -195,42 +195,23 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Hides the password of a URL (`scheme://user:password@host`) or of a key=value
-/// connection string (`password=...`).
-fn redact_url(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            if let Some(colon) = userinfo.find(':') {
-                return format!(
-                    "{}{}:<redacted>{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &rest[at..]
-                );
-            }
-        }
-        return url.to_owned();
-    }
-    url.split_whitespace()
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=<redacted>"),
-            _ => pair.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 impl fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresConfig")
-            .field("url", &self.url.as_deref().map(redact_url))
+            .field(
+                "url",
+                &self.url.as_deref().map(storage_core::redact::redact_url),
+            )
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "password",
+                &self
+                    .password
+                    .as_ref()
+                    .map(|_| storage_core::redact::REDACTED),
+            )
             .field("database", &self.database)
             .field("namespace", &self.namespace)
             .field("pool_size", &self.pool_size)
@@ -258,10 +239,7 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains("p%40ss"),
             "{shown}"
         );
-        assert!(
-            shown.contains("postgresql://app:<redacted>@db:5432/x"),
-            "{shown}"
-        );
+        assert!(shown.contains("postgresql://app:***@db:5432/x"), "{shown}");
         let kv = PostgresConfig::from_url("host=db password=hunter2 user=app");
         let shown = format!("{kv:?}");
         assert!(

@@ -1,7 +1,9 @@
 //! Configuration of the Redis backend.
 
 use std::fmt;
+
 use std::time::Duration;
+use storage_core::redact::redact_url;
 
 use serde::{Deserialize, Serialize};
 use storage_core::{Result, StorageError};
@@ -175,31 +177,6 @@ fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis())
         .unwrap_or(u64::MAX)
         .max(1)
-}
-
-/// `url` with the password (if any) replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let user_info = &rest[..at];
-    let redacted_user_info = match user_info.split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        None if user_info.is_empty() => String::new(),
-        // A lone user info is the password in `redis://password@host`.
-        None => "***".to_owned(),
-    };
-    format!(
-        "{}{}@{}",
-        &url[..scheme_end + 3],
-        redacted_user_info,
-        &rest[at + 1..]
-    )
 }
 
 impl fmt::Debug for RedisConfig {

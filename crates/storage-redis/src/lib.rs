@@ -26,4 +26,4 @@ mod pool;
 mod scripts;
 
 pub use backend::RedisBackend;
-pub use config::{redact_url, RedisConfig};
+pub use config::RedisConfig;

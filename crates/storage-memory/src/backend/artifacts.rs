@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use storage_core::artifact::{
-    check_artifact_size, collect_bounded, sha256_hex, validate_artifact_address,
+    check_artifact_size, collect_bounded, sha256_hex, tighter_limit, validate_artifact_address,
 };
 use storage_core::validate::validate_id;
 use storage_core::{
@@ -147,10 +147,7 @@ impl ArtifactStore for MemoryBackend {
         self.op("save_artifact_stream", |_| {
             validate_artifact_address(scope, name)
         })?;
-        let limit = match (max_size, self.config.max_artifact_bytes) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let limit = tighter_limit(max_size, self.config.max_artifact_bytes);
         let data = collect_bounded(content, limit).await.map_err(|err| {
             err.with_backend("memory")
                 .with_operation("save_artifact_stream")

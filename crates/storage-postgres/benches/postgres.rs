@@ -7,15 +7,16 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-
 use serde_json::json;
 use storage_core::{
     time, wire, CheckpointStore, ConversationStore, NewMessage, Session, SessionStore,
     StorageBackend,
 };
 use storage_postgres::{raw, PostgresBackend, PostgresConfig};
-use storage_testkit::bench::{measure, print_ratio, ten_channel_checkpoint, Measurement, Workload};
+use storage_testkit::bench::{
+    compare_interleaved, interleaved, print_history_ratio, print_ratio, runtime_for,
+    ten_channel_checkpoint, BenchOp, Workload,
+};
 
 fn main() {
     let workload = Workload {
@@ -31,21 +32,11 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     for &concurrency in &workload.concurrency {
-        let runtime = if concurrency == 1 {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-        }
-        .expect("tokio runtime");
         let run = Workload {
             concurrency: vec![concurrency],
             ..workload.clone()
         };
-        runtime.block_on(async {
+        runtime_for(concurrency).block_on(async {
             let backend = backend(
                 &url,
                 &format!("bench_{}_c{concurrency}", std::process::id()),
@@ -53,33 +44,10 @@ fn main() {
             .await;
             let rows = run.run(backend.clone()).await;
             compare_with_raw(&backend, concurrency, workload.ops).await;
-            let p50 = |name: &str| {
-                rows.iter()
-                    .find(|m| m.name == name)
-                    .map(|m| m.p50.as_secs_f64())
-            };
-            let lengths = &workload.history_lengths;
-            if let (Some(first), Some(last)) = (lengths.first(), lengths.last()) {
-                if let (Some(short), Some(long)) = (
-                    p50(&format!("history_last50@{first}")),
-                    p50(&format!("history_last50@{last}")),
-                ) {
-                    print_ratio(
-                        &format!(
-                            "history_last50 p50 us, {last} vs {first} messages (c{concurrency})"
-                        ),
-                        long * 1e6,
-                        short * 1e6,
-                    );
-                }
-            }
+            print_history_ratio(&rows, &workload.history_lengths, concurrency);
         });
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(checkpoint_depth(&url, workload.checkpoint_ops));
+    runtime_for(1).block_on(checkpoint_depth(&url, workload.checkpoint_ops));
 }
 
 async fn backend(url: &str, namespace: &str) -> Arc<PostgresBackend> {
@@ -91,74 +59,26 @@ async fn backend(url: &str, namespace: &str) -> Arc<PostgresBackend> {
     backend
 }
 
-type Op = Arc<dyn Fn(usize) -> BoxFuture<'static, ()> + Send + Sync>;
-
-/// Rounds in which ours and raw alternate, so drift in the machine's load (a shared
-/// 2-core VM) hits both sides alike.
-const ROUNDS: usize = 10;
+type Op = BenchOp;
 
 /// Ours against the same SQL issued directly through the same pool (`prepare_cached`, the
-/// same parameters, the same wire encoding and decoding), measured in alternating rounds
-/// after one untimed warm-up round of each.
+/// same parameters, the same wire encoding and decoding), interleaved.
 async fn compare_with_raw(backend: &Arc<PostgresBackend>, concurrency: usize, ops: usize) {
-    let tag = format!("c{concurrency}");
-    let ids: Arc<Vec<String>> =
-        Arc::new((0..ops.min(1000)).map(|i| format!("{tag}-s{i}")).collect());
-    let pairs: [(&str, Op, Op); 2] = [
-        (
-            "get_session",
-            ours_get_session(backend, &ids),
-            raw_get_session(backend, &ids),
-        ),
-        (
-            "append_message",
-            ours_append_message(backend, &ids),
-            raw_append_message(backend, &ids),
-        ),
-    ];
-    for (name, ours, raw) in pairs {
-        let per_round = (ops / ROUNDS).max(1);
-        run(&ours, "warm-up", concurrency, per_round).await;
-        run(&raw, "warm-up", concurrency, per_round).await;
-        let (mut ours_rounds, mut raw_rounds) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            ours_rounds.push(run(&ours, name, concurrency, per_round).await);
-            raw_rounds.push(run(&raw, &format!("raw_{name}"), concurrency, per_round).await);
-        }
-        let ours = combine(ours_rounds);
-        let raw = combine(raw_rounds);
-        println!("{}", ours.row());
-        println!("{}", raw.row());
-        print_ratio(
-            &format!("{name} ops/s ours/raw, interleaved (c{concurrency})"),
-            ours.ops_per_sec,
-            raw.ops_per_sec,
-        );
-    }
-}
-
-async fn run(op: &Op, label: &str, concurrency: usize, ops: usize) -> Measurement {
-    let op = op.clone();
-    measure(label, concurrency, ops, move |i| op(i)).await
-}
-
-/// Rounds as one row: total ops over total time; the median of the rounds' percentiles.
-fn combine(mut rounds: Vec<Measurement>) -> Measurement {
-    let ops: usize = rounds.iter().map(|m| m.ops).sum();
-    let seconds: f64 = rounds.iter().map(|m| m.ops as f64 / m.ops_per_sec).sum();
-    let middle = rounds.len() / 2;
-    rounds.sort_by_key(|m| m.p50);
-    let p50 = rounds[middle].p50;
-    rounds.sort_by_key(|m| m.p99);
-    let p99 = rounds[middle].p99;
-    Measurement {
-        name: format!("{} (interleaved)", rounds[0].name),
-        concurrency: rounds[0].concurrency,
-        ops,
-        ops_per_sec: ops as f64 / seconds,
-        p50,
-        p99,
-    }
+    let ids: Arc<Vec<String>> = Arc::new(
+        (0..ops.min(1000))
+            .map(|i| format!("c{concurrency}-s{i}"))
+            .collect(),
+    );
+    let get = (
+        ours_get_session(backend, &ids),
+        raw_get_session(backend, &ids),
+    );
+    compare_interleaved("get_session", concurrency, ops, get.0, get.1).await;
+    let append = (
+        ours_append_message(backend, &ids),
+        raw_append_message(backend, &ids),
+    );
+    compare_interleaved("append_message", concurrency, ops, append.0, append.1).await;
 }
 
 fn ours_get_session(backend: &Arc<PostgresBackend>, ids: &Arc<Vec<String>>) -> Op {
@@ -254,21 +174,11 @@ async fn checkpoint_depth(url: &str, ops: usize) {
             })
         })
     };
-    let ops_list: Vec<Op> = depths.iter().map(|&depth| get_latest(depth)).collect();
-    let per_round = (ops / ROUNDS).max(1);
-    let mut rounds: Vec<Vec<Measurement>> = vec![Vec::new(), Vec::new()];
-    for op in &ops_list {
-        run(op, "warm-up", 1, per_round).await;
-    }
-    for _ in 0..ROUNDS {
-        for ((op, depth), measured) in ops_list.iter().zip(depths).zip(rounds.iter_mut()) {
-            measured.push(run(op, &format!("get_latest_checkpoint@{depth}"), 1, per_round).await);
-        }
-    }
-    let rows: Vec<Measurement> = rounds.into_iter().map(combine).collect();
-    for row in &rows {
-        println!("{}", row.row());
-    }
+    let contenders: Vec<(String, Op)> = depths
+        .iter()
+        .map(|&depth| (format!("get_latest_checkpoint@{depth}"), get_latest(depth)))
+        .collect();
+    let rows = interleaved(1, ops, &contenders).await;
     print_ratio(
         "get_latest_checkpoint p50 us, 3000 vs 10 checkpoints",
         rows[1].p50.as_secs_f64() * 1e6,

@@ -1,15 +1,18 @@
 //! `cargo xtask bench redis` (or `cargo bench -p storage-redis`): the shared workload on a
-//! throwaway `redis-server` (or `STORAGE_TEST_REDIS_URL`), then the same Redis commands
-//! issued raw through the same pool, with the ours/raw ratio, at concurrency 1 and 32.
+//! throwaway `redis-server` (or `STORAGE_TEST_REDIS_URL`), then ours against the same Redis
+//! commands issued raw through the same pool, interleaved, with the ours/raw ratio, at
+//! concurrency 1 and 32.
 //!
 //! Flags: `--ops N` (default 20000), `--history 1000,100000`, `--concurrency 1,32`.
 
 use std::sync::Arc;
 
 use serde_json::json;
-use storage_core::{time, wire, NewMessage, StorageBackend};
+use storage_core::{time, wire, ConversationStore, NewMessage, SessionStore, StorageBackend};
 use storage_redis::{RedisBackend, RedisConfig};
-use storage_testkit::bench::{measure, print_ratio, Measurement, Workload};
+use storage_testkit::bench::{
+    compare_interleaved, print_history_ratio, runtime_for, BenchOp, Workload,
+};
 
 fn main() {
     let workload = Workload {
@@ -20,26 +23,14 @@ fn main() {
     }
     .from_args();
     let url = storage_testkit::servers::redis::redis_url();
-    println!(
-        "redis backend on {url}; {} cores",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("redis backend on {url}; {cores} cores");
     for &concurrency in &workload.concurrency {
-        let runtime = if concurrency == 1 {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-        }
-        .expect("tokio runtime");
         let run = Workload {
             concurrency: vec![concurrency],
             ..workload.clone()
         };
-        runtime.block_on(async {
+        runtime_for(concurrency).block_on(async {
             let namespace = format!("bench_{}_c{concurrency}", std::process::id());
             let config = RedisConfig::new(url.clone())
                 .with_namespace(namespace)
@@ -47,83 +38,61 @@ fn main() {
             let backend = Arc::new(RedisBackend::new(config).expect("config"));
             backend.initialize().await.expect("initialize");
             let rows = run.run(backend.clone()).await;
-            let raw = raw_rows(&backend, concurrency, workload.ops).await;
-            let find = |rows: &[Measurement], name: &str| {
-                rows.iter().find(|m| m.name == name).map(|m| m.ops_per_sec)
-            };
-            for (ours, raw_name) in [
-                ("get_session", "raw_get_session"),
-                ("append_message", "raw_append_message"),
-            ] {
-                if let (Some(a), Some(b)) = (find(&rows, ours), find(&raw, raw_name)) {
-                    print_ratio(&format!("{ours} ops/s ours/raw (c{concurrency})"), a, b);
-                }
-            }
-            let p50 = |name: &str| {
-                rows.iter()
-                    .find(|m| m.name == name)
-                    .map(|m| m.p50.as_secs_f64())
-            };
-            let lengths = &workload.history_lengths;
-            if let (Some(first), Some(last)) = (lengths.first(), lengths.last()) {
-                if let (Some(short), Some(long)) = (
-                    p50(&format!("history_last50@{first}")),
-                    p50(&format!("history_last50@{last}")),
-                ) {
-                    print_ratio(
-                        &format!(
-                            "history_last50 p50 us, {last} vs {first} messages (c{concurrency})"
-                        ),
-                        long * 1e6,
-                        short * 1e6,
-                    );
-                }
-            }
+            compare_with_raw(&backend, concurrency, workload.ops).await;
+            print_history_ratio(&rows, &workload.history_lengths, concurrency);
+            let _ = backend.close().await;
         });
     }
 }
 
-/// The raw driver doing the identical work through the same pool: the same `HGETALL`
-/// for a session, and the same script with a message encoded the same way for an append.
-async fn raw_rows(backend: &Arc<RedisBackend>, concurrency: usize, ops: usize) -> Vec<Measurement> {
-    let tag = format!("c{concurrency}");
-    let ids: Arc<Vec<String>> =
-        Arc::new((0..ops.min(1000)).map(|i| format!("{tag}-s{i}")).collect());
-    let mut rows = Vec::new();
-    let b = backend.clone();
-    let pool = ids.clone();
-    let row = measure("raw_get_session", concurrency, ops, move |i| {
-        let b = b.clone();
-        let key = b.session_key(&pool[i % pool.len()]);
-        async move {
+/// Ours against the raw driver doing the identical work through the same pool: the same
+/// `HGETALL` for a session, and the same script with a message encoded the same way for an
+/// append.
+async fn compare_with_raw(backend: &Arc<RedisBackend>, concurrency: usize, ops: usize) {
+    let ids: Arc<Vec<String>> = Arc::new(
+        (0..ops.min(1000))
+            .map(|i| format!("c{concurrency}-s{i}"))
+            .collect(),
+    );
+    let op = |body: fn(
+        Arc<RedisBackend>,
+        String,
+        usize,
+    ) -> futures::future::BoxFuture<'static, ()>|
+     -> BenchOp {
+        let (b, ids) = (backend.clone(), ids.clone());
+        Arc::new(move |i| body(b.clone(), ids[i % ids.len()].clone(), i))
+    };
+    let ours_get = op(|b, id, _| {
+        Box::pin(async move { assert!(b.get_session(&id).await.unwrap().is_some()) })
+    });
+    let raw_get = op(|b, id, _| {
+        Box::pin(async move {
             let mut cmd = deadpool_redis::redis::cmd("HGETALL");
-            cmd.arg(key);
+            cmd.arg(b.session_key(&id));
             let fields: std::collections::HashMap<String, String> =
                 b.raw_query(&cmd).await.unwrap();
             assert!(!fields.is_empty());
-        }
-    })
-    .await;
-    println!("{}", row.row());
-    rows.push(row);
-    let b = backend.clone();
-    let pool = ids.clone();
-    let row = measure("raw_append_message", concurrency, ops, move |i| {
-        let b = b.clone();
-        let session = pool[i % pool.len()].clone();
-        async move {
-            let message =
-                NewMessage::new("user", json!({"text": "benchmark message body", "i": i}))
-                    .into_message(&session, 0, time::now());
-            let encoded = wire::encode(&message).unwrap();
-            let cmd = b.raw_append_command(&session, "", &encoded);
+        })
+    });
+    compare_interleaved("get_session", concurrency, ops, ours_get, raw_get).await;
+    let ours_append = op(|b, id, i| {
+        Box::pin(async move {
+            b.append_message(&id, message(i)).await.unwrap();
+        })
+    });
+    let raw_append = op(|b, id, i| {
+        Box::pin(async move {
+            let record = message(i).into_message(&id, 0, time::now());
+            let encoded = wire::encode(&record).unwrap();
+            let cmd = b.raw_append_command(&id, "", &encoded);
             let members: Vec<Vec<u8>> = b.raw_query(&cmd).await.unwrap();
             assert_eq!(members.len(), 1);
-        }
-    })
-    .await;
-    println!("{}", row.row());
-    rows.push(row);
-    let _ = backend.close().await;
-    rows
+        })
+    });
+    compare_interleaved("append_message", concurrency, ops, ours_append, raw_append).await;
+}
+
+fn message(i: usize) -> NewMessage {
+    NewMessage::new("user", json!({"text": "benchmark message body", "i": i}))
 }

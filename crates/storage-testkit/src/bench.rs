@@ -381,3 +381,113 @@ pub fn ten_channel_checkpoint(
 pub fn print_ratio(label: &str, ours: f64, raw: f64) {
     println!("{label}: {ours:.0} / {raw:.0} = {:.3}", ours / raw);
 }
+
+/// One benchmarked call, boxed so ours and the raw driver's can be passed alike.
+pub type BenchOp = Arc<dyn Fn(usize) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// Rounds in which the contenders alternate in [`interleaved`].
+pub const INTERLEAVED_ROUNDS: usize = 10;
+
+/// Measures each contender in alternating rounds after one untimed warm-up round of each,
+/// so drift in a shared machine's load hits all of them alike; prints and returns one
+/// combined row per contender, in the order given.
+pub async fn interleaved(
+    concurrency: usize,
+    ops: usize,
+    contenders: &[(String, BenchOp)],
+) -> Vec<Measurement> {
+    let per_round = (ops / INTERLEAVED_ROUNDS).max(1);
+    let run = |op: &BenchOp, label: &str| {
+        let (op, label) = (op.clone(), label.to_owned());
+        async move { measure(&label, concurrency, per_round, move |i| op(i)).await }
+    };
+    for (_, op) in contenders {
+        run(op, "warm-up").await;
+    }
+    let mut rounds: Vec<Vec<Measurement>> = contenders.iter().map(|_| Vec::new()).collect();
+    for _ in 0..INTERLEAVED_ROUNDS {
+        for ((name, op), measured) in contenders.iter().zip(rounds.iter_mut()) {
+            measured.push(run(op, name).await);
+        }
+    }
+    let rows: Vec<Measurement> = rounds.into_iter().map(combine).collect();
+    for row in &rows {
+        println!("{}", row.row());
+    }
+    rows
+}
+
+/// Ours against the raw driver doing the identical work, interleaved; prints the ops/s
+/// ratio and returns (ours, raw).
+pub async fn compare_interleaved(
+    name: &str,
+    concurrency: usize,
+    ops: usize,
+    ours: BenchOp,
+    raw: BenchOp,
+) -> (Measurement, Measurement) {
+    let contenders = [(name.to_owned(), ours), (format!("raw_{name}"), raw)];
+    let mut rows = interleaved(concurrency, ops, &contenders).await.into_iter();
+    let (ours, raw) = (rows.next().expect("ours"), rows.next().expect("raw"));
+    print_ratio(
+        &format!("{name} ops/s ours/raw, interleaved (c{concurrency})"),
+        ours.ops_per_sec,
+        raw.ops_per_sec,
+    );
+    (ours, raw)
+}
+
+/// Rounds as one row: total ops over total time; the median of the rounds' percentiles.
+pub fn combine(mut rounds: Vec<Measurement>) -> Measurement {
+    assert!(!rounds.is_empty(), "no rounds to combine");
+    let ops: usize = rounds.iter().map(|m| m.ops).sum();
+    let seconds: f64 = rounds.iter().map(|m| m.ops as f64 / m.ops_per_sec).sum();
+    let middle = rounds.len() / 2;
+    rounds.sort_by_key(|m| m.p50);
+    let p50 = rounds[middle].p50;
+    rounds.sort_by_key(|m| m.p99);
+    let p99 = rounds[middle].p99;
+    Measurement {
+        name: format!("{} (interleaved)", rounds[0].name),
+        concurrency: rounds[0].concurrency,
+        ops,
+        ops_per_sec: ops as f64 / seconds,
+        p50,
+        p99,
+    }
+}
+
+/// The runtime a row at `concurrency` runs on: one thread for 1 (the single-threaded
+/// figure), the multi-thread runtime otherwise.
+pub fn runtime_for(concurrency: usize) -> tokio::runtime::Runtime {
+    if concurrency == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("tokio runtime")
+}
+
+/// Prints how history last-50's median grows from the shortest to the longest measured
+/// conversation.
+pub fn print_history_ratio(rows: &[Measurement], lengths: &[usize], concurrency: usize) {
+    let p50 = |length: &usize| {
+        let name = format!("history_last50@{length}");
+        rows.iter()
+            .find(|m| m.name == name)
+            .map(|m| m.p50.as_secs_f64() * 1e6)
+    };
+    if let (Some(first), Some(last)) = (lengths.first(), lengths.last()) {
+        if let (Some(short), Some(long)) = (p50(first), p50(last)) {
+            print_ratio(
+                &format!("history_last50 p50 us, {last} vs {first} messages (c{concurrency})"),
+                long,
+                short,
+            );
+        }
+    }
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod postgres;
 pub mod redis;
+pub mod s3;
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {

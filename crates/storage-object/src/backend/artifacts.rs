@@ -1,0 +1,464 @@
+//! Artifacts. A save writes the content to a unique data object first (in parts above the
+//! multipart threshold), then creates the version record with `PutMode::Create` at the next
+//! free version number: the record is the commit, so a save whose writer dies midway, or
+//! that passes the size limit, leaves nothing visible. Deleting one version leaves a
+//! tombstone record so its number is not handed out again while the name has versions.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use storage_core::artifact::{check_artifact_size, validate_artifact_address};
+use storage_core::validate::validate_id;
+use storage_core::wire::{self, WireRecord};
+use storage_core::{
+    time, Artifact, ArtifactMeta, ArtifactStore, ByteStream, Metadata, NewArtifact, Result,
+    StorageError,
+};
+
+use super::{in_order, ObjectBackend};
+use crate::error::classify;
+use crate::keys::{parse_number, parts_after, take_id};
+
+/// A version record: the metadata and where the content is, or a tombstone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VersionRecord {
+    meta: Option<ArtifactMeta>,
+    data: Option<String>,
+}
+
+impl WireRecord for VersionRecord {
+    const KIND: &'static str = "artifact_version";
+}
+
+/// What a save learned about the content it stored.
+struct Stored {
+    data: Path,
+    size: u64,
+    sha256: String,
+}
+
+#[async_trait]
+impl ArtifactStore for ObjectBackend {
+    async fn save_artifact(
+        &self,
+        scope: &str,
+        name: &str,
+        artifact: NewArtifact,
+    ) -> Result<ArtifactMeta> {
+        self.op("save_artifact", async {
+            validate_artifact_address(scope, name)?;
+            check_artifact_size(artifact.data.len() as u64, self.config().max_artifact_bytes)?;
+            let sha256 = hex::encode(Sha256::digest(&artifact.data));
+            let data = self.keys().artifact_data(scope, name);
+            let size = artifact.data.len() as u64;
+            self.objects()
+                .store
+                .put(&data, PutPayload::from_bytes(artifact.data))
+                .await
+                .map_err(classify)?;
+            let stored = Stored { data, size, sha256 };
+            self.commit_version(
+                scope,
+                name,
+                &artifact.content_type,
+                artifact.metadata,
+                stored,
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn get_artifact(
+        &self,
+        scope: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Option<Artifact>> {
+        self.op("get_artifact", async {
+            validate_artifact_address(scope, name)?;
+            let Some((meta, data)) = self.pick(scope, name, version).await? else {
+                return Ok(None);
+            };
+            // A version deleted between reading its record and its content is gone.
+            Ok(self
+                .objects()
+                .get(&data)
+                .await?
+                .map(|data| Artifact { meta, data }))
+        })
+        .await
+    }
+
+    async fn get_artifact_meta(
+        &self,
+        scope: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Option<ArtifactMeta>> {
+        self.op("get_artifact_meta", async {
+            validate_artifact_address(scope, name)?;
+            Ok(self.pick(scope, name, version).await?.map(|(meta, _)| meta))
+        })
+        .await
+    }
+
+    async fn list_artifacts(&self, scope: &str) -> Result<Vec<String>> {
+        self.op("list_artifacts", async {
+            validate_id("artifact scope", scope)?;
+            let prefix = self.keys().scope(scope);
+            let mut names: Vec<String> = self
+                .objects()
+                .list(&prefix)
+                .await?
+                .iter()
+                .filter_map(|path| {
+                    let parts = parts_after(path, &prefix);
+                    let (name, used) = take_id(&parts)?;
+                    (parts.get(used).map(String::as_str) == Some("versions")).then_some(name)
+                })
+                .collect();
+            names.sort();
+            names.dedup();
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn list_artifact_versions(&self, scope: &str, name: &str) -> Result<Vec<ArtifactMeta>> {
+        self.op("list_artifact_versions", async {
+            validate_artifact_address(scope, name)?;
+            let versions = self.version_numbers(scope, name).await?;
+            let records = in_order(
+                16,
+                versions.iter().map(|&v| self.read_version(scope, name, v)),
+            )
+            .await?;
+            Ok(records
+                .into_iter()
+                .flatten()
+                .filter_map(|record| record.meta)
+                .collect())
+        })
+        .await
+    }
+
+    async fn delete_artifact(&self, scope: &str, name: &str, version: Option<u64>) -> Result<u64> {
+        self.op("delete_artifact", async {
+            validate_artifact_address(scope, name)?;
+            let removed = match version {
+                Some(version) => {
+                    let Some(record) = self.read_version(scope, name, version).await? else {
+                        return Ok(0);
+                    };
+                    let Some(data) = record.data.filter(|_| record.meta.is_some()) else {
+                        return Ok(0);
+                    };
+                    let tombstone = VersionRecord {
+                        meta: None,
+                        data: None,
+                    };
+                    let path = self.keys().artifact_version(scope, name, version);
+                    self.objects().put(&path, wire::encode(&tombstone)?).await?;
+                    self.objects().delete(&Path::from(data)).await?;
+                    1
+                }
+                None => {
+                    let live = self.live_versions(scope, name).await?;
+                    self.objects()
+                        .delete_all(&self.keys().artifact(scope, name))
+                        .await?;
+                    return Ok(live);
+                }
+            };
+            // A name without live versions is gone: its numbering starts over.
+            if self.live_versions(scope, name).await? == 0 {
+                self.objects()
+                    .delete_all(&self.keys().artifact(scope, name))
+                    .await?;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn clear_artifacts(&self, scope: &str) -> Result<u64> {
+        self.op("clear_artifacts", async {
+            validate_id("artifact scope", scope)?;
+            let prefix = self.keys().scope(scope);
+            let records: Vec<Path> = self
+                .objects()
+                .list(&prefix)
+                .await?
+                .into_iter()
+                .filter(|path| {
+                    let parts = parts_after(path, &prefix);
+                    take_id(&parts).is_some_and(|(_, used)| {
+                        parts.get(used).map(String::as_str) == Some("versions")
+                    })
+                })
+                .collect();
+            let read = in_order(16, records.iter().map(|path| self.objects().get(path))).await?;
+            let mut live = 0;
+            for bytes in read.into_iter().flatten() {
+                if wire::decode::<VersionRecord>(&bytes)?.meta.is_some() {
+                    live += 1;
+                }
+            }
+            self.objects().delete_all(&prefix).await?;
+            Ok(live)
+        })
+        .await
+    }
+
+    async fn save_artifact_stream(
+        &self,
+        scope: &str,
+        name: &str,
+        content_type: &str,
+        metadata: Metadata,
+        content: ByteStream,
+        max_size: Option<u64>,
+    ) -> Result<ArtifactMeta> {
+        self.op("save_artifact_stream", async {
+            validate_artifact_address(scope, name)?;
+            let limit = match (max_size, self.config().max_artifact_bytes) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let stored = self.store_stream(scope, name, content, limit).await?;
+            self.commit_version(scope, name, content_type, metadata, stored)
+                .await
+        })
+        .await
+    }
+
+    async fn open_artifact_stream(
+        &self,
+        scope: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Option<(ArtifactMeta, ByteStream)>> {
+        self.op("open_artifact_stream", async {
+            validate_artifact_address(scope, name)?;
+            let Some((meta, data)) = self.pick(scope, name, version).await? else {
+                return Ok(None);
+            };
+            let part = self.config().part_size_bytes;
+            let ranges: Vec<std::ops::Range<u64>> = (0..meta.size.div_ceil(part).max(1))
+                .map(|i| i * part..((i + 1) * part).min(meta.size))
+                .collect();
+            let store = self.objects().store.clone();
+            let body: ByteStream = if meta.size == 0 {
+                futures::stream::empty().boxed()
+            } else {
+                // Ranged reads, a few in flight: memory stays at a few parts whatever the size.
+                futures::stream::iter(ranges)
+                    .map(move |range| {
+                        let store = store.clone();
+                        let data = data.clone();
+                        async move {
+                            store
+                                .get_range(&data, range)
+                                .await
+                                .map_err(|err| classify(err).with_operation("open_artifact_stream"))
+                        }
+                    })
+                    .buffered(self.config().transfer_concurrency)
+                    .boxed()
+            };
+            Ok(Some((meta, body)))
+        })
+        .await
+    }
+}
+
+impl ObjectBackend {
+    /// Stores the content of a stream: in one put below the multipart threshold, in parts
+    /// above it. Passing `limit` aborts the upload: nothing is committed.
+    async fn store_stream(
+        &self,
+        scope: &str,
+        name: &str,
+        mut content: ByteStream,
+        limit: Option<u64>,
+    ) -> Result<Stored> {
+        let config = self.config();
+        let threshold = config.multipart_threshold_bytes as usize;
+        let data = self.keys().artifact_data(scope, name);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut head: Vec<Bytes> = Vec::new();
+        let mut buffered = 0usize;
+        let mut upload: Option<WriteMultipart> = None;
+        let result: Result<()> = async {
+            while let Some(chunk) = content.next().await {
+                let chunk = chunk?;
+                size += chunk.len() as u64;
+                check_artifact_size(size, limit)?;
+                hasher.update(&chunk);
+                match upload.as_mut() {
+                    Some(writer) => {
+                        writer
+                            .wait_for_capacity(config.transfer_concurrency)
+                            .await
+                            .map_err(classify)?;
+                        writer.put(chunk);
+                    }
+                    None => {
+                        buffered += chunk.len();
+                        head.push(chunk);
+                        if buffered >= threshold {
+                            let parts = self
+                                .objects()
+                                .store
+                                .put_multipart(&data)
+                                .await
+                                .map_err(classify)?;
+                            let mut writer = WriteMultipart::new_with_chunk_size(
+                                parts,
+                                config.part_size_bytes as usize,
+                            );
+                            for chunk in head.drain(..) {
+                                writer.put(chunk);
+                            }
+                            upload = Some(writer);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match (result, upload) {
+            (Ok(()), Some(writer)) => {
+                writer.finish().await.map_err(classify)?;
+            }
+            (Ok(()), None) => {
+                let payload: PutPayload = head.into_iter().collect();
+                self.objects()
+                    .store
+                    .put(&data, payload)
+                    .await
+                    .map_err(classify)?;
+            }
+            (Err(err), Some(writer)) => {
+                let _ = writer.abort().await;
+                return Err(err);
+            }
+            (Err(err), None) => return Err(err),
+        }
+        Ok(Stored {
+            data,
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// Creates the next version record for stored content: the commit point of a save.
+    async fn commit_version(
+        &self,
+        scope: &str,
+        name: &str,
+        content_type: &str,
+        metadata: Metadata,
+        stored: Stored,
+    ) -> Result<ArtifactMeta> {
+        let mut next = self
+            .version_numbers(scope, name)
+            .await?
+            .last()
+            .map_or(0, |v| v + 1);
+        for _ in 0..super::CAS_ATTEMPTS {
+            let meta = ArtifactMeta {
+                scope: scope.to_owned(),
+                name: name.to_owned(),
+                version: next,
+                content_type: content_type.to_owned(),
+                size: stored.size,
+                sha256: stored.sha256.clone(),
+                metadata: metadata.clone(),
+                created_at: time::now(),
+            };
+            let record = VersionRecord {
+                meta: Some(meta.clone()),
+                data: Some(stored.data.to_string()),
+            };
+            let path = self.keys().artifact_version(scope, name, next);
+            if self.objects().create(&path, wire::encode(&record)?).await? {
+                return Ok(meta);
+            }
+            next += 1;
+        }
+        let _ = self.objects().delete(&stored.data).await;
+        Err(StorageError::backend("too many concurrent saves of one artifact").with_temporary(true))
+    }
+
+    /// The version numbers with a record (live or tombstone), ascending.
+    async fn version_numbers(&self, scope: &str, name: &str) -> Result<Vec<u64>> {
+        let mut versions: Vec<u64> = self
+            .objects()
+            .list(&self.keys().artifact_versions(scope, name))
+            .await?
+            .iter()
+            .filter_map(|path| path.filename().and_then(parse_number))
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    async fn read_version(
+        &self,
+        scope: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<VersionRecord>> {
+        let path = self.keys().artifact_version(scope, name, version);
+        self.objects()
+            .get(&path)
+            .await?
+            .map(|bytes| wire::decode(&bytes))
+            .transpose()
+    }
+
+    async fn live_versions(&self, scope: &str, name: &str) -> Result<u64> {
+        let versions = self.version_numbers(scope, name).await?;
+        let records = in_order(
+            16,
+            versions.iter().map(|&v| self.read_version(scope, name, v)),
+        )
+        .await?;
+        Ok(records
+            .iter()
+            .flatten()
+            .filter(|record| record.meta.is_some())
+            .count() as u64)
+    }
+
+    /// The metadata and content path of a live version (`None`: the newest live one).
+    async fn pick(
+        &self,
+        scope: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Option<(ArtifactMeta, Path)>> {
+        let live = |record: Option<VersionRecord>| {
+            record.and_then(|r| Some((r.meta?, Path::from(r.data?))))
+        };
+        match version {
+            Some(version) => Ok(live(self.read_version(scope, name, version).await?)),
+            None => {
+                for version in self.version_numbers(scope, name).await?.into_iter().rev() {
+                    if let Some(found) = live(self.read_version(scope, name, version).await?) {
+                        return Ok(Some(found));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The trait implementations, one file per kind.
+
+mod artifacts;
+mod checkpoints;
+mod conversation;
+mod sessions;
+mod task_context;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use object_store::path::Path;
+use storage_core::wire::{self, WireRecord};
+use storage_core::{BackendMetrics, HealthStatus, Result, StorageBackend, StorageError};
+
+use crate::config::ObjectConfig;
+use crate::error::BACKEND;
+use crate::keys::Keys;
+use crate::store::{backoff, Objects};
+
+/// Most compare-and-set attempts of one operation before it gives up as temporary.
+const CAS_ATTEMPTS: u32 = 10_000;
+
+/// The object-storage backend. Clones share the store and the open/closed state.
+#[derive(Clone)]
+pub struct ObjectBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ObjectConfig,
+    objects: Objects,
+    keys: Keys,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for ObjectBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectBackend")
+            .field("config", &self.inner.config)
+            .field("cell_mode", &self.inner.objects.mode)
+            .finish()
+    }
+}
+
+/// What a cell change decides after seeing the current value.
+pub(crate) enum Change<T, R> {
+    /// Store this value and return `R` once stored.
+    Write(T, R),
+    /// Store nothing and return `R`.
+    Keep(R),
+}
+
+impl ObjectBackend {
+    /// A backend for `config`; nothing is contacted until the first operation.
+    pub fn new(config: ObjectConfig) -> Result<Self> {
+        config
+            .validate()
+            .map_err(|err| err.with_backend(BACKEND).with_operation("new"))?;
+        let objects = Objects::open(&config)
+            .map_err(|err| err.with_backend(BACKEND).with_operation("new"))?;
+        let keys = Keys::new(&objects.prefix, &config.namespace);
+        Ok(ObjectBackend {
+            inner: Arc::new(Inner {
+                config,
+                objects,
+                keys,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The embedded default: the local directory `./.storage`, namespace `default`.
+    pub fn embedded() -> Result<Self> {
+        Self::new(ObjectConfig::default())
+    }
+
+    /// The configuration the backend was built with.
+    pub fn config(&self) -> &ObjectConfig {
+        &self.inner.config
+    }
+
+    /// The underlying object store, for tools and benchmarks that compare against it.
+    pub fn object_store(&self) -> Arc<dyn object_store::ObjectStore> {
+        self.inner.objects.store.clone()
+    }
+
+    pub(crate) fn objects(&self) -> &Objects {
+        &self.inner.objects
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// Runs one operation: refuses it once the backend is closed, and names the backend and
+    /// the operation in any error it returns.
+    pub(crate) async fn op<T>(
+        &self,
+        operation: &'static str,
+        body: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let result = if self.inner.closed.load(Ordering::Acquire) {
+            Err(StorageError::connection("the object backend is closed").with_temporary(false))
+        } else {
+            body.await
+        };
+        result.map_err(|err| err.with_backend(BACKEND).with_operation(operation))
+    }
+
+    /// Reads and decodes a cell.
+    pub(crate) async fn read_cell<T: WireRecord>(&self, cell: &Path) -> Result<Option<T>> {
+        match self.objects().cell_read(cell).await? {
+            Some((bytes, _)) => Ok(Some(wire::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads a cell, lets `change` decide, and writes its value if the cell is still as
+    /// read; otherwise reads again. `change` sees every attempt's value and may fail.
+    pub(crate) async fn modify_cell<T: WireRecord, R>(
+        &self,
+        cell: &Path,
+        mut change: impl FnMut(Option<T>) -> Result<Change<T, R>>,
+    ) -> Result<R> {
+        for attempt in 0..CAS_ATTEMPTS {
+            backoff(attempt).await;
+            let current = self.objects().cell_read(cell).await?;
+            let (value, token) = match current {
+                Some((bytes, token)) => (Some(wire::decode::<T>(&bytes)?), Some(token)),
+                None => (None, None),
+            };
+            match change(value)? {
+                Change::Keep(result) => return Ok(result),
+                Change::Write(value, result) => {
+                    let bytes = wire::encode(&value)?;
+                    if self
+                        .objects()
+                        .cell_write(cell, token.as_ref(), bytes)
+                        .await?
+                    {
+                        return Ok(result);
+                    }
+                }
+            }
+        }
+        Err(StorageError::backend("too many concurrent writers on one record").with_temporary(true))
+    }
+}
+
+/// Runs up to `limit` futures at once, keeping input order. The futures are made before
+/// the returned future is first polled, so no borrowing closure lives across an await.
+pub(crate) fn in_order<I, F, T>(limit: usize, items: I) -> impl Future<Output = Result<Vec<T>>>
+where
+    I: IntoIterator<Item = F>,
+    F: Future<Output = Result<T>>,
+{
+    use futures::{StreamExt, TryStreamExt};
+    let futures: Vec<F> = items.into_iter().collect();
+    futures::stream::iter(futures).buffered(limit).try_collect()
+}
+
+#[async_trait]
+impl StorageBackend for ObjectBackend {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn initialize(&self) -> Result<()> {
+        self.op("initialize", async {
+            // One listing proves the store answers and the credentials work.
+            self.objects()
+                .list(&self.keys().sessions())
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn health_check(&self) -> Result<HealthStatus> {
+        let started = Instant::now();
+        self.op("health_check", async {
+            let probe = self.keys().namespace_root().join("health");
+            self.objects().put(&probe, b"ok".to_vec()).await?;
+            self.objects().get(&probe).await?;
+            Ok(())
+        })
+        .await?;
+        let details = BTreeMap::from([
+            ("namespace".to_owned(), self.inner.config.namespace.clone()),
+            (
+                "provider".to_owned(),
+                self.inner.objects.provider.to_owned(),
+            ),
+            (
+                "cell_mode".to_owned(),
+                format!("{:?}", self.inner.objects.mode),
+            ),
+        ]);
+        Ok(HealthStatus {
+            backend: BACKEND.to_owned(),
+            healthy: true,
+            latency_ms: started.elapsed().as_secs_f64() * 1e3,
+            details,
+        })
+    }
+
+    async fn get_metrics(&self) -> Result<BackendMetrics> {
+        self.op("get_metrics", async {
+            Ok(BackendMetrics {
+                backend: BACKEND.to_owned(),
+                counters: BTreeMap::new(),
+                gauges: BTreeMap::new(),
+            })
+        })
+        .await
+    }
+
+    async fn cleanup_expired_sessions(&self, max_idle: Duration) -> Result<u64> {
+        self.op("cleanup_expired_sessions", self.remove_idle(max_idle))
+            .await
+    }
+}

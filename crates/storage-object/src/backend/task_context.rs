@@ -1,0 +1,54 @@
+use async_trait::async_trait;
+use serde_json::Value;
+use storage_core::validate::validate_id;
+use storage_core::{time, ExpectedVersion, Result, TaskContext, TaskContextStore};
+
+use super::{Change, ObjectBackend};
+
+#[async_trait]
+impl TaskContextStore for ObjectBackend {
+    async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
+        self.op("get_task_context", async {
+            validate_id("session id", session_id)?;
+            self.read_cell(&self.keys().context(session_id)).await
+        })
+        .await
+    }
+
+    async fn store_task_context(
+        &self,
+        session_id: &str,
+        value: Value,
+        expected: ExpectedVersion,
+    ) -> Result<TaskContext> {
+        self.op("store_task_context", async {
+            validate_id("session id", session_id)?;
+            // The compare-and-set re-checks the expectation against every value it reads.
+            self.modify_cell(
+                &self.keys().context(session_id),
+                |current: Option<TaskContext>| {
+                    let version = expected.next_version(session_id, current.map(|c| c.version))?;
+                    let context = TaskContext {
+                        session_id: session_id.to_owned(),
+                        value: value.clone(),
+                        version,
+                        updated_at: time::now(),
+                    };
+                    Ok(Change::Write(context.clone(), context))
+                },
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn delete_task_context(&self, session_id: &str) -> Result<bool> {
+        self.op("delete_task_context", async {
+            validate_id("session id", session_id)?;
+            self.objects()
+                .cell_delete(&self.keys().context(session_id))
+                .await
+        })
+        .await
+    }
+}

@@ -1,0 +1,115 @@
+//! The one place where object_store errors become [`StorageError`]s.
+
+use storage_core::StorageError;
+
+/// The backend name errors carry.
+pub(crate) const BACKEND: &str = "object";
+
+/// Classifies an object_store error. An unreachable endpoint or a dropped connection is
+/// `Connection` and a request past its deadline `Timeout` (both temporary), never
+/// `NotFound` or `Backend`.
+pub(crate) fn classify(err: object_store::Error) -> StorageError {
+    use object_store::Error as E;
+    let message = err.to_string();
+    let classified = match &err {
+        E::NotFound { .. } => StorageError::not_found(format!("object not found: {message}")),
+        E::AlreadyExists { .. } => StorageError::already_exists(message.clone()),
+        E::Precondition { .. } => StorageError::conflict(message.clone()),
+        E::NotSupported { .. } | E::NotImplemented { .. } => {
+            StorageError::unsupported(message.clone())
+        }
+        E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::UnknownConfigurationKey { .. } => StorageError::config(format!(
+            "the object store refused the credentials or configuration: {message}"
+        )),
+        _ => match transport_failure(&err) {
+            Some(Transport::Timeout) => StorageError::timeout(format!(
+                "the object store did not answer in time: {message}"
+            )),
+            Some(Transport::Connection) => {
+                StorageError::connection(format!("the object store is unreachable: {message}"))
+            }
+            None => StorageError::backend(format!("object store error: {message}")),
+        },
+    };
+    classified.with_backend(BACKEND).with_source(err)
+}
+
+enum Transport {
+    Timeout,
+    Connection,
+}
+
+/// Looks through the error's sources for a failed connection or an expired deadline.
+fn transport_failure(err: &(dyn std::error::Error + 'static)) -> Option<Transport> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(error) = current {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::TimedOut => return Some(Transport::Timeout),
+                K::ConnectionRefused
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::NotConnected
+                | K::BrokenPipe
+                | K::UnexpectedEof => return Some(Transport::Connection),
+                _ => {}
+            }
+        }
+        #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+        if let Some(http) = error.downcast_ref::<object_store::client::HttpError>() {
+            use object_store::client::HttpErrorKind as K;
+            match http.kind() {
+                K::Timeout => return Some(Transport::Timeout),
+                K::Connect | K::Request | K::Interrupted => return Some(Transport::Connection),
+                _ => {}
+            }
+        }
+        let text = error.to_string().to_ascii_lowercase();
+        if text.contains("timed out") || text.contains("timeout") {
+            return Some(Transport::Timeout);
+        }
+        if text.contains("error sending request")
+            || text.contains("connection refused")
+            || text.contains("connection reset")
+            || text.contains("tcp connect error")
+        {
+            return Some(Transport::Connection);
+        }
+        current = error.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use storage_core::ErrorKind;
+
+    #[test]
+    fn not_found_and_conditions() {
+        let err = classify(object_store::Error::NotFound {
+            path: "a".into(),
+            source: "gone".into(),
+        });
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        let err = classify(object_store::Error::Precondition {
+            path: "a".into(),
+            source: "etag".into(),
+        });
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+    }
+
+    #[test]
+    fn refused_connections_are_temporary() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let err = classify(object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(io),
+        });
+        assert_eq!(err.kind(), ErrorKind::Connection);
+        assert!(err.is_temporary());
+    }
+}

@@ -1,0 +1,259 @@
+//! The object layout, in one place (documented in `docs/backends/object.md`).
+//!
+//! Every object of a namespace lives under `<url prefix>/<namespace>/`. Ids are data, never
+//! syntax: each id becomes path segments of lowercase hex (`i` + up to 126 hex digits, then
+//! `j` + 126 more per further segment), so `/`, `..`, `*` or `%` in an id can never reach
+//! another record, and an id of 256 bytes still fits the 255-byte file-name limit of local
+//! disks. Hex keeps byte order, so encoded ids sort like the ids. Numbers (sequences,
+//! versions) are 20 zero-padded digits, so keys sort in numeric order.
+//!
+//! ```text
+//! sessions/<sid>/<cell>                       session record (a conditional-write cell)
+//! contexts/<sid>/<cell>                       task context (cell)
+//! conversations/<sid>/head/<cell>             last sequence, cleared-through, popped
+//! conversations/<sid>/messages/<seq>          one append: the messages from <seq> on
+//! conversations/<sid>/client_ids/<cid>        client message id -> sequence
+//! threads/<thread>/<ns>/checkpoints/<id>      checkpoint record, without values
+//! threads/<thread>/<ns>/blobs/<channel>/<ver> one channel value
+//! threads/<thread>/<ns>/writes/<cid>/<task>/<index>  one pending write
+//! runs/<run>/<thread>/<ns>/<id>               run_id marker for delete_for_runs
+//! artifacts/<scope>/<name>/versions/<ver>     artifact version record (the commit point)
+//! artifacts/<scope>/<name>/data/<uuid>        artifact content
+//! ```
+
+use object_store::path::Path;
+
+const FIRST: char = 'i';
+const MORE: char = 'j';
+const HEX_PER_SEGMENT: usize = 126;
+
+/// Builds paths of one namespace.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    root: String,
+}
+
+/// Appends the segments of an encoded id to `out`.
+pub(crate) fn push_id(out: &mut String, id: &str) {
+    let hex = hex::encode(id.as_bytes());
+    out.push('/');
+    out.push(FIRST);
+    let mut rest = hex.as_str();
+    let first = rest.len().min(HEX_PER_SEGMENT);
+    out.push_str(&rest[..first]);
+    rest = &rest[first..];
+    while !rest.is_empty() {
+        let take = rest.len().min(HEX_PER_SEGMENT);
+        out.push('/');
+        out.push(MORE);
+        out.push_str(&rest[..take]);
+        rest = &rest[take..];
+    }
+}
+
+/// Decodes the id starting at `parts[0]`; returns it and how many segments it used.
+pub(crate) fn take_id(parts: &[String]) -> Option<(String, usize)> {
+    let first = parts.first()?.strip_prefix(FIRST)?;
+    let mut hex = first.to_owned();
+    let mut used = 1;
+    for part in &parts[1..] {
+        match part.strip_prefix(MORE) {
+            Some(more) => {
+                hex.push_str(more);
+                used += 1;
+            }
+            None => break,
+        }
+    }
+    let bytes = hex::decode(hex).ok()?;
+    Some((String::from_utf8(bytes).ok()?, used))
+}
+
+/// A sequence or version number as a key segment that sorts numerically.
+pub(crate) fn number(n: u64) -> String {
+    format!("{n:020}")
+}
+
+/// Parses [`number`]'s output.
+pub(crate) fn parse_number(segment: &str) -> Option<u64> {
+    (segment.len() == 20)
+        .then(|| segment.parse().ok())
+        .flatten()
+}
+
+/// A pending-write index as a segment that sorts numerically, negatives first.
+fn write_index(index: i64) -> String {
+    format!("{:020}", (index as i128 - i64::MIN as i128) as u64)
+}
+
+/// The segments of `path` after `prefix`.
+pub(crate) fn parts_after(path: &Path, prefix: &Path) -> Vec<String> {
+    path.prefix_match(prefix)
+        .map(|parts| parts.map(|part| part.as_ref().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+impl Keys {
+    /// Keys under `prefix` (the URL's path, may be empty) and `namespace`.
+    pub(crate) fn new(prefix: &str, namespace: &str) -> Self {
+        let prefix = prefix.trim_matches('/');
+        let root = if prefix.is_empty() {
+            namespace.to_owned()
+        } else {
+            format!("{prefix}/{namespace}")
+        };
+        Keys { root }
+    }
+
+    fn path(&self, kind: &str, ids: &[&str], tail: &[&str]) -> Path {
+        let mut out = format!("{}/{kind}", self.root);
+        for id in ids {
+            push_id(&mut out, id);
+        }
+        for segment in tail {
+            out.push('/');
+            out.push_str(segment);
+        }
+        Path::from(out)
+    }
+
+    /// Everything of the namespace.
+    pub(crate) fn namespace_root(&self) -> Path {
+        Path::from(self.root.clone())
+    }
+
+    pub(crate) fn sessions(&self) -> Path {
+        self.path("sessions", &[], &[])
+    }
+    pub(crate) fn session(&self, id: &str) -> Path {
+        self.path("sessions", &[id], &[])
+    }
+    pub(crate) fn context(&self, session_id: &str) -> Path {
+        self.path("contexts", &[session_id], &[])
+    }
+
+    pub(crate) fn conversation(&self, session_id: &str) -> Path {
+        self.path("conversations", &[session_id], &[])
+    }
+    pub(crate) fn conversation_head(&self, session_id: &str) -> Path {
+        self.path("conversations", &[session_id], &["head"])
+    }
+    pub(crate) fn message_slot(&self, session_id: &str, sequence: u64) -> Path {
+        self.path(
+            "conversations",
+            &[session_id],
+            &["messages", &number(sequence)],
+        )
+    }
+    pub(crate) fn client_id(&self, session_id: &str, client_id: &str) -> Path {
+        let mut path = self
+            .path("conversations", &[session_id], &["client_ids"])
+            .to_string();
+        push_id(&mut path, client_id);
+        Path::from(path)
+    }
+
+    pub(crate) fn thread(&self, thread_id: &str) -> Path {
+        self.path("threads", &[thread_id], &[])
+    }
+    pub(crate) fn chain(&self, thread_id: &str, namespace: &str) -> Path {
+        self.path("threads", &[thread_id, namespace], &[])
+    }
+    pub(crate) fn checkpoints(&self, thread_id: &str, namespace: &str) -> Path {
+        self.path("threads", &[thread_id, namespace], &["checkpoints"])
+    }
+    pub(crate) fn checkpoint(&self, thread_id: &str, namespace: &str, id: &str) -> Path {
+        let mut path = self.checkpoints(thread_id, namespace).to_string();
+        push_id(&mut path, id);
+        Path::from(path)
+    }
+    pub(crate) fn blobs(&self, thread_id: &str, namespace: &str) -> Path {
+        self.path("threads", &[thread_id, namespace], &["blobs"])
+    }
+    pub(crate) fn blob(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        channel: &str,
+        version: &str,
+    ) -> Path {
+        let mut path = self.blobs(thread_id, namespace).to_string();
+        push_id(&mut path, channel);
+        push_id(&mut path, version);
+        Path::from(path)
+    }
+    pub(crate) fn writes(&self, thread_id: &str, namespace: &str, checkpoint_id: &str) -> Path {
+        let mut path = self
+            .path("threads", &[thread_id, namespace], &["writes"])
+            .to_string();
+        push_id(&mut path, checkpoint_id);
+        Path::from(path)
+    }
+    pub(crate) fn write(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        checkpoint_id: &str,
+        task_id: &str,
+        index: i64,
+    ) -> Path {
+        let mut path = self.writes(thread_id, namespace, checkpoint_id).to_string();
+        push_id(&mut path, task_id);
+        path.push('/');
+        path.push_str(&write_index(index));
+        Path::from(path)
+    }
+    pub(crate) fn run_marker(
+        &self,
+        run_id: &str,
+        thread_id: &str,
+        namespace: &str,
+        id: &str,
+    ) -> Path {
+        self.path("runs", &[run_id, thread_id, namespace, id], &[])
+    }
+    pub(crate) fn run(&self, run_id: &str) -> Path {
+        self.path("runs", &[run_id], &[])
+    }
+
+    pub(crate) fn scope(&self, scope: &str) -> Path {
+        self.path("artifacts", &[scope], &[])
+    }
+    pub(crate) fn artifact(&self, scope: &str, name: &str) -> Path {
+        self.path("artifacts", &[scope, name], &[])
+    }
+    pub(crate) fn artifact_versions(&self, scope: &str, name: &str) -> Path {
+        self.path("artifacts", &[scope, name], &["versions"])
+    }
+    pub(crate) fn artifact_version(&self, scope: &str, name: &str, version: u64) -> Path {
+        self.path("artifacts", &[scope, name], &["versions", &number(version)])
+    }
+    pub(crate) fn artifact_data(&self, scope: &str, name: &str) -> Path {
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        self.path("artifacts", &[scope, name], &["data", &unique])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_stay_inside_their_segment() {
+        for id in ["", "a", "../..", "x/y*{z}%", &"é".repeat(128)] {
+            let mut path = String::new();
+            push_id(&mut path, id);
+            let parts: Vec<String> = path[1..].split('/').map(str::to_owned).collect();
+            assert!(parts.iter().all(|p| p.len() <= 127));
+            let (decoded, used) = take_id(&parts).unwrap();
+            assert_eq!((decoded.as_str(), used), (id, parts.len()));
+        }
+    }
+
+    #[test]
+    fn numbers_sort() {
+        assert!(number(9) < number(10));
+        assert!(write_index(-4) < write_index(-1) && write_index(-1) < write_index(0));
+        assert_eq!(parse_number(&number(42)), Some(42));
+    }
+}

@@ -1,0 +1,497 @@
+//! The object store a URL selects, and the conditional-write primitives every operation is
+//! built from.
+//!
+//! A *cell* is one mutable record updated by compare-and-set. Where the provider has
+//! conditional updates (S3, GCS, Azure, memory) a cell is one object written with
+//! `PutMode::Create` when absent and `PutMode::Update` with the ETag read. Where it has not
+//! (local files), a cell is a directory of immutable versions `00000000000000000001`, ...,
+//! each created with `PutMode::Create`: the highest version is the value, and creating
+//! version n+1 is the compare-and-set from version n.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use storage_core::{Result, StorageError};
+
+use crate::config::ObjectConfig;
+use crate::error::{classify, BACKEND};
+use crate::keys::{number, parse_number};
+
+/// How long old versions of a versioned cell are kept.
+const VERSION_RETENTION: Duration = Duration::from_secs(60);
+
+/// How cells get their compare-and-set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CellMode {
+    /// One object, `PutMode::Update` with its ETag.
+    ETag,
+    /// Immutable version objects created with `PutMode::Create`; the highest wins.
+    Versions,
+}
+
+/// What a cell read returns, to pass back to a compare-and-set.
+#[derive(Debug, Clone)]
+pub(crate) enum Token {
+    ETag(UpdateVersion),
+    /// The version read, and when it was read.
+    Version(u64, std::time::Instant),
+}
+
+/// The store and the mode its cells use.
+#[derive(Debug, Clone)]
+pub(crate) struct Objects {
+    pub store: Arc<dyn ObjectStore>,
+    pub mode: CellMode,
+    /// The path prefix the URL names inside the store.
+    pub prefix: String,
+    /// `file`, `memory`, `s3`, `gs` or `az`.
+    pub provider: &'static str,
+}
+
+/// One process-wide in-memory store per `memory://name`, so backends built from the same
+/// URL share data as processes sharing a server would.
+fn memory_store(name: &str) -> Arc<InMemory> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    STORES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(name.to_owned())
+        .or_insert_with(|| Arc::new(InMemory::new()))
+        .clone()
+}
+
+fn split_url(url: &str) -> (&str, &str, &str) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    (scheme, host, path)
+}
+
+impl Objects {
+    /// Builds the store `config.url` selects.
+    pub(crate) fn open(config: &ObjectConfig) -> Result<Self> {
+        let (scheme, host, path) = split_url(&config.url);
+        match scheme {
+            "file" => {
+                let dir = config.url.trim_start_matches("file://");
+                if dir.is_empty() {
+                    return Err(StorageError::config(
+                        "object.url file:// names no directory",
+                    ));
+                }
+                std::fs::create_dir_all(dir).map_err(|err| {
+                    StorageError::config(format!(
+                        "object.url: cannot create directory {dir:?}: {err}"
+                    ))
+                    .with_source(err)
+                })?;
+                let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|err| classify(err).with_operation("open"))?;
+                Ok(Objects {
+                    store: Arc::new(local),
+                    mode: CellMode::Versions,
+                    prefix: String::new(),
+                    provider: "file",
+                })
+            }
+            "memory" => Ok(Objects {
+                store: memory_store(host),
+                mode: CellMode::ETag,
+                prefix: path.to_owned(),
+                provider: "memory",
+            }),
+            "s3" | "s3a" => cloud::s3(config, host, path),
+            "gs" => cloud::gcs(config, host, path),
+            "az" | "abfs" | "abfss" => cloud::azure(config, host, path),
+            other => Err(StorageError::config(format!(
+                "object.url scheme {other:?} is not supported"
+            ))),
+        }
+    }
+
+    fn fail(&self, operation: &'static str) -> impl Fn(object_store::Error) -> StorageError {
+        move |err| classify(err).with_operation(operation)
+    }
+
+    /// The object's bytes, or `None`.
+    pub(crate) async fn get(&self, path: &Path) -> Result<Option<Bytes>> {
+        match self.store.get(path).await {
+            Ok(result) => Ok(Some(result.bytes().await.map_err(self.fail("get"))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
+    /// Writes `data`, replacing what is there.
+    pub(crate) async fn put(&self, path: &Path, data: Vec<u8>) -> Result<()> {
+        self.store
+            .put(path, PutPayload::from(data))
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    /// Writes `data` only if nothing is at `path`; returns whether it was written.
+    pub(crate) async fn create(&self, path: &Path, data: Vec<u8>) -> Result<bool> {
+        let options = PutOptions::from(PutMode::Create);
+        match self
+            .store
+            .put_opts(path, PutPayload::from(data), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
+    /// Removes the object; absent is fine.
+    pub(crate) async fn delete(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
+    /// Every object under `prefix` (recursive), in key order.
+    pub(crate) async fn list(&self, prefix: &Path) -> Result<Vec<Path>> {
+        let mut paths: Vec<Path> = self
+            .store
+            .list(Some(prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .or_else(|err| match err {
+                object_store::Error::NotFound { .. } => Ok(Vec::new()),
+                err => Err(classify(err)),
+            })?;
+        paths.sort();
+        Ok(paths)
+    }
+
+    /// Removes every object under `prefix`; returns the paths removed.
+    pub(crate) async fn delete_all(&self, prefix: &Path) -> Result<Vec<Path>> {
+        let paths = self.list(prefix).await?;
+        self.delete_many(paths.clone()).await?;
+        Ok(paths)
+    }
+
+    /// Removes the given objects, several at a time.
+    pub(crate) async fn delete_many(&self, paths: Vec<Path>) -> Result<()> {
+        futures::stream::iter(paths)
+            .map(|path| async move { self.delete(&path).await })
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
+    }
+
+    /// Reads a cell: its value and the token a compare-and-set needs, or `None`.
+    pub(crate) async fn cell_read(&self, cell: &Path) -> Result<Option<(Bytes, Token)>> {
+        match self.mode {
+            CellMode::ETag => {
+                let path = cell.clone().join("cell");
+                match self.store.get(&path).await {
+                    Ok(result) => {
+                        let version = UpdateVersion {
+                            e_tag: result.meta.e_tag.clone(),
+                            version: result.meta.version.clone(),
+                        };
+                        let bytes = result.bytes().await.map_err(self.fail("cell_read"))?;
+                        Ok(Some((bytes, Token::ETag(version))))
+                    }
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(err) => Err(classify(err)),
+                }
+            }
+            CellMode::Versions => {
+                // The highest version may be collected between listing and reading when a
+                // newer one appears: list again.
+                for _ in 0..64 {
+                    let read_at = std::time::Instant::now();
+                    let Some((highest, _)) = self.versions(cell).await?.pop() else {
+                        return Ok(None);
+                    };
+                    if let Some(bytes) = self.get(&cell.clone().join(number(highest))).await? {
+                        return Ok(Some((bytes, Token::Version(highest, read_at))));
+                    }
+                }
+                Err(
+                    StorageError::backend("a cell kept changing while it was read")
+                        .with_temporary(true),
+                )
+            }
+        }
+    }
+
+    /// The versions of a cell with their modification times, ascending.
+    async fn versions(&self, cell: &Path) -> Result<Vec<(u64, storage_core::Timestamp)>> {
+        let mut versions: Vec<(u64, storage_core::Timestamp)> = self
+            .store
+            .list(Some(cell))
+            .try_filter_map(|meta| async move {
+                Ok(meta
+                    .location
+                    .filename()
+                    .and_then(parse_number)
+                    .map(|version| (version, meta.last_modified)))
+            })
+            .try_collect()
+            .await
+            .or_else(|err| match err {
+                object_store::Error::NotFound { .. } => Ok(Vec::new()),
+                err => Err(classify(err)),
+            })?;
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    /// Writes `data` to the cell if it is still as read (`expected`; `None`: absent).
+    /// Returns `false`, writing nothing, if another writer came first.
+    pub(crate) async fn cell_write(
+        &self,
+        cell: &Path,
+        expected: Option<&Token>,
+        data: Vec<u8>,
+    ) -> Result<bool> {
+        match self.mode {
+            CellMode::ETag => {
+                let path = cell.clone().join("cell");
+                let mode = match expected {
+                    None => PutMode::Create,
+                    Some(Token::ETag(version)) => PutMode::Update(version.clone()),
+                    Some(Token::Version(..)) => {
+                        return Err(StorageError::backend("version token on an ETag cell"))
+                    }
+                };
+                match self
+                    .store
+                    .put_opts(&path, PutPayload::from(data), PutOptions::from(mode))
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(
+                        object_store::Error::AlreadyExists { .. }
+                        | object_store::Error::Precondition { .. }
+                        | object_store::Error::NotFound { .. },
+                    ) => Ok(false),
+                    Err(err) => Err(classify(err)),
+                }
+            }
+            CellMode::Versions => {
+                let next = match expected {
+                    None => 1,
+                    Some(Token::Version(version, read_at)) => {
+                        // A version is collected only once it is older than
+                        // `VERSION_RETENTION`; a read older than half of that may be based on
+                        // a collected version, so it must be read again.
+                        if read_at.elapsed() > VERSION_RETENTION / 2 {
+                            return Ok(false);
+                        }
+                        version + 1
+                    }
+                    Some(Token::ETag(_)) => {
+                        return Err(StorageError::backend("ETag token on a versioned cell"))
+                    }
+                };
+                if !self.create(&cell.clone().join(number(next)), data).await? {
+                    return Ok(false);
+                }
+                self.collect_versions(cell, next).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Removes versions older than `VERSION_RETENTION`, keeping the two newest. A writer
+    /// creates version n+1 only within half the retention after reading version n, so the
+    /// slot it creates was never collected: creating into a collected slot is impossible.
+    async fn collect_versions(&self, cell: &Path, newest: u64) -> Result<()> {
+        let now = storage_core::time::now();
+        let retention = VERSION_RETENTION.as_secs() as i64;
+        let old: Vec<Path> = self
+            .versions(cell)
+            .await?
+            .into_iter()
+            .filter(|(v, modified)| v + 1 < newest && (now - *modified).num_seconds() > retention)
+            .map(|(v, _)| cell.clone().join(number(v)))
+            .collect();
+        self.delete_many(old).await
+    }
+
+    /// Removes a cell whatever its value.
+    pub(crate) async fn cell_delete(&self, cell: &Path) -> Result<bool> {
+        Ok(!self.delete_all(cell).await?.is_empty())
+    }
+}
+
+/// How long to wait before compare-and-set attempt `attempt` (from 0): short, growing,
+/// jittered so that competing writers spread out.
+pub(crate) async fn backoff(attempt: u32) {
+    if attempt == 0 {
+        return;
+    }
+    let cap = Duration::from_micros(200u64 << attempt.min(8));
+    let jitter = (uuid::Uuid::now_v7().as_u128() as u64) % (cap.as_micros() as u64 + 1);
+    tokio::time::sleep(Duration::from_micros(jitter)).await;
+}
+
+/// Cloud providers, each behind its cargo feature.
+mod cloud {
+    use super::*;
+
+    #[allow(unused_variables)]
+    fn missing_feature(provider: &str, feature: &str) -> StorageError {
+        StorageError::config(format!(
+            "object.url names {provider}, but storage-object was built without its \
+             `{feature}` feature"
+        ))
+        .with_backend(BACKEND)
+    }
+
+    #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+    fn client_options(
+        config: &ObjectConfig,
+    ) -> (object_store::ClientOptions, object_store::RetryConfig) {
+        let client = object_store::ClientOptions::new()
+            .with_timeout(config.request_timeout())
+            .with_connect_timeout(config.connect_timeout());
+        let retry = object_store::RetryConfig {
+            backoff: object_store::BackoffConfig {
+                init_backoff: Duration::from_millis(50),
+                max_backoff: config.retry_timeout().min(Duration::from_secs(5)),
+                base: 2.0,
+            },
+            max_retries: config.max_retries,
+            retry_timeout: config.retry_timeout(),
+        };
+        (client, retry)
+    }
+
+    #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+    fn option_error(key: &str, err: object_store::Error) -> StorageError {
+        StorageError::config(format!("object.options.{key}: {err}")).with_backend(BACKEND)
+    }
+
+    #[cfg(feature = "aws")]
+    pub(super) fn s3(config: &ObjectConfig, bucket: &str, prefix: &str) -> Result<Objects> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let has_credentials = config.options.contains_key("aws_access_key_id")
+            || config.options.contains_key("access_key_id");
+        let skip_signature = config
+            .options
+            .get("aws_skip_signature")
+            .is_some_and(|v| v == "true");
+        if !config.use_environment && !has_credentials && !skip_signature {
+            return Err(StorageError::config(
+                "object.options has no aws_access_key_id: give credentials in the \
+                 configuration, set aws_skip_signature=true, or set use_environment",
+            ));
+        }
+        let mut builder = if config.use_environment {
+            AmazonS3Builder::from_env()
+        } else {
+            AmazonS3Builder::new()
+        };
+        let (client, retry) = client_options(config);
+        // Client options first: setting them resets `allow_http`, which an option below
+        // may set.
+        builder = builder
+            .with_client_options(client)
+            .with_retry(retry)
+            .with_bucket_name(bucket);
+        for (key, value) in &config.options {
+            let parsed: AmazonS3ConfigKey = key.parse().map_err(|err| option_error(key, err))?;
+            builder = builder.with_config(parsed, value);
+        }
+        let store = builder.build().map_err(|err| {
+            StorageError::config(format!("object.url: {err}")).with_backend(BACKEND)
+        })?;
+        Ok(Objects {
+            store: Arc::new(store),
+            mode: CellMode::ETag,
+            prefix: prefix.to_owned(),
+            provider: "s3",
+        })
+    }
+
+    #[cfg(not(feature = "aws"))]
+    pub(super) fn s3(_: &ObjectConfig, _: &str, _: &str) -> Result<Objects> {
+        Err(missing_feature("S3", "aws"))
+    }
+
+    #[cfg(feature = "gcp")]
+    pub(super) fn gcs(config: &ObjectConfig, bucket: &str, prefix: &str) -> Result<Objects> {
+        use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+        let mut builder = if config.use_environment {
+            GoogleCloudStorageBuilder::from_env()
+        } else {
+            GoogleCloudStorageBuilder::new()
+        };
+        let (client, retry) = client_options(config);
+        builder = builder
+            .with_client_options(client)
+            .with_retry(retry)
+            .with_bucket_name(bucket);
+        for (key, value) in &config.options {
+            let parsed: GoogleConfigKey = key.parse().map_err(|err| option_error(key, err))?;
+            builder = builder.with_config(parsed, value);
+        }
+        let store = builder.build().map_err(|err| {
+            StorageError::config(format!("object.url: {err}")).with_backend(BACKEND)
+        })?;
+        Ok(Objects {
+            store: Arc::new(store),
+            mode: CellMode::ETag,
+            prefix: prefix.to_owned(),
+            provider: "gs",
+        })
+    }
+
+    #[cfg(not(feature = "gcp"))]
+    pub(super) fn gcs(_: &ObjectConfig, _: &str, _: &str) -> Result<Objects> {
+        Err(missing_feature("Google Cloud Storage", "gcp"))
+    }
+
+    #[cfg(feature = "azure")]
+    pub(super) fn azure(config: &ObjectConfig, container: &str, prefix: &str) -> Result<Objects> {
+        use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+        let mut builder = if config.use_environment {
+            MicrosoftAzureBuilder::from_env()
+        } else {
+            MicrosoftAzureBuilder::new()
+        };
+        let (client, retry) = client_options(config);
+        builder = builder
+            .with_client_options(client)
+            .with_retry(retry)
+            .with_container_name(container);
+        for (key, value) in &config.options {
+            let parsed: AzureConfigKey = key.parse().map_err(|err| option_error(key, err))?;
+            builder = builder.with_config(parsed, value);
+        }
+        let store = builder.build().map_err(|err| {
+            StorageError::config(format!("object.url: {err}")).with_backend(BACKEND)
+        })?;
+        Ok(Objects {
+            store: Arc::new(store),
+            mode: CellMode::ETag,
+            prefix: prefix.to_owned(),
+            provider: "az",
+        })
+    }
+
+    #[cfg(not(feature = "azure"))]
+    pub(super) fn azure(_: &ObjectConfig, _: &str, _: &str) -> Result<Objects> {
+        Err(missing_feature("Azure Blob Storage", "azure"))
+    }
+}

@@ -1,0 +1,847 @@
+//! Configuration: one typed [`StorageConfig`] for the facade and every backend, loaded
+//! with [figment](https://docs.rs/figment).
+//!
+//! Precedence, highest first: values set in code ([`ConfigLoader::set`]), `STORAGE_*`
+//! environment variables (nested keys joined by `__`: `STORAGE_REDIS__URL` is
+//! `redis.url`), a TOML file (`storage.toml` in the working directory unless
+//! `STORAGE_CONFIG_FILE` or [`ConfigLoader::file`] names another), then the defaults.
+//! Every key, its environment variable and its default is listed in
+//! `docs/configuration.md`.
+//!
+//! A wrong value is a `Config` error naming the key, where the value came from (the
+//! environment variable, or the file and key) and what was expected. Secrets (passwords,
+//! secret keys, the password inside a URL) never appear in `Debug` output, in errors or in
+//! [`LoadedConfig::entries`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use serde::{Deserialize, Serialize};
+use storage_core::redact::{redact_url, REDACTED};
+use storage_core::{Result, StorageError};
+
+use crate::Kind;
+
+/// The environment variable prefix.
+pub const ENV_PREFIX: &str = "STORAGE_";
+/// The environment variable naming the configuration file.
+pub const FILE_ENV: &str = "STORAGE_CONFIG_FILE";
+/// The file read when no other is named (it may be absent).
+pub const DEFAULT_FILE: &str = "storage.toml";
+
+/// A backend a kind can be routed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendName {
+    /// In-process, on `storage-memory` (feature `memory`).
+    Memory,
+    /// Redis, on `storage-redis` (feature `redis`).
+    Redis,
+    /// PostgreSQL, on `storage-postgres` (feature `postgres`).
+    Postgres,
+    /// Object storage, on `storage-object` (feature `object`).
+    Object,
+}
+
+impl BackendName {
+    /// Every backend.
+    pub const ALL: [BackendName; 4] = [
+        BackendName::Memory,
+        BackendName::Redis,
+        BackendName::Postgres,
+        BackendName::Object,
+    ];
+
+    /// The name as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendName::Memory => "memory",
+            BackendName::Redis => "redis",
+            BackendName::Postgres => "postgres",
+            BackendName::Object => "object",
+        }
+    }
+
+    /// Whether this build of the facade includes the backend.
+    pub fn is_compiled(self) -> bool {
+        match self {
+            BackendName::Memory => cfg!(feature = "memory"),
+            BackendName::Redis => cfg!(feature = "redis"),
+            BackendName::Postgres => cfg!(feature = "postgres"),
+            BackendName::Object => cfg!(feature = "object"),
+        }
+    }
+}
+
+impl fmt::Display for BackendName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-kind routing: a kind without an entry goes to [`StorageConfig::backend`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutesConfig {
+    /// Backend of session records.
+    pub sessions: Option<BackendName>,
+    /// Backend of conversation history.
+    pub conversations: Option<BackendName>,
+    /// Backend of checkpoints.
+    pub checkpoints: Option<BackendName>,
+    /// Backend of task context.
+    pub task_context: Option<BackendName>,
+    /// Backend of artifacts.
+    pub artifacts: Option<BackendName>,
+}
+
+impl RoutesConfig {
+    /// The route of `kind`, if it has one.
+    pub fn get(&self, kind: Kind) -> Option<BackendName> {
+        match kind {
+            Kind::Sessions => self.sessions,
+            Kind::Conversations => self.conversations,
+            Kind::Checkpoints => self.checkpoints,
+            Kind::TaskContext => self.task_context,
+            Kind::Artifacts => self.artifacts,
+        }
+    }
+}
+
+/// Settings of the in-process memory backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemorySettings {
+    /// The namespace.
+    pub namespace: String,
+    /// Largest artifact accepted, in bytes; `None` for no limit.
+    pub max_artifact_bytes: Option<u64>,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        MemorySettings {
+            namespace: "default".into(),
+            max_artifact_bytes: None,
+        }
+    }
+}
+
+/// The section of a backend this build does not include: accepted (so one configuration
+/// file serves builds with different features) and ignored, unless a kind is routed to
+/// the backend, which is then an error naming the feature to enable.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NotCompiled(Option<serde_json::Map<String, serde_json::Value>>);
+
+impl fmt::Debug for NotCompiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NotCompiled")
+    }
+}
+
+/// Settings of the Redis backend (`storage_redis::RedisConfig` with the `redis` feature).
+#[cfg(feature = "redis")]
+pub type RedisSettings = storage_redis::RedisConfig;
+/// Settings of the Redis backend (`storage_redis::RedisConfig` with the `redis` feature).
+#[cfg(not(feature = "redis"))]
+pub type RedisSettings = NotCompiled;
+
+/// Settings of the PostgreSQL backend (`storage_postgres::PostgresConfig` with the
+/// `postgres` feature).
+#[cfg(feature = "postgres")]
+pub type PostgresSettings = storage_postgres::PostgresConfig;
+/// Settings of the PostgreSQL backend (`storage_postgres::PostgresConfig` with the
+/// `postgres` feature).
+#[cfg(not(feature = "postgres"))]
+pub type PostgresSettings = NotCompiled;
+
+/// Settings of the object-storage backend (`storage_object::ObjectConfig` with the
+/// `object` feature).
+#[cfg(feature = "object")]
+pub type ObjectSettings = storage_object::ObjectConfig;
+/// Settings of the object-storage backend (`storage_object::ObjectConfig` with the
+/// `object` feature).
+#[cfg(not(feature = "object"))]
+pub type ObjectSettings = NotCompiled;
+
+/// The read cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Whether reads of sessions, task context, latest checkpoints and artifact metadata
+    /// are cached.
+    pub enabled: bool,
+    /// Most entries held.
+    pub max_entries: u64,
+    /// Most bytes held (entries weighed by their encoded size).
+    pub max_bytes: u64,
+    /// How long an entry is served, in milliseconds; bounds how stale a read can be after a
+    /// write made outside this facade.
+    pub ttl_ms: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            enabled: true,
+            max_entries: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+            ttl_ms: 5_000,
+        }
+    }
+}
+
+/// Retry of temporary failures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Most calls per operation, the first included; 1 disables retries.
+    pub max_attempts: u32,
+    /// Ceiling of the first backoff, in milliseconds; doubles per attempt.
+    pub initial_backoff_ms: u64,
+    /// Largest backoff ceiling, in milliseconds.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: 3,
+            initial_backoff_ms: 20,
+            max_backoff_ms: 1_000,
+        }
+    }
+}
+
+/// Deadlines of one operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutSettings {
+    /// Deadline of a read, in milliseconds; 0 for none.
+    pub read_ms: u64,
+    /// Deadline of a write, in milliseconds; 0 for none.
+    pub write_ms: u64,
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        TimeoutSettings {
+            read_ms: 10_000,
+            write_ms: 30_000,
+        }
+    }
+}
+
+/// Group commit of concurrent appends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupCommitSettings {
+    /// Whether concurrent `append_message` calls on one session are stored as one batch.
+    pub enabled: bool,
+    /// Most messages per batch.
+    pub max_batch: usize,
+}
+
+impl Default for GroupCommitSettings {
+    fn default() -> Self {
+        GroupCommitSettings {
+            enabled: false,
+            max_batch: 256,
+        }
+    }
+}
+
+/// Scheduled cleanup of idle sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CleanupSettings {
+    /// Seconds between runs; 0 disables the schedule.
+    pub interval_secs: u64,
+    /// Sessions idle longer than this many seconds are removed.
+    pub max_idle_secs: u64,
+}
+
+impl Default for CleanupSettings {
+    fn default() -> Self {
+        CleanupSettings {
+            interval_secs: 0,
+            max_idle_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// Health checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSettings {
+    /// The scratch namespace the deep check writes, reads back and deletes its records in.
+    pub namespace: String,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            namespace: "storage_health".into(),
+        }
+    }
+}
+
+/// Everything the facade and its backends are configured with.
+///
+/// `Debug` hides secrets (each backend's settings print their URL without its password).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The backend of every kind without a route; by default the embedded object store
+    /// in the local directory `./.storage`.
+    pub backend: BackendName,
+    /// Per-kind routes.
+    pub routes: RoutesConfig,
+    /// The memory backend.
+    pub memory: MemorySettings,
+    /// The Redis backend.
+    pub redis: RedisSettings,
+    /// The PostgreSQL backend.
+    pub postgres: PostgresSettings,
+    /// The object-storage backend.
+    pub object: ObjectSettings,
+    /// The read cache.
+    pub cache: CacheSettings,
+    /// Retries.
+    pub retry: RetrySettings,
+    /// Deadlines.
+    pub timeouts: TimeoutSettings,
+    /// Group commit.
+    pub group_commit: GroupCommitSettings,
+    /// Scheduled cleanup.
+    pub cleanup: CleanupSettings,
+    /// Health checks.
+    pub health: HealthSettings,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: BackendName::Object,
+            routes: RoutesConfig::default(),
+            memory: MemorySettings::default(),
+            redis: RedisSettings::default(),
+            postgres: PostgresSettings::default(),
+            object: ObjectSettings::default(),
+            cache: CacheSettings::default(),
+            retry: RetrySettings::default(),
+            timeouts: TimeoutSettings::default(),
+            group_commit: GroupCommitSettings::default(),
+            cleanup: CleanupSettings::default(),
+            health: HealthSettings::default(),
+        }
+    }
+}
+
+impl fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every section's own Debug hides its secrets.
+        f.debug_struct("StorageConfig")
+            .field("backend", &self.backend)
+            .field("routes", &self.routes)
+            .field("memory", &self.memory)
+            .field("redis", &self.redis)
+            .field("postgres", &self.postgres)
+            .field("object", &self.object)
+            .field("cache", &self.cache)
+            .field("retry", &self.retry)
+            .field("timeouts", &self.timeouts)
+            .field("group_commit", &self.group_commit)
+            .field("cleanup", &self.cleanup)
+            .field("health", &self.health)
+            .finish()
+    }
+}
+
+/// The top-level keys; only `STORAGE_*` variables under one of them are configuration
+/// (others, such as `STORAGE_CONFIG_FILE` or `STORAGE_TEST_REDIS_URL`, are not).
+const SECTIONS: [&str; 12] = [
+    "backend",
+    "routes",
+    "memory",
+    "redis",
+    "postgres",
+    "object",
+    "cache",
+    "retry",
+    "timeouts",
+    "group_commit",
+    "cleanup",
+    "health",
+];
+
+impl StorageConfig {
+    /// Loads from the environment, `storage.toml` (or `$STORAGE_CONFIG_FILE`) and the
+    /// defaults; see [`ConfigLoader`].
+    pub fn load() -> Result<Self> {
+        Ok(ConfigLoader::new().load()?.config)
+    }
+
+    /// The backend `kind` is routed to.
+    pub fn backend_of(&self, kind: Kind) -> BackendName {
+        self.routes.get(kind).unwrap_or(self.backend)
+    }
+
+    /// Checks every value; a wrong one is a `Config` error naming its key.
+    pub fn validate(&self) -> Result<()> {
+        self.validate_keyed().map_err(|(key, problem)| {
+            StorageError::config(format!("invalid configuration: key `{key}`: {problem}"))
+        })
+    }
+
+    /// Like [`StorageConfig::validate`], returning the key and the problem separately.
+    fn validate_keyed(&self) -> std::result::Result<(), (String, String)> {
+        let at_least_one = |key: &str, value: u64| {
+            if value == 0 {
+                Err((key.to_owned(), "expected a number of at least 1".to_owned()))
+            } else {
+                Ok(())
+            }
+        };
+        let namespace = |key: &str, value: &str| {
+            storage_core::validate::validate_namespace(value)
+                .map_err(|err| (key.to_owned(), err.message().to_owned()))
+        };
+        for kind in Kind::ALL {
+            let backend = self.backend_of(kind);
+            if !backend.is_compiled() {
+                let key = if self.routes.get(kind).is_some() {
+                    format!("routes.{kind}")
+                } else {
+                    "backend".to_owned()
+                };
+                return Err((key, not_compiled(backend)));
+            }
+        }
+        if self.uses(BackendName::Memory) {
+            namespace("memory.namespace", &self.memory.namespace)?;
+        }
+        namespace("health.namespace", &self.health.namespace)?;
+        at_least_one("cache.max_entries", self.cache.max_entries)?;
+        at_least_one("cache.max_bytes", self.cache.max_bytes)?;
+        at_least_one("cache.ttl_ms", self.cache.ttl_ms)?;
+        at_least_one("retry.max_attempts", u64::from(self.retry.max_attempts))?;
+        if self.retry.max_backoff_ms < self.retry.initial_backoff_ms {
+            return Err((
+                "retry.max_backoff_ms".into(),
+                "expected a value no smaller than retry.initial_backoff_ms".into(),
+            ));
+        }
+        at_least_one("group_commit.max_batch", self.group_commit.max_batch as u64)?;
+        at_least_one("cleanup.max_idle_secs", self.cleanup.max_idle_secs)?;
+        self.validate_backends()
+    }
+
+    fn validate_backends(&self) -> std::result::Result<(), (String, String)> {
+        let keyed = |err: StorageError, section: &str| {
+            // Backends name the key in their message; find the longest known key in it.
+            let message = err.message().to_owned();
+            let key = config_keys(self)
+                .into_iter()
+                .filter(|key| key.starts_with(section) && message.contains(key.as_str()))
+                .max_by_key(String::len)
+                .unwrap_or_else(|| section.to_owned());
+            (key, message)
+        };
+        #[cfg(feature = "redis")]
+        if self.uses(BackendName::Redis) {
+            self.redis.validate().map_err(|err| keyed(err, "redis"))?;
+        }
+        #[cfg(feature = "postgres")]
+        if self.uses(BackendName::Postgres) {
+            self.postgres
+                .validate()
+                .map_err(|err| keyed(err, "postgres"))?;
+        }
+        #[cfg(feature = "object")]
+        if self.uses(BackendName::Object) {
+            self.object.validate().map_err(|err| keyed(err, "object"))?;
+        }
+        let _ = keyed;
+        Ok(())
+    }
+
+    /// A copy with every backend's namespace set to `namespace` (for scratch work such as
+    /// benchmarks and the deep health check).
+    pub fn in_namespace(&self, namespace: &str) -> StorageConfig {
+        let mut config = self.clone();
+        config.memory.namespace = namespace.to_owned();
+        #[cfg(feature = "redis")]
+        {
+            config.redis.namespace = namespace.to_owned();
+        }
+        #[cfg(feature = "postgres")]
+        {
+            config.postgres.namespace = namespace.to_owned();
+        }
+        #[cfg(feature = "object")]
+        {
+            config.object.namespace = namespace.to_owned();
+        }
+        config
+    }
+
+    /// Whether any kind is routed to `backend`.
+    pub fn uses(&self, backend: BackendName) -> bool {
+        Kind::ALL
+            .into_iter()
+            .any(|kind| self.backend_of(kind) == backend)
+    }
+}
+
+/// The error for a backend this build does not include.
+pub(crate) fn not_compiled(backend: BackendName) -> String {
+    format!(
+        "the {backend} backend is not compiled into this build; enable the `{backend}` feature \
+         of the `storage` crate (or of `storage-cli` for storectl)"
+    )
+}
+
+/// Where one value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ValueSource {
+    /// The built-in default.
+    Default,
+    /// The configuration file.
+    File {
+        /// Its path.
+        path: String,
+    },
+    /// An environment variable.
+    Env {
+        /// Its name.
+        name: String,
+    },
+    /// A value set in code.
+    Code,
+}
+
+impl fmt::Display for ValueSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueSource::Default => f.write_str("default"),
+            ValueSource::File { path } => write!(f, "file {path}"),
+            ValueSource::Env { name } => write!(f, "env {name}"),
+            ValueSource::Code => f.write_str("code"),
+        }
+    }
+}
+
+/// One configuration value, redacted, with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigEntry {
+    /// The dotted key, e.g. `redis.url`.
+    pub key: String,
+    /// The environment variable that sets it.
+    pub env: String,
+    /// The value, secrets replaced by `***`.
+    pub value: serde_json::Value,
+    /// Where it came from.
+    pub source: ValueSource,
+}
+
+/// A loaded configuration with the provenance of every value.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The configuration.
+    pub config: StorageConfig,
+    figment: Figment,
+}
+
+impl LoadedConfig {
+    /// Every key with its redacted value and source, sorted by key.
+    pub fn entries(&self) -> Vec<ConfigEntry> {
+        let values = flatten(&serde_json::to_value(&self.config).unwrap_or_default());
+        values
+            .into_iter()
+            .map(|(key, value)| ConfigEntry {
+                env: env_name(&key),
+                value: redact_value(&key, value),
+                source: source_of(&self.figment, &key),
+                key,
+            })
+            .collect()
+    }
+}
+
+/// Builds a configuration from explicit values, the environment, a file and the defaults.
+///
+/// ```
+/// use storage::config::ConfigLoader;
+///
+/// let loaded = ConfigLoader::new()
+///     .without_env()
+///     .set("memory.namespace", "agents")
+///     .load()
+///     .unwrap();
+/// assert_eq!(loaded.config.memory.namespace, "agents");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConfigLoader {
+    file: Option<PathBuf>,
+    env: bool,
+    explicit: Vec<(String, serde_json::Value)>,
+}
+
+impl Default for ConfigLoader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const EXPLICIT: &str = "value set in code";
+const DEFAULTS: &str = "built-in defaults";
+const ENVIRONMENT: &str = "environment";
+
+/// A provider under a name of ours, so provenance can be told apart.
+struct Labeled<P>(P, &'static str);
+
+impl<P: Provider> Provider for Labeled<P> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.1)
+    }
+    fn data(&self) -> std::result::Result<Map<Profile, Dict>, figment::Error> {
+        self.0.data()
+    }
+}
+
+impl ConfigLoader {
+    /// Reads `$STORAGE_CONFIG_FILE` (which must then exist) or else `storage.toml` if it
+    /// exists, and the environment.
+    pub fn new() -> Self {
+        ConfigLoader {
+            file: std::env::var_os(FILE_ENV).map(PathBuf::from),
+            env: true,
+            explicit: Vec::new(),
+        }
+    }
+
+    /// Reads `path`, which must exist, instead of the default file.
+    pub fn file(mut self, path: impl AsRef<Path>) -> Self {
+        self.file = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Ignores `STORAGE_*` environment variables.
+    pub fn without_env(mut self) -> Self {
+        self.env = false;
+        self
+    }
+
+    /// Sets `key` (dotted, e.g. `redis.url`) to `value`, over every other source.
+    pub fn set(mut self, key: &str, value: impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.explicit.push((key.to_owned(), value));
+        self
+    }
+
+    /// The layered sources, lowest precedence first.
+    pub fn figment(&self) -> Result<Figment> {
+        let mut figment = Figment::from(Labeled(
+            Serialized::defaults(StorageConfig::default()),
+            DEFAULTS,
+        ));
+        match &self.file {
+            Some(path) if !path.is_file() => {
+                return Err(StorageError::config(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )))
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            // Only the working directory's file: never one found in a parent directory.
+            None if Path::new(DEFAULT_FILE).is_file() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_FILE))
+            }
+            None => {}
+        }
+        if self.env {
+            let env = Env::prefixed(ENV_PREFIX)
+                .filter(|key| {
+                    let section = key.as_str().split("__").next().unwrap_or_default();
+                    SECTIONS
+                        .iter()
+                        .any(|known| known.eq_ignore_ascii_case(section))
+                })
+                .split("__");
+            figment = figment.merge(Labeled(env, ENVIRONMENT));
+        }
+        for (key, value) in &self.explicit {
+            figment = figment.merge(Labeled(Serialized::default(key, value.clone()), EXPLICIT));
+        }
+        Ok(figment)
+    }
+
+    /// Loads, extracts and validates the configuration.
+    pub fn load(&self) -> Result<LoadedConfig> {
+        let figment = self.figment()?;
+        let config: StorageConfig = figment
+            .extract()
+            .map_err(|err| describe_figment_error(err, &figment))?;
+        config.validate_keyed().map_err(|(key, problem)| {
+            StorageError::config(format!(
+                "invalid configuration: key `{key}` from {}: {problem}",
+                describe_source(&figment, &key)
+            ))
+        })?;
+        Ok(LoadedConfig { config, figment })
+    }
+}
+
+/// The environment variable of a dotted key: `redis.url` is `STORAGE_REDIS__URL`.
+pub fn env_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+fn source_of(figment: &Figment, key: &str) -> ValueSource {
+    let Some(metadata) = figment.find_metadata(key) else {
+        return ValueSource::Default;
+    };
+    if let Some(Source::File(path)) = &metadata.source {
+        return ValueSource::File {
+            path: path.display().to_string(),
+        };
+    }
+    match metadata.name.as_ref() {
+        ENVIRONMENT => ValueSource::Env {
+            name: env_name(key),
+        },
+        EXPLICIT => ValueSource::Code,
+        _ => ValueSource::Default,
+    }
+}
+
+fn describe_source(figment: &Figment, key: &str) -> String {
+    match source_of(figment, key) {
+        ValueSource::Default => "the built-in default".to_owned(),
+        ValueSource::File { path } => format!("file {path} (key `{key}`)"),
+        ValueSource::Env { name } => format!("environment variable {name}"),
+        ValueSource::Code => "a value set in code".to_owned(),
+    }
+}
+
+fn describe_figment_error(err: figment::Error, figment: &Figment) -> StorageError {
+    let problems: Vec<String> = err
+        .into_iter()
+        .map(|err| {
+            let key = err.path.join(".");
+            let source = match (&err.metadata, key.is_empty()) {
+                (_, true) => String::new(),
+                (Some(metadata), false) => {
+                    let from = match (&metadata.source, metadata.name.as_ref()) {
+                        (Some(Source::File(path)), _) => {
+                            format!("file {} (key `{key}`)", path.display())
+                        }
+                        (_, ENVIRONMENT) => format!("environment variable {}", env_name(&key)),
+                        (_, EXPLICIT) => "a value set in code".to_owned(),
+                        _ => describe_source(figment, &key),
+                    };
+                    format!(" from {from}")
+                }
+                (None, false) => format!(" from {}", describe_source(figment, &key)),
+            };
+            let problem = if is_sensitive(&key) {
+                redacted_problem(&err.kind)
+            } else {
+                err.kind.to_string()
+            };
+            if key.is_empty() {
+                format!("invalid configuration: {problem}")
+            } else {
+                format!("invalid configuration: key `{key}`{source}: {problem}")
+            }
+        })
+        .collect();
+    StorageError::config(problems.join("; "))
+}
+
+/// The problem without the offending value, for keys that may hold secrets.
+fn redacted_problem(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(_, expected) => {
+            format!("invalid type (value hidden), expected {expected}")
+        }
+        Kind::InvalidValue(_, expected) => {
+            format!("invalid value (value hidden), expected {expected}")
+        }
+        Kind::Message(_) => "invalid value (value hidden)".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a key may hold a secret or a URL with a password.
+fn is_sensitive(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    ["password", "secret", "token", "credential", "url"]
+        .iter()
+        .any(|word| last.contains(word))
+}
+
+fn is_secret(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    ["password", "secret", "token", "credential"]
+        .iter()
+        .any(|word| last.contains(word))
+}
+
+/// `value` as shown to people: secrets become `***`, URLs lose their password.
+pub fn redact_value(key: &str, value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Null => Value::Null,
+        _ if is_secret(key) => Value::String(REDACTED.into()),
+        Value::String(text) => Value::String(redact_url(&text)),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|item| redact_value(key, item))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Every leaf key of `config` (objects flattened with dots; arrays and nulls are leaves).
+pub fn config_keys(config: &StorageConfig) -> Vec<String> {
+    flatten(&serde_json::to_value(config).unwrap_or_default())
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect()
+}
+
+fn flatten(value: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                for (key, child) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(&path, child, out);
+                }
+            }
+            leaf => out.push((prefix.to_owned(), leaf.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", value, &mut out);
+    out.retain(|(key, _)| !key.is_empty());
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}

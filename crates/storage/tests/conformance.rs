@@ -1,0 +1,62 @@
+//! The conformance suite on the facade: over one memory backend, over a routed mix of
+//! two stores (sessions and conversation in one, task context, checkpoints and artifacts in
+//! another), and with group commit on.
+
+use std::sync::{Arc, OnceLock};
+
+use storage::config::GroupCommitSettings;
+use storage::{Kind, Storage};
+use storage_core::StorageBackend;
+use storage_memory::MemoryStore;
+
+fn store(slot: &'static OnceLock<MemoryStore>) -> &'static MemoryStore {
+    slot.get_or_init(MemoryStore::new)
+}
+
+static MAIN: OnceLock<MemoryStore> = OnceLock::new();
+static OTHER: OnceLock<MemoryStore> = OnceLock::new();
+
+mod single {
+    use super::*;
+
+    async fn backend(namespace: String) -> Arc<dyn StorageBackend> {
+        let memory = Arc::new(store(&MAIN).backend(&namespace).unwrap());
+        Arc::new(Storage::builder(memory).build())
+    }
+
+    storage_testkit::conformance_tests!(backend);
+}
+
+mod routed {
+    use super::*;
+
+    async fn backend(namespace: String) -> Arc<dyn StorageBackend> {
+        let sessions = Arc::new(store(&MAIN).backend(&namespace).unwrap());
+        let rest: Arc<dyn StorageBackend> = Arc::new(store(&OTHER).backend(&namespace).unwrap());
+        let storage = Storage::builder(sessions)
+            .route(Kind::TaskContext, rest.clone())
+            .route(Kind::Checkpoints, rest.clone())
+            .route(Kind::Artifacts, rest)
+            .build();
+        Arc::new(storage)
+    }
+
+    storage_testkit::conformance_tests!(backend);
+}
+
+mod group_commit {
+    use super::*;
+
+    async fn backend(namespace: String) -> Arc<dyn StorageBackend> {
+        let memory = Arc::new(store(&MAIN).backend(&namespace).unwrap());
+        let storage = Storage::builder(memory)
+            .group_commit(GroupCommitSettings {
+                enabled: true,
+                max_batch: 64,
+            })
+            .build();
+        Arc::new(storage)
+    }
+
+    storage_testkit::conformance_tests!(backend);
+}

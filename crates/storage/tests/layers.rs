@@ -1,0 +1,353 @@
+//! The layers around every operation: the read cache never serves a stale value after a
+//! write through the facade, metrics count every call, retries ride out a Redis restart
+//! for idempotent operations only, and group commit acknowledges only what is stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use storage::config::{CacheSettings, GroupCommitSettings, RetrySettings};
+use storage::Storage;
+use storage_core::prelude::*;
+use storage_core::{ErrorKind, StorageBackend};
+use storage_memory::MemoryBackend;
+
+fn memory_storage() -> Storage {
+    Storage::builder(Arc::new(MemoryBackend::new("layers").unwrap()))
+        .cache(Some(CacheSettings::default()))
+        .build()
+}
+
+#[tokio::test]
+async fn cache_serves_hits_and_never_a_stale_read_after_a_write() {
+    let storage = memory_storage();
+    storage
+        .create_session(NewSession::new("s1", "u1"))
+        .await
+        .unwrap();
+    for round in 1..=20u64 {
+        // Read twice (the second is a hit), write, then the next read must see the write.
+        storage.get_session("s1").await.unwrap();
+        storage.get_session("s1").await.unwrap();
+        storage
+            .update_session("s1", SessionUpdate::default().request(1))
+            .await
+            .unwrap();
+        let read = storage.get_session("s1").await.unwrap().unwrap();
+        assert_eq!(read.metrics.request_count, round);
+
+        storage
+            .store_task_context("s1", json!(round), ExpectedVersion::Any)
+            .await
+            .unwrap();
+        assert_eq!(
+            storage.get_task_context("s1").await.unwrap().unwrap().value,
+            json!(round)
+        );
+
+        let mut checkpoint = Checkpoint::new("t1", "", storage_core::new_checkpoint_id());
+        checkpoint.metadata.insert("round".into(), json!(round));
+        storage
+            .put_checkpoint(checkpoint.clone(), Default::default())
+            .await
+            .unwrap();
+        let latest = storage
+            .get_checkpoint("t1", "", None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.checkpoint.id, checkpoint.id);
+        storage
+            .put_writes(
+                checkpoint.key(),
+                "task",
+                "",
+                vec![("c".into(), json!(round))],
+            )
+            .await
+            .unwrap();
+        let latest = storage
+            .get_checkpoint("t1", "", None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            latest.pending_writes.len(),
+            1,
+            "writes invalidate the latest tuple"
+        );
+
+        let saved = storage
+            .save_json("scope", "doc", &json!(round))
+            .await
+            .unwrap();
+        let meta = storage
+            .get_artifact_meta("scope", "doc", None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(meta.version, saved.version);
+    }
+    storage.delete_session("s1").await.unwrap();
+    assert_eq!(storage.get_session("s1").await.unwrap(), None);
+    assert_eq!(storage.get_task_context("s1").await.unwrap(), None);
+    let stats = storage.cache_stats().unwrap();
+    assert!(stats.hits >= 20, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_readers_never_see_a_value_older_than_the_last_acknowledged_write() {
+    let storage = Arc::new(memory_storage());
+    storage
+        .create_session(NewSession::new("hot", "u1"))
+        .await
+        .unwrap();
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                for _ in 0..2000 {
+                    storage.get_session("hot").await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for expected in 1..=300u64 {
+        storage
+            .update_session("hot", SessionUpdate::default().request(1))
+            .await
+            .unwrap();
+        let read = storage.get_session("hot").await.unwrap().unwrap();
+        assert_eq!(
+            read.metrics.request_count, expected,
+            "stale read after a write"
+        );
+    }
+    for reader in readers {
+        reader.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn after_close_the_cache_answers_nothing() {
+    let storage = memory_storage();
+    storage
+        .create_session(NewSession::new("s1", "u1"))
+        .await
+        .unwrap();
+    storage.get_session("s1").await.unwrap();
+    storage.close().await.unwrap();
+    let err = storage.get_session("s1").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection);
+}
+
+#[tokio::test]
+async fn metrics_count_calls_errors_and_latency_per_operation() {
+    let storage = memory_storage();
+    storage
+        .create_session(NewSession::new("s1", "u1"))
+        .await
+        .unwrap();
+    let err = storage
+        .create_session(NewSession::new("s1", "u1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    for _ in 0..10 {
+        storage.get_session("s1").await.unwrap();
+    }
+    let stats = storage.operation_stats();
+    let create = stats
+        .iter()
+        .find(|s| s.operation == "create_session")
+        .unwrap();
+    assert_eq!((create.count, create.errors), (2, 1));
+    let get = stats.iter().find(|s| s.operation == "get_session").unwrap();
+    assert_eq!(
+        (get.count, get.errors, get.backend.as_str()),
+        (10, 0, "memory")
+    );
+    assert!(
+        get.p50_ms <= get.p95_ms && get.p95_ms <= get.p99_ms,
+        "{get:?}"
+    );
+    let metrics = storage.get_metrics().await.unwrap();
+    assert_eq!(metrics.counters["op.get_session.memory.count"], 10);
+    assert!(metrics.gauges.contains_key("op.get_session.memory.p99_ms"));
+    assert!(metrics.counters["cache.hits"] >= 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_ride_out_a_redis_restart_for_idempotent_operations_only() {
+    let server = storage_testkit::servers::redis::RedisServer::start();
+    let config = storage_redis::RedisConfig::new(server.url())
+        .with_namespace("retry")
+        .with_timeouts(
+            Duration::from_millis(200),
+            Duration::from_millis(200),
+            Duration::from_millis(500),
+        );
+    let backend = Arc::new(storage_redis::RedisBackend::new(config).unwrap());
+    let storage = Storage::builder(backend)
+        .cache(None)
+        .retry(RetrySettings {
+            max_attempts: 30,
+            initial_backoff_ms: 50,
+            max_backoff_ms: 200,
+        })
+        .build();
+    storage.initialize().await.unwrap();
+    storage
+        .create_session(NewSession::new("s1", "u1"))
+        .await
+        .unwrap();
+
+    server.stop();
+    // Not idempotent: fails at once with a temporary error rather than being repeated.
+    let err = storage
+        .create_session(NewSession::new("s2", "u1"))
+        .await
+        .unwrap_err();
+    assert!(err.is_temporary(), "{err}");
+
+    let restart = tokio::task::spawn_blocking({
+        let server = Arc::new(server);
+        move || {
+            std::thread::sleep(Duration::from_millis(700));
+            server.restart();
+            server
+        }
+    });
+    // Idempotent: retried until the server is back.
+    let read = storage.get_session("s1").await;
+    let _server = restart.await.unwrap();
+    let read = read.unwrap();
+    assert!(read.is_none() || read.unwrap().id == "s1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_acknowledges_every_append_once_stored_in_order() {
+    let memory = Arc::new(MemoryBackend::new("group").unwrap());
+    let storage = Arc::new(
+        Storage::builder(memory.clone())
+            .group_commit(GroupCommitSettings {
+                enabled: true,
+                max_batch: 16,
+            })
+            .build(),
+    );
+    storage
+        .create_session(NewSession::new("s1", "u1"))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let storage = storage.clone();
+            let memory = memory.clone();
+            tokio::spawn(async move {
+                let message = NewMessage::new("user", json!(i)).with_client_id(format!("c{i}"));
+                let stored = storage.append_message("s1", message).await.unwrap();
+                // Acknowledged means stored: the backend itself has it now.
+                let window = memory
+                    .get_messages("s1", MessageRange::after(stored.sequence - 1, 1))
+                    .await
+                    .unwrap();
+                assert_eq!(window[0].content, json!(i));
+                stored.sequence
+            })
+        })
+        .collect();
+    let mut sequences = Vec::new();
+    for task in tasks {
+        sequences.push(task.await.unwrap());
+    }
+    sequences.sort_unstable();
+    assert_eq!(sequences, (1..=64).collect::<Vec<u64>>());
+    // A bad message fails alone, before it can fail a batch.
+    let err = storage
+        .append_message("s1", NewMessage::new("", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    // A replayed client id returns the stored message.
+    let again = storage
+        .append_message("s1", NewMessage::new("user", json!(5)).with_client_id("c5"))
+        .await
+        .unwrap();
+    assert_eq!(again.content, json!(5));
+    assert_eq!(
+        storage
+            .get_conversation_history("s1", 100)
+            .await
+            .unwrap()
+            .len(),
+        64
+    );
+}
+
+#[tokio::test]
+async fn routed_delete_and_cleanup_reach_every_backend() {
+    let sessions = Arc::new(MemoryBackend::new("a").unwrap());
+    let others: Arc<dyn StorageBackend> = Arc::new(MemoryBackend::new("b").unwrap());
+    let storage = Storage::builder(sessions)
+        .route(storage::Kind::Conversations, others.clone())
+        .route(storage::Kind::TaskContext, others.clone())
+        .build();
+    assert_eq!(storage.name(), "routed");
+    for id in ["s1", "s2"] {
+        storage
+            .create_session(NewSession::new(id, "u"))
+            .await
+            .unwrap();
+        storage
+            .append_message(id, NewMessage::new("user", "hi"))
+            .await
+            .unwrap();
+        storage
+            .store_task_context(id, json!(1), ExpectedVersion::Any)
+            .await
+            .unwrap();
+    }
+    assert!(storage.delete_session("s1").await.unwrap());
+    assert!(others
+        .get_conversation_history("s1", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(others.get_task_context("s1").await.unwrap(), None);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        storage
+            .cleanup_expired_sessions(Duration::from_millis(5))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(others
+        .get_conversation_history("s2", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(others.get_task_context("s2").await.unwrap(), None);
+    let health = storage.health(true).await;
+    assert!(health.healthy, "{health:?}");
+    assert_eq!(health.backends.len(), 2);
+    assert_eq!(health.deep.len(), 5);
+}
+
+#[tokio::test]
+async fn scheduled_cleanup_removes_idle_sessions() {
+    let storage = Arc::new(memory_storage());
+    storage
+        .create_session(NewSession::new("idle", "u"))
+        .await
+        .unwrap();
+    let task = storage.spawn_cleanup(Duration::from_millis(30), Duration::from_millis(10));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while storage.get_session("idle").await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "cleanup never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.stop();
+}

@@ -107,3 +107,46 @@ impl Drop for Managed {
         self.kill();
     }
 }
+
+/// A server process that a fault test can kill and start again on the same port.
+#[derive(Debug, Default)]
+pub struct Restartable {
+    process: std::sync::Mutex<Option<Managed>>,
+}
+
+impl Restartable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Managed>> {
+        self.process
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Kills the process, as a crash would; nothing happens when it is not running.
+    pub fn stop(&self) {
+        if let Some(mut process) = self.lock().take() {
+            process.kill();
+        }
+    }
+
+    /// Spawns `command` unless the process is running, and waits until `port` accepts
+    /// connections; panics naming `what` if it does not within `timeout`.
+    pub fn start(
+        &self,
+        what: &str,
+        command: Command,
+        cleanup_dir: Option<&Path>,
+        port: u16,
+        timeout: Duration,
+    ) {
+        let mut process = self.lock();
+        if process.is_some() {
+            return;
+        }
+        let started = Managed::spawn(command, cleanup_dir);
+        assert!(
+            wait_for_port(port, timeout),
+            "{what} did not accept connections on 127.0.0.1:{port} within {timeout:?}"
+        );
+        *process = Some(started);
+    }
+}

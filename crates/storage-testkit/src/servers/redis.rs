@@ -8,10 +8,10 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{free_port, require_binary, wait_for_port, Managed};
+use super::{free_port, require_binary, Restartable};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -21,7 +21,7 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra_args: Vec<String>,
-    process: Mutex<Option<Managed>>,
+    process: Restartable,
 }
 
 impl RedisServer {
@@ -41,7 +41,7 @@ impl RedisServer {
             port,
             dir,
             extra_args,
-            process: Mutex::new(None),
+            process: Restartable::default(),
         };
         server.restart();
         server
@@ -59,25 +59,11 @@ impl RedisServer {
 
     /// Kills the server, as a crash would. Data is not persisted.
     pub fn stop(&self) {
-        if let Some(mut process) = self
-            .process
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            process.kill();
-        }
+        self.process.stop();
     }
 
     /// Starts the server again on the same port (after [`RedisServer::stop`]).
     pub fn restart(&self) {
-        let mut process = self
-            .process
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if process.is_some() {
-            return;
-        }
         let mut command = Command::new("redis-server");
         command
             .arg("--port")
@@ -87,13 +73,13 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra_args);
-        let started = Managed::spawn(command, Some(&self.dir));
-        assert!(
-            wait_for_port(self.port, START_TIMEOUT),
-            "redis-server did not accept connections on 127.0.0.1:{} within {START_TIMEOUT:?}",
-            self.port
+        self.process.start(
+            "redis-server",
+            command,
+            Some(&self.dir),
+            self.port,
+            START_TIMEOUT,
         );
-        *process = Some(started);
     }
 }
 

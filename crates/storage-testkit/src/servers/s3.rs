@@ -14,10 +14,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{free_port, wait_for_port, Managed};
+use super::{free_port, Restartable};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_BUCKET: &str = "storage-test";
@@ -51,7 +51,7 @@ pub struct S3Target {
 pub struct MotoServer {
     port: u16,
     python: PathBuf,
-    process: Mutex<Option<Managed>>,
+    process: Restartable,
 }
 
 impl MotoServer {
@@ -60,7 +60,7 @@ impl MotoServer {
         let server = MotoServer {
             port: free_port(),
             python: moto_python(),
-            process: Mutex::new(None),
+            process: Restartable::default(),
         };
         server.restart();
         server
@@ -73,25 +73,11 @@ impl MotoServer {
 
     /// Kills the server, as a crash would. moto keeps nothing.
     pub fn stop(&self) {
-        if let Some(mut process) = self
-            .process
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            process.kill();
-        }
+        self.process.stop();
     }
 
     /// Starts the server again on the same port (after [`MotoServer::stop`]).
     pub fn restart(&self) {
-        let mut process = self
-            .process
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if process.is_some() {
-            return;
-        }
         let mut command = Command::new(&self.python);
         command
             .arg("-c")
@@ -99,13 +85,8 @@ impl MotoServer {
             .arg("127.0.0.1")
             .arg(self.port.to_string())
             .env("MOTO_PORT", self.port.to_string());
-        let started = Managed::spawn(command, None);
-        assert!(
-            wait_for_port(self.port, START_TIMEOUT),
-            "moto did not accept connections on 127.0.0.1:{} within {START_TIMEOUT:?}",
-            self.port
-        );
-        *process = Some(started);
+        self.process
+            .start("moto", command, None, self.port, START_TIMEOUT);
     }
 
     /// Creates `bucket` (moto checks no credentials, so an unsigned request does).

@@ -81,6 +81,20 @@ pub fn validate_artifact_address(scope: &str, name: &str) -> Result<()> {
     validate_id("artifact name", name)
 }
 
+/// Checks an artifact for [`ArtifactStore::import_artifact`], before any I/O: its address,
+/// and that size and digest describe its content.
+pub fn validate_import(artifact: &Artifact) -> Result<()> {
+    let meta = &artifact.meta;
+    validate_artifact_address(&meta.scope, &meta.name)?;
+    if meta.size != artifact.data.len() as u64 || meta.sha256 != sha256_hex(&artifact.data) {
+        return Err(StorageError::invalid_input(format!(
+            "imported artifact {:?}/{:?} version {}: size or digest does not match its content",
+            meta.scope, meta.name, meta.version
+        )));
+    }
+    Ok(())
+}
+
 /// Checks `size` against a configured limit (`None`: no limit), before anything is stored.
 pub fn check_artifact_size(size: u64, limit: Option<u64>) -> Result<()> {
     match limit {
@@ -165,6 +179,29 @@ pub trait ArtifactStore: Send + Sync {
     /// Removes every artifact of the scope, and nothing of any other scope; returns how
     /// many versions were removed.
     async fn clear_artifacts(&self, scope: &str) -> Result<u64>;
+
+    /// Scopes with at least one artifact version, sorted, greater than `after`, at most
+    /// `limit` (1 or more) of them: how `storectl migrate` finds every artifact. Backends
+    /// that cannot enumerate answer `Unsupported`.
+    async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let _ = (after, limit);
+        Err(StorageError::unsupported(
+            "this backend cannot list artifact scopes",
+        ))
+    }
+
+    /// Stores `artifact` at the version its metadata names, with its content type,
+    /// metadata and time, for moving data between backends. A version already stored is
+    /// left untouched (so importing twice stores once), and the name's next version is
+    /// raised past the imported one. The digest and size in the metadata must match the
+    /// content (`InvalidInput` before any I/O). Returns whether it was stored. Backends
+    /// that cannot answer `Unsupported`.
+    async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
+        let _ = artifact;
+        Err(StorageError::unsupported(
+            "this backend cannot import artifacts",
+        ))
+    }
 
     /// Saves a new version from a stream of chunks. Backends that can (object storage)
     /// stream it through a multipart upload; the default collects it first, and stops

@@ -391,6 +391,16 @@ pub trait CheckpointStore: Send + Sync {
     /// Removes, in every thread and namespace, each checkpoint whose metadata `run_id` is
     /// one of `run_ids`, with its writes. Returns how many checkpoints were removed.
     async fn delete_for_runs(&self, run_ids: &[String]) -> Result<u64>;
+
+    /// Thread ids with at least one checkpoint, sorted, greater than `after`, at most
+    /// `limit` (1 or more) of them: how `storectl migrate` finds every thread. Backends
+    /// that cannot enumerate answer `Unsupported`.
+    async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let _ = (after, limit);
+        Err(StorageError::unsupported(
+            "this backend cannot list thread ids",
+        ))
+    }
 }
 
 #[cfg(test)]

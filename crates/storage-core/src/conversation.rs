@@ -213,6 +213,45 @@ pub trait ConversationStore: Send + Sync {
     /// Removes every message of the session and returns how many there were. Numbers are
     /// not reused: the next append continues after the highest number ever handed out.
     async fn clear_conversation(&self, session_id: &str) -> Result<u64>;
+
+    /// Stores messages of `session_id` at the sequence numbers they carry, with their
+    /// client ids and timestamps, for moving data between backends. Taken in ascending
+    /// sequence order, a message is stored only if its sequence is above every number the
+    /// session has handed out (stored, popped or cleared: a number is never reused) and its
+    /// client id is not stored for a live message; so importing twice adds nothing. The
+    /// session's counter is raised to at least the highest sequence given, so a later
+    /// append never reuses a number. Every message must name `session_id` and a
+    /// sequence of 1 or more (`InvalidInput` before any I/O). Returns how many messages
+    /// were stored. Backends that cannot answer `Unsupported`.
+    async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
+        let _ = (session_id, messages);
+        Err(StorageError::unsupported(
+            "this backend cannot import messages",
+        ))
+    }
+}
+
+/// Checks a batch for [`ConversationStore::import_messages`], before any I/O.
+pub fn validate_import(session_id: &str, messages: &[Message]) -> Result<()> {
+    validate_id("session id", session_id)?;
+    for message in messages {
+        if message.session_id != session_id {
+            return Err(StorageError::invalid_input(format!(
+                "message of session {:?} imported into session {session_id:?}",
+                message.session_id
+            )));
+        }
+        if message.sequence == 0 {
+            return Err(StorageError::invalid_input(
+                "imported message has sequence 0; sequences start at 1",
+            ));
+        }
+        validate_id("message role", &message.role)?;
+        if let Some(client_id) = &message.client_id {
+            validate_id("client message id", client_id)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -349,6 +349,18 @@ pub trait SessionStore: Send + Sync {
 
     /// Whole session records matching the query, most recent activity first.
     async fn list_sessions(&self, query: SessionQuery) -> Result<Page<Session>>;
+
+    /// Stores `session` exactly as given (ids, status, metadata, metrics and every
+    /// timestamp), replacing a stored record with the same id, and keeps the listing and
+    /// cleanup indexes in step. For moving data between backends (`storectl migrate`):
+    /// storing the same record twice has the effect of storing it once. Backends that
+    /// cannot answer `Unsupported`.
+    async fn import_session(&self, session: Session) -> Result<()> {
+        let _ = session;
+        Err(StorageError::unsupported(
+            "this backend cannot import session records",
+        ))
+    }
 }
 
 /// Checks a batch of new sessions, before any I/O: every id valid, none repeated.

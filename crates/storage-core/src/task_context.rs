@@ -77,6 +77,28 @@ pub trait TaskContextStore: Send + Sync {
 
     /// Removes the session's context; returns whether there was one.
     async fn delete_task_context(&self, session_id: &str) -> Result<bool>;
+
+    /// Stores `context` exactly as given (value, version and time), for moving data between
+    /// backends, unless the stored context already has that version or a newer one.
+    /// Returns whether it was stored. Importing twice has the effect of importing once. A
+    /// version of 0 is `InvalidInput`. Backends that cannot answer `Unsupported`.
+    async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
+        let _ = context;
+        Err(StorageError::unsupported(
+            "this backend cannot import task context",
+        ))
+    }
+}
+
+/// Checks a context for [`TaskContextStore::import_task_context`], before any I/O.
+pub fn validate_import(context: &TaskContext) -> Result<()> {
+    crate::validate::validate_id("session id", &context.session_id)?;
+    if context.version == 0 {
+        return Err(StorageError::invalid_input(
+            "imported task context has version 0; versions start at 1",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -122,6 +122,16 @@ impl Keys {
         Path::from(self.root.clone())
     }
 
+    /// Every thread's objects.
+    pub(crate) fn threads(&self) -> Path {
+        self.path("threads", &[], &[])
+    }
+
+    /// Every artifact scope's objects.
+    pub(crate) fn artifacts(&self) -> Path {
+        self.path("artifacts", &[], &[])
+    }
+
     pub(crate) fn sessions(&self) -> Path {
         self.path("sessions", &[], &[])
     }

@@ -274,6 +274,10 @@ impl SessionStore for PostgresBackend {
     async fn list_sessions(&self, query: SessionQuery) -> Result<Page<Session>> {
         finish("list_sessions", self.list_sessions_op(query).await)
     }
+
+    async fn import_session(&self, session: Session) -> Result<()> {
+        finish("import_session", self.import_session_op(session).await)
+    }
 }
 
 #[async_trait]
@@ -322,6 +326,13 @@ impl ConversationStore for PostgresBackend {
         finish(
             "clear_conversation",
             self.clear_conversation_op(session_id).await,
+        )
+    }
+
+    async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
+        finish(
+            "import_messages",
+            self.import_messages_op(session_id, messages).await,
         )
     }
 }
@@ -387,6 +398,13 @@ impl CheckpointStore for PostgresBackend {
     async fn delete_for_runs(&self, run_ids: &[String]) -> Result<u64> {
         finish("delete_for_runs", self.delete_for_runs_op(run_ids).await)
     }
+
+    async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        finish(
+            "list_thread_ids",
+            self.list_thread_ids_op(after, limit).await,
+        )
+    }
 }
 
 #[async_trait]
@@ -413,6 +431,13 @@ impl TaskContextStore for PostgresBackend {
         finish(
             "delete_task_context",
             self.delete_task_context_op(session_id).await,
+        )
+    }
+
+    async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
+        finish(
+            "import_task_context",
+            self.import_task_context_op(context).await,
         )
     }
 }
@@ -469,6 +494,17 @@ impl ArtifactStore for PostgresBackend {
     }
     async fn clear_artifacts(&self, scope: &str) -> Result<u64> {
         finish("clear_artifacts", self.clear_artifacts_op(scope).await)
+    }
+
+    async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        finish(
+            "list_artifact_scopes",
+            self.list_artifact_scopes_op(after, limit).await,
+        )
+    }
+
+    async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
+        finish("import_artifact", self.import_artifact_op(artifact).await)
     }
 }
 

@@ -29,6 +29,7 @@ mod checkpoints;
 mod config;
 mod conversation;
 mod error;
+mod import;
 pub mod schema;
 mod sessions;
 mod task_context;

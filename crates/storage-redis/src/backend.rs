@@ -32,6 +32,8 @@ use crate::scripts::Scripts;
 type FieldMap = HashMap<String, Vec<u8>>;
 
 /// How many index entries one listing or cleanup step reads.
+mod import;
+
 const INDEX_BATCH: usize = 256;
 /// How often prune retries a namespace that changed under it.
 const PRUNE_ATTEMPTS: usize = 8;
@@ -1054,6 +1056,10 @@ impl SessionStore for RedisBackend {
         .map_err(op("delete_session"))
     }
 
+    async fn import_session(&self, session: Session) -> Result<()> {
+        self.import_session_op(session).await
+    }
+
     async fn list_sessions(&self, query: SessionQuery) -> Result<Page<Session>> {
         self.list(query).await.map_err(op("list_sessions"))
     }
@@ -1128,6 +1134,10 @@ impl ConversationStore for RedisBackend {
         }
         .await
         .map_err(op("pop_last_message"))
+    }
+
+    async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
+        self.import_messages_op(session_id, messages).await
     }
 
     async fn clear_conversation(&self, session_id: &str) -> Result<u64> {
@@ -1232,6 +1242,10 @@ impl TaskContextStore for RedisBackend {
         }
         .await
         .map_err(op("store_task_context"))
+    }
+
+    async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
+        self.import_task_context_op(context).await
     }
 
     async fn delete_task_context(&self, session_id: &str) -> Result<bool> {
@@ -1450,6 +1464,12 @@ impl CheckpointStore for RedisBackend {
             .map_err(op("copy_thread"))
     }
 
+    async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        self.scan_ids("t", "nss", after, limit)
+            .await
+            .map_err(op("list_thread_ids"))
+    }
+
     async fn delete_for_runs(&self, run_ids: &[String]) -> Result<u64> {
         async {
             storage_core::validate::validate_ids("run id", run_ids.iter().map(String::as_str))?;
@@ -1599,6 +1619,16 @@ impl ArtifactStore for RedisBackend {
         }
         .await
         .map_err(op("delete_artifact"))
+    }
+
+    async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        self.scan_ids("a", "names", after, limit)
+            .await
+            .map_err(op("list_artifact_scopes"))
+    }
+
+    async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
+        self.import_artifact_op(artifact).await
     }
 
     async fn clear_artifacts(&self, scope: &str) -> Result<u64> {

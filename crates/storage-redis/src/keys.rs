@@ -97,6 +97,26 @@ impl Keys {
         }
     }
 
+    /// A `SCAN ... MATCH` pattern for the `suffix` key of every record of `kind`
+    /// (`t` threads, `a` scopes), with the prefix's glob characters escaped.
+    pub(crate) fn scan_pattern(&self, kind: &str, suffix: &str) -> String {
+        let mut escaped = String::new();
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                escaped.push('\\');
+            }
+            escaped.push(c);
+        }
+        format!("{escaped}{{{}:{kind}:*}}:{suffix}", self.namespace)
+    }
+
+    /// The id inside a key that [`Keys::scan_pattern`] matched.
+    pub(crate) fn id_in_key(&self, kind: &str, key: &str) -> Option<String> {
+        let start = format!("{}{{{}:{kind}:", self.prefix, self.namespace);
+        let rest = key.strip_prefix(&start)?;
+        decode_id(&rest[..rest.find('}')?])
+    }
+
     pub(crate) fn thread(&self, thread_id: &str) -> ThreadKeys {
         ThreadKeys {
             base: self.base("t", thread_id),

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_redis::redis::aio::ConnectionLike;
+use deadpool_redis::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, Value,
 };
@@ -159,6 +160,66 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// Every key matching `pattern`, walked with `SCAN` (never `KEYS`): on a cluster,
+    /// on every master in turn, each addressed by the address `CLUSTER NODES` gives.
+    pub(crate) async fn scan_keys(&self, pattern: &str, count: usize) -> Result<Vec<String>> {
+        let scan = |cursor: u64| {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(count);
+            cmd
+        };
+        let mut keys = Vec::new();
+        let mut conn = self.pool.get().await?;
+        match &mut conn {
+            Conn::Standalone(_) => {
+                let mut cursor = 0u64;
+                loop {
+                    let (next, page): (u64, Vec<String>) =
+                        within(self.command_timeout, scan(cursor).query_async(&mut conn)).await?;
+                    keys.extend(page);
+                    if next == 0 {
+                        return Ok(keys);
+                    }
+                    cursor = next;
+                }
+            }
+            Conn::Cluster(cluster) => {
+                let nodes: String = within(
+                    self.command_timeout,
+                    redis::cmd("CLUSTER")
+                        .arg("NODES")
+                        .query_async(&mut **cluster),
+                )
+                .await?;
+                for (host, port) in masters(&nodes) {
+                    let mut cursor = 0u64;
+                    loop {
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port,
+                        });
+                        let reply = within(
+                            self.command_timeout,
+                            cluster.route_command(scan(cursor), routing),
+                        )
+                        .await?;
+                        let (next, page): (u64, Vec<String>) = from_value(reply, "SCAN reply")?;
+                        keys.extend(page);
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
+                    }
+                }
+                Ok(keys)
+            }
+        }
+    }
+
     /// One command.
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         let mut conn = self.pool.get().await?;
@@ -215,6 +276,29 @@ impl Client {
             }
         }
     }
+}
+
+/// The (host, port) of every live master in `CLUSTER NODES` output
+/// (`<id> <ip:port@cport[,hostname]> <flags> ...`).
+fn masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let address = fields.nth(1)?;
+            let flags = fields.next()?;
+            let is_live_master = flags.split(',').any(|flag| flag == "master")
+                && !flags
+                    .split(',')
+                    .any(|flag| flag == "fail" || flag == "noaddr");
+            if !is_live_master {
+                return None;
+            }
+            let address = address.split(['@', ',']).next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
 }
 
 /// A script as a plain `EVAL` command, for batches (no NOSCRIPT to recover from).

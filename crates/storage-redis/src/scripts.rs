@@ -116,6 +116,66 @@ end
 return out
 "#;
 
+/// KEYS: session. ARGV: ttl, then field/value pairs. Replaces the hash; returns the user
+/// it had, or false.
+const IMPORT_SESSION: &str = r#"
+local user = redis.call('HGET', KEYS[1], 'user')
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+touch(KEYS[1], ARGV[1])
+return user
+"#;
+
+/// KEYS: sequence, messages, client ids. ARGV: ttl, n, then n (sequence, client id or '',
+/// encoded message) in ascending sequence order. Stores each message whose sequence is
+/// above every number handed out and whose client id is free, raises the counter to the
+/// highest sequence; returns how many were stored.
+const IMPORT_MESSAGES: &str = r#"
+local n = tonumber(ARGV[2])
+local start = tonumber(redis.call('GET', KEYS[1]) or '0')
+local stored, top = 0, start
+for i = 1, n do
+  local s, cid, member = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
+  local taken = tonumber(s) <= top
+  if tonumber(s) > top then top = tonumber(s) end
+  if not taken and cid ~= '' then taken = redis.call('HEXISTS', KEYS[3], 'c:' .. cid) == 1 end
+  if not taken then
+    redis.call('ZADD', KEYS[2], s, member)
+    if cid ~= '' then redis.call('HSET', KEYS[3], 'c:' .. cid, s, 's:' .. s, cid) end
+    stored = stored + 1
+  end
+end
+if top > start then redis.call('SET', KEYS[1], int(top)) end
+touch(KEYS[1], ARGV[1]); touch(KEYS[2], ARGV[1]); touch(KEYS[3], ARGV[1])
+return stored
+"#;
+
+/// KEYS: task context. ARGV: ttl, version, updated µs, value. Stores unless the stored
+/// version is the same or newer; returns 1 if stored.
+const IMPORT_TASK_CONTEXT: &str = r#"
+local current = redis.call('HGET', KEYS[1], 'version')
+if current and tonumber(current) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'updated', ARGV[3], 'value', ARGV[4])
+touch(KEYS[1], ARGV[1])
+return 1
+"#;
+
+/// KEYS: names, next versions, versions, metas, contents. ARGV: ttl, name, version,
+/// meta, content. Stores the version unless present; returns 1 if stored.
+const IMPORT_ARTIFACT: &str = r#"
+if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return 0 end
+local next_version = tonumber(ARGV[3]) + 1
+if next_version > tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0') then
+  redis.call('HSET', KEYS[2], ARGV[2], int(next_version))
+end
+redis.call('ZADD', KEYS[1], 0, ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[5], ARGV[3], ARGV[5])
+for k = 1, 5 do touch(KEYS[k], ARGV[1]) end
+return 1
+"#;
+
 /// KEYS: messages, client ids. Returns the removed member, or false.
 const POP_MESSAGE: &str = r#"
 local popped = redis.call('ZPOPMAX', KEYS[1])
@@ -343,6 +403,10 @@ pub(crate) struct Scripts {
     pub(crate) get_artifact: Lua,
     pub(crate) delete_artifact: Lua,
     pub(crate) clear_artifacts: Lua,
+    pub(crate) import_session: Lua,
+    pub(crate) import_messages: Lua,
+    pub(crate) import_task_context: Lua,
+    pub(crate) import_artifact: Lua,
 }
 
 /// A script with its source, which batches send with `EVAL`.
@@ -382,10 +446,14 @@ impl Scripts {
             get_artifact: script(GET_ARTIFACT),
             delete_artifact: script(DELETE_ARTIFACT),
             clear_artifacts: script(CLEAR_ARTIFACTS),
+            import_session: script(IMPORT_SESSION),
+            import_messages: script(IMPORT_MESSAGES),
+            import_task_context: script(IMPORT_TASK_CONTEXT),
+            import_artifact: script(IMPORT_ARTIFACT),
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 19] {
+    pub(crate) fn all(&self) -> [&Lua; 23] {
         [
             &self.create_session,
             &self.update_session,
@@ -406,6 +474,10 @@ impl Scripts {
             &self.get_artifact,
             &self.delete_artifact,
             &self.clear_artifacts,
+            &self.import_session,
+            &self.import_messages,
+            &self.import_task_context,
+            &self.import_artifact,
         ]
     }
 }

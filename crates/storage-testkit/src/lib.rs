@@ -175,6 +175,14 @@ macro_rules! conformance_tests {
                 checkpoint_json_round_trips,
                 context_and_artifact_json_round_trips,
             }
+            migration {
+                import_session_stores_the_exact_record,
+                import_messages_keeps_sequences_and_stores_once,
+                import_task_context_keeps_its_version,
+                import_artifact_keeps_versions,
+                list_thread_ids_pages_in_order,
+                list_artifact_scopes_pages_in_order,
+            }
         }
     };
 }

@@ -321,6 +321,56 @@ pub struct StorageConfig {
     pub cleanup: CleanupSettings,
     /// Health checks.
     pub health: HealthSettings,
+    /// Fallback backends per kind, the circuit breaker and the journal.
+    pub failover: FailoverConfig,
+}
+
+/// Failover: a kind with a fallback backend runs on a
+/// [`FailoverBackend`](crate::failover::FailoverBackend) pairing its route (the primary)
+/// with that fallback. Kinds sharing a primary and a fallback share one breaker and one
+/// journal, in `<journal_dir>/<primary>-<fallback>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailoverConfig {
+    /// The fallback backend of each kind that has one.
+    pub fallbacks: RoutesConfig,
+    /// `failover` (journal writes while the primary is down) or `dual_write`.
+    pub mode: crate::failover::FailoverMode,
+    /// Consecutive temporary failures of the primary that open the breaker.
+    pub failure_threshold: u32,
+    /// Time between health probes of a primary that is down, in ms.
+    pub probe_interval_ms: u64,
+    /// Consecutive healthy probes before the journal is replayed and the breaker closes.
+    pub recovery_probes: u32,
+    /// Directory of the journals.
+    pub journal_dir: std::path::PathBuf,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        let settings = crate::failover::FailoverSettings::default();
+        FailoverConfig {
+            fallbacks: RoutesConfig::default(),
+            mode: settings.mode,
+            failure_threshold: settings.failure_threshold,
+            probe_interval_ms: settings.probe_interval_ms,
+            recovery_probes: settings.recovery_probes,
+            journal_dir: settings.journal_dir,
+        }
+    }
+}
+
+impl FailoverConfig {
+    /// The breaker and journal settings.
+    pub fn settings(&self) -> crate::failover::FailoverSettings {
+        crate::failover::FailoverSettings {
+            mode: self.mode,
+            failure_threshold: self.failure_threshold,
+            probe_interval_ms: self.probe_interval_ms,
+            recovery_probes: self.recovery_probes,
+            journal_dir: self.journal_dir.clone(),
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -338,6 +388,7 @@ impl Default for StorageConfig {
             group_commit: GroupCommitSettings::default(),
             cleanup: CleanupSettings::default(),
             health: HealthSettings::default(),
+            failover: FailoverConfig::default(),
         }
     }
 }
@@ -358,13 +409,14 @@ impl fmt::Debug for StorageConfig {
             .field("group_commit", &self.group_commit)
             .field("cleanup", &self.cleanup)
             .field("health", &self.health)
+            .field("failover", &self.failover)
             .finish()
     }
 }
 
 /// The top-level keys; only `STORAGE_*` variables under one of them are configuration
 /// (others, such as `STORAGE_CONFIG_FILE` or `STORAGE_TEST_REDIS_URL`, are not).
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "backend",
     "routes",
     "memory",
@@ -377,6 +429,7 @@ const SECTIONS: [&str; 12] = [
     "group_commit",
     "cleanup",
     "health",
+    "failover",
 ];
 
 impl StorageConfig {
@@ -412,6 +465,18 @@ impl StorageConfig {
                 .map_err(|err| (key.to_owned(), err.message().to_owned()))
         };
         for kind in Kind::ALL {
+            if let Some(fallback) = self.failover.fallbacks.get(kind) {
+                let key = format!("failover.fallbacks.{kind}");
+                if !fallback.is_compiled() {
+                    return Err((key, not_compiled(fallback)));
+                }
+                if fallback == self.backend_of(kind) {
+                    return Err((
+                        key,
+                        "expected a backend other than the kind's primary".into(),
+                    ));
+                }
+            }
             let backend = self.backend_of(kind);
             if !backend.is_compiled() {
                 let key = if self.routes.get(kind).is_some() {
@@ -438,6 +503,18 @@ impl StorageConfig {
         }
         at_least_one("group_commit.max_batch", self.group_commit.max_batch as u64)?;
         at_least_one("cleanup.max_idle_secs", self.cleanup.max_idle_secs)?;
+        at_least_one(
+            "failover.failure_threshold",
+            u64::from(self.failover.failure_threshold),
+        )?;
+        at_least_one(
+            "failover.recovery_probes",
+            u64::from(self.failover.recovery_probes),
+        )?;
+        at_least_one(
+            "failover.probe_interval_ms",
+            self.failover.probe_interval_ms,
+        )?;
         self.validate_backends()
     }
 
@@ -490,11 +567,11 @@ impl StorageConfig {
         config
     }
 
-    /// Whether any kind is routed to `backend`.
+    /// Whether any kind is routed to `backend`, as its primary or as its fallback.
     pub fn uses(&self, backend: BackendName) -> bool {
-        Kind::ALL
-            .into_iter()
-            .any(|kind| self.backend_of(kind) == backend)
+        Kind::ALL.into_iter().any(|kind| {
+            self.backend_of(kind) == backend || self.failover.fallbacks.get(kind) == Some(backend)
+        })
     }
 }
 

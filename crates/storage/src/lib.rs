@@ -10,6 +10,10 @@
 //! - [`layer`]: metrics, tracing, timeouts, retries and a read cache, each written once
 //!   around every operation; group commit of concurrent appends.
 //! - [`Storage::health`] and [`Storage::spawn_cleanup`] for operations.
+//! - [`failover`]: a primary and a fallback per kind, a circuit breaker, dual-write or
+//!   journaled failover with replay.
+//! - [`migrate`]: copies every kind of data from one backend to another, resumably, and
+//!   verifies the copy.
 //!
 //! `Storage` implements `StorageBackend`, so it is used like any backend:
 //!
@@ -35,10 +39,12 @@
 mod cleanup;
 pub mod config;
 pub mod factory;
+pub mod failover;
 mod group_commit;
 pub mod health;
 mod kind;
 pub mod layer;
+pub mod migrate;
 mod storage;
 
 pub use cleanup::CleanupTask;

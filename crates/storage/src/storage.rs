@@ -222,6 +222,7 @@ impl Storage {
             };
             by_kind[kind.index()] = Some(backend);
         }
+        crate::failover::wrap_routes(&config, &mut built, &mut by_kind)?;
         let [sessions, conversations, checkpoints, task_context, artifacts] =
             by_kind.map(|backend| backend.expect("every kind is routed"));
         let builder = StorageBuilder {
@@ -468,6 +469,15 @@ impl SessionStore for Storage {
         let b = self.routes.of(Kind::Sessions);
         self.run(op, || b.list_sessions(query.clone())).await
     }
+
+    async fn import_session(&self, session: Session) -> Result<()> {
+        let op = self
+            .write("import_session", Kind::Sessions, true)
+            .subject(&session.id)
+            .cache(invalidate(Kind::Sessions, &session.id));
+        let b = self.routes.of(Kind::Sessions);
+        self.run(op, || b.import_session(session.clone())).await
+    }
 }
 
 #[async_trait]
@@ -541,6 +551,15 @@ impl ConversationStore for Storage {
             .subject(session_id);
         let b = self.routes.of(Kind::Conversations);
         self.run(op, || b.clear_conversation(session_id)).await
+    }
+
+    async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
+        let op = self
+            .write("import_messages", Kind::Conversations, true)
+            .subject(session_id);
+        let b = self.routes.of(Kind::Conversations);
+        self.run(op, || b.import_messages(session_id, messages.clone()))
+            .await
     }
 }
 
@@ -651,6 +670,12 @@ impl CheckpointStore for Storage {
         let b = self.routes.of(Kind::Checkpoints);
         self.run(op, || b.delete_for_runs(run_ids)).await
     }
+
+    async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let op = self.read("list_thread_ids", Kind::Checkpoints);
+        let b = self.routes.of(Kind::Checkpoints);
+        self.run(op, || b.list_thread_ids(after, limit)).await
+    }
 }
 
 #[async_trait]
@@ -688,6 +713,16 @@ impl TaskContextStore for Storage {
             .cache(invalidate(Kind::TaskContext, session_id));
         let b = self.routes.of(Kind::TaskContext);
         self.run(op, || b.delete_task_context(session_id)).await
+    }
+
+    async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
+        let op = self
+            .write("import_task_context", Kind::TaskContext, true)
+            .subject(&context.session_id)
+            .cache(invalidate(Kind::TaskContext, &context.session_id));
+        let b = self.routes.of(Kind::TaskContext);
+        self.run(op, || b.import_task_context(context.clone()))
+            .await
     }
 }
 
@@ -776,6 +811,21 @@ impl ArtifactStore for Storage {
             .cache(invalidate(Kind::Artifacts, scope));
         let b = self.routes.of(Kind::Artifacts);
         self.run(op, || b.clear_artifacts(scope)).await
+    }
+
+    async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let op = self.read("list_artifact_scopes", Kind::Artifacts);
+        let b = self.routes.of(Kind::Artifacts);
+        self.run(op, || b.list_artifact_scopes(after, limit)).await
+    }
+
+    async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
+        let op = self
+            .write("import_artifact", Kind::Artifacts, true)
+            .subject(&artifact.meta.scope)
+            .cache(invalidate(Kind::Artifacts, &artifact.meta.scope));
+        let b = self.routes.of(Kind::Artifacts);
+        self.run(op, || b.import_artifact(artifact.clone())).await
     }
 
     async fn save_artifact_stream(

@@ -1,8 +1,9 @@
 use async_trait::async_trait;
 use storage_core::artifact::{
     check_artifact_size, collect_bounded, sha256_hex, tighter_limit, validate_artifact_address,
+    validate_import,
 };
-use storage_core::validate::validate_id;
+use storage_core::validate::{validate_id, validate_limit};
 use storage_core::{
     time, Artifact, ArtifactMeta, ArtifactStore, ByteStream, Metadata, NewArtifact, Result,
 };
@@ -132,6 +133,38 @@ impl ArtifactStore for MemoryBackend {
             Ok(data.scopes.remove(scope).map_or(0, |(_, s)| {
                 s.names.values().map(|v| v.versions.len() as u64).sum()
             }))
+        })
+    }
+
+    async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        self.op("list_artifact_scopes", |data| {
+            validate_limit("artifact scope limit", limit)?;
+            let mut scopes: Vec<String> = data
+                .scopes
+                .iter()
+                .filter(|scope| after.is_none_or(|after| scope.key().as_str() > after))
+                .filter(|scope| scope.names.values().any(|v| !v.versions.is_empty()))
+                .map(|scope| scope.key().clone())
+                .collect();
+            scopes.sort_unstable();
+            scopes.truncate(limit);
+            Ok(scopes)
+        })
+    }
+
+    async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
+        self.op("import_artifact", |data| {
+            validate_import(&artifact)?;
+            check_artifact_size(artifact.meta.size, self.config.max_artifact_bytes)?;
+            let meta = &artifact.meta;
+            let mut scope_entry = data.scopes.entry(meta.scope.clone()).or_default();
+            let versions = scope_entry.names.entry(meta.name.clone()).or_default();
+            if versions.versions.contains_key(&meta.version) {
+                return Ok(false);
+            }
+            versions.next_version = versions.next_version.max(meta.version + 1);
+            versions.versions.insert(meta.version, artifact);
+            Ok(true)
         })
     }
 

@@ -230,6 +230,27 @@ impl CheckpointStore for MemoryBackend {
             Ok(removed)
         })
     }
+
+    async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        self.op("list_thread_ids", |data| {
+            validate_limit("thread id limit", limit)?;
+            let mut ids: Vec<String> = data
+                .threads
+                .iter()
+                .filter(|thread| after.is_none_or(|after| thread.key().as_str() > after))
+                .filter(|thread| {
+                    thread
+                        .namespaces
+                        .values()
+                        .any(|chain| !chain.checkpoints.is_empty())
+                })
+                .map(|thread| thread.key().clone())
+                .collect();
+            ids.sort_unstable();
+            ids.truncate(limit);
+            Ok(ids)
+        })
+    }
 }
 
 impl Thread {

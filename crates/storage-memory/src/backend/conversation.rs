@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use storage_core::conversation::validate_append;
+use storage_core::conversation::{validate_append, validate_import};
 use storage_core::validate::validate_id;
 use storage_core::{time, ConversationStore, Message, MessageRange, NewMessage, Result};
 
@@ -81,6 +81,39 @@ impl ConversationStore for MemoryBackend {
             conversation.messages.clear();
             conversation.client_ids.clear();
             Ok(removed)
+        })
+    }
+
+    async fn import_messages(&self, session_id: &str, mut messages: Vec<Message>) -> Result<u64> {
+        self.op("import_messages", |data| {
+            validate_import(session_id, &messages)?;
+            messages.sort_by_key(|message| message.sequence);
+            if messages.is_empty() {
+                return Ok(0);
+            }
+            let mut conversation = data.conversations.entry(session_id.to_owned()).or_default();
+            let mut stored = 0;
+            for message in messages {
+                if message.sequence <= conversation.last_sequence {
+                    continue;
+                }
+                conversation.last_sequence = message.sequence;
+                let client_id_taken = message
+                    .client_id
+                    .as_ref()
+                    .is_some_and(|id| conversation.client_ids.contains_key(id));
+                if client_id_taken {
+                    continue;
+                }
+                if let Some(client_id) = &message.client_id {
+                    conversation
+                        .client_ids
+                        .insert(client_id.clone(), message.sequence);
+                }
+                conversation.messages.push(message);
+                stored += 1;
+            }
+            Ok(stored)
         })
     }
 }

@@ -93,6 +93,25 @@ impl SessionStore for MemoryBackend {
             Ok(page)
         })
     }
+
+    async fn import_session(&self, session: Session) -> Result<()> {
+        self.op("import_session", |data| {
+            validate_id("session id", &session.id)?;
+            validate_id("user id", &session.user_id)?;
+            match data.sessions.entry(session.id.clone()) {
+                Entry::Occupied(mut stored) => {
+                    unindex_key(data, &stored.get().user_id, &ActivityKey::of(stored.get()));
+                    index(data, &session);
+                    stored.insert(session);
+                }
+                Entry::Vacant(slot) => {
+                    index(data, &session);
+                    slot.insert(session);
+                }
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Inserts a new session unless the id is taken; `None` if it is.

@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use dashmap::mapref::entry::Entry;
 use serde_json::Value;
+use storage_core::task_context::validate_import;
 use storage_core::validate::validate_id;
 use storage_core::{time, ExpectedVersion, Result, TaskContext, TaskContextStore};
 
@@ -45,6 +46,19 @@ impl TaskContextStore for MemoryBackend {
         self.op("delete_task_context", |data| {
             validate_id("session id", session_id)?;
             Ok(data.contexts.remove(session_id).is_some())
+        })
+    }
+
+    async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
+        self.op("import_task_context", |data| {
+            validate_import(&context)?;
+            match data.contexts.entry(context.session_id.clone()) {
+                Entry::Occupied(stored) if stored.get().version >= context.version => Ok(false),
+                entry => {
+                    entry.insert(context);
+                    Ok(true)
+                }
+            }
         })
     }
 }

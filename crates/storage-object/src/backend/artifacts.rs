@@ -129,6 +129,67 @@ impl ArtifactStore for ObjectBackend {
         .await
     }
 
+    async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        self.op("list_artifact_scopes", async {
+            storage_core::validate::validate_limit("artifact scope limit", limit)?;
+            // A scope is listed when one of its names has a version record.
+            let prefix = self.keys().artifacts();
+            let mut scopes: Vec<String> = self
+                .objects()
+                .list(&prefix)
+                .await?
+                .iter()
+                .filter_map(|path| {
+                    let parts = parts_after(path, &prefix);
+                    let (scope, used) = take_id(&parts)?;
+                    let (_, name_used) = take_id(&parts[used..])?;
+                    let is_version =
+                        parts.get(used + name_used).map(String::as_str) == Some("versions");
+                    is_version.then_some(scope)
+                })
+                .filter(|scope| after.is_none_or(|after| scope.as_str() > after))
+                .collect();
+            scopes.sort();
+            scopes.dedup();
+            scopes.truncate(limit);
+            Ok(scopes)
+        })
+        .await
+    }
+
+    async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
+        self.op("import_artifact", async {
+            storage_core::artifact::validate_import(&artifact)?;
+            check_artifact_size(artifact.meta.size, self.config().max_artifact_bytes)?;
+            let meta = artifact.meta;
+            let path = self
+                .keys()
+                .artifact_version(&meta.scope, &meta.name, meta.version);
+            if self.objects().get(&path).await?.is_some() {
+                return Ok(false);
+            }
+            let data = self.keys().artifact_data(&meta.scope, &meta.name);
+            self.objects()
+                .store
+                .put(&data, PutPayload::from_bytes(artifact.data))
+                .await
+                .map_err(classify)?;
+            let record = VersionRecord {
+                meta: Some(meta),
+                data: Some(data.to_string()),
+            };
+            // The record is the commit: when another writer created it first, this
+            // content is not referenced and goes.
+            if self.objects().create(&path, wire::encode(&record)?).await? {
+                Ok(true)
+            } else {
+                let _ = self.objects().delete(&data).await;
+                Ok(false)
+            }
+        })
+        .await
+    }
+
     async fn list_artifact_versions(&self, scope: &str, name: &str) -> Result<Vec<ArtifactMeta>> {
         self.op("list_artifact_versions", async {
             validate_artifact_address(scope, name)?;

@@ -289,6 +289,34 @@ impl CheckpointStore for ObjectBackend {
         .await
     }
 
+    async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        self.op("list_thread_ids", async {
+            validate_limit("thread id limit", limit)?;
+            // A thread is listed when one of its namespaces has a checkpoint record.
+            let prefix = self.keys().threads();
+            let mut ids: Vec<String> = self
+                .objects()
+                .list(&prefix)
+                .await?
+                .iter()
+                .filter_map(|path| {
+                    let parts = parts_after(path, &prefix);
+                    let (thread, used) = take_id(&parts)?;
+                    let (_, ns_used) = take_id(&parts[used..])?;
+                    let is_checkpoint =
+                        parts.get(used + ns_used).map(String::as_str) == Some("checkpoints");
+                    is_checkpoint.then_some(thread)
+                })
+                .filter(|thread| after.is_none_or(|after| thread.as_str() > after))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids.truncate(limit);
+            Ok(ids)
+        })
+        .await
+    }
+
     async fn delete_for_runs(&self, run_ids: &[String]) -> Result<u64> {
         self.op("delete_for_runs", async {
             validate_ids("run id", run_ids.iter().map(String::as_str))?;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use storage_core::conversation::validate_append;
+use storage_core::conversation::{validate_append, validate_import};
 use storage_core::validate::validate_id;
 use storage_core::wire::{self, WireRecord};
 use storage_core::{
@@ -40,11 +40,19 @@ impl Head {
     }
 }
 
-/// One append: consecutive messages from `first`.
+/// One append: consecutive messages from `first`; or, for an import, `skip` numbers that
+/// are hidden as the head moves past them, followed by consecutive messages.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Slot {
     first: u64,
+    /// Numbers from `first` that hold no message (an imported conversation's gaps).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    skip: u64,
     messages: Vec<Message>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl WireRecord for Slot {
@@ -53,11 +61,11 @@ impl WireRecord for Slot {
 
 impl Slot {
     fn last(&self) -> u64 {
-        self.first + self.messages.len() as u64 - 1
+        self.first + self.skip + self.messages.len() as u64 - 1
     }
     fn get(&self, sequence: u64) -> Option<&Message> {
         sequence
-            .checked_sub(self.first)
+            .checked_sub(self.first + self.skip)
             .and_then(|offset| self.messages.get(offset as usize))
     }
 }
@@ -201,9 +209,88 @@ impl ConversationStore for ObjectBackend {
         })
         .await
     }
+
+    async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
+        self.op("import_messages", async {
+            validate_import(session_id, &messages)?;
+            let mut pending: BTreeMap<u64, Message> =
+                messages.into_iter().map(|m| (m.sequence, m)).collect();
+            let mut stored = 0;
+            let mut lost_races = 0;
+            while lost_races < super::CAS_ATTEMPTS {
+                crate::store::backoff(lost_races.min(4)).await;
+                let (head, _) = self.sync_head(session_id).await?;
+                // A number the head has passed was handed out here: left as it is.
+                pending = pending.split_off(&(head.last + 1));
+                let Some(&start) = pending.keys().next() else {
+                    return Ok(stored);
+                };
+                let first = head.last + 1;
+                let slot = if start > first {
+                    Slot {
+                        first,
+                        skip: start - first,
+                        messages: Vec::new(),
+                    }
+                } else {
+                    let mut run = Vec::new();
+                    while let Some(message) = pending.get(&(first + run.len() as u64)) {
+                        if self.client_id_is_live(session_id, &head, message).await? {
+                            break;
+                        }
+                        run.push(message.clone());
+                    }
+                    if run.is_empty() {
+                        // Its client id is taken: the number stays hidden.
+                        Slot {
+                            first,
+                            skip: 1,
+                            messages: Vec::new(),
+                        }
+                    } else {
+                        Slot {
+                            first,
+                            skip: 0,
+                            messages: run,
+                        }
+                    }
+                };
+                let path = self.keys().message_slot(session_id, first);
+                if self.objects().create(&path, wire::encode(&slot)?).await? {
+                    stored += slot.messages.len() as u64;
+                    self.advance_head(session_id, &slot).await?;
+                } else {
+                    lost_races += 1;
+                }
+            }
+            Err(
+                StorageError::backend("too many concurrent writers on one conversation")
+                    .with_temporary(true),
+            )
+        })
+        .await
+    }
 }
 
 impl ObjectBackend {
+    /// Whether `message`'s client id is stored for a live message.
+    async fn client_id_is_live(
+        &self,
+        session_id: &str,
+        head: &Head,
+        message: &Message,
+    ) -> Result<bool> {
+        let Some(client_id) = &message.client_id else {
+            return Ok(false);
+        };
+        let path = self.keys().client_id(session_id, client_id);
+        let Some(bytes) = self.objects().get(&path).await? else {
+            return Ok(false);
+        };
+        let entry: ClientIdEntry = wire::decode(&bytes)?;
+        Ok(head.is_live(entry.sequence))
+    }
+
     async fn write_head(
         &self,
         session_id: &str,
@@ -261,6 +348,17 @@ impl ObjectBackend {
                 if head.last >= last || head.last + 1 != first {
                     return Ok(Change::Keep(()));
                 }
+                if slot.skip > 0 {
+                    // Hidden numbers: raise the floor when nothing below them is live,
+                    // else mark each popped.
+                    let nothing_live = head.last - head.floor == head.popped.len() as u64;
+                    if nothing_live {
+                        head.floor = first + slot.skip - 1;
+                        head.popped.clear();
+                    } else {
+                        head.popped.extend(first..first + slot.skip);
+                    }
+                }
                 head.last = last;
                 Ok(Change::Write(head, ()))
             },
@@ -296,6 +394,7 @@ impl ObjectBackend {
             if !fresh.is_empty() {
                 let slot = Slot {
                     first,
+                    skip: 0,
                     messages: fresh.clone(),
                 };
                 let path = self.keys().message_slot(session_id, first);

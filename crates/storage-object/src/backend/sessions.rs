@@ -119,6 +119,18 @@ impl SessionStore for ObjectBackend {
         })
         .await
     }
+
+    async fn import_session(&self, session: Session) -> Result<()> {
+        self.op("import_session", async {
+            validate_id("session id", &session.id)?;
+            validate_id("user id", &session.user_id)?;
+            self.modify_cell(&self.keys().session(&session.id), |_: Option<Session>| {
+                Ok(Change::Write(session.clone(), ()))
+            })
+            .await
+        })
+        .await
+    }
 }
 
 impl ObjectBackend {

@@ -51,4 +51,22 @@ impl TaskContextStore for ObjectBackend {
         })
         .await
     }
+
+    async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
+        self.op("import_task_context", async {
+            storage_core::task_context::validate_import(&context)?;
+            self.modify_cell(
+                &self.keys().context(&context.session_id),
+                |current: Option<TaskContext>| {
+                    if current.is_some_and(|stored| stored.version >= context.version) {
+                        Ok(Change::Keep(false))
+                    } else {
+                        Ok(Change::Write(context.clone(), true))
+                    }
+                },
+            )
+            .await
+        })
+        .await
+    }
 }

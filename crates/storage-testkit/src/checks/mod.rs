@@ -8,6 +8,7 @@ pub mod checkpoints;
 pub mod conversation;
 pub mod input;
 pub mod lifecycle;
+pub mod migration;
 pub mod namespaces;
 pub mod properties;
 pub mod sessions;

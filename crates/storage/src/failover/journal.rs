@@ -1,0 +1,199 @@
+//! The durable journal of writes accepted by the fallback while the primary is down.
+//!
+//! `journal.jsonl` holds one JSON line per acknowledged write, appended and fsynced before
+//! the write is acknowledged; `journal.done` holds how many lines were replayed to the
+//! primary (fsynced after each one), so a replay interrupted by a crash resumes at the
+//! first line not known to be applied. Both are cleared together once everything is
+//! replayed. A torn last line (a crash in the middle of an append, before the
+//! acknowledgement) is ignored.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use storage_core::{Result, StorageError};
+
+use super::call::WriteCall;
+
+/// An append-only file of [`WriteCall`]s with a replay position.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    inner: Arc<Mutex<Files>>,
+}
+
+#[derive(Debug)]
+struct Files {
+    dir: PathBuf,
+    log: File,
+    /// Complete lines in the log.
+    lines: u64,
+    /// Lines already replayed.
+    done: u64,
+}
+
+fn io_error(what: &str, path: &Path, err: std::io::Error) -> StorageError {
+    StorageError::backend(format!(
+        "failover journal: {what} {}: {err}",
+        path.display()
+    ))
+    .with_backend("failover")
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|err| io_error("cannot create", dir, err))?;
+        let log_path = dir.join("journal.jsonl");
+        let mut log = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|err| io_error("cannot open", &log_path, err))?;
+        let (lines, valid_len) = count_complete_lines(&mut log, &log_path)?;
+        // Drop a torn tail so the next append starts on a line of its own.
+        log.set_len(valid_len)
+            .map_err(|err| io_error("cannot truncate", &log_path, err))?;
+        let done = read_done(dir)?.min(lines);
+        Ok(Journal {
+            inner: Arc::new(Mutex::new(Files {
+                dir: dir.to_owned(),
+                log,
+                lines,
+                done,
+            })),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Files> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends `call` and makes it durable (fsync) before returning.
+    pub fn append(&self, call: &WriteCall) -> Result<()> {
+        let mut line = serde_json::to_vec(call).map_err(|err| {
+            StorageError::serialization(format!("failover journal: cannot encode a write: {err}"))
+        })?;
+        line.push(b'\n');
+        let mut files = self.lock();
+        let path = files.dir.join("journal.jsonl");
+        files
+            .log
+            .write_all(&line)
+            .and_then(|()| files.log.sync_data())
+            .map_err(|err| io_error("cannot append to", &path, err))?;
+        files.lines += 1;
+        Ok(())
+    }
+
+    /// Lines not replayed yet.
+    pub fn pending(&self) -> u64 {
+        let files = self.lock();
+        files.lines - files.done
+    }
+
+    /// Every line not replayed yet, with its position, in order.
+    pub fn unreplayed(&self) -> Result<Vec<(u64, WriteCall)>> {
+        let files = self.lock();
+        if files.done >= files.lines {
+            return Ok(Vec::new());
+        }
+        let path = files.dir.join("journal.jsonl");
+        let reader =
+            BufReader::new(File::open(&path).map_err(|err| io_error("cannot read", &path, err))?);
+        let mut calls = Vec::new();
+        for (position, line) in reader.lines().enumerate().take(files.lines as usize) {
+            let position = position as u64;
+            let line = line.map_err(|err| io_error("cannot read", &path, err))?;
+            if position < files.done {
+                continue;
+            }
+            let call = serde_json::from_str(&line).map_err(|err| {
+                StorageError::serialization(format!(
+                    "failover journal: line {} is not a write: {err}",
+                    position + 1
+                ))
+            })?;
+            calls.push((position, call));
+        }
+        Ok(calls)
+    }
+
+    /// Records that the line at `position` is applied to the primary.
+    pub fn mark_done(&self, position: u64) -> Result<()> {
+        let mut files = self.lock();
+        if position != files.done {
+            return Ok(());
+        }
+        files.done = position + 1;
+        write_done(&files.dir, files.done)
+    }
+
+    /// Clears the journal once every line is replayed; `false` (and nothing cleared) if
+    /// lines remain.
+    pub fn clear_if_replayed(&self) -> Result<bool> {
+        let mut files = self.lock();
+        if files.done < files.lines {
+            return Ok(false);
+        }
+        let path = files.dir.join("journal.jsonl");
+        files
+            .log
+            .set_len(0)
+            .and_then(|()| files.log.sync_all())
+            .map_err(|err| io_error("cannot clear", &path, err))?;
+        files.lines = 0;
+        files.done = 0;
+        write_done(&files.dir, 0)?;
+        Ok(true)
+    }
+}
+
+fn count_complete_lines(log: &mut File, path: &Path) -> Result<(u64, u64)> {
+    log.seek(SeekFrom::Start(0))
+        .map_err(|err| io_error("cannot read", path, err))?;
+    let mut reader = BufReader::new(&*log);
+    let (mut lines, mut valid_len) = (0u64, 0u64);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        let read = reader
+            .read_until(b'\n', &mut buffer)
+            .map_err(|err| io_error("cannot read", path, err))?;
+        if read == 0 || buffer.last() != Some(&b'\n') {
+            return Ok((lines, valid_len));
+        }
+        lines += 1;
+        valid_len += read as u64;
+    }
+}
+
+fn read_done(dir: &Path) -> Result<u64> {
+    let path = dir.join("journal.done");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            StorageError::backend(format!(
+                "failover journal: {} does not hold a count",
+                path.display()
+            ))
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(err) => Err(io_error("cannot read", &path, err)),
+    }
+}
+
+/// Replaces `journal.done` atomically (write a temporary file, fsync, rename).
+fn write_done(dir: &Path, done: u64) -> Result<()> {
+    let path = dir.join("journal.done");
+    let temporary = dir.join("journal.done.tmp");
+    let written = File::create(&temporary).and_then(|mut file| {
+        file.write_all(done.to_string().as_bytes())?;
+        file.sync_all()
+    });
+    written
+        .and_then(|()| std::fs::rename(&temporary, &path))
+        .map_err(|err| io_error("cannot write", &path, err))
+}

@@ -1,0 +1,624 @@
+//! Copies every kind of data from one backend to another, then verifies the copy.
+//!
+//! [`migrate`] walks the source kind by kind (sessions with their conversation and task
+//! context, checkpoint threads, artifact scopes) in pages of [`MigrateOptions::batch_size`],
+//! copying up to [`MigrateOptions::concurrency`] items at once. Every write it makes is an
+//! exact, idempotent import (`import_session`, `import_messages` at the stored sequence
+//! numbers, `put_checkpoint` with the stored ids, `put_writes` keyed by task and index,
+//! `import_task_context` at the stored version, `import_artifact` at the stored version),
+//! so a migration interrupted at any point is resumed by running it again: what was already
+//! copied is left as it is and nothing is duplicated.
+//!
+//! [`verify`] then compares both sides item by item (counts and SHA-256 digests of every
+//! record) and lists each difference.
+//!
+//! Not copied: pending writes stored against a checkpoint id that has no stored checkpoint
+//! (they cannot be enumerated), conversations and task contexts of session ids that have
+//! no session record, and the sequence counter's headroom above the highest stored message
+//! (after a `pop_last_message` the target's next sequence may be lower than the source's).
+
+mod url;
+mod writes;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+use storage_core::artifact::sha256_hex;
+use storage_core::{
+    CheckpointQuery, MessageRange, Result, SessionQuery, StorageBackend, StorageError,
+};
+
+pub use self::url::config_for_url;
+
+/// How a migration runs.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Items read per page (sessions, thread ids, scopes, messages).
+    pub batch_size: usize,
+    /// Items copied at once.
+    pub concurrency: usize,
+    /// Compare both sides after copying.
+    pub verify: bool,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            batch_size: 200,
+            concurrency: 16,
+            verify: true,
+        }
+    }
+}
+
+/// What a migration reports as it goes; `storectl` draws a progress bar from it.
+pub trait Progress: Send + Sync {
+    /// A new phase starts (`sessions`, `threads`, `artifacts`, `verify`).
+    fn phase(&self, name: &str);
+    /// `items` more items of the current phase are done.
+    fn advance(&self, items: u64);
+}
+
+/// A [`Progress`] that shows nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn phase(&self, _name: &str) {}
+    fn advance(&self, _items: u64) {}
+}
+
+/// What was copied. Counts include items that were already present in the target (a
+/// resumed run counts them again but stores them once).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CopySummary {
+    /// Session records.
+    pub sessions: u64,
+    /// Messages read from the source.
+    pub messages: u64,
+    /// Messages that were new in the target.
+    pub messages_stored: u64,
+    /// Task contexts.
+    pub task_contexts: u64,
+    /// Checkpoint threads.
+    pub threads: u64,
+    /// Checkpoints.
+    pub checkpoints: u64,
+    /// Pending writes.
+    pub pending_writes: u64,
+    /// Artifact versions.
+    pub artifact_versions: u64,
+    /// Artifact versions that were new in the target.
+    pub artifact_versions_stored: u64,
+}
+
+/// One kind's tally on both sides.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KindCount {
+    /// Items in the source.
+    pub source: u64,
+    /// Items in the target.
+    pub target: u64,
+}
+
+/// An item that differs between source and target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// `session`, `conversation`, `task_context`, `thread` or `artifact`.
+    pub kind: &'static str,
+    /// The item: a session id, thread id, or `scope/name@version`.
+    pub key: String,
+    /// `missing in target`, `extra in target` or `content differs`.
+    pub problem: &'static str,
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Per kind (`sessions`, `messages`, `task_contexts`, `checkpoints`, `pending_writes`,
+    /// `artifact_versions`), how many items each side holds.
+    pub counts: BTreeMap<String, KindCount>,
+    /// Every item that differs.
+    pub differences: Vec<Difference>,
+}
+
+impl Verification {
+    /// Whether both sides hold the same data.
+    pub fn is_clean(&self) -> bool {
+        self.differences.is_empty() && self.counts.values().all(|c| c.source == c.target)
+    }
+}
+
+/// The outcome of [`migrate`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MigrationReport {
+    /// What was copied.
+    pub copied: CopySummary,
+    /// The comparison, when [`MigrateOptions::verify`] was set.
+    pub verification: Option<Verification>,
+}
+
+#[derive(Default)]
+struct Tally {
+    sessions: AtomicU64,
+    messages: AtomicU64,
+    messages_stored: AtomicU64,
+    task_contexts: AtomicU64,
+    threads: AtomicU64,
+    checkpoints: AtomicU64,
+    pending_writes: AtomicU64,
+    artifact_versions: AtomicU64,
+    artifact_versions_stored: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Tally {
+    fn summary(&self) -> CopySummary {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CopySummary {
+            sessions: get(&self.sessions),
+            messages: get(&self.messages),
+            messages_stored: get(&self.messages_stored),
+            task_contexts: get(&self.task_contexts),
+            threads: get(&self.threads),
+            checkpoints: get(&self.checkpoints),
+            pending_writes: get(&self.pending_writes),
+            artifact_versions: get(&self.artifact_versions),
+            artifact_versions_stored: get(&self.artifact_versions_stored),
+        }
+    }
+}
+
+/// Copies everything from `source` to `target` (both initialized), then verifies when
+/// asked. Safe to run again after an interruption: nothing is stored twice.
+pub async fn migrate(
+    source: &dyn StorageBackend,
+    target: &dyn StorageBackend,
+    options: &MigrateOptions,
+    progress: &dyn Progress,
+) -> Result<MigrationReport> {
+    if options.batch_size == 0 || options.concurrency == 0 {
+        return Err(StorageError::invalid_input(
+            "migration batch size and concurrency must be at least 1",
+        ));
+    }
+    let tally = Tally::default();
+    copy_sessions(source, target, options, progress, &tally).await?;
+    copy_threads(source, target, options, progress, &tally).await?;
+    copy_artifacts(source, target, options, progress, &tally).await?;
+    let verification = if options.verify {
+        Some(verify(source, target, options, progress).await?)
+    } else {
+        None
+    };
+    Ok(MigrationReport {
+        copied: tally.summary(),
+        verification,
+    })
+}
+
+/// Every session id, page by page: `each` is called once per page.
+async fn for_each_session_page<F, Fut>(
+    backend: &dyn StorageBackend,
+    batch_size: usize,
+    mut each: F,
+) -> Result<()>
+where
+    F: FnMut(Vec<storage_core::Session>) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut cursor = None;
+    loop {
+        let page = backend
+            .list_sessions(SessionQuery {
+                limit: batch_size,
+                cursor,
+                ..SessionQuery::default()
+            })
+            .await?;
+        each(page.items).await?;
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Pages through a sorted id listing (`list_thread_ids`, `list_artifact_scopes`).
+async fn for_each_id_page<L, LFut, F, Fut>(
+    batch_size: usize,
+    mut list: L,
+    mut each: F,
+) -> Result<()>
+where
+    L: FnMut(Option<String>, usize) -> LFut,
+    LFut: std::future::Future<Output = Result<Vec<String>>>,
+    F: FnMut(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut after: Option<String> = None;
+    loop {
+        let ids = list(after.clone(), batch_size).await?;
+        let done = ids.len() < batch_size;
+        after = ids.last().cloned();
+        each(ids).await?;
+        if done || after.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+async fn copy_sessions(
+    source: &dyn StorageBackend,
+    target: &dyn StorageBackend,
+    options: &MigrateOptions,
+    progress: &dyn Progress,
+    tally: &Tally,
+) -> Result<()> {
+    progress.phase("sessions");
+    for_each_session_page(source, options.batch_size, |sessions| async move {
+        let count = sessions.len() as u64;
+        stream::iter(sessions)
+            .map(|session| copy_session(source, target, options, tally, session))
+            .buffer_unordered(options.concurrency)
+            .try_collect::<()>()
+            .await?;
+        progress.advance(count);
+        Ok(())
+    })
+    .await
+}
+
+async fn copy_session(
+    source: &dyn StorageBackend,
+    target: &dyn StorageBackend,
+    options: &MigrateOptions,
+    tally: &Tally,
+    session: storage_core::Session,
+) -> Result<()> {
+    let id = session.id.clone();
+    // Conversation and context first: a session record in the target means its session
+    // was copied whole (the record is what listing shows and cleanup expires by).
+    let mut after = 0;
+    loop {
+        let messages = source
+            .get_messages(&id, MessageRange::after(after, options.batch_size))
+            .await?;
+        let Some(last) = messages.last() else { break };
+        after = last.sequence;
+        let read = messages.len();
+        add(&tally.messages, read as u64);
+        add(
+            &tally.messages_stored,
+            target.import_messages(&id, messages).await?,
+        );
+        if read < options.batch_size {
+            break;
+        }
+    }
+    if let Some(context) = source.get_task_context(&id).await? {
+        target.import_task_context(context).await?;
+        add(&tally.task_contexts, 1);
+    }
+    target.import_session(session).await?;
+    add(&tally.sessions, 1);
+    Ok(())
+}
+
+async fn copy_threads(
+    source: &dyn StorageBackend,
+    target: &dyn StorageBackend,
+    options: &MigrateOptions,
+    progress: &dyn Progress,
+    tally: &Tally,
+) -> Result<()> {
+    progress.phase("threads");
+    for_each_id_page(
+        options.batch_size,
+        |after, limit| async move { source.list_thread_ids(after.as_deref(), limit).await },
+        |threads| async move {
+            let count = threads.len() as u64;
+            stream::iter(threads)
+                .map(|thread| copy_thread(source, target, tally, thread))
+                .buffer_unordered(options.concurrency)
+                .try_collect::<()>()
+                .await?;
+            progress.advance(count);
+            Ok(())
+        },
+    )
+    .await
+}
+
+async fn copy_thread(
+    source: &dyn StorageBackend,
+    target: &dyn StorageBackend,
+    tally: &Tally,
+    thread_id: String,
+) -> Result<()> {
+    let mut tuples = source
+        .list_checkpoints(CheckpointQuery {
+            thread_id: thread_id.clone(),
+            namespace: None,
+            ..CheckpointQuery::default()
+        })
+        .await?;
+    // Oldest first, so that a target read during the copy sees a chain growing in order.
+    tuples.reverse();
+    for tuple in tuples {
+        let key = tuple.checkpoint.key();
+        let versions = tuple.checkpoint.all_versions();
+        target.put_checkpoint(tuple.checkpoint, versions).await?;
+        add(&tally.pending_writes, tuple.pending_writes.len() as u64);
+        writes::replay(target, &key, tuple.pending_writes).await?;
+        add(&tally.checkpoints, 1);
+    }
+    add(&tally.threads, 1);
+    Ok(())
+}
+
+async fn copy_artifacts(
+    source: &dyn StorageBackend,
+    target: &dyn StorageBackend,
+    options: &MigrateOptions,
+    progress: &dyn Progress,
+    tally: &Tally,
+) -> Result<()> {
+    progress.phase("artifacts");
+    for_each_id_page(
+        options.batch_size,
+        |after, limit| async move { source.list_artifact_scopes(after.as_deref(), limit).await },
+        |scopes| async move {
+            for scope in scopes {
+                let mut versions = Vec::new();
+                for name in source.list_artifacts(&scope).await? {
+                    versions.extend(
+                        source
+                            .list_artifact_versions(&scope, &name)
+                            .await?
+                            .into_iter()
+                            .map(|meta| (meta.name, meta.version)),
+                    );
+                }
+                let count = versions.len() as u64;
+                let scope = scope.as_str();
+                stream::iter(versions)
+                    .map(|(name, version)| async move {
+                        let Some(artifact) =
+                            source.get_artifact(scope, &name, Some(version)).await?
+                        else {
+                            return Ok(()); // deleted while we copied
+                        };
+                        let stored = target.import_artifact(artifact).await?;
+                        add(&tally.artifact_versions, 1);
+                        add(&tally.artifact_versions_stored, u64::from(stored));
+                        Ok::<(), StorageError>(())
+                    })
+                    .buffer_unordered(options.concurrency)
+                    .try_collect::<()>()
+                    .await?;
+                progress.advance(count);
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// Digests of every item of one backend, by kind and key.
+#[derive(Default)]
+struct Inventory {
+    counts: BTreeMap<String, u64>,
+    items: BTreeMap<(&'static str, String), String>,
+}
+
+impl Inventory {
+    fn count(&mut self, kind: &str, n: u64) {
+        *self.counts.entry(kind.to_owned()).or_default() += n;
+    }
+}
+
+fn digest_of(value: &impl Serialize) -> Result<String> {
+    let encoded = serde_json::to_vec(value).map_err(|err| {
+        StorageError::new(
+            storage_core::ErrorKind::Serialization,
+            format!("cannot encode a record for its digest: {err}"),
+        )
+    })?;
+    Ok(sha256_hex(&encoded))
+}
+
+async fn inventory(
+    backend: &dyn StorageBackend,
+    options: &MigrateOptions,
+    progress: &dyn Progress,
+) -> Result<Inventory> {
+    let inventory = tokio::sync::Mutex::new(Inventory::default());
+    let inv = &inventory;
+    for_each_session_page(backend, options.batch_size, |sessions| async move {
+        let count = sessions.len() as u64;
+        let digests: Vec<_> = stream::iter(sessions)
+            .map(|session| async move {
+                let mut messages = Vec::new();
+                let mut after = 0;
+                loop {
+                    let page = backend
+                        .get_messages(&session.id, MessageRange::after(after, options.batch_size))
+                        .await?;
+                    let Some(last) = page.last() else { break };
+                    after = last.sequence;
+                    let done = page.len() < options.batch_size;
+                    messages.extend(page);
+                    if done {
+                        break;
+                    }
+                }
+                let context = backend.get_task_context(&session.id).await?;
+                Ok::<_, StorageError>((
+                    session.id.clone(),
+                    digest_of(&session)?,
+                    messages.len() as u64,
+                    digest_of(&messages)?,
+                    context.as_ref().map(digest_of).transpose()?,
+                ))
+            })
+            .buffer_unordered(options.concurrency)
+            .try_collect()
+            .await?;
+        let mut inv = inv.lock().await;
+        for (id, session, message_count, messages, context) in digests {
+            inv.count("sessions", 1);
+            inv.count("messages", message_count);
+            inv.items.insert(("session", id.clone()), session);
+            inv.items.insert(("conversation", id.clone()), messages);
+            if let Some(context) = context {
+                inv.count("task_contexts", 1);
+                inv.items.insert(("task_context", id), context);
+            }
+        }
+        progress.advance(count);
+        Ok(())
+    })
+    .await?;
+    for_each_id_page(
+        options.batch_size,
+        |after, limit| async move { backend.list_thread_ids(after.as_deref(), limit).await },
+        |threads| async move {
+            let count = threads.len() as u64;
+            let digests: Vec<_> = stream::iter(threads)
+                .map(|thread| async move {
+                    let tuples = backend
+                        .list_checkpoints(CheckpointQuery {
+                            thread_id: thread.clone(),
+                            namespace: None,
+                            ..CheckpointQuery::default()
+                        })
+                        .await?;
+                    let writes: u64 = tuples.iter().map(|t| t.pending_writes.len() as u64).sum();
+                    Ok::<_, StorageError>((
+                        thread,
+                        tuples.len() as u64,
+                        writes,
+                        digest_of(&tuples)?,
+                    ))
+                })
+                .buffer_unordered(options.concurrency)
+                .try_collect()
+                .await?;
+            let mut inv = inv.lock().await;
+            for (thread, checkpoints, writes, digest) in digests {
+                inv.count("checkpoints", checkpoints);
+                inv.count("pending_writes", writes);
+                inv.items.insert(("thread", thread), digest);
+            }
+            progress.advance(count);
+            Ok(())
+        },
+    )
+    .await?;
+    for_each_id_page(
+        options.batch_size,
+        |after, limit| async move { backend.list_artifact_scopes(after.as_deref(), limit).await },
+        |scopes| async move {
+            for scope in scopes {
+                for name in backend.list_artifacts(&scope).await? {
+                    let versions = backend.list_artifact_versions(&scope, &name).await?;
+                    let mut inv = inv.lock().await;
+                    inv.count("artifact_versions", versions.len() as u64);
+                    for meta in versions {
+                        let key = format!("{}/{}@{}", meta.scope, meta.name, meta.version);
+                        inv.items.insert(("artifact", key), digest_of(&meta)?);
+                    }
+                }
+                progress.advance(1);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(inventory.into_inner())
+}
+
+/// Compares every item of `source` and `target`: counts per kind, and a digest of every
+/// session, conversation (with sequence numbers), task context, thread (checkpoints,
+/// channel values and pending writes) and artifact version (metadata with its SHA-256).
+pub async fn verify(
+    source: &dyn StorageBackend,
+    target: &dyn StorageBackend,
+    options: &MigrateOptions,
+    progress: &dyn Progress,
+) -> Result<Verification> {
+    progress.phase("verify");
+    let from = inventory(source, options, progress).await?;
+    let to = inventory(target, options, progress).await?;
+    let mut counts = BTreeMap::new();
+    for kind in [
+        "sessions",
+        "messages",
+        "task_contexts",
+        "checkpoints",
+        "pending_writes",
+        "artifact_versions",
+    ] {
+        counts.insert(
+            kind.to_owned(),
+            KindCount {
+                source: from.counts.get(kind).copied().unwrap_or(0),
+                target: to.counts.get(kind).copied().unwrap_or(0),
+            },
+        );
+    }
+    let mut differences = Vec::new();
+    for ((kind, key), digest) in &from.items {
+        match to.items.get(&(*kind, key.clone())) {
+            None => differences.push(Difference {
+                kind,
+                key: key.clone(),
+                problem: "missing in target",
+            }),
+            Some(other) if other != digest => differences.push(Difference {
+                kind,
+                key: key.clone(),
+                problem: "content differs",
+            }),
+            Some(_) => {}
+        }
+    }
+    for (kind, key) in to.items.keys() {
+        if !from.items.contains_key(&(*kind, key.clone())) {
+            differences.push(Difference {
+                kind,
+                key: key.clone(),
+                problem: "extra in target",
+            });
+        }
+    }
+    Ok(Verification {
+        counts,
+        differences,
+    })
+}
+
+/// Builds, initializes and migrates between two backends given by URL (see
+/// [`config_for_url`]).
+pub async fn migrate_urls(
+    from: &str,
+    to: &str,
+    options: &MigrateOptions,
+    progress: &dyn Progress,
+) -> Result<MigrationReport> {
+    let (source_name, source_config) = config_for_url(from)?;
+    let (target_name, target_config) = config_for_url(to)?;
+    let source = crate::factory::build_backend(source_name, &source_config, None)?;
+    let target = crate::factory::build_backend(target_name, &target_config, None)?;
+    source.initialize().await?;
+    target.initialize().await?;
+    let report = migrate(source.as_ref(), target.as_ref(), options, progress).await;
+    let _ = tokio::join!(source.close(), target.close());
+    report
+}

@@ -1,0 +1,182 @@
+//! Migration between two memory backends: every kind copied exactly, a second run stores
+//! nothing, and a run over a partial copy completes it without duplicates.
+
+mod migrate_support;
+
+use migrate_support::{populate, Sizes};
+use storage::migrate::{migrate, verify, MigrateOptions, NoProgress};
+use storage_core::prelude::*;
+use storage_core::{MessageRange, SessionQuery};
+use storage_memory::MemoryStore;
+
+const SIZES: Sizes = Sizes {
+    sessions: 120,
+    messages: 20,
+    threads: 30,
+    artifacts: 40,
+};
+
+fn options() -> MigrateOptions {
+    MigrateOptions {
+        batch_size: 7,
+        concurrency: 4,
+        verify: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_everything_exactly_and_a_rerun_stores_nothing() {
+    let store = MemoryStore::new();
+    let source = store.backend("source").unwrap();
+    let target = store.backend("target").unwrap();
+    populate(&source, SIZES).await;
+
+    let report = migrate(&source, &target, &options(), &NoProgress)
+        .await
+        .unwrap();
+    let verification = report.verification.unwrap();
+    assert!(verification.is_clean(), "{verification:?}");
+    assert_eq!(verification.counts["sessions"].target, 120);
+    assert_eq!(verification.counts["messages"].target, 120 * 20);
+    assert_eq!(verification.counts["checkpoints"].target, 30 * 2 * 3);
+    assert_eq!(verification.counts["pending_writes"].target, 30 * 2 * 3 * 4);
+    assert_eq!(verification.counts["artifact_versions"].target, 40 * 3 - 14);
+    assert_eq!(report.copied.messages_stored, 120 * 20);
+
+    // Exact copies: sequence numbers with their gaps, versions, timestamps.
+    let gap = target
+        .get_messages("sess-00005", MessageRange::last(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        gap.iter().map(|m| m.sequence).collect::<Vec<_>>(),
+        vec![19, 21]
+    );
+    assert_eq!(
+        source.get_session("sess-00003").await.unwrap(),
+        target.get_session("sess-00003").await.unwrap()
+    );
+    let context = target
+        .get_task_context("sess-00004")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(context.version, 2);
+    // The target continues where the source would: no number handed out twice.
+    let next = target
+        .append_message("sess-00005", NewMessage::new("user", "new"))
+        .await
+        .unwrap();
+    assert_eq!(next.sequence, 22);
+    assert!(!target
+        .artifact_exists("scope-0", "artifact-0000.txt", Some(1))
+        .await
+        .unwrap());
+    let next = target
+        .save_artifact(
+            "scope-0",
+            "artifact-0000.txt",
+            storage_core::NewArtifact::new("text/plain", "x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.version, 3);
+    target.pop_last_message("sess-00005").await.unwrap();
+    target
+        .delete_artifact("scope-0", "artifact-0000.txt", Some(3))
+        .await
+        .unwrap();
+
+    // Running again stores nothing new and still verifies.
+    let again = migrate(&source, &target, &options(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(again.copied.messages_stored, 0);
+    assert_eq!(again.copied.artifact_versions_stored, 0);
+    assert!(again.verification.unwrap().is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_a_partial_copy_completes_it_without_duplicates() {
+    let store = MemoryStore::new();
+    let source = store.backend("source").unwrap();
+    let target = store.backend("target").unwrap();
+    populate(&source, SIZES).await;
+
+    // What an interrupted run leaves: some sessions whole, one conversation half copied.
+    let page = source
+        .list_sessions(SessionQuery {
+            limit: 10,
+            ..SessionQuery::default()
+        })
+        .await
+        .unwrap();
+    for session in page.items {
+        let messages = source
+            .get_messages(&session.id, MessageRange::after(0, 8))
+            .await
+            .unwrap();
+        target.import_messages(&session.id, messages).await.unwrap();
+        target.import_session(session).await.unwrap();
+    }
+    let verification = verify(&source, &target, &options(), &NoProgress)
+        .await
+        .unwrap();
+    assert!(!verification.is_clean());
+    assert!(verification
+        .differences
+        .iter()
+        .any(|d| d.problem == "missing in target"));
+
+    let report = migrate(&source, &target, &options(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.copied.messages_stored, 120 * 20 - 10 * 8);
+    assert!(report.verification.unwrap().is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_names_what_differs() {
+    let store = MemoryStore::new();
+    let source = store.backend("source").unwrap();
+    let target = store.backend("target").unwrap();
+    populate(
+        &source,
+        Sizes {
+            sessions: 3,
+            messages: 2,
+            threads: 1,
+            artifacts: 1,
+        },
+    )
+    .await;
+    migrate(&source, &target, &options(), &NoProgress)
+        .await
+        .unwrap();
+    target
+        .append_message("sess-00001", NewMessage::new("user", "only in target"))
+        .await
+        .unwrap();
+    target.delete_thread("thread-0000").await.unwrap();
+    let verification = verify(&source, &target, &options(), &NoProgress)
+        .await
+        .unwrap();
+    assert!(!verification.is_clean());
+    let problems: Vec<(&str, &str, &str)> = verification
+        .differences
+        .iter()
+        .map(|d| (d.kind, d.key.as_str(), d.problem))
+        .collect();
+    assert!(
+        problems.contains(&("conversation", "sess-00001", "content differs")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&("thread", "thread-0000", "missing in target")),
+        "{problems:?}"
+    );
+    assert_eq!(
+        verification.counts["messages"].target,
+        verification.counts["messages"].source + 1
+    );
+}

@@ -134,25 +134,7 @@ impl ArtifactStore for ObjectBackend {
             storage_core::validate::validate_limit("artifact scope limit", limit)?;
             // A scope is listed when one of its names has a version record.
             let prefix = self.keys().artifacts();
-            let mut scopes: Vec<String> = self
-                .objects()
-                .list(&prefix)
-                .await?
-                .iter()
-                .filter_map(|path| {
-                    let parts = parts_after(path, &prefix);
-                    let (scope, used) = take_id(&parts)?;
-                    let (_, name_used) = take_id(&parts[used..])?;
-                    let is_version =
-                        parts.get(used + name_used).map(String::as_str) == Some("versions");
-                    is_version.then_some(scope)
-                })
-                .filter(|scope| after.is_none_or(|after| scope.as_str() > after))
-                .collect();
-            scopes.sort();
-            scopes.dedup();
-            scopes.truncate(limit);
-            Ok(scopes)
+            self.list_ids_with(&prefix, "versions", after, limit).await
         })
         .await
     }

@@ -294,25 +294,8 @@ impl CheckpointStore for ObjectBackend {
             validate_limit("thread id limit", limit)?;
             // A thread is listed when one of its namespaces has a checkpoint record.
             let prefix = self.keys().threads();
-            let mut ids: Vec<String> = self
-                .objects()
-                .list(&prefix)
-                .await?
-                .iter()
-                .filter_map(|path| {
-                    let parts = parts_after(path, &prefix);
-                    let (thread, used) = take_id(&parts)?;
-                    let (_, ns_used) = take_id(&parts[used..])?;
-                    let is_checkpoint =
-                        parts.get(used + ns_used).map(String::as_str) == Some("checkpoints");
-                    is_checkpoint.then_some(thread)
-                })
-                .filter(|thread| after.is_none_or(|after| thread.as_str() > after))
-                .collect();
-            ids.sort();
-            ids.dedup();
-            ids.truncate(limit);
-            Ok(ids)
+            self.list_ids_with(&prefix, "checkpoints", after, limit)
+                .await
         })
         .await
     }

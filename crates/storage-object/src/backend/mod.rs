@@ -97,6 +97,37 @@ impl ObjectBackend {
         &self.inner.keys
     }
 
+    /// The distinct ids directly under `prefix` that have a `marker` object one id further
+    /// down (`prefix/<id>/<sub id>/<marker>/...`), sorted, greater than `after`, at most
+    /// `limit`: how thread ids (marker `checkpoints`) and artifact scopes (marker
+    /// `versions`) are enumerated.
+    pub(crate) async fn list_ids_with(
+        &self,
+        prefix: &object_store::path::Path,
+        marker: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .objects()
+            .list(prefix)
+            .await?
+            .iter()
+            .filter_map(|path| {
+                let parts = crate::keys::parts_after(path, prefix);
+                let (id, used) = crate::keys::take_id(&parts)?;
+                let (_, sub_used) = crate::keys::take_id(&parts[used..])?;
+                let marked = parts.get(used + sub_used).map(String::as_str) == Some(marker);
+                marked.then_some(id)
+            })
+            .filter(|id| after.is_none_or(|after| id.as_str() > after))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
     /// Runs one operation: refuses it once the backend is closed, and names the backend and
     /// the operation in any error it returns.
     pub(crate) async fn op<T>(

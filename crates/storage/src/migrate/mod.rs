@@ -23,11 +23,11 @@ mod writes;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use storage_core::artifact::sha256_hex;
 use storage_core::{
-    CheckpointQuery, MessageRange, Result, SessionQuery, StorageBackend, StorageError,
+    CheckpointQuery, Message, MessageRange, Result, SessionQuery, StorageBackend, StorageError,
 };
 
 pub use self::url::config_for_url;
@@ -157,6 +157,49 @@ fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Runs `work` on every item of one page with at most `concurrency` calls in flight,
+/// collects the results in completion order, then advances `progress` by the page's size.
+async fn map_page<T, R, F, Fut>(
+    items: Vec<T>,
+    concurrency: usize,
+    progress: &dyn Progress,
+    work: F,
+) -> Result<Vec<R>>
+where
+    F: FnMut(T) -> Fut,
+    Fut: std::future::Future<Output = Result<R>>,
+{
+    let count = items.len() as u64;
+    let results = stream::iter(items)
+        .map(work)
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    progress.advance(count);
+    Ok(results)
+}
+
+/// The conversation of `session_id`, in pages of `batch_size` messages, oldest first.
+fn message_pages<'a>(
+    backend: &'a dyn StorageBackend,
+    session_id: &'a str,
+    batch_size: usize,
+) -> impl Stream<Item = Result<Vec<Message>>> + 'a {
+    stream::try_unfold(Some(0u64), move |after| async move {
+        let Some(after) = after else {
+            return Ok(None);
+        };
+        let page = backend
+            .get_messages(session_id, MessageRange::after(after, batch_size))
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(None);
+        };
+        let next = (page.len() >= batch_size).then_some(last.sequence);
+        Ok(Some((page, next)))
+    })
+}
+
 impl Tally {
     fn summary(&self) -> CopySummary {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -262,13 +305,10 @@ async fn copy_sessions(
 ) -> Result<()> {
     progress.phase("sessions");
     for_each_session_page(source, options.batch_size, |sessions| async move {
-        let count = sessions.len() as u64;
-        stream::iter(sessions)
-            .map(|session| copy_session(source, target, options, tally, session))
-            .buffer_unordered(options.concurrency)
-            .try_collect::<()>()
-            .await?;
-        progress.advance(count);
+        map_page(sessions, options.concurrency, progress, |session| {
+            copy_session(source, target, options, tally, session)
+        })
+        .await?;
         Ok(())
     })
     .await
@@ -284,22 +324,13 @@ async fn copy_session(
     let id = session.id.clone();
     // Conversation and context first: a session record in the target means its session
     // was copied whole (the record is what listing shows and cleanup expires by).
-    let mut after = 0;
-    loop {
-        let messages = source
-            .get_messages(&id, MessageRange::after(after, options.batch_size))
-            .await?;
-        let Some(last) = messages.last() else { break };
-        after = last.sequence;
-        let read = messages.len();
-        add(&tally.messages, read as u64);
+    let mut pages = std::pin::pin!(message_pages(source, &id, options.batch_size));
+    while let Some(messages) = pages.try_next().await? {
+        add(&tally.messages, messages.len() as u64);
         add(
             &tally.messages_stored,
             target.import_messages(&id, messages).await?,
         );
-        if read < options.batch_size {
-            break;
-        }
     }
     if let Some(context) = source.get_task_context(&id).await? {
         target.import_task_context(context).await?;
@@ -322,13 +353,10 @@ async fn copy_threads(
         options.batch_size,
         |after, limit| async move { source.list_thread_ids(after.as_deref(), limit).await },
         |threads| async move {
-            let count = threads.len() as u64;
-            stream::iter(threads)
-                .map(|thread| copy_thread(source, target, tally, thread))
-                .buffer_unordered(options.concurrency)
-                .try_collect::<()>()
-                .await?;
-            progress.advance(count);
+            map_page(threads, options.concurrency, progress, |thread| {
+                copy_thread(source, target, tally, thread)
+            })
+            .await?;
             Ok(())
         },
     )
@@ -385,10 +413,12 @@ async fn copy_artifacts(
                             .map(|meta| (meta.name, meta.version)),
                     );
                 }
-                let count = versions.len() as u64;
                 let scope = scope.as_str();
-                stream::iter(versions)
-                    .map(|(name, version)| async move {
+                map_page(
+                    versions,
+                    options.concurrency,
+                    progress,
+                    |(name, version)| async move {
                         let Some(artifact) =
                             source.get_artifact(scope, &name, Some(version)).await?
                         else {
@@ -398,11 +428,9 @@ async fn copy_artifacts(
                         add(&tally.artifact_versions, 1);
                         add(&tally.artifact_versions_stored, u64::from(stored));
                         Ok::<(), StorageError>(())
-                    })
-                    .buffer_unordered(options.concurrency)
-                    .try_collect::<()>()
-                    .await?;
-                progress.advance(count);
+                    },
+                )
+                .await?;
             }
             Ok(())
         },
@@ -441,23 +469,15 @@ async fn inventory(
     let inventory = tokio::sync::Mutex::new(Inventory::default());
     let inv = &inventory;
     for_each_session_page(backend, options.batch_size, |sessions| async move {
-        let count = sessions.len() as u64;
-        let digests: Vec<_> = stream::iter(sessions)
-            .map(|session| async move {
-                let mut messages = Vec::new();
-                let mut after = 0;
-                loop {
-                    let page = backend
-                        .get_messages(&session.id, MessageRange::after(after, options.batch_size))
+        let digests: Vec<_> = map_page(
+            sessions,
+            options.concurrency,
+            progress,
+            |session| async move {
+                let messages: Vec<Message> =
+                    message_pages(backend, &session.id, options.batch_size)
+                        .try_concat()
                         .await?;
-                    let Some(last) = page.last() else { break };
-                    after = last.sequence;
-                    let done = page.len() < options.batch_size;
-                    messages.extend(page);
-                    if done {
-                        break;
-                    }
-                }
                 let context = backend.get_task_context(&session.id).await?;
                 Ok::<_, StorageError>((
                     session.id.clone(),
@@ -466,10 +486,9 @@ async fn inventory(
                     digest_of(&messages)?,
                     context.as_ref().map(digest_of).transpose()?,
                 ))
-            })
-            .buffer_unordered(options.concurrency)
-            .try_collect()
-            .await?;
+            },
+        )
+        .await?;
         let mut inv = inv.lock().await;
         for (id, session, message_count, messages, context) in digests {
             inv.count("sessions", 1);
@@ -481,7 +500,6 @@ async fn inventory(
                 inv.items.insert(("task_context", id), context);
             }
         }
-        progress.advance(count);
         Ok(())
     })
     .await?;
@@ -489,9 +507,11 @@ async fn inventory(
         options.batch_size,
         |after, limit| async move { backend.list_thread_ids(after.as_deref(), limit).await },
         |threads| async move {
-            let count = threads.len() as u64;
-            let digests: Vec<_> = stream::iter(threads)
-                .map(|thread| async move {
+            let digests: Vec<_> = map_page(
+                threads,
+                options.concurrency,
+                progress,
+                |thread| async move {
                     let tuples = backend
                         .list_checkpoints(CheckpointQuery {
                             thread_id: thread.clone(),
@@ -506,17 +526,15 @@ async fn inventory(
                         writes,
                         digest_of(&tuples)?,
                     ))
-                })
-                .buffer_unordered(options.concurrency)
-                .try_collect()
-                .await?;
+                },
+            )
+            .await?;
             let mut inv = inv.lock().await;
             for (thread, checkpoints, writes, digest) in digests {
                 inv.count("checkpoints", checkpoints);
                 inv.count("pending_writes", writes);
                 inv.items.insert(("thread", thread), digest);
             }
-            progress.advance(count);
             Ok(())
         },
     )

@@ -2,7 +2,9 @@
 //! local files and on S3 (`STORAGE_TEST_S3_URL`, or a throwaway moto server), then artifact
 //! save/get at 1 KiB, 1 MiB and 256 MiB through the backend and through object_store
 //! directly (our/raw ratio), with throughput and peak resident memory, and a 1 GiB round
-//! trip with its peak memory.
+//! trip with its peak memory. The round trip runs in a fresh child process (this binary with
+//! `--gib-child DIR`): an allocator keeps what earlier rows freed, so a peak read in this
+//! process would count their leftovers; the child's `VmHWM` counts everything it ever held.
 //!
 //! Flags: `--ops N`, `--history a,b`, `--concurrency a,b` (shared workload), `--skip-s3`,
 //! `--skip-workload`, `--skip-gib`.
@@ -13,10 +15,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStoreExt, PutMode, PutPayload, WriteMultipart};
 use storage_core::{ArtifactStore, ByteStream};
 use storage_object::{ObjectBackend, ObjectConfig};
-use storage_testkit::bench::{print_ratio, Workload};
+use storage_testkit::bench::{
+    interleaved, print_ratio, BenchOp, Measurement, Workload, INTERLEAVED_ROUNDS,
+};
 
 const MIB: usize = 1024 * 1024;
 
@@ -29,11 +33,6 @@ fn peak_rss_mib() -> f64 {
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|kib| kib.parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-/// Resets the peak so the next reading covers only what follows (Linux `clear_refs`).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// `size` bytes as a stream of 1 MiB chunks sharing one buffer: the source holds 1 MiB.
@@ -51,6 +50,12 @@ fn args_have(flag: &str) -> bool {
     std::env::args().any(|arg| arg == flag)
 }
 
+fn arg_after(flag: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|arg| arg == flag)?;
+    args.get(at + 1).cloned()
+}
+
 fn s3_config(namespace: &str) -> ObjectConfig {
     let target = storage_testkit::servers::s3::s3_target();
     ObjectConfig::new(format!("s3://{}/bench", target.bucket))
@@ -63,6 +68,10 @@ fn s3_config(namespace: &str) -> ObjectConfig {
 }
 
 fn main() {
+    if let Some(dir) = arg_after("--gib-child") {
+        gib_child(&dir);
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -90,10 +99,14 @@ fn main() {
             workload.run(Arc::new(local.clone())).await;
         }
         println!("\n== artifacts, local files ==");
-        artifacts(&local, &[1024, MIB, 256 * MIB]).await;
+        artifacts(&local, &[1024, MIB, 256 * MIB], 2_000).await;
         if !args_have("--skip-gib") {
-            println!("\n== 1 GiB round trip, local files ==");
-            round_trip(&local, 1024 * MIB).await;
+            println!("\n== 1 GiB round trip, local files, fresh process ==");
+            let child = std::process::Command::new(std::env::current_exe().expect("own path"))
+                .args(["--gib-child", &dir.path().display().to_string()])
+                .status()
+                .expect("run the round trip child");
+            assert!(child.success(), "the 1 GiB round trip failed: {child}");
         }
         if !args_have("--skip-s3") {
             let s3 = ObjectBackend::new(s3_config(&namespace)).expect("config");
@@ -108,31 +121,64 @@ fn main() {
                 workload.run(Arc::new(s3.clone())).await;
             }
             println!("\n== artifacts, S3 (moto) ==");
-            artifacts(&s3, &[1024, MIB, 64 * MIB]).await;
+            artifacts(&s3, &[1024, MIB, 64 * MIB], 100).await;
         }
     });
 }
 
-/// Save and get through the backend (streaming) and through object_store directly.
-async fn artifacts(backend: &ObjectBackend, sizes: &[usize]) {
-    println!(
-        "{:<24} {:>10} {:>10} {:>12}",
-        "operation", "MiB/s", "seconds", "peak MiB"
-    );
-    let store = backend.object_store();
-    let config = backend.config().clone();
+/// Save and get through the backend (streaming) and through object_store directly, ours
+/// and raw alternating in rounds (`interleaved`), so a shared machine's drift hits both.
+/// Throughput is the size over the median time of one call.
+async fn artifacts(backend: &ObjectBackend, sizes: &[usize], max_ops: usize) {
     for &size in sizes {
         let label = if size >= MIB {
             format!("{}MiB", size / MIB)
         } else {
             format!("{}KiB", size / 1024)
         };
-        let repeat = (64 * MIB / size).clamp(1, 200);
-        let mib = (size * repeat) as f64 / MIB as f64;
-
+        // Enough calls per round to time, at most 2 GiB a contender over all rounds.
+        let ops = (2048 * MIB / size).clamp(INTERLEAVED_ROUNDS, max_ops);
         reset_peak();
-        let started = Instant::now();
-        for _ in 0..repeat {
+        let raw_path = Path::from(format!("raw/{}/{label}", backend.config().namespace));
+        let contenders = [
+            (format!("save_{label}"), save_ours(backend, &label, size)),
+            (
+                format!("raw_save_{label}"),
+                save_raw(backend, &raw_path, size),
+            ),
+        ];
+        let saves = interleaved(1, ops, &contenders).await;
+        let contenders = [
+            (format!("get_{label}"), get_ours(backend, &label, size)),
+            (
+                format!("raw_get_{label}"),
+                get_raw(backend, &raw_path, size),
+            ),
+        ];
+        let gets = interleaved(1, ops, &contenders).await;
+        let mib_per_sec = |m: &Measurement| size as f64 / MIB as f64 / m.p50.as_secs_f64();
+        for (what, rows) in [("save", &saves), ("get", &gets)] {
+            print_ratio(
+                &format!("{what}_{label} MiB/s (median call) ours/raw"),
+                mib_per_sec(&rows[0]),
+                mib_per_sec(&rows[1]),
+            );
+        }
+        // An upper bound: the allocator may keep what earlier sizes freed.
+        println!("{label}: peak resident {:.1} MiB", peak_rss_mib());
+    }
+}
+
+/// Resets the peak so the next reading covers only what follows (Linux `clear_refs`).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn save_ours(backend: &ObjectBackend, label: &str, size: usize) -> BenchOp {
+    let (backend, label) = (backend.clone(), label.to_owned());
+    Arc::new(move |_| {
+        let (backend, label) = (backend.clone(), label.clone());
+        Box::pin(async move {
             backend
                 .save_artifact_stream(
                     "bench",
@@ -144,83 +190,182 @@ async fn artifacts(backend: &ObjectBackend, sizes: &[usize]) {
                 )
                 .await
                 .expect("save");
-        }
-        let ours_save = row(&format!("save_{label}"), mib, started);
+        })
+    })
+}
 
-        reset_peak();
-        let started = Instant::now();
-        for _ in 0..repeat {
+fn get_ours(backend: &ObjectBackend, label: &str, size: usize) -> BenchOp {
+    let (backend, label) = (backend.clone(), label.to_owned());
+    Arc::new(move |_| {
+        let (backend, label) = (backend.clone(), label.clone());
+        Box::pin(async move {
             let (_, body) = backend
                 .open_artifact_stream("bench", &label, None)
                 .await
                 .expect("open")
                 .expect("stored");
-            let read = body
-                .try_fold(0usize, |n, chunk| async move { Ok(n + chunk.len()) })
-                .await
-                .expect("read");
-            assert_eq!(read, size);
-        }
-        let ours_get = row(&format!("get_{label}"), mib, started);
-
-        // The same object_store calls, made directly: one put below the multipart threshold,
-        // a multipart upload of the same part size above it; a streamed get.
-        let path = Path::from(format!("raw/{}/{label}", config.namespace));
-        reset_peak();
-        let started = Instant::now();
-        for _ in 0..repeat {
-            if (size as u64) < config.multipart_threshold_bytes {
-                let chunks: Vec<Bytes> = content(size).try_collect().await.expect("content");
-                let payload: PutPayload = chunks.into_iter().collect();
-                store.put(&path, payload).await.expect("raw put");
-            } else {
-                let upload = store.put_multipart(&path).await.expect("raw multipart");
-                let mut writer =
-                    WriteMultipart::new_with_chunk_size(upload, config.part_size_bytes as usize);
-                let mut chunks = content(size);
-                while let Some(chunk) = chunks.next().await {
-                    writer
-                        .wait_for_capacity(config.transfer_concurrency)
-                        .await
-                        .expect("capacity");
-                    writer.put(chunk.expect("chunk"));
-                }
-                writer.finish().await.expect("raw finish");
-            }
-        }
-        let raw_save = row(&format!("raw_save_{label}"), mib, started);
-
-        reset_peak();
-        let started = Instant::now();
-        for _ in 0..repeat {
-            let body = store.get(&path).await.expect("raw get").into_stream();
-            let read = body
-                .try_fold(0usize, |n, chunk| async move { Ok(n + chunk.len()) })
-                .await
-                .expect("raw read");
-            assert_eq!(read, size);
-        }
-        let raw_get = row(&format!("raw_get_{label}"), mib, started);
-        print_ratio(&format!("save_{label} MiB/s ours/raw"), ours_save, raw_save);
-        print_ratio(&format!("get_{label} MiB/s ours/raw"), ours_get, raw_get);
-    }
+            assert_eq!(drain(body).await, size);
+        })
+    })
 }
 
-fn row(name: &str, mib: f64, started: Instant) -> f64 {
-    let seconds = started.elapsed().as_secs_f64();
-    let rate = mib / seconds;
-    println!(
-        "{name:<24} {rate:>10.1} {seconds:>10.3} {:>12.1}",
-        peak_rss_mib()
+/// A version record's size: what ours writes for one artifact version.
+const RECORD_BYTES: usize = 400;
+
+/// The object_store calls a save of ours makes, made directly: the version lookup (read the
+/// latest-version hint, check the number after it) beside the content upload (one put below
+/// the multipart threshold, a multipart upload of the same part size and concurrency above
+/// it), then the version record created with `PutMode::Create`, then the hint rewritten.
+fn save_raw(backend: &ObjectBackend, prefix: &Path, size: usize) -> BenchOp {
+    let (store, config, prefix) = (
+        backend.object_store(),
+        backend.config().clone(),
+        prefix.clone(),
     );
-    rate
+    // Each call writes a new content object and record, as each save of ours does.
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Arc::new(move |_| {
+        let call = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (store, config, prefix) = (store.clone(), config.clone(), prefix.clone());
+        Box::pin(async move {
+            let data = prefix.clone().join("data").join(call.to_string());
+            let upload = async {
+                if (size as u64) < config.multipart_threshold_bytes {
+                    let chunks: Vec<Bytes> = content(size).try_collect().await.expect("content");
+                    let payload: PutPayload = chunks.into_iter().collect();
+                    store.put(&data, payload).await.expect("raw put");
+                } else {
+                    let upload = store.put_multipart(&data).await.expect("raw multipart");
+                    let mut writer = WriteMultipart::new_with_chunk_size(
+                        upload,
+                        config.part_size_bytes as usize,
+                    );
+                    let mut chunks = content(size);
+                    while let Some(chunk) = chunks.next().await {
+                        writer
+                            .wait_for_capacity(config.transfer_concurrency)
+                            .await
+                            .expect("capacity");
+                        writer.put(chunk.expect("chunk"));
+                    }
+                    writer.finish().await.expect("raw finish");
+                }
+            };
+            let lookup = async {
+                let _ = store.get(&prefix.clone().join("latest")).await;
+                let next = prefix.clone().join("versions").join(call.to_string());
+                assert!(store.head(&next).await.is_err(), "a fresh number");
+            };
+            futures::join!(upload, lookup);
+            let record = prefix.clone().join("versions").join(call.to_string());
+            store
+                .put_opts(
+                    &record,
+                    PutPayload::from(vec![b' '; RECORD_BYTES]),
+                    PutMode::Create.into(),
+                )
+                .await
+                .expect("raw record");
+            store
+                .put(&prefix.clone().join("latest"), call.to_string().into())
+                .await
+                .expect("raw hint");
+        })
+    })
+}
+
+/// The object_store calls a streamed get of ours makes, made directly: read the hint, check
+/// the number after it, read the version record, then ranged reads of one part each of the
+/// content, the same number in flight.
+fn get_raw(backend: &ObjectBackend, prefix: &Path, size: usize) -> BenchOp {
+    let (store, prefix) = (backend.object_store(), prefix.clone());
+    let config = backend.config().clone();
+    Arc::new(move |_| {
+        let (store, prefix) = (store.clone(), prefix.clone());
+        let part = config.part_size_bytes;
+        let ranges: Vec<std::ops::Range<u64>> = (0..(size as u64).div_ceil(part))
+            .map(|i| i * part..((i + 1) * part).min(size as u64))
+            .collect();
+        let in_flight = config.transfer_concurrency;
+        Box::pin(async move {
+            let latest = store
+                .get(&prefix.clone().join("latest"))
+                .await
+                .expect("hint");
+            let latest: usize = String::from_utf8(latest.bytes().await.expect("hint").to_vec())
+                .expect("utf-8")
+                .parse()
+                .expect("number");
+            let versions = prefix.clone().join("versions");
+            let after = versions.clone().join((latest + 1).to_string());
+            assert!(store.head(&after).await.is_err(), "the newest number");
+            let record = versions.join(latest.to_string());
+            store
+                .get(&record)
+                .await
+                .expect("record")
+                .bytes()
+                .await
+                .expect("record");
+            let data = prefix.clone().join("data").join("0");
+            let body: ByteStream = futures::stream::iter(ranges)
+                .map(move |range| {
+                    let (store, data) = (store.clone(), data.clone());
+                    async move {
+                        store
+                            .get_range(&data, range)
+                            .await
+                            .map_err(|err| storage_core::StorageError::backend(err.to_string()))
+                    }
+                })
+                .buffered(in_flight)
+                .boxed();
+            assert_eq!(drain(body).await, size);
+        })
+    })
+}
+
+/// Reads a body to its end, returning its length.
+async fn drain(body: ByteStream) -> usize {
+    body.try_fold(0usize, |n, chunk| async move { Ok(n + chunk.len()) })
+        .await
+        .expect("read")
+}
+
+/// The 1 GiB round trip on local files under `dir`, alone in this process, with the
+/// process's peak resident memory over its whole life.
+fn gib_child(dir: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut config = ObjectConfig::new(format!("file://{dir}"))
+        .with_namespace(format!("gib_{}", std::process::id()));
+    if let Some(mib) = arg_after("--part-mib").and_then(|v| v.parse::<u64>().ok()) {
+        config.part_size_bytes = mib * MIB as u64;
+        config.multipart_threshold_bytes = mib * MIB as u64;
+    }
+    if let Some(n) = arg_after("--in-flight").and_then(|v| v.parse().ok()) {
+        config.transfer_concurrency = n;
+    }
+    let backend = ObjectBackend::new(config).expect("config");
+    let config = backend.config();
+    println!(
+        "part {} MiB, {} parts in flight each way",
+        config.part_size_bytes as usize / MIB,
+        config.transfer_concurrency
+    );
+    let started = Instant::now();
+    runtime.block_on(round_trip(&backend, 1024 * MIB));
+    println!(
+        "1 GiB round trip: {:.1} s, peak resident {:.1} MiB over the whole process",
+        started.elapsed().as_secs_f64(),
+        peak_rss_mib(),
+    );
 }
 
 /// Saves `size` bytes from a stream and reads them back as a stream, checking the digest.
 async fn round_trip(backend: &ObjectBackend, size: usize) {
-    reset_peak();
-    let before = peak_rss_mib();
-    let started = Instant::now();
     let meta = backend
         .save_artifact_stream(
             "bench",
@@ -248,11 +393,8 @@ async fn round_trip(backend: &ObjectBackend, size: usize) {
         .0;
     assert_eq!(read, size);
     assert_eq!(hex::encode(sha2::Digest::finalize(hasher)), meta.sha256);
-    let _ = backend.delete_artifact("bench", "gib", None).await;
-    println!(
-        "1 GiB round trip: {:.1} s, peak resident {:.1} MiB (baseline before {:.1} MiB)",
-        started.elapsed().as_secs_f64(),
-        peak_rss_mib(),
-        before
-    );
+    backend
+        .delete_artifact("bench", "gib", None)
+        .await
+        .expect("delete");
 }

@@ -60,9 +60,13 @@ impl Default for ObjectConfig {
             max_retries: 3,
             retry_timeout_ms: 30_000,
             max_artifact_bytes: None,
-            multipart_threshold_bytes: 8 * 1024 * 1024,
-            part_size_bytes: 8 * 1024 * 1024,
-            transfer_concurrency: 4,
+            // A streamed artifact holds about (transfer_concurrency + 2) parts in memory in
+            // each direction: 5 MiB parts (S3's smallest), 2 in flight, keep a 1 GiB round
+            // trip well under 64 MiB resident (docs/benchmarks.md). Raise both for
+            // throughput on a high-latency store.
+            multipart_threshold_bytes: 5 * 1024 * 1024,
+            part_size_bytes: 5 * 1024 * 1024,
+            transfer_concurrency: 2,
         }
     }
 }

@@ -18,6 +18,7 @@
 //! threads/<thread>/<ns>/writes/<cid>/<task>/<index>  one pending write
 //! runs/<run>/<thread>/<ns>/<id>               run_id marker for delete_for_runs
 //! artifacts/<scope>/<name>/versions/<ver>     artifact version record (the commit point)
+//! artifacts/<scope>/<name>/latest             hint: a recent highest version number
 //! artifacts/<scope>/<name>/data/<uuid>        artifact content
 //! ```
 
@@ -237,6 +238,9 @@ impl Keys {
     }
     pub(crate) fn artifact_version(&self, scope: &str, name: &str, version: u64) -> Path {
         self.path("artifacts", &[scope, name], &["versions", &number(version)])
+    }
+    pub(crate) fn artifact_latest(&self, scope: &str, name: &str) -> Path {
+        self.path("artifacts", &[scope, name], &["latest"])
     }
     pub(crate) fn artifact_data(&self, scope: &str, name: &str) -> Path {
         let unique = uuid::Uuid::now_v7().simple().to_string();

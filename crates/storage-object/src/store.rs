@@ -128,6 +128,15 @@ impl Objects {
         }
     }
 
+    /// Whether an object is at `path`.
+    pub(crate) async fn exists(&self, path: &Path) -> Result<bool> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
     /// Writes `data`, replacing what is there.
     pub(crate) async fn put(&self, path: &Path, data: Vec<u8>) -> Result<()> {
         self.store

@@ -3,6 +3,12 @@
 //! free version number: the record is the commit, so a save whose writer dies midway, or
 //! that passes the size limit, leaves nothing visible. Deleting one version leaves a
 //! tombstone record so its number is not handed out again while the name has versions.
+//!
+//! Version numbers are dense from 0, so the newest is found without listing: a `latest`
+//! hint object, written after each commit, names a recent highest number, and a reader
+//! checks forward from it until a number has no record. A stale or lost hint costs a few
+//! extra checks, never a wrong answer. Imports may leave gaps (a source's tombstones are
+//! not copied), so an import removes the hint and the next reader lists instead.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,6 +25,7 @@ use storage_core::{
     StorageError,
 };
 
+use super::digest::BackgroundDigest;
 use super::{in_order, ObjectBackend};
 use crate::error::classify;
 use crate::keys::{parse_number, parts_after, take_id};
@@ -55,11 +62,15 @@ impl ArtifactStore for ObjectBackend {
             let sha256 = hex::encode(Sha256::digest(&artifact.data));
             let data = self.keys().artifact_data(scope, name);
             let size = artifact.data.len() as u64;
-            self.objects()
-                .store
-                .put(&data, PutPayload::from_bytes(artifact.data))
-                .await
-                .map_err(classify)?;
+            let upload = async {
+                self.objects()
+                    .store
+                    .put(&data, PutPayload::from_bytes(artifact.data))
+                    .await
+                    .map_err(classify)
+            };
+            // The version lookup needs nothing from the upload: both at once.
+            let (_, next) = tokio::try_join!(upload, self.next_version_number(scope, name))?;
             let stored = Stored { data, size, sha256 };
             self.commit_version(
                 scope,
@@ -67,6 +78,7 @@ impl ArtifactStore for ObjectBackend {
                 &artifact.content_type,
                 artifact.metadata,
                 stored,
+                next,
             )
             .await
         })
@@ -144,6 +156,7 @@ impl ArtifactStore for ObjectBackend {
             storage_core::artifact::validate_import(&artifact)?;
             check_artifact_size(artifact.meta.size, self.config().max_artifact_bytes)?;
             let meta = artifact.meta;
+            let hint = self.keys().artifact_latest(&meta.scope, &meta.name);
             let path = self
                 .keys()
                 .artifact_version(&meta.scope, &meta.name, meta.version);
@@ -163,6 +176,7 @@ impl ArtifactStore for ObjectBackend {
             // The record is the commit: when another writer created it first, this
             // content is not referenced and goes.
             if self.objects().create(&path, wire::encode(&record)?).await? {
+                self.objects().delete(&hint).await?;
                 Ok(true)
             } else {
                 let _ = self.objects().delete(&data).await;
@@ -273,8 +287,11 @@ impl ArtifactStore for ObjectBackend {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let stored = self.store_stream(scope, name, content, limit).await?;
-            self.commit_version(scope, name, content_type, metadata, stored)
+            let (stored, next) = tokio::try_join!(
+                self.store_stream(scope, name, content, limit),
+                self.next_version_number(scope, name)
+            )?;
+            self.commit_version(scope, name, content_type, metadata, stored, next)
                 .await
         })
         .await
@@ -322,7 +339,8 @@ impl ArtifactStore for ObjectBackend {
 
 impl ObjectBackend {
     /// Stores the content of a stream: in one put below the multipart threshold, in parts
-    /// above it. Passing `limit` aborts the upload: nothing is committed.
+    /// above it, where the digest is computed on a thread beside the upload. Passing `limit`
+    /// aborts the upload: nothing is committed.
     async fn store_stream(
         &self,
         scope: &str,
@@ -333,19 +351,21 @@ impl ObjectBackend {
         let config = self.config();
         let threshold = config.multipart_threshold_bytes as usize;
         let data = self.keys().artifact_data(scope, name);
-        let mut hasher = Sha256::new();
         let mut size = 0u64;
+        // Below the threshold: content held in memory and hashed inline.
+        let mut hasher = Sha256::new();
         let mut head: Vec<Bytes> = Vec::new();
         let mut buffered = 0usize;
-        let mut upload: Option<WriteMultipart> = None;
+        // Above it: the upload and its digest, both running.
+        let mut upload: Option<(WriteMultipart, BackgroundDigest)> = None;
         let result: Result<()> = async {
             while let Some(chunk) = content.next().await {
                 let chunk = chunk?;
                 size += chunk.len() as u64;
                 check_artifact_size(size, limit)?;
-                hasher.update(&chunk);
                 match upload.as_mut() {
-                    Some(writer) => {
+                    Some((writer, digest)) => {
+                        digest.update(chunk.clone()).await?;
                         writer
                             .wait_for_capacity(config.transfer_concurrency)
                             .await
@@ -353,6 +373,7 @@ impl ObjectBackend {
                         writer.put(chunk);
                     }
                     None => {
+                        hasher.update(&chunk);
                         buffered += chunk.len();
                         head.push(chunk);
                         if buffered >= threshold {
@@ -369,7 +390,9 @@ impl ObjectBackend {
                             for chunk in head.drain(..) {
                                 writer.put(chunk);
                             }
-                            upload = Some(writer);
+                            let digest =
+                                BackgroundDigest::continue_from(std::mem::take(&mut hasher));
+                            upload = Some((writer, digest));
                         }
                     }
                 }
@@ -377,9 +400,10 @@ impl ObjectBackend {
             Ok(())
         }
         .await;
-        match (result, upload) {
-            (Ok(()), Some(writer)) => {
+        let sha256 = match (result, upload) {
+            (Ok(()), Some((writer, digest))) => {
                 writer.finish().await.map_err(classify)?;
+                digest.finish().await?
             }
             (Ok(()), None) => {
                 let payload: PutPayload = head.into_iter().collect();
@@ -388,21 +412,19 @@ impl ObjectBackend {
                     .put(&data, payload)
                     .await
                     .map_err(classify)?;
+                hex::encode(hasher.finalize())
             }
-            (Err(err), Some(writer)) => {
+            (Err(err), Some((writer, _))) => {
                 let _ = writer.abort().await;
                 return Err(err);
             }
             (Err(err), None) => return Err(err),
-        }
-        Ok(Stored {
-            data,
-            size,
-            sha256: hex::encode(hasher.finalize()),
-        })
+        };
+        Ok(Stored { data, size, sha256 })
     }
 
-    /// Creates the next version record for stored content: the commit point of a save.
+    /// Creates the version record for stored content at `next` or, when other saves took
+    /// it, the first free number after: the commit point of a save.
     async fn commit_version(
         &self,
         scope: &str,
@@ -410,12 +432,8 @@ impl ObjectBackend {
         content_type: &str,
         metadata: Metadata,
         stored: Stored,
+        mut next: u64,
     ) -> Result<ArtifactMeta> {
-        let mut next = self
-            .version_numbers(scope, name)
-            .await?
-            .last()
-            .map_or(0, |v| v + 1);
         for _ in 0..super::CAS_ATTEMPTS {
             let meta = ArtifactMeta {
                 scope: scope.to_owned(),
@@ -433,12 +451,48 @@ impl ObjectBackend {
             };
             let path = self.keys().artifact_version(scope, name, next);
             if self.objects().create(&path, wire::encode(&record)?).await? {
+                // The version is committed; the hint only saves later readers a listing,
+                // so failing to write it must not fail the save.
+                let hint = self.keys().artifact_latest(scope, name);
+                let _ = self
+                    .objects()
+                    .put(&hint, next.to_string().into_bytes())
+                    .await;
                 return Ok(meta);
             }
             next += 1;
         }
         let _ = self.objects().delete(&stored.data).await;
         Err(StorageError::backend("too many concurrent saves of one artifact").with_temporary(true))
+    }
+
+    /// The highest version number with a record (live or tombstone), if any: from the
+    /// hint, checked forward, or from a listing when there is no hint.
+    async fn last_version_number(&self, scope: &str, name: &str) -> Result<Option<u64>> {
+        let hint = self
+            .objects()
+            .get(&self.keys().artifact_latest(scope, name))
+            .await?
+            .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse::<u64>().ok());
+        let Some(mut last) = hint else {
+            return Ok(self.version_numbers(scope, name).await?.last().copied());
+        };
+        while self
+            .objects()
+            .exists(&self.keys().artifact_version(scope, name, last + 1))
+            .await?
+        {
+            last += 1;
+        }
+        Ok(Some(last))
+    }
+
+    /// The number the next save of this name tries first.
+    async fn next_version_number(&self, scope: &str, name: &str) -> Result<u64> {
+        Ok(self
+            .last_version_number(scope, name)
+            .await?
+            .map_or(0, |v| v + 1))
     }
 
     /// The version numbers with a record (live or tombstone), ascending.
@@ -495,7 +549,11 @@ impl ObjectBackend {
         match version {
             Some(version) => Ok(live(self.read_version(scope, name, version).await?)),
             None => {
-                for version in self.version_numbers(scope, name).await?.into_iter().rev() {
+                let Some(last) = self.last_version_number(scope, name).await? else {
+                    return Ok(None);
+                };
+                // Down past tombstones (and an import's gaps) to the newest live version.
+                for version in (0..=last).rev() {
                     if let Some(found) = live(self.read_version(scope, name, version).await?) {
                         return Ok(Some(found));
                     }
@@ -503,5 +561,53 @@ impl ObjectBackend {
                 Ok(None)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use storage_core::{ArtifactStore, NewArtifact};
+
+    use crate::{ObjectBackend, ObjectConfig};
+
+    async fn latest(backend: &ObjectBackend) -> u64 {
+        let meta = backend.get_artifact_meta("scope", "name", None).await;
+        meta.unwrap().expect("a live version").version
+    }
+
+    async fn save(backend: &ObjectBackend) -> u64 {
+        let artifact = NewArtifact::new("text/plain", "content");
+        backend
+            .save_artifact("scope", "name", artifact)
+            .await
+            .unwrap()
+            .version
+    }
+
+    /// The hint is only a starting point: stale, missing or unreadable, the newest version
+    /// and the next number come out the same.
+    #[tokio::test]
+    async fn a_stale_missing_or_garbled_hint_gives_the_same_versions() {
+        let backend = ObjectBackend::new(ObjectConfig::new("memory://")).unwrap();
+        for expected in 0..3 {
+            assert_eq!(save(&backend).await, expected);
+        }
+        let hint = backend.keys().artifact_latest("scope", "name");
+        backend.objects().put(&hint, b"0".to_vec()).await.unwrap();
+        assert_eq!(latest(&backend).await, 2);
+        assert_eq!(save(&backend).await, 3);
+        backend.objects().delete(&hint).await.unwrap();
+        assert_eq!(latest(&backend).await, 3);
+        assert_eq!(save(&backend).await, 4);
+        backend.objects().put(&hint, b"x".to_vec()).await.unwrap();
+        assert_eq!(latest(&backend).await, 4);
+        assert_eq!(save(&backend).await, 5);
+        // Tombstones above the last live version are walked past.
+        backend
+            .delete_artifact("scope", "name", Some(5))
+            .await
+            .unwrap();
+        assert_eq!(latest(&backend).await, 4);
+        assert_eq!(save(&backend).await, 6);
     }
 }

@@ -3,6 +3,7 @@
 mod artifacts;
 mod checkpoints;
 mod conversation;
+mod digest;
 mod sessions;
 mod task_context;
 

@@ -16,7 +16,7 @@ use serde_json::json;
 use storage::config::ConfigLoader;
 use storage::{Storage, StorageConfig};
 use storage_core::prelude::*;
-use storage_core::{ArtifactMeta, ErrorKind, StorageError};
+use storage_core::{ArtifactMeta, Checkpoint, ErrorKind, StorageError};
 
 use crate::output::{Output, Table};
 
@@ -607,8 +607,8 @@ impl From<storage_testkit::bench::Measurement> for BenchRow {
 }
 
 /// Times the facade's own figures of merit on the configured backends: the cached
-/// `get_session` against a backend round trip, and appends at concurrency with and
-/// without group commit.
+/// `get_session` against a backend round trip, and appends and checkpoint puts at
+/// concurrency with and without group commit.
 async fn bench(
     config: &StorageConfig,
     ops: usize,
@@ -685,7 +685,39 @@ async fn bench(
             .into(),
         );
     }
-    // Everything the bench wrote belongs to its sessions: remove them with their data.
+    for (label, target) in [
+        ("put_checkpoint (one call per put)", storage.clone()),
+        ("put_checkpoint (group commit)", grouped.clone()),
+    ] {
+        let threads: Arc<Vec<String>> = Arc::new(
+            (0..8)
+                .map(|i| format!("bench-{run}-{}-{i}", rows.len()))
+                .collect(),
+        );
+        let written = threads.clone();
+        rows.push(
+            measure(label, concurrency, ops, move |i| {
+                let (t, threads) = (target.clone(), threads.clone());
+                async move {
+                    let thread = &threads[i % threads.len()];
+                    let mut checkpoint =
+                        Checkpoint::new(thread.as_str(), "", storage_core::new_checkpoint_id());
+                    checkpoint
+                        .channel_versions
+                        .insert("step".into(), i.to_string());
+                    checkpoint.channel_values.insert("step".into(), json!(i));
+                    let versions = checkpoint.all_versions();
+                    t.put_checkpoint(checkpoint, versions).await.unwrap();
+                }
+            })
+            .await
+            .into(),
+        );
+        for thread in written.iter() {
+            let _ = storage.delete_thread(thread).await;
+        }
+    }
+    // Everything else the bench wrote belongs to its sessions: remove them with their data.
     let _ = storage.cleanup_expired_sessions(Duration::ZERO).await;
     let _ = storage.close().await;
     let _ = grouped.close().await;
@@ -703,15 +735,18 @@ async fn bench(
     }
     let hit_speedup = rows[1].p50_us / rows[0].p50_us.max(f64::MIN_POSITIVE);
     let group_speedup = rows[3].ops_per_sec / rows[2].ops_per_sec.max(f64::MIN_POSITIVE);
+    let checkpoint_speedup = rows[5].ops_per_sec / rows[4].ops_per_sec.max(f64::MIN_POSITIVE);
     table.footer(format!(
         "cache hit vs backend round trip (p50): {hit_speedup:.1}x; group commit vs one call \
-         per append at concurrency {concurrency}: {group_speedup:.1}x"
+         at concurrency {concurrency}: appends {group_speedup:.1}x, checkpoint puts \
+         {checkpoint_speedup:.1}x"
     ));
     out.emit(
         &json!({
             "rows": rows,
             "cache_hit_speedup": hit_speedup,
             "group_commit_speedup": group_speedup,
+            "group_commit_checkpoint_speedup": checkpoint_speedup,
         }),
         &table,
     );

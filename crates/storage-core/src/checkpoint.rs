@@ -319,6 +319,19 @@ impl CheckpointQuery {
     }
 }
 
+/// Validates every put of a batch, naming the position of the first bad one.
+pub fn validate_puts(puts: &[(Checkpoint, ChannelVersions)]) -> Result<()> {
+    for (position, (checkpoint, new_versions)) in puts.iter().enumerate() {
+        checkpoint.validate_put(new_versions).map_err(|err| {
+            StorageError::new(
+                err.kind(),
+                format!("checkpoint {position} of the batch: {}", err.message()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Makes a new checkpoint id: a UUIDv7 string.
 ///
 /// Ids made by one process sort, as strings, in the order they were made, even within one
@@ -345,6 +358,37 @@ pub trait CheckpointStore: Send + Sync {
         checkpoint: Checkpoint,
         new_versions: ChannelVersions,
     ) -> Result<()>;
+
+    /// Stores several checkpoints, each exactly as [`put_checkpoint`](Self::put_checkpoint)
+    /// would, in order (a later put of the same id replaces an earlier one): what group
+    /// commit sends as one batch. Every item is validated before any is stored, so bad input
+    /// stores nothing. Backends with transactions store the batch atomically; the others
+    /// store item by item, so an error may leave a prefix stored, and since each put
+    /// replaces its record, retrying the whole batch is safe.
+    ///
+    /// The default stores each thread's items one after another through `put_checkpoint`,
+    /// and different threads' items at the same time.
+    async fn put_checkpoints(&self, puts: Vec<(Checkpoint, ChannelVersions)>) -> Result<()> {
+        validate_puts(&puts)?;
+        let mut threads: Vec<Vec<(Checkpoint, ChannelVersions)>> = Vec::new();
+        for put in puts {
+            match threads
+                .iter_mut()
+                .find(|thread| thread[0].0.thread_id == put.0.thread_id)
+            {
+                Some(thread) => thread.push(put),
+                None => threads.push(vec![put]),
+            }
+        }
+        futures::future::try_join_all(threads.into_iter().map(|thread| async move {
+            for (checkpoint, new_versions) in thread {
+                self.put_checkpoint(checkpoint, new_versions).await?;
+            }
+            Ok::<(), StorageError>(())
+        }))
+        .await?;
+        Ok(())
+    }
 
     /// The checkpoint with `checkpoint_id`, or with the greatest id in (thread, namespace)
     /// when `checkpoint_id` is `None`. An unknown id is `None`, never the latest.

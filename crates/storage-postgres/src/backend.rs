@@ -349,6 +349,9 @@ impl CheckpointStore for PostgresBackend {
             self.put_checkpoint_op(checkpoint, new_versions).await,
         )
     }
+    async fn put_checkpoints(&self, puts: Vec<(Checkpoint, ChannelVersions)>) -> Result<()> {
+        finish("put_checkpoints", self.put_checkpoints_op(puts).await)
+    }
     async fn get_checkpoint(
         &self,
         thread_id: &str,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use storage_core::checkpoint::{
-    indexed_writes, sort_writes, validate_checkpoint_namespace, validate_put_writes,
+    indexed_writes, sort_writes, validate_checkpoint_namespace, validate_put_writes, validate_puts,
 };
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
@@ -237,54 +237,40 @@ impl PostgresBackend {
 
     pub(crate) async fn put_checkpoint_op(
         &self,
-        mut checkpoint: Checkpoint,
+        checkpoint: Checkpoint,
         new_versions: ChannelVersions,
     ) -> PgResult<()> {
         checkpoint.validate_put(&new_versions)?;
-        let mut blob_channels = Vec::new();
-        let mut blob_versions = Vec::new();
-        let mut blob_values = Vec::new();
-        for (channel, version, value) in checkpoint.new_blobs(&new_versions) {
-            blob_channels.push(channel.to_owned());
-            blob_versions.push(version.to_owned());
-            blob_values.push(wire::encode(value)?);
-        }
-        let channels: Vec<&str> = checkpoint
-            .channel_versions
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let versions: Vec<&str> = checkpoint
-            .channel_versions
-            .values()
-            .map(String::as_str)
-            .collect();
-        let run_id = checkpoint.metadata.get("run_id").and_then(Value::as_str);
-        let metadata = filterable(&Value::Object(checkpoint.metadata.clone()));
-        // Channel values live in the blobs, not in the record.
-        let values = std::mem::take(&mut checkpoint.channel_values);
-        let record = wire::encode(&checkpoint);
-        checkpoint.channel_values = values;
-        let record = record?;
-        let client = self.client().await?;
-        client
-            .exec(
-                PUT,
-                &[
-                    &checkpoint.thread_id,
-                    &checkpoint.namespace,
-                    &checkpoint.id,
-                    &run_id,
-                    &channels,
-                    &versions,
-                    &metadata,
-                    &blob_channels,
-                    &blob_versions,
-                    &blob_values,
-                    &record,
-                ],
-            )
-            .await?;
+        let row = PutRow::encode(checkpoint, &new_versions)?;
+        self.client().await?.exec(PUT, &row.params()).await?;
+        Ok(())
+    }
+
+    /// One transaction for the batch, its statements pipelined: every put is sent before
+    /// the first answer is awaited, so the batch costs one round trip and one commit.
+    pub(crate) async fn put_checkpoints_op(
+        &self,
+        puts: Vec<(Checkpoint, ChannelVersions)>,
+    ) -> PgResult<()> {
+        validate_puts(&puts)?;
+        let mut rows = puts
+            .into_iter()
+            .map(|(checkpoint, new_versions)| PutRow::encode(checkpoint, &new_versions))
+            .collect::<PgResult<Vec<_>>>()?;
+        // The same key order in every batch keeps two concurrent batches from taking row
+        // locks in opposite orders; the sort is stable, so repeated ids keep their order.
+        rows.sort_by(|a, b| a.key().cmp(&b.key()));
+        let params: Vec<_> = rows.iter().map(PutRow::params).collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let statement = tx.statement(PUT).await?;
+        futures::future::try_join_all(
+            params
+                .iter()
+                .map(|params| tx.run_execute(&statement, params)),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -478,6 +464,79 @@ fn decode_writes(records: Vec<&[u8]>) -> PgResult<Vec<PendingWrite>> {
         .collect::<storage_core::Result<Vec<_>>>()?;
     sort_writes(&mut writes);
     Ok(writes)
+}
+
+/// The parameters of one [`PUT`], owned, so a batch can hold many of them.
+struct PutRow {
+    thread_id: String,
+    namespace: String,
+    checkpoint_id: String,
+    run_id: Option<String>,
+    channels: Vec<String>,
+    versions: Vec<String>,
+    metadata: Value,
+    blob_channels: Vec<String>,
+    blob_versions: Vec<String>,
+    blob_values: Vec<Vec<u8>>,
+    record: Vec<u8>,
+}
+
+impl PutRow {
+    /// Encodes a validated put: the record without its channel values, which go to blobs.
+    fn encode(mut checkpoint: Checkpoint, new_versions: &ChannelVersions) -> PgResult<Self> {
+        let mut blob_channels = Vec::new();
+        let mut blob_versions = Vec::new();
+        let mut blob_values = Vec::new();
+        for (channel, version, value) in checkpoint.new_blobs(new_versions) {
+            blob_channels.push(channel.to_owned());
+            blob_versions.push(version.to_owned());
+            blob_values.push(wire::encode(value)?);
+        }
+        let channels = checkpoint.channel_versions.keys().cloned().collect();
+        let versions = checkpoint.channel_versions.values().cloned().collect();
+        let run_id = checkpoint
+            .metadata
+            .get("run_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let metadata = filterable(&Value::Object(checkpoint.metadata.clone()));
+        checkpoint.channel_values.clear();
+        let record = wire::encode(&checkpoint)?;
+        Ok(PutRow {
+            thread_id: checkpoint.thread_id,
+            namespace: checkpoint.namespace,
+            checkpoint_id: checkpoint.id,
+            run_id,
+            channels,
+            versions,
+            metadata,
+            blob_channels,
+            blob_versions,
+            blob_values,
+            record,
+        })
+    }
+
+    fn key(&self) -> (&str, &str, &str) {
+        (&self.thread_id, &self.namespace, &self.checkpoint_id)
+    }
+
+    /// The parameters in [`PUT`]'s order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+        [
+            &self.thread_id,
+            &self.namespace,
+            &self.checkpoint_id,
+            &self.run_id,
+            &self.channels,
+            &self.versions,
+            &self.metadata,
+            &self.blob_channels,
+            &self.blob_versions,
+            &self.blob_values,
+            &self.record,
+        ]
+    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,8 @@ macro_rules! conformance_tests {
                 writes_are_ordered_by_path_task_index,
                 writes_belong_to_their_checkpoint_id,
                 concurrent_puts_are_all_visible,
+                batch_put_stores_each_in_order,
+                batch_put_with_a_bad_item_stores_nothing,
                 delete_thread_removes_every_namespace,
                 prune_keeps_newest_and_shared_values,
                 copy_thread_copies_everything,

@@ -236,13 +236,14 @@ impl Default for TimeoutSettings {
     }
 }
 
-/// Group commit of concurrent appends.
+/// Group commit of concurrent appends and checkpoint puts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GroupCommitSettings {
-    /// Whether concurrent `append_message` calls on one session are stored as one batch.
+    /// Whether concurrent `append_message` calls on one session, and `put_checkpoint` calls
+    /// on one thread, are stored as one batch.
     pub enabled: bool,
-    /// Most messages per batch.
+    /// Most messages or checkpoints per batch.
     pub max_batch: usize,
 }
 

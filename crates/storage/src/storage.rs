@@ -575,10 +575,39 @@ impl CheckpointStore for Storage {
             .subject(&checkpoint.thread_id)
             .cache(invalidate(Kind::Checkpoints, &checkpoint.thread_id));
         let b = self.routes.of(Kind::Checkpoints);
-        self.run(op, || {
-            b.put_checkpoint(checkpoint.clone(), new_versions.clone())
-        })
-        .await
+        match &self.group_commit {
+            Some(group) => {
+                self.run(op, || {
+                    Box::pin(group.put_checkpoint(
+                        b.clone(),
+                        checkpoint.clone(),
+                        new_versions.clone(),
+                    ))
+                })
+                .await
+            }
+            None => {
+                self.run(op, || {
+                    b.put_checkpoint(checkpoint.clone(), new_versions.clone())
+                })
+                .await
+            }
+        }
+    }
+
+    async fn put_checkpoints(&self, puts: Vec<(Checkpoint, ChannelVersions)>) -> Result<()> {
+        let threads: std::collections::BTreeSet<&str> =
+            puts.iter().map(|(c, _)| c.thread_id.as_str()).collect();
+        let tags = threads
+            .iter()
+            .map(|thread| CacheTag::new(Kind::Checkpoints, *thread))
+            .collect();
+        let op = self
+            .write("put_checkpoints", Kind::Checkpoints, true)
+            .subject(threads.first().copied().unwrap_or_default())
+            .cache(CacheEffect::Invalidate(tags));
+        let b = self.routes.of(Kind::Checkpoints);
+        self.run(op, || b.put_checkpoints(puts.clone())).await
     }
 
     async fn get_checkpoint(

@@ -9,7 +9,7 @@ use serde_json::json;
 use storage::config::{CacheSettings, GroupCommitSettings, RetrySettings};
 use storage::Storage;
 use storage_core::prelude::*;
-use storage_core::{ErrorKind, StorageBackend};
+use storage_core::{Checkpoint, CheckpointQuery, ErrorKind, StorageBackend};
 use storage_memory::MemoryBackend;
 
 fn memory_storage() -> Storage {
@@ -284,6 +284,56 @@ async fn group_commit_acknowledges_every_append_once_stored_in_order() {
             .len(),
         64
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_acknowledges_every_checkpoint_once_stored() {
+    let memory = Arc::new(MemoryBackend::new("group").unwrap());
+    let storage = Arc::new(
+        Storage::builder(memory.clone())
+            .group_commit(GroupCommitSettings {
+                enabled: true,
+                max_batch: 16,
+            })
+            .build(),
+    );
+    // 8 threads, 8 checkpoints each, every put from its own task.
+    let tasks: Vec<_> = (0..64u32)
+        .map(|i| {
+            let (storage, memory) = (storage.clone(), memory.clone());
+            tokio::spawn(async move {
+                let thread = format!("t{}", i % 8);
+                let id = format!("cp-{i:03}");
+                let mut checkpoint = Checkpoint::new(thread.as_str(), "", id.as_str());
+                checkpoint
+                    .channel_versions
+                    .insert("step".into(), i.to_string());
+                checkpoint.channel_values.insert("step".into(), json!(i));
+                let versions = checkpoint.all_versions();
+                storage.put_checkpoint(checkpoint, versions).await.unwrap();
+                // Acknowledged means stored: the backend itself has it now.
+                let stored = memory.get_checkpoint(&thread, "", Some(&id)).await.unwrap();
+                assert_eq!(stored.unwrap().checkpoint.channel_values["step"], json!(i));
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for thread in 0..8 {
+        let listed = memory
+            .list_checkpoints(CheckpointQuery::thread(format!("t{thread}")))
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 8);
+    }
+    // A bad put fails alone, before it can fail a batch.
+    let bad = Checkpoint::new("t0", "", "cp-bad");
+    let err = storage
+        .put_checkpoint(bad, [("x".to_owned(), "1".to_owned())].into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
 #[tokio::test]

@@ -547,6 +547,63 @@ pub async fn concurrent_puts_are_all_visible(ctx: TestContext) {
     }
 }
 
+/// A batch of puts across threads stores each as `put_checkpoint` would: in order within
+/// a thread (a repeated id ends as its last put), blobs never replaced, other threads whole.
+pub async fn batch_put_stores_each_in_order(ctx: TestContext) {
+    let b = &ctx.backend;
+    let first = checkpoint("t1", "", &cp_id(1), &[("a", "1", json!("first"))]);
+    let mut again = checkpoint("t1", "", &cp_id(1), &[("a", "1", json!("ignored"))]);
+    again.metadata = obj(json!({"step": 2}));
+    let other = checkpoint("t2", "sub", &cp_id(7), &[("b", "3", json!([3]))]);
+    let next = checkpoint("t1", "", &cp_id(2), &[("a", "2", json!("second"))]);
+    let puts = [first, other, again, next]
+        .into_iter()
+        .map(|cp| {
+            let new = cp.all_versions();
+            (cp, new)
+        })
+        .collect();
+    b.put_checkpoints(puts).await.unwrap();
+    let one = b
+        .get_checkpoint("t1", "", Some(&cp_id(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.checkpoint.metadata, obj(json!({"step": 2})));
+    assert_eq!(one.checkpoint.channel_values["a"], json!("first"));
+    assert_eq!(
+        listed(&ctx, CheckpointQuery::thread("t1")).await,
+        ids(&[2, 1])
+    );
+    let seven = b.get_checkpoint("t2", "sub", None).await.unwrap().unwrap();
+    assert_eq!(seven.checkpoint.id, cp_id(7));
+    assert_eq!(seven.checkpoint.channel_values["b"], json!([3]));
+    b.put_checkpoints(Vec::new()).await.unwrap();
+}
+
+/// One bad put fails the whole batch with `InvalidInput` naming its position, before
+/// anything in the batch is stored.
+pub async fn batch_put_with_a_bad_item_stores_nothing(ctx: TestContext) {
+    let good = checkpoint("t1", "", &cp_id(1), &[("a", "1", json!(1))]);
+    let bad = checkpoint("t2", "", &cp_id(2), &[("a", "1", json!(1))]);
+    let bad_versions = versions(&[("a", "9")]);
+    let good_versions = good.all_versions();
+    let result = ctx
+        .backend
+        .put_checkpoints(vec![(good, good_versions), (bad, bad_versions)])
+        .await;
+    let message = assert_kind(result, ErrorKind::InvalidInput);
+    assert!(message.contains("checkpoint 1 of the batch"), "{message}");
+    for thread in ["t1", "t2"] {
+        assert!(ctx
+            .backend
+            .get_checkpoint(thread, "", None)
+            .await
+            .unwrap()
+            .is_none());
+    }
+}
+
 /// Deleting a thread removes every namespace's checkpoints and writes, and no other thread.
 pub async fn delete_thread_removes_every_namespace(ctx: TestContext) {
     let b = &ctx.backend;

@@ -1,10 +1,10 @@
-//! Failover with a throwaway Redis primary (started and stopped by this test) and an
-//! in-process fallback: the primary is killed in the middle of a concurrent workload of
+//! Failover with a throwaway Redis primary (its own durable server: append-only file,
+//! fsynced before each reply) killed with SIGKILL in the middle of a concurrent workload of
 //! more than 10,000 operations through the facade, restarted, and after the journal's
-//! replay holds every write acknowledged since the kill exactly once; reads never failed.
-//!
-//! The throwaway Redis keeps nothing across a kill (no persistence), so writes
-//! acknowledged before the kill are lost by the server itself; those are not checked.
+//! replay holding every acknowledged write, from before the kill and after it, exactly
+//! once; reads during the outage succeeded. The second test also replaces the facade's
+//! process during the outage (a new one on the same journal) before the primary returns.
+//! The scenario is `failover_support::primary_killed_mid_workload`.
 
 mod failover_support;
 
@@ -15,12 +15,33 @@ use storage_core::StorageBackend;
 use storage_redis::{RedisBackend, RedisConfig};
 use storage_testkit::servers::redis::RedisServer;
 
+struct Redis(RedisServer);
+
+impl Primary for Redis {
+    fn connect(&self) -> Arc<dyn StorageBackend> {
+        let config = RedisConfig::new(self.0.url())
+            .with_namespace("failover")
+            .with_pool_size(8);
+        Arc::new(RedisBackend::new(config).unwrap())
+    }
+
+    fn kill(&self) {
+        self.0.stop();
+    }
+
+    fn restart(&self) {
+        self.0.restart();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_primary_killed_mid_workload_loses_no_acknowledged_write() {
-    let server = RedisServer::start();
-    let config = RedisConfig::new(server.url())
-        .with_namespace("failover")
-        .with_pool_size(8);
-    let primary: Arc<dyn StorageBackend> = Arc::new(RedisBackend::new(config).unwrap());
-    primary_killed_mid_workload(primary, "r", || server.stop(), || server.restart()).await;
+    let primary = Redis(RedisServer::durable());
+    primary_killed_mid_workload(&primary, "redis", Process::Kept).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_process_restarted_during_the_outage_replays_the_surviving_journal() {
+    let primary = Redis(RedisServer::durable());
+    primary_killed_mid_workload(&primary, "redis", Process::Restarted).await;
 }

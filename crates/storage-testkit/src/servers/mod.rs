@@ -93,7 +93,8 @@ impl Managed {
         self.server.id()
     }
 
-    /// Kills the server at once (as a crash would) and waits for it to be gone.
+    /// Kills the server at once with SIGKILL (`Child::kill`), as a crash would, and waits
+    /// for it to be gone.
     pub fn kill(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();

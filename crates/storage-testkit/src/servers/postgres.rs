@@ -10,6 +10,11 @@
 //! user (`runuser -u postgres --`) and the directory is handed to that user. `pg_ctl`
 //! daemonizes the server, so a watchdog started with the cluster shuts it down and removes
 //! the directory as soon as the test process is gone, however it ends.
+//!
+//! [`PostgresServer::start`] trades durability for speed (`synchronous_commit=off`: a
+//! commit acknowledged just before a kill may be lost), which is what the conformance
+//! suites want. [`PostgresServer::durable`] acknowledges a commit only once its WAL record
+//! is written, so a killed server recovers every acknowledged commit on restart.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,6 +31,7 @@ const INSTALL: &str = "apt-get install -y postgresql";
 pub struct PostgresServer {
     port: u16,
     dir: PathBuf,
+    durable: bool,
     bindir: PathBuf,
     run_as_postgres: bool,
     running: Mutex<bool>,
@@ -33,10 +39,21 @@ pub struct PostgresServer {
 }
 
 impl PostgresServer {
-    /// Creates a cluster in a temporary directory and starts it on a free port.
+    /// Creates a cluster in a temporary directory and starts it on a free port, without
+    /// waiting for commits to reach the WAL: a kill may lose the last acknowledged commits.
     ///
     /// Panics with the install command when the PostgreSQL server binaries are missing.
     pub fn start() -> Self {
+        Self::create(false)
+    }
+
+    /// Like [`PostgresServer::start`], but a commit is acknowledged only once its WAL
+    /// record is written (`synchronous_commit=on`), so a kill loses no acknowledged commit.
+    pub fn durable() -> Self {
+        Self::create(true)
+    }
+
+    fn create(durable: bool) -> Self {
         let bindir = server_bindir();
         let run_as_postgres = running_as_root();
         let dir = tempfile::Builder::new()
@@ -70,6 +87,7 @@ impl PostgresServer {
         let server = PostgresServer {
             port: free_port(),
             dir,
+            durable,
             bindir,
             run_as_postgres,
             running: Mutex::new(false),
@@ -93,32 +111,73 @@ impl PostgresServer {
         self.dir.join("data")
     }
 
-    /// Stops the server at once (`immediate` shutdown, as a crash would), keeping its data.
+    /// Kills the postmaster and every process it forked with SIGKILL, as a crash would,
+    /// keeping the data directory; returns once none of them runs any more.
     pub fn stop(&self) {
-        let mut running = self.running.lock().unwrap();
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !*running {
             return;
         }
-        let mut pg_ctl = tool(self.run_as_postgres, &self.bindir.join("pg_ctl"));
-        pg_ctl
-            .arg("stop")
-            .arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w"]);
-        run(&mut pg_ctl, "pg_ctl stop");
+        let postmaster = postmaster_pid(&self.data());
+        // Every child of the postmaster leads a process group of its own, so there is no
+        // group to kill: the postmaster is stopped first (it cannot fork while stopped),
+        // then it and its children are killed.
+        signal("STOP", &[postmaster]);
+        let mut doomed = children_of(postmaster);
+        doomed.push(postmaster);
+        signal("KILL", &doomed);
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        while doomed.iter().any(|pid| running_process(*pid)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "postgres processes {doomed:?} survived SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The killed postmaster stays a zombie until whoever inherited it reaps it, and
+        // PostgreSQL refuses to start while the pid in its lock files exists. Nothing of
+        // the old server runs any more, so the lock files are stale: remove them, as an
+        // operator would after a crash.
+        for lock in [
+            self.data().join("postmaster.pid"),
+            self.dir.join(format!(".s.PGSQL.{}.lock", self.port)),
+        ] {
+            if let Err(err) = std::fs::remove_file(&lock) {
+                assert!(
+                    err.kind() == std::io::ErrorKind::NotFound,
+                    "cannot remove {}: {err}",
+                    lock.display()
+                );
+            }
+        }
         *running = false;
     }
 
     /// Starts the server again on the same port, with the same data (after
     /// [`PostgresServer::stop`]).
     pub fn resume(&self) {
-        let mut running = self.running.lock().unwrap();
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if *running {
             return;
         }
+        // fsync=off either way: tests kill the server process, never the machine, and the
+        // WAL a process wrote survives it in the operating system's page cache. A durable
+        // server writes a commit's WAL before acknowledging it, and keeps full page images
+        // because a SIGKILL in the middle of writing a page can leave it torn.
+        let durability = if self.durable {
+            "-c synchronous_commit=on -c full_page_writes=on"
+        } else {
+            "-c synchronous_commit=off -c full_page_writes=off"
+        };
         let options = format!(
             "-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
+             {durability} -c max_connections=400",
             port = self.port,
             socket_dir = self.dir.display(),
         );
@@ -185,6 +244,57 @@ fn spawn_watchdog(dir: &Path, data: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("cannot start the postgres watchdog (sh)")
+}
+
+/// The postmaster's pid, the first line of `postmaster.pid` in `data`.
+fn postmaster_pid(data: &Path) -> u32 {
+    let path = data.join("postmaster.pid");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    text.lines()
+        .next()
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{} names no pid", path.display()))
+}
+
+/// (state, parent pid) of a process, from `/proc/<pid>/stat`.
+fn process_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: the fields follow its last `)`.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent))
+}
+
+/// Whether `pid` runs (a zombie, dead but not yet reaped, does not).
+fn running_process(pid: u32) -> bool {
+    process_stat(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+/// The running children of `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            process_stat(*pid).is_some_and(|(state, ppid)| ppid == parent && state != 'Z')
+        })
+        .collect()
+}
+
+/// Sends `signal` (a name: `STOP`, `KILL`) to `pids`. A process may exit by itself in
+/// between, so the answer of `kill` is not checked: callers check the outcome.
+fn signal(signal: &str, pids: &[u32]) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids.iter().map(u32::to_string))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// A PostgreSQL tool, run as the `postgres` user when we are root.

@@ -5,6 +5,10 @@
 //! else a server (or 3-master cluster) started once per test process on free loopback ports
 //! and stopped when the process exits. Fault tests start their own [`RedisServer`] and stop
 //! and restart it; they never touch a shared one.
+//!
+//! Servers keep nothing on disk ([`RedisServer::start`]: fast, what the conformance suites
+//! use) unless started with [`RedisServer::durable`], whose append-only file is written
+//! before each reply, so a kill loses no acknowledged write and a restart reloads it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,17 +24,27 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    durable: bool,
     extra_args: Vec<String>,
     process: Restartable,
 }
 
 impl RedisServer {
-    /// Starts a standalone server on a free port.
+    /// Starts a standalone server on a free port, without persistence: a kill loses
+    /// everything it held.
     pub fn start() -> Self {
-        Self::start_with(free_port(), Vec::new())
+        Self::start_with(free_port(), false, Vec::new())
     }
 
-    fn start_with(port: u16, extra_args: Vec<String>) -> Self {
+    /// Starts a standalone server on a free port that loses no acknowledged write when it
+    /// is killed: every write is appended to the append-only file in its directory and
+    /// fsynced before the reply (`appendfsync always`), and [`RedisServer::restart`]
+    /// reloads that file.
+    pub fn durable() -> Self {
+        Self::start_with(free_port(), true, Vec::new())
+    }
+
+    fn start_with(port: u16, durable: bool, extra_args: Vec<String>) -> Self {
         require_binary("redis-server", "redis-server");
         let dir = tempfile::Builder::new()
             .prefix("storage-test-redis-")
@@ -40,6 +54,7 @@ impl RedisServer {
         let server = RedisServer {
             port,
             dir,
+            durable,
             extra_args,
             process: Restartable::default(),
         };
@@ -57,18 +72,28 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the server, as a crash would. Data is not persisted.
+    /// Kills the server with SIGKILL, as a crash would. Only a [`RedisServer::durable`]
+    /// server keeps its data across the kill.
     pub fn stop(&self) {
         self.process.stop();
     }
 
-    /// Starts the server again on the same port (after [`RedisServer::stop`]).
+    /// Starts the server again on the same port and directory (after
+    /// [`RedisServer::stop`]); a durable server reloads its append-only file.
     pub fn restart(&self) {
+        // No RDB snapshots either way: a snapshot taken in the background would only make
+        // what survives a kill depend on timing.
+        let appendonly: &[&str] = if self.durable {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
         let mut command = Command::new("redis-server");
         command
             .arg("--port")
             .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(appendonly)
             .args(["--protected-mode", "yes", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -106,6 +131,7 @@ impl RedisCluster {
                 let bus_port = free_port();
                 RedisServer::start_with(
                     port,
+                    false,
                     vec![
                         "--cluster-enabled".into(),
                         "yes".into(),

@@ -810,6 +810,14 @@ async fn migrate(
     table.row(row("checkpoints", copied.checkpoints));
     table.row(row("pending_writes", copied.pending_writes));
     table.row(row("artifact_versions", copied.artifact_versions));
+    let phases: Vec<String> = ["sessions", "threads", "artifacts", "verify"]
+        .into_iter()
+        .filter_map(|phase| {
+            let ms = report.elapsed_ms.get(phase)?;
+            Some(format!("{phase} {:.1} s", *ms as f64 / 1000.0))
+        })
+        .collect();
+    table.footer(format!("time: {}", phases.join(", ")));
     match &report.verification {
         Some(verification) if verification.is_clean() => {
             table.footer("verified: source and target hold the same data".into());

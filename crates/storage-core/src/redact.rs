@@ -75,7 +75,11 @@ fn is_secret_key(key: &str) -> bool {
         "secret_access_key",
     ]
     .iter()
-    .any(|secret| key.eq_ignore_ascii_case(secret))
+    // Provider-prefixed names too: `aws_secret_access_key`, `aws_session_token`.
+    .any(|secret| {
+        let key = key.to_ascii_lowercase();
+        key == *secret || key.ends_with(&format!("_{secret}"))
+    })
 }
 
 #[cfg(test)]
@@ -99,6 +103,10 @@ mod tests {
             (
                 "s3://bucket/prefix?secret_access_key=abc",
                 "s3://bucket/prefix?secret_access_key=***",
+            ),
+            (
+                "s3://b?aws_access_key_id=id&aws_secret_access_key=k&aws_session_token=t",
+                "s3://b?aws_access_key_id=id&aws_secret_access_key=***&aws_session_token=***",
             ),
             (
                 "host=h password=pw dbname=d",

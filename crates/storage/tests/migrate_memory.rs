@@ -36,11 +36,9 @@ async fn copies_everything_exactly_and_a_rerun_stores_nothing() {
         .unwrap();
     let verification = report.verification.unwrap();
     assert!(verification.is_clean(), "{verification:?}");
-    assert_eq!(verification.counts["sessions"].target, 120);
-    assert_eq!(verification.counts["messages"].target, 120 * 20);
-    assert_eq!(verification.counts["checkpoints"].target, 30 * 2 * 3);
-    assert_eq!(verification.counts["pending_writes"].target, 30 * 2 * 3 * 4);
-    assert_eq!(verification.counts["artifact_versions"].target, 40 * 3 - 14);
+    for (kind, count) in SIZES.expected_counts() {
+        assert_eq!(verification.counts[kind].target, count, "{kind}");
+    }
     assert_eq!(report.copied.messages_stored, 120 * 20);
 
     // Exact copies: sequence numbers with their gaps, versions, timestamps.

@@ -22,6 +22,7 @@ mod writes;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -35,7 +36,8 @@ pub use self::url::config_for_url;
 /// How a migration runs.
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
-    /// Items read per page (sessions, thread ids, scopes, messages).
+    /// Items read per page (thread ids, scopes, messages) and sessions handed on per
+    /// batch (sessions are listed in pages of at least 2,000).
     pub batch_size: usize,
     /// Items copied at once.
     pub concurrency: usize,
@@ -138,6 +140,9 @@ pub struct MigrationReport {
     pub copied: CopySummary,
     /// The comparison, when [`MigrateOptions::verify`] was set.
     pub verification: Option<Verification>,
+    /// Wall time of each phase (`sessions`, `threads`, `artifacts`, `verify`), in
+    /// milliseconds.
+    pub elapsed_ms: BTreeMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -231,21 +236,44 @@ pub async fn migrate(
         ));
     }
     let tally = Tally::default();
+    let mut elapsed_ms = BTreeMap::new();
+    let mut timed = |phase: &str, started: Instant| {
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        elapsed_ms.insert(phase.to_owned(), ms);
+    };
+    let started = Instant::now();
     copy_sessions(source, target, options, progress, &tally).await?;
+    timed("sessions", started);
+    let started = Instant::now();
     copy_threads(source, target, options, progress, &tally).await?;
+    timed("threads", started);
+    let started = Instant::now();
     copy_artifacts(source, target, options, progress, &tally).await?;
+    timed("artifacts", started);
     let verification = if options.verify {
-        Some(verify(source, target, options, progress).await?)
+        let started = Instant::now();
+        let verification = verify(source, target, options, progress).await?;
+        timed("verify", started);
+        Some(verification)
     } else {
         None
     };
     Ok(MigrationReport {
         copied: tally.summary(),
         verification,
+        elapsed_ms,
     })
 }
 
-/// Every session id, page by page: `each` is called once per page.
+/// Fewest sessions listed per page. Object storage keeps no index of sessions by
+/// activity, so each `list_sessions` page reads every session record: with pages of the
+/// default batch size (200), walking 10,000 sessions read 500,000 records and verifying
+/// into a local directory took 148 s of a 173 s run. Pages of 2,000 cut that tenfold and
+/// keep memory bounded (a session record is a few hundred bytes).
+const SESSION_LISTING_PAGE: usize = 2_000;
+
+/// Every session, page by page (pages of at least [`SESSION_LISTING_PAGE`]): `each` is
+/// called once per `batch_size` sessions.
 async fn for_each_session_page<F, Fut>(
     backend: &dyn StorageBackend,
     batch_size: usize,
@@ -259,12 +287,15 @@ where
     loop {
         let page = backend
             .list_sessions(SessionQuery {
-                limit: batch_size,
+                limit: batch_size.max(SESSION_LISTING_PAGE),
                 cursor,
                 ..SessionQuery::default()
             })
             .await?;
-        each(page.items).await?;
+        let mut sessions = page.items.into_iter().peekable();
+        while sessions.peek().is_some() {
+            each(sessions.by_ref().take(batch_size).collect()).await?;
+        }
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => return Ok(()),

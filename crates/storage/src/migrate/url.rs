@@ -11,7 +11,9 @@ use crate::config::{BackendName, StorageConfig};
 /// (object storage; the last is the object backend's in-memory store), `memory://` (the
 /// in-process memory backend, useful only inside one process). A `namespace` query
 /// parameter selects the namespace and is removed before the URL reaches the backend:
-/// `redis://127.0.0.1:6379/0?namespace=app`.
+/// `redis://127.0.0.1:6379/0?namespace=app`. On object-storage URLs every other query
+/// parameter is a provider option, by object_store's key names, taken verbatim:
+/// `s3://bucket/prefix?aws_endpoint=http://127.0.0.1:9000&aws_allow_http=true&...`.
 pub fn config_for_url(url: &str) -> Result<(BackendName, StorageConfig)> {
     let redacted = storage_core::redact::redact_url(url);
     let (scheme, _) = url.split_once("://").ok_or_else(|| {
@@ -67,10 +69,17 @@ fn set_address(
         }
         #[cfg(feature = "object")]
         BackendName::Object => {
-            config.object.url = address
-                .strip_prefix("object+")
-                .unwrap_or(address)
-                .to_owned();
+            // Object stores take no query string: its pairs are provider options
+            // (`s3://bucket?aws_endpoint=http://127.0.0.1:9000&aws_allow_http=true`).
+            let (url, query) = address.split_once('?').unwrap_or((address, ""));
+            config.object.url = url.strip_prefix("object+").unwrap_or(url).to_owned();
+            for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                config
+                    .object
+                    .options
+                    .insert(key.to_owned(), value.to_owned());
+            }
             if let Some(namespace) = namespace {
                 config.object.namespace = namespace;
             }
@@ -127,6 +136,28 @@ mod tests {
         let (backend, config) = config_for_url("object+memory://?namespace=o").unwrap();
         assert_eq!(backend, BackendName::Object);
         assert_eq!(config.object.url, "memory://");
+        let (_, config) = config_for_url(
+            "s3://bucket/prefix?aws_endpoint=http://127.0.0.1:9/&namespace=n&aws_allow_http=true",
+        )
+        .unwrap();
+        assert_eq!(config.object.url, "s3://bucket/prefix");
+        assert_eq!(config.object.namespace, "n");
+        assert_eq!(
+            config
+                .object
+                .options
+                .get("aws_endpoint")
+                .map(String::as_str),
+            Some("http://127.0.0.1:9/")
+        );
+        assert_eq!(
+            config
+                .object
+                .options
+                .get("aws_allow_http")
+                .map(String::as_str),
+            Some("true")
+        );
         assert!(config_for_url("ftp://x").is_err());
         assert!(config_for_url("nonsense").is_err());
     }

@@ -16,7 +16,6 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use storage_core::artifact::{check_artifact_size, validate_artifact_address};
 use storage_core::validate::validate_id;
 use storage_core::wire::{self, WireRecord};
@@ -25,7 +24,7 @@ use storage_core::{
     StorageError,
 };
 
-use super::digest::BackgroundDigest;
+use super::digest::{digest_of, BackgroundDigest};
 use super::{in_order, ObjectBackend};
 use crate::error::classify;
 use crate::keys::{parse_number, parts_after, take_id};
@@ -59,9 +58,9 @@ impl ArtifactStore for ObjectBackend {
         self.op("save_artifact", async {
             validate_artifact_address(scope, name)?;
             check_artifact_size(artifact.data.len() as u64, self.config().max_artifact_bytes)?;
-            let sha256 = hex::encode(Sha256::digest(&artifact.data));
             let data = self.keys().artifact_data(scope, name);
             let size = artifact.data.len() as u64;
+            let digest = digest_of(vec![artifact.data.clone()]);
             let upload = async {
                 self.objects()
                     .store
@@ -69,8 +68,9 @@ impl ArtifactStore for ObjectBackend {
                     .await
                     .map_err(classify)
             };
-            // The version lookup needs nothing from the upload: both at once.
-            let (_, next) = tokio::try_join!(upload, self.next_version_number(scope, name))?;
+            // The digest and the version lookup need nothing from the upload: all at once.
+            let (sha256, _, next) =
+                tokio::try_join!(digest, upload, self.next_version_number(scope, name))?;
             let stored = Stored { data, size, sha256 };
             self.commit_version(
                 scope,
@@ -352,8 +352,7 @@ impl ObjectBackend {
         let threshold = config.multipart_threshold_bytes as usize;
         let data = self.keys().artifact_data(scope, name);
         let mut size = 0u64;
-        // Below the threshold: content held in memory and hashed inline.
-        let mut hasher = Sha256::new();
+        // Below the threshold: content held in memory, hashed when it is put.
         let mut head: Vec<Bytes> = Vec::new();
         let mut buffered = 0usize;
         // Above it: the upload and its digest, both running.
@@ -373,7 +372,6 @@ impl ObjectBackend {
                         writer.put(chunk);
                     }
                     None => {
-                        hasher.update(&chunk);
                         buffered += chunk.len();
                         head.push(chunk);
                         if buffered >= threshold {
@@ -387,11 +385,11 @@ impl ObjectBackend {
                                 parts,
                                 config.part_size_bytes as usize,
                             );
+                            let digest = BackgroundDigest::start();
                             for chunk in head.drain(..) {
+                                digest.update(chunk.clone()).await?;
                                 writer.put(chunk);
                             }
-                            let digest =
-                                BackgroundDigest::continue_from(std::mem::take(&mut hasher));
                             upload = Some((writer, digest));
                         }
                     }
@@ -406,13 +404,16 @@ impl ObjectBackend {
                 digest.finish().await?
             }
             (Ok(()), None) => {
+                let digest = digest_of(head.clone());
                 let payload: PutPayload = head.into_iter().collect();
-                self.objects()
-                    .store
-                    .put(&data, payload)
-                    .await
-                    .map_err(classify)?;
-                hex::encode(hasher.finalize())
+                let put = async {
+                    self.objects()
+                        .store
+                        .put(&data, payload)
+                        .await
+                        .map_err(classify)
+                };
+                tokio::try_join!(digest, put)?.0
             }
             (Err(err), Some((writer, _))) => {
                 let _ = writer.abort().await;

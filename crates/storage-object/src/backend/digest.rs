@@ -1,4 +1,4 @@
-//! The SHA-256 of a large save, computed on a blocking thread beside the upload.
+//! The SHA-256 of a save, computed on a blocking thread beside the upload.
 //!
 //! Hashing inline runs at the speed of one core and the upload waits for it, so a large save
 //! would be limited to hashing and writing one after the other. Handing each chunk (a cheap
@@ -14,6 +14,27 @@ use tokio::task::JoinHandle;
 /// Chunks the hasher may lag behind the upload.
 const CHUNKS_IN_FLIGHT: usize = 8;
 
+/// Content smaller than this is hashed inline: a thread hand-off would cost more.
+const INLINE_BYTES: usize = 64 * 1024;
+
+/// The SHA-256 of content held in memory, as lowercase hex: on a blocking thread unless
+/// small, so that it can run beside the put of the same bytes.
+pub(super) async fn digest_of(chunks: Vec<Bytes>) -> Result<String> {
+    let digest = |chunks: Vec<Bytes>| {
+        let mut hasher = Sha256::new();
+        for chunk in &chunks {
+            hasher.update(chunk);
+        }
+        hex::encode(hasher.finalize())
+    };
+    if chunks.iter().map(Bytes::len).sum::<usize>() < INLINE_BYTES {
+        return Ok(digest(chunks));
+    }
+    tokio::task::spawn_blocking(move || digest(chunks))
+        .await
+        .map_err(|err| StorageError::backend(format!("the artifact digest thread failed: {err}")))
+}
+
 /// A running SHA-256 that hashes on a blocking thread.
 pub(super) struct BackgroundDigest {
     chunks: mpsc::Sender<Bytes>,
@@ -21,8 +42,9 @@ pub(super) struct BackgroundDigest {
 }
 
 impl BackgroundDigest {
-    /// Continues `hasher` (which may already hold a prefix of the content) on its own thread.
-    pub(super) fn continue_from(mut hasher: Sha256) -> Self {
+    /// Starts hashing on its own thread.
+    pub(super) fn start() -> Self {
+        let mut hasher = Sha256::new();
         let (chunks, mut received) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
         let hasher = tokio::task::spawn_blocking(move || {
             while let Some(chunk) = received.blocking_recv() {

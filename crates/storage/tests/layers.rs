@@ -226,17 +226,22 @@ async fn retries_ride_out_a_redis_restart_for_idempotent_operations_only() {
     assert!(read.is_none() || read.unwrap().id == "s1");
 }
 
+/// A facade with group commit (batches of at most 16) over a memory backend, and that
+/// backend, to check what is stored behind the facade.
+fn grouped_over_memory() -> (Arc<MemoryBackend>, Arc<Storage>) {
+    let memory = Arc::new(MemoryBackend::new("group").unwrap());
+    let storage = Storage::builder(memory.clone())
+        .group_commit(GroupCommitSettings {
+            enabled: true,
+            max_batch: 16,
+        })
+        .build();
+    (memory, Arc::new(storage))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_acknowledges_every_append_once_stored_in_order() {
-    let memory = Arc::new(MemoryBackend::new("group").unwrap());
-    let storage = Arc::new(
-        Storage::builder(memory.clone())
-            .group_commit(GroupCommitSettings {
-                enabled: true,
-                max_batch: 16,
-            })
-            .build(),
-    );
+    let (memory, storage) = grouped_over_memory();
     storage
         .create_session(NewSession::new("s1", "u1"))
         .await
@@ -288,15 +293,7 @@ async fn group_commit_acknowledges_every_append_once_stored_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_acknowledges_every_checkpoint_once_stored() {
-    let memory = Arc::new(MemoryBackend::new("group").unwrap());
-    let storage = Arc::new(
-        Storage::builder(memory.clone())
-            .group_commit(GroupCommitSettings {
-                enabled: true,
-                max_batch: 16,
-            })
-            .build(),
-    );
+    let (memory, storage) = grouped_over_memory();
     // 8 threads, 8 checkpoints each, every put from its own task.
     let tasks: Vec<_> = (0..64u32)
         .map(|i| {

@@ -257,9 +257,11 @@ impl PostgresBackend {
             .into_iter()
             .map(|(checkpoint, new_versions)| PutRow::encode(checkpoint, &new_versions))
             .collect::<PgResult<Vec<_>>>()?;
-        // The same key order in every batch keeps two concurrent batches from taking row
-        // locks in opposite orders; the sort is stable, so repeated ids keep their order.
-        rows.sort_by(|a, b| a.key().cmp(&b.key()));
+        // The same (thread, namespace) order in every batch keeps two concurrent batches
+        // from taking row locks in opposite orders. Within one (thread, namespace) the
+        // stable sort keeps the caller's order: a repeated id ends as its last put, and a
+        // (channel, version) keeps the value of its first put.
+        rows.sort_by(|a, b| a.chain().cmp(&b.chain()));
         let params: Vec<_> = rows.iter().map(PutRow::params).collect();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -517,8 +519,9 @@ impl PutRow {
         })
     }
 
-    fn key(&self) -> (&str, &str, &str) {
-        (&self.thread_id, &self.namespace, &self.checkpoint_id)
+    /// The checkpoint chain this put belongs to: every key it writes starts with it.
+    fn chain(&self) -> (&str, &str) {
+        (&self.thread_id, &self.namespace)
     }
 
     /// The parameters in [`PUT`]'s order.

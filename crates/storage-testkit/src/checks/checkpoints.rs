@@ -547,8 +547,9 @@ pub async fn concurrent_puts_are_all_visible(ctx: TestContext) {
     }
 }
 
-/// A batch of puts across threads stores each as `put_checkpoint` would: in order within
-/// a thread (a repeated id ends as its last put), blobs never replaced, other threads whole.
+/// A batch of puts across threads stores each as `put_checkpoint` would, in the caller's
+/// order within a thread whatever the ids: a repeated id ends as its last put, and a
+/// (channel, version) keeps the value of the first put that carries it.
 pub async fn batch_put_stores_each_in_order(ctx: TestContext) {
     let b = &ctx.backend;
     let first = checkpoint("t1", "", &cp_id(1), &[("a", "1", json!("first"))]);
@@ -556,7 +557,10 @@ pub async fn batch_put_stores_each_in_order(ctx: TestContext) {
     again.metadata = obj(json!({"step": 2}));
     let other = checkpoint("t2", "sub", &cp_id(7), &[("b", "3", json!([3]))]);
     let next = checkpoint("t1", "", &cp_id(2), &[("a", "2", json!("second"))]);
-    let puts = [first, other, again, next]
+    // The greater id first: its value of (c, 1) is the one stored.
+    let later_id = checkpoint("t1", "", &cp_id(9), &[("c", "1", json!("kept"))]);
+    let earlier_id = checkpoint("t1", "", &cp_id(8), &[("c", "1", json!("dropped"))]);
+    let puts = [first, other, again, next, later_id, earlier_id]
         .into_iter()
         .map(|cp| {
             let new = cp.all_versions();
@@ -571,9 +575,15 @@ pub async fn batch_put_stores_each_in_order(ctx: TestContext) {
         .unwrap();
     assert_eq!(one.checkpoint.metadata, obj(json!({"step": 2})));
     assert_eq!(one.checkpoint.channel_values["a"], json!("first"));
+    let eight = b
+        .get_checkpoint("t1", "", Some(&cp_id(8)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(eight.checkpoint.channel_values["c"], json!("kept"));
     assert_eq!(
         listed(&ctx, CheckpointQuery::thread("t1")).await,
-        ids(&[2, 1])
+        ids(&[9, 8, 2, 1])
     );
     let seven = b.get_checkpoint("t2", "sub", None).await.unwrap().unwrap();
     assert_eq!(seven.checkpoint.id, cp_id(7));

@@ -60,17 +60,11 @@ impl ArtifactStore for ObjectBackend {
             check_artifact_size(artifact.data.len() as u64, self.config().max_artifact_bytes)?;
             let data = self.keys().artifact_data(scope, name);
             let size = artifact.data.len() as u64;
-            let digest = digest_of(vec![artifact.data.clone()]);
-            let upload = async {
-                self.objects()
-                    .store
-                    .put(&data, PutPayload::from_bytes(artifact.data))
-                    .await
-                    .map_err(classify)
-            };
-            // The digest and the version lookup need nothing from the upload: all at once.
-            let (sha256, _, next) =
-                tokio::try_join!(digest, upload, self.next_version_number(scope, name))?;
+            // The version lookup needs nothing from the upload: both at once.
+            let (sha256, next) = tokio::try_join!(
+                self.put_in_one(&data, vec![artifact.data]),
+                self.next_version_number(scope, name)
+            )?;
             let stored = Stored { data, size, sha256 };
             self.commit_version(
                 scope,
@@ -375,6 +369,12 @@ impl ObjectBackend {
                         buffered += chunk.len();
                         head.push(chunk);
                         if buffered >= threshold {
+                            // Hashing starts before the upload exists, so a failure here
+                            // leaves no multipart upload to abort.
+                            let digest = BackgroundDigest::start();
+                            for chunk in &head {
+                                digest.update(chunk.clone()).await?;
+                            }
                             let parts = self
                                 .objects()
                                 .store
@@ -385,9 +385,7 @@ impl ObjectBackend {
                                 parts,
                                 config.part_size_bytes as usize,
                             );
-                            let digest = BackgroundDigest::start();
                             for chunk in head.drain(..) {
-                                digest.update(chunk.clone()).await?;
                                 writer.put(chunk);
                             }
                             upload = Some((writer, digest));
@@ -403,18 +401,7 @@ impl ObjectBackend {
                 writer.finish().await.map_err(classify)?;
                 digest.finish().await?
             }
-            (Ok(()), None) => {
-                let digest = digest_of(head.clone());
-                let payload: PutPayload = head.into_iter().collect();
-                let put = async {
-                    self.objects()
-                        .store
-                        .put(&data, payload)
-                        .await
-                        .map_err(classify)
-                };
-                tokio::try_join!(digest, put)?.0
-            }
+            (Ok(()), None) => self.put_in_one(&data, head).await?,
             (Err(err), Some((writer, _))) => {
                 let _ = writer.abort().await;
                 return Err(err);
@@ -422,6 +409,21 @@ impl ObjectBackend {
             (Err(err), None) => return Err(err),
         };
         Ok(Stored { data, size, sha256 })
+    }
+
+    /// Puts content held in memory as one object, its digest computed beside the put;
+    /// returns the digest.
+    async fn put_in_one(&self, data: &Path, chunks: Vec<Bytes>) -> Result<String> {
+        let digest = digest_of(chunks.clone());
+        let payload: PutPayload = chunks.into_iter().collect();
+        let put = async {
+            self.objects()
+                .store
+                .put(data, payload)
+                .await
+                .map_err(classify)
+        };
+        Ok(tokio::try_join!(digest, put)?.0)
     }
 
     /// Creates the version record for stored content at `next` or, when other saves took

@@ -45,6 +45,10 @@ pub struct ObjectConfig {
     pub part_size_bytes: u64,
     /// Parts uploaded (and ranges read) at once per artifact.
     pub transfer_concurrency: usize,
+    /// Local files only: flush each written file and its directory to disk before the write
+    /// is acknowledged, so an acknowledged write survives a power loss or an OS crash, not
+    /// only a process crash. Cloud stores are durable on acknowledgement and ignore it.
+    pub fsync: bool,
 }
 
 impl Default for ObjectConfig {
@@ -67,6 +71,9 @@ impl Default for ObjectConfig {
             multipart_threshold_bytes: 5 * 1024 * 1024,
             part_size_bytes: 5 * 1024 * 1024,
             transfer_concurrency: 2,
+            // Acknowledged means durable, as on PostgreSQL's defaults; a cache directory
+            // that may lose its last writes can turn it off for speed.
+            fsync: true,
         }
     }
 }
@@ -103,6 +110,12 @@ impl ObjectConfig {
     /// Sets the artifact size limit.
     pub fn with_max_artifact_bytes(mut self, limit: Option<u64>) -> Self {
         self.max_artifact_bytes = limit;
+        self
+    }
+
+    /// Sets whether local-file writes are flushed to disk before they are acknowledged.
+    pub fn with_fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
         self
     }
 
@@ -206,6 +219,7 @@ impl fmt::Debug for ObjectConfig {
             .field("multipart_threshold_bytes", &self.multipart_threshold_bytes)
             .field("part_size_bytes", &self.part_size_bytes)
             .field("transfer_concurrency", &self.transfer_concurrency)
+            .field("fsync", &self.fsync)
             .finish()
     }
 }

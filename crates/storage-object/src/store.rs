@@ -92,7 +92,8 @@ impl Objects {
                     .with_source(err)
                 })?;
                 let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
-                    .map_err(|err| classify(err).with_operation("open"))?;
+                    .map_err(|err| classify(err).with_operation("open"))?
+                    .with_fsync(config.fsync);
                 Ok(Objects {
                     store: Arc::new(local),
                     mode: CellMode::Versions,

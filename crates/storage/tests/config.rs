@@ -21,6 +21,10 @@ fn defaults_apply_without_file_or_env() {
         let loaded = load(|| ConfigLoader::new().load());
         assert_eq!(loaded.config.backend, BackendName::Object);
         assert_eq!(loaded.config.memory.namespace, "default");
+        assert!(
+            loaded.config.object.fsync,
+            "the embedded default acknowledges only what is on disk"
+        );
         let source = loaded
             .entries()
             .into_iter()
@@ -89,6 +93,7 @@ fn env_overrides_file_with_nested_keys() {
         jail.set_env("STORAGE_ROUTES__ARTIFACTS", "memory");
         jail.set_env("STORAGE_REDIS__POOL_SIZE", "7");
         jail.set_env("STORAGE_OBJECT__OPTIONS__AWS_REGION", "eu-west-1");
+        jail.set_env("STORAGE_OBJECT__FSYNC", "false");
         // Not configuration: other STORAGE_ variables are left alone.
         jail.set_env("STORAGE_TEST_REDIS_URL", "redis://127.0.0.1:1");
         let loaded = load(|| ConfigLoader::new().load());
@@ -101,6 +106,7 @@ fn env_overrides_file_with_nested_keys() {
         assert_eq!(config.backend_of(Kind::Artifacts), BackendName::Memory);
         assert_eq!(config.redis.pool_size, 7);
         assert_eq!(config.object.options["aws_region"], "eu-west-1");
+        assert!(!config.object.fsync);
         let entry = loaded
             .entries()
             .into_iter()

@@ -1,7 +1,8 @@
 //! `cargo xtask bench object` (or `cargo bench -p storage-object`): the shared workload on
 //! local files and on S3 (`STORAGE_TEST_S3_URL`, or a throwaway moto server), then artifact
 //! save/get at 1 KiB, 1 MiB and 256 MiB through the backend and through object_store
-//! directly (our/raw ratio), with throughput and peak resident memory, and a 1 GiB round
+//! directly (our/raw ratio), with throughput and peak resident memory (on local files once
+//! with `fsync` on, the default, and once with it off), and a 1 GiB round
 //! trip with its peak memory. The round trip runs in a fresh child process (this binary with
 //! `--gib-child DIR`): an allocator keeps what earlier rows freed, so a peak read in this
 //! process would count their leftovers; the child's `VmHWM` counts everything it ever held.
@@ -19,7 +20,8 @@ use object_store::{ObjectStoreExt, PutMode, PutPayload, WriteMultipart};
 use storage_core::{ArtifactStore, ByteStream};
 use storage_object::{ObjectBackend, ObjectConfig};
 use storage_testkit::bench::{
-    interleaved, print_ratio, BenchOp, Measurement, Workload, INTERLEAVED_ROUNDS,
+    combine, interleaved_rounds, print_paired_ratio, print_ratio, BenchOp, Measurement, Workload,
+    INTERLEAVED_ROUNDS,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -82,6 +84,12 @@ fn main() {
         ObjectConfig::new(format!("file://{}", dir.path().display())).with_namespace(&namespace),
     )
     .expect("config");
+    let unflushed = ObjectBackend::new(
+        ObjectConfig::new(format!("file://{}", dir.path().display()))
+            .with_namespace(format!("{namespace}_unflushed"))
+            .with_fsync(false),
+    )
+    .expect("config");
     println!(
         "object backend; {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -98,8 +106,10 @@ fn main() {
             .from_args();
             workload.run(Arc::new(local.clone())).await;
         }
-        println!("\n== artifacts, local files ==");
+        println!("\n== artifacts, local files (fsync on, the default) ==");
         artifacts(&local, &[1024, MIB, 256 * MIB], 2_000).await;
+        println!("\n== artifacts, local files, fsync off ==");
+        artifacts(&unflushed, &[1024, MIB, 256 * MIB], 2_000).await;
         if !args_have("--skip-gib") {
             println!("\n== 1 GiB round trip, local files, fresh process ==");
             let child = std::process::Command::new(std::env::current_exe().expect("own path"))
@@ -127,8 +137,9 @@ fn main() {
 }
 
 /// Save and get through the backend (streaming) and through object_store directly, ours
-/// and raw alternating in rounds (`interleaved`), so a shared machine's drift hits both.
-/// Throughput is the size over the median time of one call.
+/// and raw alternating in rounds (`interleaved_rounds`), so a shared machine's drift hits
+/// both, each round starting with nothing left to write back. Throughput is the size over the median time of one call; the ratio is given over
+/// the whole row and as the median of the rounds' paired ratios.
 async fn artifacts(backend: &ObjectBackend, sizes: &[usize], max_ops: usize) {
     for &size in sizes {
         let label = if size >= MIB {
@@ -140,33 +151,46 @@ async fn artifacts(backend: &ObjectBackend, sizes: &[usize], max_ops: usize) {
         let ops = (2048 * MIB / size).clamp(INTERLEAVED_ROUNDS, max_ops);
         reset_peak();
         let raw_path = Path::from(format!("raw/{}/{label}", backend.config().namespace));
-        let contenders = [
+        let saves = [
             (format!("save_{label}"), save_ours(backend, &label, size)),
             (
                 format!("raw_save_{label}"),
                 save_raw(backend, &raw_path, size),
             ),
         ];
-        let saves = interleaved(1, ops, &contenders).await;
-        let contenders = [
+        let saves = interleaved_rounds(1, ops, &saves, flush_to_disk).await;
+        let gets = [
             (format!("get_{label}"), get_ours(backend, &label, size)),
             (
                 format!("raw_get_{label}"),
                 get_raw(backend, &raw_path, size),
             ),
         ];
-        let gets = interleaved(1, ops, &contenders).await;
+        let gets = interleaved_rounds(1, ops, &gets, flush_to_disk).await;
         let mib_per_sec = |m: &Measurement| size as f64 / MIB as f64 / m.p50.as_secs_f64();
-        for (what, rows) in [("save", &saves), ("get", &gets)] {
-            print_ratio(
-                &format!("{what}_{label} MiB/s (median call) ours/raw"),
-                mib_per_sec(&rows[0]),
-                mib_per_sec(&rows[1]),
-            );
+        for (what, rounds) in [("save", saves), ("get", gets)] {
+            let (ours, raw) = (&rounds[0], &rounds[1]);
+            let rows: Vec<Measurement> = rounds.iter().cloned().map(combine).collect();
+            for row in &rows {
+                println!("{}", row.row());
+            }
+            let label = format!("{what}_{label} MiB/s (median call) ours/raw");
+            print_ratio(&label, mib_per_sec(&rows[0]), mib_per_sec(&rows[1]));
+            print_paired_ratio(&label, ours, raw, mib_per_sec);
         }
         // An upper bound: the allocator may keep what earlier sizes freed.
         println!("{label}: peak resident {:.1} MiB", peak_rss_mib());
     }
+}
+
+/// Writes every dirty page to disk (`sync`), so that a round does not pay for the writeback
+/// of the round before it: with `fsync` off, gigabytes of saves would otherwise pile up in
+/// the page cache and stall whichever contender is running when the kernel throttles.
+fn flush_to_disk() {
+    let status = std::process::Command::new("sync")
+        .status()
+        .expect("run sync");
+    assert!(status.success(), "sync failed: {status}");
 }
 
 /// Resets the peak so the next reading covers only what follows (Linux `clear_refs`).

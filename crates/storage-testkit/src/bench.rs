@@ -396,25 +396,73 @@ pub async fn interleaved(
     ops: usize,
     contenders: &[(String, BenchOp)],
 ) -> Vec<Measurement> {
+    let rows: Vec<Measurement> = interleaved_rounds(concurrency, ops, contenders, || {})
+        .await
+        .into_iter()
+        .map(combine)
+        .collect();
+    for row in &rows {
+        println!("{}", row.row());
+    }
+    rows
+}
+
+/// As [`interleaved`], but returns each contender's rounds uncombined (for
+/// [`print_paired_ratio`]) and prints nothing. `settle` runs, untimed, before every round
+/// of every contender: a disk-bound row flushes there (`sync`), so no contender's round
+/// pays for the writeback of the one before it.
+pub async fn interleaved_rounds(
+    concurrency: usize,
+    ops: usize,
+    contenders: &[(String, BenchOp)],
+    settle: impl Fn(),
+) -> Vec<Vec<Measurement>> {
     let per_round = (ops / INTERLEAVED_ROUNDS).max(1);
     let run = |op: &BenchOp, label: &str| {
         let (op, label) = (op.clone(), label.to_owned());
         async move { measure(&label, concurrency, per_round, move |i| op(i)).await }
     };
     for (_, op) in contenders {
+        settle();
         run(op, "warm-up").await;
     }
     let mut rounds: Vec<Vec<Measurement>> = contenders.iter().map(|_| Vec::new()).collect();
     for _ in 0..INTERLEAVED_ROUNDS {
         for ((name, op), measured) in contenders.iter().zip(rounds.iter_mut()) {
+            settle();
             measured.push(run(op, name).await);
         }
     }
-    let rows: Vec<Measurement> = rounds.into_iter().map(combine).collect();
-    for row in &rows {
-        println!("{}", row.row());
-    }
-    rows
+    rounds
+}
+
+/// Prints the median, lowest and highest of the per-round ratios ours/raw of `figure`
+/// (higher is better), each round's pair measured back to back: drift between rounds
+/// cancels out of every ratio, and the range shows how far one round can stray.
+pub fn print_paired_ratio(
+    label: &str,
+    ours: &[Measurement],
+    raw: &[Measurement],
+    figure: impl Fn(&Measurement) -> f64,
+) {
+    assert_eq!(ours.len(), raw.len(), "rounds are paired");
+    let mut ratios: Vec<f64> = ours
+        .iter()
+        .zip(raw)
+        .map(|(ours, raw)| figure(ours) / figure(raw))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = if ratios.len() % 2 == 1 {
+        ratios[ratios.len() / 2]
+    } else {
+        (ratios[ratios.len() / 2 - 1] + ratios[ratios.len() / 2]) / 2.0
+    };
+    println!(
+        "{label}: median of {} paired rounds {median:.3} (lowest {:.3}, highest {:.3})",
+        ratios.len(),
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
 }
 
 /// Ours against the raw driver doing the identical work, interleaved; prints the ops/s

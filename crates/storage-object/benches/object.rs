@@ -8,7 +8,8 @@
 //! process would count their leftovers; the child's `VmHWM` counts everything it ever held.
 //!
 //! Flags: `--ops N`, `--history a,b`, `--concurrency a,b` (shared workload), `--skip-s3`,
-//! `--skip-workload`, `--skip-gib`.
+//! `--skip-workload`, `--skip-gib`, `--dir PATH` (where the local-file rows write; the
+//! system's temporary directory if not given).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,7 +79,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let dir = tempfile::tempdir().expect("temporary directory");
+    // `--dir` puts the local-file rows elsewhere, e.g. on a tmpfs to take the disk out.
+    let dir = match arg_after("--dir") {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir(),
+    }
+    .expect("temporary directory");
     let namespace = format!("bench_{}", std::process::id());
     let local = ObjectBackend::new(
         ObjectConfig::new(format!("file://{}", dir.path().display())).with_namespace(&namespace),
@@ -180,6 +186,18 @@ async fn artifacts(backend: &ObjectBackend, sizes: &[usize], max_ops: usize) {
         }
         // An upper bound: the allocator may keep what earlier sizes freed.
         println!("{label}: peak resident {:.1} MiB", peak_rss_mib());
+        // Gigabytes per size: removed before the next, so the disk (or tmpfs) never fills.
+        backend.clear_artifacts("bench").await.expect("clear ours");
+        let store = backend.object_store();
+        let written: Vec<Path> = store
+            .list(Some(&raw_path))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .expect("list raw");
+        for path in written {
+            store.delete(&path).await.expect("delete raw");
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //! local files and on S3 (`STORAGE_TEST_S3_URL`, or a throwaway moto server), then artifact
 //! save/get at 1 KiB, 1 MiB and 256 MiB through the backend and through object_store
 //! directly (our/raw ratio), with throughput and peak resident memory (on local files once
-//! with `fsync` on, the default, and once with it off), and a 1 GiB round
-//! trip with its peak memory. The round trip runs in a fresh child process (this binary with
+//! with `fsync` on, the default, and once with it off), and a 1 GiB round trip with its
+//! peak memory. The round trip runs in a fresh child process (this binary with
 //! `--gib-child DIR`): an allocator keeps what earlier rows freed, so a peak read in this
 //! process would count their leftovers; the child's `VmHWM` counts everything it ever held.
 //!
@@ -144,8 +144,9 @@ fn main() {
 
 /// Save and get through the backend (streaming) and through object_store directly, ours
 /// and raw alternating in rounds (`interleaved_rounds`), so a shared machine's drift hits
-/// both, each round starting with nothing left to write back. Throughput is the size over the median time of one call; the ratio is given over
-/// the whole row and as the median of the rounds' paired ratios.
+/// both, each round starting with nothing left to write back. Throughput is the size over
+/// the median time of one call; the ratio is given over the whole row and as the median of
+/// the rounds' paired ratios.
 async fn artifacts(backend: &ObjectBackend, sizes: &[usize], max_ops: usize) {
     for &size in sizes {
         let label = if size >= MIB {

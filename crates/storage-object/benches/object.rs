@@ -7,12 +7,12 @@
 //! `--gib-child DIR`): an allocator keeps what earlier rows freed, so a peak read in this
 //! process would count their leftovers; the child's `VmHWM` counts everything it ever held.
 //!
-//! Flags: `--ops N`, `--history a,b`, `--concurrency a,b` (shared workload), `--skip-s3`,
-//! `--skip-workload`, `--skip-gib`, `--dir PATH` (where the local-file rows write; the
-//! system's temporary directory if not given).
+//! Flags: `--ops N`, `--history a,b`, `--concurrency a,b` (shared workload), `--skip-local`,
+//! `--skip-s3`, `--skip-workload`, `--skip-gib`, `--dir PATH` (where the local-file rows
+//! write; the system's temporary directory if not given).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -20,10 +20,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutPayload, WriteMultipart};
 use storage_core::{ArtifactStore, ByteStream};
 use storage_object::{ObjectBackend, ObjectConfig};
-use storage_testkit::bench::{
-    combine, interleaved_rounds, print_paired_ratio, print_ratio, BenchOp, Measurement, Workload,
-    INTERLEAVED_ROUNDS,
-};
+use storage_testkit::bench::{alternating_calls, BenchOp, Workload};
 
 const MIB: usize = 1024 * 1024;
 
@@ -101,28 +98,30 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     runtime.block_on(async {
-        if !args_have("--skip-workload") {
-            println!("\n== shared workload, local files ==");
-            let workload = Workload {
-                ops: 2_000,
-                checkpoint_ops: 500,
-                history_lengths: vec![1_000, 10_000],
-                concurrency: vec![1, 32],
+        if !args_have("--skip-local") {
+            if !args_have("--skip-workload") {
+                println!("\n== shared workload, local files ==");
+                let workload = Workload {
+                    ops: 2_000,
+                    checkpoint_ops: 500,
+                    history_lengths: vec![1_000, 10_000],
+                    concurrency: vec![1, 32],
+                }
+                .from_args();
+                workload.run(Arc::new(local.clone())).await;
             }
-            .from_args();
-            workload.run(Arc::new(local.clone())).await;
-        }
-        println!("\n== artifacts, local files (fsync on, the default) ==");
-        artifacts(&local, &[1024, MIB, 256 * MIB], 2_000).await;
-        println!("\n== artifacts, local files, fsync off ==");
-        artifacts(&unflushed, &[1024, MIB, 256 * MIB], 2_000).await;
-        if !args_have("--skip-gib") {
-            println!("\n== 1 GiB round trip, local files, fresh process ==");
-            let child = std::process::Command::new(std::env::current_exe().expect("own path"))
-                .args(["--gib-child", &dir.path().display().to_string()])
-                .status()
-                .expect("run the round trip child");
-            assert!(child.success(), "the 1 GiB round trip failed: {child}");
+            println!("\n== artifacts, local files (fsync on, the default) ==");
+            artifacts(&local, &[1024, MIB, 256 * MIB], 2_000).await;
+            println!("\n== artifacts, local files, fsync off ==");
+            artifacts(&unflushed, &[1024, MIB, 256 * MIB], 2_000).await;
+            if !args_have("--skip-gib") {
+                println!("\n== 1 GiB round trip, local files, fresh process ==");
+                let child = std::process::Command::new(std::env::current_exe().expect("own path"))
+                    .args(["--gib-child", &dir.path().display().to_string()])
+                    .status()
+                    .expect("run the round trip child");
+                assert!(child.success(), "the 1 GiB round trip failed: {child}");
+            }
         }
         if !args_have("--skip-s3") {
             let s3 = ObjectBackend::new(s3_config(&namespace)).expect("config");
@@ -143,10 +142,9 @@ fn main() {
 }
 
 /// Save and get through the backend (streaming) and through object_store directly, ours
-/// and raw alternating in rounds (`interleaved_rounds`), so a shared machine's drift hits
-/// both, each round starting with nothing left to write back. Throughput is the size over
-/// the median time of one call; the ratio is given over the whole row and as the median of
-/// the rounds' paired ratios.
+/// and raw taking turns call by call (`alternating_calls`), so a shared machine's drift and
+/// its disk's bursts hit both alike. Throughput is the size over the median call; the ratio
+/// is given of the two medians and as the median of the turns' paired ratios.
 async fn artifacts(backend: &ObjectBackend, sizes: &[usize], max_ops: usize) {
     for &size in sizes {
         let label = if size >= MIB {
@@ -154,37 +152,30 @@ async fn artifacts(backend: &ObjectBackend, sizes: &[usize], max_ops: usize) {
         } else {
             format!("{}KiB", size / 1024)
         };
-        // Enough calls per round to time, at most 2 GiB a contender over all rounds.
-        let ops = (2048 * MIB / size).clamp(INTERLEAVED_ROUNDS, max_ops);
+        // Enough calls to time, at most 2 GiB a contender unless that leaves too few turns
+        // for a median that one slow call cannot move.
+        let turns = (2048 * MIB / size).clamp(16, max_ops);
         reset_peak();
         let raw_path = Path::from(format!("raw/{}/{label}", backend.config().namespace));
-        let saves = [
-            (format!("save_{label}"), save_ours(backend, &label, size)),
-            (
-                format!("raw_save_{label}"),
-                save_raw(backend, &raw_path, size),
-            ),
-        ];
-        let saves = interleaved_rounds(1, ops, &saves, flush_to_disk).await;
-        let gets = [
-            (format!("get_{label}"), get_ours(backend, &label, size)),
-            (
-                format!("raw_get_{label}"),
-                get_raw(backend, &raw_path, size),
-            ),
-        ];
-        let gets = interleaved_rounds(1, ops, &gets, flush_to_disk).await;
-        let mib_per_sec = |m: &Measurement| size as f64 / MIB as f64 / m.p50.as_secs_f64();
-        for (what, rounds) in [("save", saves), ("get", gets)] {
-            let (ours, raw) = (&rounds[0], &rounds[1]);
-            let rows: Vec<Measurement> = rounds.iter().cloned().map(combine).collect();
-            for row in &rows {
-                println!("{}", row.row());
-            }
-            let label = format!("{what}_{label} MiB/s (median call) ours/raw");
-            print_ratio(&label, mib_per_sec(&rows[0]), mib_per_sec(&rows[1]));
-            print_paired_ratio(&label, ours, raw, mib_per_sec);
-        }
+        let mib_per_sec = |latency: Duration| size as f64 / MIB as f64 / latency.as_secs_f64();
+        flush_to_disk();
+        alternating_calls(
+            &format!("save_{label}"),
+            save_ours(backend, &label, size),
+            save_raw(backend, &raw_path, size),
+            turns,
+        )
+        .await
+        .print(&format!("save_{label} MiB/s"), mib_per_sec);
+        flush_to_disk();
+        alternating_calls(
+            &format!("get_{label}"),
+            get_ours(backend, &label, size),
+            get_raw(backend, &raw_path, size),
+            turns,
+        )
+        .await
+        .print(&format!("get_{label} MiB/s"), mib_per_sec);
         // An upper bound: the allocator may keep what earlier sizes freed.
         println!("{label}: peak resident {:.1} MiB", peak_rss_mib());
         // Gigabytes per size: removed before the next, so the disk (or tmpfs) never fills.
@@ -202,9 +193,9 @@ async fn artifacts(backend: &ObjectBackend, sizes: &[usize], max_ops: usize) {
     }
 }
 
-/// Writes every dirty page to disk (`sync`), so that a round does not pay for the writeback
-/// of the round before it: with `fsync` off, gigabytes of saves would otherwise pile up in
-/// the page cache and stall whichever contender is running when the kernel throttles.
+/// Writes every dirty page to disk (`sync`), so that a row does not pay for the writeback of
+/// the row before it: with `fsync` off, gigabytes of saves would otherwise still be in the
+/// page cache when the next row starts.
 fn flush_to_disk() {
     let status = std::process::Command::new("sync")
         .status()

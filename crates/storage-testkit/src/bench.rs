@@ -66,7 +66,7 @@ where
 {
     let op = Arc::new(op);
     let started = Instant::now();
-    let mut latencies: Vec<u64> = if concurrency <= 1 {
+    let latencies: Vec<u64> = if concurrency <= 1 {
         let mut latencies = Vec::with_capacity(ops);
         for i in 0..ops {
             let t = Instant::now();
@@ -95,19 +95,32 @@ where
         }
         all
     };
-    let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    let percentile = |p: f64| {
-        let index = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
-        Duration::from_nanos(latencies.get(index).copied().unwrap_or(0))
-    };
-    Measurement {
-        name: name.to_owned(),
-        concurrency,
-        ops,
-        ops_per_sec: ops as f64 / elapsed.as_secs_f64(),
-        p50: percentile(0.50),
-        p99: percentile(0.99),
+    Measurement::from_latencies(name, concurrency, latencies, started.elapsed())
+}
+
+impl Measurement {
+    /// The figures of calls with these latencies (nanoseconds, any order) that took
+    /// `elapsed` in all.
+    fn from_latencies(
+        name: &str,
+        concurrency: usize,
+        mut latencies: Vec<u64>,
+        elapsed: Duration,
+    ) -> Measurement {
+        latencies.sort_unstable();
+        let percentile = |p: f64| {
+            let index =
+                ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
+            Duration::from_nanos(latencies.get(index).copied().unwrap_or(0))
+        };
+        Measurement {
+            name: name.to_owned(),
+            concurrency,
+            ops: latencies.len(),
+            ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: percentile(0.50),
+            p99: percentile(0.99),
+        }
     }
 }
 
@@ -396,73 +409,126 @@ pub async fn interleaved(
     ops: usize,
     contenders: &[(String, BenchOp)],
 ) -> Vec<Measurement> {
-    let rows: Vec<Measurement> = interleaved_rounds(concurrency, ops, contenders, || {})
-        .await
-        .into_iter()
-        .map(combine)
-        .collect();
-    for row in &rows {
-        println!("{}", row.row());
-    }
-    rows
-}
-
-/// As [`interleaved`], but returns each contender's rounds uncombined (for
-/// [`print_paired_ratio`]) and prints nothing. `settle` runs, untimed, before every round
-/// of every contender: a disk-bound row flushes there (`sync`), so no contender's round
-/// pays for the writeback of the one before it.
-pub async fn interleaved_rounds(
-    concurrency: usize,
-    ops: usize,
-    contenders: &[(String, BenchOp)],
-    settle: impl Fn(),
-) -> Vec<Vec<Measurement>> {
     let per_round = (ops / INTERLEAVED_ROUNDS).max(1);
     let run = |op: &BenchOp, label: &str| {
         let (op, label) = (op.clone(), label.to_owned());
         async move { measure(&label, concurrency, per_round, move |i| op(i)).await }
     };
     for (_, op) in contenders {
-        settle();
         run(op, "warm-up").await;
     }
     let mut rounds: Vec<Vec<Measurement>> = contenders.iter().map(|_| Vec::new()).collect();
     for _ in 0..INTERLEAVED_ROUNDS {
         for ((name, op), measured) in contenders.iter().zip(rounds.iter_mut()) {
-            settle();
             measured.push(run(op, name).await);
         }
     }
-    rounds
+    let rows: Vec<Measurement> = rounds.into_iter().map(combine).collect();
+    for row in &rows {
+        println!("{}", row.row());
+    }
+    rows
 }
 
-/// Prints the median, lowest and highest of the per-round ratios ours/raw of `figure`
-/// (higher is better), each round's pair measured back to back: drift between rounds
-/// cancels out of every ratio, and the range shows how far one round can stray.
-pub fn print_paired_ratio(
-    label: &str,
-    ours: &[Measurement],
-    raw: &[Measurement],
-    figure: impl Fn(&Measurement) -> f64,
-) {
-    assert_eq!(ours.len(), raw.len(), "rounds are paired");
-    let mut ratios: Vec<f64> = ours
-        .iter()
-        .zip(raw)
-        .map(|(ours, raw)| figure(ours) / figure(raw))
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    let median = if ratios.len() % 2 == 1 {
-        ratios[ratios.len() / 2]
-    } else {
-        (ratios[ratios.len() / 2 - 1] + ratios[ratios.len() / 2]) / 2.0
+/// Ours and raw called one after the other, one call each per turn, whoever goes first
+/// swapping every turn: the load of a shared machine and the state of its disk (a writeback
+/// burst, a journal commit) change from one call to the next, and taking turns call by call
+/// puts ours and raw under the same conditions down to single calls, with neither always
+/// first. Two untimed warm-up turns come first.
+///
+/// ```
+/// use std::sync::Arc;
+/// use storage_testkit::bench::{alternating_calls, BenchOp};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// // In a bench, `ours` goes through the backend and `raw` makes the same driver calls.
+/// let yield_once = || -> BenchOp { Arc::new(|_| Box::pin(tokio::task::yield_now())) };
+/// let paired = alternating_calls("yield", yield_once(), yield_once(), 20).await;
+/// assert_eq!((paired.ours.ops, paired.raw.ops, paired.turns.len()), (20, 20, 20));
+/// paired.print("yield calls/s", |latency| 1.0 / latency.as_secs_f64());
+/// # });
+/// ```
+pub async fn alternating_calls(name: &str, ours: BenchOp, raw: BenchOp, turns: usize) -> Paired {
+    let time = |op: &BenchOp, i: usize| {
+        let call = op(i);
+        async move {
+            let started = Instant::now();
+            call.await;
+            started.elapsed()
+        }
     };
-    println!(
-        "{label}: median of {} paired rounds {median:.3} (lowest {:.3}, highest {:.3})",
-        ratios.len(),
-        ratios[0],
-        ratios[ratios.len() - 1]
-    );
+    for i in 0..2 {
+        time(&ours, i).await;
+        time(&raw, i).await;
+    }
+    let mut turns_timed = Vec::with_capacity(turns);
+    for i in 0..turns {
+        let (ours_took, raw_took) = if i % 2 == 0 {
+            let ours_took = time(&ours, i).await;
+            (ours_took, time(&raw, i).await)
+        } else {
+            let raw_took = time(&raw, i).await;
+            (time(&ours, i).await, raw_took)
+        };
+        turns_timed.push((ours_took, raw_took));
+    }
+    let row = |name: &str, took: &dyn Fn(&(Duration, Duration)) -> Duration| {
+        let latencies = turns_timed.iter().map(|turn| took(turn).as_nanos() as u64);
+        let elapsed = turns_timed.iter().map(took).sum();
+        Measurement::from_latencies(name, 1, latencies.collect(), elapsed)
+    };
+    Paired {
+        ours: row(&format!("{name} (alternating)"), &|turn| turn.0),
+        raw: row(&format!("raw_{name} (alternating)"), &|turn| turn.1),
+        turns: turns_timed,
+    }
+}
+
+/// What [`alternating_calls`] measured: a row each for ours and raw, and every turn's pair.
+#[derive(Debug, Clone)]
+pub struct Paired {
+    /// Ours, over all turns.
+    pub ours: Measurement,
+    /// Raw, over all turns.
+    pub raw: Measurement,
+    /// Each turn's latencies, (ours, raw).
+    pub turns: Vec<(Duration, Duration)>,
+}
+
+impl Paired {
+    /// The median over turns of ours/raw of `figure` (a figure where higher is better, such
+    /// as MiB/s, computed from one call's latency): every ratio compares two calls made
+    /// back to back, so drift cancels out of each.
+    pub fn median_ratio(&self, figure: impl Fn(Duration) -> f64) -> f64 {
+        let mut ratios: Vec<f64> = self
+            .turns
+            .iter()
+            .map(|&(ours, raw)| figure(ours) / figure(raw))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let middle = ratios.len() / 2;
+        if ratios.len() % 2 == 1 {
+            ratios[middle]
+        } else {
+            (ratios[middle - 1] + ratios[middle]) / 2.0
+        }
+    }
+
+    /// Prints both rows, `figure` of each row's median call as ours/raw, and the median of
+    /// the turns' ratios ([`Paired::median_ratio`]).
+    pub fn print(&self, label: &str, figure: impl Fn(Duration) -> f64) {
+        println!("{}\n{}", self.ours.row(), self.raw.row());
+        print_ratio(
+            &format!("{label} (median call) ours/raw"),
+            figure(self.ours.p50),
+            figure(self.raw.p50),
+        );
+        println!(
+            "{label} ours/raw: median of {} turns' ratios {:.3}",
+            self.turns.len(),
+            self.median_ratio(figure)
+        );
+    }
 }
 
 /// Ours against the raw driver doing the identical work, interleaved; prints the ops/s
@@ -537,5 +603,64 @@ pub fn print_history_ratio(rows: &[Measurement], lengths: &[usize], concurrency:
                 short,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// An op that notes `who` each time it is called.
+    fn noting(calls: &Arc<Mutex<Vec<&'static str>>>, who: &'static str) -> BenchOp {
+        let calls = calls.clone();
+        Arc::new(move |_| {
+            calls.lock().unwrap().push(who);
+            Box::pin(async {})
+        })
+    }
+
+    #[tokio::test]
+    async fn alternating_calls_take_turns_and_swap_who_goes_first() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let paired =
+            alternating_calls("op", noting(&calls, "ours"), noting(&calls, "raw"), 4).await;
+        let calls = calls.lock().unwrap().clone();
+        // Two warm-up turns, then four timed ones, the first of each pair alternating.
+        assert_eq!(
+            calls,
+            [
+                "ours", "raw", "ours", "raw", // warm-up
+                "ours", "raw", "raw", "ours", "ours", "raw", "raw", "ours",
+            ]
+        );
+        assert_eq!(
+            (paired.ours.ops, paired.raw.ops, paired.turns.len()),
+            (4, 4, 4)
+        );
+        assert_eq!(paired.ours.name, "op (alternating)");
+        assert_eq!(paired.raw.name, "raw_op (alternating)");
+    }
+
+    #[test]
+    fn median_ratio_is_the_middle_turn_ratio() {
+        let ms = Duration::from_millis;
+        let paired = |turns: Vec<(Duration, Duration)>| Paired {
+            ours: Measurement::from_latencies("ours", 1, vec![], ms(1)),
+            raw: Measurement::from_latencies("raw", 1, vec![], ms(1)),
+            turns,
+        };
+        let per_sec = |latency: Duration| 1.0 / latency.as_secs_f64();
+        // Ratios 0.5, 1 and 2: one slow turn of either side does not move the median.
+        let odd = paired(vec![(ms(2), ms(1)), (ms(1), ms(1)), (ms(1), ms(2))]);
+        assert_eq!(odd.median_ratio(per_sec), 1.0);
+        // Ratios 0.5, 1, 2 and 4: the mean of the middle two.
+        let even = paired(vec![
+            (ms(2), ms(1)),
+            (ms(1), ms(1)),
+            (ms(1), ms(2)),
+            (ms(1), ms(4)),
+        ]);
+        assert_eq!(even.median_ratio(per_sec), 1.5);
     }
 }

@@ -136,7 +136,7 @@ fn main() {
                 workload.run(Arc::new(s3.clone())).await;
             }
             println!("\n== artifacts, S3 (moto) ==");
-            artifacts(&s3, &[1024, MIB, 64 * MIB], 100).await;
+            artifacts(&s3, &[1024, MIB, 256 * MIB], 300).await;
         }
     });
 }

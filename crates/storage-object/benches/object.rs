@@ -158,24 +158,25 @@ async fn artifacts(backend: &ObjectBackend, sizes: &[usize], max_ops: usize) {
         reset_peak();
         let raw_path = Path::from(format!("raw/{}/{label}", backend.config().namespace));
         let mib_per_sec = |latency: Duration| size as f64 / MIB as f64 / latency.as_secs_f64();
-        flush_to_disk();
-        alternating_calls(
-            &format!("save_{label}"),
-            save_ours(backend, &label, size),
-            save_raw(backend, &raw_path, size),
-            turns,
-        )
-        .await
-        .print(&format!("save_{label} MiB/s"), mib_per_sec);
-        flush_to_disk();
-        alternating_calls(
-            &format!("get_{label}"),
-            get_ours(backend, &label, size),
-            get_raw(backend, &raw_path, size),
-            turns,
-        )
-        .await
-        .print(&format!("get_{label} MiB/s"), mib_per_sec);
+        // Saves first: the gets read what they stored.
+        let rows = [
+            (
+                "save",
+                save_ours(backend, &label, size),
+                save_raw(backend, &raw_path, size),
+            ),
+            (
+                "get",
+                get_ours(backend, &label, size),
+                get_raw(backend, &raw_path, size),
+            ),
+        ];
+        for (what, ours, raw) in rows {
+            flush_to_disk();
+            alternating_calls(&format!("{what}_{label}"), ours, raw, turns)
+                .await
+                .print(&format!("{what}_{label} MiB/s"), mib_per_sec);
+        }
         // An upper bound: the allocator may keep what earlier sizes freed.
         println!("{label}: peak resident {:.1} MiB", peak_rss_mib());
         // Gigabytes per size: removed before the next, so the disk (or tmpfs) never fills.

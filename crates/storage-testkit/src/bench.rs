@@ -498,8 +498,11 @@ pub struct Paired {
 impl Paired {
     /// The median over turns of ours/raw of `figure` (a figure where higher is better, such
     /// as MiB/s, computed from one call's latency): every ratio compares two calls made
-    /// back to back, so drift cancels out of each.
+    /// back to back, so drift cancels out of each. NaN when no turn was timed.
     pub fn median_ratio(&self, figure: impl Fn(Duration) -> f64) -> f64 {
+        if self.turns.is_empty() {
+            return f64::NAN;
+        }
         let mut ratios: Vec<f64> = self
             .turns
             .iter()
@@ -662,5 +665,6 @@ mod tests {
             (ms(1), ms(4)),
         ]);
         assert_eq!(even.median_ratio(per_sec), 1.5);
+        assert!(paired(vec![]).median_ratio(per_sec).is_nan());
     }
 }

@@ -33,7 +33,7 @@ pub struct ArtifactMeta {
 }
 
 /// A stored artifact version with its content.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
     /// What is known about it.
     pub meta: ArtifactMeta,
@@ -49,7 +49,7 @@ pub struct Artifact {
 /// let report = NewArtifact::new("text/markdown", "# Findings\n".as_bytes().to_vec());
 /// assert_eq!(report.data.len(), 11);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewArtifact {
     /// The MIME type.
     pub content_type: String,

@@ -65,11 +65,15 @@ impl fmt::Display for ErrorKind {
 }
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// Shared, so that an error can be cloned (one failed batch answers every caller in it)
+/// without losing what caused it.
+type SharedSource = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error from a storage operation.
 ///
 /// Carries its [`ErrorKind`], whether it is temporary, the backend and operation it came from,
-/// a message for humans and, where there is one, the driver error underneath.
+/// a message for humans and, where there is one, the driver error underneath. Cloning
+/// keeps all of it, the source included.
 ///
 /// ```
 /// use storage_core::{ErrorKind, StorageError};
@@ -84,7 +88,7 @@ type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///     "not_found in memory.update_session: session 'abc' does not exist"
 /// );
 /// ```
-#[derive(thiserror::Error)]
+#[derive(thiserror::Error, Clone)]
 pub struct StorageError {
     kind: ErrorKind,
     temporary: bool,
@@ -92,7 +96,7 @@ pub struct StorageError {
     operation: &'static str,
     message: String,
     #[source]
-    source: Option<Source>,
+    source: Option<SharedSource>,
 }
 
 impl StorageError {
@@ -173,7 +177,7 @@ impl StorageError {
     }
     /// Attaches the underlying driver error.
     pub fn with_source(mut self, source: impl Into<Source>) -> Self {
-        self.source = Some(source.into());
+        self.source = Some(SharedSource::from(source.into()));
         self
     }
 
@@ -264,6 +268,18 @@ mod tests {
             .with_backend("facade");
         assert_eq!(err.operation(), "inner");
         assert_eq!(err.backend_name(), "redis");
+    }
+
+    #[test]
+    fn a_clone_keeps_the_source() {
+        use std::error::Error as _;
+        let err = StorageError::connection("lost")
+            .with_backend("redis")
+            .with_source(std::io::Error::other("reset by peer"));
+        let copy = err.clone();
+        assert_eq!(copy.to_string(), err.to_string());
+        assert_eq!(copy.source().unwrap().to_string(), "reset by peer");
+        assert!(copy.is_temporary());
     }
 
     #[test]

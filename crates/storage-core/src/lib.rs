@@ -25,6 +25,8 @@ pub mod conversation;
 pub mod error;
 pub mod ext;
 pub mod json;
+pub mod kind;
+pub mod operation;
 pub mod page;
 pub mod prelude;
 pub mod redact;
@@ -43,6 +45,8 @@ pub use checkpoint::{
 pub use conversation::{ConversationStore, Message, MessageRange, NewMessage};
 pub use error::{ErrorKind, Result, StorageError};
 pub use json::Metadata;
+pub use kind::Kind;
+pub use operation::{Call, Dispatch, Reply};
 pub use page::Page;
 pub use session::{
     BatchCreate, NewSession, Session, SessionMetrics, SessionQuery, SessionStatus, SessionStore,

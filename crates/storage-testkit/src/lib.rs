@@ -27,6 +27,7 @@ pub mod bench;
 pub mod checks;
 mod context;
 pub mod data;
+pub mod fault;
 pub mod servers;
 
 pub use context::{BackendFactory, TestContext};

@@ -345,6 +345,11 @@ pub struct FailoverConfig {
     pub recovery_probes: u32,
     /// Directory of the journals.
     pub journal_dir: std::path::PathBuf,
+    /// Deadline of each call of a primary, in ms (0: none); past it the call counts as a
+    /// failure and a read is answered by the fallback.
+    pub attempt_timeout_ms: u64,
+    /// The largest streamed artifact save journaled while a primary is down, in bytes.
+    pub max_journaled_stream_bytes: u64,
 }
 
 impl Default for FailoverConfig {
@@ -357,6 +362,8 @@ impl Default for FailoverConfig {
             probe_interval_ms: settings.probe_interval_ms,
             recovery_probes: settings.recovery_probes,
             journal_dir: settings.journal_dir,
+            attempt_timeout_ms: settings.attempt_timeout_ms,
+            max_journaled_stream_bytes: settings.max_journaled_stream_bytes,
         }
     }
 }
@@ -370,6 +377,8 @@ impl FailoverConfig {
             probe_interval_ms: self.probe_interval_ms,
             recovery_probes: self.recovery_probes,
             journal_dir: self.journal_dir.clone(),
+            attempt_timeout_ms: self.attempt_timeout_ms,
+            max_journaled_stream_bytes: self.max_journaled_stream_bytes,
         }
     }
 }
@@ -516,6 +525,16 @@ impl StorageConfig {
             "failover.probe_interval_ms",
             self.failover.probe_interval_ms,
         )?;
+        // A primary's attempt must end before the facade's own deadline, or a hang is cut
+        // off by the facade before the breaker ever sees it.
+        let attempt = self.failover.attempt_timeout_ms;
+        let facade = self.timeouts.read_ms;
+        if facade > 0 && (attempt == 0 || attempt >= facade) {
+            return Err((
+                "failover.attempt_timeout_ms".into(),
+                format!("expected a value from 1 to below timeouts.read_ms ({facade} ms)"),
+            ));
+        }
         self.validate_backends()
     }
 

@@ -17,8 +17,6 @@ use storage_core::{
 };
 use tokio::sync::oneshot;
 
-use crate::storage::copy_error;
-
 /// One kind of write that group commit coalesces.
 pub(crate) trait BatchKind: Send + Sync + 'static {
     /// One caller's write.
@@ -254,7 +252,7 @@ impl<K: BatchKind> Batcher<K> {
             }
             Err(err) => {
                 for pending in batch {
-                    let _ = pending.reply.send(Err(copy_error(&err)));
+                    let _ = pending.reply.send(Err(err.clone()));
                 }
             }
         }

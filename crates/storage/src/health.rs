@@ -13,7 +13,9 @@ use storage_core::{
     StorageBackend, StorageError,
 };
 
-use crate::{Kind, Storage};
+use crate::config::StorageConfig;
+use crate::routes::{route_label, Routes};
+use crate::Kind;
 
 /// How long one backend's check may take.
 const CHECK_DEADLINE: Duration = Duration::from_secs(10);
@@ -69,7 +71,7 @@ impl HealthReport {
     pub fn summary(&self, name: &str) -> HealthStatus {
         let mut details = BTreeMap::new();
         for backend in &self.backends {
-            let label = crate::storage::route_label(&backend.backend, &backend.kinds);
+            let label = route_label(&backend.backend, &backend.kinds);
             details.insert(format!("{label}.healthy"), backend.healthy.to_string());
             details.insert(
                 format!("{label}.latency_ms"),
@@ -107,9 +109,13 @@ async fn timed<T>(work: impl Future<Output = Result<T>>) -> (Result<T>, f64) {
     (result, started.elapsed().as_secs_f64() * 1e3)
 }
 
-pub(crate) async fn check(storage: &Storage, deep: bool) -> HealthReport {
+pub(crate) async fn check(
+    routes: &Routes,
+    config: Option<&StorageConfig>,
+    deep: bool,
+) -> HealthReport {
     let mut backends = Vec::new();
-    for (backend, kinds) in &storage.routes.distinct {
+    for (backend, kinds) in &routes.distinct {
         let (result, latency_ms) = timed(backend.health_check()).await;
         backends.push(match result {
             Ok(status) => BackendHealth {
@@ -131,7 +137,7 @@ pub(crate) async fn check(storage: &Storage, deep: bool) -> HealthReport {
         });
     }
     let (deep, deep_namespace) = if deep {
-        deep_check(storage).await
+        deep_check(routes, config).await
     } else {
         (Vec::new(), None)
     };
@@ -147,43 +153,40 @@ pub(crate) async fn check(storage: &Storage, deep: bool) -> HealthReport {
 /// The backends the deep check writes to: scratch copies in the health namespace when the
 /// facade was built from configuration, else the live ones.
 async fn scratch_routes(
-    storage: &Storage,
+    live: &Routes,
+    config: Option<&StorageConfig>,
 ) -> Result<(Vec<(Kind, Arc<dyn StorageBackend>)>, Option<String>)> {
-    let Some(config) = storage.config() else {
+    let Some(config) = config else {
         let routes = Kind::ALL
             .iter()
-            .map(|&kind| (kind, storage.backend_of(kind)))
+            .map(|&kind| (kind, live.of(kind).clone()))
             .collect();
         return Ok((routes, None));
     };
     let namespace = config.health.namespace.clone();
-    let mut built: Vec<(crate::config::BackendName, Arc<dyn StorageBackend>)> = Vec::new();
-    let mut routes = Vec::new();
-    for kind in Kind::ALL {
-        let name = config.backend_of(kind);
-        let backend = match built.iter().find(|(n, _)| *n == name) {
-            Some((_, backend)) => backend.clone(),
-            None => {
-                let backend = crate::factory::build_backend(name, config, Some(&namespace))?;
-                backend.initialize().await?;
-                built.push((name, backend.clone()));
-                backend
-            }
-        };
-        routes.push((kind, backend));
+    let scratch = Routes::new(crate::factory::build_routes(config, Some(&namespace))?);
+    for (backend, _) in &scratch.distinct {
+        backend.initialize().await?;
     }
+    let routes = Kind::ALL
+        .iter()
+        .map(|&kind| (kind, scratch.of(kind).clone()))
+        .collect();
     Ok((routes, Some(namespace)))
 }
 
-async fn deep_check(storage: &Storage) -> (Vec<DeepCheck>, Option<String>) {
-    let (routes, namespace) = match scratch_routes(storage).await {
+async fn deep_check(
+    live: &Routes,
+    config: Option<&StorageConfig>,
+) -> (Vec<DeepCheck>, Option<String>) {
+    let (routes, namespace) = match scratch_routes(live, config).await {
         Ok(routes) => routes,
         Err(err) => {
             let checks = Kind::ALL
                 .iter()
                 .map(|&kind| DeepCheck {
                     kind,
-                    backend: storage.backend_name_of(kind).to_owned(),
+                    backend: live.of(kind).name().to_owned(),
                     ok: false,
                     latency_ms: 0.0,
                     problem: Some(format!("cannot open the scratch namespace: {err}")),
@@ -291,13 +294,4 @@ async fn round_trip(backend: &dyn StorageBackend, kind: Kind, id: &str) -> Resul
         }
     }
     Ok(())
-}
-
-impl Storage {
-    /// Checks every backend; in deep mode also writes, reads back and deletes one record
-    /// of each kind (in the `health.namespace` scratch namespace when the facade was built
-    /// from configuration, else in the live namespaces under unique ids).
-    pub async fn health(&self, deep: bool) -> HealthReport {
-        check(self, deep).await
-    }
 }

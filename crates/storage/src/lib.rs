@@ -45,6 +45,7 @@ pub mod health;
 mod kind;
 pub mod layer;
 pub mod migrate;
+mod routes;
 mod storage;
 
 pub use cleanup::CleanupTask;

@@ -60,3 +60,48 @@ mod group_commit {
 
     storage_testkit::conformance_tests!(backend);
 }
+
+/// The suite over a `FailoverBackend` of two memory backends (the fallback in a store of
+/// its own), with the breaker closed: every operation goes through failover's one policy,
+/// so a call it forgot or changed fails here.
+mod failover {
+    use super::*;
+    use storage::failover::{FailoverBackend, FailoverMode, FailoverSettings};
+
+    static FALLBACK: OnceLock<MemoryStore> = OnceLock::new();
+
+    fn over_memory(namespace: &str, mode: FailoverMode) -> Arc<dyn StorageBackend> {
+        let primary = Arc::new(store(&MAIN).backend(namespace).unwrap());
+        let fallback = Arc::new(store(&FALLBACK).backend(namespace).unwrap());
+        let journal_dir = std::env::temp_dir().join(format!(
+            "storage-conformance-failover-{}",
+            storage_core::new_checkpoint_id()
+        ));
+        let settings = FailoverSettings {
+            mode,
+            journal_dir,
+            ..FailoverSettings::default()
+        };
+        Arc::new(FailoverBackend::new(primary, fallback, settings).unwrap())
+    }
+
+    mod dual_write {
+        use super::*;
+
+        async fn backend(namespace: String) -> Arc<dyn StorageBackend> {
+            over_memory(&namespace, FailoverMode::DualWrite)
+        }
+
+        storage_testkit::conformance_tests!(backend);
+    }
+
+    mod journaled {
+        use super::*;
+
+        async fn backend(namespace: String) -> Arc<dyn StorageBackend> {
+            over_memory(&namespace, FailoverMode::Failover)
+        }
+
+        storage_testkit::conformance_tests!(backend);
+    }
+}

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use storage_core::{Result, StorageError};
 
-use super::call::WriteCall;
+use storage_core::Call;
 
-/// An append-only file of [`WriteCall`]s with a replay position.
+/// An append-only file of [`Call`]s (writes) with a replay position.
 #[derive(Debug, Clone)]
 pub struct Journal {
     inner: Arc<Mutex<Files>>,
@@ -73,10 +73,15 @@ impl Journal {
     }
 
     /// Appends `call` and makes it durable (fsync) before returning.
-    pub fn append(&self, call: &WriteCall) -> Result<()> {
-        let mut line = serde_json::to_vec(call).map_err(|err| {
+    pub fn append(&self, call: &Call) -> Result<()> {
+        let line = serde_json::to_vec(call).map_err(|err| {
             StorageError::serialization(format!("failover journal: cannot encode a write: {err}"))
         })?;
+        self.append_line(line)
+    }
+
+    /// Appends one encoded call and makes it durable (fsync) before returning.
+    pub fn append_line(&self, mut line: Vec<u8>) -> Result<()> {
         line.push(b'\n');
         let mut files = self.lock();
         let path = files.dir.join("journal.jsonl");
@@ -96,7 +101,7 @@ impl Journal {
     }
 
     /// Every line not replayed yet, with its position, in order.
-    pub fn unreplayed(&self) -> Result<Vec<(u64, WriteCall)>> {
+    pub fn unreplayed(&self) -> Result<Vec<(u64, Call)>> {
         let files = self.lock();
         if files.done >= files.lines {
             return Ok(Vec::new());
@@ -111,7 +116,7 @@ impl Journal {
             if position < files.done {
                 continue;
             }
-            let call = serde_json::from_str(&line).map_err(|err| {
+            let call = super::call::parse_line(&line).map_err(|err| {
                 StorageError::serialization(format!(
                     "failover journal: line {} is not a write: {err}",
                     position + 1

@@ -19,11 +19,19 @@
 //! idempotent where the contract allows (client message ids, checkpoint ids, writes keyed by
 //! task and index, imports); `docs/operations.md` names the writes that are not.
 //!
-//! The policy is written once, in `FailoverBackend::read` and `FailoverBackend::write`;
-//! each contract method only names its call (and, for a write, the [`WriteCall`] that
-//! journals it).
+//! Every call of the primary gets a deadline of its own
+//! ([`FailoverSettings::attempt_timeout_ms`]): a primary that accepts connections and never
+//! answers fails like one that is down, opens the breaker, and reads go to the fallback.
+//!
+//! `FailoverBackend` implements [`Dispatch`](storage_core::operation::Dispatch): the policy
+//! is written once (`dispatch.rs`), over the calls of the one table of operations in
+//! `storage_core::operation`, and the journal stores those calls. Streams keep their
+//! semantics: an artifact stream goes to the primary as a stream and is mirrored to the
+//! fallback by streaming it back, and while the primary is down a streamed save is
+//! journaled only up to [`FailoverSettings::max_journaled_stream_bytes`].
 
 mod call;
+mod dispatch;
 mod journal;
 
 use std::path::PathBuf;
@@ -31,19 +39,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use storage_core::{
-    Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, ChannelVersions,
-    Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
-    ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange, NewArtifact,
-    NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionQuery, SessionStatus,
-    SessionStore, SessionUpdate, StorageBackend, StorageError, TaskContext, TaskContextStore,
-};
+use storage_core::{Call, Result, StorageBackend, StorageError};
 
-pub use self::call::{Replayed, WriteCall};
+pub use self::call::Replayed;
 pub use self::journal::Journal;
 
 /// What happens to writes while the primary is down.
@@ -72,6 +71,14 @@ pub struct FailoverSettings {
     pub recovery_probes: u32,
     /// Directory of the journal (`journal.jsonl`, `journal.done`).
     pub journal_dir: PathBuf,
+    /// Deadline of each call of the primary, in ms (0: none). A call that passes it is a
+    /// temporary failure: it counts toward opening the breaker, and a read is answered by
+    /// the fallback. A streamed artifact save has no such deadline (it takes as long as its
+    /// content), nor does cleanup.
+    pub attempt_timeout_ms: u64,
+    /// The largest streamed artifact save journaled while the primary is down, in bytes;
+    /// a larger one fails with a temporary `Connection` error and stores nothing.
+    pub max_journaled_stream_bytes: u64,
 }
 
 impl Default for FailoverSettings {
@@ -82,6 +89,8 @@ impl Default for FailoverSettings {
             probe_interval_ms: 500,
             recovery_probes: 2,
             journal_dir: PathBuf::from(".storage/failover"),
+            attempt_timeout_ms: 2_000,
+            max_journaled_stream_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -257,71 +266,6 @@ impl FailoverBackend {
         };
         *prober = Some(runtime.spawn(probe(Arc::downgrade(&self.inner))));
     }
-
-    /// Runs a read: on the fallback while the breaker is open, else on the primary with
-    /// the fallback answering a temporary failure.
-    async fn read<'a, T: Send>(
-        &'a self,
-        run: impl Fn(&'a dyn StorageBackend) -> BoxFuture<'a, Result<T>> + Send + Sync + 'a,
-    ) -> Result<T> {
-        if self.is_open() {
-            return run(self.fallback()).await;
-        }
-        match run(self.primary()).await {
-            Ok(value) => {
-                self.record_success();
-                Ok(value)
-            }
-            Err(err) if err.is_temporary() => {
-                self.record_failure();
-                run(self.fallback()).await
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    /// Runs a write under the breaker and the mode; `call` is what the journal keeps.
-    async fn write<'a, T: Send>(
-        &'a self,
-        call: impl FnOnce() -> WriteCall + Send + 'a,
-        run: impl Fn(&'a dyn StorageBackend) -> BoxFuture<'a, Result<T>> + Send + Sync + 'a,
-    ) -> Result<T> {
-        if !self.is_open() {
-            match run(self.primary()).await {
-                Ok(value) => {
-                    self.record_success();
-                    if let Err(err) = run(self.fallback()).await {
-                        tracing::debug!(error = %err, "failover: mirroring to the fallback failed");
-                    }
-                    return Ok(value);
-                }
-                Err(err) if err.is_temporary() => {
-                    self.record_failure();
-                    if self.inner.settings.mode == FailoverMode::DualWrite {
-                        return Err(err);
-                    }
-                }
-                Err(err) => return Err(err),
-            }
-        } else if self.inner.settings.mode == FailoverMode::DualWrite {
-            return Err(StorageError::connection(
-                "the primary is down and failover.mode is dual_write: writes wait for it",
-            )
-            .with_temporary(true));
-        }
-        // The outage path: the fallback answers, the journal keeps the write for the
-        // primary. The breaker opens first so that every later write queues behind this one.
-        let _in_flight = self.inner.gate.read().await;
-        self.trip();
-        let value = run(self.fallback()).await?;
-        let journal = self.inner.journal.clone();
-        let call = call();
-        tokio::task::spawn_blocking(move || journal.append(&call))
-            .await
-            .map_err(|err| StorageError::backend(format!("failover journal task: {err}")))??;
-        self.inner.journaled.fetch_add(1, Ordering::Relaxed);
-        Ok(value)
-    }
 }
 
 /// The probe: while the breaker is open, checks the primary; once it is healthy, replays
@@ -338,8 +282,15 @@ async fn probe(inner: Weak<Inner>) {
         if !inner.open.load(Ordering::SeqCst) {
             return;
         }
-        match inner.primary.health_check().await {
-            Ok(status) if status.healthy => healthy += 1,
+        let check = Call::HealthCheck {};
+        match within(
+            inner.settings.attempt_timeout_ms,
+            &check,
+            inner.primary.as_ref(),
+        )
+        .await
+        {
+            Ok(storage_core::Reply::HealthCheck(status)) if status.healthy => healthy += 1,
             _ => {
                 healthy = 0;
                 continue;
@@ -390,7 +341,7 @@ async fn replay(inner: &Arc<Inner>) -> Result<bool> {
             continue;
         }
         for (position, call) in batch {
-            match call.replay(inner.primary.as_ref()).await? {
+            match call::replay(&call, inner.primary.as_ref()).await? {
                 Replayed::Applied => inner.replayed.fetch_add(1, Ordering::Relaxed),
                 Replayed::Refused => inner.refused.fetch_add(1, Ordering::Relaxed),
             };
@@ -402,535 +353,22 @@ async fn replay(inner: &Arc<Inner>) -> Result<bool> {
     }
 }
 
-#[async_trait]
-impl SessionStore for FailoverBackend {
-    async fn create_session(&self, session: NewSession) -> Result<Session> {
-        self.write(
-            || WriteCall::CreateSession {
-                session: session.clone(),
-            },
-            |b| b.create_session(session.clone()),
-        )
-        .await
+/// Applies `call` to `backend` within `timeout_ms` (0: no deadline); past it, a temporary
+/// `Timeout` naming the backend and the call.
+async fn within(
+    timeout_ms: u64,
+    call: &Call,
+    backend: &dyn StorageBackend,
+) -> Result<storage_core::Reply> {
+    if timeout_ms == 0 {
+        return call.apply(backend).await;
     }
-
-    async fn create_sessions(&self, sessions: Vec<NewSession>) -> Result<BatchCreate> {
-        self.write(
-            || WriteCall::CreateSessions {
-                sessions: sessions.clone(),
-            },
-            |b| b.create_sessions(sessions.clone()),
-        )
-        .await
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), call.apply(backend)).await {
+        Ok(result) => result,
+        Err(_) => Err(StorageError::timeout(format!(
+            "no answer within failover.attempt_timeout_ms ({timeout_ms} ms)"
+        ))
+        .with_backend(backend.name())
+        .with_operation(call.name())),
     }
-
-    async fn get_session(&self, id: &str) -> Result<Option<Session>> {
-        self.read(|b| b.get_session(id)).await
-    }
-
-    async fn get_sessions(&self, ids: &[String]) -> Result<Vec<Option<Session>>> {
-        self.read(|b| b.get_sessions(ids)).await
-    }
-
-    async fn update_session(&self, id: &str, update: SessionUpdate) -> Result<Session> {
-        self.write(
-            || WriteCall::UpdateSession {
-                id: id.to_owned(),
-                update: update.clone(),
-            },
-            |b| b.update_session(id, update.clone()),
-        )
-        .await
-    }
-
-    async fn end_session(&self, id: &str, status: SessionStatus) -> Result<Session> {
-        self.write(
-            || WriteCall::EndSession {
-                id: id.to_owned(),
-                status,
-            },
-            |b| b.end_session(id, status),
-        )
-        .await
-    }
-
-    async fn delete_session(&self, id: &str) -> Result<bool> {
-        self.write(
-            || WriteCall::DeleteSession { id: id.to_owned() },
-            |b| b.delete_session(id),
-        )
-        .await
-    }
-
-    async fn list_sessions(&self, query: SessionQuery) -> Result<Page<Session>> {
-        self.read(|b| b.list_sessions(query.clone())).await
-    }
-
-    async fn import_session(&self, session: Session) -> Result<()> {
-        self.write(
-            || WriteCall::ImportSession {
-                session: session.clone(),
-            },
-            |b| b.import_session(session.clone()),
-        )
-        .await
-    }
-}
-
-/// Messages journaled without a client id get one, so that their replay is idempotent.
-fn with_client_ids(messages: &[NewMessage]) -> Vec<NewMessage> {
-    messages
-        .iter()
-        .map(|message| {
-            let mut message = message.clone();
-            if message.client_id.is_none() {
-                message.client_id = Some(format!("failover-{}", storage_core::new_checkpoint_id()));
-            }
-            message
-        })
-        .collect()
-}
-
-#[async_trait]
-impl ConversationStore for FailoverBackend {
-    async fn append_message(&self, session_id: &str, message: NewMessage) -> Result<Message> {
-        let mut stored = self.append_messages(session_id, vec![message]).await?;
-        stored
-            .pop()
-            .ok_or_else(|| StorageError::backend("an append returned no message"))
-    }
-
-    async fn append_messages(
-        &self,
-        session_id: &str,
-        messages: Vec<NewMessage>,
-    ) -> Result<Vec<Message>> {
-        // Ids are given before the first attempt, so the fallback and the journal agree.
-        let messages = if self.inner.settings.mode == FailoverMode::Failover {
-            with_client_ids(&messages)
-        } else {
-            messages
-        };
-        self.write(
-            || WriteCall::AppendMessages {
-                session_id: session_id.to_owned(),
-                messages: messages.clone(),
-            },
-            |b| b.append_messages(session_id, messages.clone()),
-        )
-        .await
-    }
-
-    async fn get_conversation_history(
-        &self,
-        session_id: &str,
-        limit: usize,
-    ) -> Result<Vec<Message>> {
-        self.read(|b| b.get_conversation_history(session_id, limit))
-            .await
-    }
-
-    async fn get_messages(&self, session_id: &str, range: MessageRange) -> Result<Vec<Message>> {
-        self.read(|b| b.get_messages(session_id, range)).await
-    }
-
-    async fn pop_last_message(&self, session_id: &str) -> Result<Option<Message>> {
-        self.write(
-            || WriteCall::PopLastMessage {
-                session_id: session_id.to_owned(),
-            },
-            |b| b.pop_last_message(session_id),
-        )
-        .await
-    }
-
-    async fn clear_conversation(&self, session_id: &str) -> Result<u64> {
-        self.write(
-            || WriteCall::ClearConversation {
-                session_id: session_id.to_owned(),
-            },
-            |b| b.clear_conversation(session_id),
-        )
-        .await
-    }
-
-    async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
-        self.write(
-            || WriteCall::ImportMessages {
-                session_id: session_id.to_owned(),
-                messages: messages.clone(),
-            },
-            |b| b.import_messages(session_id, messages.clone()),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl CheckpointStore for FailoverBackend {
-    async fn put_checkpoint(
-        &self,
-        checkpoint: Checkpoint,
-        new_versions: ChannelVersions,
-    ) -> Result<()> {
-        self.write(
-            || WriteCall::PutCheckpoint {
-                checkpoint: checkpoint.clone(),
-                new_versions: new_versions.clone(),
-            },
-            |b| b.put_checkpoint(checkpoint.clone(), new_versions.clone()),
-        )
-        .await
-    }
-
-    async fn get_checkpoint(
-        &self,
-        thread_id: &str,
-        namespace: &str,
-        checkpoint_id: Option<&str>,
-    ) -> Result<Option<CheckpointTuple>> {
-        self.read(|b| b.get_checkpoint(thread_id, namespace, checkpoint_id))
-            .await
-    }
-
-    async fn list_checkpoints(&self, query: CheckpointQuery) -> Result<Vec<CheckpointTuple>> {
-        self.read(|b| b.list_checkpoints(query.clone())).await
-    }
-
-    async fn put_writes(
-        &self,
-        key: CheckpointKey,
-        task_id: &str,
-        task_path: &str,
-        writes: Vec<(String, Value)>,
-    ) -> Result<()> {
-        self.write(
-            || WriteCall::PutWrites {
-                key: key.clone(),
-                task_id: task_id.to_owned(),
-                task_path: task_path.to_owned(),
-                writes: writes.clone(),
-            },
-            |b| b.put_writes(key.clone(), task_id, task_path, writes.clone()),
-        )
-        .await
-    }
-
-    async fn get_writes(&self, key: CheckpointKey) -> Result<Vec<PendingWrite>> {
-        self.read(|b| b.get_writes(key.clone())).await
-    }
-
-    async fn delete_thread(&self, thread_id: &str) -> Result<u64> {
-        self.write(
-            || WriteCall::DeleteThread {
-                thread_id: thread_id.to_owned(),
-            },
-            |b| b.delete_thread(thread_id),
-        )
-        .await
-    }
-
-    async fn prune_checkpoints(&self, thread_id: &str, keep_last: usize) -> Result<u64> {
-        self.write(
-            || WriteCall::PruneCheckpoints {
-                thread_id: thread_id.to_owned(),
-                keep_last,
-            },
-            |b| b.prune_checkpoints(thread_id, keep_last),
-        )
-        .await
-    }
-
-    async fn copy_thread(&self, source_thread_id: &str, target_thread_id: &str) -> Result<u64> {
-        self.write(
-            || WriteCall::CopyThread {
-                source_thread_id: source_thread_id.to_owned(),
-                target_thread_id: target_thread_id.to_owned(),
-            },
-            |b| b.copy_thread(source_thread_id, target_thread_id),
-        )
-        .await
-    }
-
-    async fn delete_for_runs(&self, run_ids: &[String]) -> Result<u64> {
-        self.write(
-            || WriteCall::DeleteForRuns {
-                run_ids: run_ids.to_vec(),
-            },
-            |b| b.delete_for_runs(run_ids),
-        )
-        .await
-    }
-
-    async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        self.read(|b| b.list_thread_ids(after, limit)).await
-    }
-}
-
-#[async_trait]
-impl TaskContextStore for FailoverBackend {
-    async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
-        self.read(|b| b.get_task_context(session_id)).await
-    }
-
-    async fn store_task_context(
-        &self,
-        session_id: &str,
-        value: Value,
-        expected: ExpectedVersion,
-    ) -> Result<TaskContext> {
-        self.write(
-            || WriteCall::StoreTaskContext {
-                session_id: session_id.to_owned(),
-                value: value.clone(),
-                expected,
-            },
-            |b| b.store_task_context(session_id, value.clone(), expected),
-        )
-        .await
-    }
-
-    async fn delete_task_context(&self, session_id: &str) -> Result<bool> {
-        self.write(
-            || WriteCall::DeleteTaskContext {
-                session_id: session_id.to_owned(),
-            },
-            |b| b.delete_task_context(session_id),
-        )
-        .await
-    }
-
-    async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
-        self.write(
-            || WriteCall::ImportTaskContext {
-                context: context.clone(),
-            },
-            |b| b.import_task_context(context.clone()),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl ArtifactStore for FailoverBackend {
-    async fn save_artifact(
-        &self,
-        scope: &str,
-        name: &str,
-        artifact: NewArtifact,
-    ) -> Result<ArtifactMeta> {
-        self.write(
-            || WriteCall::SaveArtifact {
-                scope: scope.to_owned(),
-                name: name.to_owned(),
-                content_type: artifact.content_type.clone(),
-                data: artifact.data.clone(),
-                metadata: artifact.metadata.clone(),
-            },
-            |b| b.save_artifact(scope, name, artifact.clone()),
-        )
-        .await
-    }
-
-    async fn get_artifact(
-        &self,
-        scope: &str,
-        name: &str,
-        version: Option<u64>,
-    ) -> Result<Option<Artifact>> {
-        self.read(|b| b.get_artifact(scope, name, version)).await
-    }
-
-    async fn get_artifact_meta(
-        &self,
-        scope: &str,
-        name: &str,
-        version: Option<u64>,
-    ) -> Result<Option<ArtifactMeta>> {
-        self.read(|b| b.get_artifact_meta(scope, name, version))
-            .await
-    }
-
-    async fn list_artifacts(&self, scope: &str) -> Result<Vec<String>> {
-        self.read(|b| b.list_artifacts(scope)).await
-    }
-
-    async fn list_artifact_versions(&self, scope: &str, name: &str) -> Result<Vec<ArtifactMeta>> {
-        self.read(|b| b.list_artifact_versions(scope, name)).await
-    }
-
-    async fn delete_artifact(&self, scope: &str, name: &str, version: Option<u64>) -> Result<u64> {
-        self.write(
-            || WriteCall::DeleteArtifact {
-                scope: scope.to_owned(),
-                name: name.to_owned(),
-                version,
-            },
-            |b| b.delete_artifact(scope, name, version),
-        )
-        .await
-    }
-
-    async fn clear_artifacts(&self, scope: &str) -> Result<u64> {
-        self.write(
-            || WriteCall::ClearArtifacts {
-                scope: scope.to_owned(),
-            },
-            |b| b.clear_artifacts(scope),
-        )
-        .await
-    }
-
-    async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        self.read(|b| b.list_artifact_scopes(after, limit)).await
-    }
-
-    async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
-        self.write(
-            || WriteCall::ImportArtifact {
-                meta: artifact.meta.clone(),
-                data: artifact.data.clone(),
-            },
-            |b| b.import_artifact(artifact.clone()),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl StorageBackend for FailoverBackend {
-    fn name(&self) -> &'static str {
-        self.inner.primary.name()
-    }
-
-    /// Initializes the fallback, then the primary; a primary that is down (a temporary
-    /// error) opens the breaker instead of failing. Starts the probe when the breaker is
-    /// open (for example with a journal left by an earlier process).
-    async fn initialize(&self) -> Result<()> {
-        self.fallback().initialize().await?;
-        match self.primary().initialize().await {
-            Ok(()) => {}
-            Err(err) if err.is_temporary() => self.trip(),
-            Err(err) => return Err(err),
-        }
-        if self.is_open() {
-            self.ensure_prober();
-        }
-        Ok(())
-    }
-
-    async fn close(&self) -> Result<()> {
-        if let Some(prober) = self
-            .inner
-            .prober
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            prober.abort();
-        }
-        let (primary, fallback) = tokio::join!(self.primary().close(), self.fallback().close());
-        primary.and(fallback)
-    }
-
-    async fn health_check(&self) -> Result<HealthStatus> {
-        let status = self.status();
-        let mut health = match self.primary().health_check().await {
-            Ok(health) => health,
-            Err(err) if err.is_temporary() => {
-                let mut health = self.fallback().health_check().await?;
-                health
-                    .details
-                    .insert("primary_error".into(), err.to_string());
-                health
-            }
-            Err(err) => return Err(err),
-        };
-        health
-            .details
-            .insert("failover_open".into(), status.open.to_string());
-        health.details.insert(
-            "failover_journal_pending".into(),
-            status.journal_pending.to_string(),
-        );
-        Ok(health)
-    }
-
-    async fn get_metrics(&self) -> Result<BackendMetrics> {
-        let status = self.status();
-        let mut metrics = self.read(|b| b.get_metrics()).await?;
-        metrics
-            .counters
-            .insert("failover_journaled".into(), status.journaled);
-        metrics
-            .counters
-            .insert("failover_replayed".into(), status.replayed);
-        metrics
-            .counters
-            .insert("failover_refused".into(), status.refused);
-        metrics.gauges.insert(
-            "failover_journal_pending".into(),
-            status.journal_pending as f64,
-        );
-        metrics
-            .gauges
-            .insert("failover_open".into(), f64::from(u8::from(status.open)));
-        Ok(metrics)
-    }
-
-    /// Runs on the primary (and the fallback, best effort); not journaled: while the
-    /// primary is down it runs on the fallback only.
-    async fn cleanup_expired_sessions(&self, max_idle: Duration) -> Result<u64> {
-        if self.is_open() {
-            return self.fallback().cleanup_expired_sessions(max_idle).await;
-        }
-        let removed = self.primary().cleanup_expired_sessions(max_idle).await?;
-        let _ = self.fallback().cleanup_expired_sessions(max_idle).await;
-        Ok(removed)
-    }
-}
-
-/// Replaces the route of every kind that has a configured fallback with a
-/// [`FailoverBackend`] over (its route, the fallback); kinds with the same pair share one.
-/// `built` holds the backends built so far (each once), and gains the fallbacks.
-pub(crate) fn wrap_routes(
-    config: &crate::config::StorageConfig,
-    built: &mut Vec<(crate::config::BackendName, Arc<dyn StorageBackend>)>,
-    by_kind: &mut [Option<Arc<dyn StorageBackend>>; 5],
-) -> Result<()> {
-    use crate::config::BackendName;
-    let mut pairs: Vec<(BackendName, BackendName, Arc<dyn StorageBackend>)> = Vec::new();
-    for kind in crate::Kind::ALL {
-        let Some(fallback_name) = config.failover.fallbacks.get(kind) else {
-            continue;
-        };
-        let primary_name = config.backend_of(kind);
-        if let Some((_, _, shared)) = pairs
-            .iter()
-            .find(|(p, f, _)| *p == primary_name && *f == fallback_name)
-        {
-            by_kind[kind.index()] = Some(shared.clone());
-            continue;
-        }
-        let fallback = match built.iter().find(|(name, _)| *name == fallback_name) {
-            Some((_, backend)) => backend.clone(),
-            None => {
-                let backend = crate::factory::build_backend(fallback_name, config, None)?;
-                built.push((fallback_name, backend.clone()));
-                backend
-            }
-        };
-        let primary = by_kind[kind.index()]
-            .clone()
-            .ok_or_else(|| StorageError::config(format!("kind {kind} has no route")))?;
-        let mut settings = config.failover.settings();
-        settings.journal_dir = settings
-            .journal_dir
-            .join(format!("{primary_name}-{fallback_name}"));
-        let wrapped: Arc<dyn StorageBackend> =
-            Arc::new(FailoverBackend::new(primary, fallback, settings)?);
-        pairs.push((primary_name, fallback_name, wrapped.clone()));
-        by_kind[kind.index()] = Some(wrapped);
-    }
-    Ok(())
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
-use storage_core::Result;
+use storage_core::{Reply, Result};
 
-use super::{CacheEffect, CacheTag, CachedValue, Layer, Next, Operation, Outcome};
+use super::{CacheEffect, CacheTag, CachedValue, Layer, Next, Operation};
 use crate::Kind;
 
 /// Invalidation stripes: a write bumps the generation of its group's stripe, which makes
@@ -143,11 +143,11 @@ impl CacheLayer {
 }
 
 impl Layer for CacheLayer {
-    fn around<'s, 'f: 's, T: Outcome>(
+    fn around<'s, 'f: 's>(
         &'s self,
         op: &'s Operation,
-        next: Next<'s, 'f, T>,
-    ) -> BoxFuture<'s, Result<T>> {
+        next: Next<'s, 'f>,
+    ) -> BoxFuture<'s, Result<Reply>> {
         match &op.cache {
             CacheEffect::None => next(),
             CacheEffect::Read { tag, item } => Box::pin(async move {
@@ -156,7 +156,7 @@ impl Layer for CacheLayer {
                 }
                 let key = self.key(tag, item);
                 if let Some(cached) = self.cache.get(&key).await {
-                    if let Some(value) = T::from_cached(&cached) {
+                    if let Some(value) = cached.to_reply(op.name) {
                         self.hits.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!("storage_cache_hits_total", "operation" => op.name)
                             .increment(1);
@@ -170,7 +170,7 @@ impl Layer for CacheLayer {
                     .increment(1);
                 let result = next().await;
                 if let Ok(value) = &result {
-                    if let Some(cached) = value.to_cached() {
+                    if let Some(cached) = CachedValue::of_reply(value) {
                         self.cache.insert(key, cached).await;
                     }
                 }

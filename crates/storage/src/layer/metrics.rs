@@ -2,15 +2,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use storage_core::Result;
+use storage_core::{Reply, Result};
 
-use super::{Layer, Next, Operation, Outcome};
+use super::{Layer, Next, Operation};
 
 /// Figures of one (operation, backend) pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,11 +31,15 @@ pub struct OperationStats {
     pub p99_ms: f64,
 }
 
+/// The longest latency the histograms resolve: a day, in microseconds. Anything longer is
+/// recorded as a day.
+const MAX_LATENCY_MICROS: u64 = 86_400_000_000;
+
 #[derive(Debug)]
 struct Series {
     count: AtomicU64,
     errors: AtomicU64,
-    /// Latencies in microseconds, 3 significant digits.
+    /// Latencies in microseconds, 1 µs to a day, 3 significant digits.
     latency: Mutex<Histogram<u64>>,
 }
 
@@ -44,7 +48,13 @@ impl Series {
         Series {
             count: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            latency: Mutex::new(Histogram::new(3).expect("3 significant digits is valid")),
+            // Explicit bounds: `Histogram::new` starts at a highest value of 2 and
+            // `saturating_record` clamps rather than resizes, which once reported every
+            // latency above ~2 ms as 0.002 ms.
+            latency: Mutex::new(
+                Histogram::new_with_bounds(1, MAX_LATENCY_MICROS, 3)
+                    .expect("1 µs to a day at 3 significant digits is a valid histogram"),
+            ),
         }
     }
 }
@@ -65,8 +75,7 @@ impl MetricsLayer {
         Self::default()
     }
 
-    fn record(&self, op: &Operation, started: Instant, error: Option<storage_core::ErrorKind>) {
-        let elapsed = started.elapsed();
+    fn record(&self, op: &Operation, elapsed: Duration, error: Option<storage_core::ErrorKind>) {
         let series = self
             .series
             .entry((op.name, op.backend))
@@ -74,7 +83,7 @@ impl MetricsLayer {
         series.count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         if let Ok(mut histogram) = series.latency.lock() {
-            histogram.saturating_record(micros.max(1));
+            histogram.saturating_record(micros.clamp(1, MAX_LATENCY_MICROS));
         }
         let labels = [("operation", op.name), ("backend", op.backend)];
         metrics::counter!("storage_operations_total", &labels).increment(1);
@@ -124,16 +133,88 @@ impl MetricsLayer {
 }
 
 impl Layer for MetricsLayer {
-    fn around<'s, 'f: 's, T: Outcome>(
+    fn around<'s, 'f: 's>(
         &'s self,
         op: &'s Operation,
-        next: Next<'s, 'f, T>,
-    ) -> BoxFuture<'s, Result<T>> {
+        next: Next<'s, 'f>,
+    ) -> BoxFuture<'s, Result<Reply>> {
         Box::pin(async move {
             let started = Instant::now();
             let result = next().await;
-            self.record(op, started, result.as_ref().err().map(|err| err.kind()));
+            self.record(
+                op,
+                started.elapsed(),
+                result.as_ref().err().map(|err| err.kind()),
+            );
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::{Access, CacheEffect};
+
+    fn operation(name: &'static str) -> Operation {
+        Operation {
+            name,
+            kind: None,
+            backend: "object",
+            access: Access::Write,
+            idempotent: false,
+            subject: None,
+            cache: CacheEffect::None,
+        }
+    }
+
+    fn within(read_ms: f64, real_ms: f64) -> bool {
+        (read_ms - real_ms).abs() <= real_ms * 1e-3
+    }
+
+    #[test]
+    fn latencies_of_any_size_read_back_within_the_precision() {
+        let layer = MetricsLayer::new();
+        let op = operation("append_message");
+        for _ in 0..10 {
+            layer.record(&op, Duration::from_millis(5), None);
+        }
+        for _ in 0..10 {
+            layer.record(&op, Duration::from_secs(2), None);
+        }
+        let stats = layer.snapshot().pop().unwrap();
+        assert_eq!(stats.count, 20);
+        // Half the calls took 5 ms, half 2 s: the median is 5 ms, p95 and p99 are 2 s.
+        assert!(within(stats.p50_ms, 5.0), "p50 read {} ms", stats.p50_ms);
+        assert!(
+            within(stats.p95_ms, 2_000.0),
+            "p95 read {} ms",
+            stats.p95_ms
+        );
+        assert!(
+            within(stats.p99_ms, 2_000.0),
+            "p99 read {} ms",
+            stats.p99_ms
+        );
+    }
+
+    #[test]
+    fn one_microsecond_and_ten_minutes_both_fit() {
+        let layer = MetricsLayer::new();
+        let op = operation("get_session");
+        layer.record(&op, Duration::from_micros(1), None);
+        layer.record(
+            &op,
+            Duration::from_secs(600),
+            Some(storage_core::ErrorKind::Timeout),
+        );
+        let stats = layer.snapshot().pop().unwrap();
+        assert_eq!(stats.errors, 1);
+        assert!(within(stats.p50_ms, 0.001), "p50 read {} ms", stats.p50_ms);
+        assert!(
+            within(stats.p99_ms, 600_000.0),
+            "p99 read {} ms",
+            stats.p99_ms
+        );
     }
 }

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use storage_core::Result;
+use storage_core::{Reply, Result};
 
-use super::{Layer, Next, Operation, Outcome};
+use super::{Layer, Next, Operation};
 
 /// Repeats an operation that failed with a temporary error, up to `max_attempts` calls in
 /// all, sleeping a random time between zero and an exponentially growing ceiling ("full
@@ -44,11 +44,11 @@ impl RetryLayer {
 }
 
 impl Layer for RetryLayer {
-    fn around<'s, 'f: 's, T: Outcome>(
+    fn around<'s, 'f: 's>(
         &'s self,
         op: &'s Operation,
-        next: Next<'s, 'f, T>,
-    ) -> BoxFuture<'s, Result<T>> {
+        next: Next<'s, 'f>,
+    ) -> BoxFuture<'s, Result<Reply>> {
         if !op.idempotent || self.max_attempts == 1 {
             return next();
         }

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use storage_core::{Result, StorageError};
+use storage_core::{Reply, Result, StorageError};
 
-use super::{Layer, Next, Operation, Outcome};
+use super::{Layer, Next, Operation};
 
 /// Fails an operation with a temporary `Timeout` error once it runs longer than its
 /// deadline: one for reads, one for writes. A zero deadline means none.
@@ -26,11 +26,11 @@ impl TimeoutLayer {
 }
 
 impl Layer for TimeoutLayer {
-    fn around<'s, 'f: 's, T: Outcome>(
+    fn around<'s, 'f: 's>(
         &'s self,
         op: &'s Operation,
-        next: Next<'s, 'f, T>,
-    ) -> BoxFuture<'s, Result<T>> {
+        next: Next<'s, 'f>,
+    ) -> BoxFuture<'s, Result<Reply>> {
         let deadline = if op.is_read() { self.read } else { self.write };
         if deadline.is_zero() {
             return next();

@@ -1,10 +1,10 @@
 //! One tracing span per operation.
 
 use futures::future::BoxFuture;
-use storage_core::Result;
+use storage_core::{Reply, Result};
 use tracing::Instrument;
 
-use super::{Layer, Next, Operation, Outcome};
+use super::{Layer, Next, Operation};
 
 /// Runs every operation inside a `storage` span naming the operation, kind, backend and
 /// the id it addresses, and records failures by kind. Payloads (messages, values,
@@ -13,11 +13,11 @@ use super::{Layer, Next, Operation, Outcome};
 pub struct TracingLayer;
 
 impl Layer for TracingLayer {
-    fn around<'s, 'f: 's, T: Outcome>(
+    fn around<'s, 'f: 's>(
         &'s self,
         op: &'s Operation,
-        next: Next<'s, 'f, T>,
-    ) -> BoxFuture<'s, Result<T>> {
+        next: Next<'s, 'f>,
+    ) -> BoxFuture<'s, Result<Reply>> {
         let span = ::tracing::debug_span!(
             "storage",
             operation = op.name,

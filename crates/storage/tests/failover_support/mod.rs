@@ -79,6 +79,7 @@ pub fn settings(journal_dir: &std::path::Path) -> FailoverSettings {
         probe_interval_ms: 100,
         recovery_probes: 2,
         journal_dir: journal_dir.to_owned(),
+        ..FailoverSettings::default()
     }
 }
 

@@ -27,32 +27,8 @@ impl Dispatch for FailoverBackend {
             Call::HealthCheck {} => self.health().await.map(Reply::HealthCheck),
             Call::GetMetrics {} => self.metrics().await.map(Reply::GetMetrics),
             Call::CleanupExpiredSessions { .. } => self.on_both(&call).await,
-            Call::AppendMessage {
-                session_id,
-                message,
-            } => {
-                let call = Call::AppendMessage {
-                    session_id,
-                    message: self.with_client_id(message),
-                };
-                self.write(&call).await
-            }
-            Call::AppendMessages {
-                session_id,
-                messages,
-            } => {
-                let messages = messages
-                    .into_iter()
-                    .map(|message| self.with_client_id(message))
-                    .collect();
-                let call = Call::AppendMessages {
-                    session_id,
-                    messages,
-                };
-                self.write(&call).await
-            }
             Call::SaveArtifactStream { .. } => self.save_stream(call).await,
-            call if call.describe().is_write() => self.write(&call).await,
+            call if call.describe().is_write() => self.write(call).await,
             call => self.read(&call).await,
         }
     }
@@ -64,13 +40,32 @@ impl FailoverBackend {
         within(self.inner.settings.attempt_timeout_ms, call, self.primary()).await
     }
 
-    /// A message journaled without a client id gets one before the first attempt, so the
-    /// fallback and the journal agree and its replay is idempotent.
-    fn with_client_id(&self, mut message: NewMessage) -> NewMessage {
-        if self.inner.settings.mode == FailoverMode::Failover && message.client_id.is_none() {
-            message.client_id = Some(format!("failover-{}", storage_core::new_checkpoint_id()));
+    /// Appends journaled without a client id get one, so that their replay is
+    /// idempotent: the fallback stores (and answers) the message with it too.
+    fn with_client_ids(call: Call) -> Call {
+        let identify = |mut message: NewMessage| {
+            if message.client_id.is_none() {
+                message.client_id = Some(format!("failover-{}", storage_core::new_checkpoint_id()));
+            }
+            message
+        };
+        match call {
+            Call::AppendMessage {
+                session_id,
+                message,
+            } => Call::AppendMessage {
+                session_id,
+                message: identify(message),
+            },
+            Call::AppendMessages {
+                session_id,
+                messages,
+            } => Call::AppendMessages {
+                session_id,
+                messages: messages.into_iter().map(identify).collect(),
+            },
+            other => other,
         }
-        message
     }
 
     /// A read: on the fallback while the breaker is open, else on the primary with the
@@ -93,9 +88,9 @@ impl FailoverBackend {
     }
 
     /// A write under the breaker and the mode; the call itself is what the journal keeps.
-    async fn write(&self, call: &Call) -> Result<Reply> {
+    async fn write(&self, call: Call) -> Result<Reply> {
         if !self.is_open() {
-            match self.attempt(call).await {
+            match self.attempt(&call).await {
                 Ok(reply) => {
                     self.record_success();
                     if let Err(err) = call.apply(self.fallback()).await {
@@ -105,7 +100,14 @@ impl FailoverBackend {
                 }
                 Err(err) if err.is_temporary() => {
                     self.record_failure();
-                    if self.inner.settings.mode == FailoverMode::DualWrite {
+                    // A failed attempt may still have been applied (a timeout, a connection
+                    // lost mid-call). Journaling a write that is not idempotent would apply
+                    // it twice on replay, so its caller gets the failure, as without
+                    // failover; the writes after it go to the fallback once the breaker
+                    // is open.
+                    if self.inner.settings.mode == FailoverMode::DualWrite
+                        || !call.describe().idempotent
+                    {
                         return Err(err);
                     }
                 }
@@ -116,10 +118,11 @@ impl FailoverBackend {
         }
         // The outage path: the fallback answers, the journal keeps the write for the
         // primary. The breaker opens first so that every later write queues behind this one.
+        let call = Self::with_client_ids(call);
         let _in_flight = self.inner.gate.read().await;
         self.trip();
         let reply = call.apply(self.fallback()).await?;
-        self.journal(call).await?;
+        self.journal(&call).await?;
         Ok(reply)
     }
 
@@ -207,7 +210,7 @@ impl FailoverBackend {
                 metadata: metadata.clone(),
             },
         };
-        match self.write(&save).await? {
+        match self.write(save).await? {
             Reply::SaveArtifact(meta) => Ok(Reply::SaveArtifactStream(meta)),
             other => Err(other.mismatch("save_artifact_stream")),
         }

@@ -26,6 +26,7 @@ pub mod error;
 pub mod ext;
 pub mod json;
 pub mod page;
+pub mod policy;
 pub mod prelude;
 pub mod redact;
 pub mod session;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use storage_core::{
-    ErrorKind, NewMessage, NewSession, SessionQuery, SessionStore, StorageBackend,
-    ConversationStore, TaskContextStore, ExpectedVersion,
+    ConversationStore, ErrorKind, ExpectedVersion, NewMessage, NewSession, SessionQuery,
+    SessionStore, StorageBackend, TaskContextStore,
 };
 use storage_object::{ObjectBackend, ObjectConfig};
 use storage_testkit::checks::policy::nested;
@@ -68,7 +68,11 @@ async fn check(root: &Path, namespace: &str) {
     assert!(b.list_sessions(own).await.unwrap().items.is_empty());
 
     assert!(b.delete_session("bad2").await.unwrap(), "deletes by id");
-    assert!(b.get_conversation_history("bad2", 5).await.unwrap().is_empty());
+    assert!(b
+        .get_conversation_history("bad2", 5)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(b.get_task_context("bad2").await.unwrap(), None);
     assert_eq!(b.get_session("bad2").await.unwrap(), None);
 

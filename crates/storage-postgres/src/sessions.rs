@@ -204,8 +204,7 @@ impl PostgresBackend {
         let status = query.status.map(SessionStatus::as_str);
         let fetch = to_i64(query.limit as u64).saturating_add(1);
         // One statement text per combination of filters, so each is planned for its index.
-        let mut sql =
-            String::from("SELECT record, id, last_activity_us FROM sessions WHERE true");
+        let mut sql = String::from("SELECT record, id, last_activity_us FROM sessions WHERE true");
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
         if let Some(user_id) = &query.user_id {
             params.push(user_id);

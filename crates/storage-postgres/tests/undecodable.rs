@@ -65,7 +65,11 @@ async fn an_undecodable_session_breaks_no_listing_or_cleanup_and_can_be_deleted(
     assert_eq!(ids, ["good"], "the bad rows are skipped, not fatal");
 
     assert!(b.delete_session("bad2").await.unwrap(), "deletes by id");
-    assert!(b.get_conversation_history("bad2", 5).await.unwrap().is_empty());
+    assert!(b
+        .get_conversation_history("bad2", 5)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(b.get_task_context("bad2").await.unwrap(), None);
 
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1575,7 +1575,7 @@ impl CheckpointStore for RedisBackend {
             self.scan_ids("t", "nss", after, limit).await
         }
         .await
-            .map_err(op("list_thread_ids"))
+        .map_err(op("list_thread_ids"))
     }
 
     async fn delete_for_runs(&self, run_ids: &[String]) -> Result<u64> {
@@ -1737,7 +1737,7 @@ impl ArtifactStore for RedisBackend {
             self.scan_ids("a", "names", after, limit).await
         }
         .await
-            .map_err(op("list_artifact_scopes"))
+        .map_err(op("list_artifact_scopes"))
     }
 
     async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {

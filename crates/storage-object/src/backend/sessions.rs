@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use storage_core::session::{end_session_record, validate_new_sessions, SessionCursor};
 use storage_core::validate::{validate_id, validate_ids};
 use storage_core::{
-    time, wire, BatchCreate, ErrorKind, NewSession, Page, Result, Session, SessionQuery, SessionStatus,
-    SessionStore, SessionUpdate, StorageError,
+    time, wire, BatchCreate, ErrorKind, NewSession, Page, Result, Session, SessionQuery,
+    SessionStatus, SessionStore, SessionUpdate, StorageError,
 };
 
 use super::{in_order, Change, ObjectBackend};

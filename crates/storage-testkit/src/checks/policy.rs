@@ -89,10 +89,7 @@ async fn every_json_write_refuses(b: &dyn StorageBackend, levels: usize) {
         words,
     );
     assert_eq!(b.get_session(&session).await.unwrap(), None);
-    assert_eq!(
-        b.get_session(&format!("{session}-ok")).await.unwrap(),
-        None
-    );
+    assert_eq!(b.get_session(&format!("{session}-ok")).await.unwrap(), None);
 
     b.create_session(NewSession::new(&session, "u"))
         .await
@@ -271,11 +268,12 @@ pub async fn json_depth_limit_is_64(ctx: TestContext) {
     let listed = b.list_sessions(all).await.unwrap();
     assert!(listed.items.iter().any(|s| s.id == "s"));
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(b
-        .cleanup_expired_sessions(Duration::from_millis(1))
-        .await
-        .unwrap()
-        >= 1);
+    assert!(
+        b.cleanup_expired_sessions(Duration::from_millis(1))
+            .await
+            .unwrap()
+            >= 1
+    );
     assert_eq!(b.get_session("s").await.unwrap(), None);
 }
 
@@ -321,9 +319,12 @@ pub async fn metadata_limits_are_the_same_everywhere(ctx: TestContext) {
     assert_eq!(b.get_session("s").await.unwrap(), Some(created.clone()));
     let mut long_key = Metadata::new();
     long_key.insert("é".repeat(MAX_METADATA_KEY_BYTES / 2), json!(1));
-    b.append_message("s", NewMessage::new("user", "x").with_metadata(most.clone()))
-        .await
-        .unwrap();
+    b.append_message(
+        "s",
+        NewMessage::new("user", "x").with_metadata(most.clone()),
+    )
+    .await
+    .unwrap();
     b.append_message(
         "s",
         NewMessage::new("user", "y").with_metadata(long_key.clone()),
@@ -378,8 +379,11 @@ pub async fn metadata_limits_are_the_same_everywhere(ctx: TestContext) {
         };
         refused(b.update_session("s", patch).await, words);
         refused(
-            b.append_message("s", NewMessage::new("user", "z").with_metadata(meta.clone()))
-                .await,
+            b.append_message(
+                "s",
+                NewMessage::new("user", "z").with_metadata(meta.clone()),
+            )
+            .await,
             words,
         );
         let mut cp = checkpoint("t", "", "cp-2", &[]);

@@ -594,6 +594,9 @@ impl RedisBackend {
             }
             let written = from_value::<i64>(reply.remove(0), "append status")? == 1;
             if !written {
+                if !probe {
+                    return Err(unexpected_reply("append stored nothing without a probe"));
+                }
                 for member in reply {
                     let member: Vec<u8> = from_value(member, "stored message")?;
                     wire::decode::<Message>(&member)?;
@@ -1227,7 +1230,7 @@ impl ConversationStore for RedisBackend {
         async {
             validate_id("session id", session_id)?;
             let keys = self.keys.session(session_id);
-            let member: Option<Vec<u8>> = self
+            let popped: Option<(Vec<u8>, String, String)> = self
                 .client
                 .eval(
                     &self.scripts.pop_message,
@@ -1235,7 +1238,30 @@ impl ConversationStore for RedisBackend {
                     &[],
                 )
                 .await?;
-            member.map(|bytes| wire::decode(&bytes)).transpose()
+            let Some((member, sequence, client_id)) = popped else {
+                return Ok(None);
+            };
+            match wire::decode(&member) {
+                Ok(message) => Ok(Some(message)),
+                Err(err) => {
+                    // Reporting failure for a pop that took effect would lose the message:
+                    // put it back first, so the failed pop has changed nothing.
+                    let ttl = ttl_ms(self.config.conversation_ttl_secs);
+                    self.client
+                        .eval::<i64>(
+                            &self.scripts.restore_message,
+                            &[&keys.messages, &keys.client_ids],
+                            &[
+                                ttl.as_bytes(),
+                                sequence.as_bytes(),
+                                &member,
+                                client_id.as_bytes(),
+                            ],
+                        )
+                        .await?;
+                    Err(err)
+                }
+            }
         }
         .await
         .map_err(op("pop_last_message"))

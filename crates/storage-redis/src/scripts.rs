@@ -218,14 +218,27 @@ for k = 1, 5 do touch(KEYS[k], ARGV[1]) end
 return 1
 "#;
 
-/// KEYS: messages, client ids. Returns the removed member, or false.
+/// KEYS: messages, client ids. Returns {removed member, its sequence, its client id or
+/// ''}, or false.
 const POP_MESSAGE: &str = r#"
 local popped = redis.call('ZPOPMAX', KEYS[1])
 if #popped == 0 then return false end
 local seq = popped[2]
 local cid = redis.call('HGET', KEYS[2], 's:' .. seq)
 if cid then redis.call('HDEL', KEYS[2], 's:' .. seq, 'c:' .. cid) end
-return popped[1]
+return {popped[1], seq, cid or ''}
+"#;
+
+/// KEYS: messages, client ids. ARGV: ttl, sequence, member, client id or ''. Puts back a
+/// popped message the client could not decode, so the pop has not taken effect; a slot
+/// or client id taken meanwhile is left as it is. Returns 1.
+const RESTORE_MESSAGE: &str = r#"
+redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[3])
+if ARGV[4] ~= '' and redis.call('HEXISTS', KEYS[2], 'c:' .. ARGV[4]) == 0 then
+  redis.call('HSET', KEYS[2], 'c:' .. ARGV[4], ARGV[2], 's:' .. ARGV[2], ARGV[4])
+end
+touch(KEYS[1], ARGV[1]); touch(KEYS[2], ARGV[1])
+return 1
 "#;
 
 /// KEYS: messages, client ids. Returns how many messages were removed.
@@ -432,6 +445,7 @@ pub(crate) struct Scripts {
     pub(crate) delete_session: Lua,
     pub(crate) append_messages: Lua,
     pub(crate) pop_message: Lua,
+    pub(crate) restore_message: Lua,
     pub(crate) clear_messages: Lua,
     pub(crate) store_task_context: Lua,
     pub(crate) put_checkpoint: Lua,
@@ -475,6 +489,7 @@ impl Scripts {
             delete_session: script(DELETE_SESSION),
             append_messages: script(APPEND_MESSAGES),
             pop_message: script(POP_MESSAGE),
+            restore_message: script(RESTORE_MESSAGE),
             clear_messages: script(CLEAR_MESSAGES),
             store_task_context: script(STORE_TASK_CONTEXT),
             put_checkpoint: script(PUT_CHECKPOINT),
@@ -495,7 +510,7 @@ impl Scripts {
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 23] {
+    pub(crate) fn all(&self) -> [&Lua; 24] {
         [
             &self.create_session,
             &self.update_session,
@@ -503,6 +518,7 @@ impl Scripts {
             &self.delete_session,
             &self.append_messages,
             &self.pop_message,
+            &self.restore_message,
             &self.clear_messages,
             &self.store_task_context,
             &self.put_checkpoint,

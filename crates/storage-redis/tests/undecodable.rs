@@ -194,4 +194,30 @@ async fn appends_report_exactly_what_they_stored() {
         .unwrap();
     assert_eq!(again, stored[0], "a replay returns the stored message");
     assert_eq!(zcard(&b, "s").await, 3);
+
+    // Popping the undecodable message fails and leaves it (and its client id) in place.
+    assert_eq!(b.pop_last_message("s").await.unwrap().unwrap().sequence, 3);
+    assert_eq!(b.pop_last_message("s").await.unwrap().unwrap().sequence, 2);
+    let err = b.pop_last_message("s").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Serialization, "{err}");
+    assert_eq!(
+        zcard(&b, "s").await,
+        1,
+        "a pop that reports failure removed nothing"
+    );
+    let replay = b
+        .append_message("s", NewMessage::new("user", "again").with_client_id("c1"))
+        .await
+        .unwrap_err();
+    assert_eq!(replay.kind(), ErrorKind::Serialization, "{replay}");
+    assert_eq!(zcard(&b, "s").await, 1, "c1 still names the stored message");
+    assert_eq!(b.clear_conversation("s").await.unwrap(), 1);
+    assert_eq!(
+        b.append_message("s", NewMessage::new("user", "after"))
+            .await
+            .unwrap()
+            .sequence,
+        4,
+        "numbers are never reused"
+    );
 }

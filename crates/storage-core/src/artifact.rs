@@ -93,6 +93,7 @@ pub fn validate_save(scope: &str, name: &str, metadata: &Metadata) -> Result<()>
 pub fn validate_import(artifact: &Artifact) -> Result<()> {
     let meta = &artifact.meta;
     validate_save(&meta.scope, &meta.name, &meta.metadata)?;
+    crate::policy::check_imported_number("imported artifact version", meta.version)?;
     if meta.size != artifact.data.len() as u64 || meta.sha256 != sha256_hex(&artifact.data) {
         return Err(StorageError::invalid_input(format!(
             "imported artifact {:?}/{:?} version {}: size or digest does not match its content",

@@ -248,6 +248,7 @@ pub fn validate_import(session_id: &str, messages: &[Message]) -> Result<()> {
                 "imported message has sequence 0; sequences start at 1",
             ));
         }
+        crate::policy::check_imported_number("imported message sequence", message.sequence)?;
         validate_id("message role", &message.role)?;
         if let Some(client_id) = &message.client_id {
             validate_id("client message id", client_id)?;

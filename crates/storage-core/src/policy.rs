@@ -13,6 +13,7 @@
 //! | channel versions | 1 to [`MAX_CHANNEL_VERSION_BYTES`] (256) bytes, no control characters | `channel_versions`, `new_versions`, `versions_seen` |
 //! | list cursors | at most [`MAX_CURSOR_BYTES`] (1,024) bytes, and must decode to a valid position | session list cursors, `after` of thread and scope listings |
 //! | counters | saturate at `u64::MAX` | session request, processing-time and error counters |
+//! | imported numbers | at most [`MAX_IMPORTED_NUMBER`] (2^53 - 1) | sequences, task-context versions and artifact versions given to the import calls |
 //!
 //! Depth counts containers: a scalar has depth 0, `[]` and `{}` depth 1, `[[1]]` depth 2;
 //! a metadata object counts as one level itself. 64 is far below what every backend and
@@ -55,6 +56,22 @@ pub const MAX_CHANNEL_VERSION_BYTES: usize = 256;
 /// The longest list cursor accepted, in bytes. A session cursor this release hands out
 /// is at most 533 bytes (a timestamp and a hex-encoded id).
 pub const MAX_CURSOR_BYTES: usize = 1_024;
+
+/// The largest message sequence, task-context version or artifact version the import
+/// calls accept: 2^53 - 1, the largest integer every backend holds exactly (Redis keeps
+/// sequences as sorted-set scores and computes in Lua, both doubles; PostgreSQL in
+/// `bigint`).
+pub const MAX_IMPORTED_NUMBER: u64 = (1 << 53) - 1;
+
+/// Checks a sequence or version given to an import call against [`MAX_IMPORTED_NUMBER`].
+pub fn check_imported_number(what: &str, value: u64) -> Result<()> {
+    if value > MAX_IMPORTED_NUMBER {
+        return Err(StorageError::invalid_input(format!(
+            "{what} {value} is above the imported number limit of {MAX_IMPORTED_NUMBER}"
+        )));
+    }
+    Ok(())
+}
 
 /// The value a session counter stays at once it would pass `u64::MAX`: counters saturate,
 /// on every backend, and an update that would overflow one still succeeds.

@@ -105,6 +105,7 @@ pub fn validate_import(context: &TaskContext) -> Result<()> {
             "imported task context has version 0; versions start at 1",
         ));
     }
+    crate::policy::check_imported_number("imported task context version", context.version)?;
     Ok(())
 }
 

@@ -163,6 +163,7 @@ macro_rules! conformance_tests {
                 channel_version_rules_are_the_same_everywhere,
                 list_cursors_are_validated,
                 counters_saturate_at_u64_max,
+                imported_numbers_fit_every_backend,
             }
             namespaces {
                 sessions_are_invisible_across_namespaces,

@@ -561,3 +561,89 @@ pub async fn counters_saturate_at_u64_max(ctx: TestContext) {
         after.metrics
     );
 }
+
+/// The import calls take sequences and versions up to 2^53 - 1, read back exactly on
+/// every backend (and a later append, store or save continues after them); anything
+/// greater (`u64::MAX` included) is `InvalidInput` naming the limit, and stores nothing.
+pub async fn imported_numbers_fit_every_backend(ctx: TestContext) {
+    use storage_core::policy::MAX_IMPORTED_NUMBER;
+    use storage_core::{Artifact, ArtifactMeta, Message, TaskContext};
+    let b = &ctx.backend;
+    let now = storage_core::time::now();
+    let message = |sequence: u64| Message {
+        session_id: "s".into(),
+        sequence,
+        role: "user".into(),
+        content: json!(sequence),
+        client_id: None,
+        metadata: Metadata::new(),
+        created_at: now,
+    };
+    let context = |version: u64| TaskContext {
+        session_id: "s".into(),
+        value: json!(version),
+        version,
+        updated_at: now,
+    };
+    let artifact = |version: u64| Artifact {
+        meta: ArtifactMeta {
+            scope: "scope".into(),
+            name: "a".into(),
+            version,
+            content_type: "text/plain".into(),
+            size: 1,
+            sha256: storage_core::artifact::sha256_hex(b"x"),
+            metadata: Metadata::new(),
+            created_at: now,
+        },
+        data: Bytes::from_static(b"x"),
+    };
+    let limit = MAX_IMPORTED_NUMBER.to_string();
+    let words = ["imported number limit", limit.as_str()];
+    b.create_session(NewSession::new("s", "u")).await.unwrap();
+    for too_big in [MAX_IMPORTED_NUMBER + 1, i64::MAX as u64, u64::MAX] {
+        refused(b.import_messages("s", vec![message(too_big)]).await, &words);
+        refused(b.import_task_context(context(too_big)).await, &words);
+        refused(b.import_artifact(artifact(too_big)).await, &words);
+    }
+    assert!(b.get_conversation_history("s", 5).await.unwrap().is_empty());
+    assert_eq!(b.get_task_context("s").await.unwrap(), None);
+    assert!(!b.artifact_exists("scope", "a", None).await.unwrap());
+
+    let top = MAX_IMPORTED_NUMBER;
+    assert_eq!(
+        b.import_messages("s", vec![message(top - 1)])
+            .await
+            .unwrap(),
+        1
+    );
+    let history = b.get_conversation_history("s", 5).await.unwrap();
+    assert_eq!(history, [message(top - 1)]);
+    let next = b
+        .append_message("s", NewMessage::new("user", "next"))
+        .await
+        .unwrap();
+    assert_eq!(next.sequence, top, "an append continues after the import");
+    assert!(b.import_task_context(context(top - 1)).await.unwrap());
+    assert_eq!(
+        b.get_task_context("s").await.unwrap(),
+        Some(context(top - 1))
+    );
+    let stored = b
+        .store_task_context("s", json!("next"), ExpectedVersion::Exactly(top - 1))
+        .await
+        .unwrap();
+    assert_eq!(stored.version, top);
+    assert!(b.import_artifact(artifact(top - 1)).await.unwrap());
+    let meta = b
+        .get_artifact_meta("scope", "a", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta, artifact(top - 1).meta);
+    let saved = b
+        .save_artifact("scope", "a", NewArtifact::new("text/plain", "y"))
+        .await
+        .unwrap();
+    assert_eq!(saved.version, top);
+}

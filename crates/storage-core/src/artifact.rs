@@ -81,11 +81,19 @@ pub fn validate_artifact_address(scope: &str, name: &str) -> Result<()> {
     validate_id("artifact name", name)
 }
 
+/// Checks a save, before any I/O: the address, and the metadata against the
+/// [input policy](crate::policy).
+pub fn validate_save(scope: &str, name: &str, metadata: &Metadata) -> Result<()> {
+    validate_artifact_address(scope, name)?;
+    crate::policy::check_metadata("artifact metadata", metadata)
+}
+
 /// Checks an artifact for [`ArtifactStore::import_artifact`], before any I/O: its address,
-/// and that size and digest describe its content.
+/// its metadata, and that size and digest describe its content.
 pub fn validate_import(artifact: &Artifact) -> Result<()> {
     let meta = &artifact.meta;
-    validate_artifact_address(&meta.scope, &meta.name)?;
+    validate_save(&meta.scope, &meta.name, &meta.metadata)?;
+    crate::policy::check_imported_number("imported artifact version", meta.version)?;
     if meta.size != artifact.data.len() as u64 || meta.sha256 != sha256_hex(&artifact.data) {
         return Err(StorageError::invalid_input(format!(
             "imported artifact {:?}/{:?} version {}: size or digest does not match its content",
@@ -215,6 +223,7 @@ pub trait ArtifactStore: Send + Sync {
         content: ByteStream,
         max_size: Option<u64>,
     ) -> Result<ArtifactMeta> {
+        validate_save(scope, name, &metadata)?;
         let data = collect_bounded(content, max_size).await?;
         let artifact = NewArtifact {
             content_type: content_type.to_owned(),

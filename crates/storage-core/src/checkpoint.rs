@@ -89,6 +89,16 @@ impl Checkpoint {
             "channel name",
             self.channel_versions.keys().map(String::as_str),
         )?;
+        crate::policy::check_channel_versions(&self.channel_versions)?;
+        crate::policy::check_channel_versions(new_versions)?;
+        for (node, seen) in &self.versions_seen {
+            validate_id("node name in versions_seen", node)?;
+            crate::policy::check_channel_versions(seen)?;
+        }
+        for (channel, value) in &self.channel_values {
+            crate::policy::check_json(&format!("value of channel {channel:?}"), value)?;
+        }
+        crate::policy::check_metadata("checkpoint metadata", &self.metadata)?;
         for (channel, version) in new_versions {
             match self.channel_versions.get(channel) {
                 Some(named) if named == version => {}
@@ -247,7 +257,13 @@ pub fn validate_put_writes(
     validate_ids(
         "channel name",
         writes.iter().map(|(channel, _)| channel.as_str()),
-    )
+    )?;
+    writes.iter().try_for_each(|(channel, value)| {
+        crate::policy::check_json(
+            &format!("value of the pending write to channel {channel:?}"),
+            value,
+        )
+    })
 }
 
 /// Sorts writes into the order they are returned in: (task path, task id, index).
@@ -307,7 +323,7 @@ impl CheckpointQuery {
         if let Some(limit) = self.limit {
             validate_limit("checkpoint list limit", limit)?;
         }
-        Ok(())
+        crate::policy::check_metadata("checkpoint list filter", &self.filter)
     }
 
     /// Whether a checkpoint in `namespace` with `id` and `metadata` is in the result,

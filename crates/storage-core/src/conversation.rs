@@ -77,13 +77,15 @@ impl NewMessage {
         self
     }
 
-    /// Checks the role and client id, before any I/O.
+    /// Checks the role, the client id, and the content and metadata against the
+    /// [input policy](crate::policy), before any I/O.
     pub fn validate(&self) -> Result<()> {
         validate_id("message role", &self.role)?;
         if let Some(client_id) = &self.client_id {
             validate_id("client message id", client_id)?;
         }
-        Ok(())
+        crate::policy::check_json("message content", &self.content)?;
+        crate::policy::check_metadata("message metadata", &self.metadata)
     }
 
     /// The stored message this becomes at `sequence`.
@@ -246,10 +248,13 @@ pub fn validate_import(session_id: &str, messages: &[Message]) -> Result<()> {
                 "imported message has sequence 0; sequences start at 1",
             ));
         }
+        crate::policy::check_imported_number("imported message sequence", message.sequence)?;
         validate_id("message role", &message.role)?;
         if let Some(client_id) = &message.client_id {
             validate_id("client message id", client_id)?;
         }
+        crate::policy::check_json("message content", &message.content)?;
+        crate::policy::check_metadata("message metadata", &message.metadata)?;
     }
     Ok(())
 }

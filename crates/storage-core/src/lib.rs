@@ -28,6 +28,7 @@ pub mod json;
 pub mod kind;
 pub mod operation;
 pub mod page;
+pub mod policy;
 pub mod prelude;
 pub mod redact;
 pub mod session;

@@ -127,10 +127,12 @@ impl NewSession {
         self
     }
 
-    /// Checks the ids, before any I/O.
+    /// Checks the ids and the metadata against the [input policy](crate::policy), before
+    /// any I/O.
     pub fn validate(&self) -> Result<()> {
         crate::validate::validate_id("session id", &self.id)?;
-        crate::validate::validate_id("user id", &self.user_id)
+        crate::validate::validate_id("user id", &self.user_id)?;
+        crate::policy::check_metadata("session metadata", &self.metadata)
     }
 
     /// The record this creates at `now`: active, zero metrics.
@@ -195,6 +197,12 @@ impl SessionUpdate {
         self
     }
 
+    /// Checks the metadata patch against the [input policy](crate::policy), before any
+    /// I/O. Counters need no check: they saturate at `u64::MAX` on every backend.
+    pub fn validate(&self) -> Result<()> {
+        crate::policy::check_metadata("session metadata patch", &self.metadata_patch)
+    }
+
     /// Applies the update to `session` at `now`. The one definition every backend that
     /// updates a decoded record uses; backends that update in place must match it.
     pub fn apply_to(&self, session: &mut Session, now: Timestamp) {
@@ -257,6 +265,14 @@ impl SessionQuery {
     }
 }
 
+/// Checks a whole session record for [`SessionStore::import_session`], before any I/O:
+/// its ids and its metadata.
+pub fn validate_import(session: &Session) -> Result<()> {
+    crate::validate::validate_id("session id", &session.id)?;
+    crate::validate::validate_id("user id", &session.user_id)?;
+    crate::policy::check_metadata("session metadata", &session.metadata)
+}
+
 /// Position in the listing order: most recent activity first, then id ascending.
 ///
 /// Encoded into an opaque string for callers; every backend uses this one codec so a
@@ -294,16 +310,22 @@ impl SessionCursor {
         )
     }
 
-    /// Parses [`SessionCursor::encode`]'s output; anything else is `InvalidInput`.
+    /// Parses [`SessionCursor::encode`]'s output; anything else is `InvalidInput`: a
+    /// cursor longer than [`MAX_CURSOR_BYTES`](crate::policy::MAX_CURSOR_BYTES), or one
+    /// whose id is not a valid session id.
     pub fn decode(cursor: &str) -> Result<Self> {
-        let invalid =
-            || StorageError::invalid_input(format!("malformed session cursor {cursor:?}"));
+        crate::policy::check_cursor("session cursor", cursor)?;
+        let invalid = || {
+            let shown: String = cursor.chars().take(64).collect();
+            StorageError::invalid_input(format!("malformed session cursor {shown:?}"))
+        };
         let (micros, id) = cursor.split_once('.').ok_or_else(invalid)?;
         let last_activity_micros = micros.parse().map_err(|_| invalid())?;
         let id = hex::decode(id)
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(invalid)?;
+        crate::validate::validate_id("session id in the session cursor", &id)?;
         Ok(SessionCursor {
             last_activity_micros,
             id,

@@ -90,14 +90,22 @@ pub trait TaskContextStore: Send + Sync {
     }
 }
 
+/// Checks a [`TaskContextStore::store_task_context`] call, before any I/O: the session id,
+/// and the value against the [input policy](crate::policy).
+pub fn validate_store(session_id: &str, value: &Value) -> Result<()> {
+    crate::validate::validate_id("session id", session_id)?;
+    crate::policy::check_json("task context value", value)
+}
+
 /// Checks a context for [`TaskContextStore::import_task_context`], before any I/O.
 pub fn validate_import(context: &TaskContext) -> Result<()> {
-    crate::validate::validate_id("session id", &context.session_id)?;
+    validate_store(&context.session_id, &context.value)?;
     if context.version == 0 {
         return Err(StorageError::invalid_input(
             "imported task context has version 0; versions start at 1",
         ));
     }
+    crate::policy::check_imported_number("imported task context version", context.version)?;
     Ok(())
 }
 

@@ -66,7 +66,7 @@ impl PostgresBackend {
         name: &str,
         artifact: NewArtifact,
     ) -> PgResult<ArtifactMeta> {
-        validate_artifact_address(scope, name)?;
+        storage_core::artifact::validate_save(scope, name, &artifact.metadata)?;
         let size = artifact.data.len() as u64;
         check_artifact_size(size, Some(self.config.artifact_limit()))?;
         let mut meta = ArtifactMeta {

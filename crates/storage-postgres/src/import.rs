@@ -61,8 +61,7 @@ const SCOPES: &str = "SELECT DISTINCT scope FROM artifact_counters WHERE scope >
 
 impl PostgresBackend {
     pub(crate) async fn import_session_op(&self, session: Session) -> PgResult<()> {
-        storage_core::validate::validate_id("session id", &session.id)?;
-        storage_core::validate::validate_id("user id", &session.user_id)?;
+        storage_core::session::validate_import(&session)?;
         let record = wire::encode(&session)?;
         let activity = storage_core::time::to_micros(session.last_activity);
         let client = self.client().await?;
@@ -167,6 +166,7 @@ impl PostgresBackend {
         limit: usize,
     ) -> PgResult<Vec<String>> {
         validate_limit(what, limit)?;
+        storage_core::policy::check_after("listing cursor", after)?;
         // Ids are never empty, so "" sorts before every one of them.
         let after = after.unwrap_or("");
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -147,6 +147,8 @@ impl PostgresBackend {
         id: &str,
         update: SessionUpdate,
     ) -> PgResult<Session> {
+        validate_id("session id", id)?;
+        update.validate()?;
         self.modify_session(id, |session, now| update.apply_to(session, now))
             .await
     }
@@ -202,7 +204,7 @@ impl PostgresBackend {
         let status = query.status.map(SessionStatus::as_str);
         let fetch = to_i64(query.limit as u64).saturating_add(1);
         // One statement text per combination of filters, so each is planned for its index.
-        let mut sql = String::from("SELECT record FROM sessions WHERE true");
+        let mut sql = String::from("SELECT record, id, last_activity_us FROM sessions WHERE true");
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
         if let Some(user_id) = &query.user_id {
             params.push(user_id);
@@ -229,17 +231,32 @@ impl PostgresBackend {
             params.len()
         ));
         let client = self.client().await?;
-        let rows = client.rows(&sql, &params).await?;
-        let mut items = rows
-            .iter()
-            .map(|row| decode(row, 0))
-            .collect::<PgResult<Vec<_>>>()?;
-        let next_cursor = if items.len() > query.limit {
-            items.truncate(query.limit);
-            items.last().map(|last| SessionCursor::after(last).encode())
-        } else {
-            None
-        };
+        let mut rows = client.rows(&sql, &params).await?;
+        let more = rows.len() > query.limit;
+        rows.truncate(query.limit);
+        // The cursor comes from the columns, so a skipped last row still moves it on.
+        let next_cursor = rows.last().filter(|_| more).map(|row| {
+            SessionCursor {
+                last_activity_micros: row.get(2),
+                id: row.get(1),
+            }
+            .encode()
+        });
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // A record that cannot be decoded (one an older release wrote against today's
+            // input policy) is skipped, never failing the listing for everyone else;
+            // `delete_session` still removes it.
+            match wire::decode::<Session>(row.get::<_, &[u8]>(0)) {
+                Ok(session) => items.push(session),
+                Err(err) => tracing::warn!(
+                    backend = "postgres",
+                    session_id = row.get::<_, &str>(1),
+                    error = %err,
+                    "skipping a session record that cannot be decoded"
+                ),
+            }
+        }
         Ok(Page { items, next_cursor })
     }
 

@@ -48,7 +48,7 @@ impl PostgresBackend {
         value: Value,
         expected: ExpectedVersion,
     ) -> PgResult<TaskContext> {
-        validate_id("session id", session_id)?;
+        storage_core::task_context::validate_store(session_id, &value)?;
         // The version column is authoritative; the record's copy is filled in on read.
         let mut context = TaskContext {
             session_id: session_id.to_owned(),

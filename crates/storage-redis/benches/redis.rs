@@ -86,8 +86,9 @@ async fn compare_with_raw(backend: &Arc<RedisBackend>, concurrency: usize, ops: 
             let record = message(i).into_message(&id, 0, time::now());
             let encoded = wire::encode(&record).unwrap();
             let cmd = b.raw_append_command(&id, "", &encoded);
-            let members: Vec<Vec<u8>> = b.raw_query(&cmd).await.unwrap();
-            assert_eq!(members.len(), 1);
+            // {1, the sequence number stored at}
+            let reply: Vec<i64> = b.raw_query(&cmd).await.unwrap();
+            assert_eq!(reply.len(), 2);
         })
     });
     compare_interleaved("append_message", concurrency, ops, ours_append, raw_append).await;

@@ -56,9 +56,10 @@ fn ttl_ms(secs: Option<u64>) -> String {
     secs.map_or(0, |secs| secs.saturating_mul(1000)).to_string()
 }
 
-/// A `u64` counter increment as Redis's `HINCRBY` takes it (a signed 64-bit integer).
+/// A `u64` counter increment for the update script, which adds it exactly and saturates
+/// at `u64::MAX`.
 fn increment(value: u64) -> String {
-    value.min(i64::MAX as u64).to_string()
+    value.to_string()
 }
 
 fn parse_u64(fields: &HashMap<String, String>, name: &str) -> Result<u64> {
@@ -113,6 +114,17 @@ fn session_fields(session: &Session) -> Result<Vec<(String, String)>> {
 
 /// A session from its hash; `None` for an empty (absent) hash.
 fn session_from_fields(fields: HashMap<String, String>) -> Result<Option<Session>> {
+    session_from_fields_with(fields, false)
+}
+
+/// A session from its hash, as [`session_from_fields`], but when `lenient`, a metadata
+/// value that cannot be decoded (written by an older release against today's input
+/// policy) is left out with a warning instead of failing: for reporting a write that has
+/// already taken effect.
+fn session_from_fields_with(
+    fields: HashMap<String, String>,
+    lenient: bool,
+) -> Result<Option<Session>> {
     if fields.is_empty() {
         return Ok(None);
     }
@@ -126,7 +138,19 @@ fn session_from_fields(fields: HashMap<String, String>) -> Result<Option<Session
     let mut metadata = Metadata::new();
     for (field, value) in &fields {
         if let Some(key) = field.strip_prefix("m:") {
-            metadata.insert(key.to_owned(), serde_json::from_str(value)?);
+            match serde_json::from_str(value) {
+                Ok(value) => {
+                    metadata.insert(key.to_owned(), value);
+                }
+                Err(err) if lenient => tracing::warn!(
+                    backend = BACKEND,
+                    session_id = fields.get("id").map_or("", String::as_str),
+                    key,
+                    error = %err,
+                    "leaving out a session metadata value that cannot be decoded"
+                ),
+                Err(err) => return Err(err.into()),
+            }
         }
     }
     Ok(Some(Session {
@@ -277,6 +301,43 @@ impl RedisBackend {
             .collect()
     }
 
+    /// Like [`fetch_sessions`](Self::fetch_sessions) for listing: a record that cannot be
+    /// decoded (one an older release wrote against today's input policy) is skipped with a
+    /// warning naming its id, so it never breaks listing for anyone else;
+    /// `delete_session` still removes it.
+    async fn fetch_sessions_skipping_bad(&self, ids: &[String]) -> Result<Vec<Session>> {
+        let cmds = ids
+            .iter()
+            .map(|id| {
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(self.keys.session(id).session);
+                cmd
+            })
+            .collect();
+        let replies = self.client.query_many(cmds).await?;
+        let mut sessions = Vec::with_capacity(ids.len());
+        for (id, reply) in ids.iter().zip(replies) {
+            let fields: HashMap<String, String> = match from_value(reply, "session hash") {
+                Ok(fields) => fields,
+                Err(err) => {
+                    tracing::warn!(backend = BACKEND, session_id = %id, error = %err,
+                        "skipping a session record that cannot be read");
+                    continue;
+                }
+            };
+            match session_from_fields(fields) {
+                Ok(session) => sessions.extend(session),
+                Err(err) => tracing::warn!(
+                    backend = BACKEND,
+                    session_id = %id,
+                    error = %err,
+                    "skipping a session record that cannot be decoded"
+                ),
+            }
+        }
+        Ok(sessions)
+    }
+
     async fn session_script(
         &self,
         script: &crate::scripts::Lua,
@@ -286,8 +347,10 @@ impl RedisBackend {
         let key = self.keys.session(id).session;
         let fields: Option<HashMap<String, String>> =
             self.client.eval(script, &[&key], args).await?;
+        // The write has taken effect: report it even if an old metadata value of the
+        // record cannot be decoded.
         let session = fields
-            .map(session_from_fields)
+            .map(|fields| session_from_fields_with(fields, true))
             .transpose()?
             .flatten()
             .ok_or_else(|| StorageError::not_found(format!("session {id:?} does not exist")))?;
@@ -417,7 +480,7 @@ impl RedisBackend {
             offset += entries.len();
             let lowest_score = entries.last().map(|(_, score)| *score);
             let ids: Vec<String> = entries.into_iter().map(|(id, _)| id).collect();
-            for session in self.fetch_sessions(&ids).await?.into_iter().flatten() {
+            for session in self.fetch_sessions_skipping_bad(&ids).await? {
                 let wanted = cursor.as_ref().is_none_or(|c| c.precedes(&session))
                     && query.user_id.as_ref().is_none_or(|u| *u == session.user_id)
                     && query.status.is_none_or(|s| s == session.status);
@@ -493,29 +556,73 @@ impl RedisBackend {
         let now = time::now();
         let ttl = ttl_ms(self.config.conversation_ttl_secs);
         let count = messages.len().to_string();
+        let mixed_possible = messages.len() > 1 && messages.iter().any(|m| m.client_id.is_some());
+        let mut records = Vec::with_capacity(messages.len());
         let mut encoded = Vec::with_capacity(messages.len());
         for message in messages {
             let client_id = message.client_id.clone().unwrap_or_default();
+            let record = message.into_message(session_id, 0, now);
             // The script puts the allocated sequence in place of the 0.
-            encoded.push((
-                client_id,
-                wire::encode(&message.into_message(session_id, 0, now))?,
-            ));
+            encoded.push((client_id, wire::encode(&record)?));
+            records.push(record);
         }
-        let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), count.as_bytes()];
-        for (client_id, bytes) in &encoded {
-            args.push(client_id.as_bytes());
-            args.push(bytes);
+        let script_keys = [
+            keys.sequence.as_str(),
+            keys.messages.as_str(),
+            keys.client_ids.as_str(),
+        ];
+        // The reply says where each new message went (a number) and what each stored
+        // client id holds (a member). New messages come back as built here, never decoded
+        // from the reply, so a write that took effect is never reported as failed. Only
+        // stored members are decoded: a batch that mixes new messages with stored client
+        // ids first probes those members (storing nothing), so one that cannot be decoded
+        // fails the call before anything is written.
+        let mut probe = mixed_possible;
+        loop {
+            let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), count.as_bytes()];
+            for (client_id, bytes) in &encoded {
+                args.push(client_id.as_bytes());
+                args.push(bytes);
+            }
+            args.push(if probe { b"0" } else { b"1" });
+            let mut reply: Vec<Value> = self
+                .client
+                .eval(&self.scripts.append_messages, &script_keys, &args)
+                .await?;
+            if reply.is_empty() {
+                return Err(unexpected_reply("empty append reply"));
+            }
+            let written = from_value::<i64>(reply.remove(0), "append status")? == 1;
+            if !written {
+                if !probe {
+                    return Err(unexpected_reply("append stored nothing without a probe"));
+                }
+                for member in reply {
+                    let member: Vec<u8> = from_value(member, "stored message")?;
+                    wire::decode::<Message>(&member)?;
+                }
+                probe = false;
+                continue;
+            }
+            if reply.len() != records.len() {
+                return Err(unexpected_reply("append reply of the wrong length"));
+            }
+            let mut out = Vec::with_capacity(records.len());
+            for (mut record, entry) in records.into_iter().zip(reply) {
+                match entry {
+                    Value::Int(sequence) => {
+                        record.sequence = u64::try_from(sequence)
+                            .map_err(|_| unexpected_reply("negative sequence"))?;
+                        out.push(record);
+                    }
+                    member => {
+                        let member: Vec<u8> = from_value(member, "stored message")?;
+                        out.push(wire::decode(&member)?);
+                    }
+                }
+            }
+            return Ok(out);
         }
-        let members: Vec<Vec<u8>> = self
-            .client
-            .eval(
-                &self.scripts.append_messages,
-                &[&keys.sequence, &keys.messages, &keys.client_ids],
-                &args,
-            )
-            .await?;
-        decode_messages(members)
     }
 
     async fn window(&self, session_id: &str, range: MessageRange) -> Result<Vec<Message>> {
@@ -980,6 +1087,7 @@ impl SessionStore for RedisBackend {
     async fn update_session(&self, id: &str, update: SessionUpdate) -> Result<Session> {
         async {
             validate_id("session id", id)?;
+            update.validate()?;
             let ttl = ttl_ms(self.config.session_ttl_secs);
             let now = time::to_micros(time::now()).to_string();
             let requests = increment(update.add_requests);
@@ -1122,7 +1230,7 @@ impl ConversationStore for RedisBackend {
         async {
             validate_id("session id", session_id)?;
             let keys = self.keys.session(session_id);
-            let member: Option<Vec<u8>> = self
+            let popped: Option<(Vec<u8>, String, String)> = self
                 .client
                 .eval(
                     &self.scripts.pop_message,
@@ -1130,7 +1238,30 @@ impl ConversationStore for RedisBackend {
                     &[],
                 )
                 .await?;
-            member.map(|bytes| wire::decode(&bytes)).transpose()
+            let Some((member, sequence, client_id)) = popped else {
+                return Ok(None);
+            };
+            match wire::decode(&member) {
+                Ok(message) => Ok(Some(message)),
+                Err(err) => {
+                    // Reporting failure for a pop that took effect would lose the message:
+                    // put it back first, so the failed pop has changed nothing.
+                    let ttl = ttl_ms(self.config.conversation_ttl_secs);
+                    self.client
+                        .eval::<i64>(
+                            &self.scripts.restore_message,
+                            &[&keys.messages, &keys.client_ids],
+                            &[
+                                ttl.as_bytes(),
+                                sequence.as_bytes(),
+                                &member,
+                                client_id.as_bytes(),
+                            ],
+                        )
+                        .await?;
+                    Err(err)
+                }
+            }
         }
         .await
         .map_err(op("pop_last_message"))
@@ -1190,7 +1321,7 @@ impl TaskContextStore for RedisBackend {
         expected: ExpectedVersion,
     ) -> Result<TaskContext> {
         async {
-            validate_id("session id", session_id)?;
+            storage_core::task_context::validate_store(session_id, &value)?;
             let key = self.keys.session(session_id).task_context;
             let ttl = ttl_ms(self.config.task_context_ttl_secs);
             let (mode, expected_version) = match expected {
@@ -1465,9 +1596,12 @@ impl CheckpointStore for RedisBackend {
     }
 
     async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        self.scan_ids("t", "nss", after, limit)
-            .await
-            .map_err(op("list_thread_ids"))
+        async {
+            storage_core::policy::check_after("thread listing cursor", after)?;
+            self.scan_ids("t", "nss", after, limit).await
+        }
+        .await
+        .map_err(op("list_thread_ids"))
     }
 
     async fn delete_for_runs(&self, run_ids: &[String]) -> Result<u64> {
@@ -1493,7 +1627,7 @@ impl ArtifactStore for RedisBackend {
         artifact: NewArtifact,
     ) -> Result<ArtifactMeta> {
         async {
-            validate_artifact_address(scope, name)?;
+            storage_core::artifact::validate_save(scope, name, &artifact.metadata)?;
             check_artifact_size(artifact.data.len() as u64, self.config.max_artifact_bytes)?;
             let keys = self.keys.scope(scope);
             let meta = ArtifactMeta {
@@ -1509,7 +1643,9 @@ impl ArtifactStore for RedisBackend {
             // The script puts the allocated version in place of the 0.
             let encoded = wire::encode(&meta)?;
             let ttl = ttl_ms(self.config.artifact_ttl_secs);
-            let stored: Vec<u8> = self
+            // The reply is the version; the metadata is the one built here, so nothing
+            // stored has to be decoded to report the save.
+            let version: u64 = self
                 .client
                 .eval(
                     &self.scripts.save_artifact,
@@ -1523,7 +1659,7 @@ impl ArtifactStore for RedisBackend {
                     &[ttl.as_bytes(), name.as_bytes(), &encoded, &artifact.data],
                 )
                 .await?;
-            wire::decode(&stored)
+            Ok(ArtifactMeta { version, ..meta })
         }
         .await
         .map_err(op("save_artifact"))
@@ -1622,9 +1758,12 @@ impl ArtifactStore for RedisBackend {
     }
 
     async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        self.scan_ids("a", "names", after, limit)
-            .await
-            .map_err(op("list_artifact_scopes"))
+        async {
+            storage_core::policy::check_after("artifact scope listing cursor", after)?;
+            self.scan_ids("a", "names", after, limit).await
+        }
+        .await
+        .map_err(op("list_artifact_scopes"))
     }
 
     async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {

@@ -20,26 +20,58 @@ end
 local function hex(s)
   return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
 end
+-- a + b for non-negative decimal strings, saturating at u64::MAX (exact, unlike Lua numbers).
+local U64_MAX = '18446744073709551615'
+local function add_sat(a, b)
+  local out, carry, i, j = {}, 0, #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local d = carry
+    if i > 0 then d = d + string.byte(a, i) - 48; i = i - 1 end
+    if j > 0 then d = d + string.byte(b, j) - 48; j = j - 1 end
+    out[#out + 1] = string.char(48 + d % 10)
+    carry = math.floor(d / 10)
+  end
+  local sum = string.reverse(table.concat(out)):gsub('^0+(%d)', '%1')
+  if #sum > #U64_MAX or (#sum == #U64_MAX and sum > U64_MAX) then return U64_MAX end
+  return sum
+end
+-- Adds `by` (a decimal u64) to a counter field; counters saturate at u64::MAX.
+local function bump(key, field, by)
+  local done = redis.pcall('HINCRBY', key, field, by)
+  if type(done) == 'table' and done.err then
+    redis.call('HSET', key, field, add_sat(redis.call('HGET', key, field) or '0', by))
+  end
+end
+-- HSET of many field/value pairs from ARGV[first..], in chunks: `unpack` fails past
+-- about 8,000 values.
+local function hset_from(key, first)
+  local i = first
+  while i <= #ARGV do
+    local last = math.min(i + 999, #ARGV)
+    redis.call('HSET', key, unpack(ARGV, i, last))
+    i = last + 1
+  end
+end
 "#;
 
 /// KEYS: session. ARGV: ttl ms, then field/value pairs. Returns 1 if created, 0 if present.
 const CREATE_SESSION: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+hset_from(KEYS[1], 2)
 touch(KEYS[1], ARGV[1])
 return 1
 "#;
 
 /// KEYS: session. ARGV: ttl, now µs, add requests, add ms, error flag, error message,
-/// number of metadata sets n, n key/value pairs, then keys to remove.
-/// Returns the updated hash, or false if absent.
+/// number of metadata sets n, n key/value pairs, then keys to remove. Counters saturate at
+/// `u64::MAX`. Returns the updated hash, or false if absent.
 const UPDATE_SESSION: &str = r#"
 local key = KEYS[1]
 if redis.call('EXISTS', key) == 0 then return false end
-if ARGV[3] ~= '0' then redis.call('HINCRBY', key, 'requests', ARGV[3]) end
-if ARGV[4] ~= '0' then redis.call('HINCRBY', key, 'processing_ms', ARGV[4]) end
+if ARGV[3] ~= '0' then bump(key, 'requests', ARGV[3]) end
+if ARGV[4] ~= '0' then bump(key, 'processing_ms', ARGV[4]) end
 if ARGV[5] == '1' then
-  redis.call('HINCRBY', key, 'errors', 1)
+  bump(key, 'errors', '1')
   redis.call('HSET', key, 'last_error', ARGV[6])
 end
 local sets = tonumber(ARGV[7])
@@ -87,17 +119,26 @@ return {-1}
 "#;
 
 /// KEYS: sequence, messages, client ids. ARGV: ttl, n, then n (client id or '', message
-/// encoded with sequence 0). Returns the stored members, in input order.
+/// encoded with sequence 0), then optionally '0' to only probe a mixed batch.
+/// Returns {1, entries...} in input order, each the sequence number a new message was
+/// stored at or the stored member a client id already had. With the probe flag, a batch
+/// that has both new messages and stored client ids stores nothing and returns
+/// {0, stored members of those client ids...}, so the caller can check they decode
+/// before anything is written.
 const APPEND_MESSAGES: &str = r#"
 local n = tonumber(ARGV[2])
-local out, fresh = {}, {}
+local out, fresh, stored = {}, {}, {}
 for i = 1, n do
   local cid = ARGV[1 + 2 * i]
   if cid ~= '' then
     local seq = redis.call('HGET', KEYS[3], 'c:' .. cid)
     if seq then out[i] = redis.call('ZRANGE', KEYS[2], seq, seq, 'BYSCORE')[1] end
   end
-  if not out[i] then fresh[#fresh + 1] = i end
+  if out[i] then stored[#stored + 1] = out[i] else fresh[#fresh + 1] = i end
+end
+if ARGV[3 + 2 * n] == '0' and #fresh > 0 and #stored > 0 then
+  table.insert(stored, 1, 0)
+  return stored
 end
 if #fresh > 0 then
   local seq = redis.call('INCRBY', KEYS[1], #fresh) - #fresh
@@ -109,10 +150,11 @@ if #fresh > 0 then
     redis.call('ZADD', KEYS[2], s, member)
     local cid = ARGV[1 + 2 * i]
     if cid ~= '' then redis.call('HSET', KEYS[3], 'c:' .. cid, s, 's:' .. s, cid) end
-    out[i] = member
+    out[i] = seq
   end
   touch(KEYS[1], ARGV[1]); touch(KEYS[2], ARGV[1]); touch(KEYS[3], ARGV[1])
 end
+table.insert(out, 1, 1)
 return out
 "#;
 
@@ -121,7 +163,7 @@ return out
 const IMPORT_SESSION: &str = r#"
 local user = redis.call('HGET', KEYS[1], 'user')
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+hset_from(KEYS[1], 2)
 touch(KEYS[1], ARGV[1])
 return user
 "#;
@@ -176,14 +218,27 @@ for k = 1, 5 do touch(KEYS[k], ARGV[1]) end
 return 1
 "#;
 
-/// KEYS: messages, client ids. Returns the removed member, or false.
+/// KEYS: messages, client ids. Returns {removed member, its sequence, its client id or
+/// ''}, or false.
 const POP_MESSAGE: &str = r#"
 local popped = redis.call('ZPOPMAX', KEYS[1])
 if #popped == 0 then return false end
 local seq = popped[2]
 local cid = redis.call('HGET', KEYS[2], 's:' .. seq)
 if cid then redis.call('HDEL', KEYS[2], 's:' .. seq, 'c:' .. cid) end
-return popped[1]
+return {popped[1], seq, cid or ''}
+"#;
+
+/// KEYS: messages, client ids. ARGV: ttl, sequence, member, client id or ''. Puts back a
+/// popped message the client could not decode, so the pop has not taken effect; a slot
+/// or client id taken meanwhile is left as it is. Returns 1.
+const RESTORE_MESSAGE: &str = r#"
+redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[3])
+if ARGV[4] ~= '' and redis.call('HEXISTS', KEYS[2], 'c:' .. ARGV[4]) == 0 then
+  redis.call('HSET', KEYS[2], 'c:' .. ARGV[4], ARGV[2], 's:' .. ARGV[2], ARGV[4])
+end
+touch(KEYS[1], ARGV[1]); touch(KEYS[2], ARGV[1])
+return 1
 "#;
 
 /// KEYS: messages, client ids. Returns how many messages were removed.
@@ -322,7 +377,7 @@ return 1
 "#;
 
 /// KEYS: names, next versions, versions, metas, contents. ARGV: ttl, name, metadata
-/// encoded with version 0, content. Returns the stored metadata.
+/// encoded with version 0, content. Returns the version stored.
 const SAVE_ARTIFACT: &str = r#"
 local version = int(redis.call('HINCRBY', KEYS[2], ARGV[2], 1) - 1)
 local meta = splice(ARGV[3], 'version', version)
@@ -332,7 +387,7 @@ redis.call('ZADD', KEYS[3], version, version)
 redis.call('HSET', KEYS[4], version, meta)
 redis.call('HSET', KEYS[5], version, ARGV[4])
 for k = 1, 5 do touch(KEYS[k], ARGV[1]) end
-return meta
+return tonumber(version)
 "#;
 
 /// KEYS: versions, metas, contents. ARGV: version or '' for the latest, '1' to include the
@@ -390,6 +445,7 @@ pub(crate) struct Scripts {
     pub(crate) delete_session: Lua,
     pub(crate) append_messages: Lua,
     pub(crate) pop_message: Lua,
+    pub(crate) restore_message: Lua,
     pub(crate) clear_messages: Lua,
     pub(crate) store_task_context: Lua,
     pub(crate) put_checkpoint: Lua,
@@ -433,6 +489,7 @@ impl Scripts {
             delete_session: script(DELETE_SESSION),
             append_messages: script(APPEND_MESSAGES),
             pop_message: script(POP_MESSAGE),
+            restore_message: script(RESTORE_MESSAGE),
             clear_messages: script(CLEAR_MESSAGES),
             store_task_context: script(STORE_TASK_CONTEXT),
             put_checkpoint: script(PUT_CHECKPOINT),
@@ -453,7 +510,7 @@ impl Scripts {
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 23] {
+    pub(crate) fn all(&self) -> [&Lua; 24] {
         [
             &self.create_session,
             &self.update_session,
@@ -461,6 +518,7 @@ impl Scripts {
             &self.delete_session,
             &self.append_messages,
             &self.pop_message,
+            &self.restore_message,
             &self.clear_messages,
             &self.store_task_context,
             &self.put_checkpoint,

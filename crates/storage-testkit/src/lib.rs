@@ -157,6 +157,15 @@ macro_rules! conformance_tests {
                 hostile_thread_ids_are_isolated,
                 hostile_artifact_scopes_are_isolated,
             }
+            policy {
+                json_depth_limit_is_64,
+                hostile_depth_is_refused_without_recursion,
+                metadata_limits_are_the_same_everywhere,
+                channel_version_rules_are_the_same_everywhere,
+                list_cursors_are_validated,
+                counters_saturate_at_u64_max,
+                imported_numbers_fit_every_backend,
+            }
             namespaces {
                 sessions_are_invisible_across_namespaces,
                 checkpoints_are_invisible_across_namespaces,

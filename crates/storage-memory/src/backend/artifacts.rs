@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use storage_core::artifact::{
     check_artifact_size, collect_bounded, sha256_hex, tighter_limit, validate_artifact_address,
-    validate_import,
+    validate_import, validate_save,
 };
 use storage_core::validate::{validate_id, validate_limit};
 use storage_core::{
@@ -20,7 +20,7 @@ impl ArtifactStore for MemoryBackend {
         artifact: NewArtifact,
     ) -> Result<ArtifactMeta> {
         self.op("save_artifact", |data| {
-            validate_artifact_address(scope, name)?;
+            validate_save(scope, name, &artifact.metadata)?;
             check_artifact_size(artifact.data.len() as u64, self.config.max_artifact_bytes)?;
             // Digest outside any lock: it is the expensive part of a save.
             let sha256 = sha256_hex(&artifact.data);
@@ -139,6 +139,7 @@ impl ArtifactStore for MemoryBackend {
     async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         self.op("list_artifact_scopes", |data| {
             validate_limit("artifact scope limit", limit)?;
+            storage_core::policy::check_after("artifact scope listing cursor", after)?;
             let mut scopes: Vec<String> = data
                 .scopes
                 .iter()
@@ -178,7 +179,7 @@ impl ArtifactStore for MemoryBackend {
         max_size: Option<u64>,
     ) -> Result<ArtifactMeta> {
         self.op("save_artifact_stream", |_| {
-            validate_artifact_address(scope, name)
+            validate_save(scope, name, &metadata)
         })?;
         let limit = tighter_limit(max_size, self.config.max_artifact_bytes);
         let data = collect_bounded(content, limit).await.map_err(|err| {

@@ -234,6 +234,7 @@ impl CheckpointStore for MemoryBackend {
     async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         self.op("list_thread_ids", |data| {
             validate_limit("thread id limit", limit)?;
+            storage_core::policy::check_after("thread listing cursor", after)?;
             let mut ids: Vec<String> = data
                 .threads
                 .iter()

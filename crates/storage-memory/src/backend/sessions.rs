@@ -60,6 +60,7 @@ impl SessionStore for MemoryBackend {
     async fn update_session(&self, id: &str, update: SessionUpdate) -> Result<Session> {
         self.op("update_session", |data| {
             validate_id("session id", id)?;
+            update.validate()?;
             modify(data, id, |session| update.apply_to(session, time::now()))
         })
     }
@@ -96,8 +97,7 @@ impl SessionStore for MemoryBackend {
 
     async fn import_session(&self, session: Session) -> Result<()> {
         self.op("import_session", |data| {
-            validate_id("session id", &session.id)?;
-            validate_id("user id", &session.user_id)?;
+            storage_core::session::validate_import(&session)?;
             match data.sessions.entry(session.id.clone()) {
                 Entry::Occupied(mut stored) => {
                     unindex_key(data, &stored.get().user_id, &ActivityKey::of(stored.get()));

@@ -23,7 +23,7 @@ impl TaskContextStore for MemoryBackend {
         expected: ExpectedVersion,
     ) -> Result<TaskContext> {
         self.op("store_task_context", |data| {
-            validate_id("session id", session_id)?;
+            storage_core::task_context::validate_store(session_id, &value)?;
             // The entry lock makes check and store one step.
             let entry = data.contexts.entry(session_id.to_owned());
             let current = match &entry {

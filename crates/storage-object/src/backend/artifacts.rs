@@ -56,7 +56,7 @@ impl ArtifactStore for ObjectBackend {
         artifact: NewArtifact,
     ) -> Result<ArtifactMeta> {
         self.op("save_artifact", async {
-            validate_artifact_address(scope, name)?;
+            storage_core::artifact::validate_save(scope, name, &artifact.metadata)?;
             check_artifact_size(artifact.data.len() as u64, self.config().max_artifact_bytes)?;
             let data = self.keys().artifact_data(scope, name);
             let size = artifact.data.len() as u64;
@@ -138,6 +138,7 @@ impl ArtifactStore for ObjectBackend {
     async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         self.op("list_artifact_scopes", async {
             storage_core::validate::validate_limit("artifact scope limit", limit)?;
+            storage_core::policy::check_after("artifact scope listing cursor", after)?;
             // A scope is listed when one of its names has a version record.
             let prefix = self.keys().artifacts();
             self.list_ids_with(&prefix, "versions", after, limit).await
@@ -276,7 +277,7 @@ impl ArtifactStore for ObjectBackend {
         max_size: Option<u64>,
     ) -> Result<ArtifactMeta> {
         self.op("save_artifact_stream", async {
-            validate_artifact_address(scope, name)?;
+            storage_core::artifact::validate_save(scope, name, &metadata)?;
             let limit = match (max_size, self.config().max_artifact_bytes) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),

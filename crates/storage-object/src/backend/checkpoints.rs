@@ -292,6 +292,7 @@ impl CheckpointStore for ObjectBackend {
     async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         self.op("list_thread_ids", async {
             validate_limit("thread id limit", limit)?;
+            storage_core::policy::check_after("thread listing cursor", after)?;
             // A thread is listed when one of its namespaces has a checkpoint record.
             let prefix = self.keys().threads();
             self.list_ids_with(&prefix, "checkpoints", after, limit)

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use storage_core::session::{end_session_record, validate_new_sessions, SessionCursor};
 use storage_core::validate::{validate_id, validate_ids};
 use storage_core::{
-    time, wire, BatchCreate, NewSession, Page, Result, Session, SessionQuery, SessionStatus,
-    SessionStore, SessionUpdate, StorageError,
+    time, wire, BatchCreate, ErrorKind, NewSession, Page, Result, Session, SessionQuery,
+    SessionStatus, SessionStore, SessionUpdate, StorageError,
 };
 
 use super::{in_order, Change, ObjectBackend};
@@ -64,6 +64,7 @@ impl SessionStore for ObjectBackend {
     async fn update_session(&self, id: &str, update: SessionUpdate) -> Result<Session> {
         self.op("update_session", async {
             validate_id("session id", id)?;
+            update.validate()?;
             self.modify_session(id, |session| update.apply_to(session, time::now()))
                 .await
         })
@@ -122,8 +123,7 @@ impl SessionStore for ObjectBackend {
 
     async fn import_session(&self, session: Session) -> Result<()> {
         self.op("import_session", async {
-            validate_id("session id", &session.id)?;
-            validate_id("user id", &session.user_id)?;
+            storage_core::session::validate_import(&session)?;
             self.modify_cell(&self.keys().session(&session.id), |_: Option<Session>| {
                 Ok(Change::Write(session.clone(), ()))
             })
@@ -179,12 +179,28 @@ impl ObjectBackend {
         Ok(ids)
     }
 
+    /// Every stored session that decodes. A record that does not (one an older release
+    /// wrote against today's input policy, or a damaged file) is skipped with a warning
+    /// naming its id, so one bad record never breaks listing or cleanup for everyone else;
+    /// `delete_session` still removes it.
     async fn all_sessions(&self) -> Result<Vec<Session>> {
         let ids = self.session_ids().await?;
         let sessions = in_order(
             32,
-            ids.iter()
-                .map(|id| async move { self.read_cell::<Session>(&self.keys().session(id)).await }),
+            ids.iter().map(|id| async move {
+                match self.read_cell::<Session>(&self.keys().session(id)).await {
+                    Err(err) if err.kind() == ErrorKind::Serialization => {
+                        tracing::warn!(
+                            backend = "object",
+                            session_id = %id,
+                            error = %err,
+                            "skipping a session record that cannot be decoded"
+                        );
+                        Ok(None)
+                    }
+                    other => other,
+                }
+            }),
         )
         .await?;
         Ok(sessions.into_iter().flatten().collect())
@@ -201,8 +217,14 @@ impl ObjectBackend {
             if !idle(&session) {
                 continue;
             }
-            let current: Option<Session> =
-                self.read_cell(&self.keys().session(&session.id)).await?;
+            let current: Option<Session> = self
+                .read_cell(&self.keys().session(&session.id))
+                .await
+                .or_else(|err| match err.kind() {
+                    // Rewritten meanwhile with something unreadable: leave it alone.
+                    ErrorKind::Serialization => Ok(None),
+                    _ => Err(err),
+                })?;
             if current.as_ref().is_some_and(idle) && self.remove_session(&session.id).await? {
                 removed += 1;
             }

@@ -22,7 +22,7 @@ impl TaskContextStore for ObjectBackend {
         expected: ExpectedVersion,
     ) -> Result<TaskContext> {
         self.op("store_task_context", async {
-            validate_id("session id", session_id)?;
+            storage_core::task_context::validate_store(session_id, &value)?;
             // The compare-and-set re-checks the expectation against every value it reads.
             self.modify_cell(
                 &self.keys().context(session_id),

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use deadpool_redis::redis;
-use storage_core::validate::{validate_id, validate_limit};
+use storage_core::validate::validate_limit;
 use storage_core::{time, wire, Artifact, Message, Result, Session, TaskContext};
 
 use super::{op, session_fields, ttl_ms, RedisBackend};
@@ -19,8 +19,7 @@ const SCAN_COUNT: usize = 1_000;
 impl RedisBackend {
     pub(super) async fn import_session_op(&self, session: Session) -> Result<()> {
         async {
-            validate_id("session id", &session.id)?;
-            validate_id("user id", &session.user_id)?;
+            storage_core::session::validate_import(&session)?;
             let key = self.keys.session(&session.id).session;
             let ttl = ttl_ms(self.config.session_ttl_secs);
             let fields = session_fields(&session)?;

@@ -10,6 +10,7 @@ pub mod input;
 pub mod lifecycle;
 pub mod migration;
 pub mod namespaces;
+pub mod policy;
 pub mod properties;
 pub mod sessions;
 pub mod task_context;

@@ -98,6 +98,38 @@ impl ObjectBackend {
         &self.inner.keys
     }
 
+    /// The distinct ids directly under `prefix` with an object below them, and, with a
+    /// `marker`, only under `prefix/<id>/<marker>/...`; sorted, greater than `after`, at
+    /// most `limit`: how conversations (marker `messages`) and task contexts are enumerated.
+    pub(crate) async fn list_ids_under(
+        &self,
+        prefix: &object_store::path::Path,
+        marker: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .objects()
+            .list(prefix)
+            .await?
+            .iter()
+            .filter_map(|path| {
+                let parts = crate::keys::parts_after(path, prefix);
+                let (id, used) = crate::keys::take_id(&parts)?;
+                let marked = match marker {
+                    Some(marker) => parts.get(used).map(String::as_str) == Some(marker),
+                    None => parts.len() > used,
+                };
+                marked.then_some(id)
+            })
+            .filter(|id| after.is_none_or(|after| id.as_str() > after))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
     /// The distinct ids directly under `prefix` that have a `marker` object one id further
     /// down (`prefix/<id>/<sub id>/<marker>/...`), sorted, greater than `after`, at most
     /// `limit`: how thread ids (marker `checkpoints`) and artifact scopes (marker

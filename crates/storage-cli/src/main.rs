@@ -810,14 +810,29 @@ async fn migrate(
     table.row(row("checkpoints", copied.checkpoints));
     table.row(row("pending_writes", copied.pending_writes));
     table.row(row("artifact_versions", copied.artifact_versions));
-    let phases: Vec<String> = ["sessions", "threads", "artifacts", "verify"]
-        .into_iter()
-        .filter_map(|phase| {
-            let ms = report.elapsed_ms.get(phase)?;
-            Some(format!("{phase} {:.1} s", *ms as f64 / 1000.0))
-        })
-        .collect();
+    let phases: Vec<String> = [
+        "sessions",
+        "without_session",
+        "threads",
+        "artifacts",
+        "verify",
+    ]
+    .into_iter()
+    .filter_map(|phase| {
+        let ms = report.elapsed_ms.get(phase)?;
+        Some(format!("{phase} {:.1} s", *ms as f64 / 1000.0))
+    })
+    .collect();
     table.footer(format!("time: {}", phases.join(", ")));
+    if copied.conversations_without_session + copied.task_contexts_without_session > 0 {
+        table.footer(format!(
+            "copied without a session record: {} conversation(s), {} task context(s)",
+            copied.conversations_without_session, copied.task_contexts_without_session
+        ));
+    }
+    for item in &report.not_copied {
+        table.footer(format!("not copied: {} ({})", item.what, item.reason));
+    }
     match &report.verification {
         Some(verification) if verification.is_clean() => {
             table.footer("verified: source and target hold the same data".into());
@@ -829,9 +844,19 @@ async fn migrate(
                     difference.kind, difference.key, difference.problem
                 ));
             }
+            for note in &verification.not_compared {
+                table.footer(format!("not compared: {note}"));
+            }
+            let unequal = verification
+                .counts
+                .iter()
+                .filter(|(_, count)| count.source != count.target)
+                .count();
             table.footer(format!(
-                "verification FAILED: {} difference(s)",
-                verification.differences.len()
+                "verification FAILED: {} difference(s), {unequal} kind(s) with unequal \
+                 counts, {} part(s) not compared",
+                verification.differences.len(),
+                verification.not_compared.len()
             ));
         }
         None => table.footer("not verified (--no-verify)".into()),
@@ -839,8 +864,9 @@ async fn migrate(
     out.emit(&report, &table);
     match &report.verification {
         Some(verification) if !verification.is_clean() => Err(Failure::Backend(format!(
-            "verification found {} difference(s) between source and target",
-            verification.differences.len()
+            "verification failed: {} difference(s), {} part(s) not compared",
+            verification.differences.len(),
+            verification.not_compared.len()
         ))),
         _ => Ok(()),
     }

@@ -253,9 +253,21 @@ impl StorageBackend for ObjectBackend {
     async fn health_check(&self) -> Result<HealthStatus> {
         let started = Instant::now();
         self.op("health_check", async {
-            let probe = self.keys().namespace_root().join("health");
+            // A probe of its own per check, removed after: checks of several processes
+            // never read each other's probe, and none is left behind.
+            let unique = uuid::Uuid::now_v7().simple().to_string();
+            let probe = self
+                .keys()
+                .namespace_root()
+                .join(format!("health-{unique}"));
             self.objects().put(&probe, b"ok".to_vec()).await?;
-            self.objects().get(&probe).await?;
+            let read = self.objects().get(&probe).await;
+            self.objects().delete(&probe).await?;
+            if read?.as_deref() != Some(b"ok".as_slice()) {
+                return Err(StorageError::backend(
+                    "the health probe read back differs from what was written",
+                ));
+            }
             Ok(())
         })
         .await?;

@@ -4,6 +4,7 @@ mod artifacts;
 mod checkpoints;
 mod conversation;
 mod digest;
+mod gc;
 mod sessions;
 mod task_context;
 
@@ -22,6 +23,8 @@ use crate::config::ObjectConfig;
 use crate::error::BACKEND;
 use crate::keys::Keys;
 use crate::store::{backoff, Objects};
+
+pub use gc::{GarbageReport, DEFAULT_GARBAGE_GRACE};
 
 /// Most compare-and-set attempts of one operation before it gives up as temporary.
 const CAS_ATTEMPTS: u32 = 10_000;

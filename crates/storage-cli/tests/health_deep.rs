@@ -1,10 +1,10 @@
 //! `storectl health --deep` leaves nothing behind. Around each deep check the test takes
 //! what the backend holds: every key of both namespaces on Redis (`SCAN`), every row of
-//! every table of both schemas on PostgreSQL, every file under the local directory, and
-//! for the memory backend (in-process: a memory store lives in one process) everything its
-//! listings enumerate. The first deep check may set up the scratch namespace (PostgreSQL
-//! records its applied migrations there); from then on a deep check changes nothing, and
-//! no data table ever holds a row.
+//! every table of both schemas on PostgreSQL, every file and directory under the local
+//! directory, and for the memory backend (in-process: a memory store lives in one process)
+//! everything its listings enumerate. The first deep check may set up the scratch
+//! namespace (PostgreSQL records its applied migrations there); from then on a deep check
+//! changes nothing, and no data table ever holds a row.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -102,7 +102,7 @@ fn postgres_rows(url: &str, schemas: &[&str]) -> BTreeSet<String> {
     rows
 }
 
-/// Every file under `dir`, with its size.
+/// Every file under `dir`, with its size, and every directory (ending in `/`).
 fn files(dir: &std::path::Path) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -111,6 +111,7 @@ fn files(dir: &std::path::Path) -> BTreeSet<String> {
             let entry = entry.unwrap();
             let kind = entry.file_type().unwrap();
             if kind.is_dir() {
+                found.insert(format!("{}/", entry.path().display()));
                 pending.push(entry.path());
             } else {
                 let size = entry.metadata().unwrap().len();
@@ -189,6 +190,7 @@ fn deep_health_leaves_no_file_in_the_local_directory() {
     ];
     around_two_checks(&env, || files(data.path()), |_| false);
     assert!(files(data.path()).is_empty(), "{:#?}", files(data.path()));
+    // Not even an empty directory is left.
 }
 
 /// Everything the memory backend's listings enumerate.

@@ -461,14 +461,20 @@ fn listable(probe: Result<Vec<String>>) -> Result<bool> {
     }
 }
 
-/// The ids of `ids` that have no session record in `backend`.
+/// The ids of `ids` that have no session record in `backend` (asked in batches of 100,
+/// whatever the page size, so no batch-size limit of a backend is reached).
 async fn without_session(backend: &dyn StorageBackend, ids: Vec<String>) -> Result<Vec<String>> {
-    let records = backend.get_sessions(&ids).await?;
-    Ok(ids
-        .into_iter()
-        .zip(records)
-        .filter_map(|(id, record)| record.is_none().then_some(id))
-        .collect())
+    let mut missing = Vec::new();
+    for batch in ids.chunks(100) {
+        let records = backend.get_sessions(batch).await?;
+        missing.extend(
+            batch
+                .iter()
+                .zip(records)
+                .filter_map(|(id, record)| record.is_none().then(|| id.clone())),
+        );
+    }
+    Ok(missing)
 }
 
 /// Copies conversations and task contexts of session ids that have no session record

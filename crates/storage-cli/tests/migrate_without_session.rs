@@ -36,6 +36,14 @@ async fn open(url: &str) -> Arc<dyn StorageBackend> {
     built
 }
 
+/// Pages of 7 ids, so every listing is walked across pages.
+fn paged() -> MigrateOptions {
+    MigrateOptions {
+        batch_size: 7,
+        ..MigrateOptions::default()
+    }
+}
+
 fn orphan(i: usize) -> String {
     format!("orphan-{i:03}")
 }
@@ -109,7 +117,17 @@ async fn through_storectl(from: &str, to: &str) {
             command.env_remove(name);
         }
     }
-    let args = ["--json", "migrate", "--from", from, "--to", to];
+    // Pages of 7: the listings are walked page by page (`after`), not in one call.
+    let args = [
+        "--json",
+        "migrate",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--batch-size",
+        "7",
+    ];
     let output = command.args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -184,10 +202,9 @@ async fn a_missing_orphan_is_a_difference(
     target: &dyn StorageBackend,
 ) {
     target.clear_conversation(&orphan(7)).await.unwrap();
-    let verification =
-        storage::migrate::verify(source, target, &MigrateOptions::default(), &NoProgress)
-            .await
-            .unwrap();
+    let verification = storage::migrate::verify(source, target, &paged(), &NoProgress)
+        .await
+        .unwrap();
     assert!(!verification.is_clean());
     assert_eq!(verification.counts["messages"].source, TOTAL_MESSAGES);
     assert_eq!(
@@ -208,14 +225,9 @@ async fn memory_conversations_without_session_are_copied_and_verified() {
     let source = open("memory://?namespace=from").await;
     let target = open("memory://?namespace=to").await;
     populate(source.as_ref()).await;
-    let report = storage::migrate::migrate(
-        source.as_ref(),
-        target.as_ref(),
-        &MigrateOptions::default(),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let report = storage::migrate::migrate(source.as_ref(), target.as_ref(), &paged(), &NoProgress)
+        .await
+        .unwrap();
     let verification = report.verification.unwrap();
     assert!(verification.is_clean(), "{verification:?}");
     assert_eq!(verification.counts["messages"].source, TOTAL_MESSAGES);

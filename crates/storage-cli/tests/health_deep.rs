@@ -1,7 +1,7 @@
 //! `storectl health --deep` leaves nothing behind. Around each deep check the test takes
 //! what the backend holds: every key of both namespaces on Redis (`SCAN`), every row of
 //! every table of both schemas on PostgreSQL, every file and directory under the local
-//! directory, and for the memory backend (in-process: a memory store lives in one process)
+//! directory, every object under the S3 prefix, and for the memory backend (in-process: a memory store lives in one process)
 //! everything its listings enumerate. The first deep check may set up the scratch
 //! namespace (PostgreSQL records its applied migrations there); from then on a deep check
 //! changes nothing, and no data table ever holds a row.
@@ -191,6 +191,73 @@ fn deep_health_leaves_no_file_in_the_local_directory() {
     around_two_checks(&env, || files(data.path()), |_| false);
     assert!(files(data.path()).is_empty(), "{:#?}", files(data.path()));
     // Not even an empty directory is left.
+}
+
+/// Every object under `prefix` of the S3 bucket, with its size.
+fn s3_objects(target: &storage_testkit::servers::s3::S3Target, prefix: &str) -> BTreeSet<String> {
+    let config = storage_object::ObjectConfig::new(format!("s3://{}/{prefix}", target.bucket))
+        .with_option("aws_endpoint", target.endpoint.clone())
+        .with_option("aws_allow_http", "true")
+        .with_option("aws_access_key_id", target.access_key_id.clone())
+        .with_option("aws_secret_access_key", target.secret_access_key.clone())
+        .with_option("aws_region", target.region.clone());
+    let store = storage_object::ObjectBackend::new(config)
+        .unwrap()
+        .object_store();
+    let prefix = object_store::path::Path::from(prefix);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use futures::StreamExt;
+        let mut listing = store.list(Some(&prefix));
+        let mut found = BTreeSet::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.unwrap();
+            found.insert(format!("{} ({} bytes)", meta.location, meta.size));
+        }
+        found
+    })
+}
+
+#[test]
+fn deep_health_leaves_no_object_on_s3() {
+    let target = storage_testkit::servers::s3::s3_target();
+    let prefix = namespace("health");
+    let env = vec![
+        ("STORAGE_BACKEND".to_owned(), "object".to_owned()),
+        (
+            "STORAGE_OBJECT__URL".to_owned(),
+            format!("s3://{}/{prefix}", target.bucket),
+        ),
+        (
+            "STORAGE_OBJECT__OPTIONS__AWS_ENDPOINT".to_owned(),
+            target.endpoint.clone(),
+        ),
+        // Quoted: the environment provider reads a bare `true` as a boolean, which
+        // `object.options` (strings) refuses.
+        (
+            "STORAGE_OBJECT__OPTIONS__AWS_ALLOW_HTTP".to_owned(),
+            "\"true\"".to_owned(),
+        ),
+        (
+            "STORAGE_OBJECT__OPTIONS__AWS_ACCESS_KEY_ID".to_owned(),
+            target.access_key_id.clone(),
+        ),
+        (
+            "STORAGE_OBJECT__OPTIONS__AWS_SECRET_ACCESS_KEY".to_owned(),
+            target.secret_access_key.clone(),
+        ),
+        (
+            "STORAGE_OBJECT__OPTIONS__AWS_REGION".to_owned(),
+            target.region.clone(),
+        ),
+        ("STORAGE_OBJECT__NAMESPACE".to_owned(), "live".to_owned()),
+        ("STORAGE_HEALTH__NAMESPACE".to_owned(), "hc".to_owned()),
+    ];
+    around_two_checks(&env, || s3_objects(&target, &prefix), |_| false);
+    assert!(s3_objects(&target, &prefix).is_empty());
 }
 
 /// Everything the memory backend's listings enumerate.

@@ -99,11 +99,17 @@ enum Command {
         #[command(subcommand)]
         command: ArtifactsCommand,
     },
-    /// Remove sessions idle longer than a duration, with their conversation and context.
+    /// Remove sessions idle longer than a duration, with their conversation and context;
+    /// on object storage also collect orphaned artifact content (data no version
+    /// references, abandoned upload staging files) older than the grace period.
     Cleanup {
         /// e.g. `30m`, `12h`, `7d`, `90s`.
         #[arg(long, value_parser = parse_duration)]
         max_idle: Duration,
+        /// Orphaned artifact content younger than this is left alone, as it may belong to
+        /// a save still running (default: `cleanup.artifact_grace_secs`, 24h).
+        #[arg(long, value_parser = parse_duration)]
+        artifact_grace: Option<Duration>,
     },
     /// Time common operations on the configured backends (in a scratch namespace).
     Bench {
@@ -483,11 +489,53 @@ async fn command(cli: &Cli, storage: &Storage, out: &Output) -> Outcome {
             Ok(())
         }
         Command::Artifacts { command } => artifacts(storage, command, out).await,
-        Command::Cleanup { max_idle } => {
+        Command::Cleanup {
+            max_idle,
+            artifact_grace,
+        } => {
             let removed = storage.cleanup_expired_sessions(*max_idle).await?;
-            let mut table = Table::new(["removed sessions"]);
-            table.row([removed.to_string()]);
-            out.emit(&json!({"removed": removed}), &table);
+            let mut table = Table::new(["removed", "count", "bytes"]);
+            table.row(["sessions".to_owned(), removed.to_string(), String::new()]);
+            #[cfg(feature = "object")]
+            let garbage = {
+                let grace = artifact_grace.unwrap_or_else(|| {
+                    let secs = storage
+                        .config()
+                        .map_or(24 * 3600, |c| c.cleanup.artifact_grace_secs);
+                    Duration::from_secs(secs)
+                });
+                let garbage = storage.collect_artifact_garbage(grace).await?;
+                match &garbage {
+                    Some(report) => {
+                        table.row([
+                            "orphaned artifact data".to_owned(),
+                            report.data_objects.to_string(),
+                            report.data_bytes.to_string(),
+                        ]);
+                        table.row([
+                            "abandoned staging files".to_owned(),
+                            report.staging_files.to_string(),
+                            report.staging_bytes.to_string(),
+                        ]);
+                        table.footer(format!(
+                            "{} object(s) younger than the grace period of {} s left alone",
+                            report.too_young,
+                            grace.as_secs()
+                        ));
+                    }
+                    None => table.footer("no object storage configured: nothing to collect".into()),
+                }
+                garbage
+            };
+            #[cfg(not(feature = "object"))]
+            let garbage: Option<()> = {
+                let _ = artifact_grace;
+                None
+            };
+            out.emit(
+                &json!({"removed": removed, "artifact_garbage": garbage}),
+                &table,
+            );
             Ok(())
         }
         Command::Config { .. } | Command::Bench { .. } | Command::Migrate { .. } => {
@@ -810,14 +858,29 @@ async fn migrate(
     table.row(row("checkpoints", copied.checkpoints));
     table.row(row("pending_writes", copied.pending_writes));
     table.row(row("artifact_versions", copied.artifact_versions));
-    let phases: Vec<String> = ["sessions", "threads", "artifacts", "verify"]
-        .into_iter()
-        .filter_map(|phase| {
-            let ms = report.elapsed_ms.get(phase)?;
-            Some(format!("{phase} {:.1} s", *ms as f64 / 1000.0))
-        })
-        .collect();
+    let phases: Vec<String> = [
+        "sessions",
+        "without_session",
+        "threads",
+        "artifacts",
+        "verify",
+    ]
+    .into_iter()
+    .filter_map(|phase| {
+        let ms = report.elapsed_ms.get(phase)?;
+        Some(format!("{phase} {:.1} s", *ms as f64 / 1000.0))
+    })
+    .collect();
     table.footer(format!("time: {}", phases.join(", ")));
+    if copied.conversations_without_session + copied.task_contexts_without_session > 0 {
+        table.footer(format!(
+            "copied without a session record: {} conversation(s), {} task context(s)",
+            copied.conversations_without_session, copied.task_contexts_without_session
+        ));
+    }
+    for item in &report.not_copied {
+        table.footer(format!("not copied: {} ({})", item.what, item.reason));
+    }
     match &report.verification {
         Some(verification) if verification.is_clean() => {
             table.footer("verified: source and target hold the same data".into());
@@ -829,9 +892,19 @@ async fn migrate(
                     difference.kind, difference.key, difference.problem
                 ));
             }
+            for note in &verification.not_compared {
+                table.footer(format!("not compared: {note}"));
+            }
+            let unequal = verification
+                .counts
+                .iter()
+                .filter(|(_, count)| count.source != count.target)
+                .count();
             table.footer(format!(
-                "verification FAILED: {} difference(s)",
-                verification.differences.len()
+                "verification FAILED: {} difference(s), {unequal} kind(s) with unequal \
+                 counts, {} part(s) not compared",
+                verification.differences.len(),
+                verification.not_compared.len()
             ));
         }
         None => table.footer("not verified (--no-verify)".into()),
@@ -839,8 +912,9 @@ async fn migrate(
     out.emit(&report, &table);
     match &report.verification {
         Some(verification) if !verification.is_clean() => Err(Failure::Backend(format!(
-            "verification found {} difference(s) between source and target",
-            verification.differences.len()
+            "verification failed: {} difference(s), {} part(s) not compared",
+            verification.differences.len(),
+            verification.not_compared.len()
         ))),
         _ => Ok(()),
     }

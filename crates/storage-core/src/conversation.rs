@@ -231,6 +231,22 @@ pub trait ConversationStore: Send + Sync {
             "this backend cannot import messages",
         ))
     }
+
+    /// Session ids that may hold messages, whether or not the session has a record:
+    /// every session with a stored message is listed (an id whose messages were all
+    /// removed may be listed too), sorted, greater than `after`, at most `limit` (1 or
+    /// more) of them. How `storectl migrate` finds conversations without a session record.
+    /// Backends that cannot enumerate answer `Unsupported`.
+    async fn list_conversation_ids(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let _ = (after, limit);
+        Err(StorageError::unsupported(
+            "this backend cannot list conversation ids",
+        ))
+    }
 }
 
 /// Checks a batch for [`ConversationStore::import_messages`], before any I/O.

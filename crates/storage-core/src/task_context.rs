@@ -88,6 +88,21 @@ pub trait TaskContextStore: Send + Sync {
             "this backend cannot import task context",
         ))
     }
+
+    /// Session ids with a stored task context, whether or not the session has a record,
+    /// sorted, greater than `after`, at most `limit` (1 or more) of them: how `storectl
+    /// migrate` finds task contexts without a session record. Backends that cannot
+    /// enumerate answer `Unsupported`.
+    async fn list_task_context_ids(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let _ = (after, limit);
+        Err(StorageError::unsupported(
+            "this backend cannot list task context ids",
+        ))
+    }
 }
 
 /// Checks a [`TaskContextStore::store_task_context`] call, before any I/O: the session id,

@@ -133,6 +133,16 @@ impl Keys {
         self.path("artifacts", &[], &[])
     }
 
+    /// Every conversation's objects.
+    pub(crate) fn conversations(&self) -> Path {
+        self.path("conversations", &[], &[])
+    }
+
+    /// Every task context's objects.
+    pub(crate) fn contexts(&self) -> Path {
+        self.path("contexts", &[], &[])
+    }
+
     pub(crate) fn sessions(&self) -> Path {
         self.path("sessions", &[], &[])
     }

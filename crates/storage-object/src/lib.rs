@@ -29,5 +29,5 @@ mod error;
 mod keys;
 mod store;
 
-pub use backend::ObjectBackend;
+pub use backend::{GarbageReport, ObjectBackend, DEFAULT_GARBAGE_GRACE};
 pub use config::ObjectConfig;

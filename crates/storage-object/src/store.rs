@@ -93,7 +93,12 @@ impl Objects {
                 })?;
                 let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
                     .map_err(|err| classify(err).with_operation("open"))?
-                    .with_fsync(config.fsync);
+                    .with_fsync(config.fsync)
+                    // A delete removes the directories it empties, so ids that come and
+                    // go (sessions, probes, artifact names) leave no empty directories.
+                    // Safe beside writers: every write goes through a staging file that
+                    // recreates missing parents, and a directory holding one is not empty.
+                    .with_automatic_cleanup(true);
                 Ok(Objects {
                     store: Arc::new(local),
                     mode: CellMode::Versions,

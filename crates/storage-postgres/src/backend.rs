@@ -335,6 +335,17 @@ impl ConversationStore for PostgresBackend {
             self.import_messages_op(session_id, messages).await,
         )
     }
+
+    async fn list_conversation_ids(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        finish(
+            "list_conversation_ids",
+            self.list_conversation_ids_op(after, limit).await,
+        )
+    }
 }
 
 #[async_trait]
@@ -412,6 +423,17 @@ impl CheckpointStore for PostgresBackend {
 
 #[async_trait]
 impl TaskContextStore for PostgresBackend {
+    async fn list_task_context_ids(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        finish(
+            "list_task_context_ids",
+            self.list_task_context_ids_op(after, limit).await,
+        )
+    }
+
     async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
         finish(
             "get_task_context",

@@ -56,6 +56,12 @@ SELECT count(*) FROM inserted";
 const THREAD_IDS: &str = "SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id > $1 \
      ORDER BY thread_id LIMIT $2";
 
+const CONVERSATION_IDS: &str = "SELECT DISTINCT session_id FROM messages \
+     WHERE session_id > $1 ORDER BY session_id LIMIT $2";
+
+const TASK_CONTEXT_IDS: &str = "SELECT session_id FROM task_contexts WHERE session_id > $1 \
+     ORDER BY session_id LIMIT $2";
+
 const SCOPES: &str = "SELECT DISTINCT scope FROM artifact_counters WHERE scope > $1 \
      ORDER BY scope LIMIT $2";
 
@@ -146,6 +152,24 @@ impl PostgresBackend {
         limit: usize,
     ) -> PgResult<Vec<String>> {
         self.list_ids(THREAD_IDS, "thread id limit", after, limit)
+            .await
+    }
+
+    pub(crate) async fn list_conversation_ids_op(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> PgResult<Vec<String>> {
+        self.list_ids(CONVERSATION_IDS, "conversation id limit", after, limit)
+            .await
+    }
+
+    pub(crate) async fn list_task_context_ids_op(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> PgResult<Vec<String>> {
+        self.list_ids(TASK_CONTEXT_IDS, "task context id limit", after, limit)
             .await
     }
 

@@ -1286,10 +1286,31 @@ impl ConversationStore for RedisBackend {
         .await
         .map_err(op("clear_conversation"))
     }
+
+    async fn list_conversation_ids(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        // Redis removes a sorted set with its last member: a `msgs` key holds messages.
+        self.scan_ids("s", "msgs", after, limit)
+            .await
+            .map_err(op("list_conversation_ids"))
+    }
 }
 
 #[async_trait]
 impl TaskContextStore for RedisBackend {
+    async fn list_task_context_ids(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.scan_ids("s", "ctx", after, limit)
+            .await
+            .map_err(op("list_task_context_ids"))
+    }
+
     async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
         async {
             validate_id("session id", session_id)?;

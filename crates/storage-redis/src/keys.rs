@@ -98,7 +98,7 @@ impl Keys {
     }
 
     /// A `SCAN ... MATCH` pattern for the `suffix` key of every record of `kind`
-    /// (`t` threads, `a` scopes), with the prefix's glob characters escaped.
+    /// (`t` threads, `a` scopes, `s` sessions), with the prefix's glob characters escaped.
     pub(crate) fn scan_pattern(&self, kind: &str, suffix: &str) -> String {
         let mut escaped = String::new();
         for c in self.prefix.chars() {

@@ -256,7 +256,8 @@ impl Default for GroupCommitSettings {
     }
 }
 
-/// Scheduled cleanup of idle sessions.
+/// Scheduled cleanup of idle sessions, and garbage collection of orphaned artifact content
+/// on object storage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CleanupSettings {
@@ -264,6 +265,9 @@ pub struct CleanupSettings {
     pub interval_secs: u64,
     /// Sessions idle longer than this many seconds are removed.
     pub max_idle_secs: u64,
+    /// Artifact content on object storage that no version references is collected once
+    /// it is older than this many seconds, so saves still running are never touched.
+    pub artifact_grace_secs: u64,
 }
 
 impl Default for CleanupSettings {
@@ -271,6 +275,7 @@ impl Default for CleanupSettings {
         CleanupSettings {
             interval_secs: 0,
             max_idle_secs: 7 * 24 * 3600,
+            artifact_grace_secs: 24 * 3600,
         }
     }
 }

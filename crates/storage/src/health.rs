@@ -226,8 +226,26 @@ fn mismatch(what: &str) -> StorageError {
     StorageError::backend(format!("read back {what} differs from what was written"))
 }
 
-/// Writes one record of `kind`, reads it back, compares and deletes it.
+/// Writes one record of `kind`, reads it back, compares and deletes it, leaving nothing
+/// behind: the conversation and task context probes belong to a session record created
+/// for them, and deleting that session removes what clearing alone leaves (the sequence
+/// counter of a conversation, the client-id index), on every backend.
 async fn round_trip(backend: &dyn StorageBackend, kind: Kind, id: &str) -> Result<()> {
+    if matches!(kind, Kind::Conversations | Kind::TaskContext) {
+        backend
+            .create_session(NewSession::new(id, "storage-health"))
+            .await?;
+        let probed = probe(backend, kind, id).await;
+        let removed = backend.delete_session(id).await;
+        probed?;
+        removed?;
+        return Ok(());
+    }
+    probe(backend, kind, id).await
+}
+
+/// One kind's write, read back, comparison and removal.
+async fn probe(backend: &dyn StorageBackend, kind: Kind, id: &str) -> Result<()> {
     match kind {
         Kind::Sessions => {
             let created = backend

@@ -178,3 +178,38 @@ async fn verification_names_what_differs() {
         verification.counts["messages"].source + 1
     );
 }
+
+/// A source that cannot list conversation or task-context ids: the report names what it
+/// did not copy, and the verification what it could not compare, and is never clean.
+/// The facade stands in for such a backend: it does not forward `list_conversation_ids`
+/// and `list_task_context_ids` (yet); once it does, this test needs another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_cannot_list_conversations_is_never_called_verified() {
+    let store = MemoryStore::new();
+    let memory = store.backend("source").unwrap();
+    let target = store.backend("target").unwrap();
+    memory
+        .append_message("no-session", NewMessage::new("user", "hello"))
+        .await
+        .unwrap();
+    let source = storage::Storage::builder(std::sync::Arc::new(memory)).build();
+    let unsupported = source.list_conversation_ids(None, 1).await.unwrap_err();
+    assert_eq!(unsupported.kind(), storage_core::ErrorKind::Unsupported);
+
+    let report = migrate(&source, &target, &options(), &NoProgress)
+        .await
+        .unwrap();
+    let not_copied: Vec<&str> = report.not_copied.iter().map(|n| n.what.as_str()).collect();
+    assert!(
+        not_copied.contains(&"conversations of session ids that have no session record"),
+        "{not_copied:?}"
+    );
+    assert!(
+        not_copied.contains(&"task contexts of session ids that have no session record"),
+        "{not_copied:?}"
+    );
+    let verification = report.verification.unwrap();
+    assert!(!verification.is_clean(), "{verification:?}");
+    assert_eq!(verification.not_compared.len(), 2, "{verification:?}");
+    assert!(verification.not_compared[0].starts_with("source: "));
+}

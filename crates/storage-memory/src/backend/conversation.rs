@@ -116,6 +116,26 @@ impl ConversationStore for MemoryBackend {
             Ok(stored)
         })
     }
+
+    async fn list_conversation_ids(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.op("list_conversation_ids", |data| {
+            storage_core::validate::validate_limit("conversation id limit", limit)?;
+            let mut ids: Vec<String> = data
+                .conversations
+                .iter()
+                .filter(|entry| after.is_none_or(|after| entry.key().as_str() > after))
+                .filter(|entry| !entry.messages.is_empty())
+                .map(|entry| entry.key().clone())
+                .collect();
+            ids.sort_unstable();
+            ids.truncate(limit);
+            Ok(ids)
+        })
+    }
 }
 
 impl Conversation {

@@ -9,6 +9,25 @@ use super::MemoryBackend;
 
 #[async_trait]
 impl TaskContextStore for MemoryBackend {
+    async fn list_task_context_ids(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.op("list_task_context_ids", |data| {
+            storage_core::validate::validate_limit("task context id limit", limit)?;
+            let mut ids: Vec<String> = data
+                .contexts
+                .iter()
+                .filter(|entry| after.is_none_or(|after| entry.key().as_str() > after))
+                .map(|entry| entry.key().clone())
+                .collect();
+            ids.sort_unstable();
+            ids.truncate(limit);
+            Ok(ids)
+        })
+    }
+
     async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
         self.op("get_task_context", |data| {
             validate_id("session id", session_id)?;

@@ -512,6 +512,26 @@ impl ObjectBackend {
         Ok(versions)
     }
 
+    /// The content paths the version records of a name reference (tombstones reference
+    /// none), read after the caller listed the content it means to collect.
+    pub(super) async fn referenced_data(
+        &self,
+        scope: &str,
+        name: &str,
+    ) -> Result<std::collections::HashSet<String>> {
+        let versions = self.version_numbers(scope, name).await?;
+        let records = in_order(
+            16,
+            versions.iter().map(|&v| self.read_version(scope, name, v)),
+        )
+        .await?;
+        Ok(records
+            .into_iter()
+            .flatten()
+            .filter_map(|record| record.data)
+            .collect())
+    }
+
     async fn read_version(
         &self,
         scope: &str,

@@ -270,6 +270,21 @@ impl ConversationStore for ObjectBackend {
         })
         .await
     }
+
+    async fn list_conversation_ids(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.op("list_conversation_ids", async {
+            storage_core::validate::validate_limit("conversation id limit", limit)?;
+            // Slots of cleared messages may remain: such an id is listed, and reads empty.
+            let prefix = self.keys().conversations();
+            self.list_ids_under(&prefix, Some("messages"), after, limit)
+                .await
+        })
+        .await
+    }
 }
 
 impl ObjectBackend {

@@ -4,6 +4,7 @@ mod artifacts;
 mod checkpoints;
 mod conversation;
 mod digest;
+mod gc;
 mod sessions;
 mod task_context;
 
@@ -22,6 +23,8 @@ use crate::config::ObjectConfig;
 use crate::error::BACKEND;
 use crate::keys::Keys;
 use crate::store::{backoff, Objects};
+
+pub use gc::{GarbageReport, DEFAULT_GARBAGE_GRACE};
 
 /// Most compare-and-set attempts of one operation before it gives up as temporary.
 const CAS_ATTEMPTS: u32 = 10_000;
@@ -96,6 +99,38 @@ impl ObjectBackend {
 
     pub(crate) fn keys(&self) -> &Keys {
         &self.inner.keys
+    }
+
+    /// The distinct ids directly under `prefix` with an object below them, and, with a
+    /// `marker`, only under `prefix/<id>/<marker>/...`; sorted, greater than `after`, at
+    /// most `limit`: how conversations (marker `messages`) and task contexts are enumerated.
+    pub(crate) async fn list_ids_under(
+        &self,
+        prefix: &object_store::path::Path,
+        marker: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .objects()
+            .list(prefix)
+            .await?
+            .iter()
+            .filter_map(|path| {
+                let parts = crate::keys::parts_after(path, prefix);
+                let (id, used) = crate::keys::take_id(&parts)?;
+                let marked = match marker {
+                    Some(marker) => parts.get(used).map(String::as_str) == Some(marker),
+                    None => parts.len() > used,
+                };
+                marked.then_some(id)
+            })
+            .filter(|id| after.is_none_or(|after| id.as_str() > after))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.truncate(limit);
+        Ok(ids)
     }
 
     /// The distinct ids directly under `prefix` that have a `marker` object one id further
@@ -221,9 +256,21 @@ impl StorageBackend for ObjectBackend {
     async fn health_check(&self) -> Result<HealthStatus> {
         let started = Instant::now();
         self.op("health_check", async {
-            let probe = self.keys().namespace_root().join("health");
+            // A probe of its own per check, removed after: checks of several processes
+            // never read each other's probe, and none is left behind.
+            let unique = uuid::Uuid::now_v7().simple().to_string();
+            let probe = self
+                .keys()
+                .namespace_root()
+                .join(format!("health-{unique}"));
             self.objects().put(&probe, b"ok".to_vec()).await?;
-            self.objects().get(&probe).await?;
+            let read = self.objects().get(&probe).await;
+            self.objects().delete(&probe).await?;
+            if read?.as_deref() != Some(b"ok".as_slice()) {
+                return Err(StorageError::backend(
+                    "the health probe read back differs from what was written",
+                ));
+            }
             Ok(())
         })
         .await?;

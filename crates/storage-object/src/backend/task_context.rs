@@ -7,6 +7,19 @@ use super::{Change, ObjectBackend};
 
 #[async_trait]
 impl TaskContextStore for ObjectBackend {
+    async fn list_task_context_ids(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.op("list_task_context_ids", async {
+            storage_core::validate::validate_limit("task context id limit", limit)?;
+            let prefix = self.keys().contexts();
+            self.list_ids_under(&prefix, None, after, limit).await
+        })
+        .await
+    }
+
     async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
         self.op("get_task_context", async {
             validate_id("session id", session_id)?;

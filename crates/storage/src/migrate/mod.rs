@@ -12,10 +12,15 @@
 //! [`verify`] then compares both sides item by item (counts and SHA-256 digests of every
 //! record) and lists each difference.
 //!
-//! Not copied: pending writes stored against a checkpoint id that has no stored checkpoint
-//! (they cannot be enumerated), conversations and task contexts of session ids that have
-//! no session record, and the sequence counter's headroom above the highest stored message
-//! (after a `pop_last_message` the target's next sequence may be lower than the source's).
+//! Conversations and task contexts of session ids that have no session record are found
+//! through `list_conversation_ids` and `list_task_context_ids` and copied too. A source that
+//! cannot list them (`Unsupported`) is named in [`MigrationReport::not_copied`], and a side
+//! that cannot be enumerated makes the verification incomplete, never clean.
+//!
+//! Never copied, and always listed in [`MigrationReport::not_copied`]: pending writes stored
+//! against a checkpoint id that has no stored checkpoint (no backend can enumerate them),
+//! and the sequence counter's headroom above the highest stored message (after a
+//! `pop_last_message` the target's next sequence may be lower than the source's).
 
 mod url;
 mod writes;
@@ -28,7 +33,8 @@ use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use storage_core::artifact::sha256_hex;
 use storage_core::{
-    CheckpointQuery, Message, MessageRange, Result, SessionQuery, StorageBackend, StorageError,
+    CheckpointQuery, ErrorKind, Message, MessageRange, Result, SessionQuery, StorageBackend,
+    StorageError,
 };
 
 pub use self::url::config_for_url;
@@ -57,7 +63,8 @@ impl Default for MigrateOptions {
 
 /// What a migration reports as it goes; `storectl` draws a progress bar from it.
 pub trait Progress: Send + Sync {
-    /// A new phase starts (`sessions`, `threads`, `artifacts`, `verify`).
+    /// A new phase starts (`sessions`, `conversations`, `contexts`, `threads`, `artifacts`,
+    /// `verify`).
     fn phase(&self, name: &str);
     /// `items` more items of the current phase are done.
     fn advance(&self, items: u64);
@@ -82,8 +89,14 @@ pub struct CopySummary {
     pub messages: u64,
     /// Messages that were new in the target.
     pub messages_stored: u64,
-    /// Task contexts.
+    /// Conversations of session ids without a session record (their messages are
+    /// counted in `messages`).
+    pub conversations_without_session: u64,
+    /// Task contexts (with or without a session record).
     pub task_contexts: u64,
+    /// Task contexts of session ids without a session record (counted in
+    /// `task_contexts` too).
+    pub task_contexts_without_session: u64,
     /// Checkpoint threads.
     pub threads: u64,
     /// Checkpoints.
@@ -124,13 +137,43 @@ pub struct Verification {
     pub counts: BTreeMap<String, KindCount>,
     /// Every item that differs.
     pub differences: Vec<Difference>,
+    /// What could not be enumerated on either side, so was not compared.
+    pub not_compared: Vec<String>,
 }
 
 impl Verification {
-    /// Whether both sides hold the same data.
+    /// Whether both sides hold the same data: every item was compared, and none differs.
     pub fn is_clean(&self) -> bool {
-        self.differences.is_empty() && self.counts.values().all(|c| c.source == c.target)
+        self.not_compared.is_empty()
+            && self.differences.is_empty()
+            && self.counts.values().all(|c| c.source == c.target)
     }
+}
+
+/// Data of the source that a migration did not copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotCopied {
+    /// What was not copied.
+    pub what: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What no migration copies, whatever the backends.
+fn never_copied() -> Vec<NotCopied> {
+    vec![
+        NotCopied {
+            what: "pending writes stored against a checkpoint id that has no stored checkpoint"
+                .into(),
+            reason: "no backend can enumerate them".into(),
+        },
+        NotCopied {
+            what: "a conversation's sequence counter above its highest stored message".into(),
+            reason: "the counter is not data: the target's next sequence follows its highest \
+                     imported message"
+                .into(),
+        },
+    ]
 }
 
 /// The outcome of [`migrate`].
@@ -138,10 +181,12 @@ impl Verification {
 pub struct MigrationReport {
     /// What was copied.
     pub copied: CopySummary,
+    /// What was not copied, and why.
+    pub not_copied: Vec<NotCopied>,
     /// The comparison, when [`MigrateOptions::verify`] was set.
     pub verification: Option<Verification>,
-    /// Wall time of each phase (`sessions`, `threads`, `artifacts`, `verify`), in
-    /// milliseconds.
+    /// Wall time of each phase (`sessions`, `without_session`, `threads`, `artifacts`,
+    /// `verify`), in milliseconds.
     pub elapsed_ms: BTreeMap<String, u64>,
 }
 
@@ -150,7 +195,9 @@ struct Tally {
     sessions: AtomicU64,
     messages: AtomicU64,
     messages_stored: AtomicU64,
+    conversations_without_session: AtomicU64,
     task_contexts: AtomicU64,
+    task_contexts_without_session: AtomicU64,
     threads: AtomicU64,
     checkpoints: AtomicU64,
     pending_writes: AtomicU64,
@@ -212,7 +259,9 @@ impl Tally {
             sessions: get(&self.sessions),
             messages: get(&self.messages),
             messages_stored: get(&self.messages_stored),
+            conversations_without_session: get(&self.conversations_without_session),
             task_contexts: get(&self.task_contexts),
+            task_contexts_without_session: get(&self.task_contexts_without_session),
             threads: get(&self.threads),
             checkpoints: get(&self.checkpoints),
             pending_writes: get(&self.pending_writes),
@@ -245,6 +294,10 @@ pub async fn migrate(
     copy_sessions(source, target, options, progress, &tally).await?;
     timed("sessions", started);
     let started = Instant::now();
+    let mut not_copied = copy_without_session(source, target, options, progress, &tally).await?;
+    not_copied.extend(never_copied());
+    timed("without_session", started);
+    let started = Instant::now();
     copy_threads(source, target, options, progress, &tally).await?;
     timed("threads", started);
     let started = Instant::now();
@@ -260,6 +313,7 @@ pub async fn migrate(
     };
     Ok(MigrationReport {
         copied: tally.summary(),
+        not_copied,
         verification,
         elapsed_ms,
     })
@@ -355,21 +409,140 @@ async fn copy_session(
     let id = session.id.clone();
     // Conversation and context first: a session record in the target means its session
     // was copied whole (the record is what listing shows and cleanup expires by).
-    let mut pages = std::pin::pin!(message_pages(source, &id, options.batch_size));
-    while let Some(messages) = pages.try_next().await? {
-        add(&tally.messages, messages.len() as u64);
-        add(
-            &tally.messages_stored,
-            target.import_messages(&id, messages).await?,
-        );
-    }
-    if let Some(context) = source.get_task_context(&id).await? {
-        target.import_task_context(context).await?;
-        add(&tally.task_contexts, 1);
-    }
+    copy_conversation(source, target, options, tally, &id).await?;
+    copy_task_context(source, target, tally, &id).await?;
     target.import_session(session).await?;
     add(&tally.sessions, 1);
     Ok(())
+}
+
+/// Copies the conversation of `id`; returns how many messages it has in the source.
+async fn copy_conversation(
+    source: &dyn StorageBackend,
+    target: &dyn StorageBackend,
+    options: &MigrateOptions,
+    tally: &Tally,
+    id: &str,
+) -> Result<u64> {
+    let mut read = 0;
+    let mut pages = std::pin::pin!(message_pages(source, id, options.batch_size));
+    while let Some(messages) = pages.try_next().await? {
+        read += messages.len() as u64;
+        add(&tally.messages, messages.len() as u64);
+        add(
+            &tally.messages_stored,
+            target.import_messages(id, messages).await?,
+        );
+    }
+    Ok(read)
+}
+
+/// Copies the task context of `id`; returns whether the source has one.
+async fn copy_task_context(
+    source: &dyn StorageBackend,
+    target: &dyn StorageBackend,
+    tally: &Tally,
+    id: &str,
+) -> Result<bool> {
+    let Some(context) = source.get_task_context(id).await? else {
+        return Ok(false);
+    };
+    target.import_task_context(context).await?;
+    add(&tally.task_contexts, 1);
+    Ok(true)
+}
+
+/// Whether a listing works on this backend: `false` when it answers `Unsupported`.
+fn listable(probe: Result<Vec<String>>) -> Result<bool> {
+    match probe {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == ErrorKind::Unsupported => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// The ids of `ids` that have no session record in `backend` (asked in batches of 100,
+/// whatever the page size, so no batch-size limit of a backend is reached).
+async fn without_session(backend: &dyn StorageBackend, ids: Vec<String>) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for batch in ids.chunks(100) {
+        let records = backend.get_sessions(batch).await?;
+        missing.extend(
+            batch
+                .iter()
+                .zip(records)
+                .filter_map(|(id, record)| record.is_none().then(|| id.clone())),
+        );
+    }
+    Ok(missing)
+}
+
+/// Copies conversations and task contexts of session ids that have no session record
+/// (those with one were copied with their session). Returns what could not be copied
+/// because the source cannot enumerate it.
+async fn copy_without_session(
+    source: &dyn StorageBackend,
+    target: &dyn StorageBackend,
+    options: &MigrateOptions,
+    progress: &dyn Progress,
+    tally: &Tally,
+) -> Result<Vec<NotCopied>> {
+    let mut not_copied = Vec::new();
+    progress.phase("conversations");
+    if listable(source.list_conversation_ids(None, 1).await)? {
+        for_each_id_page(
+            options.batch_size,
+            |after, limit| async move { source.list_conversation_ids(after.as_deref(), limit).await },
+            |ids| async move {
+                let orphans = without_session(source, ids).await?;
+                map_page(orphans, options.concurrency, progress, |id| async move {
+                    if copy_conversation(source, target, options, tally, &id).await? > 0 {
+                        add(&tally.conversations_without_session, 1);
+                    }
+                    Ok::<(), StorageError>(())
+                })
+                .await?;
+                Ok(())
+            },
+        )
+        .await?;
+    } else {
+        not_copied.push(NotCopied {
+            what: "conversations of session ids that have no session record".into(),
+            reason: format!(
+                "the source ({}) cannot list conversation ids",
+                source.name()
+            ),
+        });
+    }
+    progress.phase("contexts");
+    if listable(source.list_task_context_ids(None, 1).await)? {
+        for_each_id_page(
+            options.batch_size,
+            |after, limit| async move { source.list_task_context_ids(after.as_deref(), limit).await },
+            |ids| async move {
+                let orphans = without_session(source, ids).await?;
+                map_page(orphans, options.concurrency, progress, |id| async move {
+                    if copy_task_context(source, target, tally, &id).await? {
+                        add(&tally.task_contexts_without_session, 1);
+                    }
+                    Ok::<(), StorageError>(())
+                })
+                .await?;
+                Ok(())
+            },
+        )
+        .await?;
+    } else {
+        not_copied.push(NotCopied {
+            what: "task contexts of session ids that have no session record".into(),
+            reason: format!(
+                "the source ({}) cannot list task context ids",
+                source.name()
+            ),
+        });
+    }
+    Ok(not_copied)
 }
 
 async fn copy_threads(
@@ -474,12 +647,44 @@ async fn copy_artifacts(
 struct Inventory {
     counts: BTreeMap<String, u64>,
     items: BTreeMap<(&'static str, String), String>,
+    /// What could not be enumerated.
+    not_listed: Vec<String>,
 }
 
 impl Inventory {
     fn count(&mut self, kind: &str, n: u64) {
         *self.counts.entry(kind.to_owned()).or_default() += n;
     }
+
+    /// A conversation with messages; an empty one is no data.
+    fn add_conversation(&mut self, id: &str, (count, digest): (u64, String)) {
+        if count > 0 {
+            self.count("messages", count);
+            self.items.insert(("conversation", id.to_owned()), digest);
+        }
+    }
+}
+
+/// How many messages the conversation of `id` holds, and their digest.
+async fn conversation_digest(
+    backend: &dyn StorageBackend,
+    options: &MigrateOptions,
+    id: &str,
+) -> Result<(u64, String)> {
+    let messages: Vec<Message> = message_pages(backend, id, options.batch_size)
+        .try_concat()
+        .await?;
+    Ok((messages.len() as u64, digest_of(&messages)?))
+}
+
+/// The digest of the task context of `id`, if it has one.
+async fn context_digest(backend: &dyn StorageBackend, id: &str) -> Result<Option<String>> {
+    backend
+        .get_task_context(id)
+        .await?
+        .as_ref()
+        .map(digest_of)
+        .transpose()
 }
 
 fn digest_of(value: &impl Serialize) -> Result<String> {
@@ -499,33 +704,49 @@ async fn inventory(
 ) -> Result<Inventory> {
     let inventory = tokio::sync::Mutex::new(Inventory::default());
     let inv = &inventory;
+    // Conversations and task contexts are enumerated by their own listings, so that those
+    // of session ids without a session record are counted too; a backend without those
+    // listings is read session by session, and what that misses is said.
+    let conversations_listed = listable(backend.list_conversation_ids(None, 1).await)?;
+    let contexts_listed = listable(backend.list_task_context_ids(None, 1).await)?;
+    for (listed, what) in [
+        (conversations_listed, "conversation"),
+        (contexts_listed, "task context"),
+    ] {
+        if !listed {
+            inv.lock().await.not_listed.push(format!(
+                "{what}s of session ids without a session record: {} cannot list {what} ids",
+                backend.name()
+            ));
+        }
+    }
     for_each_session_page(backend, options.batch_size, |sessions| async move {
         let digests: Vec<_> = map_page(
             sessions,
             options.concurrency,
             progress,
             |session| async move {
-                let messages: Vec<Message> =
-                    message_pages(backend, &session.id, options.batch_size)
-                        .try_concat()
-                        .await?;
-                let context = backend.get_task_context(&session.id).await?;
-                Ok::<_, StorageError>((
-                    session.id.clone(),
-                    digest_of(&session)?,
-                    messages.len() as u64,
-                    digest_of(&messages)?,
-                    context.as_ref().map(digest_of).transpose()?,
-                ))
+                let messages = if conversations_listed {
+                    None
+                } else {
+                    Some(conversation_digest(backend, options, &session.id).await?)
+                };
+                let context = if contexts_listed {
+                    None
+                } else {
+                    context_digest(backend, &session.id).await?
+                };
+                Ok::<_, StorageError>((session.id.clone(), digest_of(&session)?, messages, context))
             },
         )
         .await?;
         let mut inv = inv.lock().await;
-        for (id, session, message_count, messages, context) in digests {
+        for (id, session, messages, context) in digests {
             inv.count("sessions", 1);
-            inv.count("messages", message_count);
             inv.items.insert(("session", id.clone()), session);
-            inv.items.insert(("conversation", id.clone()), messages);
+            if let Some(messages) = messages {
+                inv.add_conversation(&id, messages);
+            }
             if let Some(context) = context {
                 inv.count("task_contexts", 1);
                 inv.items.insert(("task_context", id), context);
@@ -534,6 +755,47 @@ async fn inventory(
         Ok(())
     })
     .await?;
+    if conversations_listed {
+        for_each_id_page(
+            options.batch_size,
+            |after, limit| async move { backend.list_conversation_ids(after.as_deref(), limit).await },
+            |ids| async move {
+                let digests = map_page(ids, options.concurrency, progress, |id| async move {
+                    let digest = conversation_digest(backend, options, &id).await?;
+                    Ok::<_, StorageError>((id, digest))
+                })
+                .await?;
+                let mut inv = inv.lock().await;
+                for (id, digest) in digests {
+                    inv.add_conversation(&id, digest);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+    }
+    if contexts_listed {
+        for_each_id_page(
+            options.batch_size,
+            |after, limit| async move { backend.list_task_context_ids(after.as_deref(), limit).await },
+            |ids| async move {
+                let digests = map_page(ids, options.concurrency, progress, |id| async move {
+                    let digest = context_digest(backend, &id).await?;
+                    Ok::<_, StorageError>((id, digest))
+                })
+                .await?;
+                let mut inv = inv.lock().await;
+                for (id, digest) in digests {
+                    if let Some(digest) = digest {
+                        inv.count("task_contexts", 1);
+                        inv.items.insert(("task_context", id), digest);
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+    }
     for_each_id_page(
         options.batch_size,
         |after, limit| async move { backend.list_thread_ids(after.as_deref(), limit).await },
@@ -596,6 +858,9 @@ async fn inventory(
 /// Compares every item of `source` and `target`: counts per kind, and a digest of every
 /// session, conversation (with sequence numbers), task context, thread (checkpoints,
 /// channel values and pending writes) and artifact version (metadata with its SHA-256).
+/// Conversations and task contexts are found through their own listings, whether or not
+/// their session has a record; what a side cannot enumerate is in
+/// [`Verification::not_compared`], and then the verification is not clean.
 pub async fn verify(
     source: &dyn StorageBackend,
     target: &dyn StorageBackend,
@@ -647,9 +912,14 @@ pub async fn verify(
             });
         }
     }
+    let not_compared = [("source", from.not_listed), ("target", to.not_listed)]
+        .into_iter()
+        .flat_map(|(side, notes)| notes.into_iter().map(move |note| format!("{side}: {note}")))
+        .collect();
     Ok(Verification {
         counts,
         differences,
+        not_compared,
     })
 }
 

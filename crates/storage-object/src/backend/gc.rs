@@ -1,0 +1,229 @@
+//! Garbage collection of artifact content that no committed version references.
+//!
+//! A save writes its content to a unique data object (`artifacts/<scope>/<name>/data/<id>`)
+//! and then commits by creating the version record; a writer that dies in between, or a
+//! delete that dies between writing the tombstone and removing the content, leaves a data
+//! object nothing references. On a local directory a writer that dies during any upload
+//! also leaves its staging file (`<object>#<n>`, hidden from listings). Neither is ever
+//! read, and nothing else removes them.
+//!
+//! [`ObjectBackend::collect_garbage`] removes both, but only once they are older than a
+//! grace period: content younger than that may belong to a save still running in this or
+//! another process (its upload done, its record not yet created; or its staging file still
+//! being written), and is not even examined. The order makes it safe without any lock:
+//! the data objects are listed first, and the version records of their names are read
+//! after, so a save that committed before the records were read is seen; a save that had
+//! not committed by then would have had to upload its content more than the grace period
+//! before committing it, which a save never does (it creates the record right after the
+//! upload).
+//!
+//! On S3 the last-modified time of an object uploaded in parts is when its upload
+//! *started*, so the grace period must exceed the longest upload; and parts of an upload
+//! that was never completed are not objects at all (S3 keeps them until the upload is
+//! aborted): a bucket lifecycle rule `AbortIncompleteMultipartUpload` removes those.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use storage_core::{Result, StorageError};
+
+use super::ObjectBackend;
+use crate::error::classify;
+use crate::keys::{parts_after, take_id};
+
+/// The default grace period: content younger than this is never collected. A day, so that
+/// no save still running (however large its artifact or slow its network) is touched.
+pub const DEFAULT_GARBAGE_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// What [`ObjectBackend::collect_garbage`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GarbageReport {
+    /// Data objects no version record references, removed.
+    pub data_objects: u64,
+    /// Their bytes.
+    pub data_bytes: u64,
+    /// Abandoned staging files of uploads (local directory only), removed.
+    pub staging_files: u64,
+    /// Their bytes.
+    pub staging_bytes: u64,
+    /// Data objects and staging files younger than the grace period: not examined.
+    pub too_young: u64,
+}
+
+/// Milliseconds since the epoch of `now - grace` (0 when that is before the epoch).
+fn cutoff_millis(grace: Duration) -> i64 {
+    SystemTime::now()
+        .checked_sub(grace)
+        .and_then(|cutoff| cutoff.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+impl ObjectBackend {
+    /// Removes artifact data objects that no version record references and, on a local
+    /// directory, abandoned upload staging files anywhere in the namespace, when they are
+    /// older than `grace` (see [`DEFAULT_GARBAGE_GRACE`]). Safe while other processes
+    /// save: what is younger than `grace` is not examined, and what is older and
+    /// unreferenced belongs to no save that can still commit. Costs one listing of the
+    /// namespace's artifacts, plus reading the version records of each name that has old
+    /// content.
+    pub async fn collect_garbage(&self, grace: Duration) -> Result<GarbageReport> {
+        self.op("collect_garbage", async {
+            let cutoff = cutoff_millis(grace);
+            let mut report = GarbageReport::default();
+            // 1. The content, with its age, before any record is read.
+            let prefix = self.keys().artifacts();
+            let listed: Vec<ObjectMeta> = self
+                .objects()
+                .store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .or_else(|err| match err {
+                    object_store::Error::NotFound { .. } => Ok(Vec::new()),
+                    err => Err(classify(err)),
+                })?;
+            let mut old: BTreeMap<(String, String), Vec<ObjectMeta>> = BTreeMap::new();
+            for meta in listed {
+                let parts = parts_after(&meta.location, &prefix);
+                let Some((scope, used)) = take_id(&parts) else {
+                    continue;
+                };
+                let Some((name, more)) = take_id(&parts[used..]) else {
+                    continue;
+                };
+                let tail = &parts[used + more..];
+                if tail.len() != 2 || tail[0] != "data" {
+                    continue;
+                }
+                if meta.last_modified.timestamp_millis() >= cutoff {
+                    report.too_young += 1;
+                    continue;
+                }
+                old.entry((scope, name)).or_default().push(meta);
+            }
+            // 2. What the records reference, read after the listing.
+            for ((scope, name), metas) in old {
+                let referenced = self.referenced_data(&scope, &name).await?;
+                for meta in metas {
+                    if referenced.contains(meta.location.as_ref()) {
+                        continue;
+                    }
+                    self.objects().delete(&meta.location).await?;
+                    report.data_objects += 1;
+                    report.data_bytes += meta.size;
+                }
+            }
+            // 3. Staging files of uploads that died, which listings do not show.
+            if let Some(root) = self.local_namespace_dir() {
+                let (files, bytes, young) =
+                    tokio::task::spawn_blocking(move || remove_stale_staging(&root, cutoff))
+                        .await
+                        .map_err(|err| {
+                            StorageError::backend(format!("staging file sweep failed: {err}"))
+                        })??;
+                report.staging_files = files;
+                report.staging_bytes = bytes;
+                report.too_young += young;
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    /// The namespace's directory on a local disk, for `file://` URLs.
+    fn local_namespace_dir(&self) -> Option<std::path::PathBuf> {
+        if self.objects().provider != "file" {
+            return None;
+        }
+        let dir = self.config().url.trim_start_matches("file://");
+        let root: &Path = &self.keys().namespace_root();
+        Some(
+            root.parts()
+                .fold(std::path::PathBuf::from(dir), |path, part| {
+                    path.join(part.as_ref())
+                }),
+        )
+    }
+}
+
+/// Whether `name` is a staging file name of the local store: `<object>#<digits>`.
+fn is_staging(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(object, suffix)| {
+        !object.is_empty() && !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// Removes staging files under `root` last written before `cutoff` (ms since the epoch);
+/// returns how many were removed, their bytes, and how many younger ones were left.
+fn remove_stale_staging(root: &std::path::Path, cutoff: i64) -> Result<(u64, u64, u64)> {
+    let (mut removed, mut bytes, mut young) = (0, 0, 0);
+    let mut pending = vec![root.to_path_buf()];
+    let io = |err: std::io::Error| {
+        StorageError::backend(format!("cannot sweep staging files: {err}")).with_source(err)
+    };
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // Removed meanwhile, or never created: nothing to sweep.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(io(err)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io)?;
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                pending.push(entry.path());
+                continue;
+            }
+            if !entry.file_name().to_str().is_some_and(is_staging) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else {
+                continue; // finished (renamed) or removed meanwhile
+            };
+            let written = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(i64::MAX, |d| {
+                    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+                });
+            if written >= cutoff {
+                young += 1;
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    removed += 1;
+                    bytes += meta.len();
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(io(err)),
+            }
+        }
+    }
+    Ok((removed, bytes, young))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_staging;
+
+    #[test]
+    fn staging_names_are_recognized() {
+        assert!(is_staging("0190aa#1"));
+        assert!(is_staging("00000000000000000001#42"));
+        assert!(!is_staging("0190aa"));
+        assert!(!is_staging("0190aa#"));
+        assert!(!is_staging("#12"));
+        assert!(!is_staging("x#1a"));
+    }
+}

@@ -563,6 +563,15 @@ contract! {
             subject: Some(session_id),
             cache: CacheEffect::None,
         }
+        /// [`ConversationStore::list_conversation_ids`]
+        ListConversationIds = list_conversation_ids(
+            after: Option<&str> => Option<String>,
+            limit: usize => usize,
+        ) -> Vec<String> {
+            kind: Some(Kind::Conversations), Read, idempotent: true,
+            subject: None,
+            cache: CacheEffect::None,
+        }
     }
 
     store CheckpointStore {
@@ -686,6 +695,15 @@ contract! {
             kind: Some(Kind::TaskContext), Write, idempotent: true,
             subject: Some(&context.session_id),
             cache: invalidate(Kind::TaskContext, &context.session_id),
+        }
+        /// [`TaskContextStore::list_task_context_ids`]
+        ListTaskContextIds = list_task_context_ids(
+            after: Option<&str> => Option<String>,
+            limit: usize => usize,
+        ) -> Vec<String> {
+            kind: Some(Kind::TaskContext), Read, idempotent: true,
+            subject: None,
+            cache: CacheEffect::None,
         }
     }
 

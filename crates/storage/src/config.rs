@@ -20,7 +20,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
-use storage_core::redact::{redact_url, REDACTED};
+pub use storage_core::redact::redact_value;
 use storage_core::{Result, StorageError};
 
 use crate::Kind;
@@ -861,36 +861,10 @@ fn redacted_problem(kind: &figment::error::Kind) -> String {
     }
 }
 
-/// Whether a key may hold a secret or a URL with a password.
+/// Whether a key may hold a secret or a URL with a password: one rule for the whole
+/// workspace, [`storage_core::redact`].
 fn is_sensitive(key: &str) -> bool {
-    let last = key.rsplit('.').next().unwrap_or(key);
-    ["password", "secret", "token", "credential", "url"]
-        .iter()
-        .any(|word| last.contains(word))
-}
-
-fn is_secret(key: &str) -> bool {
-    let last = key.rsplit('.').next().unwrap_or(key);
-    ["password", "secret", "token", "credential"]
-        .iter()
-        .any(|word| last.contains(word))
-}
-
-/// `value` as shown to people: secrets become `***`, URLs lose their password.
-pub fn redact_value(key: &str, value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Null => Value::Null,
-        _ if is_secret(key) => Value::String(REDACTED.into()),
-        Value::String(text) => Value::String(redact_url(&text)),
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|item| redact_value(key, item))
-                .collect(),
-        ),
-        other => other,
-    }
+    storage_core::redact::is_secret_key(key) || storage_core::redact::is_connection_key(key)
 }
 
 /// Every leaf key of `config` (objects flattened with dots; arrays and nulls are leaves).

@@ -14,6 +14,9 @@ use storage_core::{Result, StorageError};
 /// records until they are deleted or cleaned up.
 ///
 /// `Debug` never shows the password of a URL.
+///
+/// TLS: a `rediss://` URL connects with TLS and verifies the server's certificate (chain
+/// and host name) against the system roots, or against `tls_ca_file` when it is set.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
@@ -48,6 +51,9 @@ pub struct RedisConfig {
     pub artifact_ttl_secs: Option<u64>,
     /// Largest artifact accepted, in bytes (Redis holds at most 512 MiB per value).
     pub max_artifact_bytes: Option<u64>,
+    /// A PEM file of CA certificates trusted for the server's certificate instead of the
+    /// system roots, for `rediss://` URLs (needs the crate's `tls` feature).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -68,6 +74,7 @@ impl Default for RedisConfig {
             checkpoint_ttl_secs: None,
             artifact_ttl_secs: None,
             max_artifact_bytes: Some(256 * 1024 * 1024),
+            tls_ca_file: None,
         }
     }
 }
@@ -204,6 +211,7 @@ impl fmt::Debug for RedisConfig {
             .field("checkpoint_ttl_secs", &self.checkpoint_ttl_secs)
             .field("artifact_ttl_secs", &self.artifact_ttl_secs)
             .field("max_artifact_bytes", &self.max_artifact_bytes)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }

@@ -629,11 +629,20 @@ pub struct ConfigEntry {
 }
 
 /// A loaded configuration with the provenance of every value.
-#[derive(Debug)]
+///
+/// `Debug` shows the configuration (secrets hidden) and never the raw layered values.
 pub struct LoadedConfig {
     /// The configuration.
     pub config: StorageConfig,
     figment: Figment,
+}
+
+impl fmt::Debug for LoadedConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedConfig")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LoadedConfig {
@@ -664,11 +673,26 @@ impl LoadedConfig {
 ///     .unwrap();
 /// assert_eq!(loaded.config.memory.namespace, "agents");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConfigLoader {
     file: Option<PathBuf>,
     env: bool,
     explicit: Vec<(String, serde_json::Value)>,
+}
+
+impl fmt::Debug for ConfigLoader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let explicit: Vec<(&str, serde_json::Value)> = self
+            .explicit
+            .iter()
+            .map(|(key, value)| (key.as_str(), redact_value(key, value.clone())))
+            .collect();
+        f.debug_struct("ConfigLoader")
+            .field("file", &self.file)
+            .field("env", &self.env)
+            .field("explicit", &explicit)
+            .finish()
+    }
 }
 
 impl Default for ConfigLoader {

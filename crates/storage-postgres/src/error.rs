@@ -103,7 +103,7 @@ pub(crate) fn connect_failure(err: PoolError, endpoint: &str, connect_timeout_ms
     use deadpool_postgres::TimeoutType;
     let error = match err {
         PoolError::Timeout(TimeoutType::Create) => StorageError::connection(format!(
-            "cannot connect to postgres at {endpoint}: no connection within              postgres.connect_timeout_ms ({connect_timeout_ms} ms)"
+            "cannot connect to postgres at {endpoint}: no connection within postgres.connect_timeout_ms ({connect_timeout_ms} ms)"
         )),
         PoolError::Backend(driver) => connect_driver_failure(driver, endpoint),
         other => classify_pool(other),

@@ -38,6 +38,7 @@ fn check(err: &StorageError, elapsed: Duration, port: u16) {
         !shown.contains("error connecting to server: error connecting to server"),
         "{shown}"
     );
+    assert!(!shown.contains("  "), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

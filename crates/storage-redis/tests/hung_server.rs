@@ -23,6 +23,13 @@ fn config(port: u16) -> RedisConfig {
         .with_timeouts(CONNECT_TIMEOUT, CONNECT_TIMEOUT, CONNECT_TIMEOUT)
 }
 
+/// Awaits `call`, failing the test (instead of hanging it) past the bound.
+async fn bounded<T>(call: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, call)
+        .await
+        .unwrap_or_else(|_| panic!("no answer within {BOUND:?}: the call hangs"))
+}
+
 fn check(err: &StorageError, elapsed: Duration, port: u16) {
     let shown = err.to_string();
     assert!(
@@ -44,11 +51,11 @@ async fn initialize_and_health_are_bounded_by_the_connect_timeout() {
     let backend = RedisBackend::new(config(server.port())).unwrap();
 
     let started = Instant::now();
-    let err = backend.initialize().await.unwrap_err();
+    let err = bounded(backend.initialize()).await.unwrap_err();
     check(&err, started.elapsed(), server.port());
 
     let started = Instant::now();
-    let err = backend.health_check().await.unwrap_err();
+    let err = bounded(backend.health_check()).await.unwrap_err();
     check(&err, started.elapsed(), server.port());
     assert!(server.accepted() >= 1, "the test server was never reached");
 }
@@ -58,7 +65,7 @@ async fn an_unreachable_server_is_named_with_its_cause() {
     let port = storage_testkit::servers::free_port();
     let backend = RedisBackend::new(config(port)).unwrap();
     let started = Instant::now();
-    let err = backend.initialize().await.unwrap_err();
+    let err = bounded(backend.initialize()).await.unwrap_err();
     check(&err, started.elapsed(), port);
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     let shown = err.to_string().to_ascii_lowercase();

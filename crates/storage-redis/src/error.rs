@@ -40,7 +40,7 @@ fn describe(err: &RedisError) -> StorageError {
         )
     {
         StorageError::connection("redis connection failed")
-    } else if is_temporary_server_error(&err) {
+    } else if is_temporary_server_error(err) {
         StorageError::backend("redis is not ready").with_temporary(true)
     } else {
         match err.kind() {

@@ -75,10 +75,13 @@ pub fn is_secret_key(key: &str) -> bool {
 }
 
 /// Whether `key` names a connection string that may carry a password inside it (shown
-/// through [`redact_url`] rather than hidden whole): `url`, `cluster_urls`, `dsn`, ...
+/// through [`redact_url`] rather than hidden whole): `url`, `cluster_urls`, `dsn`,
+/// `aws_endpoint`, `proxy`, ...
 pub fn is_connection_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
-    last.contains("url") || last.contains("dsn") || last.contains("connection")
+    ["url", "dsn", "connection", "endpoint", "proxy"]
+        .iter()
+        .any(|word| last.contains(word))
 }
 
 /// A configuration value as shown to people: the value of a [secret key](is_secret_key)
@@ -445,5 +448,11 @@ mod tests {
             json!({"azure_storage_account_key": "***", "aws_region": "r"})
         );
         assert_eq!(redact_value("x.password", json!(null)), json!(null));
+        assert_eq!(
+            redact_named("aws_endpoint", "http://minio:pw@127.0.0.1:9000"),
+            "http://minio:***@127.0.0.1:9000"
+        );
+        assert_eq!(redact_named("aws_region", "us-east-1"), "us-east-1");
+        assert_eq!(redact_named("azure_storage_account_key", "k"), "***");
     }
 }

@@ -191,13 +191,29 @@ fn tls_manager(
                 path.display()
             ))
         })?;
-        let ca = native_tls::Certificate::from_pem(&pem).map_err(|err| {
-            StorageError::config(format!(
-                "postgres.tls_ca_file {}: not a PEM certificate: {err}",
+        // Every certificate of the bundle, not only the first.
+        let text = String::from_utf8_lossy(&pem);
+        let end = "-----END CERTIFICATE-----";
+        let blocks: Vec<String> = text
+            .split_inclusive(end)
+            .filter(|block| block.contains(end))
+            .map(str::to_owned)
+            .collect();
+        if blocks.is_empty() {
+            return Err(StorageError::config(format!(
+                "postgres.tls_ca_file {}: holds no PEM certificate",
                 path.display()
-            ))
-        })?;
-        builder.add_root_certificate(ca);
+            )));
+        }
+        for block in blocks {
+            let ca = native_tls::Certificate::from_pem(block.as_bytes()).map_err(|err| {
+                StorageError::config(format!(
+                    "postgres.tls_ca_file {}: not a PEM certificate: {err}",
+                    path.display()
+                ))
+            })?;
+            builder.add_root_certificate(ca);
+        }
     }
     let connector = builder
         .build()

@@ -52,7 +52,8 @@ pub struct RedisConfig {
     /// Largest artifact accepted, in bytes (Redis holds at most 512 MiB per value).
     pub max_artifact_bytes: Option<u64>,
     /// A PEM file of CA certificates trusted for the server's certificate instead of the
-    /// system roots, for `rediss://` URLs (needs the crate's `tls` feature).
+    /// system roots, for `rediss://` URLs (needs the crate's `tls` feature). Standalone
+    /// servers only: a cluster verifies against the system roots.
     pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
@@ -156,6 +157,12 @@ impl RedisConfig {
         }
         if self.pool_size == 0 {
             return Err(StorageError::config("redis.pool_size must be at least 1"));
+        }
+        if self.cluster && self.tls_ca_file.is_some() {
+            return Err(StorageError::config(
+                "redis.tls_ca_file is not supported with redis.cluster yet: a cluster over \
+                 rediss:// verifies against the system roots",
+            ));
         }
         for (key, value) in [
             ("redis.connect_timeout_ms", self.connect_timeout_ms),
@@ -264,5 +271,14 @@ mod tests {
             .message()
             .contains("redis.url"));
         assert!(RedisConfig::default().validate().is_ok());
+        let cluster_ca = RedisConfig {
+            tls_ca_file: Some("/ca.pem".into()),
+            ..RedisConfig::cluster(["rediss://127.0.0.1:7000"])
+        };
+        assert!(cluster_ca
+            .validate()
+            .unwrap_err()
+            .message()
+            .contains("redis.tls_ca_file"));
     }
 }

@@ -17,7 +17,8 @@ use storage_core::{Result, StorageError};
 /// Credentials are taken from `options` only; the process environment (`AWS_*`, ...) is
 /// read only when `use_environment` is on.
 ///
-/// `Debug` never shows an option whose name says it holds a secret.
+/// `Debug` never shows an option whose name says it holds a secret
+/// ([`storage_core::redact::is_secret_key`]), nor a password inside the URL.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ObjectConfig {
@@ -133,7 +134,7 @@ impl ObjectConfig {
             return Err(StorageError::config(format!(
                 "object.url {:?} is invalid: expected file:///dir, memory://, s3://bucket, \
                  gs://bucket or az://container",
-                self.url
+                storage_core::redact::redact_url(&self.url)
             )));
         }
         for (key, value) in [
@@ -179,35 +180,15 @@ fn duration_ms(duration: Duration) -> u64 {
         .max(1)
 }
 
-/// Whether an option's name says its value is a secret.
-pub(crate) fn is_secret_option(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    [
-        "secret",
-        "key",
-        "token",
-        "password",
-        "sas",
-        "credential",
-        "service_account",
-    ]
-    .iter()
-    .any(|word| key.contains(word))
-        && !key.ends_with("key_id")
-}
-
 impl fmt::Debug for ObjectConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let options: BTreeMap<&str, &str> = self
+        let options: BTreeMap<&str, String> = self
             .options
             .iter()
-            .map(|(key, value)| {
-                let shown = if is_secret_option(key) { "***" } else { value };
-                (key.as_str(), shown)
-            })
+            .map(|(key, value)| (key.as_str(), storage_core::redact::redact_named(key, value)))
             .collect();
         f.debug_struct("ObjectConfig")
-            .field("url", &self.url)
+            .field("url", &storage_core::redact::redact_url(&self.url))
             .field("namespace", &self.namespace)
             .field("options", &options)
             .field("use_environment", &self.use_environment)

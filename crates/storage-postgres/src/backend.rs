@@ -18,7 +18,7 @@ use storage_core::{
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
-use crate::config::{PostgresConfig, TlsMode};
+use crate::config::PostgresConfig;
 use crate::error::{finish, PgResult, BACKEND};
 
 /// The PostgreSQL backend: every store of the contract, in one schema of one database.
@@ -28,6 +28,8 @@ use crate::error::{finish, PgResult, BACKEND};
 pub struct PostgresBackend {
     pub(crate) pool: Pool,
     pub(crate) config: PostgresConfig,
+    /// `host:port` of the server(s), for connection errors.
+    endpoint: String,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -45,17 +47,18 @@ impl PostgresBackend {
     /// Fails with `InvalidInput` for a bad namespace and `Config` for other bad values.
     pub fn new(config: PostgresConfig) -> Result<Self> {
         let driver_config = config.driver_config()?;
+        let endpoint = endpoint(&driver_config);
         let manager_config = ManagerConfig {
             // Recycling only checks that the connection is open: a lost connection surfaces
             // as a temporary error on first use and is discarded, without a round trip per
             // checkout.
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match config.tls {
-            TlsMode::Disable => {
-                Manager::from_config(driver_config, tokio_postgres::NoTls, manager_config)
+        let manager = match driver_config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Require => {
+                tls_manager(&config, driver_config, manager_config)?
             }
-            TlsMode::Require => tls_manager(driver_config, manager_config)?,
+            _ => Manager::from_config(driver_config, tokio_postgres::NoTls, manager_config),
         };
         let connect = Duration::from_millis(config.connect_timeout_ms);
         let pool = Pool::builder(manager)
@@ -69,7 +72,11 @@ impl PostgresBackend {
             .map_err(|err| {
                 StorageError::config(format!("cannot build the connection pool: {err}"))
             })?;
-        Ok(PostgresBackend { pool, config })
+        Ok(PostgresBackend {
+            pool,
+            config,
+            endpoint,
+        })
     }
 
     /// The configuration the backend was built with.
@@ -83,8 +90,13 @@ impl PostgresBackend {
     }
 
     /// A pooled connection.
+    ///
+    /// Opening a new one is bounded by `postgres.connect_timeout_ms` (TCP, TLS and the
+    /// start-up exchange together); a failure names the server, never the password.
     pub(crate) async fn client(&self) -> PgResult<Object> {
-        Ok(self.pool.get().await?)
+        self.pool.get().await.map_err(|err| {
+            crate::error::connect_failure(err, &self.endpoint, self.config.connect_timeout_ms)
+        })
     }
 
     async fn initialize_op(&self) -> PgResult<()> {
@@ -93,7 +105,19 @@ impl PostgresBackend {
         }
         // A connection of its own, closed when dropped, so the advisory lock taken for the
         // migration never outlives this call.
-        let mut wrapper = deadpool::managed::Manager::create(self.pool.manager()).await?;
+        // Opened outside the pool, so bounded here: a server that accepts TCP and never
+        // answers fails this within postgres.connect_timeout_ms.
+        let connect = Duration::from_millis(self.config.connect_timeout_ms);
+        let created = tokio::time::timeout(
+            connect,
+            deadpool::managed::Manager::create(self.pool.manager()),
+        )
+        .await
+        .map_err(|_| deadpool_postgres::PoolError::Timeout(deadpool::managed::TimeoutType::Create))
+        .and_then(|created| created.map_err(deadpool_postgres::PoolError::Backend));
+        let mut wrapper = created.map_err(|err| {
+            crate::error::connect_failure(err, &self.endpoint, self.config.connect_timeout_ms)
+        })?;
         crate::schema::migrate(&mut wrapper, self.schema()).await
     }
 
@@ -132,19 +156,74 @@ impl PostgresBackend {
     }
 }
 
+/// `host:port` of every server the driver configuration names.
+fn endpoint(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) if name.contains(':') => format!("[{name}]:{port}"),
+                Host::Tcp(name) => format!("{name}:{port}"),
+                #[cfg(unix)]
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(feature = "tls")]
 fn tls_manager(
+    config: &PostgresConfig,
     driver_config: tokio_postgres::Config,
     manager_config: ManagerConfig,
 ) -> Result<Manager> {
-    let connector = native_tls::TlsConnector::new()
+    let mut builder = native_tls::TlsConnector::builder();
+    if let Some(path) = &config.tls_ca_file {
+        let pem = std::fs::read(path).map_err(|err| {
+            StorageError::config(format!(
+                "postgres.tls_ca_file {}: cannot read it: {err}",
+                path.display()
+            ))
+        })?;
+        // Every certificate of the bundle, not only the first.
+        let text = String::from_utf8_lossy(&pem);
+        let end = "-----END CERTIFICATE-----";
+        let blocks: Vec<String> = text
+            .split_inclusive(end)
+            .filter(|block| block.contains(end))
+            .map(str::to_owned)
+            .collect();
+        if blocks.is_empty() {
+            return Err(StorageError::config(format!(
+                "postgres.tls_ca_file {}: holds no PEM certificate",
+                path.display()
+            )));
+        }
+        for block in blocks {
+            let ca = native_tls::Certificate::from_pem(block.as_bytes()).map_err(|err| {
+                StorageError::config(format!(
+                    "postgres.tls_ca_file {}: not a PEM certificate: {err}",
+                    path.display()
+                ))
+            })?;
+            builder.add_root_certificate(ca);
+        }
+    }
+    let connector = builder
+        .build()
         .map_err(|err| StorageError::config(format!("cannot set up TLS: {err}")))?;
     let tls = postgres_native_tls::MakeTlsConnector::new(connector);
     Ok(Manager::from_config(driver_config, tls, manager_config))
 }
 
 #[cfg(not(feature = "tls"))]
-fn tls_manager(_: tokio_postgres::Config, _: ManagerConfig) -> Result<Manager> {
+fn tls_manager(_: &PostgresConfig, _: tokio_postgres::Config, _: ManagerConfig) -> Result<Manager> {
     Err(StorageError::config(
         "postgres.tls = \"require\" needs storage-postgres built with the `tls` feature",
     ))

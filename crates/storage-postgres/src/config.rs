@@ -13,8 +13,9 @@ pub enum TlsMode {
     /// Plain TCP (or a unix socket).
     #[default]
     Disable,
-    /// TLS is required; the server's certificate is verified against the system roots.
-    /// Needs the crate's `tls` feature.
+    /// TLS is required and the server's certificate is verified (chain and host name)
+    /// against the system roots and `tls_ca_file`. Needs the crate's `tls` feature.
+    /// `sslmode=require` in the URL asks for the same.
     Require,
 }
 
@@ -62,6 +63,9 @@ pub struct PostgresConfig {
     pub statement_timeout_ms: u64,
     /// TLS mode.
     pub tls: TlsMode,
+    /// A PEM file of CA certificates trusted for the server's certificate, besides the
+    /// system roots (for a private CA).
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Largest artifact accepted, in bytes; `None` accepts up to PostgreSQL's own 1 GiB limit.
     pub max_artifact_bytes: Option<u64>,
 }
@@ -81,6 +85,7 @@ impl Default for PostgresConfig {
             wait_timeout_ms: 5_000,
             statement_timeout_ms: 30_000,
             tls: TlsMode::Disable,
+            tls_ca_file: None,
             max_artifact_bytes: None,
         }
     }
@@ -183,9 +188,13 @@ impl PostgresConfig {
             .options(&options)
             .application_name("storage-postgres")
             .connect_timeout(Duration::from_millis(self.connect_timeout_ms));
-        config.ssl_mode(match self.tls {
-            TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
-            TlsMode::Require => tokio_postgres::config::SslMode::Require,
+        // `sslmode=require` in the URL is honoured; anything else follows `tls`.
+        let url_requires =
+            self.url.is_some() && config.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
+        config.ssl_mode(if self.tls == TlsMode::Require || url_requires {
+            tokio_postgres::config::SslMode::Require
+        } else {
+            tokio_postgres::config::SslMode::Disable
         });
         Ok(config)
     }
@@ -219,6 +228,7 @@ impl fmt::Debug for PostgresConfig {
             .field("wait_timeout_ms", &self.wait_timeout_ms)
             .field("statement_timeout_ms", &self.statement_timeout_ms)
             .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
             .field("max_artifact_bytes", &self.max_artifact_bytes)
             .finish()
     }

@@ -93,10 +93,74 @@ fn classify_pool(err: PoolError) -> StorageError {
     }
 }
 
-fn classify_driver(err: tokio_postgres::Error) -> StorageError {
+/// A failure to open a connection to `endpoint` (`host:port`): one error naming the
+/// server and the cause once, never the password.
+///
+/// A connection that does not come within `postgres.connect_timeout_ms`, a refused or a
+/// lost one is `Connection` (temporary); a rejected password, role or database, or a
+/// certificate that does not verify, is `Config` (no retry fixes it).
+pub(crate) fn connect_failure(err: PoolError, endpoint: &str, connect_timeout_ms: u64) -> Failure {
+    use deadpool_postgres::TimeoutType;
+    let error = match err {
+        PoolError::Timeout(TimeoutType::Create) => StorageError::connection(format!(
+            "cannot connect to postgres at {endpoint}: no connection within postgres.connect_timeout_ms ({connect_timeout_ms} ms)"
+        )),
+        PoolError::Backend(driver) => connect_driver_failure(driver, endpoint),
+        other => classify_pool(other),
+    };
+    Failure::Storage(error)
+}
+
+/// [`connect_failure`] of a driver error.
+pub(crate) fn connect_driver_failure(
+    driver: tokio_postgres::Error,
+    endpoint: &str,
+) -> StorageError {
+    let (kind, temporary) = driver_kind(&driver);
+    // A TLS handshake that fails without an I/O error is a certificate or protocol
+    // mismatch: configuration, not a passing state.
+    let (kind, temporary) = if kind == ErrorKind::Connection
+        && io_source(&driver).is_none()
+        && driver.to_string().starts_with("error performing TLS")
+    {
+        (ErrorKind::Config, false)
+    } else {
+        (kind, temporary)
+    };
+    // The driver's message with its causes follows as the source, so the cause is said
+    // once: "cannot connect to postgres at h:p: error connecting to server: <cause>".
+    StorageError::new(kind, format!("cannot connect to postgres at {endpoint}"))
+        .with_temporary(temporary)
+        .with_source(Chain(driver))
+}
+
+/// A driver error shown with its causes: the driver's own `Display` says only its kind
+/// ("error connecting to server"), its causes hold what happened.
+#[derive(Debug)]
+pub(crate) struct Chain(pub(crate) tokio_postgres::Error);
+
+impl std::fmt::Display for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(current) = cause {
+            write!(f, ": {current}")?;
+            cause = current.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Chain {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// The kind and temporary flag of a driver error.
+fn driver_kind(err: &tokio_postgres::Error) -> (ErrorKind, bool) {
     if let Some(db) = err.as_db_error() {
         let code = db.code().clone();
-        let message = format!("{} (SQLSTATE {})", db.message(), code.code());
         let kind = sql_state_kind(&code);
         let temporary = kind.is_temporary_by_default()
             || matches!(
@@ -104,11 +168,9 @@ fn classify_driver(err: tokio_postgres::Error) -> StorageError {
                 SqlState::T_R_SERIALIZATION_FAILURE | SqlState::T_R_DEADLOCK_DETECTED
             )
             || code.code().starts_with("53");
-        return StorageError::new(kind, message)
-            .with_temporary(temporary)
-            .with_source(err);
+        return (kind, temporary);
     }
-    let kind = if err.is_closed() || io_source(&err).is_some() {
+    let kind = if err.is_closed() || io_source(err).is_some() {
         ErrorKind::Connection
     } else {
         // The driver's error kind is private; its top-level message names it.
@@ -132,7 +194,27 @@ fn classify_driver(err: tokio_postgres::Error) -> StorageError {
             ErrorKind::Backend
         }
     };
-    StorageError::new(kind, err.to_string()).with_source(err)
+    (kind, kind.is_temporary_by_default())
+}
+
+fn classify_driver(err: tokio_postgres::Error) -> StorageError {
+    let (kind, temporary) = driver_kind(&err);
+    if let Some(db) = err.as_db_error() {
+        let message = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        return StorageError::new(kind, message)
+            .with_temporary(temporary)
+            .with_source(err);
+    }
+    // The driver's message is the source's: said once, by the source.
+    let message = match kind {
+        ErrorKind::Connection => "the connection to postgres failed",
+        ErrorKind::Serialization => "a value did not convert",
+        ErrorKind::Config => "postgres rejected the configuration",
+        _ => "postgres failed",
+    };
+    StorageError::new(kind, message)
+        .with_temporary(temporary)
+        .with_source(Chain(err))
 }
 
 fn io_source(err: &tokio_postgres::Error) -> Option<&std::io::Error> {

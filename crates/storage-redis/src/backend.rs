@@ -47,6 +47,35 @@ pub struct RedisBackend {
     scripts: Scripts,
 }
 
+impl RedisBackend {
+    /// A connection or credentials error that does not name the server yet, naming it
+    /// (a missing password shows only on the first command, not when connecting).
+    fn name_server(&self, err: StorageError) -> StorageError {
+        let endpoint = self.client.pool.endpoint();
+        let connection_problem = matches!(
+            err.kind(),
+            storage_core::ErrorKind::Config | storage_core::ErrorKind::Connection
+        );
+        if !connection_problem || err.message().contains(endpoint) {
+            return err;
+        }
+        // The driver's message, which `Display` appends after ours.
+        let described = err.to_string();
+        let cause = described
+            .split_once(&format!(": {}", err.message()))
+            .map(|(_, rest)| rest.trim_start_matches(": "))
+            .unwrap_or_default();
+        let mut message = format!("redis at {endpoint}: {}", err.message());
+        if !cause.is_empty() {
+            message.push_str(": ");
+            message.push_str(cause);
+        }
+        StorageError::new(err.kind(), message)
+            .with_temporary(err.is_temporary())
+            .with_backend(crate::error::BACKEND)
+    }
+}
+
 /// Names the operation on an error.
 fn op(name: &'static str) -> impl Fn(StorageError) -> StorageError {
     move |err| err.with_backend(BACKEND).with_operation(name)
@@ -1824,6 +1853,7 @@ impl StorageBackend for RedisBackend {
             Ok(())
         }
         .await
+        .map_err(|err| self.name_server(err))
         .map_err(op("initialize"))
     }
 
@@ -1865,6 +1895,7 @@ impl StorageBackend for RedisBackend {
             })
         }
         .await
+        .map_err(|err| self.name_server(err))
         .map_err(op("health_check"))
     }
 

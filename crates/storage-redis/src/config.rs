@@ -14,6 +14,9 @@ use storage_core::{Result, StorageError};
 /// records until they are deleted or cleaned up.
 ///
 /// `Debug` never shows the password of a URL.
+///
+/// TLS: a `rediss://` URL connects with TLS and verifies the server's certificate (chain
+/// and host name) against the system roots, or against `tls_ca_file` when it is set.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
@@ -48,6 +51,10 @@ pub struct RedisConfig {
     pub artifact_ttl_secs: Option<u64>,
     /// Largest artifact accepted, in bytes (Redis holds at most 512 MiB per value).
     pub max_artifact_bytes: Option<u64>,
+    /// A PEM file of CA certificates trusted for the server's certificate instead of the
+    /// system roots, for `rediss://` URLs (needs the crate's `tls` feature). Standalone
+    /// servers only: a cluster verifies against the system roots.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -68,6 +75,7 @@ impl Default for RedisConfig {
             checkpoint_ttl_secs: None,
             artifact_ttl_secs: None,
             max_artifact_bytes: Some(256 * 1024 * 1024),
+            tls_ca_file: None,
         }
     }
 }
@@ -150,6 +158,12 @@ impl RedisConfig {
         if self.pool_size == 0 {
             return Err(StorageError::config("redis.pool_size must be at least 1"));
         }
+        if self.cluster && self.tls_ca_file.is_some() {
+            return Err(StorageError::config(
+                "redis.tls_ca_file is not supported with redis.cluster yet: a cluster over \
+                 rediss:// verifies against the system roots",
+            ));
+        }
         for (key, value) in [
             ("redis.connect_timeout_ms", self.connect_timeout_ms),
             ("redis.wait_timeout_ms", self.wait_timeout_ms),
@@ -204,6 +218,7 @@ impl fmt::Debug for RedisConfig {
             .field("checkpoint_ttl_secs", &self.checkpoint_ttl_secs)
             .field("artifact_ttl_secs", &self.artifact_ttl_secs)
             .field("max_artifact_bytes", &self.max_artifact_bytes)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -256,5 +271,14 @@ mod tests {
             .message()
             .contains("redis.url"));
         assert!(RedisConfig::default().validate().is_ok());
+        let cluster_ca = RedisConfig {
+            tls_ca_file: Some("/ca.pem".into()),
+            ..RedisConfig::cluster(["rediss://127.0.0.1:7000"])
+        };
+        assert!(cluster_ca
+            .validate()
+            .unwrap_err()
+            .message()
+            .contains("redis.tls_ca_file"));
     }
 }

@@ -21,10 +21,16 @@ const TEMPORARY_CODES: [&str; 7] = [
 
 /// Classifies a driver error. A lost or refused connection is always `Connection`
 /// (temporary), never `NotFound` or `Backend`.
+///
+/// The driver's message follows as the error's source, so it is said once.
 pub(crate) fn classify(err: RedisError) -> StorageError {
-    let message = err.to_string();
-    let classified = if err.is_timeout() {
-        StorageError::timeout(format!("redis did not answer in time: {message}"))
+    describe(&err).with_backend(BACKEND).with_source(err)
+}
+
+/// The kind, temporary flag and message of a driver error, without the error itself.
+fn describe(err: &RedisError) -> StorageError {
+    if err.is_timeout() {
+        StorageError::timeout("redis did not answer in time")
     } else if err.is_io_error()
         || err.is_connection_refusal()
         || err.is_connection_dropped()
@@ -33,18 +39,23 @@ pub(crate) fn classify(err: RedisError) -> StorageError {
             RedisKind::Io | RedisKind::ClusterConnectionNotFound
         )
     {
-        StorageError::connection(format!("redis connection failed: {message}"))
-    } else if is_temporary_server_error(&err) {
-        StorageError::backend(format!("redis is not ready: {message}")).with_temporary(true)
+        StorageError::connection("redis connection failed")
+    } else if is_temporary_server_error(err) {
+        StorageError::backend("redis is not ready").with_temporary(true)
     } else {
         match err.kind() {
             RedisKind::AuthenticationFailed | RedisKind::InvalidClientConfig => {
-                StorageError::config(format!("redis rejected the configuration: {message}"))
+                StorageError::config("redis rejected the configuration")
             }
-            _ => StorageError::backend(format!("redis error: {message}")),
+            RedisKind::Server(ServerErrorKind::NoPerm) => {
+                StorageError::config("redis refused the command to this user")
+            }
+            _ if matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM")) => {
+                StorageError::config("redis rejected the credentials")
+            }
+            _ => StorageError::backend("redis error"),
         }
-    };
-    classified.with_backend(BACKEND).with_source(err)
+    }
 }
 
 fn is_temporary_server_error(err: &RedisError) -> bool {
@@ -79,6 +90,50 @@ pub(crate) fn classify_pool(err: PoolError) -> StorageError {
         other => {
             StorageError::connection(format!("redis pool error: {other}")).with_backend(BACKEND)
         }
+    }
+}
+
+/// A failure to get a connection to `endpoint` (`host:port`): the server named, the cause
+/// said once, never the password. A rejected password or an unverifiable certificate is
+/// `Config`; a connection that does not come within `redis.connect_timeout_ms` is
+/// `Connection` (temporary), like a refused one.
+pub(crate) fn connect_failure(
+    err: PoolError,
+    endpoint: &str,
+    connect_timeout_ms: u64,
+) -> StorageError {
+    let prefix = format!("cannot connect to redis at {endpoint}");
+    match err {
+        PoolError::Backend(driver) => {
+            let described = describe(&driver);
+            // A failed TLS handshake (an unverifiable certificate, a protocol mismatch) is
+            // configuration: no retry fixes it.
+            let mut chain = driver.to_string();
+            let mut source = std::error::Error::source(&driver);
+            while let Some(cause) = source {
+                chain.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            let chain = chain.to_ascii_lowercase();
+            let (kind, temporary) = if !driver.is_timeout()
+                && (chain.contains("certificate") || chain.contains("ssl") || chain.contains("tls"))
+            {
+                (storage_core::ErrorKind::Config, false)
+            } else {
+                (described.kind(), described.is_temporary())
+            };
+            StorageError::new(kind, format!("{prefix}: {}", described.message()))
+                .with_temporary(temporary)
+                .with_backend(BACKEND)
+                .with_source(driver)
+        }
+        PoolError::Timeout(deadpool_redis::TimeoutType::Create) => {
+            StorageError::connection(format!(
+                "{prefix}: no connection within redis.connect_timeout_ms ({connect_timeout_ms} ms)"
+            ))
+            .with_backend(BACKEND)
+        }
+        other => classify_pool(other),
     }
 }
 

@@ -13,23 +13,81 @@ use deadpool_redis::{Runtime, Status};
 use storage_core::{Result, StorageError};
 
 use crate::config::RedisConfig;
-use crate::error::{classify, classify_pool, unexpected_reply, BACKEND};
+use crate::error::{classify, connect_failure, unexpected_reply, BACKEND};
 use crate::scripts::Lua;
 
 /// A pool of multiplexed connections to one server, or of cluster connections.
-pub(crate) enum Pool {
+pub(crate) struct Pool {
+    kind: PoolKind,
+    /// `host:port` of the server or seed nodes, for connection errors.
+    endpoint: String,
+    connect_timeout_ms: u64,
+}
+
+enum PoolKind {
     Standalone(deadpool_redis::Pool),
     Cluster(deadpool_redis::cluster::Pool),
 }
 
+/// The connection info of `url`, with the certificates of `redis.tls_ca_file` trusted
+/// when the URL asks for TLS (`rediss://`).
+fn connection_info(url: &str, config: &RedisConfig) -> Result<redis::ConnectionInfo> {
+    use redis::IntoConnectionInfo;
+    let config_error = |err: redis::RedisError| {
+        // The driver's message never repeats the URL; the URL is shown redacted.
+        StorageError::config(format!(
+            "redis.url {}: {err}",
+            storage_core::redact::redact_url(url)
+        ))
+        .with_backend(BACKEND)
+    };
+    let info = url.into_connection_info().map_err(config_error)?;
+    let Some(ca_file) = &config.tls_ca_file else {
+        return Ok(info);
+    };
+    if !matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+        return Ok(info);
+    }
+    with_ca(info, ca_file).map_err(|err| err.with_backend(BACKEND))
+}
+
+#[cfg(feature = "tls")]
+fn with_ca(
+    info: redis::ConnectionInfo,
+    ca_file: &std::path::Path,
+) -> Result<redis::ConnectionInfo> {
+    let pem = std::fs::read(ca_file).map_err(|err| {
+        StorageError::config(format!(
+            "redis.tls_ca_file {}: cannot read it: {err}",
+            ca_file.display()
+        ))
+    })?;
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    };
+    let client = redis::Client::build_with_tls(info, certificates).map_err(|err| {
+        StorageError::config(format!("redis.tls_ca_file {}: {err}", ca_file.display()))
+    })?;
+    Ok(client.get_connection_info().clone())
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_ca(_: redis::ConnectionInfo, _: &std::path::Path) -> Result<redis::ConnectionInfo> {
+    Err(StorageError::config(
+        "redis.tls_ca_file needs storage-redis built with the `tls` feature",
+    ))
+}
+
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mode = match self {
-            Pool::Standalone(_) => "standalone",
-            Pool::Cluster(_) => "cluster",
+        let mode = match self.kind {
+            PoolKind::Standalone(_) => "standalone",
+            PoolKind::Cluster(_) => "cluster",
         };
         f.debug_struct("Pool")
             .field("mode", &mode)
+            .field("endpoint", &self.endpoint)
             .field("status", &self.status())
             .finish()
     }
@@ -75,6 +133,16 @@ impl Pool {
         let config_error = |err: redis::RedisError| {
             StorageError::config(format!("redis.url: {err}")).with_backend(BACKEND)
         };
+        let infos = config
+            .node_urls()
+            .iter()
+            .map(|url| connection_info(url, config))
+            .collect::<Result<Vec<_>>>()?;
+        let endpoint = infos
+            .iter()
+            .map(|info| info.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let build_error = |err: deadpool_redis::BuildError| {
             StorageError::config(format!("redis pool: {err}")).with_backend(BACKEND)
         };
@@ -84,56 +152,74 @@ impl Pool {
             recycle: Some(config.connect_timeout()),
         };
         if config.cluster {
-            let manager = deadpool_redis::cluster::Manager::new(config.node_urls(), false)
-                .map_err(config_error)?;
+            let manager =
+                deadpool_redis::cluster::Manager::new(infos, false).map_err(config_error)?;
             let pool = deadpool_redis::cluster::Pool::builder(manager)
                 .max_size(config.pool_size)
                 .timeouts(timeouts)
                 .runtime(Runtime::Tokio1)
                 .build()
                 .map_err(build_error)?;
-            Ok(Pool::Cluster(pool))
+            Ok(Pool {
+                kind: PoolKind::Cluster(pool),
+                endpoint,
+                connect_timeout_ms: config.connect_timeout_ms,
+            })
         } else {
             let connection = AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(config.connect_timeout()))
                 .set_response_timeout(Some(config.command_timeout()));
-            let manager = deadpool_redis::Manager::new_with_config(config.url.as_str(), connection)
-                .map_err(config_error)?;
+            let info = infos
+                .into_iter()
+                .next()
+                .ok_or_else(|| StorageError::config("redis.url is empty").with_backend(BACKEND))?;
+            let manager =
+                deadpool_redis::Manager::new_with_config(info, connection).map_err(config_error)?;
             let pool = deadpool_redis::Pool::builder(manager)
                 .max_size(config.pool_size)
                 .timeouts(timeouts)
                 .runtime(Runtime::Tokio1)
                 .build()
                 .map_err(build_error)?;
-            Ok(Pool::Standalone(pool))
+            Ok(Pool {
+                kind: PoolKind::Standalone(pool),
+                endpoint,
+                connect_timeout_ms: config.connect_timeout_ms,
+            })
         }
     }
 
+    /// `host:port` of the server or seed nodes.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self, Pool::Cluster(_))
+        matches!(self.kind, PoolKind::Cluster(_))
     }
 
     pub(crate) fn status(&self) -> Status {
-        match self {
-            Pool::Standalone(pool) => pool.status(),
-            Pool::Cluster(pool) => pool.status(),
+        match &self.kind {
+            PoolKind::Standalone(pool) => pool.status(),
+            PoolKind::Cluster(pool) => pool.status(),
         }
     }
 
     pub(crate) fn close(&self) {
-        match self {
-            Pool::Standalone(pool) => pool.close(),
-            Pool::Cluster(pool) => pool.close(),
+        match &self.kind {
+            PoolKind::Standalone(pool) => pool.close(),
+            PoolKind::Cluster(pool) => pool.close(),
         }
     }
 
-    /// A pooled connection, within the pool's wait and connect timeouts.
+    /// A pooled connection, within the pool's wait and connect timeouts; a failure to
+    /// connect names the server, never the password.
     pub(crate) async fn get(&self) -> Result<Conn> {
-        match self {
-            Pool::Standalone(pool) => pool.get().await.map(Conn::Standalone),
-            Pool::Cluster(pool) => pool.get().await.map(Conn::Cluster),
+        match &self.kind {
+            PoolKind::Standalone(pool) => pool.get().await.map(Conn::Standalone),
+            PoolKind::Cluster(pool) => pool.get().await.map(Conn::Cluster),
         }
-        .map_err(classify_pool)
+        .map_err(|err| connect_failure(err, &self.endpoint, self.connect_timeout_ms))
     }
 }
 

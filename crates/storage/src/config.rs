@@ -20,7 +20,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
-use storage_core::redact::{redact_url, REDACTED};
+pub use storage_core::redact::redact_value;
 use storage_core::{Result, StorageError};
 
 use crate::Kind;
@@ -653,11 +653,20 @@ pub struct ConfigEntry {
 }
 
 /// A loaded configuration with the provenance of every value.
-#[derive(Debug)]
+///
+/// `Debug` shows the configuration (secrets hidden) and never the raw layered values.
 pub struct LoadedConfig {
     /// The configuration.
     pub config: StorageConfig,
     figment: Figment,
+}
+
+impl fmt::Debug for LoadedConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedConfig")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LoadedConfig {
@@ -688,11 +697,26 @@ impl LoadedConfig {
 ///     .unwrap();
 /// assert_eq!(loaded.config.memory.namespace, "agents");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConfigLoader {
     file: Option<PathBuf>,
     env: bool,
     explicit: Vec<(String, serde_json::Value)>,
+}
+
+impl fmt::Debug for ConfigLoader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let explicit: Vec<(&str, serde_json::Value)> = self
+            .explicit
+            .iter()
+            .map(|(key, value)| (key.as_str(), redact_value(key, value.clone())))
+            .collect();
+        f.debug_struct("ConfigLoader")
+            .field("file", &self.file)
+            .field("env", &self.env)
+            .field("explicit", &explicit)
+            .finish()
+    }
 }
 
 impl Default for ConfigLoader {
@@ -885,36 +909,10 @@ fn redacted_problem(kind: &figment::error::Kind) -> String {
     }
 }
 
-/// Whether a key may hold a secret or a URL with a password.
+/// Whether a key may hold a secret or a URL with a password: one rule for the whole
+/// workspace, [`storage_core::redact`].
 fn is_sensitive(key: &str) -> bool {
-    let last = key.rsplit('.').next().unwrap_or(key);
-    ["password", "secret", "token", "credential", "url"]
-        .iter()
-        .any(|word| last.contains(word))
-}
-
-fn is_secret(key: &str) -> bool {
-    let last = key.rsplit('.').next().unwrap_or(key);
-    ["password", "secret", "token", "credential"]
-        .iter()
-        .any(|word| last.contains(word))
-}
-
-/// `value` as shown to people: secrets become `***`, URLs lose their password.
-pub fn redact_value(key: &str, value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Null => Value::Null,
-        _ if is_secret(key) => Value::String(REDACTED.into()),
-        Value::String(text) => Value::String(redact_url(&text)),
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|item| redact_value(key, item))
-                .collect(),
-        ),
-        other => other,
-    }
+    storage_core::redact::is_secret_key(key) || storage_core::redact::is_connection_key(key)
 }
 
 /// Every leaf key of `config` (objects flattened with dots; arrays and nulls are leaves).

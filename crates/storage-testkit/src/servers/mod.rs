@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod hung;
 pub mod postgres;
 pub mod redis;
 pub mod s3;
+pub mod tls;
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {

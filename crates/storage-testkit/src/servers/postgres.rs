@@ -21,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use super::tls::{percent_encode, Security, TestCerts};
 use super::{free_port, wait_for_port};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,6 +35,7 @@ pub struct PostgresServer {
     durable: bool,
     bindir: PathBuf,
     run_as_postgres: bool,
+    certs: Option<TestCerts>,
     running: Mutex<bool>,
     watchdog: Mutex<Child>,
 }
@@ -53,7 +55,20 @@ impl PostgresServer {
         Self::create(true)
     }
 
+    /// Like [`PostgresServer::start`], but requiring `security` on the loopback port: the
+    /// `postgres` role gets the password (stored as scram-sha-256, checked by a
+    /// `scram-sha-256` rule in `pg_hba.conf`), and with TLS the server has a certificate
+    /// from a fresh [`TestCerts`] authority ([`PostgresServer::ca_file`]) and accepts
+    /// TLS connections only (`hostssl`). The unix socket keeps trust authentication.
+    pub fn secured(security: Security) -> Self {
+        Self::create_secured(false, &security)
+    }
+
     fn create(durable: bool) -> Self {
+        Self::create_secured(durable, &Security::default())
+    }
+
+    fn create_secured(durable: bool, security: &Security) -> Self {
         let bindir = server_bindir();
         let run_as_postgres = running_as_root();
         let dir = tempfile::Builder::new()
@@ -61,6 +76,11 @@ impl PostgresServer {
             .tempdir()
             .expect("cannot create a temporary directory")
             .keep();
+        let certs = security.tls.then(|| TestCerts::generate(&dir.join("tls")));
+        let pwfile = dir.join("pwfile");
+        if let Some(password) = &security.password {
+            std::fs::write(&pwfile, password).expect("cannot write the password file");
+        }
         if run_as_postgres {
             run(
                 Command::new("chown")
@@ -82,7 +102,27 @@ impl PostgresServer {
             "--no-locale",
             "--no-sync",
         ]);
+        if security.password.is_some() {
+            initdb.arg(format!("--pwfile={}", pwfile.display()));
+        }
         run(&mut initdb, "initdb");
+        let _ = std::fs::remove_file(&pwfile);
+        if security.password.is_some() || security.tls {
+            let host = if security.tls { "hostssl" } else { "host" };
+            let method = if security.password.is_some() {
+                "scram-sha-256"
+            } else {
+                "trust"
+            };
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                format!(
+                    "local all all trust\n\
+                     {host} all all 127.0.0.1/32 {method}\n"
+                ),
+            )
+            .expect("cannot write pg_hba.conf");
+        }
         let watchdog = spawn_watchdog(&dir, &data);
         let server = PostgresServer {
             port: free_port(),
@@ -90,6 +130,7 @@ impl PostgresServer {
             durable,
             bindir,
             run_as_postgres,
+            certs,
             running: Mutex::new(false),
             watchdog: Mutex::new(watchdog),
         };
@@ -105,6 +146,21 @@ impl PostgresServer {
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// [`PostgresServer::url`] with `password` (percent-encoded) in its user info.
+    pub fn url_with_password(&self, password: &str) -> String {
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres",
+            percent_encode(password),
+            self.port
+        )
+    }
+
+    /// The CA certificate (PEM file) that signed the server's certificate, when the server
+    /// requires TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.certs.as_ref().map(|certs| certs.ca_file.as_path())
     }
 
     fn data(&self) -> PathBuf {
@@ -175,12 +231,19 @@ impl PostgresServer {
         } else {
             "-c synchronous_commit=off -c full_page_writes=off"
         };
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off \
              {durability} -c max_connections=400",
             port = self.port,
             socket_dir = self.dir.display(),
         );
+        if let Some(certs) = &self.certs {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                certs.cert_file.display(),
+                certs.key_file.display()
+            ));
+        }
         let mut pg_ctl = tool(self.run_as_postgres, &self.bindir.join("pg_ctl"));
         pg_ctl
             .arg("start")

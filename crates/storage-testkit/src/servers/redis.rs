@@ -15,6 +15,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::tls::{percent_encode, Security, TestCerts};
 use super::{free_port, require_binary, Restartable};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -26,6 +27,8 @@ pub struct RedisServer {
     dir: PathBuf,
     durable: bool,
     extra_args: Vec<String>,
+    security: Security,
+    certs: Option<TestCerts>,
     process: Restartable,
 }
 
@@ -44,18 +47,38 @@ impl RedisServer {
         Self::start_with(free_port(), true, Vec::new())
     }
 
+    /// Starts a standalone server on a free port that requires `security`: a password
+    /// (`requirepass`), and/or TLS only (no plain-text port) with a certificate from a
+    /// fresh [`TestCerts`] authority, whose `ca_file` clients then trust
+    /// ([`RedisServer::ca_file`]).
+    pub fn secured(security: Security) -> Self {
+        Self::start_secured(free_port(), false, Vec::new(), security)
+    }
+
     fn start_with(port: u16, durable: bool, extra_args: Vec<String>) -> Self {
+        Self::start_secured(port, durable, extra_args, Security::default())
+    }
+
+    fn start_secured(
+        port: u16,
+        durable: bool,
+        extra_args: Vec<String>,
+        security: Security,
+    ) -> Self {
         require_binary("redis-server", "redis-server");
         let dir = tempfile::Builder::new()
             .prefix("storage-test-redis-")
             .tempdir()
             .expect("cannot create a temporary directory")
             .keep();
+        let certs = security.tls.then(|| TestCerts::generate(&dir.join("tls")));
         let server = RedisServer {
             port,
             dir,
             durable,
             extra_args,
+            security,
+            certs,
             process: Restartable::default(),
         };
         server.restart();
@@ -67,9 +90,35 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` when the server requires TLS), without
+    /// the password.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.certs.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// [`RedisServer::url`] with `password` (percent-encoded) in its user info.
+    pub fn url_with_password(&self, password: &str) -> String {
+        let scheme = if self.certs.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!(
+            "{scheme}://:{}@127.0.0.1:{}",
+            percent_encode(password),
+            self.port
+        )
+    }
+
+    /// The CA certificate (PEM file) that signed the server's certificate, when the server
+    /// requires TLS.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.certs.as_ref().map(|certs| certs.ca_file.as_path())
     }
 
     /// Kills the server with SIGKILL, as a crash would. Only a [`RedisServer::durable`]
@@ -89,9 +138,33 @@ impl RedisServer {
             &["--appendonly", "no"]
         };
         let mut command = Command::new("redis-server");
+        if let Some(password) = &self.security.password {
+            // In a configuration file (which must come first), every byte escaped, so a
+            // password with spaces or quotes reaches the server as it is.
+            let escaped: String = password.bytes().map(|b| format!("\\x{b:02x}")).collect();
+            let conf = self.dir.join("secured.conf");
+            std::fs::write(&conf, format!("requirepass \"{escaped}\"\n"))
+                .expect("cannot write the redis configuration file");
+            command.arg(conf);
+        }
+        match &self.certs {
+            None => {
+                command.arg("--port").arg(self.port.to_string());
+            }
+            Some(certs) => {
+                command
+                    .args(["--port", "0", "--tls-port"])
+                    .arg(self.port.to_string())
+                    .arg("--tls-cert-file")
+                    .arg(&certs.cert_file)
+                    .arg("--tls-key-file")
+                    .arg(&certs.key_file)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&certs.ca_file)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
         command
-            .arg("--port")
-            .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", ""])
             .args(appendonly)
             .args(["--protected-mode", "yes", "--daemonize", "no"])

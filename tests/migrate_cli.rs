@@ -9,7 +9,7 @@
 //! `STORAGE_MIGRATE_S3_SCALE` instead: moto serves one request at a time. Each leg prints
 //! its timings to stderr (`-- --nocapture` shows them).
 
-#[path = "../../storage/tests/migrate_support/mod.rs"]
+mod cli_support;
 mod migrate_support;
 
 use std::process::{Command, Stdio};
@@ -55,7 +55,7 @@ async fn open(url: &str) -> Arc<dyn StorageBackend> {
 }
 
 fn storectl(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_storectl"));
+    let mut command = Command::new(cli_support::storectl_path());
     command.args(args);
     for (name, _) in std::env::vars() {
         if name.starts_with("STORAGE_") {

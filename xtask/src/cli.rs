@@ -12,7 +12,8 @@ Tasks:
   test [args]             cargo test --workspace (unit, integration and doc tests), then a
                           summary line `test: N passed, M failed[, K skipped]`.
                           Extra args go to `cargo test`: `-p storage-core`, a test name
-                          filter, `-- --nocapture`. A package selection replaces --workspace.
+                          filter, `-- --nocapture`. A package selection replaces --workspace;
+                          selecting storage-tests builds storectl first (its tests run it).
   bench <backend> [args]  cargo bench -p storage-<backend> --bench <backend> -- [args]
                           Backends: memory, redis, postgres, object.
   lint                    cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings

@@ -131,8 +131,7 @@ async fn primary_hangs_mid_workload(server: &dyn Pausable, label: &str) {
     // Stopped once more while the journal is replayed (if the replay has not finished by
     // the time it starts): the replay waits, the breaker stays open, operations go on.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while failover.status().replayed == 0 && failover.status().open && Instant::now() < deadline
-    {
+    while failover.status().replayed == 0 && failover.status().open && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let during_replay = failover.status();

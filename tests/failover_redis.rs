@@ -39,8 +39,7 @@ impl Server for Redis {
 async fn redis_primary_killed_mid_workload_loses_no_acknowledged_write() {
     let primary = Redis(RedisServer::durable());
     let harness = Harness::default();
-    primary_killed_mid_workload(&primary, &harness, "redis", Process::Kept, Plan::default())
-        .await;
+    primary_killed_mid_workload(&primary, &harness, "redis", Process::Kept, Plan::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

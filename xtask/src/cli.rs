@@ -236,7 +236,14 @@ mod tests {
             ]))
         );
         assert_eq!(
-            storectl_build_args(&strings(&["-p", "storage-tests", "--profile", "ci", "--", "--release"])),
+            storectl_build_args(&strings(&[
+                "-p",
+                "storage-tests",
+                "--profile",
+                "ci",
+                "--",
+                "--release"
+            ])),
             Some(strings(&[
                 "build",
                 "-p",

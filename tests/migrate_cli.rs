@@ -119,14 +119,20 @@ async fn killed_halfway_and_run_again(leg: &str, from: &str, to: &str, sizes: Si
     let mut args = vec!["migrate", "--from", from, "--to", to];
     args.extend(tuning(sizes));
     let started = Instant::now();
+    // Its standard error goes to a file, shown if it ends before it can be killed.
+    let stderr_file = tempfile::NamedTempFile::new().unwrap();
     let mut child = storectl(&args)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr_file.reopen().unwrap())
         .spawn()
         .unwrap();
     while target.get_session(halfway).await.unwrap().is_none() {
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("storectl ended ({status}) before the target held half the sessions");
+            panic!(
+                "storectl ended ({status}) before the target held half the sessions; its \
+                 standard error:\n{}",
+                std::fs::read_to_string(stderr_file.path()).unwrap_or_default()
+            );
         }
         assert!(
             started.elapsed() < Duration::from_secs(1_800),

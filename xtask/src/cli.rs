@@ -12,7 +12,8 @@ Tasks:
   test [args]             cargo test --workspace (unit, integration and doc tests), then a
                           summary line `test: N passed, M failed[, K skipped]`.
                           Extra args go to `cargo test`: `-p storage-core`, a test name
-                          filter, `-- --nocapture`. A package selection replaces --workspace.
+                          filter, `-- --nocapture`. A package selection replaces --workspace;
+                          selecting storage-tests builds storectl first (its tests run it).
   bench <backend> [args]  cargo bench -p storage-<backend> --bench <backend> -- [args]
                           Backends: memory, redis, postgres, object.
   lint                    cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings
@@ -129,6 +130,38 @@ pub fn cargo_test_args(extra: &[String]) -> Vec<String> {
     args
 }
 
+/// The arguments of the `cargo build` that `cargo xtask test <extra>` runs first, if any.
+///
+/// The full-stack tests (`tests/`, package `storage-tests`) run the `storectl` binary of
+/// the same build. A workspace test run builds it anyway (storage-cli has an integration
+/// test); a run that selects `storage-tests` gets it from this build: with S3 support (the
+/// migration tests use moto) and the selected profile (`--release`, `--profile`).
+pub fn storectl_build_args(extra: &[String]) -> Option<Vec<String>> {
+    let test_args = cargo_test_args(extra);
+    let cargo_part = cargo_options(extra);
+    let whole_workspace = test_args
+        .iter()
+        .any(|arg| arg == "--workspace" || arg == "--all");
+    if whole_workspace || !cargo_part.iter().any(|arg| arg.ends_with("storage-tests")) {
+        return None;
+    }
+    let mut args = strings_of(&["build", "-p", "storage-cli", "--bins", "--features", "s3"]);
+    let mut parts = cargo_part.iter();
+    while let Some(arg) = parts.next() {
+        if arg == "--release" || arg.starts_with("--profile=") {
+            args.push(arg.clone());
+        } else if arg == "--profile" {
+            args.push(arg.clone());
+            args.extend(parts.next().cloned());
+        }
+    }
+    Some(args)
+}
+
+fn strings_of(args: &[&str]) -> Vec<String> {
+    args.iter().map(|arg| (*arg).to_owned()).collect()
+}
+
 /// The arguments of `cargo bench` for `cargo xtask bench <backend> <bench_args>`.
 pub fn cargo_bench_args(backend: &str, bench_args: &[String]) -> Vec<String> {
     let mut args = vec![
@@ -182,6 +215,45 @@ mod tests {
             Ok(Task::Test {
                 cargo_args: strings(&["-p", "storage-core", "--", "--nocapture"])
             })
+        );
+    }
+
+    #[test]
+    fn storectl_is_built_first_only_for_a_run_of_storage_tests() {
+        assert_eq!(storectl_build_args(&[]), None);
+        assert_eq!(storectl_build_args(&strings(&["--workspace"])), None);
+        assert_eq!(storectl_build_args(&strings(&["-p", "storage-core"])), None);
+        assert_eq!(
+            storectl_build_args(&strings(&["-p", "storage-tests", "--release"])),
+            Some(strings(&[
+                "build",
+                "-p",
+                "storage-cli",
+                "--bins",
+                "--features",
+                "s3",
+                "--release"
+            ]))
+        );
+        assert_eq!(
+            storectl_build_args(&strings(&[
+                "-p",
+                "storage-tests",
+                "--profile",
+                "ci",
+                "--",
+                "--release"
+            ])),
+            Some(strings(&[
+                "build",
+                "-p",
+                "storage-cli",
+                "--bins",
+                "--features",
+                "s3",
+                "--profile",
+                "ci"
+            ]))
         );
     }
 

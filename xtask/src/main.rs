@@ -89,6 +89,9 @@ fn lint() -> Result<(), StepFailed> {
 
 /// Runs the tests and prints `test: N passed, M failed[, K skipped]` whatever the outcome.
 fn test(extra_args: &[String]) -> Result<(), StepFailed> {
+    if let Some(build) = cli::storectl_build_args(extra_args) {
+        Step::cargo("build storectl", build).run()?;
+    }
     let step = Step::cargo("test", cli::cargo_test_args(extra_args));
     let (summary, result) = step.run_tests(prepare_test_environment);
     println!("{summary}");

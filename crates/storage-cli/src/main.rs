@@ -641,8 +641,8 @@ struct BenchRow {
     p99_us: f64,
 }
 
-impl From<storage_testkit::bench::Measurement> for BenchRow {
-    fn from(m: storage_testkit::bench::Measurement) -> Self {
+impl From<storage_bench::Measurement> for BenchRow {
+    fn from(m: storage_bench::Measurement) -> Self {
         BenchRow {
             operation: m.name,
             concurrency: m.concurrency,
@@ -664,7 +664,7 @@ async fn bench(
     namespace: &str,
     out: &Output,
 ) -> Outcome {
-    use storage_testkit::bench::measure;
+    use storage_bench::measure;
 
     let scratch = config.in_namespace(namespace);
     let mut cached = scratch.clone();

@@ -28,6 +28,7 @@ pub mod checks;
 mod context;
 pub mod data;
 pub mod fault;
+pub mod scenarios;
 pub mod servers;
 
 pub use context::{BackendFactory, TestContext};

@@ -52,6 +52,19 @@ pub fn require_binary(binary: &str, apt_package: &str) -> PathBuf {
     })
 }
 
+/// Sends `signal` (a name: `STOP`, `CONT`, `KILL`) to `pids` with `kill(1)`. A process may
+/// exit by itself in between, so the answer of `kill` is not checked: callers check the
+/// outcome.
+pub(crate) fn signal(signal: &str, pids: &[u32]) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids.iter().map(u32::to_string))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 /// A server process with its watchdog. Dropping it stops both.
 #[derive(Debug)]
 pub struct Managed {
@@ -98,6 +111,9 @@ impl Managed {
     /// Kills the server at once with SIGKILL (`Child::kill`), as a crash would, and waits
     /// for it to be gone.
     pub fn kill(&mut self) {
+        // A stopped process dies of SIGKILL too; SIGCONT first all the same, so that
+        // nothing is left waiting on it.
+        signal("CONT", &[self.server.id()]);
         let _ = self.server.kill();
         let _ = self.server.wait();
         // The watchdog notices the server is gone and exits; reap it.
@@ -122,6 +138,22 @@ impl Restartable {
         self.process
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stops the process with SIGSTOP: it keeps its connections open and answers nothing,
+    /// as a hung server would, until [`Restartable::unpause`]. Nothing happens when it is
+    /// not running.
+    pub fn pause(&self) {
+        if let Some(process) = self.lock().as_ref() {
+            signal("STOP", &[process.pid()]);
+        }
+    }
+
+    /// Lets a paused process go on (SIGCONT).
+    pub fn unpause(&self) {
+        if let Some(process) = self.lock().as_ref() {
+            signal("CONT", &[process.pid()]);
+        }
     }
 
     /// Kills the process, as a crash would; nothing happens when it is not running.

@@ -22,7 +22,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use super::tls::{percent_encode, Security, TestCerts};
-use super::{free_port, wait_for_port};
+use super::{free_port, signal, wait_for_port};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const INSTALL: &str = "apt-get install -y postgresql";
@@ -212,6 +212,38 @@ impl PostgresServer {
         *running = false;
     }
 
+    /// Stops the postmaster and every process it forked with SIGSTOP: connections stay
+    /// open and nothing is answered, as a hung server would, until
+    /// [`PostgresServer::unpause`]. (Not [`PostgresServer::resume`], which starts a stopped
+    /// server again.)
+    pub fn pause(&self) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*running {
+            return;
+        }
+        let postmaster = postmaster_pid(&self.data());
+        // The postmaster first, so that it forks no new backend in between.
+        signal("STOP", &[postmaster]);
+        signal("STOP", &children_of(postmaster));
+    }
+
+    /// Lets a paused server go on (SIGCONT to the postmaster and its children).
+    pub fn unpause(&self) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*running {
+            return;
+        }
+        let postmaster = postmaster_pid(&self.data());
+        signal("CONT", &children_of(postmaster));
+        signal("CONT", &[postmaster]);
+    }
+
     /// Starts the server again on the same port, with the same data (after
     /// [`PostgresServer::stop`]).
     pub fn resume(&self) {
@@ -346,18 +378,6 @@ fn children_of(parent: u32) -> Vec<u32> {
             process_stat(*pid).is_some_and(|(state, ppid)| ppid == parent && state != 'Z')
         })
         .collect()
-}
-
-/// Sends `signal` (a name: `STOP`, `KILL`) to `pids`. A process may exit by itself in
-/// between, so the answer of `kill` is not checked: callers check the outcome.
-fn signal(signal: &str, pids: &[u32]) {
-    let _ = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .args(pids.iter().map(u32::to_string))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// A PostgreSQL tool, run as the `postgres` user when we are root.

@@ -127,6 +127,17 @@ impl RedisServer {
         self.process.stop();
     }
 
+    /// Stops the server with SIGSTOP: connections stay open and nothing is answered, as a
+    /// hung server would, until [`RedisServer::unpause`].
+    pub fn pause(&self) {
+        self.process.pause();
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn unpause(&self) {
+        self.process.unpause();
+    }
+
     /// Starts the server again on the same port and directory (after
     /// [`RedisServer::stop`]); a durable server reloads its append-only file.
     pub fn restart(&self) {

@@ -20,14 +20,43 @@ use std::time::Duration;
 use super::{free_port, Restartable};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a durable server may take to replay its request log and open its port.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_BUCKET: &str = "storage-test";
 
 /// Runs moto's WSGI application single-threaded on the host and port given as arguments.
+///
+/// With `MOTO_ENABLE_RECORDING` and `MOTO_RECORDER_FILEPATH` set (a [`MotoServer::durable`]
+/// server), moto appends every request to that file before handling it; on start, the
+/// requests already in the file are replayed into the new application, in order and without
+/// recording them again, before the port opens. A line torn by a kill is skipped.
 const LAUNCHER: &str = r#"
-import sys
+import base64, json, os, sys
+from urllib.parse import urlsplit
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 app = DomainDispatcherApplication(create_backend_app)
+recording = os.environ.get("MOTO_RECORDER_FILEPATH")
+if os.environ.get("MOTO_ENABLE_RECORDING") and recording and os.path.exists(recording):
+    from werkzeug.test import Client
+    from moto.moto_api import recorder
+    recorder.stop_recording()
+    client = Client(app)
+    with open(recording) as lines:
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            body = entry.get("body") or ""
+            if entry.get("body_encoded"):
+                body = base64.b64decode(body)
+            url = urlsplit(entry["url"])
+            headers = {k: v for k, v in entry["headers"].items()
+                       if k.lower() not in ("transfer-encoding", "content-length")}
+            client.open(url.path, method=entry["method"], query_string=url.query,
+                        headers=headers, data=body)
+    recorder.start_recording()
 run_simple(sys.argv[1], int(sys.argv[2]), app, threaded=False, use_reloader=False)
 "#;
 
@@ -51,15 +80,35 @@ pub struct S3Target {
 pub struct MotoServer {
     port: u16,
     python: PathBuf,
+    /// The request log of a durable server, in a temporary directory of its own.
+    recording: Option<tempfile::TempDir>,
     process: Restartable,
 }
 
 impl MotoServer {
-    /// Starts moto on a free port (installing it first if needed).
+    /// Starts moto on a free port (installing it first if needed). It keeps everything in
+    /// memory: a kill loses it all.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts moto on a free port with its state made durable by moto's request recorder:
+    /// every request is appended to a log before it is handled (so a kill loses no
+    /// acknowledged write), and [`MotoServer::restart`] replays the log before accepting
+    /// connections. Restarts get slower as the log grows.
+    pub fn durable() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("storage-test-moto-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        Self::start_with(Some(dir))
+    }
+
+    fn start_with(recording: Option<tempfile::TempDir>) -> Self {
         let server = MotoServer {
             port: free_port(),
             python: moto_python(),
+            recording,
             process: Restartable::default(),
         };
         server.restart();
@@ -71,12 +120,25 @@ impl MotoServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the server, as a crash would. moto keeps nothing.
+    /// Kills the server, as a crash would. Only a [`MotoServer::durable`] server keeps its
+    /// data across the kill.
     pub fn stop(&self) {
         self.process.stop();
     }
 
-    /// Starts the server again on the same port (after [`MotoServer::stop`]).
+    /// Stops the server with SIGSTOP: connections stay open and nothing is answered, as a
+    /// hung server would, until [`MotoServer::unpause`].
+    pub fn pause(&self) {
+        self.process.pause();
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn unpause(&self) {
+        self.process.unpause();
+    }
+
+    /// Starts the server again on the same port (after [`MotoServer::stop`]); a durable
+    /// server replays its request log first.
     pub fn restart(&self) {
         let mut command = Command::new(&self.python);
         command
@@ -84,9 +146,19 @@ impl MotoServer {
             .arg(LAUNCHER)
             .arg("127.0.0.1")
             .arg(self.port.to_string())
-            .env("MOTO_PORT", self.port.to_string());
+            .env("MOTO_PORT", self.port.to_string())
+            .env_remove("MOTO_ENABLE_RECORDING")
+            .env_remove("MOTO_RECORDER_FILEPATH");
+        let mut timeout = START_TIMEOUT;
+        if let Some(dir) = &self.recording {
+            command
+                .env("MOTO_ENABLE_RECORDING", "true")
+                .env("MOTO_RECORDER_FILEPATH", dir.path().join("requests.jsonl"));
+            // The replay of the log comes before the port opens.
+            timeout = REPLAY_TIMEOUT;
+        }
         self.process
-            .start("moto", command, None, self.port, START_TIMEOUT);
+            .start("moto", command, None, self.port, timeout);
     }
 
     /// Creates `bucket` (moto checks no credentials, so an unsigned request does).

@@ -1,43 +1,157 @@
-//! A concurrent write workload through the facade over a [`FailoverBackend`], with the
-//! record of every acknowledged write, and the check that the primary holds each of them
+//! The outage scenario: a concurrent workload through a failover backend whose primary
+//! server is killed and restarted, after which the primary holds every acknowledged write
 //! exactly once.
-
-#![allow(dead_code)]
+//!
+//! What the scenario needs from the test, as traits (the testkit cannot see the facade):
+//!
+//! - a [`Server`]: connects new backends to it, kills it (SIGKILL, keeping every write it
+//!   acknowledged) and starts it again on the same port and data;
+//! - a [`FailoverHarness`]: opens the failover backend under test over a primary, with its
+//!   journal and a fallback in directories the scenario gives (so both outlive a process,
+//!   for [`Process::Restarted`]), as a [`FailoverUnderTest`] (what the workload calls, the
+//!   breaker's figures, waiting for recovery).
+//!
+//! The workload ([`run_until`]), its [`Record`] and the final check ([`assert_primary_holds`])
+//! are public so that other fault tests (a primary that hangs rather than dies) reuse them.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
-use storage::failover::{FailoverBackend, FailoverMode, FailoverSettings};
-use storage::Storage;
-use storage_core::prelude::*;
-use storage_core::{Checkpoint, CheckpointQuery, MessageRange};
+use storage_core::{
+    async_trait, Checkpoint, CheckpointQuery, ErrorKind, MessageRange, NewMessage, NewSession,
+    StorageBackend,
+};
 
+/// Concurrent tasks of the workload, each on its own session and thread.
 pub const TASKS: usize = 8;
+
+/// A throwaway server the scenario kills and restarts.
+pub trait Server: Send + Sync {
+    /// A new backend (its own connections) on the server.
+    fn connect(&self) -> Arc<dyn StorageBackend>;
+    /// Kills the server (SIGKILL); it must keep every write it acknowledged.
+    fn kill(&self);
+    /// Starts it again on the same port and data.
+    fn restart(&self);
+}
+
+/// The breaker's and the journal's figures (what `FailoverBackend::status` reports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailoverFigures {
+    /// Whether the breaker is open (reads go to the fallback).
+    pub open: bool,
+    /// Journaled writes not yet replayed.
+    pub journal_pending: u64,
+    /// Writes journaled by this backend.
+    pub journaled: u64,
+    /// Journaled writes replayed to the primary.
+    pub replayed: u64,
+    /// Journaled writes the primary refused on replay.
+    pub refused: u64,
+}
+
+/// A failover backend under test.
+#[async_trait]
+pub trait FailoverUnderTest: Send + Sync {
+    /// What the workload calls: the failover backend, or a facade over it.
+    fn storage(&self) -> Arc<dyn StorageBackend>;
+    /// The breaker's and the journal's figures now.
+    fn status(&self) -> FailoverFigures;
+    /// Waits until the breaker is closed and the journal empty, or `timeout` passes;
+    /// returns whether it happened.
+    async fn wait_until_recovered(&self, timeout: Duration) -> bool;
+}
+
+/// Opens failover backends for a scenario.
+#[async_trait]
+pub trait FailoverHarness: Send + Sync {
+    /// A new, initialized failover backend over `primary`, its journal in `journal_dir` and
+    /// its fallback's data in `fallback_dir`. Opened again on the same directories (a
+    /// restarted process), it must find the journal and the fallback's data again.
+    async fn open(
+        &self,
+        primary: Arc<dyn StorageBackend>,
+        journal_dir: &Path,
+        fallback_dir: &Path,
+    ) -> Box<dyn FailoverUnderTest>;
+}
+
+/// What happens to the process using the failover backend during the outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    /// It keeps running throughout.
+    Kept,
+    /// It goes away while the primary is down: its failover backend is dropped and a new
+    /// one opened on the same journal and fallback directories (as a restarted process
+    /// would) before the primary returns.
+    Restarted,
+}
+
+/// When things happen, in operations of the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Operations of the whole workload.
+    pub total_ops: u64,
+    /// Operations before the primary is killed.
+    pub kill_at: u64,
+    /// Operations after which the first process goes away ([`Process::Restarted`]).
+    pub process_ends_at: u64,
+    /// Operations before the primary is restarted.
+    pub restart_at: u64,
+}
+
+impl Plan {
+    /// A workload of `total_ops` operations: the primary is killed at about a quarter of
+    /// it, the first process ends ([`Process::Restarted`]) at about a half, the primary is
+    /// restarted at two thirds.
+    pub fn of(total_ops: u64) -> Self {
+        Plan {
+            total_ops,
+            kill_at: total_ops * 5 / 21,
+            process_ends_at: total_ops * 10 / 21,
+            restart_at: total_ops * 14 / 21,
+        }
+    }
+}
+
+impl Default for Plan {
+    /// 10,500 operations: killed at 2,500, process ends at 5,000, restarted at 7,000.
+    fn default() -> Self {
+        Plan::of(10_500)
+    }
+}
+
+/// Replaying thousands of journaled writes one at a time on a loaded machine is slow; this
+/// bounds a hang, not a speed.
+pub const RECOVERY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What the workload saw.
 #[derive(Debug, Default)]
 pub struct Record {
-    /// (task, client id, started after the primary was killed) of every acknowledged append.
+    /// (task, client id, started after the fault) of every acknowledged append.
     pub messages: Mutex<Vec<(usize, String, bool)>>,
-    /// (task, checkpoint id, started after the kill) of every acknowledged checkpoint.
+    /// (task, checkpoint id, started after the fault) of every acknowledged checkpoint.
     pub checkpoints: Mutex<Vec<(usize, String, bool)>>,
     /// Operations completed (writes and reads).
     pub ops: AtomicU64,
     /// Reads that succeeded while the primary was down.
     pub outage_reads: AtomicU64,
+    /// The slowest read while the primary was down.
+    pub slowest_outage_read: Mutex<Duration>,
     /// Operations that failed, with their errors.
     pub failures: Mutex<Vec<String>>,
-    /// Set once the primary has been killed, and kept.
+    /// Set once the primary has been killed (or stopped), and kept.
     pub primary_killed: AtomicBool,
-    /// Set while the primary is down (from the kill to its restart).
+    /// Set while the primary is down (from the fault to its end).
     pub primary_down: AtomicBool,
 }
 
 impl Record {
-    /// Acknowledged writes (appends and checkpoints) that started before the kill, and
+    /// Acknowledged writes (appends and checkpoints) that started before the fault, and
     /// after it.
     pub fn acknowledged(&self) -> (usize, usize) {
         let messages = self.messages.lock().unwrap();
@@ -46,64 +160,38 @@ impl Record {
             + checkpoints.iter().filter(|(_, _, after)| *after).count();
         (messages.len() + checkpoints.len() - after, after)
     }
-}
 
-/// A fresh directory under the system's temporary directory, removed on drop.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    pub fn new(label: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "storage-{label}-{}",
-            storage_core::new_checkpoint_id()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &std::path::Path {
-        &self.0
+    /// Panics listing the first failures, if any operation failed.
+    pub fn assert_no_failures(&self) {
+        let failures = self.failures.lock().unwrap().clone();
+        assert!(
+            failures.is_empty(),
+            "{} failed: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn settings(journal_dir: &std::path::Path) -> FailoverSettings {
-    FailoverSettings {
-        mode: FailoverMode::Failover,
-        failure_threshold: 1,
-        probe_interval_ms: 100,
-        recovery_probes: 2,
-        journal_dir: journal_dir.to_owned(),
-        ..FailoverSettings::default()
-    }
-}
-
-/// The facade over `failover`, without a read cache (the test reads what is stored).
-pub fn facade(failover: FailoverBackend) -> Storage {
-    Storage::builder(Arc::new(failover)).cache(None).build()
-}
-
+/// The session of workload task `task`.
 pub fn session_id(task: usize) -> String {
     format!("session-{task}")
 }
 
+/// The checkpoint thread of workload task `task`.
 pub fn thread_id(task: usize) -> String {
     format!("thread-{task}")
 }
 
-pub async fn create_sessions(storage: &Storage) {
+/// Creates the workload's sessions (those that exist already are kept).
+pub async fn create_sessions(storage: &dyn StorageBackend) {
     for task in 0..TASKS {
         match storage
             .create_session(NewSession::new(session_id(task), "user"))
             .await
         {
             Ok(_) => {}
-            Err(err) if err.kind() == storage_core::ErrorKind::AlreadyExists => {}
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
             Err(err) => panic!("{err}"),
         }
     }
@@ -112,7 +200,12 @@ pub async fn create_sessions(storage: &Storage) {
 /// Runs the workload on `storage` until `record.ops` reaches `until`. Each task appends
 /// messages with client ids, stores a checkpoint every tenth step and reads its history
 /// every fifth step. `label` keeps client ids of separate runs apart.
-pub async fn run_until(storage: Arc<Storage>, record: Arc<Record>, label: String, until: u64) {
+pub async fn run_until(
+    storage: Arc<dyn StorageBackend>,
+    record: Arc<Record>,
+    label: String,
+    until: u64,
+) {
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {
             let storage = storage.clone();
@@ -151,11 +244,15 @@ pub async fn run_until(storage: Arc<Storage>, record: Arc<Record>, label: String
                     }
                     if step % 5 == 0 {
                         let down = record.primary_down.load(Ordering::SeqCst);
+                        let started = Instant::now();
                         match storage.get_conversation_history(&session_id(task), 5).await {
                             Ok(history) => {
                                 assert!(!history.is_empty());
                                 if down {
                                     record.outage_reads.fetch_add(1, Ordering::SeqCst);
+                                    let took = started.elapsed();
+                                    let mut slowest = record.slowest_outage_read.lock().unwrap();
+                                    *slowest = (*slowest).max(took);
                                 }
                             }
                             Err(err) => {
@@ -226,7 +323,7 @@ fn assert_exactly_once(what: &str, task: usize, stored: &[&str], acknowledged: &
 }
 
 /// Checks the primary: every acknowledged message (by client id) and checkpoint (by id),
-/// from before the kill as well as after it, is there exactly once.
+/// from before the fault as well as after it, is there exactly once.
 pub async fn assert_primary_holds(primary: &dyn StorageBackend, record: &Record) {
     for task in 0..TASKS {
         let mut stored = Vec::new();
@@ -267,86 +364,50 @@ pub async fn assert_primary_holds(primary: &dyn StorageBackend, record: &Record)
     }
 }
 
-/// The primary of the outage scenario: a throwaway server the test kills and restarts.
-pub trait Primary {
-    /// A new backend (its own connections) on the server.
-    fn connect(&self) -> Arc<dyn StorageBackend>;
-    /// Kills the server (SIGKILL); it must keep every write it acknowledged.
-    fn kill(&self);
-    /// Starts it again on the same port and data.
-    fn restart(&self);
+/// A fresh temporary directory, removed on drop.
+fn temp_dir(label: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("storage-{label}-"))
+        .tempdir()
+        .expect("cannot create a temporary directory")
 }
 
-/// What happens to the process using the facade during the outage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Process {
-    /// It keeps running throughout.
-    Kept,
-    /// It goes away while the primary is down: its `FailoverBackend` is dropped and a new
-    /// one opened on the same journal and fallback directories (as a restarted process
-    /// would) before the primary returns.
-    Restarted,
-}
-
-/// Operations of the whole workload.
-const TOTAL_OPS: u64 = 10_500;
-/// Operations before the primary is killed.
-const KILL_AT: u64 = 2_500;
-/// Operations after which the first process goes away ([`Process::Restarted`]).
-const PROCESS_ENDS_AT: u64 = 5_000;
-/// Operations before the primary is restarted.
-const RESTART_AT: u64 = 7_000;
-/// Replaying thousands of journaled writes one at a time on a loaded machine is slow; this
-/// bounds a hang, not a speed.
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// A facade over a new `FailoverBackend` on `primary`, with a fallback in object storage
-/// under `fallback_dir` (so it outlives the process, as the journal does).
-async fn open_facade(
-    primary: Arc<dyn StorageBackend>,
-    journal: &TempDir,
-    fallback_dir: &TempDir,
-) -> (FailoverBackend, Arc<Storage>) {
-    let config = storage_object::ObjectConfig {
-        url: format!("file://{}", fallback_dir.path().display()),
-        namespace: "fallback".into(),
-        ..storage_object::ObjectConfig::default()
-    };
-    let fallback: Arc<dyn StorageBackend> =
-        Arc::new(storage_object::ObjectBackend::new(config).unwrap());
-    let failover = FailoverBackend::new(primary, fallback, settings(journal.path())).unwrap();
-    let storage = Arc::new(facade(failover.clone()));
-    storage.initialize().await.unwrap();
-    (failover, storage)
-}
-
-/// The outage scenario every primary goes through: a concurrent workload of more than
-/// 10,000 operations through the facade; the primary is killed a quarter of the way in;
-/// writes keep going (to the fallback and the journal), with `process` the facade's
-/// process keeps running or is replaced; the primary is restarted and the journal
-/// replayed. Then nothing failed, reads during the outage succeeded, and the primary
-/// holds every acknowledged write, from before the kill and after it, exactly once.
-pub async fn primary_killed_mid_workload(primary: &impl Primary, label: &str, process: Process) {
-    let started = std::time::Instant::now();
-    let journal = TempDir::new("journal");
-    let fallback_dir = TempDir::new("fallback");
+/// The outage scenario every primary goes through: a concurrent workload of
+/// `plan.total_ops` operations through the failover backend; the server is killed at
+/// `plan.kill_at`; writes keep going (to the fallback and the journal), and with `process`
+/// the failover's process keeps running or is replaced; the server is restarted at
+/// `plan.restart_at` and the journal replayed. Then nothing failed, reads during the outage
+/// succeeded, and the primary holds every acknowledged write, from before the kill and
+/// after it, exactly once. Prints its figures and timings.
+pub async fn primary_killed_mid_workload(
+    server: &dyn Server,
+    harness: &dyn FailoverHarness,
+    label: &str,
+    process: Process,
+    plan: Plan,
+) {
+    let started = Instant::now();
+    let journal = temp_dir("journal");
+    let fallback_dir = temp_dir("fallback");
     let record = Arc::new(Record::default());
 
-    let (failover, storage) = open_facade(primary.connect(), &journal, &fallback_dir).await;
-    create_sessions(&storage).await;
+    let failover = harness
+        .open(server.connect(), journal.path(), fallback_dir.path())
+        .await;
+    create_sessions(failover.storage().as_ref()).await;
     let first_until = match process {
-        Process::Kept => TOTAL_OPS,
-        Process::Restarted => PROCESS_ENDS_AT,
+        Process::Kept => plan.total_ops,
+        Process::Restarted => plan.process_ends_at,
     };
     let workload = tokio::spawn(run_until(
-        storage.clone(),
+        failover.storage(),
         record.clone(),
         format!("{label}-first"),
         first_until,
     ));
-    wait_for_ops(&record, KILL_AT).await;
+    wait_for_ops(&record, plan.kill_at).await;
     let killed_at = started.elapsed();
-    primary.kill();
+    server.kill();
     record.primary_killed.store(true, Ordering::SeqCst);
     record.primary_down.store(true, Ordering::SeqCst);
 
@@ -357,26 +418,28 @@ pub async fn primary_killed_mid_workload(primary: &impl Primary, label: &str, pr
             let status = failover.status();
             assert!(status.journal_pending > 0, "{status:?}");
             // The process goes away: nothing of it is left but its files.
-            drop((failover, storage));
-            let (failover, storage) = open_facade(primary.connect(), &journal, &fallback_dir).await;
+            drop(failover);
+            let failover = harness
+                .open(server.connect(), journal.path(), fallback_dir.path())
+                .await;
             assert!(
                 failover.status().open,
                 "a pending journal starts the breaker open"
             );
             let workload = tokio::spawn(run_until(
-                storage,
+                failover.storage(),
                 record.clone(),
                 format!("{label}-second"),
-                TOTAL_OPS,
+                plan.total_ops,
             ));
             (failover, workload, status.journaled)
         }
     };
-    wait_for_ops(&record, RESTART_AT).await;
+    wait_for_ops(&record, plan.restart_at).await;
     let status = failover.status();
     assert!(status.open && status.journal_pending > 0, "{status:?}");
     let restarted_at = started.elapsed();
-    primary.restart();
+    server.restart();
     record.primary_down.store(false, Ordering::SeqCst);
     workload.await.unwrap();
     let workload_done_at = started.elapsed();
@@ -387,28 +450,24 @@ pub async fn primary_killed_mid_workload(primary: &impl Primary, label: &str, pr
     );
     let recovered_at = started.elapsed();
 
-    let failures = record.failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "{} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    record.assert_no_failures();
     let status = failover.status();
     let (before, after) = record.acknowledged();
     println!(
         "{label} ({process:?}): {ops} ops, {before} writes acknowledged before the kill, \
-         {after} after it, {reads} reads during the outage, {journaled} journaled, \
-         {replayed} replayed; killed at {killed_at:.1?}, restarted at {restarted_at:.1?}, \
-         workload done at {workload_done_at:.1?}, recovered at {recovered_at:.1?}",
+         {after} after it, {reads} reads during the outage (slowest {slowest:.1?}), \
+         {journaled} journaled, {replayed} replayed; killed at {killed_at:.1?}, restarted \
+         at {restarted_at:.1?}, workload done at {workload_done_at:.1?}, recovered at \
+         {recovered_at:.1?}",
         ops = record.ops.load(Ordering::SeqCst),
         reads = record.outage_reads.load(Ordering::SeqCst),
+        slowest = *record.slowest_outage_read.lock().unwrap(),
         journaled = first_journaled + status.journaled,
         replayed = status.replayed,
     );
-    assert!(record.ops.load(Ordering::SeqCst) >= 10_000);
+    assert!(record.ops.load(Ordering::SeqCst) >= plan.total_ops);
     assert!(before > 0 && after > 0);
     assert!(record.outage_reads.load(Ordering::SeqCst) > 0);
     assert!(status.replayed > 0 && status.refused == 0, "{status:?}");
-    assert_primary_holds(primary.connect().as_ref(), &record).await;
+    assert_primary_holds(server.connect().as_ref(), &record).await;
 }

@@ -9,7 +9,7 @@
 //! `STORAGE_MIGRATE_S3_SCALE` instead: moto serves one request at a time. Each leg prints
 //! its timings to stderr (`-- --nocapture` shows them).
 
-#[path = "../../storage/tests/migrate_support/mod.rs"]
+mod cli_support;
 mod migrate_support;
 
 use std::process::{Command, Stdio};
@@ -55,7 +55,7 @@ async fn open(url: &str) -> Arc<dyn StorageBackend> {
 }
 
 fn storectl(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_storectl"));
+    let mut command = Command::new(cli_support::storectl_path());
     command.args(args);
     for (name, _) in std::env::vars() {
         if name.starts_with("STORAGE_") {
@@ -119,14 +119,20 @@ async fn killed_halfway_and_run_again(leg: &str, from: &str, to: &str, sizes: Si
     let mut args = vec!["migrate", "--from", from, "--to", to];
     args.extend(tuning(sizes));
     let started = Instant::now();
+    // Its standard error goes to a file, shown if it ends before it can be killed.
+    let stderr_file = tempfile::NamedTempFile::new().unwrap();
     let mut child = storectl(&args)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr_file.reopen().unwrap())
         .spawn()
         .unwrap();
     while target.get_session(halfway).await.unwrap().is_none() {
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("storectl ended ({status}) before the target held half the sessions");
+            panic!(
+                "storectl ended ({status}) before the target held half the sessions; its \
+                 standard error:\n{}",
+                std::fs::read_to_string(stderr_file.path()).unwrap_or_default()
+            );
         }
         assert!(
             started.elapsed() < Duration::from_secs(1_800),

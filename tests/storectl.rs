@@ -2,6 +2,8 @@
 //! Redis and PostgreSQL, each seeded through the library, checking tables, `--json` output
 //! that parses, and the exit codes.
 
+mod cli_support;
+
 use std::process::Command;
 
 use serde_json::{json, Value};
@@ -28,7 +30,7 @@ impl Run {
 
 /// Runs storectl in an empty directory with only `env` as its `STORAGE_*` settings.
 fn storectl(dir: &std::path::Path, env: &[(String, String)], args: &[&str]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_storectl"));
+    let mut command = Command::new(cli_support::storectl_path());
     command.current_dir(dir).args(args);
     for (name, _) in std::env::vars() {
         if name.starts_with("STORAGE_") {

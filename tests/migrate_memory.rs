@@ -181,8 +181,7 @@ async fn verification_names_what_differs() {
 
 /// A source that cannot list conversation or task-context ids: the report names what it
 /// did not copy, and the verification what it could not compare, and is never clean.
-/// The facade stands in for such a backend: it does not forward `list_conversation_ids`
-/// and `list_task_context_ids` (yet); once it does, this test needs another one.
+/// The testkit's fault injector makes the memory backend such a source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_cannot_list_conversations_is_never_called_verified() {
     let store = MemoryStore::new();
@@ -192,7 +191,14 @@ async fn a_source_that_cannot_list_conversations_is_never_called_verified() {
         .append_message("no-session", NewMessage::new("user", "hello"))
         .await
         .unwrap();
-    let source = storage::Storage::builder(std::sync::Arc::new(memory)).build();
+    use storage_testkit::fault::{Fault, FaultyBackend, Target};
+    let source = FaultyBackend::new(std::sync::Arc::new(memory));
+    for listing in ["list_conversation_ids", "list_task_context_ids"] {
+        source.set(
+            Target::Operation(listing),
+            Fault::Error(storage_core::ErrorKind::Unsupported),
+        );
+    }
     let unsupported = source.list_conversation_ids(None, 1).await.unwrap_err();
     assert_eq!(unsupported.kind(), storage_core::ErrorKind::Unsupported);
 

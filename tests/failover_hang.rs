@@ -97,6 +97,7 @@ async fn primary_hangs_mid_workload(server: &dyn Pausable, label: &str) {
     let harness = Harness {
         adjust: |settings| {
             settings.attempt_timeout_ms = 200;
+            settings.write_attempt_timeout_ms = 200;
             settings.failure_threshold = 1;
         },
     };

@@ -38,7 +38,7 @@ const SECRET_PARTS: &[&str] = &["pwd", "pass", "sas", "sig", "auth", "apikey", "
 /// Whether the value named `key` is a secret and must never be shown.
 ///
 /// `key` may be a dotted configuration key (`object.options.azure_storage_account_key`):
-/// only its last part counts. Besides [the words](SECRET_WORDS) anywhere and the whole
+/// only its last part counts. Besides the secret words (`SECRET_WORDS`) anywhere and the whole
 /// parts above, a name whose last part is `key` (`azure_storage_account_key`,
 /// `google_service_account_key`, `aws_secret_access_key`) is secret, while `*_key_id`
 /// (`aws_access_key_id`) and `key_prefix` are not.

@@ -350,9 +350,11 @@ pub struct FailoverConfig {
     pub recovery_probes: u32,
     /// Directory of the journals.
     pub journal_dir: std::path::PathBuf,
-    /// Deadline of each call of a primary, in ms (0: none); past it the call counts as a
-    /// failure and a read is answered by the fallback.
+    /// Deadline of each read of a primary, in ms (0: none); past it the read counts as a
+    /// failure and is answered by the fallback.
     pub attempt_timeout_ms: u64,
+    /// Deadline of each write of a primary, in ms (0: none).
+    pub write_attempt_timeout_ms: u64,
     /// The largest streamed artifact save journaled while a primary is down, in bytes.
     pub max_journaled_stream_bytes: u64,
 }
@@ -368,6 +370,7 @@ impl Default for FailoverConfig {
             recovery_probes: settings.recovery_probes,
             journal_dir: settings.journal_dir,
             attempt_timeout_ms: settings.attempt_timeout_ms,
+            write_attempt_timeout_ms: settings.write_attempt_timeout_ms,
             max_journaled_stream_bytes: settings.max_journaled_stream_bytes,
         }
     }
@@ -383,6 +386,7 @@ impl FailoverConfig {
             recovery_probes: self.recovery_probes,
             journal_dir: self.journal_dir.clone(),
             attempt_timeout_ms: self.attempt_timeout_ms,
+            write_attempt_timeout_ms: self.write_attempt_timeout_ms,
             max_journaled_stream_bytes: self.max_journaled_stream_bytes,
         }
     }
@@ -531,14 +535,32 @@ impl StorageConfig {
             self.failover.probe_interval_ms,
         )?;
         // A primary's attempt must end before the facade's own deadline, or a hang is cut
-        // off by the facade before the breaker ever sees it.
-        let attempt = self.failover.attempt_timeout_ms;
-        let facade = self.timeouts.read_ms;
-        if facade > 0 && (attempt == 0 || attempt >= facade) {
-            return Err((
-                "failover.attempt_timeout_ms".into(),
-                format!("expected a value from 1 to below timeouts.read_ms ({facade} ms)"),
-            ));
+        // off by the facade before the breaker ever sees it. Only where a kind fails over.
+        if Kind::ALL
+            .iter()
+            .any(|&kind| self.failover.fallbacks.get(kind).is_some())
+        {
+            let below = |key: &str, attempt: u64, facade: u64, facade_key: &str| {
+                if attempt > 0 && facade > 0 && attempt >= facade {
+                    return Err((
+                        key.to_owned(),
+                        format!("expected 0 (none) or a value below {facade_key} ({facade} ms)"),
+                    ));
+                }
+                Ok(())
+            };
+            below(
+                "failover.attempt_timeout_ms",
+                self.failover.attempt_timeout_ms,
+                self.timeouts.read_ms,
+                "timeouts.read_ms",
+            )?;
+            below(
+                "failover.write_attempt_timeout_ms",
+                self.failover.write_attempt_timeout_ms,
+                self.timeouts.write_ms,
+                "timeouts.write_ms",
+            )?;
         }
         self.validate_backends()
     }

@@ -52,7 +52,7 @@ pub struct DeepCheck {
     pub problem: Option<String>,
 }
 
-/// Health of every backend of a [`Storage`].
+/// Health of every backend of a [`Storage`](crate::Storage).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthReport {
     /// Whether every backend (and, in deep mode, every kind) is healthy.

@@ -1,5 +1,5 @@
 //! The facade: routing by kind, and the one place where it changes an operation
-//! ([`Storage::perform`]); every other operation goes, through every layer, to the backend
+//! (`Storage::perform`); every other operation goes, through every layer, to the backend
 //! serving its kind.
 
 use std::collections::BTreeMap;
@@ -301,7 +301,7 @@ impl Dispatch for Storage {
     }
 
     /// Every operation: described by the table, run through every layer, performed by
-    /// [`Storage::perform`].
+    /// `Storage::perform`.
     async fn dispatch(&self, call: Call) -> Result<Reply> {
         let description = call.describe();
         let kind = description.kind;

@@ -37,7 +37,10 @@ fn setup(mode: FailoverMode, tune: impl FnOnce(&mut FailoverSettings)) -> Setup 
         probe_interval_ms: 10,
         recovery_probes: 2,
         journal_dir: journal.path().to_owned(),
-        attempt_timeout_ms: 100,
+        // Generous, so a loaded machine never trips the breaker by accident; the hang test
+        // sets its own.
+        attempt_timeout_ms: 5_000,
+        write_attempt_timeout_ms: 5_000,
         ..FailoverSettings::default()
     };
     tune(&mut settings);
@@ -84,7 +87,9 @@ async fn errors_open_the_breaker_and_reads_go_to_the_fallback() {
 
 #[tokio::test]
 async fn a_hanging_primary_opens_the_breaker_and_reads_fail_over_within_the_deadline() {
-    let s = setup(FailoverMode::Failover, |_| {});
+    let s = setup(FailoverMode::Failover, |settings| {
+        settings.attempt_timeout_ms = 100;
+    });
     s.failover.initialize().await.unwrap();
     s.failover
         .create_session(NewSession::new("s1", "alice"))

@@ -19,6 +19,16 @@ pub enum Replayed {
 /// (`AlreadyExists` of a create) count as applied, and other permanent refusals as
 /// refused. Temporary errors are returned so the replay stops and resumes later.
 pub(crate) async fn replay(call: &Call, backend: &dyn StorageBackend) -> Result<Replayed> {
+    let described = call.describe();
+    if !described.is_write() || described.kind.is_none() {
+        // Only writes of a kind are ever journaled: a line naming anything else (a read, a
+        // `close`) was not written by failover and is skipped, not performed.
+        tracing::warn!(
+            operation = call.name(),
+            "failover replay: a journal line that is not a write is skipped"
+        );
+        return Ok(Replayed::Refused);
+    }
     match call.apply(backend).await {
         Ok(_) => Ok(Replayed::Applied),
         Err(err) if err.kind() == ErrorKind::AlreadyExists => Ok(Replayed::Applied),
@@ -101,5 +111,25 @@ mod tests {
         let append = r#"{"op":"append_messages","session_id":"s","messages":[{"role":"user","content":"hi","client_id":"c1","metadata":{}}]}"#;
         assert_eq!(parse_line(append).unwrap().name(), "append_messages");
         assert!(parse_line(r#"{"op":"no_such_write"}"#).is_err());
+    }
+
+    #[cfg(feature = "memory")]
+    #[tokio::test]
+    async fn only_writes_of_a_kind_are_replayed() {
+        use storage_core::SessionStore;
+        let backend = storage_memory::MemoryBackend::new("replay").unwrap();
+        for line in [r#"{"op":"close"}"#, r#"{"op":"get_session","id":"s"}"#] {
+            let call = parse_line(line).unwrap();
+            assert_eq!(replay(&call, &backend).await.unwrap(), Replayed::Refused);
+        }
+        let create = parse_line(
+            r#"{"op":"create_session","session":{"id":"s","user_id":"u","metadata":{}}}"#,
+        )
+        .unwrap();
+        assert_eq!(replay(&create, &backend).await.unwrap(), Replayed::Applied);
+        assert!(
+            backend.get_session("s").await.unwrap().is_some(),
+            "not closed"
+        );
     }
 }

@@ -35,9 +35,15 @@ impl Dispatch for FailoverBackend {
 }
 
 impl FailoverBackend {
-    /// Calls the primary within the attempt deadline.
+    /// Calls the primary within the deadline of a read or of a write.
     async fn attempt(&self, call: &Call) -> Result<Reply> {
-        within(self.inner.settings.attempt_timeout_ms, call, self.primary()).await
+        let settings = &self.inner.settings;
+        let timeout_ms = if call.describe().is_write() {
+            settings.write_attempt_timeout_ms
+        } else {
+            settings.attempt_timeout_ms
+        };
+        within(timeout_ms, call, self.primary()).await
     }
 
     /// Appends journaled without a client id get one, so that their replay is
@@ -119,21 +125,22 @@ impl FailoverBackend {
         // The outage path: the fallback answers, the journal keeps the write for the
         // primary. The breaker opens first so that every later write queues behind this one.
         let call = Self::with_client_ids(call);
-        let _in_flight = self.inner.gate.read().await;
-        self.trip();
-        let reply = call.apply(self.fallback()).await?;
-        self.journal(&call).await?;
-        Ok(reply)
-    }
-
-    /// Appends `call` to the durable journal before the write is acknowledged.
-    async fn journal(&self, call: &Call) -> Result<()> {
-        let line = serde_json::to_vec(call).map_err(|err| {
+        // Encoded first: a call the journal cannot keep changes nothing anywhere.
+        let line = serde_json::to_vec(&call).map_err(|err| {
             StorageError::serialization(format!(
                 "failover journal: cannot encode {}: {err}",
                 call.name()
             ))
         })?;
+        let _in_flight = self.inner.gate.read().await;
+        self.trip();
+        let reply = call.apply(self.fallback()).await?;
+        self.journal(line).await?;
+        Ok(reply)
+    }
+
+    /// Appends an encoded call to the durable journal before the write is acknowledged.
+    async fn journal(&self, line: Vec<u8>) -> Result<()> {
         let journal = self.inner.journal.clone();
         tokio::task::spawn_blocking(move || journal.append_line(line))
             .await
@@ -250,13 +257,15 @@ impl FailoverBackend {
         Ok(reply)
     }
 
-    /// Initializes the fallback, then the primary; a primary that is down or hangs (a
-    /// temporary error) opens the breaker instead of failing. Starts the probe when the
+    /// Initializes the fallback, then the primary; a primary that is down (a temporary
+    /// error) opens the breaker instead of failing. Starts the probe when the
     /// breaker is open (for example with a journal left by an earlier process).
     async fn initialize(&self) -> Result<()> {
         self.fallback().initialize().await?;
-        match self.attempt(&Call::Initialize {}).await {
-            Ok(_) => {}
+        // No deadline: migrations or bucket checks may take their time. A primary that is
+        // down fails fast (a refused connection, its own connect timeout).
+        match self.primary().initialize().await {
+            Ok(()) => {}
             Err(err) if err.is_temporary() => self.trip(),
             Err(err) => return Err(err),
         }

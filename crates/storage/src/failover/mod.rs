@@ -71,11 +71,15 @@ pub struct FailoverSettings {
     pub recovery_probes: u32,
     /// Directory of the journal (`journal.jsonl`, `journal.done`).
     pub journal_dir: PathBuf,
-    /// Deadline of each call of the primary, in ms (0: none). A call that passes it is a
-    /// temporary failure: it counts toward opening the breaker, and a read is answered by
-    /// the fallback. A streamed artifact save has no such deadline (it takes as long as its
-    /// content), nor does cleanup.
+    /// Deadline of each read of the primary (and of the probe's health check), in ms (0:
+    /// none). A read that passes it is a temporary failure: it counts toward opening the
+    /// breaker and is answered by the fallback.
     pub attempt_timeout_ms: u64,
+    /// Deadline of each write of the primary, in ms (0: none). A write that passes it
+    /// counts toward opening the breaker and is journaled if it is idempotent. Longer than
+    /// the read deadline by default, since a write may carry a large value. Streamed saves,
+    /// `initialize`, cleanup and the replay have no deadline.
+    pub write_attempt_timeout_ms: u64,
     /// The largest streamed artifact save journaled while the primary is down, in bytes;
     /// a larger one fails with a temporary `Connection` error and stores nothing.
     pub max_journaled_stream_bytes: u64,
@@ -90,6 +94,7 @@ impl Default for FailoverSettings {
             recovery_probes: 2,
             journal_dir: PathBuf::from(".storage/failover"),
             attempt_timeout_ms: 2_000,
+            write_attempt_timeout_ms: 10_000,
             max_journaled_stream_bytes: 16 * 1024 * 1024,
         }
     }
@@ -297,6 +302,13 @@ async fn probe(inner: Weak<Inner>) {
             }
         }
         if healthy < inner.settings.recovery_probes {
+            continue;
+        }
+        // A primary that was down when the process started was never initialized; doing it
+        // again is harmless (`initialize` is idempotent).
+        if let Err(err) = inner.primary.initialize().await {
+            tracing::warn!(error = %err, "failover: the recovered primary does not initialize");
+            healthy = 0;
             continue;
         }
         match replay(&inner).await {

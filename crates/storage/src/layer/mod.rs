@@ -1,7 +1,7 @@
 //! Cross-cutting concerns written once for every operation.
 //!
 //! Every call through a [`Storage`](crate::Storage) is a [`Call`](storage_core::Call) whose
-//! [`Description`](storage_core::operation::Description) comes from the one table of
+//! [`Description`] comes from the one table of
 //! operations in `storage_core::operation`. The facade turns it into an [`Operation`] (the
 //! description plus the backend that serves it) and runs it through one [`Layer::around`]
 //! hook. A layer sees the operation and a `next` function that performs the rest of the

@@ -20,6 +20,7 @@
 
 pub mod artifact;
 pub mod backend;
+pub mod carried;
 pub mod checkpoint;
 pub mod conversation;
 pub mod error;

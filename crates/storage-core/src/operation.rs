@@ -61,6 +61,7 @@ use serde_json::Value;
 
 use crate::artifact::{Artifact, ArtifactMeta, ArtifactStore, ByteStream, NewArtifact};
 use crate::backend::{BackendMetrics, HealthStatus, StorageBackend};
+use crate::carried::{Carried, REFUSED_BEFORE_COPY_DEPTH};
 use crate::checkpoint::{
     ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
     PendingWrite,
@@ -249,6 +250,13 @@ impl StreamSlot {
     }
 }
 
+impl Carried for StreamSlot {
+    fn depth(&self, _limit: usize) -> usize {
+        0
+    }
+    fn take_values(&mut self, _out: &mut Vec<Value>) {}
+}
+
 impl fmt::Debug for StreamSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("StreamSlot")
@@ -392,6 +400,38 @@ macro_rules! contract {
                 }
             }
 
+            /// Refuses a call that carries JSON nested deeper than
+            /// [`REFUSED_BEFORE_COPY_DEPTH`] (far past the backends' limit) before anything
+            /// copies it, and takes its values apart without recursion: copying or dropping
+            /// such a value recursively would overflow the stack.
+            #[allow(unused_variables)]
+            pub fn refuse_if_too_deep(&mut self) -> Result<()> {
+                let limit = REFUSED_BEFORE_COPY_DEPTH;
+                let too_deep = match &*self {
+                    $($(
+                        Call::$variant { $($arg),* } => false $(|| $arg.depth(limit) > limit)*,
+                    )*)*
+                };
+                if !too_deep {
+                    return Ok(());
+                }
+                let mut values = Vec::new();
+                match self {
+                    $($(
+                        Call::$variant { $($arg),* } => { $($arg.take_values(&mut values);)* }
+                    )*)*
+                }
+                values.into_iter().for_each(crate::policy::dismantle);
+                Err(StorageError::invalid_input(format!(
+                    "an argument of {} is nested more than {} levels deep; the JSON depth \
+                     limit is {}",
+                    self.name(),
+                    crate::policy::MAX_JSON_DEPTH,
+                    crate::policy::MAX_JSON_DEPTH,
+                ))
+                .with_operation(self.name()))
+            }
+
             /// Performs the call on `backend`, unchanged. Arguments are cloned, so the same
             /// call can be applied again (a stream only once).
             pub async fn apply(&self, backend: &dyn StorageBackend) -> Result<Reply> {
@@ -437,7 +477,8 @@ macro_rules! contract {
             $($extra)*
             $(
                 async fn $method(&self, $($arg: $param),*) -> Result<$out> {
-                    let call = Call::$variant { $($arg: OwnArg::own($arg)),* };
+                    let mut call = Call::$variant { $($arg: OwnArg::own($arg)),* };
+                    call.refuse_if_too_deep()?;
                     match self.dispatch(call).await? {
                         Reply::$variant(value) => Ok(value),
                         other => Err(other.mismatch(stringify!($method))),

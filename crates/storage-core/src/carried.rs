@@ -1,0 +1,181 @@
+//! The JSON values each argument of a [`Call`](crate::Call) carries, so that a wrapper can
+//! refuse a hostile value before it copies it.
+//!
+//! Copying or dropping a `serde_json::Value` recurses once per level. A backend measures
+//! depth without recursion and refuses what is too deep, but a wrapper copies a call's
+//! arguments (a retry, a mirror) before any backend sees them; at a few thousand levels
+//! that copy overflows the stack. The blanket implementations in
+//! [`operation`](crate::operation) therefore ask every argument, through [`Carried`], for
+//! its deepest value first, and take a refused call apart without recursion.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::artifact::{Artifact, NewArtifact};
+use crate::checkpoint::{ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery};
+use crate::conversation::{Message, MessageRange, NewMessage};
+use crate::json::Metadata;
+use crate::policy::{json_depth, MAX_JSON_DEPTH};
+use crate::session::{NewSession, Session, SessionQuery, SessionStatus, SessionUpdate};
+use crate::task_context::{ExpectedVersion, TaskContext};
+
+/// Depth past which a wrapper refuses a call before copying it: far above
+/// [`MAX_JSON_DEPTH`], which the backends enforce exactly, and far below what a copy can
+/// survive.
+pub const REFUSED_BEFORE_COPY_DEPTH: usize = 4 * MAX_JSON_DEPTH;
+
+/// The JSON values an argument carries.
+pub trait Carried {
+    /// The deepest value's depth, counted up to `limit + 1` at most.
+    fn depth(&self, limit: usize) -> usize;
+    /// Moves every value out, leaving `null`s, for [`dismantle`](crate::policy::dismantle).
+    fn take_values(&mut self, out: &mut Vec<Value>);
+}
+
+macro_rules! carries_nothing {
+    ($($ty:ty),* $(,)?) => {
+        $(impl Carried for $ty {
+            fn depth(&self, _limit: usize) -> usize {
+                0
+            }
+            fn take_values(&mut self, _out: &mut Vec<Value>) {}
+        })*
+    };
+}
+
+carries_nothing!(
+    String,
+    Option<String>,
+    usize,
+    u64,
+    Option<u64>,
+    Duration,
+    SessionStatus,
+    SessionQuery,
+    MessageRange,
+    CheckpointKey,
+    ExpectedVersion,
+    ChannelVersions,
+);
+
+impl Carried for Value {
+    fn depth(&self, limit: usize) -> usize {
+        json_depth(self, limit)
+    }
+    fn take_values(&mut self, out: &mut Vec<Value>) {
+        out.push(self.take());
+    }
+}
+
+impl Carried for Metadata {
+    fn depth(&self, limit: usize) -> usize {
+        self.values()
+            .map(|value| json_depth(value, limit))
+            .max()
+            .unwrap_or(0)
+    }
+    fn take_values(&mut self, out: &mut Vec<Value>) {
+        out.extend(self.values_mut().map(Value::take));
+    }
+}
+
+impl Carried for std::collections::BTreeMap<String, Value> {
+    fn depth(&self, limit: usize) -> usize {
+        self.values()
+            .map(|value| json_depth(value, limit))
+            .max()
+            .unwrap_or(0)
+    }
+    fn take_values(&mut self, out: &mut Vec<Value>) {
+        out.extend(self.values_mut().map(Value::take));
+    }
+}
+
+impl<T: Carried> Carried for Vec<T> {
+    fn depth(&self, limit: usize) -> usize {
+        self.iter().map(|item| item.depth(limit)).max().unwrap_or(0)
+    }
+    fn take_values(&mut self, out: &mut Vec<Value>) {
+        self.iter_mut().for_each(|item| item.take_values(out));
+    }
+}
+
+impl<A: Carried, B: Carried> Carried for (A, B) {
+    fn depth(&self, limit: usize) -> usize {
+        self.0.depth(limit).max(self.1.depth(limit))
+    }
+    fn take_values(&mut self, out: &mut Vec<Value>) {
+        self.0.take_values(out);
+        self.1.take_values(out);
+    }
+}
+
+/// Types whose JSON is some of their fields.
+macro_rules! carries_fields {
+    ($($ty:ty => $($field:ident).+ $(, $($more:ident).+)*;)*) => {
+        $(impl Carried for $ty {
+            fn depth(&self, limit: usize) -> usize {
+                self.$($field).+.depth(limit)$(.max(self.$($more).+.depth(limit)))*
+            }
+            fn take_values(&mut self, out: &mut Vec<Value>) {
+                self.$($field).+.take_values(out);
+                $(self.$($more).+.take_values(out);)*
+            }
+        })*
+    };
+}
+
+carries_fields!(
+    NewSession => metadata;
+    Session => metadata;
+    SessionUpdate => metadata_patch;
+    NewMessage => content, metadata;
+    Message => content, metadata;
+    Checkpoint => channel_values, metadata;
+    CheckpointQuery => filter;
+    TaskContext => value;
+    NewArtifact => metadata;
+    Artifact => meta.metadata;
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operation::Call;
+    use crate::task_context::ExpectedVersion;
+
+    fn nested(levels: usize) -> Value {
+        let mut value = Value::from(1);
+        for level in 0..levels {
+            value = if level % 2 == 0 {
+                Value::Array(vec![value])
+            } else {
+                let mut map = serde_json::Map::new();
+                map.insert("k".into(), value);
+                Value::Object(map)
+            };
+        }
+        value
+    }
+
+    #[test]
+    fn a_call_ten_thousand_levels_deep_is_refused_and_freed_on_a_small_stack() {
+        let refused = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let mut call = Call::StoreTaskContext {
+                    session_id: "s".into(),
+                    value: nested(10_000),
+                    expected: ExpectedVersion::Any,
+                };
+                let err = call.refuse_if_too_deep().unwrap_err();
+                drop(call);
+                err
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(refused.kind(), crate::ErrorKind::InvalidInput);
+    }
+}

@@ -184,15 +184,9 @@ impl ArtifactStore for ObjectBackend {
     async fn list_artifact_versions(&self, scope: &str, name: &str) -> Result<Vec<ArtifactMeta>> {
         self.op("list_artifact_versions", async {
             validate_artifact_address(scope, name)?;
-            let versions = self.version_numbers(scope, name).await?;
-            let records = in_order(
-                16,
-                versions.iter().map(|&v| self.read_version(scope, name, v)),
-            )
-            .await?;
+            let records = self.version_records(scope, name).await?;
             Ok(records
                 .into_iter()
-                .flatten()
                 .filter_map(|record| record.meta)
                 .collect())
         })
@@ -519,17 +513,22 @@ impl ObjectBackend {
         scope: &str,
         name: &str,
     ) -> Result<std::collections::HashSet<String>> {
+        let records = self.version_records(scope, name).await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|record| record.data)
+            .collect())
+    }
+
+    /// Every stored version record of a name, oldest first, read 16 at a time.
+    async fn version_records(&self, scope: &str, name: &str) -> Result<Vec<VersionRecord>> {
         let versions = self.version_numbers(scope, name).await?;
         let records = in_order(
             16,
             versions.iter().map(|&v| self.read_version(scope, name, v)),
         )
         .await?;
-        Ok(records
-            .into_iter()
-            .flatten()
-            .filter_map(|record| record.data)
-            .collect())
+        Ok(records.into_iter().flatten().collect())
     }
 
     async fn read_version(

@@ -68,12 +68,17 @@ impl Carried for Value {
     }
 }
 
+/// The deepest of some values, counted up to `limit + 1` at most.
+fn deepest<'a>(values: impl Iterator<Item = &'a Value>, limit: usize) -> usize {
+    values
+        .map(|value| json_depth(value, limit))
+        .max()
+        .unwrap_or(0)
+}
+
 impl Carried for Metadata {
     fn depth(&self, limit: usize) -> usize {
-        self.values()
-            .map(|value| json_depth(value, limit))
-            .max()
-            .unwrap_or(0)
+        deepest(self.values(), limit)
     }
     fn take_values(&mut self, out: &mut Vec<Value>) {
         out.extend(self.values_mut().map(Value::take));
@@ -82,10 +87,7 @@ impl Carried for Metadata {
 
 impl Carried for std::collections::BTreeMap<String, Value> {
     fn depth(&self, limit: usize) -> usize {
-        self.values()
-            .map(|value| json_depth(value, limit))
-            .max()
-            .unwrap_or(0)
+        deepest(self.values(), limit)
     }
     fn take_values(&mut self, out: &mut Vec<Value>) {
         out.extend(self.values_mut().map(Value::take));

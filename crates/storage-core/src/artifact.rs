@@ -223,6 +223,7 @@ pub trait ArtifactStore: Send + Sync {
         content: ByteStream,
         max_size: Option<u64>,
     ) -> Result<ArtifactMeta> {
+        let metadata = crate::carried::admit("save_artifact_stream", metadata)?;
         validate_save(scope, name, &metadata)?;
         let data = collect_bounded(content, max_size).await?;
         let artifact = NewArtifact {

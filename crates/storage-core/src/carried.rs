@@ -25,6 +25,49 @@ use crate::task_context::{ExpectedVersion, TaskContext};
 /// survive.
 pub const REFUSED_BEFORE_COPY_DEPTH: usize = 4 * MAX_JSON_DEPTH;
 
+/// Refuses `argument` of `operation` when it carries JSON nested deeper than
+/// [`REFUSED_BEFORE_COPY_DEPTH`], taking its values apart without recursion; otherwise
+/// hands it back unchanged.
+///
+/// Every backend calls it first in each operation that takes caller JSON by value: its
+/// validation then applies [`MAX_JSON_DEPTH`] exactly to what is left, and whatever that
+/// refuses is shallow enough to drop the ordinary way. Without it, a backend called
+/// directly would drop a refused value of some thousands of levels recursively and
+/// overflow its stack.
+///
+/// ```
+/// use serde_json::Value;
+/// use storage_core::carried::admit;
+///
+/// let mut deep = Value::from(1);
+/// for _ in 0..100_000 {
+///     deep = Value::Array(vec![deep]);
+/// }
+/// let err = admit("store_task_context", deep).unwrap_err();
+/// assert!(err.message().contains("depth limit is 64"), "{err}");
+/// assert_eq!(admit("store_task_context", Value::from(1)).unwrap(), Value::from(1));
+/// ```
+pub fn admit<T: Carried>(operation: &'static str, mut argument: T) -> crate::Result<T> {
+    let limit = REFUSED_BEFORE_COPY_DEPTH;
+    if argument.depth(limit) <= limit {
+        return Ok(argument);
+    }
+    let mut values = Vec::new();
+    argument.take_values(&mut values);
+    values.into_iter().for_each(crate::policy::dismantle);
+    Err(too_deep(operation))
+}
+
+/// The error for a call refused by [`admit`] or
+/// [`Call::refuse_if_too_deep`](crate::Call::refuse_if_too_deep).
+pub(crate) fn too_deep(operation: &'static str) -> crate::StorageError {
+    crate::StorageError::invalid_input(format!(
+        "an argument of {operation} is nested more than {MAX_JSON_DEPTH} levels deep; the JSON \
+         depth limit is {MAX_JSON_DEPTH}"
+    ))
+    .with_operation(operation)
+}
+
 /// The JSON values an argument carries.
 pub trait Carried {
     /// The deepest value's depth, counted up to `limit + 1` at most.

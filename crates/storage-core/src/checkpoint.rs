@@ -385,6 +385,7 @@ pub trait CheckpointStore: Send + Sync {
     /// The default stores each thread's items one after another through `put_checkpoint`,
     /// and different threads' items at the same time.
     async fn put_checkpoints(&self, puts: Vec<(Checkpoint, ChannelVersions)>) -> Result<()> {
+        let puts = crate::carried::admit("put_checkpoints", puts)?;
         validate_puts(&puts)?;
         let mut threads: Vec<Vec<(Checkpoint, ChannelVersions)>> = Vec::new();
         for put in puts {

@@ -422,14 +422,7 @@ macro_rules! contract {
                     )*)*
                 }
                 values.into_iter().for_each(crate::policy::dismantle);
-                Err(StorageError::invalid_input(format!(
-                    "an argument of {} is nested more than {} levels deep; the JSON depth \
-                     limit is {}",
-                    self.name(),
-                    crate::policy::MAX_JSON_DEPTH,
-                    crate::policy::MAX_JSON_DEPTH,
-                ))
-                .with_operation(self.name()))
+                Err(crate::carried::too_deep(self.name()))
             }
 
             /// Performs the call on `backend`, unchanged. Arguments are cloned, so the same

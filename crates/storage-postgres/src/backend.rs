@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use storage_core::carried::admit;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -330,9 +331,11 @@ pub(crate) fn to_u64(value: i64) -> u64 {
 #[async_trait]
 impl SessionStore for PostgresBackend {
     async fn create_session(&self, session: NewSession) -> Result<Session> {
+        let session = admit("create_session", session)?;
         finish("create_session", self.create_session_op(session).await)
     }
     async fn create_sessions(&self, sessions: Vec<NewSession>) -> Result<BatchCreate> {
+        let sessions = admit("create_sessions", sessions)?;
         finish("create_sessions", self.create_sessions_op(sessions).await)
     }
     async fn get_session(&self, id: &str) -> Result<Option<Session>> {
@@ -342,6 +345,7 @@ impl SessionStore for PostgresBackend {
         finish("get_sessions", self.get_sessions_op(ids).await)
     }
     async fn update_session(&self, id: &str, update: SessionUpdate) -> Result<Session> {
+        let update = admit("update_session", update)?;
         finish("update_session", self.update_session_op(id, update).await)
     }
     async fn end_session(&self, id: &str, status: SessionStatus) -> Result<Session> {
@@ -355,6 +359,7 @@ impl SessionStore for PostgresBackend {
     }
 
     async fn import_session(&self, session: Session) -> Result<()> {
+        let session = admit("import_session", session)?;
         finish("import_session", self.import_session_op(session).await)
     }
 }
@@ -362,6 +367,7 @@ impl SessionStore for PostgresBackend {
 #[async_trait]
 impl ConversationStore for PostgresBackend {
     async fn append_message(&self, session_id: &str, message: NewMessage) -> Result<Message> {
+        let message = admit("append_message", message)?;
         let appended = self.append_messages_op(session_id, vec![message]).await;
         finish(
             "append_message",
@@ -373,6 +379,7 @@ impl ConversationStore for PostgresBackend {
         session_id: &str,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Message>> {
+        let messages = admit("append_messages", messages)?;
         finish(
             "append_messages",
             self.append_messages_op(session_id, messages).await,
@@ -409,6 +416,7 @@ impl ConversationStore for PostgresBackend {
     }
 
     async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
+        let messages = admit("import_messages", messages)?;
         finish(
             "import_messages",
             self.import_messages_op(session_id, messages).await,
@@ -434,12 +442,14 @@ impl CheckpointStore for PostgresBackend {
         checkpoint: Checkpoint,
         new_versions: ChannelVersions,
     ) -> Result<()> {
+        let checkpoint = admit("put_checkpoint", checkpoint)?;
         finish(
             "put_checkpoint",
             self.put_checkpoint_op(checkpoint, new_versions).await,
         )
     }
     async fn put_checkpoints(&self, puts: Vec<(Checkpoint, ChannelVersions)>) -> Result<()> {
+        let puts = admit("put_checkpoints", puts)?;
         finish("put_checkpoints", self.put_checkpoints_op(puts).await)
     }
     async fn get_checkpoint(
@@ -455,6 +465,7 @@ impl CheckpointStore for PostgresBackend {
         )
     }
     async fn list_checkpoints(&self, query: CheckpointQuery) -> Result<Vec<CheckpointTuple>> {
+        let query = admit("list_checkpoints", query)?;
         finish("list_checkpoints", self.list_checkpoints_op(query).await)
     }
     async fn put_writes(
@@ -464,6 +475,7 @@ impl CheckpointStore for PostgresBackend {
         task_path: &str,
         writes: Vec<(String, Value)>,
     ) -> Result<()> {
+        let writes = admit("put_writes", writes)?;
         finish(
             "put_writes",
             self.put_writes_op(key, task_id, task_path, writes).await,
@@ -525,6 +537,7 @@ impl TaskContextStore for PostgresBackend {
         value: Value,
         expected: ExpectedVersion,
     ) -> Result<TaskContext> {
+        let value = admit("store_task_context", value)?;
         finish(
             "store_task_context",
             self.store_task_context_op(session_id, value, expected)
@@ -539,6 +552,7 @@ impl TaskContextStore for PostgresBackend {
     }
 
     async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
+        let context = admit("import_task_context", context)?;
         finish(
             "import_task_context",
             self.import_task_context_op(context).await,
@@ -554,6 +568,7 @@ impl ArtifactStore for PostgresBackend {
         name: &str,
         artifact: NewArtifact,
     ) -> Result<ArtifactMeta> {
+        let artifact = admit("save_artifact", artifact)?;
         finish(
             "save_artifact",
             self.save_artifact_op(scope, name, artifact).await,
@@ -608,6 +623,7 @@ impl ArtifactStore for PostgresBackend {
     }
 
     async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
+        let artifact = admit("import_artifact", artifact)?;
         finish("import_artifact", self.import_artifact_op(artifact).await)
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
+use storage_core::carried::admit;
 
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, Value};
@@ -1073,6 +1074,7 @@ impl RedisBackend {
 #[async_trait]
 impl SessionStore for RedisBackend {
     async fn create_session(&self, session: NewSession) -> Result<Session> {
+        let session = admit("create_session", session)?;
         let id = session.id.clone();
         let mut outcome = self
             .create_many(vec![session])
@@ -1086,6 +1088,7 @@ impl SessionStore for RedisBackend {
     }
 
     async fn create_sessions(&self, sessions: Vec<NewSession>) -> Result<BatchCreate> {
+        let sessions = admit("create_sessions", sessions)?;
         self.create_many(sessions)
             .await
             .map_err(op("create_sessions"))
@@ -1114,6 +1117,7 @@ impl SessionStore for RedisBackend {
     }
 
     async fn update_session(&self, id: &str, update: SessionUpdate) -> Result<Session> {
+        let update = admit("update_session", update)?;
         async {
             validate_id("session id", id)?;
             update.validate()?;
@@ -1194,6 +1198,7 @@ impl SessionStore for RedisBackend {
     }
 
     async fn import_session(&self, session: Session) -> Result<()> {
+        let session = admit("import_session", session)?;
         self.import_session_op(session).await
     }
 
@@ -1205,6 +1210,7 @@ impl SessionStore for RedisBackend {
 #[async_trait]
 impl ConversationStore for RedisBackend {
     async fn append_message(&self, session_id: &str, message: NewMessage) -> Result<Message> {
+        let message = admit("append_message", message)?;
         async {
             self.append(session_id, vec![message])
                 .await?
@@ -1220,6 +1226,7 @@ impl ConversationStore for RedisBackend {
         session_id: &str,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Message>> {
+        let messages = admit("append_messages", messages)?;
         self.append(session_id, messages)
             .await
             .map_err(op("append_messages"))
@@ -1297,6 +1304,7 @@ impl ConversationStore for RedisBackend {
     }
 
     async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
+        let messages = admit("import_messages", messages)?;
         self.import_messages_op(session_id, messages).await
     }
 
@@ -1370,6 +1378,7 @@ impl TaskContextStore for RedisBackend {
         value: Json,
         expected: ExpectedVersion,
     ) -> Result<TaskContext> {
+        let value = admit("store_task_context", value)?;
         async {
             storage_core::task_context::validate_store(session_id, &value)?;
             let key = self.keys.session(session_id).task_context;
@@ -1426,6 +1435,7 @@ impl TaskContextStore for RedisBackend {
     }
 
     async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
+        let context = admit("import_task_context", context)?;
         self.import_task_context_op(context).await
     }
 
@@ -1450,6 +1460,7 @@ impl CheckpointStore for RedisBackend {
         checkpoint: Checkpoint,
         new_versions: ChannelVersions,
     ) -> Result<()> {
+        let checkpoint = admit("put_checkpoint", checkpoint)?;
         async {
             checkpoint.validate_put(&new_versions)?;
             let thread = self.keys.thread(&checkpoint.thread_id);
@@ -1525,6 +1536,7 @@ impl CheckpointStore for RedisBackend {
     }
 
     async fn list_checkpoints(&self, query: CheckpointQuery) -> Result<Vec<CheckpointTuple>> {
+        let query = admit("list_checkpoints", query)?;
         async {
             query.validate()?;
             let thread = self.keys.thread(&query.thread_id);
@@ -1553,6 +1565,7 @@ impl CheckpointStore for RedisBackend {
         task_path: &str,
         writes: Vec<(String, Json)>,
     ) -> Result<()> {
+        let writes = admit("put_writes", writes)?;
         async {
             validate_put_writes(&key, task_id, &writes)?;
             if writes.is_empty() {
@@ -1676,6 +1689,7 @@ impl ArtifactStore for RedisBackend {
         name: &str,
         artifact: NewArtifact,
     ) -> Result<ArtifactMeta> {
+        let artifact = admit("save_artifact", artifact)?;
         async {
             storage_core::artifact::validate_save(scope, name, &artifact.metadata)?;
             check_artifact_size(artifact.data.len() as u64, self.config.max_artifact_bytes)?;
@@ -1817,6 +1831,7 @@ impl ArtifactStore for RedisBackend {
     }
 
     async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
+        let artifact = admit("import_artifact", artifact)?;
         self.import_artifact_op(artifact).await
     }
 

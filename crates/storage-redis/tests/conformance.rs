@@ -15,13 +15,3 @@ async fn backend(namespace: String) -> Arc<dyn StorageBackend> {
 }
 
 storage_testkit::conformance_tests!(backend);
-
-/// 10,000 levels of JSON through every write, on a tokio worker in a debug build: refused
-/// as `InvalidInput`, no stack overflow (the conformance check uses 1,000 because the
-/// facade clones arguments before they are validated).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_levels_are_refused_on_a_tokio_worker() {
-    let b = backend("t_hostile_depth_10k".to_owned()).await;
-    b.initialize().await.unwrap();
-    storage_testkit::data::refuses_hostile_depth(b, 10_000).await;
-}

@@ -3,6 +3,7 @@ use storage_core::artifact::{
     check_artifact_size, collect_bounded, sha256_hex, tighter_limit, validate_artifact_address,
     validate_import, validate_save,
 };
+use storage_core::carried::admit;
 use storage_core::validate::{validate_id, validate_limit};
 use storage_core::{
     time, Artifact, ArtifactMeta, ArtifactStore, ByteStream, Metadata, NewArtifact, Result,
@@ -19,6 +20,7 @@ impl ArtifactStore for MemoryBackend {
         name: &str,
         artifact: NewArtifact,
     ) -> Result<ArtifactMeta> {
+        let artifact = admit("save_artifact", artifact)?;
         self.op("save_artifact", |data| {
             validate_save(scope, name, &artifact.metadata)?;
             check_artifact_size(artifact.data.len() as u64, self.config.max_artifact_bytes)?;
@@ -154,6 +156,7 @@ impl ArtifactStore for MemoryBackend {
     }
 
     async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
+        let artifact = admit("import_artifact", artifact)?;
         self.op("import_artifact", |data| {
             validate_import(&artifact)?;
             check_artifact_size(artifact.meta.size, self.config.max_artifact_bytes)?;
@@ -178,6 +181,7 @@ impl ArtifactStore for MemoryBackend {
         content: ByteStream,
         max_size: Option<u64>,
     ) -> Result<ArtifactMeta> {
+        let metadata = admit("save_artifact_stream", metadata)?;
         self.op("save_artifact_stream", |_| {
             validate_save(scope, name, &metadata)
         })?;

@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, HashSet};
+use storage_core::carried::admit;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -21,6 +22,7 @@ impl CheckpointStore for MemoryBackend {
         checkpoint: Checkpoint,
         new_versions: ChannelVersions,
     ) -> Result<()> {
+        let checkpoint = admit("put_checkpoint", checkpoint)?;
         self.op("put_checkpoint", |data| {
             checkpoint.validate_put(&new_versions)?;
             let mut thread = data
@@ -71,6 +73,7 @@ impl CheckpointStore for MemoryBackend {
     }
 
     async fn list_checkpoints(&self, query: CheckpointQuery) -> Result<Vec<CheckpointTuple>> {
+        let query = admit("list_checkpoints", query)?;
         self.op("list_checkpoints", |data| {
             query.validate()?;
             let Some(thread) = data.threads.get(&query.thread_id) else {
@@ -110,6 +113,7 @@ impl CheckpointStore for MemoryBackend {
         task_path: &str,
         writes: Vec<(String, Value)>,
     ) -> Result<()> {
+        let writes = admit("put_writes", writes)?;
         self.op("put_writes", |data| {
             validate_put_writes(&key, task_id, &writes)?;
             let mut thread = data.threads.entry(key.thread_id.clone()).or_default();

@@ -1,4 +1,5 @@
 use async_trait::async_trait;
+use storage_core::carried::admit;
 use storage_core::conversation::{validate_append, validate_import};
 use storage_core::validate::validate_id;
 use storage_core::{time, ConversationStore, Message, MessageRange, NewMessage, Result};
@@ -9,6 +10,7 @@ use crate::store::Conversation;
 #[async_trait]
 impl ConversationStore for MemoryBackend {
     async fn append_message(&self, session_id: &str, message: NewMessage) -> Result<Message> {
+        let message = admit("append_message", message)?;
         self.op("append_message", |data| {
             validate_id("session id", session_id)?;
             message.validate()?;
@@ -22,6 +24,7 @@ impl ConversationStore for MemoryBackend {
         session_id: &str,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Message>> {
+        let messages = admit("append_messages", messages)?;
         self.op("append_messages", |data| {
             validate_append(session_id, &messages)?;
             if messages.is_empty() {
@@ -84,7 +87,8 @@ impl ConversationStore for MemoryBackend {
         })
     }
 
-    async fn import_messages(&self, session_id: &str, mut messages: Vec<Message>) -> Result<u64> {
+    async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
+        let mut messages = admit("import_messages", messages)?;
         self.op("import_messages", |data| {
             validate_import(session_id, &messages)?;
             messages.sort_by_key(|message| message.sequence);

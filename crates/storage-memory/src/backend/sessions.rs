@@ -1,6 +1,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
+use storage_core::carried::admit;
 
 use async_trait::async_trait;
 use crossbeam_skiplist::SkipSet;
@@ -18,6 +19,7 @@ use crate::store::{ActivityKey, Namespace};
 #[async_trait]
 impl SessionStore for MemoryBackend {
     async fn create_session(&self, session: NewSession) -> Result<Session> {
+        let session = admit("create_session", session)?;
         self.op("create_session", |data| {
             session.validate()?;
             insert_new(data, session)
@@ -26,6 +28,7 @@ impl SessionStore for MemoryBackend {
     }
 
     async fn create_sessions(&self, sessions: Vec<NewSession>) -> Result<BatchCreate> {
+        let sessions = admit("create_sessions", sessions)?;
         self.op("create_sessions", |data| {
             validate_new_sessions(&sessions)?;
             let mut outcome = BatchCreate::default();
@@ -58,6 +61,7 @@ impl SessionStore for MemoryBackend {
     }
 
     async fn update_session(&self, id: &str, update: SessionUpdate) -> Result<Session> {
+        let update = admit("update_session", update)?;
         self.op("update_session", |data| {
             validate_id("session id", id)?;
             update.validate()?;
@@ -96,6 +100,7 @@ impl SessionStore for MemoryBackend {
     }
 
     async fn import_session(&self, session: Session) -> Result<()> {
+        let session = admit("import_session", session)?;
         self.op("import_session", |data| {
             storage_core::session::validate_import(&session)?;
             match data.sessions.entry(session.id.clone()) {

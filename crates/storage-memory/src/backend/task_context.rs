@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use dashmap::mapref::entry::Entry;
 use serde_json::Value;
+use storage_core::carried::admit;
 use storage_core::task_context::validate_import;
 use storage_core::validate::validate_id;
 use storage_core::{time, ExpectedVersion, Result, TaskContext, TaskContextStore};
@@ -41,6 +42,7 @@ impl TaskContextStore for MemoryBackend {
         value: Value,
         expected: ExpectedVersion,
     ) -> Result<TaskContext> {
+        let value = admit("store_task_context", value)?;
         self.op("store_task_context", |data| {
             storage_core::task_context::validate_store(session_id, &value)?;
             // The entry lock makes check and store one step.
@@ -69,6 +71,7 @@ impl TaskContextStore for MemoryBackend {
     }
 
     async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
+        let context = admit("import_task_context", context)?;
         self.op("import_task_context", |data| {
             validate_import(&context)?;
             match data.contexts.entry(context.session_id.clone()) {

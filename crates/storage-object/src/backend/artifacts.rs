@@ -17,6 +17,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use storage_core::artifact::{check_artifact_size, validate_artifact_address};
+use storage_core::carried::admit;
 use storage_core::validate::validate_id;
 use storage_core::wire::{self, WireRecord};
 use storage_core::{
@@ -55,6 +56,7 @@ impl ArtifactStore for ObjectBackend {
         name: &str,
         artifact: NewArtifact,
     ) -> Result<ArtifactMeta> {
+        let artifact = admit("save_artifact", artifact)?;
         self.op("save_artifact", async {
             storage_core::artifact::validate_save(scope, name, &artifact.metadata)?;
             check_artifact_size(artifact.data.len() as u64, self.config().max_artifact_bytes)?;
@@ -147,6 +149,7 @@ impl ArtifactStore for ObjectBackend {
     }
 
     async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
+        let artifact = admit("import_artifact", artifact)?;
         self.op("import_artifact", async {
             storage_core::artifact::validate_import(&artifact)?;
             check_artifact_size(artifact.meta.size, self.config().max_artifact_bytes)?;
@@ -270,6 +273,7 @@ impl ArtifactStore for ObjectBackend {
         content: ByteStream,
         max_size: Option<u64>,
     ) -> Result<ArtifactMeta> {
+        let metadata = admit("save_artifact_stream", metadata)?;
         self.op("save_artifact_stream", async {
             storage_core::artifact::validate_save(scope, name, &metadata)?;
             let limit = match (max_size, self.config().max_artifact_bytes) {

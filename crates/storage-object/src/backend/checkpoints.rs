@@ -5,6 +5,7 @@
 //! overwritten (last writer wins).
 
 use std::collections::{BTreeMap, HashSet};
+use storage_core::carried::admit;
 
 use async_trait::async_trait;
 use object_store::path::Path;
@@ -29,6 +30,7 @@ impl CheckpointStore for ObjectBackend {
         checkpoint: Checkpoint,
         new_versions: ChannelVersions,
     ) -> Result<()> {
+        let checkpoint = admit("put_checkpoint", checkpoint)?;
         self.op("put_checkpoint", async {
             checkpoint.validate_put(&new_versions)?;
             let (thread, ns) = (&checkpoint.thread_id, &checkpoint.namespace);
@@ -86,6 +88,7 @@ impl CheckpointStore for ObjectBackend {
     }
 
     async fn list_checkpoints(&self, query: CheckpointQuery) -> Result<Vec<CheckpointTuple>> {
+        let query = admit("list_checkpoints", query)?;
         self.op("list_checkpoints", async {
             query.validate()?;
             let namespaces = match &query.namespace {
@@ -141,6 +144,7 @@ impl CheckpointStore for ObjectBackend {
         task_path: &str,
         writes: Vec<(String, Value)>,
     ) -> Result<()> {
+        let writes = admit("put_writes", writes)?;
         self.op("put_writes", async {
             validate_put_writes(&key, task_id, &writes)?;
             let key = &key;

@@ -6,6 +6,7 @@
 //! right after its slot delays nobody.
 
 use std::collections::{BTreeMap, BTreeSet};
+use storage_core::carried::admit;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,7 @@ impl WireRecord for ClientIdEntry {
 #[async_trait]
 impl ConversationStore for ObjectBackend {
     async fn append_message(&self, session_id: &str, message: NewMessage) -> Result<Message> {
+        let message = admit("append_message", message)?;
         self.op("append_message", async {
             validate_id("session id", session_id)?;
             message.validate()?;
@@ -99,6 +101,7 @@ impl ConversationStore for ObjectBackend {
         session_id: &str,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Message>> {
+        let messages = admit("append_messages", messages)?;
         self.op("append_messages", async {
             validate_append(session_id, &messages)?;
             if messages.is_empty() {
@@ -211,6 +214,7 @@ impl ConversationStore for ObjectBackend {
     }
 
     async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
+        let messages = admit("import_messages", messages)?;
         self.op("import_messages", async {
             validate_import(session_id, &messages)?;
             let mut pending: BTreeMap<u64, Message> =

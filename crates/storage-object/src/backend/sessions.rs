@@ -1,4 +1,5 @@
 use std::time::Duration;
+use storage_core::carried::admit;
 
 use async_trait::async_trait;
 use storage_core::session::{end_session_record, validate_new_sessions, SessionCursor};
@@ -14,6 +15,7 @@ use crate::keys::{parts_after, take_id};
 #[async_trait]
 impl SessionStore for ObjectBackend {
     async fn create_session(&self, session: NewSession) -> Result<Session> {
+        let session = admit("create_session", session)?;
         self.op("create_session", async {
             session.validate()?;
             self.insert_new(session)
@@ -24,6 +26,7 @@ impl SessionStore for ObjectBackend {
     }
 
     async fn create_sessions(&self, sessions: Vec<NewSession>) -> Result<BatchCreate> {
+        let sessions = admit("create_sessions", sessions)?;
         self.op("create_sessions", async {
             validate_new_sessions(&sessions)?;
             let ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
@@ -62,6 +65,7 @@ impl SessionStore for ObjectBackend {
     }
 
     async fn update_session(&self, id: &str, update: SessionUpdate) -> Result<Session> {
+        let update = admit("update_session", update)?;
         self.op("update_session", async {
             validate_id("session id", id)?;
             update.validate()?;
@@ -122,6 +126,7 @@ impl SessionStore for ObjectBackend {
     }
 
     async fn import_session(&self, session: Session) -> Result<()> {
+        let session = admit("import_session", session)?;
         self.op("import_session", async {
             storage_core::session::validate_import(&session)?;
             self.modify_cell(&self.keys().session(&session.id), |_: Option<Session>| {

@@ -1,5 +1,6 @@
 use async_trait::async_trait;
 use serde_json::Value;
+use storage_core::carried::admit;
 use storage_core::validate::validate_id;
 use storage_core::{time, ExpectedVersion, Result, TaskContext, TaskContextStore};
 
@@ -34,6 +35,7 @@ impl TaskContextStore for ObjectBackend {
         value: Value,
         expected: ExpectedVersion,
     ) -> Result<TaskContext> {
+        let value = admit("store_task_context", value)?;
         self.op("store_task_context", async {
             storage_core::task_context::validate_store(session_id, &value)?;
             // The compare-and-set re-checks the expectation against every value it reads.
@@ -66,6 +68,7 @@ impl TaskContextStore for ObjectBackend {
     }
 
     async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
+        let context = admit("import_task_context", context)?;
         self.op("import_task_context", async {
             storage_core::task_context::validate_import(&context)?;
             self.modify_cell(

@@ -277,27 +277,107 @@ pub async fn json_depth_limit_is_64(ctx: TestContext) {
     assert_eq!(b.get_session("s").await.unwrap(), None);
 }
 
-/// A hostile value nested 1,000 levels deep (in a debug build, on a tokio worker) is
-/// refused without overflowing the stack, and can be refused again and again.
+/// Levels of the hostile values [`hostile_depth_is_refused_without_recursion`] sends: in a
+/// debug build on a 2 MiB tokio worker, a recursive clone or drop of objects alternating
+/// with arrays overflows between 3,000 and 6,000 levels.
+pub const HOSTILE_DEPTH: usize = 10_000;
+
+/// A value [`HOSTILE_DEPTH`] levels deep through every write that takes caller JSON, on a
+/// tokio worker (run it in a debug build): each is refused as `InvalidInput`, nothing is
+/// stored, and nothing overflows the stack, neither measuring the value (no recursion),
+/// nor copying it (wrappers refuse before they copy), nor dropping it (backends and
+/// wrappers take a refused value apart with `storage_core::carried::admit`).
 pub async fn hostile_depth_is_refused_without_recursion(ctx: TestContext) {
     let b = ctx.backend.clone();
     tokio::spawn(async move {
-        for _ in 0..3 {
+        let b = b.as_ref();
+        let words: &[&str] = &["depth limit"];
+        let deep = || nested(HOSTILE_DEPTH);
+        let deep_metadata = || nested_metadata(HOSTILE_DEPTH);
+        refused(
+            b.create_session(NewSession::new("s", "u").with_metadata(deep_metadata()))
+                .await,
+            words,
+        );
+        refused(
+            b.create_sessions(vec![
+                NewSession::new("s2", "u").with_metadata(deep_metadata())
+            ])
+            .await,
+            words,
+        );
+        b.create_session(NewSession::new("s", "u")).await.unwrap();
+        let patch = SessionUpdate {
+            metadata_patch: deep_metadata(),
+            ..SessionUpdate::default()
+        };
+        refused(b.update_session("s", patch).await, words);
+        let imported = NewSession::new("s3", "u")
+            .with_metadata(deep_metadata())
+            .into_session(storage_core::time::now());
+        refused(b.import_session(imported).await, words);
+        for _ in 0..2 {
             refused(
-                b.store_task_context("s", nested(1_000), ExpectedVersion::Any)
-                    .await,
-                &["depth limit"],
-            );
-            refused(
-                b.append_message("s", NewMessage::new("user", nested(1_000)))
-                    .await,
-                &["depth limit"],
+                b.append_message("s", NewMessage::new("user", deep())).await,
+                words,
             );
         }
+        refused(
+            b.append_messages("s", vec![NewMessage::new("user", deep())])
+                .await,
+            words,
+        );
+        refused(
+            b.store_task_context("s", deep(), ExpectedVersion::Any)
+                .await,
+            words,
+        );
+        // Built in place: `checkpoint` clones its values, and `Clone` recurses.
+        let mut cp = checkpoint("t", "", "cp", &[("ch", "1", json!(0))]);
+        cp.channel_values.insert("ch".into(), deep());
+        let new = cp.all_versions();
+        refused(b.put_checkpoint(cp, new).await, words);
+        let mut cp = checkpoint("t", "", "cp", &[("ch", "1", json!(0))]);
+        cp.metadata = deep_metadata();
+        let new = cp.all_versions();
+        refused(b.put_checkpoints(vec![(cp, new)]).await, words);
+        refused(
+            b.put_writes(
+                CheckpointKey::new("t", "cp"),
+                "task",
+                "",
+                vec![("ch".into(), deep())],
+            )
+            .await,
+            words,
+        );
+        let mut query = CheckpointQuery::thread("t");
+        query.filter = deep_metadata();
+        refused(b.list_checkpoints(query).await, words);
+        refused(
+            b.save_artifact(
+                "scope",
+                "a",
+                NewArtifact::new("text/plain", "x").with_metadata(deep_metadata()),
+            )
+            .await,
+            words,
+        );
+        let chunks: ByteStream = futures::stream::iter([Ok(Bytes::from_static(b"x"))]).boxed();
+        refused(
+            b.save_artifact_stream("scope", "a", "text/plain", deep_metadata(), chunks, None)
+                .await,
+            words,
+        );
+        assert!(b.get_conversation_history("s", 5).await.unwrap().is_empty());
         assert_eq!(b.get_task_context("s").await.unwrap(), None);
+        assert_eq!(b.get_checkpoint("t", "", None).await.unwrap(), None);
+        assert_eq!(b.get_session("s2").await.unwrap(), None);
+        assert_eq!(b.get_session("s3").await.unwrap(), None);
+        assert!(b.list_artifacts("scope").await.unwrap().is_empty());
     })
     .await
-    .unwrap();
+    .expect("refused without overflowing a tokio worker's stack");
 }
 
 fn keys(count: usize) -> Metadata {

@@ -27,6 +27,11 @@ pub struct ObjectConfig {
     /// The storage namespace: a path prefix no other namespace reads or deletes.
     pub namespace: String,
     /// Provider options, by object_store's configuration key names.
+    ///
+    /// Values are text; a bool or number given where text is expected (an environment
+    /// layer reads `STORAGE_OBJECT__OPTIONS__AWS_ALLOW_HTTP=true` as a bool) is taken as
+    /// its text.
+    #[serde(deserialize_with = "options_as_text")]
     pub options: BTreeMap<String, String>,
     /// Also read provider settings and credentials from the environment.
     pub use_environment: bool,
@@ -50,6 +55,37 @@ pub struct ObjectConfig {
     /// is acknowledged, so an acknowledged write survives a power loss or an OS crash, not
     /// only a process crash. Cloud stores are durable on acknowledgement and ignore it.
     pub fsync: bool,
+}
+
+/// Reads provider options, taking a scalar of any type as its text: object_store parses
+/// every option from text, and configuration layers guess types (`true`, `3`).
+fn options_as_text<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Flag(bool),
+        Integer(i64),
+        Unsigned(u64),
+        Float(f64),
+    }
+    let options = BTreeMap::<String, Scalar>::deserialize(deserializer)?;
+    Ok(options
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Scalar::Text(text) => text,
+                Scalar::Flag(flag) => flag.to_string(),
+                Scalar::Integer(number) => number.to_string(),
+                Scalar::Unsigned(number) => number.to_string(),
+                Scalar::Float(number) => number.to_string(),
+            };
+            (key, text)
+        })
+        .collect())
 }
 
 impl Default for ObjectConfig {

@@ -94,6 +94,9 @@ fn env_overrides_file_with_nested_keys() {
         jail.set_env("STORAGE_REDIS__POOL_SIZE", "7");
         jail.set_env("STORAGE_OBJECT__OPTIONS__AWS_REGION", "eu-west-1");
         jail.set_env("STORAGE_OBJECT__FSYNC", "false");
+        // The environment layer reads these as a bool and a number; options are text.
+        jail.set_env("STORAGE_OBJECT__OPTIONS__AWS_ALLOW_HTTP", "true");
+        jail.set_env("STORAGE_OBJECT__OPTIONS__AWS_MAX_RETRIES", "3");
         // Not configuration: other STORAGE_ variables are left alone.
         jail.set_env("STORAGE_TEST_REDIS_URL", "redis://127.0.0.1:1");
         let loaded = load(|| ConfigLoader::new().load());
@@ -106,6 +109,8 @@ fn env_overrides_file_with_nested_keys() {
         assert_eq!(config.backend_of(Kind::Artifacts), BackendName::Memory);
         assert_eq!(config.redis.pool_size, 7);
         assert_eq!(config.object.options["aws_region"], "eu-west-1");
+        assert_eq!(config.object.options["aws_allow_http"], "true");
+        assert_eq!(config.object.options["aws_max_retries"], "3");
         assert!(!config.object.fsync);
         let entry = loaded
             .entries()

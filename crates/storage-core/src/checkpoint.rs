@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::error::{Result, StorageError};
 use crate::json::Metadata;
-use crate::time::{self, Timestamp};
-use crate::validate::{validate_id, validate_ids, validate_limit};
+use crate::time;
+use crate::validate::{validate_id, validate_ids};
 
 /// Channel name to version. Versions are opaque strings compared for equality only.
 pub type ChannelVersions = BTreeMap<String, String>;
@@ -43,8 +43,28 @@ pub struct Checkpoint {
     pub versions_seen: BTreeMap<String, ChannelVersions>,
     /// Free-form metadata (LangGraph: `source`, `step`, `run_id`, ...); list filters match it.
     pub metadata: Metadata,
-    /// When the checkpoint was taken (LangGraph's `ts`), as the caller gives it.
-    pub created_at: Timestamp,
+    /// When the checkpoint was taken (LangGraph's `ts`), exactly as the caller gives it:
+    /// the offset and every fractional digit read back unchanged.
+    pub created_at: CheckpointTime,
+    /// The checkpoint format version of the caller's framework (LangGraph's `v`, 4 in
+    /// LangGraph 0.4 and later), stored and returned as given. Records written before the
+    /// field existed read as [`LEGACY_FORMAT_VERSION`].
+    #[serde(default = "legacy_format_version")]
+    pub format_version: u32,
+}
+
+/// A checkpoint's timestamp: a point in time with the offset the caller wrote it in.
+pub type CheckpointTime = chrono::DateTime<chrono::FixedOffset>;
+
+/// The format version [`Checkpoint::new`] sets: LangGraph's current `v`.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 4;
+
+/// The format version of a record written before checkpoints carried one: LangGraph's
+/// first format.
+pub const LEGACY_FORMAT_VERSION: u32 = 1;
+
+fn legacy_format_version() -> u32 {
+    LEGACY_FORMAT_VERSION
 }
 
 impl Checkpoint {
@@ -63,7 +83,8 @@ impl Checkpoint {
             channel_versions: ChannelVersions::new(),
             versions_seen: BTreeMap::new(),
             metadata: Metadata::new(),
-            created_at: time::now(),
+            created_at: time::now().fixed_offset(),
+            format_version: CHECKPOINT_FORMAT_VERSION,
         }
     }
 
@@ -295,7 +316,7 @@ pub struct CheckpointQuery {
     pub namespace: Option<String>,
     /// Only ids strictly less than this one.
     pub before: Option<String>,
-    /// At most this many.
+    /// At most this many; `Some(0)` lists nothing, as in LangGraph.
     pub limit: Option<usize>,
     /// Exact, type-strict, AND-ed match on top-level metadata keys.
     pub filter: Metadata,
@@ -319,9 +340,6 @@ impl CheckpointQuery {
         }
         if let Some(before) = &self.before {
             validate_id("checkpoint id", before)?;
-        }
-        if let Some(limit) = self.limit {
-            validate_limit("checkpoint list limit", limit)?;
         }
         crate::policy::check_metadata("checkpoint list filter", &self.filter)
     }
@@ -434,6 +452,22 @@ pub trait CheckpointStore: Send + Sync {
     /// The writes stored against a checkpoint id, ordered by (task path, task id, index).
     async fn get_writes(&self, key: CheckpointKey) -> Result<Vec<PendingWrite>>;
 
+    /// For each of `channels`, its history before the checkpoint `key` names: the value of
+    /// the nearest ancestor that stores one (walking the parent chain from the target's
+    /// parent) and the channel's writes from that ancestor up to the target's parent,
+    /// oldest first (see [`ChannelHistory`](crate::ChannelHistory)). LangGraph's delta
+    /// channels rebuild their state from it. `None` when the target is not stored; the
+    /// walk ends at a parent that is not stored.
+    ///
+    /// The default reads one ancestor at a time through `get_checkpoint`.
+    async fn delta_channel_history(
+        &self,
+        key: CheckpointKey,
+        channels: Vec<String>,
+    ) -> Result<Option<BTreeMap<String, crate::ChannelHistory>>> {
+        crate::delta::walk_with_reads(self, key, channels).await
+    }
+
     /// Removes every checkpoint, value and write of the thread, in every namespace.
     /// Returns how many checkpoints were removed.
     async fn delete_thread(&self, thread_id: &str) -> Result<u64>;
@@ -518,5 +552,18 @@ mod tests {
         assert!(cp.validate_put(&ok).is_ok());
         assert!(cp.validate_put(&stale).is_err());
         assert!(cp.validate_put(&unknown).is_err());
+    }
+
+    #[test]
+    fn records_of_the_previous_release_still_read() {
+        let record = br#"{"v":1,"kind":"checkpoint","data":{"thread_id":"t","namespace":"",
+            "id":"c","parent_id":null,"channel_values":{},"channel_versions":{},
+            "versions_seen":{},"metadata":{},"created_at":"2026-01-01T00:00:00.000001Z"}}"#;
+        let checkpoint: Checkpoint = crate::wire::decode(record).unwrap();
+        assert_eq!(checkpoint.format_version, LEGACY_FORMAT_VERSION);
+        assert_eq!(
+            checkpoint.created_at.to_rfc3339(),
+            "2026-01-01T00:00:00.000001+00:00"
+        );
     }
 }

@@ -23,6 +23,7 @@ pub mod backend;
 pub mod carried;
 pub mod checkpoint;
 pub mod conversation;
+pub mod delta;
 pub mod error;
 pub mod ext;
 pub mod json;
@@ -45,6 +46,7 @@ pub use checkpoint::{
     CheckpointStore, CheckpointTuple, PendingWrite,
 };
 pub use conversation::{ConversationStore, Message, MessageRange, NewMessage};
+pub use delta::ChannelHistory;
 pub use error::{ErrorKind, Result, StorageError};
 pub use json::Metadata;
 pub use kind::Kind;

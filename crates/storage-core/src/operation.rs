@@ -664,6 +664,15 @@ contract! {
             subject: Some(&key.thread_id),
             cache: CacheEffect::None,
         }
+        /// [`CheckpointStore::delta_channel_history`]
+        DeltaChannelHistory = delta_channel_history(
+            key: CheckpointKey => CheckpointKey,
+            channels: Vec<String> => Vec<String>,
+        ) -> Option<std::collections::BTreeMap<String, crate::ChannelHistory>> {
+            kind: Some(Kind::Checkpoints), Read, idempotent: true,
+            subject: Some(&key.thread_id),
+            cache: CacheEffect::None,
+        }
         /// [`CheckpointStore::delete_thread`]
         DeleteThread = delete_thread(thread_id: &str => String) -> u64 {
             kind: Some(Kind::Checkpoints), Write, idempotent: true,

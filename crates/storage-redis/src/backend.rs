@@ -980,7 +980,8 @@ impl RedisBackend {
             pipe.cmd("SMEMBERS").arg(source.write_ids(&hex_ns));
             let (records, blobs, write_ids): (FieldMap, FieldMap, Vec<String>) =
                 self.client.pipeline(&pipe).await?;
-            if records.is_empty() {
+            // A namespace holding only pending writes is copied like any other.
+            if records.is_empty() && write_ids.is_empty() {
                 continue;
             }
             args.push(b"ns".to_vec());
@@ -1584,7 +1585,7 @@ impl CheckpointStore for RedisBackend {
                     flag,
                 ));
             }
-            let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), hex_id.as_bytes()];
+            let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), hex_id.as_bytes(), hex_ns.as_bytes()];
             for (field, value, flag) in &encoded {
                 args.extend([field.as_bytes(), value.as_slice(), flag]);
             }
@@ -1594,6 +1595,7 @@ impl CheckpointStore for RedisBackend {
                     &[
                         &thread.write_ids(&hex_ns),
                         &thread.writes(&hex_ns, &key.checkpoint_id),
+                        &thread.namespaces(),
                     ],
                     &args,
                 )
@@ -1661,7 +1663,9 @@ impl CheckpointStore for RedisBackend {
     async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         async {
             storage_core::policy::check_after("thread listing cursor", after)?;
-            self.scan_ids("t", "nss", after, limit).await
+            // A namespace's id index exists while it holds a checkpoint; the namespace set
+            // also names namespaces that hold only pending writes.
+            self.scan_ids("t", "ids:*", after, limit).await
         }
         .await
         .map_err(op("list_thread_ids"))

@@ -16,7 +16,7 @@
 //! | `{ns:s:<hex session>}` | `:seq` | integer: the highest sequence ever handed out |
 //! | `{ns:s:<hex session>}` | `:cids` | hash: `c:<client id>` → sequence, `s:<sequence>` → client id |
 //! | `{ns:s:<hex session>}` | `:ctx` | hash: task context `version`, `updated`, `value` |
-//! | `{ns:t:<hex thread>}` | `:nss` | set of hex checkpoint namespaces with checkpoints |
+//! | `{ns:t:<hex thread>}` | `:nss` | set of hex checkpoint namespaces with checkpoints or pending writes |
 //! | `{ns:t:<hex thread>}` | `:ids:<hex cp ns>` | zset (all scores 0): checkpoint ids, lexicographic |
 //! | `{ns:t:<hex thread>}` | `:cp:<hex cp ns>` | hash: checkpoint id → wire-encoded checkpoint without values |
 //! | `{ns:t:<hex thread>}` | `:blobs:<hex cp ns>` | hash: `<hex channel>:<hex version>` → wire-encoded value |

@@ -271,10 +271,14 @@ for i = 5, #ARGV, 2 do redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) end
 for k = 1, 4 do touch(KEYS[k], ARGV[1]) end
 "#;
 
-/// KEYS: write ids, writes. ARGV: ttl, hex checkpoint id, then (field, value, replace).
+/// KEYS: write ids, writes, namespaces. ARGV: ttl, hex checkpoint id, hex ns, then
+/// (field, value, replace). The namespace joins the thread's set even when it has no
+/// checkpoint yet, so delete, copy and prune find its writes.
 const PUT_WRITES: &str = r#"
 redis.call('SADD', KEYS[1], ARGV[2])
-for i = 3, #ARGV, 3 do
+redis.call('SADD', KEYS[3], ARGV[3])
+touch(KEYS[3], ARGV[1])
+for i = 4, #ARGV, 3 do
   if ARGV[i + 2] == '1' then
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   else

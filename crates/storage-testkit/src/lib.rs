@@ -126,6 +126,12 @@ macro_rules! conformance_tests {
                 delete_for_runs_removes_matching,
                 generated_ids_order_checkpoints,
             }
+            langgraph {
+                list_limit_zero_lists_nothing,
+                writes_only_namespaces_belong_to_their_thread,
+                format_version_and_timestamp_round_trip,
+                delta_channel_history_walks_to_the_nearest_value,
+            }
             task_context {
                 missing_is_none,
                 store_overwrites_and_versions_increase,

@@ -7,6 +7,7 @@ pub mod artifacts;
 pub mod checkpoints;
 pub mod conversation;
 pub mod input;
+pub mod langgraph;
 pub mod lifecycle;
 pub mod migration;
 pub mod namespaces;

@@ -1,0 +1,211 @@
+//! LangGraph's newest checkpointer contract, beyond the classic one in `checkpoints`: limit
+//! 0, namespaces that hold only pending writes, the format version and timestamp as given,
+//! and delta channel history.
+
+use serde_json::json;
+use storage_core::{ChannelHistory, CheckpointKey, CheckpointQuery, PendingWrite};
+
+use crate::data::{checkpoint, cp_id, versions};
+use crate::TestContext;
+
+/// `limit: Some(0)` lists nothing, as LangGraph's savers do, rather than refusing.
+pub async fn list_limit_zero_lists_nothing(ctx: TestContext) {
+    for n in 1..=2 {
+        let cp = checkpoint("t1", "", &cp_id(n), &[("step", &n.to_string(), json!(n))]);
+        let new = cp.all_versions();
+        ctx.backend.put_checkpoint(cp, new).await.unwrap();
+    }
+    for namespace in [Some(String::new()), None] {
+        let query = CheckpointQuery {
+            namespace,
+            limit: Some(0),
+            ..CheckpointQuery::thread("t1")
+        };
+        assert!(ctx
+            .backend
+            .list_checkpoints(query)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+async fn write(ctx: &TestContext, thread: &str, ns: &str, id: &str, value: i64) {
+    let key = CheckpointKey::new(thread, id).in_namespace(ns);
+    let writes = vec![("ch".to_owned(), json!(value))];
+    ctx.backend
+        .put_writes(key, "task", "", writes)
+        .await
+        .unwrap();
+}
+
+async fn writes_of(ctx: &TestContext, thread: &str, ns: &str, id: &str) -> Vec<PendingWrite> {
+    let key = CheckpointKey::new(thread, id).in_namespace(ns);
+    ctx.backend.get_writes(key).await.unwrap()
+}
+
+/// Pending writes saved in a namespace that has no checkpoint yet belong to the thread
+/// like any other: `delete_thread` removes them (they do not reappear when that
+/// checkpoint is put later), `copy_thread` copies them, and `prune_checkpoints` treats
+/// them as it treats any writes of a checkpoint that is not stored: it removes only the
+/// writes of the checkpoints it removes, so these stay.
+pub async fn writes_only_namespaces_belong_to_their_thread(ctx: TestContext) {
+    let b = &ctx.backend;
+    for thread in ["t1", "t2", "t3"] {
+        let root = checkpoint(thread, "", &cp_id(1), &[("step", "1", json!(1))]);
+        let new = root.all_versions();
+        b.put_checkpoint(root, new).await.unwrap();
+        write(&ctx, thread, "sub", &cp_id(5), 7).await;
+    }
+
+    assert_eq!(b.delete_thread("t1").await.unwrap(), 1);
+    assert!(writes_of(&ctx, "t1", "sub", &cp_id(5)).await.is_empty());
+    let sub = checkpoint("t1", "sub", &cp_id(5), &[("step", "5", json!(5))]);
+    let new = sub.all_versions();
+    b.put_checkpoint(sub, new).await.unwrap();
+    let fresh = b.get_checkpoint("t1", "sub", None).await.unwrap().unwrap();
+    assert!(
+        fresh.pending_writes.is_empty(),
+        "writes of a deleted thread reappeared: {:?}",
+        fresh.pending_writes
+    );
+
+    assert_eq!(b.copy_thread("t2", "t2-copy").await.unwrap(), 1);
+    let copied = writes_of(&ctx, "t2-copy", "sub", &cp_id(5)).await;
+    assert_eq!(copied, writes_of(&ctx, "t2", "sub", &cp_id(5)).await);
+    assert_eq!(copied.len(), 1);
+
+    assert_eq!(b.prune_checkpoints("t3", 1).await.unwrap(), 0);
+    assert_eq!(writes_of(&ctx, "t3", "sub", &cp_id(5)).await.len(), 1);
+
+    // A thread that holds nothing but writes has no checkpoint to list, copy or count.
+    write(&ctx, "t4", "sub", &cp_id(5), 7).await;
+    let threads = b.list_thread_ids(None, 100).await.unwrap();
+    assert!(!threads.contains(&"t4".to_owned()), "{threads:?}");
+    assert_eq!(b.delete_thread("t4").await.unwrap(), 0);
+    assert!(writes_of(&ctx, "t4", "sub", &cp_id(5)).await.is_empty());
+    assert!(b.get_checkpoint("t3", "", None).await.unwrap().is_some());
+}
+
+/// The format version and the timestamp read back exactly as given: the offset and every
+/// fractional digit, through get and list.
+pub async fn format_version_and_timestamp_round_trip(ctx: TestContext) {
+    let mut cp = checkpoint("t1", "", &cp_id(1), &[("step", "1", json!(1))]);
+    cp.format_version = 7;
+    cp.created_at = "2024-07-31T20:14:19.804150123+05:30".parse().unwrap();
+    let new = cp.all_versions();
+    ctx.backend.put_checkpoint(cp.clone(), new).await.unwrap();
+    let got = ctx
+        .backend
+        .get_checkpoint("t1", "", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.checkpoint.format_version, 7);
+    assert_eq!(
+        got.checkpoint.created_at.to_rfc3339(),
+        "2024-07-31T20:14:19.804150123+05:30"
+    );
+    let listed = ctx
+        .backend
+        .list_checkpoints(CheckpointQuery::thread("t1"))
+        .await
+        .unwrap();
+    assert_eq!(listed[0].checkpoint, cp);
+}
+
+fn history_of(
+    histories: &std::collections::BTreeMap<String, ChannelHistory>,
+    channel: &str,
+) -> (
+    Option<String>,
+    Option<serde_json::Value>,
+    Vec<serde_json::Value>,
+) {
+    let history = &histories[channel];
+    (
+        history.seed_checkpoint_id.clone(),
+        history.seed.clone(),
+        history.writes.iter().map(|w| w.value.clone()).collect(),
+    )
+}
+
+/// Delta channel history, LangGraph's semantics: per channel, the value of the nearest
+/// ancestor (from the target's parent) that stores one, and the channel's writes from that
+/// ancestor up to the parent, oldest first, one step's writes in task-path order with
+/// path-less writes first; never the target's own writes; `None` for an unknown target.
+pub async fn delta_channel_history_walks_to_the_nearest_value(ctx: TestContext) {
+    let b = &ctx.backend;
+    // cp1 stores "msgs" (a snapshot) and "other"; cp2..cp4 move "msgs" to new versions
+    // without values (deltas); "other" keeps version 1, so every checkpoint has its value.
+    for n in 1..=4u32 {
+        let mut cp = checkpoint("t1", "", &cp_id(n), &[]);
+        cp.parent_id = (n > 1).then(|| cp_id(n - 1));
+        cp.channel_versions = versions(&[("msgs", &n.to_string()), ("other", "1")]);
+        let new = if n == 1 {
+            cp.channel_values.insert("msgs".into(), json!(["a"]));
+            cp.channel_values.insert("other".into(), json!(1));
+            cp.all_versions()
+        } else {
+            versions(&[])
+        };
+        b.put_checkpoint(cp, new).await.unwrap();
+    }
+    let put = |id: u32, task: &'static str, path: &'static str, writes: Vec<(&str, i64)>| {
+        let key = CheckpointKey::new("t1", cp_id(id));
+        let writes = writes
+            .into_iter()
+            .map(|(channel, value)| (channel.to_owned(), json!(value)))
+            .collect();
+        async move { b.put_writes(key, task, path, writes).await.unwrap() }
+    };
+    put(1, "t-a", "", vec![("msgs", 1)]).await;
+    put(2, "t-b", "~1", vec![("msgs", 3)]).await;
+    put(2, "t-c", "", vec![("msgs", 2), ("logs", 20)]).await;
+    put(3, "t-d", "", vec![("msgs", 4), ("other", 5)]).await;
+    put(4, "t-e", "", vec![("msgs", 99)]).await;
+
+    let channels = ["msgs", "other", "logs", "never"]
+        .map(String::from)
+        .to_vec();
+    let key = CheckpointKey::new("t1", cp_id(4));
+    let histories = b
+        .delta_channel_history(key, channels.clone())
+        .await
+        .unwrap()
+        .expect("the target is stored");
+    assert_eq!(histories.len(), 4);
+    assert_eq!(
+        history_of(&histories, "msgs"),
+        (
+            Some(cp_id(1)),
+            Some(json!(["a"])),
+            vec![json!(1), json!(2), json!(3), json!(4)]
+        ),
+        "seed at cp1; cp1's write, cp2's path-less then '~1', cp3's; not the target's"
+    );
+    assert_eq!(
+        history_of(&histories, "other"),
+        (Some(cp_id(3)), Some(json!(1)), vec![json!(5)]),
+        "the parent has a value for its version, so the walk stops there"
+    );
+    assert_eq!(
+        history_of(&histories, "logs"),
+        (None, None, vec![json!(20)])
+    );
+    assert_eq!(history_of(&histories, "never"), (None, None, vec![]));
+
+    let first = CheckpointKey::new("t1", cp_id(1));
+    let histories = b
+        .delta_channel_history(first, channels.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(histories.values().all(|h| *h == ChannelHistory::default()));
+
+    let unknown = CheckpointKey::new("t1", cp_id(9));
+    assert_eq!(
+        b.delta_channel_history(unknown, channels).await.unwrap(),
+        None
+    );
+}

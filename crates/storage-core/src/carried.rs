@@ -179,6 +179,7 @@ carries_fields!(
     Message => content, metadata;
     Checkpoint => channel_values, metadata;
     CheckpointQuery => filter;
+    crate::CheckpointSearch => filter;
     TaskContext => value;
     NewArtifact => metadata;
     Artifact => meta.metadata;

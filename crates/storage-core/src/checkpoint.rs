@@ -452,6 +452,20 @@ pub trait CheckpointStore: Send + Sync {
     /// The writes stored against a checkpoint id, ordered by (task path, task id, index).
     async fn get_writes(&self, key: CheckpointKey) -> Result<Vec<PendingWrite>>;
 
+    /// Checkpoints of every thread, newest first, with their values and pending writes
+    /// (LangGraph's `list` without a thread); see [`CheckpointSearch`](crate::CheckpointSearch)
+    /// for order, filter and paging.
+    ///
+    /// The default searches thread by thread through `list_thread_ids` and
+    /// `list_checkpoints`.
+    async fn search_checkpoints(
+        &self,
+        search: crate::CheckpointSearch,
+    ) -> Result<crate::Page<CheckpointTuple>> {
+        let search = crate::carried::admit("search_checkpoints", search)?;
+        crate::search::search_thread_by_thread(self, search).await
+    }
+
     /// For each of `channels`, its history before the checkpoint `key` names: the value of
     /// the nearest ancestor that stores one (walking the parent chain from the target's
     /// parent) and the channel's writes from that ancestor up to the target's parent,

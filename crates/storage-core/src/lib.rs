@@ -33,6 +33,7 @@ pub mod page;
 pub mod policy;
 pub mod prelude;
 pub mod redact;
+pub mod search;
 pub mod session;
 pub mod task_context;
 pub mod time;
@@ -52,6 +53,7 @@ pub use json::Metadata;
 pub use kind::Kind;
 pub use operation::{Call, Dispatch, Reply};
 pub use page::Page;
+pub use search::CheckpointSearch;
 pub use session::{
     BatchCreate, NewSession, Session, SessionMetrics, SessionQuery, SessionStatus, SessionStore,
     SessionUpdate,

@@ -664,6 +664,13 @@ contract! {
             subject: Some(&key.thread_id),
             cache: CacheEffect::None,
         }
+        /// [`CheckpointStore::search_checkpoints`]
+        SearchCheckpoints = search_checkpoints(search: crate::CheckpointSearch => crate::CheckpointSearch)
+            -> Page<CheckpointTuple> {
+            kind: Some(Kind::Checkpoints), Read, idempotent: true,
+            subject: None,
+            cache: CacheEffect::None,
+        }
         /// [`CheckpointStore::delta_channel_history`]
         DeltaChannelHistory = delta_channel_history(
             key: CheckpointKey => CheckpointKey,

@@ -11,7 +11,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use serde_json::Value;
 use storage_core::{
     Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, ChannelVersions,
-    Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
+    Checkpoint, CheckpointKey, CheckpointQuery, CheckpointSearch, CheckpointStore, CheckpointTuple,
     ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange, NewArtifact,
     NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionQuery, SessionStatus,
     SessionStore, SessionUpdate, StorageBackend, StorageError, TaskContext, TaskContextStore,
@@ -483,6 +483,13 @@ impl CheckpointStore for PostgresBackend {
     }
     async fn get_writes(&self, key: CheckpointKey) -> Result<Vec<PendingWrite>> {
         finish("get_writes", self.get_writes_op(key).await)
+    }
+    async fn search_checkpoints(&self, search: CheckpointSearch) -> Result<Page<CheckpointTuple>> {
+        let search = admit("search_checkpoints", search)?;
+        finish(
+            "search_checkpoints",
+            self.search_checkpoints_op(search).await,
+        )
     }
     async fn delete_thread(&self, thread_id: &str) -> Result<u64> {
         finish("delete_thread", self.delete_thread_op(thread_id).await)

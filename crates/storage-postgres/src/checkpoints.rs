@@ -14,8 +14,8 @@ use storage_core::checkpoint::{
 };
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
-    wire, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointTuple,
-    PendingWrite, StorageError,
+    wire, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointSearch,
+    CheckpointTuple, Page, PendingWrite, StorageError,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -44,7 +44,8 @@ ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET
 /// channel whatever the statistics say, never a scan of the thread's blobs; a channel
 /// whose version has no stored value comes back as NULL and is left out.
 const READ: &str = "\
-SELECT c.ns, c.checkpoint_id, c.record, blobs.channels, blobs.values, writes.records
+SELECT c.ns, c.checkpoint_id, c.record, blobs.channels, blobs.values, writes.records,
+       c.thread_id
 FROM ({from}) c
 LEFT JOIN LATERAL (
     SELECT array_agg(v.channel) AS channels,
@@ -57,7 +58,7 @@ LEFT JOIN LATERAL (
     SELECT array_agg(w.record) AS records FROM checkpoint_writes w
     WHERE w.thread_id = c.thread_id AND w.ns = c.ns AND w.checkpoint_id = c.checkpoint_id
 ) writes ON true
-ORDER BY c.checkpoint_id DESC, c.ns";
+ORDER BY c.checkpoint_id DESC, c.thread_id, c.ns";
 
 const PUT_WRITES: &str = "\
 WITH first_wins AS (
@@ -180,7 +181,8 @@ fn escape(s: &str) -> String {
 /// Which checkpoint rows a read selects, in the order and amount it returns them.
 #[derive(Default)]
 struct Selection<'a> {
-    thread_id: &'a str,
+    /// `None` selects across every thread.
+    thread_id: Option<&'a str>,
     namespace: Option<&'a str>,
     checkpoint_id: Option<&'a str>,
     before: Option<&'a str>,
@@ -193,11 +195,15 @@ impl PostgresBackend {
     /// Runs a selection: one statement, whose text depends only on which parts are set, so
     /// each shape is prepared once per connection and planned for its index.
     async fn read_checkpoints(&self, selection: Selection<'_>) -> PgResult<Vec<CheckpointTuple>> {
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&selection.thread_id];
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
         let mut from = String::from(
             "SELECT thread_id, ns, checkpoint_id, channels, versions, record \
-             FROM checkpoints WHERE thread_id = $1",
+             FROM checkpoints WHERE true",
         );
+        if let Some(thread_id) = &selection.thread_id {
+            params.push(thread_id);
+            from.push_str(&format!(" AND thread_id = ${}", params.len()));
+        }
         if let Some(namespace) = &selection.namespace {
             params.push(namespace);
             from.push_str(&format!(" AND ns = ${}", params.len()));
@@ -222,17 +228,24 @@ impl PostgresBackend {
                 params.len()
             ));
         }
-        from.push_str(" ORDER BY checkpoint_id DESC, ns");
-        if let Some(limit) = &selection.limit {
-            params.push(limit);
-            from.push_str(&format!(" LIMIT ${}", params.len()));
+        if selection.thread_id.is_some() {
+            from.push_str(" ORDER BY checkpoint_id DESC, ns");
+            if let Some(limit) = &selection.limit {
+                params.push(limit);
+                from.push_str(&format!(" LIMIT ${}", params.len()));
+            }
+        } else {
+            // Across threads a page keeps every row sharing its last id: WITH TIES.
+            from.push_str(" ORDER BY checkpoint_id DESC");
+            if let Some(limit) = &selection.limit {
+                params.push(limit);
+                from.push_str(&format!(" FETCH FIRST ${} ROWS WITH TIES", params.len()));
+            }
         }
         let sql = READ.replace("{from}", &from);
         let client = self.client().await?;
         let rows = client.rows(&sql, &params).await?;
-        rows.iter()
-            .map(|row| decode_tuple(selection.thread_id, row))
-            .collect()
+        rows.iter().map(decode_tuple).collect()
     }
 
     pub(crate) async fn put_checkpoint_op(
@@ -288,7 +301,7 @@ impl PostgresBackend {
             validate_id("checkpoint id", id)?;
         }
         let selection = Selection {
-            thread_id,
+            thread_id: Some(thread_id),
             namespace: Some(namespace),
             checkpoint_id,
             limit: Some(1),
@@ -308,7 +321,7 @@ impl PostgresBackend {
             .map(|(key, value)| (escape(key), filterable(value)))
             .unzip();
         let selection = Selection {
-            thread_id: &query.thread_id,
+            thread_id: Some(&query.thread_id),
             namespace: query.namespace.as_deref(),
             checkpoint_id: None,
             before: query.before.as_deref(),
@@ -317,6 +330,34 @@ impl PostgresBackend {
             limit: query.limit.map(|limit| to_i64(limit as u64)),
         };
         self.read_checkpoints(selection).await
+    }
+
+    /// Every thread's checkpoints in one statement, newest first, on the index by id.
+    pub(crate) async fn search_checkpoints_op(
+        &self,
+        search: CheckpointSearch,
+    ) -> PgResult<Page<CheckpointTuple>> {
+        search.validate()?;
+        if search.limit == 0 {
+            return Ok(Page::last(Vec::new()));
+        }
+        let (filter_keys, filter_values) = search
+            .filter
+            .iter()
+            .map(|(key, value)| (escape(key), filterable(value)))
+            .unzip();
+        let selection = Selection {
+            thread_id: None,
+            namespace: search.namespace.as_deref(),
+            checkpoint_id: None,
+            before: search.before.as_deref(),
+            filter_keys,
+            filter_values,
+            // One past the page, so the page knows whether another follows.
+            limit: Some(to_i64(search.limit as u64).saturating_add(1)),
+        };
+        let found = self.read_checkpoints(selection).await?;
+        Ok(storage_core::search::page_of(found, search.limit))
     }
 
     pub(crate) async fn put_writes_op(
@@ -437,9 +478,9 @@ impl PostgresBackend {
 }
 
 /// A checkpoint row back as a tuple; the row's key columns are authoritative.
-fn decode_tuple(thread_id: &str, row: &Row) -> PgResult<CheckpointTuple> {
+fn decode_tuple(row: &Row) -> PgResult<CheckpointTuple> {
     let mut checkpoint: Checkpoint = wire::decode(row.get::<_, &[u8]>(2))?;
-    checkpoint.thread_id = thread_id.to_owned();
+    checkpoint.thread_id = row.get(6);
     checkpoint.namespace = row.get(0);
     checkpoint.id = row.get(1);
     let channels: Option<Vec<String>> = row.get(3);

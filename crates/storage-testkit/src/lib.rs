@@ -131,6 +131,7 @@ macro_rules! conformance_tests {
                 writes_only_namespaces_belong_to_their_thread,
                 format_version_and_timestamp_round_trip,
                 delta_channel_history_walks_to_the_nearest_value,
+                search_lists_every_thread_newest_first,
             }
             task_context {
                 missing_is_none,

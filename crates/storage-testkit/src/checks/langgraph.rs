@@ -3,7 +3,9 @@
 //! and delta channel history.
 
 use serde_json::json;
-use storage_core::{ChannelHistory, CheckpointKey, CheckpointQuery, PendingWrite};
+use storage_core::{
+    ChannelHistory, CheckpointKey, CheckpointQuery, CheckpointSearch, PendingWrite,
+};
 
 use crate::data::{checkpoint, cp_id, versions};
 use crate::TestContext;
@@ -208,4 +210,105 @@ pub async fn delta_channel_history_walks_to_the_nearest_value(ctx: TestContext) 
         b.delta_channel_history(unknown, channels).await.unwrap(),
         None
     );
+}
+
+/// Listing without a thread (LangGraph's `list(None, ...)`): every thread's checkpoints
+/// newest first, equal ids by thread then namespace, with values and writes; namespace,
+/// `before`, filter and limit as in a thread's listing; pages never split equal ids and
+/// together return each checkpoint once.
+pub async fn search_lists_every_thread_newest_first(ctx: TestContext) {
+    let b = &ctx.backend;
+    let put = |thread: &'static str, ns: &'static str, n: u32, source: &'static str| {
+        let mut cp = checkpoint(thread, ns, &cp_id(n), &[("step", &n.to_string(), json!(n))]);
+        cp.metadata.insert("source".into(), json!(source));
+        let new = cp.all_versions();
+        async move { b.put_checkpoint(cp, new).await.unwrap() }
+    };
+    put("a", "", 1, "loop").await;
+    put("b", "", 2, "loop").await;
+    put("c", "", 3, "loop").await;
+    put("a", "", 4, "loop").await;
+    put("b", "", 5, "input").await;
+    put("a", "sub", 6, "loop").await;
+    // Copies share ids with their source: cp 2 and cp 5 appear twice.
+    assert_eq!(b.copy_thread("b", "b2").await.unwrap(), 2);
+    let key = CheckpointKey::new("a", cp_id(4));
+    let writes = vec![("step".to_owned(), json!("w"))];
+    b.put_writes(key, "task", "", writes).await.unwrap();
+
+    let addresses = |items: &[storage_core::CheckpointTuple]| -> Vec<String> {
+        items
+            .iter()
+            .map(|t| {
+                let c = &t.checkpoint;
+                format!("{}/{}/{}", c.id, c.thread_id, c.namespace)
+            })
+            .collect()
+    };
+    let expected_all: Vec<String> = [
+        (6, "a", "sub"),
+        (5, "b", ""),
+        (5, "b2", ""),
+        (4, "a", ""),
+        (3, "c", ""),
+        (2, "b", ""),
+        (2, "b2", ""),
+        (1, "a", ""),
+    ]
+    .iter()
+    .map(|(n, thread, ns)| format!("{}/{thread}/{ns}", cp_id(*n)))
+    .collect();
+    let all = b
+        .search_checkpoints(CheckpointSearch::newest(100))
+        .await
+        .unwrap();
+    assert_eq!(addresses(&all.items), expected_all);
+    assert_eq!(all.next_cursor, None);
+    let cp4 = &all.items[3];
+    assert_eq!(cp4.checkpoint.channel_values["step"], json!(4));
+    assert_eq!(
+        cp4.pending_writes.len(),
+        1,
+        "writes come with each checkpoint"
+    );
+
+    let root_only = CheckpointSearch {
+        namespace: Some(String::new()),
+        ..CheckpointSearch::newest(100)
+    };
+    let root = b.search_checkpoints(root_only).await.unwrap().items;
+    assert_eq!(addresses(&root), expected_all[1..]);
+
+    let mut inputs = CheckpointSearch::newest(100);
+    inputs.filter.insert("source".into(), json!("input"));
+    let found = b.search_checkpoints(inputs).await.unwrap().items;
+    assert_eq!(addresses(&found), expected_all[1..3]);
+
+    let older = CheckpointSearch {
+        before: Some(cp_id(4)),
+        ..CheckpointSearch::newest(100)
+    };
+    let found = b.search_checkpoints(older).await.unwrap().items;
+    assert_eq!(addresses(&found), expected_all[4..]);
+
+    let none = b
+        .search_checkpoints(CheckpointSearch::newest(0))
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+
+    // Pages of 2: the first keeps both copies of cp 5, so it holds 3.
+    let mut search = CheckpointSearch::newest(2);
+    let mut pages = Vec::new();
+    loop {
+        let page = b.search_checkpoints(search.clone()).await.unwrap();
+        pages.push(addresses(&page.items));
+        match page.next_cursor {
+            Some(cursor) => search.before = Some(cursor),
+            None => break,
+        }
+        assert!(pages.len() < 10, "paging does not end: {pages:?}");
+    }
+    assert_eq!(pages[0], expected_all[..3], "{pages:?}");
+    assert_eq!(pages.concat(), expected_all, "{pages:?}");
 }

@@ -4,6 +4,8 @@
 //! (`retry.max_attempts` × the backend's connect timeout, plus backoff), naming the server
 //! and never the password.
 
+mod cli_support;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,7 @@ struct Run {
 
 /// Runs storectl in `dir` with only `env` as its `STORAGE_*` settings.
 fn storectl(dir: &std::path::Path, env: &[(String, String)], args: &[&str]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_storectl"));
+    let mut command = Command::new(cli_support::storectl_path());
     command.current_dir(dir).args(args);
     for (name, _) in std::env::vars() {
         if name.starts_with("STORAGE_") {

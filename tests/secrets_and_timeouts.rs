@@ -111,7 +111,7 @@ fn config_show_hides_passwords_and_credential_options() {
     }
 }
 
-/// `storectl health` against a hung server: exit code 1 within the bound.
+/// `storectl health` against a hung server: exit code 4 (unavailable) within the bound.
 fn health_is_bounded(backend: &str, url: String, password: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server_port = url
@@ -142,7 +142,7 @@ fn health_is_bounded(backend: &str, url: String, password: &str) {
     // retry), plus generous slack for a loaded machine: a correctness bound, not a benchmark.
     let bound = Duration::from_millis(attempts * connect_ms + (attempts - 1) * 1_000)
         + Duration::from_secs(5);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 4, "unavailable: {}", run.stderr);
     assert!(
         elapsed < bound,
         "{backend}: took {elapsed:?}: {}",

@@ -186,6 +186,13 @@ async fn namespace_flag_finds_the_quickstart_data() {
     let plain = local.run(&["sessions", "list"]);
     assert_eq!(plain.code, 0, "{}", plain.stderr);
     assert!(plain.stdout.contains("(none)"), "{}", plain.stdout);
+    assert!(
+        plain
+            .stdout
+            .contains("no sessions in namespace \"default\"; another one: --namespace"),
+        "{}",
+        plain.stdout
+    );
 
     let ns = ["--namespace", "quickstart"];
     let list = local.run(&[&ns[..], &["--json", "sessions", "list"]].concat());

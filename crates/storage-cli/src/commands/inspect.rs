@@ -57,6 +57,14 @@ pub async fn sessions(storage: &Storage, command: &SessionsCommand, out: &Output
             if let Some(next) = &page.next_cursor {
                 table.footer(format!("next page: --cursor {next}"));
             }
+            // The usual cause of an empty list is the wrong namespace: name the one read.
+            if page.items.is_empty() && cursor.is_none() {
+                if let Some(namespace) = sessions_namespace(storage) {
+                    table.footer(format!(
+                        "no sessions in namespace {namespace:?}; another one: --namespace NAME"
+                    ));
+                }
+            }
             out.emit(&page, &table);
             Ok(())
         }
@@ -99,6 +107,18 @@ pub async fn sessions(storage: &Storage, command: &SessionsCommand, out: &Output
             Ok(())
         }
     }
+}
+
+/// The namespace of the backend serving sessions, from the configuration.
+fn sessions_namespace(storage: &Storage) -> Option<String> {
+    let config = storage.config()?;
+    let backend = config.backend_of(storage::Kind::Sessions);
+    let value = serde_json::to_value(config).ok()?;
+    value
+        .get(backend.as_str())?
+        .get("namespace")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// `NotFound` unless `session` has a session record or at least one message: an unknown
@@ -163,10 +183,12 @@ pub async fn history(storage: &Storage, args: &HistoryArgs, out: &Output) -> Out
     if !args.follow {
         let mut table = message_table(&messages);
         if let (Some(first), Some(last)) = (messages.first(), messages.last()) {
-            table.footer(format!(
-                "older: --before {}; newer: --after {}",
-                first.sequence, last.sequence
-            ));
+            let mut pages = Vec::new();
+            if first.sequence > 1 {
+                pages.push(format!("older: --before {}", first.sequence));
+            }
+            pages.push(format!("newer: --after {}", last.sequence));
+            table.footer(pages.join("; "));
         }
         out.emit(&messages, &table);
         return Ok(());

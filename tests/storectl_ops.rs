@@ -382,8 +382,24 @@ async fn show_page_follow_delete_and_export() {
         .await
         .unwrap();
     assert_eq!(next_sequence(), 6);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // Ctrl-C ends following as a success.
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "history --follow ignored SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
 
     let deleted = local.run(&["artifacts", "delete", "s1", "report.json", "--version", "0"]);
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);

@@ -650,3 +650,44 @@ fn rust_log_turns_on_the_libraries_logs() {
         logged.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_drawn_on_a_terminal_only() {
+    // `script` (util-linux) gives storectl a terminal; without it there is nothing to test.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to run storectl on a terminal");
+        return;
+    }
+    let local = Local::new();
+    let storage = local.storage("default").await;
+    seed(&storage).await;
+    storage.close().await.unwrap();
+    let on_terminal = |args: &str| -> String {
+        let line = format!("{} {args}", cli_support::storectl_path().display());
+        let mut script = Command::new("script");
+        script
+            .current_dir(local.cwd.path())
+            .args(["-qec", &line, "/dev/null"]);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("STORAGE_") || name == "RUST_LOG" {
+                script.env_remove(name);
+            }
+        }
+        script.envs(local.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let output = script.output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let drawn = on_terminal("export s1 --output s1.jsonl");
+    assert!(
+        drawn.contains("export") && drawn.contains("records"),
+        "{drawn}"
+    );
+    let json = on_terminal("--json export s1 --output s1.jsonl");
+    assert!(
+        !json.contains("records"),
+        "no progress under --json: {json}"
+    );
+    let cleanup = on_terminal("cleanup --max-idle 30d");
+    assert!(cleanup.contains("expired sessions"), "{cleanup}");
+}

@@ -937,6 +937,94 @@ fn is_sensitive(key: &str) -> bool {
     storage_core::redact::is_secret_key(key) || storage_core::redact::is_connection_key(key)
 }
 
+/// A `STORAGE_*` environment variable that sets no configuration key (figment ignores it
+/// without a word), with the closest key's variable when one is near enough to be a typo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownEnvVar {
+    /// The variable, e.g. `STORAGE_BAKEND`.
+    pub name: String,
+    /// The closest configuration variable, e.g. `STORAGE_BACKEND`.
+    pub suggestion: Option<String>,
+}
+
+impl fmt::Display for UnknownEnvVar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} matches no configuration key", self.name)?;
+        match &self.suggestion {
+            Some(suggestion) => write!(f, "; did you mean {suggestion}?"),
+            None => write!(
+                f,
+                " (nested keys are joined by `__`, e.g. STORAGE_REDIS__URL)"
+            ),
+        }
+    }
+}
+
+/// `STORAGE_*` variables that are not configuration on purpose: the file to read, and the
+/// knobs of this workspace's own tests.
+const NOT_CONFIG: [&str; 1] = [FILE_ENV];
+const NOT_CONFIG_PREFIXES: [&str; 2] = ["STORAGE_TEST_", "STORAGE_MIGRATE_"];
+
+/// The `STORAGE_*` variables of this process's environment that match no configuration
+/// key; see [`unknown_env_names`]. Only names are read, never values (they may be secrets).
+pub fn unknown_env_vars() -> Vec<UnknownEnvVar> {
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect();
+    unknown_env_names(names)
+}
+
+/// Which of `names` start with `STORAGE_` but set no configuration key, each with the
+/// closest key's variable (by edit distance) when it is within a typo's reach. A name under
+/// a key whose default is a map or absent (e.g. `STORAGE_OBJECT__OPTIONS__AWS_REGION`)
+/// matches that key.
+pub fn unknown_env_names<I, S>(names: I) -> Vec<UnknownEnvVar>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let keys = config_keys(&StorageConfig::default());
+    let known: Vec<String> = keys.iter().map(|key| env_name(key)).collect();
+    let mut unknown: Vec<UnknownEnvVar> = names
+        .into_iter()
+        .filter_map(|name| {
+            let name = name.as_ref();
+            let upper = name.to_ascii_uppercase();
+            let rest = upper.strip_prefix(ENV_PREFIX)?;
+            if rest.is_empty()
+                || NOT_CONFIG.contains(&upper.as_str())
+                || NOT_CONFIG_PREFIXES.iter().any(|p| upper.starts_with(p))
+            {
+                return None;
+            }
+            // figment lowercases names and splits them at `__`, as `env_name` joins them.
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            let matches = keys.iter().any(|known_key| {
+                key == *known_key
+                    || key
+                        .strip_prefix(known_key.as_str())
+                        .is_some_and(|tail| tail.starts_with('.'))
+            });
+            if matches {
+                return None;
+            }
+            let suggestion = known
+                .iter()
+                .map(|candidate| (strsim::damerau_levenshtein(&upper, candidate), candidate))
+                .min_by_key(|(distance, _)| *distance)
+                // Within a typo's reach: a few edits, fewer for short names.
+                .filter(|(distance, _)| *distance <= (rest.len() / 3).clamp(1, 4))
+                .map(|(_, candidate)| candidate.clone());
+            Some(UnknownEnvVar {
+                name: name.to_owned(),
+                suggestion,
+            })
+        })
+        .collect();
+    unknown.sort_by(|a, b| a.name.cmp(&b.name));
+    unknown
+}
+
 /// Every leaf key of `config` (objects flattened with dots; arrays and nulls are leaves).
 pub fn config_keys(config: &StorageConfig) -> Vec<String> {
     flatten(&serde_json::to_value(config).unwrap_or_default())

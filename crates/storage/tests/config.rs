@@ -314,3 +314,42 @@ fn documentation_lists_every_key() {
         assert_eq!(env, &env_name(key), "environment variable of {key}");
     }
 }
+
+#[test]
+fn unknown_env_names_are_listed_with_the_closest_key() {
+    use storage::config::unknown_env_names;
+    let unknown = unknown_env_names([
+        "STORAGE_BAKEND",
+        "STORAGE_REDIS_URL",
+        "STORAGE_BACKEND",
+        "STORAGE_REDIS__URL",
+        "STORAGE_OBJECT__OPTIONS__AWS_REGION",
+        "STORAGE_CONFIG_FILE",
+        "STORAGE_TEST_REDIS_URL",
+        "STORAGE_MIGRATE_SCALE",
+        "STORAGE_SOMETHING_ELSE_ENTIRELY",
+        "HOME",
+    ]);
+    let found: Vec<(&str, Option<&str>)> = unknown
+        .iter()
+        .map(|u| (u.name.as_str(), u.suggestion.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("STORAGE_BAKEND", Some("STORAGE_BACKEND")),
+            ("STORAGE_REDIS_URL", Some("STORAGE_REDIS__URL")),
+            ("STORAGE_SOMETHING_ELSE_ENTIRELY", None),
+        ]
+    );
+    assert_eq!(
+        unknown[0].to_string(),
+        "STORAGE_BAKEND matches no configuration key; did you mean STORAGE_BACKEND?"
+    );
+    // Every documented variable is a key.
+    let every: Vec<String> = config_keys(&StorageConfig::default())
+        .iter()
+        .map(|key| env_name(key))
+        .collect();
+    assert_eq!(unknown_env_names(&every), []);
+}

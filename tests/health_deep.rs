@@ -6,6 +6,8 @@
 //! namespace (PostgreSQL records its applied migrations there); from then on a deep check
 //! changes nothing, and no data table ever holds a row.
 
+mod cli_support;
+
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ fn namespace(tag: &str) -> String {
 /// Runs `storectl --json health --deep` with only `env` as its settings; returns the report.
 fn deep_health(env: &[(String, String)]) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_storectl"));
+    let mut command = Command::new(cli_support::storectl_path());
     command
         .current_dir(dir.path())
         .args(["--json", "health", "--deep"]);

@@ -1,6 +1,8 @@
 //! Orphaned artifact content on a local directory is collected by `storectl cleanup` and by
 //! the facade's scheduled cleanup, once older than the grace period; a live version stays.
 
+mod cli_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -53,7 +55,7 @@ fn config(root: &Path) -> (StorageConfig, Vec<(String, String)>) {
 
 fn cleanup(env: &[(String, String)], extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_storectl"));
+    let mut command = Command::new(cli_support::storectl_path());
     command
         .current_dir(dir.path())
         .args(["--json", "cleanup", "--max-idle", "1d"])

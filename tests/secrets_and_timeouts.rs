@@ -4,6 +4,8 @@
 //! (`retry.max_attempts` × the backend's connect timeout, plus backoff), naming the server
 //! and never the password.
 
+mod cli_support;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,7 @@ struct Run {
 
 /// Runs storectl in `dir` with only `env` as its `STORAGE_*` settings.
 fn storectl(dir: &std::path::Path, env: &[(String, String)], args: &[&str]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_storectl"));
+    let mut command = Command::new(cli_support::storectl_path());
     command.current_dir(dir).args(args);
     for (name, _) in std::env::vars() {
         if name.starts_with("STORAGE_") {
@@ -109,7 +111,7 @@ fn config_show_hides_passwords_and_credential_options() {
     }
 }
 
-/// `storectl health` against a hung server: exit code 1 within the bound.
+/// `storectl health` against a hung server: exit code 4 (unavailable) within the bound.
 fn health_is_bounded(backend: &str, url: String, password: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server_port = url
@@ -140,7 +142,7 @@ fn health_is_bounded(backend: &str, url: String, password: &str) {
     // retry), plus generous slack for a loaded machine: a correctness bound, not a benchmark.
     let bound = Duration::from_millis(attempts * connect_ms + (attempts - 1) * 1_000)
         + Duration::from_secs(5);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 4, "unavailable: {}", run.stderr);
     assert!(
         elapsed < bound,
         "{backend}: took {elapsed:?}: {}",

@@ -5,6 +5,8 @@
 //! directory to a local directory, and Redis to PostgreSQL (throwaway servers from the
 //! testkit unless `STORAGE_TEST_*_URL` names them).
 
+mod cli_support;
+
 use std::sync::Arc;
 
 use serde_json::json;
@@ -111,7 +113,7 @@ async fn through_storectl(from: &str, to: &str) {
     let target = open(to).await;
     populate(source.as_ref()).await;
 
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_storectl"));
+    let mut command = std::process::Command::new(cli_support::storectl_path());
     for (name, _) in std::env::vars() {
         if name.starts_with("STORAGE_") {
             command.env_remove(name);
@@ -175,7 +177,7 @@ async fn through_storectl(from: &str, to: &str) {
     assert_copied(source.as_ref(), target.as_ref()).await;
 
     // The table says the same in words.
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_storectl"));
+    let mut command = std::process::Command::new(cli_support::storectl_path());
     for (name, _) in std::env::vars() {
         if name.starts_with("STORAGE_") {
             command.env_remove(name);

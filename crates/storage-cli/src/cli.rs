@@ -1,0 +1,303 @@
+//! The command line: every command, flag and argument.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Inspect and operate agent storage (sessions, conversations, checkpoints, task context,
+/// artifacts) through the same configuration the application uses.
+#[derive(Debug, Parser)]
+#[command(
+    name = "storectl",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage or bad input, 3 not found, \
+                  4 backend unavailable.\nLogs: RUST_LOG (e.g. RUST_LOG=storage=debug), \
+                  on stderr."
+)]
+pub struct Cli {
+    /// Configuration file (default: $STORAGE_CONFIG_FILE, else ./storage.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of tables (errors and warnings: JSON lines on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The data namespace of every backend (Redis key prefix, PostgreSQL schema, object
+    /// prefix, memory namespace), over the configuration's `*.namespace` keys. The
+    /// quickstart example writes `quickstart`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub namespace: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy every kind of data from one backend to another, then verify the copy. Safe to
+    /// run again after an interruption: nothing is stored twice.
+    ///
+    /// URLs: redis://HOST:PORT/DB, postgres://USER@HOST:PORT/DB, file:///DIR, s3://BUCKET,
+    /// each with an optional ?namespace=NAME (the global --namespace does not apply).
+    Migrate {
+        /// The source backend's URL.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The target backend's URL.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Items read per page.
+        #[arg(long, default_value_t = 200)]
+        batch_size: usize,
+        /// Items copied at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Skip the comparison at the end.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Check every configured backend; a backend that is down gets its error in its row.
+    Health {
+        /// Also write, read back and delete one record of each kind in a scratch namespace.
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Show the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// List, show or delete sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// A session's conversation: the last messages, a page, or new messages as they come.
+    History(HistoryArgs),
+    /// A thread's checkpoints: `checkpoints THREAD` lists them (newest first), `show` one
+    /// with its channel values and pending writes, `chain` draws the parent links.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Checkpoints {
+        #[command(subcommand)]
+        command: Option<CheckpointsCommand>,
+        #[command(flatten)]
+        list: CheckpointListArgs,
+    },
+    /// A session's task context.
+    Context {
+        #[command(subcommand)]
+        command: ContextCommand,
+    },
+    /// List, fetch or delete artifacts.
+    Artifacts {
+        #[command(subcommand)]
+        command: ArtifactsCommand,
+    },
+    /// Write a session and everything it owns (its record, messages, task context, the
+    /// checkpoints of the thread with the session's id, the metadata of the artifacts in
+    /// the scope with the session's id) as JSON Lines, one `{"kind": ..., ...}` per line.
+    Export {
+        /// The session id.
+        session: String,
+        /// Write here instead of stdout (then a summary is printed).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Remove sessions idle longer than a duration, with their conversation and context;
+    /// on object storage also collect orphaned artifact content (data no version
+    /// references, abandoned upload staging files) older than the grace period.
+    Cleanup {
+        /// e.g. `30m`, `12h`, `7d`, `90s`.
+        #[arg(long, value_parser = parse_duration)]
+        max_idle: Duration,
+        /// Orphaned artifact content younger than this is left alone, as it may belong to
+        /// a save still running (default: `cleanup.artifact_grace_secs`, 24h).
+        #[arg(long, value_parser = parse_duration)]
+        artifact_grace: Option<Duration>,
+    },
+    /// Time common operations on the configured backends (in a scratch namespace).
+    Bench {
+        /// Operations per measurement.
+        #[arg(long, default_value_t = 2000)]
+        ops: usize,
+        /// Concurrent callers of the append measurements.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// The scratch namespace written to and cleaned afterwards (never the data
+        /// namespace: the bench removes every session in it).
+        #[arg(long, default_value = "storectl_bench", value_name = "NAME")]
+        scratch_namespace: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Every key with its value (secrets hidden) and where it came from.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Sessions by most recent activity.
+    List {
+        /// Only this user's sessions.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only sessions in this status (active, completed, failed, cancelled, expired).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// The `next_cursor` of a previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// One session record.
+    #[command(visible_alias = "get")]
+    Show {
+        /// The session id.
+        id: String,
+    },
+    /// Delete a session with its conversation and task context.
+    Delete {
+        /// The session id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The session id.
+    pub session: String,
+    /// How many messages (the last ones, or the first ones after --after).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Only messages with a greater sequence number (page forward).
+    #[arg(long, value_name = "SEQ")]
+    pub after: Option<u64>,
+    /// Only messages with a smaller sequence number (page backward).
+    #[arg(long, value_name = "SEQ")]
+    pub before: Option<u64>,
+    /// Then keep polling for new messages and print them as they come, until Ctrl-C
+    /// (with --json: one JSON object per message and line).
+    #[arg(long)]
+    pub follow: bool,
+    /// How often --follow polls.
+    #[arg(long, value_parser = parse_duration, default_value = "1s", value_name = "DURATION")]
+    pub interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointListArgs {
+    /// The thread id.
+    #[arg(required = true)]
+    pub thread: Option<String>,
+    /// Only this checkpoint namespace (default: every namespace).
+    #[arg(long, visible_alias = "namespace-ns", value_name = "NS")]
+    pub checkpoint_ns: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointsCommand {
+    /// A thread's checkpoints, newest first.
+    List {
+        #[command(flatten)]
+        args: CheckpointListArgs,
+    },
+    /// One checkpoint (default: the latest) with its channel values and pending writes.
+    Show {
+        /// The thread id.
+        thread: String,
+        /// The checkpoint id (default: the latest in the checkpoint namespace).
+        checkpoint: Option<String>,
+        /// The checkpoint namespace.
+        #[arg(
+            long,
+            visible_alias = "namespace-ns",
+            default_value = "",
+            value_name = "NS"
+        )]
+        checkpoint_ns: String,
+    },
+    /// A thread's checkpoints as a tree of parent links, per checkpoint namespace.
+    Chain {
+        /// The thread id.
+        thread: String,
+        /// Only this checkpoint namespace (default: every namespace).
+        #[arg(long, visible_alias = "namespace-ns", value_name = "NS")]
+        checkpoint_ns: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContextCommand {
+    /// The current task context.
+    Get {
+        /// The session id.
+        session: String,
+    },
+    /// The task context's versions that the store keeps (today only the current one).
+    History {
+        /// The session id.
+        session: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// Names in a scope, or the versions of one name.
+    List {
+        /// The scope.
+        scope: String,
+        /// A name, to list its versions.
+        name: Option<String>,
+    },
+    /// One version's metadata, and its content to a file or stdout.
+    Get {
+        /// The scope.
+        scope: String,
+        /// The name.
+        name: String,
+        /// The version (default: latest).
+        #[arg(long)]
+        version: Option<u64>,
+        /// Write the content here (`-` for stdout); without it only metadata is shown.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Delete one version, or every version of a name.
+    Delete {
+        /// The scope.
+        scope: String,
+        /// The name.
+        name: String,
+        /// Only this version (default: every version).
+        #[arg(long)]
+        version: Option<u64>,
+    },
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration such as 90s, 30m, 12h or 7d, got {text:?}"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m, h or d")),
+    };
+    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+}

@@ -1,0 +1,7 @@
+//! One module per group of commands.
+
+pub mod checkpoints;
+pub mod export;
+pub mod health;
+pub mod inspect;
+pub mod ops;

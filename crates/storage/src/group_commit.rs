@@ -128,14 +128,24 @@ impl GroupCommit {
             err.with_backend(backend.name())
                 .with_operation("put_checkpoint")
         })?;
-        // One lane per thread: puts of different threads flush side by side on their own
-        // connections (one lane for all measured 0.7x of one call per put on PostgreSQL,
-        // its single flusher using one server core), while a thread's puts keep their order.
-        let lane = checkpoint.thread_id.clone();
+        // A few lanes, each thread always in the same one: a lane's batch holds puts of
+        // many threads (one transaction, one commit), the lanes flush side by side on
+        // their own connections, and a thread's puts keep their order.
+        let lane = checkpoint_lane(&checkpoint.thread_id);
         self.checkpoints
             .submit(&*backend, &lane, (checkpoint, new_versions))
             .await
     }
+}
+
+/// Lanes of checkpoint puts: enough to keep a few connections committing at once.
+const CHECKPOINT_LANES: u64 = 4;
+
+fn checkpoint_lane(thread_id: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    thread_id.hash(&mut hasher);
+    (hasher.finish() % CHECKPOINT_LANES).to_string()
 }
 
 struct Pending<K: BatchKind> {

@@ -7,9 +7,8 @@
 //! other checkpoints. A put stores its new blobs and its row in one write job, so they
 //! become visible together or not at all.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rusqlite::OptionalExtension;
 use serde_json::Value;
 use storage_core::checkpoint::{
     indexed_writes, sort_writes, validate_checkpoint_namespace, validate_put_writes, validate_puts,
@@ -30,20 +29,49 @@ pub const PUT_BLOB: &str = "INSERT INTO \"{ns}.checkpoint_blobs\" \
 
 /// A stored checkpoint id is replaced.
 pub const PUT_CHECKPOINT: &str = "INSERT INTO \"{ns}.checkpoints\" \
-     (thread_id, ns, checkpoint_id, run_id, record) VALUES (?1, ?2, ?3, ?4, ?5) \
+     (thread_id, ns, checkpoint_id, run_id, versions, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET \
-     run_id = excluded.run_id, record = excluded.record";
+     run_id = excluded.run_id, versions = excluded.versions, record = excluded.record";
 
-/// The latest checkpoint of a (thread, namespace): the greatest id, through the key.
-pub const LATEST: &str = "SELECT checkpoint_id, record FROM \"{ns}.checkpoints\" \
-     WHERE thread_id = ?1 AND ns = ?2 ORDER BY checkpoint_id DESC LIMIT 1";
+/// One checkpoint with its values and pending writes, in one statement (so one snapshot,
+/// with no transaction around it): `{which}` selects the checkpoint row; its channel values
+/// are looked up by the blob table's full key, one per entry of its `versions`; part 0 is
+/// the row, part 1 a channel value, part 2 a pending write.
+const GET: &str = "WITH c AS MATERIALIZED (\
+     SELECT checkpoint_id, versions, record FROM \"{ns}.checkpoints\" \
+     WHERE thread_id = ?1 AND ns = ?2 {which} LIMIT 1) \
+     SELECT 0, c.checkpoint_id, c.record FROM c \
+     UNION ALL \
+     SELECT 1, j.key, b.value FROM c CROSS JOIN json_each(c.versions) AS j \
+     CROSS JOIN \"{ns}.checkpoint_blobs\" AS b \
+     ON b.thread_id = ?1 AND b.ns = ?2 AND b.channel = j.key AND b.version = j.value \
+     UNION ALL \
+     SELECT 2, NULL, w.record FROM c CROSS JOIN \"{ns}.checkpoint_writes\" AS w \
+     ON w.thread_id = ?1 AND w.ns = ?2 AND w.checkpoint_id = c.checkpoint_id";
 
-const BY_ID: &str = "SELECT checkpoint_id, record FROM \"{ns}.checkpoints\" \
-     WHERE thread_id = ?1 AND ns = ?2 AND checkpoint_id = ?3";
+/// [`GET`] of the latest checkpoint: the greatest id, through the key.
+pub fn get_latest_sql() -> String {
+    GET.replace("{which}", "ORDER BY checkpoint_id DESC")
+}
 
-/// One channel value by its full key.
-pub const BLOB: &str = "SELECT value FROM \"{ns}.checkpoint_blobs\" \
-     WHERE thread_id = ?1 AND ns = ?2 AND channel = ?3 AND version = ?4";
+/// [`GET`] of one checkpoint id.
+fn get_by_id_sql() -> String {
+    GET.replace("{which}", "AND checkpoint_id = ?3")
+}
+
+/// The channel values of a list of `[namespace, channel, version]` keys (a JSON array in
+/// `?2`), each looked up by the full primary key; rows come back with the key's position.
+/// `CROSS JOIN` keeps the key list as the outer loop.
+pub const BLOBS: &str = "SELECT j.key, b.value FROM json_each(?2) AS j \
+     CROSS JOIN \"{ns}.checkpoint_blobs\" AS b \
+     ON b.thread_id = ?1 AND b.ns = j.value ->> 0 AND b.channel = j.value ->> 1 \
+     AND b.version = j.value ->> 2";
+
+/// The pending writes of a list of `[namespace, checkpoint id]` (a JSON array in `?2`),
+/// with the position of the checkpoint each belongs to.
+const WRITES_OF: &str = "SELECT j.key, w.record FROM json_each(?2) AS j \
+     CROSS JOIN \"{ns}.checkpoint_writes\" AS w \
+     ON w.thread_id = ?1 AND w.ns = j.value ->> 0 AND w.checkpoint_id = j.value ->> 1";
 
 /// The pending writes of one checkpoint id.
 pub const WRITES: &str = "SELECT record FROM \"{ns}.checkpoint_writes\" \
@@ -75,8 +103,8 @@ const DELETE_BLOB: &str = "DELETE FROM \"{ns}.checkpoint_blobs\" \
 const THREAD_EXISTS: &str =
     "SELECT EXISTS (SELECT 1 FROM \"{ns}.checkpoints\" WHERE thread_id = ?1)";
 const COPY_CHECKPOINTS: &str = "INSERT INTO \"{ns}.checkpoints\" \
-     (thread_id, ns, checkpoint_id, run_id, record) \
-     SELECT ?2, ns, checkpoint_id, run_id, record FROM \"{ns}.checkpoints\" WHERE thread_id = ?1";
+     (thread_id, ns, checkpoint_id, run_id, versions, record) \
+     SELECT ?2, ns, checkpoint_id, run_id, versions, record FROM \"{ns}.checkpoints\" WHERE thread_id = ?1";
 const COPY_BLOBS: &str = "INSERT INTO \"{ns}.checkpoint_blobs\" \
      (thread_id, ns, channel, version, value) \
      SELECT ?2, ns, channel, version, value FROM \"{ns}.checkpoint_blobs\" WHERE thread_id = ?1 \
@@ -96,6 +124,7 @@ pub(crate) struct PutRow {
     namespace: String,
     checkpoint_id: String,
     run_id: Option<String>,
+    versions: String,
     blobs: Vec<(String, String, Vec<u8>)>,
     record: Vec<u8>,
 }
@@ -117,9 +146,13 @@ impl PutRow {
             .get("run_id")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let versions = serde_json::to_string(&checkpoint.channel_versions).map_err(|err| {
+            StorageError::serialization(format!("cannot encode channel versions: {err}"))
+        })?;
         checkpoint.channel_values.clear();
         let record = wire::encode(&checkpoint)?;
         Ok(PutRow {
+            versions,
             thread_id: checkpoint.thread_id,
             namespace: checkpoint.namespace,
             checkpoint_id: checkpoint.id,
@@ -142,43 +175,103 @@ impl PutRow {
             &self.namespace,
             &self.checkpoint_id,
             &self.run_id,
+            &self.versions,
             &self.record,
         ))?;
         Ok(())
     }
 }
 
-/// A stored checkpoint with its values and pending writes; the row's key is
+/// Selected checkpoints with their values and pending writes; the row's key is
 /// authoritative over the record's copy.
-fn tuple(
+///
+/// Two statements whatever the number of checkpoints and channels: one reads every
+/// distinct (namespace, channel, version) the checkpoints name, each by the blob table's
+/// full primary key (`json_each` over the list of keys drives the lookups, so the
+/// statement text is one, cached, for any number of channels); the other reads the pending
+/// writes of every checkpoint the same way. Consecutive checkpoints of a chain mostly
+/// share their versions (a step changes one channel of ten), so a listing reads and
+/// decodes each shared value once.
+fn fill(
     db: &Db<'_>,
     thread_id: &str,
-    namespace: &str,
-    checkpoint_id: String,
-    mut checkpoint: Checkpoint,
-) -> SqlResult<CheckpointTuple> {
-    checkpoint.thread_id = thread_id.to_owned();
-    checkpoint.namespace = namespace.to_owned();
-    checkpoint.id = checkpoint_id;
-    let mut blob = db.prepare(BLOB)?;
-    for (channel, version) in &checkpoint.channel_versions {
-        let value = blob
-            .query_row((thread_id, namespace, channel, version), |row| {
-                row.get::<_, Vec<u8>>(0)
-            })
-            .optional()?;
-        // A channel whose version has no stored value is absent.
-        if let Some(value) = value {
-            checkpoint
-                .channel_values
-                .insert(channel.clone(), wire::decode::<Value>(&value)?);
+    selected: Vec<(String, String, Checkpoint)>,
+) -> SqlResult<Vec<CheckpointTuple>> {
+    if selected.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Each distinct key once, in `keys`; per checkpoint, the key position of each channel
+    // (in `channel_versions` order).
+    let mut positions: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut keys: Vec<[&str; 3]> = Vec::new();
+    let mut channel_keys: Vec<Vec<usize>> = Vec::with_capacity(selected.len());
+    for (namespace, _, checkpoint) in &selected {
+        let mut of_checkpoint = Vec::with_capacity(checkpoint.channel_versions.len());
+        for (channel, version) in &checkpoint.channel_versions {
+            let position = *positions
+                .entry((namespace, channel, version))
+                .or_insert_with(|| {
+                    keys.push([namespace, channel, version]);
+                    keys.len() - 1
+                });
+            of_checkpoint.push(position);
+        }
+        channel_keys.push(of_checkpoint);
+    }
+    let mut values: Vec<Option<Value>> = vec![None; keys.len()];
+    if !keys.is_empty() {
+        let keys = serde_json::to_string(&keys)
+            .map_err(|err| StorageError::serialization(format!("blob keys: {err}")))?;
+        let mut statement = db.prepare(BLOBS)?;
+        let mut rows = statement.query((thread_id, keys))?;
+        while let Some(row) = rows.next()? {
+            let position = usize::try_from(row.get::<_, i64>(0)?).unwrap_or(usize::MAX);
+            let value = wire::decode::<Value>(row.get_ref(1)?.as_blob()?)?;
+            if let Some(slot) = values.get_mut(position) {
+                *slot = Some(value);
+            }
         }
     }
-    let pending_writes = writes(db, thread_id, namespace, &checkpoint.id)?;
-    Ok(CheckpointTuple {
-        checkpoint,
-        pending_writes,
-    })
+    let ids: Vec<[&str; 2]> = selected
+        .iter()
+        .map(|(namespace, id, _)| [namespace.as_str(), id.as_str()])
+        .collect();
+    let mut writes: Vec<Vec<PendingWrite>> = vec![Vec::new(); selected.len()];
+    {
+        let ids = serde_json::to_string(&ids)
+            .map_err(|err| StorageError::serialization(format!("checkpoint ids: {err}")))?;
+        let mut statement = db.prepare(WRITES_OF)?;
+        let mut rows = statement.query((thread_id, ids))?;
+        while let Some(row) = rows.next()? {
+            let position = usize::try_from(row.get::<_, i64>(0)?).unwrap_or(usize::MAX);
+            let write = wire::decode::<PendingWrite>(row.get_ref(1)?.as_blob()?)?;
+            if let Some(list) = writes.get_mut(position) {
+                list.push(write);
+            }
+        }
+    }
+    let mut tuples = Vec::with_capacity(selected.len());
+    for (((namespace, id, mut checkpoint), mut pending_writes), of_checkpoint) in
+        selected.into_iter().zip(writes).zip(channel_keys)
+    {
+        for (channel, position) in checkpoint.channel_versions.keys().zip(of_checkpoint) {
+            // A channel whose version has no stored value is absent.
+            if let Some(value) = &values[position] {
+                checkpoint
+                    .channel_values
+                    .insert(channel.clone(), value.clone());
+            }
+        }
+        checkpoint.thread_id = thread_id.to_owned();
+        checkpoint.namespace = namespace;
+        checkpoint.id = id;
+        sort_writes(&mut pending_writes);
+        tuples.push(CheckpointTuple {
+            checkpoint,
+            pending_writes,
+        });
+    }
+    Ok(tuples)
 }
 
 fn writes(
@@ -230,10 +323,7 @@ fn list(db: &Db<'_>, query: &CheckpointQuery) -> SqlResult<Vec<CheckpointTuple>>
             }
         }
     }
-    selected
-        .into_iter()
-        .map(|(namespace, id, checkpoint)| tuple(db, &query.thread_id, &namespace, id, checkpoint))
-        .collect()
+    fill(db, &query.thread_id, selected)
 }
 
 impl SqliteBackend {
@@ -280,25 +370,39 @@ impl SqliteBackend {
         let checkpoint_id = checkpoint_id.map(str::to_owned);
         self.engine
             .read(move |db| {
-                db.snapshot(|db| {
-                    let read = |row: &rusqlite::Row<'_>| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
-                    };
-                    let row = match &checkpoint_id {
-                        None => db
-                            .prepare(LATEST)?
-                            .query_row((&thread_id, &namespace), read),
-                        Some(id) => db
-                            .prepare(BY_ID)?
-                            .query_row((&thread_id, &namespace, id), read),
+                let sql = match checkpoint_id {
+                    None => get_latest_sql(),
+                    Some(_) => get_by_id_sql(),
+                };
+                let mut statement = db.prepare(&sql)?;
+                let mut rows = match &checkpoint_id {
+                    None => statement.query((&thread_id, &namespace))?,
+                    Some(id) => statement.query((&thread_id, &namespace, id))?,
+                };
+                let mut found: Option<(String, Checkpoint)> = None;
+                let mut values = Vec::new();
+                let mut pending_writes = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let data = row.get_ref(2)?.as_blob()?;
+                    match row.get::<_, i64>(0)? {
+                        0 => found = Some((row.get(1)?, wire::decode(data)?)),
+                        1 => values.push((row.get::<_, String>(1)?, wire::decode::<Value>(data)?)),
+                        _ => pending_writes.push(wire::decode::<PendingWrite>(data)?),
                     }
-                    .optional()?;
-                    let Some((id, record)) = row else {
-                        return Ok(None);
-                    };
-                    let checkpoint: Checkpoint = wire::decode(&record)?;
-                    Ok(Some(tuple(db, &thread_id, &namespace, id, checkpoint)?))
-                })
+                }
+                let Some((id, mut checkpoint)) = found else {
+                    return Ok(None);
+                };
+                // A channel whose version has no stored value is absent.
+                checkpoint.channel_values = values.into_iter().collect();
+                checkpoint.thread_id = thread_id;
+                checkpoint.namespace = namespace;
+                checkpoint.id = id;
+                sort_writes(&mut pending_writes);
+                Ok(Some(CheckpointTuple {
+                    checkpoint,
+                    pending_writes,
+                }))
             })
             .await
     }

@@ -43,7 +43,7 @@ pub use config::{SqliteConfig, Synchronous};
 /// same work done through rusqlite directly. Not a stable interface.
 #[doc(hidden)]
 pub mod raw {
-    pub use crate::checkpoints::{BLOB, LATEST, PUT_BLOB, PUT_CHECKPOINT, WRITES};
+    pub use crate::checkpoints::{get_latest_sql, BLOBS, PUT_BLOB, PUT_CHECKPOINT, WRITES};
     pub use crate::conversation::{INSERT as INSERT_MESSAGE, TAKE_SEQUENCES};
     pub use crate::sessions::SELECT_ONE as GET_SESSION;
 

@@ -4,9 +4,9 @@
 //! Why not refinery (which PostgreSQL uses) or `PRAGMA user_version`: every table name
 //! carries the namespace (several namespaces may share one file), so the scripts are
 //! templates filled in at run time, and the applied versions are per namespace, which one
-//! `user_version` per file cannot record. refinery's rusqlite driver also opens its
-//! transaction `DEFERRED`, and two processes initializing one file at once could then fail
-//! to upgrade their read locks. Here a migration is a write job like any other: it runs in
+//! `user_version` per file cannot record. refinery's rusqlite driver also reads the applied
+//! versions before it opens its (`DEFERRED`) transaction, so two processes initializing one
+//! file at once could both decide to apply the same script. Here a migration is a write job like any other: it runs in
 //! the writer's `BEGIN IMMEDIATE` transaction, so concurrent initializers (threads or
 //! processes) take turns on SQLite's write lock, and each applies only what the other has
 //! not. Applied versions are recorded in `"<namespace>.schema_migrations"`; running again

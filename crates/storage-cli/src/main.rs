@@ -40,8 +40,8 @@ enum Command {
     /// Copy every kind of data from one backend to another, then verify the copy. Safe to
     /// run again after an interruption: nothing is stored twice.
     ///
-    /// URLs: redis://HOST:PORT/DB, postgres://USER@HOST:PORT/DB, file:///DIR, s3://BUCKET,
-    /// each with an optional ?namespace=NAME.
+    /// URLs: redis://HOST:PORT/DB, postgres://USER@HOST:PORT/DB, sqlite://PATH, file:///DIR,
+    /// s3://BUCKET, each with an optional ?namespace=NAME.
     Migrate {
         /// The source backend's URL.
         #[arg(long, value_name = "URL")]

@@ -24,11 +24,11 @@ use crate::engine::Db;
 use crate::error::SqlResult;
 
 /// A stored blob is never replaced.
-pub const PUT_BLOB: &str = "INSERT INTO \"{ns}.checkpoint_blobs\" \
+const PUT_BLOB: &str = "INSERT INTO \"{ns}.checkpoint_blobs\" \
      (thread_id, ns, channel, version, value) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
 
 /// A stored checkpoint id is replaced.
-pub const PUT_CHECKPOINT: &str = "INSERT INTO \"{ns}.checkpoints\" \
+const PUT_CHECKPOINT: &str = "INSERT INTO \"{ns}.checkpoints\" \
      (thread_id, ns, checkpoint_id, run_id, versions, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET \
      run_id = excluded.run_id, versions = excluded.versions, record = excluded.record";
@@ -50,7 +50,7 @@ const GET: &str = "WITH c AS MATERIALIZED (\
      ON w.thread_id = ?1 AND w.ns = ?2 AND w.checkpoint_id = c.checkpoint_id";
 
 /// [`GET`] of the latest checkpoint: the greatest id, through the key.
-pub fn get_latest_sql() -> String {
+fn get_latest_sql() -> String {
     GET.replace("{which}", "ORDER BY checkpoint_id DESC")
 }
 
@@ -62,7 +62,7 @@ fn get_by_id_sql() -> String {
 /// The channel values of a list of `[namespace, channel, version]` keys (a JSON array in
 /// `?2`), each looked up by the full primary key; rows come back with the key's position.
 /// `CROSS JOIN` keeps the key list as the outer loop.
-pub const BLOBS: &str = "SELECT j.key, b.value FROM json_each(?2) AS j \
+const BLOBS: &str = "SELECT j.key, b.value FROM json_each(?2) AS j \
      CROSS JOIN \"{ns}.checkpoint_blobs\" AS b \
      ON b.thread_id = ?1 AND b.ns = j.value ->> 0 AND b.channel = j.value ->> 1 \
      AND b.version = j.value ->> 2";
@@ -74,7 +74,7 @@ const WRITES_OF: &str = "SELECT j.key, w.record FROM json_each(?2) AS j \
      ON w.thread_id = ?1 AND w.ns = j.value ->> 0 AND w.checkpoint_id = j.value ->> 1";
 
 /// The pending writes of one checkpoint id.
-pub const WRITES: &str = "SELECT record FROM \"{ns}.checkpoint_writes\" \
+const WRITES: &str = "SELECT record FROM \"{ns}.checkpoint_writes\" \
      WHERE thread_id = ?1 AND ns = ?2 AND checkpoint_id = ?3";
 
 const WRITE_FIRST_WINS: &str = "INSERT INTO \"{ns}.checkpoint_writes\" \

@@ -14,13 +14,13 @@ const BY_CLIENT_ID: &str = "SELECT sequence, record FROM \"{ns}.messages\" \
      WHERE session_id = ?1 AND client_id = ?2";
 
 /// Takes `?2` numbers from the session's counter; returns the new highest one.
-pub const TAKE_SEQUENCES: &str = "INSERT INTO \"{ns}.message_counters\" AS c \
+const TAKE_SEQUENCES: &str = "INSERT INTO \"{ns}.message_counters\" AS c \
      (session_id, last_sequence) VALUES (?1, ?2) ON CONFLICT (session_id) \
      DO UPDATE SET last_sequence = c.last_sequence + excluded.last_sequence \
      RETURNING last_sequence";
 
 /// Stores one message under its number.
-pub const INSERT: &str = "INSERT INTO \"{ns}.messages\" (session_id, sequence, client_id, record) \
+const INSERT: &str = "INSERT INTO \"{ns}.messages\" (session_id, sequence, client_id, record) \
      VALUES (?1, ?2, ?3, ?4)";
 
 const LAST_N: &str = "SELECT sequence, record FROM \"{ns}.messages\" WHERE session_id = ?1 \

@@ -38,17 +38,3 @@ mod task_context;
 
 pub use backend::SqliteBackend;
 pub use config::{SqliteConfig, Synchronous};
-
-/// The backend's own statements, for the benchmark that compares the backend with the
-/// same work done through rusqlite directly. Not a stable interface.
-#[doc(hidden)]
-pub mod raw {
-    pub use crate::checkpoints::{get_latest_sql, BLOBS, PUT_BLOB, PUT_CHECKPOINT, WRITES};
-    pub use crate::conversation::{INSERT as INSERT_MESSAGE, TAKE_SEQUENCES};
-    pub use crate::sessions::SELECT_ONE as GET_SESSION;
-
-    /// A statement template with the namespace filled in.
-    pub fn sql(template: &str, namespace: &str) -> String {
-        template.replace("{ns}", namespace)
-    }
-}

@@ -21,7 +21,7 @@ const INSERT: &str =
      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING";
 
 /// Looks up one session by its primary key.
-pub const SELECT_ONE: &str = "SELECT record FROM \"{ns}.sessions\" WHERE id = ?1";
+const SELECT_ONE: &str = "SELECT record FROM \"{ns}.sessions\" WHERE id = ?1";
 
 const UPDATE: &str =
     "UPDATE \"{ns}.sessions\" SET status = ?2, last_activity_us = ?3, record = ?4 \

@@ -362,7 +362,8 @@ fn commit_batch(db: &Db<'_>, batch: Vec<Box<dyn WriteJob>>) {
     let single = batch.len() == 1;
     let mut deliveries = Vec::with_capacity(batch.len());
     let mut any_ok = false;
-    for job in batch {
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
         if single {
             let (ok, deliver) = job.run(db);
             any_ok = ok;
@@ -384,10 +385,14 @@ fn commit_batch(db: &Db<'_>, batch: Vec<Box<dyn WriteJob>>) {
                 any_ok |= ok;
                 deliveries.push(deliver);
             }
-            // The savepoint could not be ended: what the transaction holds is unknown, so
-            // nothing of this batch is committed.
+            // The savepoint could not be ended (SQLite rolls the whole transaction back
+            // after some errors, such as a full disk): what the transaction holds is
+            // unknown, so nothing of this batch is committed, and the jobs not yet run
+            // fail without running.
             Err(err) => {
-                deliver(Err(classify(Failure::Driver(err))));
+                let error = classify(Failure::Driver(err));
+                deliver(Err(error.clone()));
+                jobs.for_each(|job| job.fail(error.clone()));
                 return rollback_all(db, deliveries);
             }
         }

@@ -15,7 +15,7 @@ Tasks:
                           filter, `-- --nocapture`. A package selection replaces --workspace;
                           selecting storage-tests builds storectl first (its tests run it).
   bench <backend> [args]  cargo bench -p storage-<backend> --bench <backend> -- [args]
-                          Backends: memory, redis, postgres, object.
+                          Backends: memory, redis, postgres, object, sqlite.
   lint                    cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings
   ci                      lint, then test (what .ci/run calls)
   help, -h, --help        this text
@@ -25,7 +25,7 @@ non-zero exit status and names the step.
 ";
 
 /// Backends that have a benchmark target named after them.
-pub const BACKENDS: [&str; 4] = ["memory", "redis", "postgres", "object"];
+pub const BACKENDS: [&str; 5] = ["memory", "redis", "postgres", "object", "sqlite"];
 
 /// A task chosen on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! A short agent loop on the embedded default: the local directory `./.storage`, no server
-//! needed. A session, a conversation, checkpoints with pending writes, task context and an
+//! A short agent loop on the embedded default, no server needed: every kind but artifacts
+//! in the SQLite file `./.storage/storage.db`, artifacts as files under `./.storage`. A session, a conversation, checkpoints with pending writes, task context and an
 //! artifact, then a look at what was stored.
 //!
 //! Run it with `cargo run -p storage --example quickstart`. Settings come from
@@ -15,6 +15,7 @@ use storage_core::prelude::*;
 #[tokio::main]
 async fn main() -> storage_core::Result<()> {
     let loaded = ConfigLoader::new()
+        .set("sqlite.namespace", "quickstart")
         .set("object.namespace", "quickstart")
         .set("memory.namespace", "quickstart")
         .load()?;

@@ -44,15 +44,18 @@ pub enum BackendName {
     Postgres,
     /// Object storage, on `storage-object` (feature `object`).
     Object,
+    /// One SQLite database file, on `storage-sqlite` (feature `sqlite`).
+    Sqlite,
 }
 
 impl BackendName {
     /// Every backend.
-    pub const ALL: [BackendName; 4] = [
+    pub const ALL: [BackendName; 5] = [
         BackendName::Memory,
         BackendName::Redis,
         BackendName::Postgres,
         BackendName::Object,
+        BackendName::Sqlite,
     ];
 
     /// The name as written in configuration.
@@ -62,6 +65,7 @@ impl BackendName {
             BackendName::Redis => "redis",
             BackendName::Postgres => "postgres",
             BackendName::Object => "object",
+            BackendName::Sqlite => "sqlite",
         }
     }
 
@@ -72,6 +76,7 @@ impl BackendName {
             BackendName::Redis => cfg!(feature = "redis"),
             BackendName::Postgres => cfg!(feature = "postgres"),
             BackendName::Object => cfg!(feature = "object"),
+            BackendName::Sqlite => cfg!(feature = "sqlite"),
         }
     }
 }
@@ -158,6 +163,15 @@ pub type PostgresSettings = storage_postgres::PostgresConfig;
 /// `postgres` feature).
 #[cfg(not(feature = "postgres"))]
 pub type PostgresSettings = NotCompiled;
+
+/// Settings of the SQLite backend (`storage_sqlite::SqliteConfig` with the `sqlite`
+/// feature).
+#[cfg(feature = "sqlite")]
+pub type SqliteSettings = storage_sqlite::SqliteConfig;
+/// Settings of the SQLite backend (`storage_sqlite::SqliteConfig` with the `sqlite`
+/// feature).
+#[cfg(not(feature = "sqlite"))]
+pub type SqliteSettings = NotCompiled;
 
 /// Settings of the object-storage backend (`storage_object::ObjectConfig` with the
 /// `object` feature).
@@ -302,8 +316,10 @@ impl Default for HealthSettings {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// The backend of every kind without a route; by default the embedded object store
-    /// in the local directory `./.storage`.
+    /// The backend of every kind without a route; by default the embedded SQLite file
+    /// `./.storage/storage.db`. With `sqlite` here, artifacts without a route go to the
+    /// object store (by default the local directory `./.storage`): large blobs are files,
+    /// not database rows. See [`StorageConfig::backend_of`].
     pub backend: BackendName,
     /// Per-kind routes.
     pub routes: RoutesConfig,
@@ -315,6 +331,8 @@ pub struct StorageConfig {
     pub postgres: PostgresSettings,
     /// The object-storage backend.
     pub object: ObjectSettings,
+    /// The SQLite backend.
+    pub sqlite: SqliteSettings,
     /// The read cache.
     pub cache: CacheSettings,
     /// Retries.
@@ -395,12 +413,13 @@ impl FailoverConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
-            backend: BackendName::Object,
+            backend: BackendName::Sqlite,
             routes: RoutesConfig::default(),
             memory: MemorySettings::default(),
             redis: RedisSettings::default(),
             postgres: PostgresSettings::default(),
             object: ObjectSettings::default(),
+            sqlite: SqliteSettings::default(),
             cache: CacheSettings::default(),
             retry: RetrySettings::default(),
             timeouts: TimeoutSettings::default(),
@@ -422,6 +441,7 @@ impl fmt::Debug for StorageConfig {
             .field("redis", &self.redis)
             .field("postgres", &self.postgres)
             .field("object", &self.object)
+            .field("sqlite", &self.sqlite)
             .field("cache", &self.cache)
             .field("retry", &self.retry)
             .field("timeouts", &self.timeouts)
@@ -435,13 +455,14 @@ impl fmt::Debug for StorageConfig {
 
 /// The top-level keys; only `STORAGE_*` variables under one of them are configuration
 /// (others, such as `STORAGE_CONFIG_FILE` or `STORAGE_TEST_REDIS_URL`, are not).
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "backend",
     "routes",
     "memory",
     "redis",
     "postgres",
     "object",
+    "sqlite",
     "cache",
     "retry",
     "timeouts",
@@ -458,9 +479,21 @@ impl StorageConfig {
         Ok(ConfigLoader::new().load()?.config)
     }
 
-    /// The backend `kind` is routed to.
+    /// The backend `kind` is routed to: its route, else `backend`, except that artifacts
+    /// without a route go to `object` when `backend` is `sqlite` (and `object` is compiled
+    /// in): the embedded default keeps records in one database file and large blobs in
+    /// files beside it. `routes.artifacts = "sqlite"` keeps artifacts in the database.
     pub fn backend_of(&self, kind: Kind) -> BackendName {
-        self.routes.get(kind).unwrap_or(self.backend)
+        match self.routes.get(kind) {
+            Some(backend) => backend,
+            None if kind == Kind::Artifacts
+                && self.backend == BackendName::Sqlite
+                && BackendName::Object.is_compiled() =>
+            {
+                BackendName::Object
+            }
+            None => self.backend,
+        }
     }
 
     /// Checks every value; a wrong one is a `Config` error naming its key.
@@ -590,6 +623,10 @@ impl StorageConfig {
         if self.uses(BackendName::Object) {
             self.object.validate().map_err(|err| keyed(err, "object"))?;
         }
+        #[cfg(feature = "sqlite")]
+        if self.uses(BackendName::Sqlite) {
+            self.sqlite.validate().map_err(|err| keyed(err, "sqlite"))?;
+        }
         let _ = keyed;
         Ok(())
     }
@@ -610,6 +647,10 @@ impl StorageConfig {
         #[cfg(feature = "object")]
         {
             config.object.namespace = namespace.to_owned();
+        }
+        #[cfg(feature = "sqlite")]
+        {
+            config.sqlite.namespace = namespace.to_owned();
         }
         config
     }

@@ -100,6 +100,14 @@ pub fn build_backend(
             }
             Arc::new(storage_object::ObjectBackend::new(settings)?)
         }
+        #[cfg(feature = "sqlite")]
+        BackendName::Sqlite => {
+            let mut settings = config.sqlite.clone();
+            if let Some(namespace) = namespace {
+                settings.namespace = namespace.to_owned();
+            }
+            Arc::new(storage_sqlite::SqliteBackend::new(settings)?)
+        }
         #[allow(unreachable_patterns)]
         other => return Err(StorageError::config(not_compiled(other))),
     };

@@ -19,8 +19,27 @@ fn load(
 fn defaults_apply_without_file_or_env() {
     Jail::expect_with(|_jail| {
         let loaded = load(|| ConfigLoader::new().load());
-        assert_eq!(loaded.config.backend, BackendName::Object);
+        // The embedded default: SQLite for every kind but artifacts, which stay on the
+        // local directory.
+        assert_eq!(loaded.config.backend, BackendName::Sqlite);
+        for kind in Kind::ALL {
+            let expected = if kind == Kind::Artifacts {
+                BackendName::Object
+            } else {
+                BackendName::Sqlite
+            };
+            assert_eq!(loaded.config.backend_of(kind), expected, "{kind}");
+        }
+        assert_eq!(
+            loaded.config.sqlite.path,
+            std::path::PathBuf::from("./.storage/storage.db")
+        );
         assert_eq!(loaded.config.memory.namespace, "default");
+        assert_eq!(
+            loaded.config.sqlite.synchronous,
+            storage_sqlite::Synchronous::Full,
+            "the embedded default acknowledges only what is on disk"
+        );
         assert!(
             loaded.config.object.fsync,
             "the embedded default acknowledges only what is on disk"

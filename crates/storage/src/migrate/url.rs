@@ -8,7 +8,9 @@ use crate::config::{BackendName, StorageConfig};
 ///
 /// The scheme picks the backend: `redis://`, `rediss://` (Redis), `postgres://`,
 /// `postgresql://` (PostgreSQL), `file://`, `s3://`, `gs://`, `az://`, `object+memory://`
-/// (object storage; the last is the object backend's in-memory store), `memory://` (the
+/// (object storage; the last is the object backend's in-memory store), `sqlite://PATH`
+/// (a SQLite file: `sqlite:///var/lib/app/storage.db`, `sqlite://./.storage/storage.db`),
+/// `memory://` (the
 /// in-process memory backend, useful only inside one process). A `namespace` query
 /// parameter selects the namespace and is removed before the URL reaches the backend:
 /// `redis://127.0.0.1:6379/0?namespace=app`. On object-storage URLs every other query
@@ -25,13 +27,14 @@ pub fn config_for_url(url: &str) -> Result<(BackendName, StorageConfig)> {
         "memory" => BackendName::Memory,
         "redis" | "rediss" => BackendName::Redis,
         "postgres" | "postgresql" => BackendName::Postgres,
+        "sqlite" => BackendName::Sqlite,
         "file" | "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "object+memory" => {
             BackendName::Object
         }
         other => {
             return Err(StorageError::invalid_input(format!(
                 "unknown backend scheme {other:?} in {redacted:?}; expected memory, redis, \
-                 rediss, postgres, postgresql, file, s3, gs, az or object+memory"
+                 rediss, postgres, postgresql, sqlite, file, s3, gs, az or object+memory"
             )))
         }
     };
@@ -84,6 +87,16 @@ fn set_address(
                 config.object.namespace = namespace;
             }
         }
+        #[cfg(feature = "sqlite")]
+        BackendName::Sqlite => {
+            let path = address.strip_prefix("sqlite://").unwrap_or(address);
+            config.sqlite.path = std::path::PathBuf::from(path);
+            // Every kind to the named file, artifacts included (see `backend_of`).
+            config.routes.artifacts = Some(BackendName::Sqlite);
+            if let Some(namespace) = namespace {
+                config.sqlite.namespace = namespace;
+            }
+        }
         other => {
             return Err(StorageError::config(crate::config::not_compiled(other)));
         }
@@ -133,6 +146,18 @@ mod tests {
         assert_eq!(backend, BackendName::Redis);
         assert_eq!(config.redis.url, "redis://127.0.0.1:1/0");
         assert_eq!(config.redis.namespace, "x");
+        let (backend, config) = config_for_url("sqlite:///var/lib/a.db?namespace=s").unwrap();
+        assert_eq!(backend, BackendName::Sqlite);
+        assert_eq!(
+            config.sqlite.path,
+            std::path::PathBuf::from("/var/lib/a.db")
+        );
+        assert_eq!(config.sqlite.namespace, "s");
+        // Every kind goes to the named file, artifacts included.
+        assert_eq!(
+            config.backend_of(crate::Kind::Artifacts),
+            BackendName::Sqlite
+        );
         let (backend, config) = config_for_url("object+memory://?namespace=o").unwrap();
         assert_eq!(backend, BackendName::Object);
         assert_eq!(config.object.url, "memory://");

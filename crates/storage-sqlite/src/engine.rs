@@ -1,0 +1,425 @@
+//! The connections: one writer thread that commits queued writes in groups, and a small
+//! pool of reader connections used from tokio's blocking threads.
+//!
+//! rusqlite is blocking, so no SQLite call ever runs on a tokio worker. Writes go through
+//! one channel to one thread that owns the write connection: it takes every job queued at
+//! that moment (up to `max_batch`), runs them in one `BEGIN IMMEDIATE` transaction, each
+//! inside its own `SAVEPOINT` so a failing job rolls back alone, and commits once. Under
+//! many concurrent callers many writes share one fsync; a lone caller's write is one
+//! transaction of its own (no savepoint, no waiting for company). A job's result reaches
+//! its caller only after the commit succeeded, so an acknowledged write is durable (with
+//! `synchronous = full`). Other processes on the same file are serialized by SQLite's
+//! write lock, which `BEGIN IMMEDIATE` takes up front and waits for up to the busy timeout.
+//!
+//! Reads run on reader connections in WAL mode, which never wait for the writer and run
+//! concurrently with each other; a read that needs more than one statement runs them in
+//! one read transaction ([`Db::snapshot`]) so it sees one state of the database.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rusqlite::{CachedStatement, Connection, OpenFlags};
+use storage_core::StorageError;
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::config::SqliteConfig;
+use crate::error::{classify, closed, Failure, SqlResult};
+
+/// A connection and the namespace whose tables statements name.
+pub(crate) struct Db<'c> {
+    pub(crate) conn: &'c Connection,
+    ns: &'c str,
+}
+
+impl Db<'_> {
+    /// The cached prepared statement for `template`, with `{ns}` replaced by the namespace.
+    /// Statement texts are constants of this crate: values always go in as parameters.
+    pub(crate) fn prepare(&self, template: &str) -> rusqlite::Result<CachedStatement<'_>> {
+        self.conn.prepare_cached(&template.replace("{ns}", self.ns))
+    }
+
+    /// Runs `read` in one read transaction, so several statements see one snapshot.
+    pub(crate) fn snapshot<T>(&self, read: impl FnOnce(&Self) -> SqlResult<T>) -> SqlResult<T> {
+        self.conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+        let result = read(self);
+        // Ending a read transaction cannot lose anything; an error here is reported only
+        // if the read itself succeeded.
+        let ended = self
+            .conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]));
+        if ended.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        let value = result?;
+        ended?;
+        Ok(value)
+    }
+}
+
+/// Opens a connection with the settings every connection of the backend has.
+fn open(config: &SqliteConfig, writer: bool) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(&config.path, flags)?;
+    conn.busy_timeout(Duration::from_millis(config.busy_timeout_ms))?;
+    conn.set_prepared_statement_cache_capacity(128);
+    // 8 MiB of page cache per connection (SQLite's default is 2 MiB): a thread's recent
+    // checkpoints and their values stay in memory between reads.
+    conn.pragma_update(None, "cache_size", -8192)?;
+    if writer {
+        // WAL is a property of the file: set once, every connection then uses it.
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!(
+                    "cannot switch {} to WAL mode",
+                    config.path.display()
+                )),
+            ));
+        }
+    } else {
+        conn.pragma_update(None, "query_only", true)?;
+    }
+    conn.pragma_update(None, "synchronous", config.synchronous.as_str())?;
+    Ok(conn)
+}
+
+/// Creates the database's directory if it is missing.
+fn create_parent(path: &std::path::Path) -> rusqlite::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
+            .map_err(|err| {
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("cannot create {}: {err}", dir.display())),
+                )
+            }),
+        _ => Ok(()),
+    }
+}
+
+/// What the commit of a job's batch came to.
+type Committed = Result<(), StorageError>;
+
+/// A queued write: runs on the writer's connection, then learns whether its batch committed.
+trait WriteJob: Send {
+    /// Runs the job; returns whether it succeeded and how to deliver its result.
+    fn run(self: Box<Self>, db: &Db<'_>) -> (bool, Box<dyn FnOnce(Committed) + Send>);
+    /// Fails the job without running it.
+    fn fail(self: Box<Self>, error: StorageError);
+}
+
+struct Typed<F, T> {
+    job: F,
+    reply: oneshot::Sender<SqlResult<T>>,
+}
+
+impl<F, T> WriteJob for Typed<F, T>
+where
+    F: FnOnce(&Db<'_>) -> SqlResult<T> + Send,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, db: &Db<'_>) -> (bool, Box<dyn FnOnce(Committed) + Send>) {
+        let Typed { job, reply } = *self;
+        // A panicking job fails alone; the writer thread lives on.
+        let result = catch_unwind(AssertUnwindSafe(|| job(db))).unwrap_or_else(|_| {
+            Err(Failure::Storage(StorageError::backend(
+                "a write operation panicked; it was rolled back",
+            )))
+        });
+        let ok = result.is_ok();
+        let deliver = move |committed: Committed| {
+            let outcome = match (result, committed) {
+                (Err(failure), _) => Err(failure),
+                (Ok(value), Ok(())) => Ok(value),
+                (Ok(_), Err(error)) => Err(Failure::Storage(error)),
+            };
+            // The caller may have gone away (a cancelled future); the write stands.
+            let _ = reply.send(outcome);
+        };
+        (ok, Box::new(deliver))
+    }
+
+    fn fail(self: Box<Self>, error: StorageError) {
+        let _ = self.reply.send(Err(Failure::Storage(error)));
+    }
+}
+
+/// Counters the backend reports in its metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) commits: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) reads: AtomicU64,
+}
+
+/// The writer thread's handle and the reader pool.
+pub(crate) struct Engine {
+    writer: RwLock<Option<Sender<Box<dyn WriteJob>>>>,
+    readers: Arc<Readers>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) path: PathBuf,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.path)
+            .field("closed", &self.readers.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+    closed: AtomicBool,
+    config: SqliteConfig,
+    ns: Arc<str>,
+}
+
+impl Engine {
+    /// Starts the writer thread. Connections are opened on first use, so building a
+    /// backend does no I/O and a file that cannot be opened fails each operation (and is
+    /// tried again by the next).
+    pub(crate) fn start(config: &SqliteConfig) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        let stats = Arc::new(Stats::default());
+        let ns: Arc<str> = Arc::from(config.namespace.as_str());
+        {
+            let (config, stats, ns) = (config.clone(), stats.clone(), ns.clone());
+            std::thread::Builder::new()
+                .name(format!("sqlite-writer-{}", config.namespace))
+                .spawn(move || writer_loop(&config, &ns, &receiver, &stats))
+                .expect("spawning the SQLite writer thread");
+        }
+        let readers = Arc::new(Readers {
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(config.readers),
+            closed: AtomicBool::new(false),
+            config: config.clone(),
+            ns,
+        });
+        Engine {
+            writer: RwLock::new(Some(sender)),
+            readers,
+            stats,
+            path: config.path.clone(),
+        }
+    }
+
+    /// Runs `job` on the writer connection inside the next group transaction; resolves
+    /// after the commit.
+    pub(crate) async fn write<T, F>(&self, job: F) -> SqlResult<T>
+    where
+        F: FnOnce(&Db<'_>) -> SqlResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        {
+            let writer = self.writer.read().unwrap_or_else(|e| e.into_inner());
+            let sender = writer.as_ref().ok_or_else(closed)?;
+            sender
+                .send(Box::new(Typed { job, reply }))
+                .map_err(|_| closed())?;
+        }
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Runs `job` on a reader connection, on a blocking thread.
+    pub(crate) async fn read<T, F>(&self, job: F) -> SqlResult<T>
+    where
+        F: FnOnce(&Db<'_>) -> SqlResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = self.readers.permits.acquire().await.map_err(|_| closed())?;
+        let readers = self.readers.clone();
+        self.stats.reads.fetch_add(1, Ordering::Relaxed);
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let result = job(&Db {
+                conn: &conn,
+                ns: &readers.ns,
+            });
+            readers.give_back(conn);
+            result
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure::Storage(StorageError::backend(
+                "a read operation panicked",
+            )))
+        });
+        drop(permit);
+        result
+    }
+
+    /// Stops taking operations: queued writes still commit, then the writer thread ends;
+    /// idle reader connections are closed.
+    pub(crate) fn close(&self) {
+        self.writer
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.readers.closed.store(true, Ordering::SeqCst);
+        self.readers.permits.close();
+        self.readers
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Readers {
+    fn take(&self) -> SqlResult<Connection> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(closed());
+        }
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => {
+                create_parent(&self.config.path)?;
+                Ok(open(&self.config, false)?)
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if !conn.is_autocommit() {
+            // A read that left a transaction open must not hand it to the next one.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        if !self.closed.load(Ordering::SeqCst) {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+        }
+    }
+}
+
+fn writer_loop(
+    config: &SqliteConfig,
+    ns: &str,
+    receiver: &Receiver<Box<dyn WriteJob>>,
+    stats: &Stats,
+) {
+    let mut conn: Option<Connection> = None;
+    // Blocks until a job comes; ends when every sender is gone (close or drop).
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < config.max_batch {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if conn.is_none() {
+            match create_parent(&config.path).and_then(|()| open(config, true)) {
+                Ok(opened) => conn = Some(opened),
+                Err(err) => {
+                    let error = classify(Failure::Driver(err));
+                    batch.into_iter().for_each(|job| job.fail(error.clone()));
+                    continue;
+                }
+            }
+        }
+        if let Some(conn) = &conn {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats
+                .writes
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            commit_batch(&Db { conn, ns }, batch);
+        }
+    }
+}
+
+/// Runs a batch in one transaction, each job in its own savepoint when there are several,
+/// then delivers every result.
+fn commit_batch(db: &Db<'_>, batch: Vec<Box<dyn WriteJob>>) {
+    let exec = |sql: &str| db.conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+    if let Err(err) = exec("BEGIN IMMEDIATE") {
+        let error = classify(Failure::Driver(err));
+        batch.into_iter().for_each(|job| job.fail(error.clone()));
+        return;
+    }
+    let single = batch.len() == 1;
+    let mut deliveries = Vec::with_capacity(batch.len());
+    let mut any_ok = false;
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
+        if single {
+            let (ok, deliver) = job.run(db);
+            any_ok = ok;
+            deliveries.push(deliver);
+            continue;
+        }
+        if let Err(err) = exec("SAVEPOINT job") {
+            job.fail(classify(Failure::Driver(err)));
+            continue;
+        }
+        let (ok, deliver) = job.run(db);
+        let ended = if ok {
+            exec("RELEASE job")
+        } else {
+            exec("ROLLBACK TO job").and_then(|_| exec("RELEASE job"))
+        };
+        match ended {
+            Ok(_) => {
+                any_ok |= ok;
+                deliveries.push(deliver);
+            }
+            // The savepoint could not be ended (SQLite rolls the whole transaction back
+            // after some errors, such as a full disk): what the transaction holds is
+            // unknown, so nothing of this batch is committed, and the jobs not yet run
+            // fail without running.
+            Err(err) => {
+                let error = classify(Failure::Driver(err));
+                deliver(Err(error.clone()));
+                jobs.for_each(|job| job.fail(error.clone()));
+                return rollback_all(db, deliveries);
+            }
+        }
+    }
+    if !any_ok {
+        let _ = exec("ROLLBACK");
+        deliveries.into_iter().for_each(|deliver| deliver(Ok(())));
+        return;
+    }
+    match exec("COMMIT") {
+        Ok(_) => deliveries.into_iter().for_each(|deliver| deliver(Ok(()))),
+        Err(err) => {
+            let error = classify(Failure::Driver(err));
+            if !db.conn.is_autocommit() {
+                let _ = exec("ROLLBACK");
+            }
+            deliveries
+                .into_iter()
+                .for_each(|deliver| deliver(Err(error.clone())));
+        }
+    }
+}
+
+fn rollback_all(db: &Db<'_>, deliveries: Vec<Box<dyn FnOnce(Committed) + Send>>) {
+    let _ = db.conn.execute_batch("ROLLBACK");
+    let error = StorageError::backend("the group transaction was rolled back");
+    deliveries
+        .into_iter()
+        .for_each(|deliver| deliver(Err(error.clone())));
+}

@@ -63,9 +63,12 @@ fn prepare_venv(venv: &Path) -> Result<PathBuf, StepFailed> {
     Ok(python)
 }
 
-/// Builds the extension into the venv (debug: the tests are I/O-bound and a release build
-/// of the whole dependency tree would cost minutes), then runs pytest. Returns pytest's
-/// counts whether or not it failed.
+/// Builds the extension into the venv, then runs pytest. Returns pytest's counts whether or
+/// not it failed.
+///
+/// Debug, not release: the tests wait on I/O, and a release build of the whole dependency
+/// tree would cost minutes more. With `redis`, so the Redis tests run against a throwaway
+/// server (the Redis crates are built for the cargo tests already).
 pub fn test() -> (TestSummary, Result<(), StepFailed>) {
     let venv = venv_dir();
     let python = match prepare_venv(&venv) {
@@ -87,6 +90,8 @@ pub fn test() -> (TestSummary, Result<(), StepFailed>) {
         vec![
             "develop".into(),
             "--quiet".into(),
+            "--features".into(),
+            "redis".into(),
             "--manifest-path".into(),
             format!("{CRATE}/Cargo.toml"),
         ],

@@ -1,6 +1,6 @@
 //! Python bindings over the [`storage`] facade: the native module `agent_storage._native`.
 //!
-//! One class, [`NativeStorage`], wraps a facade [`Storage`] configured exactly as Rust
+//! One class, [`NativeStorage`], wraps a facade [`storage::Storage`] configured exactly as Rust
 //! callers configure it (explicit settings > `STORAGE_*` environment > `storage.toml` >
 //! defaults, through [`storage::ConfigLoader`]). Every method returns an asyncio awaitable
 //! (through `pyo3-async-runtimes` on a tokio runtime) or, with `blocking=True`, waits on
@@ -9,8 +9,8 @@
 //!
 //! Values cross the boundary as serde values through `pythonize`, so a Python dict is the
 //! JSON shape of the Rust type. Errors become the Python classes of `agent_storage.errors`
-//! (see [`errors`]). The seed's record shapes (a session dict with a `metrics` sub-dict, a
-//! message dict with a timestamp) are built in [`seed`], so the Python package stays thin.
+//! (see `errors.rs`). The seed's record shapes (a session dict with a `metrics` sub-dict, a
+//! message dict with a timestamp) are built in `seed.rs`, so the Python package stays thin.
 
 #![forbid(unsafe_code)]
 

@@ -14,6 +14,9 @@ Tasks:
                           Extra args go to `cargo test`: `-p storage-core`, a test name
                           filter, `-- --nocapture`. A package selection replaces --workspace;
                           selecting storage-tests builds storectl first (its tests run it).
+                          Without args, or selecting storage-py, the Python package is then
+                          built into target/py-venv (maturin develop) and pytest runs; its
+                          counts join the summary.
   bench <backend> [args]  cargo bench -p storage-<backend> --bench <backend> -- [args]
                           Backends: memory, redis, postgres, object, sqlite.
   lint                    cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings
@@ -156,6 +159,24 @@ pub fn storectl_build_args(extra: &[String]) -> Option<Vec<String>> {
         }
     }
     Some(args)
+}
+
+/// Whether `cargo xtask test <extra>` runs the Python package's tests: on a whole run
+/// (no arguments) or when the arguments select `storage-py`; a test-name filter or another
+/// package selection is about Rust tests.
+pub fn runs_python_tests(extra: &[String]) -> bool {
+    let cargo_part = cargo_options(extra);
+    if extra.is_empty() {
+        return true;
+    }
+    cargo_part.iter().enumerate().any(|(i, arg)| {
+        arg == "-pstorage-py"
+            || arg == "--package=storage-py"
+            || (matches!(arg.as_str(), "-p" | "--package")
+                && cargo_part
+                    .get(i + 1)
+                    .is_some_and(|next| next == "storage-py"))
+    })
 }
 
 fn strings_of(args: &[&str]) -> Vec<String> {
@@ -310,6 +331,16 @@ mod tests {
                 "--no-fail-fast"
             ])
         );
+    }
+
+    #[test]
+    fn python_tests_run_on_a_whole_run_or_for_storage_py() {
+        assert!(runs_python_tests(&[]));
+        assert!(runs_python_tests(&strings(&["-p", "storage-py"])));
+        assert!(runs_python_tests(&strings(&["--package=storage-py"])));
+        assert!(!runs_python_tests(&strings(&["-p", "storage-core"])));
+        assert!(!runs_python_tests(&strings(&["session"])));
+        assert!(!runs_python_tests(&strings(&["--", "-p", "storage-py"])));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `.cargo/config.toml`, so the tasks need nothing installed beyond the Rust toolchain.
 
 mod cli;
+mod python;
 mod run;
 mod summary;
 
@@ -87,19 +88,34 @@ fn lint() -> Result<(), StepFailed> {
         .run()
 }
 
-/// Runs the tests and prints `test: N passed, M failed[, K skipped]` whatever the outcome.
+/// Runs the tests (cargo's, then the Python package's when the run covers it) and prints
+/// `test: N passed, M failed[, K skipped]` over both, whatever the outcome.
 fn test(extra_args: &[String]) -> Result<(), StepFailed> {
     if let Some(build) = cli::storectl_build_args(extra_args) {
         Step::cargo("build storectl", build).run()?;
     }
     let step = Step::cargo("test", cli::cargo_test_args(extra_args));
-    let (summary, result) = step.run_tests(prepare_test_environment);
-    println!("{summary}");
-    if result.is_ok() && summary.runs == 0 {
+    let (mut summary, result) = step.run_tests(prepare_test_environment);
+    let python = cli::runs_python_tests(extra_args);
+    // `-p storage-py` alone selects no libtest harness (its tests are pytest's).
+    if result.is_ok() && summary.runs == 0 && !python {
         // No test binary reported anything: a filter matched no target, or output was lost.
         eprintln!("xtask: warning: `{}` reported no test results", step.name());
     }
-    result
+    // The Python tests run after the cargo tests, even failed ones, so the summary is whole.
+    let python_result = if python {
+        let (python, python_result) = python::test();
+        eprintln!("xtask: python {python}");
+        if python_result.is_ok() && python.runs == 0 {
+            eprintln!("xtask: warning: pytest reported no test results");
+        }
+        summary.add(python);
+        python_result
+    } else {
+        Ok(())
+    };
+    println!("{summary}");
+    result.and(python_result)
 }
 
 /// Prepares the environment every test process starts with.

@@ -12,6 +12,7 @@ use crate::summary::{LineSplitter, TestSummary};
 #[derive(Debug)]
 pub struct Step {
     name: String,
+    program: OsString,
     args: Vec<String>,
     env: Vec<(String, String)>,
 }
@@ -19,8 +20,18 @@ pub struct Step {
 impl Step {
     /// A cargo invocation, named `name` in failure reports.
     pub fn cargo(name: impl Into<String>, args: Vec<String>) -> Self {
+        Self::program(name, cargo_program(), args)
+    }
+
+    /// Any other program (the Python steps), run from the workspace root like cargo.
+    pub fn program(
+        name: impl Into<String>,
+        program: impl Into<OsString>,
+        args: Vec<String>,
+    ) -> Self {
         Self {
             name: name.into(),
+            program: program.into(),
             args,
             env: Vec::new(),
         }
@@ -38,7 +49,7 @@ impl Step {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(cargo_program());
+        let mut command = Command::new(&self.program);
         command
             .args(&self.args)
             .envs(self.env.iter().map(|(key, value)| (key, value)))
@@ -75,11 +86,21 @@ impl Step {
         &self,
         configure: impl FnOnce(&mut Command),
     ) -> (TestSummary, Result<(), StepFailed>) {
+        self.run_counting(configure, TestSummary::add_line)
+    }
+
+    /// Runs a test step whose result lines `count` recognises (libtest's or pytest's),
+    /// streaming its standard output to ours.
+    pub fn run_counting(
+        &self,
+        configure: impl FnOnce(&mut Command),
+        count: fn(&mut TestSummary, &str) -> bool,
+    ) -> (TestSummary, Result<(), StepFailed>) {
         let mut command = self.command();
         command.stdout(Stdio::piped());
         configure(&mut command);
         let mut summary = TestSummary::default();
-        let result = self.stream_tests(command, &mut summary);
+        let result = self.stream_tests(command, &mut summary, count);
         (summary, result)
     }
 
@@ -87,6 +108,7 @@ impl Step {
         &self,
         mut command: Command,
         summary: &mut TestSummary,
+        count: fn(&mut TestSummary, &str) -> bool,
     ) -> Result<(), StepFailed> {
         self.announce();
         let mut child = command
@@ -113,19 +135,19 @@ impl Step {
             let _ = stdout.write_all(chunk).and_then(|()| stdout.flush());
             ends_with_newline = chunk.ends_with(b"\n");
             splitter.feed(chunk, |line| {
-                summary.add_line(line);
+                count(summary, line);
             });
         }
         splitter.finish(|line| {
-            summary.add_line(line);
+            count(summary, line);
         });
         if !ends_with_newline {
             let _ = writeln!(stdout);
         }
         drop(stdout);
-        let status = child
-            .wait()
-            .map_err(|err| self.failed(format!("cannot wait for cargo: {err}")))?;
+        let status = child.wait().map_err(|err| {
+            self.failed(format!("cannot wait for {}: {err}", self.program_name()))
+        })?;
         self.check(status).map_err(|mut failure| {
             if summary.failed == 0 {
                 failure.reason.push_str(
@@ -145,7 +167,7 @@ impl Step {
     }
 
     fn program_name(&self) -> String {
-        cargo_program().to_string_lossy().into_owned()
+        self.program.to_string_lossy().into_owned()
     }
 }
 
@@ -155,7 +177,13 @@ impl fmt::Display for Step {
         for (key, value) in &self.env {
             write!(f, "{key}={} ", shell_quote(value))?;
         }
-        f.write_str("cargo")?;
+        let program = Path::new(&self.program);
+        // `cargo` rather than the full path the `cargo xtask` alias passes in $CARGO.
+        if self.program == cargo_program() {
+            f.write_str("cargo")?;
+        } else {
+            f.write_str(&shell_quote(&program.to_string_lossy()))?;
+        }
         for arg in &self.args {
             write!(f, " {}", shell_quote(arg))?;
         }
@@ -184,7 +212,7 @@ fn cargo_program() -> OsString {
 }
 
 /// The workspace root, so tasks behave the same from any directory.
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }

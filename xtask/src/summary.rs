@@ -40,6 +40,55 @@ impl TestSummary {
     }
 }
 
+impl TestSummary {
+    /// Adds the counts of pytest's final line, such as
+    /// `=== 57 passed, 1 skipped, 2 xfailed in 7.11s ===` (or without the rules under `-q`).
+    /// Errors (a fixture or collection failure) count as failed, expected failures as
+    /// skipped. Returns whether the line was one.
+    pub fn add_pytest_line(&mut self, line: &str) -> bool {
+        let line = line.trim().trim_matches('=').trim();
+        let Some((counts, time)) = line.rsplit_once(" in ") else {
+            return false;
+        };
+        if !time
+            .split_whitespace()
+            .next()
+            .is_some_and(|t| t.ends_with('s'))
+        {
+            return false;
+        }
+        let mut parsed = TestSummary::default();
+        for part in counts.split(", ") {
+            let Some((count, what)) = part.split_once(' ') else {
+                return false;
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                return false;
+            };
+            match what {
+                "passed" | "xpassed" => parsed.passed += count,
+                "failed" | "error" | "errors" => parsed.failed += count,
+                "skipped" | "xfailed" | "deselected" => parsed.skipped += count,
+                "warning" | "warnings" | "rerun" => {}
+                _ => return false,
+            }
+        }
+        self.passed += parsed.passed;
+        self.failed += parsed.failed;
+        self.skipped += parsed.skipped;
+        self.runs += 1;
+        true
+    }
+
+    /// Adds another step's counts.
+    pub fn add(&mut self, other: TestSummary) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.runs += other.runs;
+    }
+}
+
 impl fmt::Display for TestSummary {
     /// `test: N passed, M failed`, with `, K skipped` appended when tests were ignored.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,6 +199,33 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
         assert_eq!(summary.to_string(), "test: 10 passed, 2 failed");
         summary.skipped = 3;
         assert_eq!(summary.to_string(), "test: 10 passed, 2 failed, 3 skipped");
+    }
+
+    #[test]
+    fn counts_pytest_final_lines() {
+        let mut summary = TestSummary::default();
+        assert!(summary.add_pytest_line("57 passed, 1 skipped in 7.11s"));
+        assert!(summary.add_pytest_line(
+            "==== 2 failed, 3 passed, 1 error, 1 xfailed, 4 warnings in 1.00s (0:00:01) ===="
+        ));
+        assert_eq!(
+            summary,
+            TestSummary {
+                passed: 60,
+                failed: 3,
+                skipped: 2,
+                runs: 2
+            }
+        );
+        for other in [
+            "test result: ok. 1 passed; 0 failed",
+            "tests/test_storage.py ....  [100%]",
+            "waited in 3s",
+            "1 passed in the morning",
+        ] {
+            assert!(!summary.add_pytest_line(other), "{other}");
+        }
+        assert_eq!(summary.runs, 2);
     }
 
     #[test]

@@ -1,0 +1,40 @@
+"""agent_storage: typed async storage for AI agents over a Rust core.
+
+- :class:`Storage`: sessions, conversation history, checkpoints, task context.
+- :mod:`agent_storage.langgraph`: ``StorageSaver``, a LangGraph checkpointer.
+- :mod:`agent_storage.errors`: one exception class per Rust error kind.
+"""
+
+from ._native import __version__
+from .errors import (
+    AlreadyExistsError,
+    BackendError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    SerializationError,
+    SessionNotFoundError,
+    StorageConfigError,
+    StorageConnectionError,
+    StorageError,
+    StorageTimeoutError,
+    UnsupportedError,
+)
+from .storage import Storage
+
+__all__ = [
+    "__version__",
+    "Storage",
+    "StorageError",
+    "NotFoundError",
+    "SessionNotFoundError",
+    "AlreadyExistsError",
+    "ConflictError",
+    "InvalidInputError",
+    "UnsupportedError",
+    "StorageConfigError",
+    "StorageConnectionError",
+    "StorageTimeoutError",
+    "SerializationError",
+    "BackendError",
+]

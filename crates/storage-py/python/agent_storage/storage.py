@@ -1,0 +1,171 @@
+"""The seed's Python interface over the native facade.
+
+Each method is a thin ``async def`` that turns the seed's parameters into the native
+call's; validation, records and semantics are the Rust core's.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from . import _native
+from .errors import SessionNotFoundError
+
+
+class Storage:
+    """One storage for every kind of agent state, configured as the Rust facade is.
+
+    ``settings`` (dotted keys such as ``"backend"`` or ``"object.root"``, or whole
+    sections as dicts) win over ``STORAGE_*`` environment variables (ignored when
+    ``use_env`` is false), which win over ``config_file`` (else ``$STORAGE_CONFIG_FILE``,
+    else ``./storage.toml`` if present), which win over the defaults (the local
+    directory ``./.storage``).
+    """
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        config_file: str | os.PathLike[str] | None = None,
+        use_env: bool = True,
+    ) -> None:
+        self._native = _native.NativeStorage(
+            dict(settings or {}), os.fspath(config_file) if config_file else None, use_env
+        )
+
+    @property
+    def native(self) -> _native.NativeStorage:
+        """The native object, for calls the seed interface does not cover."""
+        return self._native
+
+    def backends(self) -> dict[str, str]:
+        """The backend serving each kind."""
+        return self._native.backends()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        await self._native.initialize()
+
+    async def close(self) -> None:
+        await self._native.close()
+
+    async def __aenter__(self) -> "Storage":
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def health_check(self) -> dict:
+        return await self._native.health_check()
+
+    async def get_metrics(self) -> dict:
+        return await self._native.get_metrics()
+
+    async def cleanup_expired_sessions(self, max_idle_hours: float = 24) -> int:
+        return await self._native.cleanup_expired_sessions(max_idle_hours * 3600.0)
+
+    # --- sessions ------------------------------------------------------------------------
+
+    async def create_session(
+        self, session_id: str, user_id: str, metadata: dict | None = None
+    ) -> dict:
+        return await self._native.create_session(session_id, user_id, metadata)
+
+    async def get_session(self, session_id: str) -> dict | None:
+        return await self._native.get_session(session_id)
+
+    async def update_session(
+        self,
+        session_id: str,
+        updates: dict | None = None,
+        increment_requests: bool = False,
+        add_processing_time: float = 0.0,
+        mark_error: bool | str = False,
+    ) -> bool:
+        """Merges ``updates`` into the metadata and counts a request, processing time
+        (seconds) and an error, atomically. ``False`` when the session does not exist.
+        ``mark_error`` may be the error's message."""
+        if isinstance(mark_error, str):
+            error = mark_error
+        else:
+            error = "error marked by update_session" if mark_error else None
+        try:
+            await self._native.update_session(
+                session_id,
+                updates,
+                1 if increment_requests else 0,
+                round(add_processing_time * 1000),
+                error,
+            )
+        except SessionNotFoundError:
+            return False
+        return True
+
+    async def end_session(self, session_id: str, status: str = "completed") -> bool:
+        """``False`` when the session does not exist."""
+        try:
+            await self._native.end_session(session_id, status)
+        except SessionNotFoundError:
+            return False
+        return True
+
+    # --- conversation --------------------------------------------------------------------
+
+    async def add_conversation_message(
+        self,
+        session_id: str,
+        role: str,
+        content: Any,
+        metadata: dict | None = None,
+        *,
+        client_id: str | None = None,
+    ) -> bool:
+        """Appends a message; with ``client_id`` a retried append adds nothing."""
+        await self._native.append_message(session_id, role, content, metadata, client_id)
+        return True
+
+    async def get_conversation_history(self, session_id: str, limit: int = 50) -> list[dict]:
+        """The last ``limit`` messages, oldest first."""
+        return await self._native.get_conversation_history(session_id, limit)
+
+    # --- checkpoints (the seed's; LangGraph's saver is agent_storage.langgraph) ---------
+
+    async def store_checkpoint(
+        self,
+        session_id: str,
+        checkpoint_id: str,
+        checkpoint_data: dict,
+        metadata: dict | None = None,
+        parent_checkpoint_id: str | None = None,
+    ) -> bool:
+        await self._native.store_seed_checkpoint(
+            session_id, checkpoint_id, checkpoint_data, metadata, parent_checkpoint_id
+        )
+        return True
+
+    async def get_checkpoint(
+        self, session_id: str, checkpoint_id: str | None = None
+    ) -> dict | None:
+        """The named checkpoint, or the latest without an id."""
+        return await self._native.get_seed_checkpoint(session_id, checkpoint_id)
+
+    async def list_checkpoints(self, session_id: str, limit: int = 10) -> list[dict]:
+        """Newest first."""
+        return await self._native.list_seed_checkpoints(session_id, limit)
+
+    # --- task context --------------------------------------------------------------------
+
+    async def get_task_context(self, session_id: str) -> Any | None:
+        record = await self._native.get_task_context(session_id)
+        return None if record is None else record["value"]
+
+    async def store_task_context(
+        self, session_id: str, context: Any, expected_version: int | None = None
+    ) -> bool:
+        """Stores the context; with ``expected_version`` (0: none stored yet) only if the
+        stored version is still that one, else :class:`ConflictError`."""
+        await self._native.store_task_context(session_id, context, expected_version)
+        return True

@@ -1,0 +1,518 @@
+//! [`NativeStorage`]: the facade's operations as Python methods.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pythonize::{depythonize, pythonize};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use storage::{ConfigLoader, Storage};
+use storage_core::prelude::*;
+use storage_core::{CheckpointSearch, Metadata, StorageError};
+
+use crate::errors::to_py_err;
+use crate::seed;
+
+/// One facade [`Storage`], shared by every call (it is `Send + Sync`; cloning the `Arc`
+/// into each future keeps it alive for as long as a call runs).
+#[pyclass(frozen, module = "agent_storage._native")]
+#[derive(Debug)]
+pub struct NativeStorage {
+    inner: Arc<Storage>,
+}
+
+/// Runs `fut` on the shared tokio runtime: as an asyncio awaitable, or, with `blocking`,
+/// to completion with the GIL released (LangGraph's sync methods).
+fn finish<'py, T, F>(py: Python<'py>, blocking: bool, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    T: Serialize + Send + 'static,
+    F: Future<Output = storage_core::Result<T>> + Send + 'static,
+{
+    if blocking {
+        let result = py.detach(|| pyo3_async_runtimes::tokio::get_runtime().block_on(fut));
+        return to_python(py, result).map(|object| object.into_bound(py));
+    }
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let result = fut.await;
+        Python::attach(|py| to_python(py, result))
+    })
+}
+
+fn to_python<T: Serialize>(py: Python<'_>, result: storage_core::Result<T>) -> PyResult<Py<PyAny>> {
+    match result {
+        Ok(value) => Ok(pythonize(py, &value)?.unbind()),
+        Err(err) => Err(to_py_err(py, &err)),
+    }
+}
+
+/// A Python value as `T`; a value of the wrong shape is the caller's `InvalidInputError`.
+fn from_python<T: DeserializeOwned>(what: &str, value: &Bound<'_, PyAny>) -> PyResult<T> {
+    depythonize(value).map_err(|err| {
+        to_py_err(
+            value.py(),
+            &StorageError::invalid_input(format!("{what}: {err}")),
+        )
+    })
+}
+
+fn optional<T: DeserializeOwned + Default>(
+    what: &str,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<T> {
+    match value {
+        Some(value) if !value.is_none() => from_python(what, value),
+        _ => Ok(T::default()),
+    }
+}
+
+#[pymethods]
+impl NativeStorage {
+    /// Loads the configuration as the Rust facade does: `settings` (dotted keys such as
+    /// `"memory.namespace"`, or whole sections as dicts) over `STORAGE_*` variables (unless
+    /// `use_env` is false) over `config_file` (else `$STORAGE_CONFIG_FILE`, else
+    /// `./storage.toml` if present) over the defaults.
+    #[new]
+    #[pyo3(signature = (settings=None, config_file=None, use_env=true))]
+    fn new(
+        py: Python<'_>,
+        settings: Option<&Bound<'_, PyDict>>,
+        config_file: Option<PathBuf>,
+        use_env: bool,
+    ) -> PyResult<Self> {
+        let mut loader = ConfigLoader::new();
+        if let Some(path) = config_file {
+            loader = loader.file(path);
+        }
+        if !use_env {
+            loader = loader.without_env();
+        }
+        for (key, value) in settings.into_iter().flat_map(|dict| dict.iter()) {
+            let key: String = key.extract()?;
+            let value: Value = from_python(&format!("setting {key:?}"), &value)?;
+            loader = loader.set(&key, value);
+        }
+        let storage = loader
+            .load()
+            .and_then(|loaded| Storage::from_config(loaded.config))
+            .map_err(|err| to_py_err(py, &err))?;
+        Ok(NativeStorage {
+            inner: Arc::new(storage),
+        })
+    }
+
+    /// The backend serving each kind, e.g. `{"sessions": "memory", ...}`.
+    fn backends(&self) -> std::collections::BTreeMap<String, &'static str> {
+        storage::Kind::ALL
+            .into_iter()
+            .map(|kind| (kind.to_string(), self.inner.backend_name_of(kind)))
+            .collect()
+    }
+
+    #[pyo3(signature = (blocking=false))]
+    fn initialize<'py>(&self, py: Python<'py>, blocking: bool) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, blocking, async move { storage.initialize().await })
+    }
+
+    #[pyo3(signature = (blocking=false))]
+    fn close<'py>(&self, py: Python<'py>, blocking: bool) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, blocking, async move { storage.close().await })
+    }
+
+    fn health_check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, false, async move { storage.health_check().await })
+    }
+
+    fn get_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, false, async move { storage.get_metrics().await })
+    }
+
+    fn cleanup_expired_sessions<'py>(
+        &self,
+        py: Python<'py>,
+        max_idle_seconds: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let max_idle = Duration::try_from_secs_f64(max_idle_seconds).map_err(|err| {
+            to_py_err(
+                py,
+                &StorageError::invalid_input(format!("max idle time: {err}")),
+            )
+        })?;
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            storage.cleanup_expired_sessions(max_idle).await
+        })
+    }
+
+    // --- sessions and conversation (the seed's shapes) ----------------------------------
+
+    #[pyo3(signature = (session_id, user_id, metadata=None))]
+    fn create_session<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        user_id: String,
+        metadata: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let metadata: Metadata = optional("session metadata", metadata)?;
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            let new = NewSession::new(session_id, user_id).with_metadata(metadata);
+            Ok(seed::session(&storage.create_session(new).await?))
+        })
+    }
+
+    fn get_session<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            Ok(storage
+                .get_session(&session_id)
+                .await?
+                .map(|s| seed::session(&s)))
+        })
+    }
+
+    /// Applies one update atomically; `SessionNotFoundError` when the session does not exist.
+    #[pyo3(signature = (session_id, metadata_patch=None, add_requests=0, add_processing_ms=0, error=None))]
+    fn update_session<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        metadata_patch: Option<&Bound<'py, PyAny>>,
+        add_requests: u64,
+        add_processing_ms: u64,
+        error: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let update = SessionUpdate {
+            metadata_patch: optional("session metadata patch", metadata_patch)?,
+            add_requests,
+            add_processing_ms,
+            error,
+        };
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            Ok(seed::session(
+                &storage.update_session(&session_id, update).await?,
+            ))
+        })
+    }
+
+    /// Ends a session with `status`; `SessionNotFoundError` when the session does not exist.
+    fn end_session<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        status: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let status = SessionStatus::parse(&status).map_err(|err| to_py_err(py, &err))?;
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            Ok(seed::session(
+                &storage.end_session(&session_id, status).await?,
+            ))
+        })
+    }
+
+    #[pyo3(signature = (session_id, role, content, metadata=None, client_id=None))]
+    fn append_message<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        role: String,
+        content: &Bound<'py, PyAny>,
+        metadata: Option<&Bound<'py, PyAny>>,
+        client_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let content: Value = from_python("message content", content)?;
+        let mut message =
+            NewMessage::new(role, content).with_metadata(optional("message metadata", metadata)?);
+        message.client_id = client_id;
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            Ok(seed::message(
+                &storage.append_message(&session_id, message).await?,
+            ))
+        })
+    }
+
+    fn get_conversation_history<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            let messages = storage.get_conversation_history(&session_id, limit).await?;
+            Ok(messages.iter().map(seed::message).collect::<Vec<_>>())
+        })
+    }
+
+    // --- task context ---------------------------------------------------------------------
+
+    /// The whole record (`value`, `version`, `updated_at`) or `None`.
+    fn get_task_context<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            storage.get_task_context(&session_id).await
+        })
+    }
+
+    /// Stores `value`; `expected_version` `None` overwrites, `0` requires no context yet,
+    /// `n` requires version `n` (else `ConflictError`).
+    #[pyo3(signature = (session_id, value, expected_version=None))]
+    fn store_task_context<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        value: &Bound<'py, PyAny>,
+        expected_version: Option<u64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let value: Value = from_python("task context", value)?;
+        let expected = match expected_version {
+            None => ExpectedVersion::Any,
+            Some(0) => ExpectedVersion::Absent,
+            Some(version) => ExpectedVersion::Exactly(version),
+        };
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            storage
+                .store_task_context(&session_id, value, expected)
+                .await
+        })
+    }
+
+    // --- the seed's checkpoints -----------------------------------------------------------
+
+    #[pyo3(signature = (session_id, checkpoint_id, data, metadata=None, parent_checkpoint_id=None))]
+    fn store_seed_checkpoint<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        checkpoint_id: String,
+        data: &Bound<'py, PyAny>,
+        metadata: Option<&Bound<'py, PyAny>>,
+        parent_checkpoint_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let checkpoint = seed::seed_checkpoint(
+            &session_id,
+            &checkpoint_id,
+            from_python("checkpoint data", data)?,
+            optional("checkpoint metadata", metadata)?,
+            parent_checkpoint_id,
+        );
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            storage.store_checkpoint(checkpoint).await
+        })
+    }
+
+    #[pyo3(signature = (session_id, checkpoint_id=None))]
+    fn get_seed_checkpoint<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        checkpoint_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            let tuple = storage
+                .get_checkpoint(&session_id, "", checkpoint_id.as_deref())
+                .await?;
+            Ok(tuple.as_ref().map(seed::checkpoint))
+        })
+    }
+
+    fn list_seed_checkpoints<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let query = CheckpointQuery {
+            limit: Some(limit),
+            ..CheckpointQuery::thread(session_id)
+        };
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            let tuples = storage.list_checkpoints(query).await?;
+            Ok(tuples.iter().map(seed::checkpoint).collect::<Vec<_>>())
+        })
+    }
+
+    // --- LangGraph's checkpointer contract (the Rust types' own shapes) -------------------
+
+    /// Stores a checkpoint (the serde shape of `storage_core::Checkpoint`) and the values
+    /// of the channels in `new_versions`.
+    #[pyo3(signature = (checkpoint, new_versions, blocking=false))]
+    fn put_checkpoint<'py>(
+        &self,
+        py: Python<'py>,
+        checkpoint: &Bound<'py, PyAny>,
+        new_versions: &Bound<'py, PyAny>,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let checkpoint: Checkpoint = from_python("checkpoint", checkpoint)?;
+        let new_versions = from_python("new channel versions", new_versions)?;
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage.put_checkpoint(checkpoint, new_versions).await
+        })
+    }
+
+    #[pyo3(signature = (thread_id, namespace, checkpoint_id=None, blocking=false))]
+    fn get_checkpoint_tuple<'py>(
+        &self,
+        py: Python<'py>,
+        thread_id: String,
+        namespace: String,
+        checkpoint_id: Option<String>,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage
+                .get_checkpoint(&thread_id, &namespace, checkpoint_id.as_deref())
+                .await
+        })
+    }
+
+    /// One thread's checkpoints, newest first; `namespace` `None` lists every namespace.
+    #[pyo3(signature = (thread_id, namespace=None, before=None, limit=None, filter=None, blocking=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn list_checkpoint_tuples<'py>(
+        &self,
+        py: Python<'py>,
+        thread_id: String,
+        namespace: Option<String>,
+        before: Option<String>,
+        limit: Option<usize>,
+        filter: Option<&Bound<'py, PyAny>>,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let query = CheckpointQuery {
+            thread_id,
+            namespace,
+            before,
+            limit,
+            filter: optional("checkpoint filter", filter)?,
+        };
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage.list_checkpoints(query).await
+        })
+    }
+
+    /// Every thread's checkpoints, newest first, one page (`items`, `next_cursor`).
+    #[pyo3(signature = (limit, namespace=None, before=None, filter=None, blocking=false))]
+    fn search_checkpoints<'py>(
+        &self,
+        py: Python<'py>,
+        limit: usize,
+        namespace: Option<String>,
+        before: Option<String>,
+        filter: Option<&Bound<'py, PyAny>>,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let search = CheckpointSearch {
+            namespace,
+            before,
+            limit,
+            filter: optional("checkpoint filter", filter)?,
+        };
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage.search_checkpoints(search).await
+        })
+    }
+
+    /// Stores a task's writes (`[(channel, value), ...]`) against a checkpoint id.
+    #[pyo3(signature = (thread_id, namespace, checkpoint_id, task_id, task_path, writes, blocking=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn put_writes<'py>(
+        &self,
+        py: Python<'py>,
+        thread_id: String,
+        namespace: String,
+        checkpoint_id: String,
+        task_id: String,
+        task_path: String,
+        writes: &Bound<'py, PyAny>,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let writes: Vec<(String, Value)> = from_python("pending writes", writes)?;
+        let key = CheckpointKey::new(thread_id, checkpoint_id).in_namespace(namespace);
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage.put_writes(key, &task_id, &task_path, writes).await
+        })
+    }
+
+    #[pyo3(signature = (thread_id, blocking=false))]
+    fn delete_thread<'py>(
+        &self,
+        py: Python<'py>,
+        thread_id: String,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage.delete_thread(&thread_id).await
+        })
+    }
+
+    #[pyo3(signature = (run_ids, blocking=false))]
+    fn delete_for_runs<'py>(
+        &self,
+        py: Python<'py>,
+        run_ids: Vec<String>,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage.delete_for_runs(&run_ids).await
+        })
+    }
+
+    #[pyo3(signature = (source_thread_id, target_thread_id, blocking=false))]
+    fn copy_thread<'py>(
+        &self,
+        py: Python<'py>,
+        source_thread_id: String,
+        target_thread_id: String,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage
+                .copy_thread(&source_thread_id, &target_thread_id)
+                .await
+        })
+    }
+
+    #[pyo3(signature = (thread_id, keep_last, blocking=false))]
+    fn prune_checkpoints<'py>(
+        &self,
+        py: Python<'py>,
+        thread_id: String,
+        keep_last: usize,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage.prune_checkpoints(&thread_id, keep_last).await
+        })
+    }
+}

@@ -1,0 +1,177 @@
+"""StorageSaver against LangGraph's contract, after LangGraph's own saver tests, sync and
+async, on every built-in backend; then LangGraph's conformance suite."""
+
+from __future__ import annotations
+
+import pytest
+from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
+from langgraph.checkpoint.serde.types import TASKS
+
+from agent_storage.langgraph import StorageSaver
+
+from .conftest import BACKENDS, make_storage
+
+
+def config(thread: str, ns: str = "", checkpoint_id: str | None = None) -> dict:
+    configurable = {"thread_id": thread, "checkpoint_ns": ns}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+@pytest.fixture
+async def saver(storage):
+    return StorageSaver(storage)
+
+
+def chain(saver, thread: str, n: int, ns: str = "", **metadata) -> list[dict]:
+    """Puts n checkpoints, each the child of the previous, with a changing channel."""
+    configs, parent = [], config(thread, ns)
+    checkpoint = empty_checkpoint()
+    for step in range(n):
+        version = saver.get_next_version(checkpoint["channel_versions"].get("a"), None)
+        checkpoint = create_checkpoint(checkpoint, None, step)
+        checkpoint["channel_values"] = {"a": {"step": step, "bytes": b"\x00\xff"}}
+        checkpoint["channel_versions"] = {"a": version}
+        parent = saver.put(parent, checkpoint, {"source": "loop", "step": step, **metadata},
+                           {"a": version})
+        configs.append(parent)
+    return configs
+
+
+async def test_put_and_get_tuple_round_trip(saver):
+    (first, second) = chain(saver, "t1", 2)
+    latest = saver.get_tuple(config("t1"))
+    assert latest.config == second
+    assert latest.parent_config == first
+    assert latest.checkpoint["channel_values"] == {"a": {"step": 1, "bytes": b"\x00\xff"}}
+    assert latest.metadata["step"] == 1 and latest.metadata["source"] == "loop"
+    assert latest.checkpoint["ts"] and latest.checkpoint["v"] >= 1
+    assert saver.get_tuple(first).checkpoint["channel_values"]["a"]["step"] == 0
+    assert saver.get_tuple(config("t1", checkpoint_id="unknown")) is None
+    assert saver.get_tuple(config("t2")) is None
+    assert (await saver.aget_tuple(config("t1"))).config == second
+
+
+async def test_channel_left_out_of_versions_is_absent(saver):
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"a": 1, "b": 2}
+    checkpoint["channel_versions"] = {"a": saver.get_next_version(None, None)}
+    saver.put(config("t1"), checkpoint, {}, checkpoint["channel_versions"])
+    assert saver.get_tuple(config("t1")).checkpoint["channel_values"] == {"a": 1}
+
+
+async def test_list_newest_first_with_before_limit_and_filter(saver):
+    configs = chain(saver, "t1", 4)
+    ids = [c["configurable"]["checkpoint_id"] for c in configs]
+    listed = [t.config["configurable"]["checkpoint_id"] for t in saver.list(config("t1"))]
+    assert listed == ids[::-1]
+    before = [t.checkpoint["id"] for t in saver.list(config("t1"), before=configs[2])]
+    assert before == [ids[1], ids[0]]
+    assert [t.checkpoint["id"] for t in saver.list(config("t1"), limit=2)] == ids[:1:-1]
+    filtered = [t.checkpoint["id"] for t in saver.list(config("t1"), filter={"step": 2})]
+    assert filtered == [ids[2]]
+    assert list(saver.list(config("t1"), filter={"step": "2"})) == []
+    alisted = [t.checkpoint["id"] async for t in saver.alist(config("t1"), limit=3)]
+    assert alisted == ids[:0:-1]
+
+
+async def test_list_without_a_thread_spans_every_thread(saver):
+    chain(saver, "t1", 2)
+    chain(saver, "t2", 3, ns="inner")
+    everything = list(saver.list(None))
+    assert len(everything) == 5
+    ids = [t.checkpoint["id"] for t in everything]
+    assert ids == sorted(ids, reverse=True)
+    assert len(list(saver.list(None, limit=4))) == 4
+    assert {t.config["configurable"]["thread_id"] for t in saver.list(None, filter={"step": 2})} == {"t2"}
+    assert len([t async for t in saver.alist(None, limit=2)]) == 2
+
+
+async def test_pending_writes_ordered_with_special_channels(saver):
+    (head,) = chain(saver, "t1", 1)
+    saver.put_writes(head, [("x", 1), ("y", {"v": 2})], "task-b", "path-b")
+    saver.put_writes(head, [("x", 10)], "task-a", "path-a")
+    # First writer wins for normal writes; error is last writer wins.
+    saver.put_writes(head, [("x", 99)], "task-a", "path-a")
+    saver.put_writes(head, [("__error__", "first")], "task-c", "path-c")
+    await saver.aput_writes(head, [("__error__", "second")], "task-c", "path-c")
+    saver.put_writes(head, [(TASKS, "sent")], "task-d", "path-d")
+    writes = saver.get_tuple(config("t1")).pending_writes
+    assert writes == [
+        ("task-a", "x", 10),
+        ("task-b", "x", 1),
+        ("task-b", "y", {"v": 2}),
+        ("task-c", "__error__", "second"),
+        ("task-d", TASKS, "sent"),
+    ]
+    (child,) = [t for t in saver.list(config("t1"))]
+    assert child.pending_writes == writes
+
+
+async def test_writes_may_arrive_before_their_checkpoint(saver):
+    early = config("t1", checkpoint_id="1ef00000-0000-7000-8000-000000000000")
+    saver.put_writes(early, [("x", 1)], "task")
+    checkpoint = empty_checkpoint()
+    checkpoint["id"] = early["configurable"]["checkpoint_id"]
+    saver.put(config("t1"), checkpoint, {}, {})
+    assert saver.get_tuple(config("t1")).pending_writes == [("task", "x", 1)]
+
+
+async def test_namespaces_are_separate(saver):
+    chain(saver, "t1", 1)
+    chain(saver, "t1", 2, ns="child")
+    assert len(list(saver.list(config("t1")))) == 1
+    assert len(list(saver.list(config("t1", "child")))) == 2
+    # No namespace in the config lists every namespace of the thread.
+    assert len(list(saver.list({"configurable": {"thread_id": "t1"}}))) == 3
+
+
+async def test_delete_copy_and_prune(saver):
+    chain(saver, "t1", 3)
+    chain(saver, "t1", 1, ns="child")
+    chain(saver, "t2", 2, run_id="run-2")
+    saver.copy_thread("t1", "t3")
+    assert len(list(saver.list({"configurable": {"thread_id": "t3"}}))) == 4
+    saver.prune(["t3"])
+    assert len(list(saver.list({"configurable": {"thread_id": "t3"}}))) == 2
+    saver.delete_thread("t1")
+    assert saver.get_tuple(config("t1")) is None
+    assert saver.get_tuple(config("t1", "child")) is None
+    await saver.adelete_for_runs(["run-2"])
+    assert saver.get_tuple(config("t2")) is None
+    await saver.aprune(["t3"], strategy="delete")
+    assert list(saver.list(None)) == []
+    with pytest.raises(ValueError):
+        saver.prune(["t3"], strategy="sometimes")
+
+
+async def test_next_versions_sort_as_strings(saver):
+    versions = [None]
+    for _ in range(12):
+        versions.append(saver.get_next_version(versions[-1], None))
+    assert versions[1:] == sorted(versions[1:])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_langgraph_conformance_suite(backend, tmp_path):
+    """LangGraph's own conformance suite, every capability (base and extended)."""
+    from langgraph.checkpoint.conformance import checkpointer_test, validate
+
+    counter = iter(range(1000))
+
+    @checkpointer_test(name=f"StorageSaver[{backend}]")
+    async def factory():
+        store = make_storage(backend, tmp_path / str(next(counter)))
+        await store.initialize()
+        yield StorageSaver(store)
+        await store.close()
+
+    report = await validate(factory)
+    report.print_report()
+    passed = sum(r.tests_passed for r in report.results.values())
+    failures = [f for r in report.results.values() for f in r.failures]
+    print(f"conformance[{backend}]: {passed} passed, {len(failures)} failed")
+    assert failures == []
+    assert report.passed_all()
+    assert passed > 0

@@ -1,0 +1,184 @@
+"""The seed's interface on every built-in backend."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import agent_storage as st
+from agent_storage import Storage
+
+
+async def test_create_and_get_session_in_the_seed_shape(storage):
+    created = await storage.create_session("s1", "alice", {"topic": "trips"})
+    assert created["session_id"] == "s1"
+    assert created["user_id"] == "alice"
+    assert created["status"] == "active"
+    assert created["metadata"] == {"topic": "trips"}
+    assert created["metrics"] == {
+        "request_count": 0,
+        "total_processing_time": 0.0,
+        "error_count": 0,
+        "last_error": None,
+    }
+    assert await storage.get_session("s1") == created
+    assert await storage.get_session("missing") is None
+
+
+async def test_create_twice_is_already_exists(storage):
+    await storage.create_session("s1", "alice")
+    with pytest.raises(st.AlreadyExistsError) as caught:
+        await storage.create_session("s1", "bob")
+    assert isinstance(caught.value, st.StorageError)
+    assert caught.value.temporary is False
+    assert caught.value.kind == "already_exists"
+    assert caught.value.operation == "create_session"
+
+
+async def test_update_session_merges_and_counts(storage):
+    await storage.create_session("s1", "alice", {"a": 1})
+    assert await storage.update_session("s1", {"b": 2}, increment_requests=True,
+                                        add_processing_time=0.25)
+    assert await storage.update_session("s1", mark_error="tool timed out")
+    session = await storage.get_session("s1")
+    assert session["metadata"] == {"a": 1, "b": 2}
+    assert session["metrics"] == {
+        "request_count": 1,
+        "total_processing_time": 0.25,
+        "error_count": 1,
+        "last_error": "tool timed out",
+    }
+
+
+async def test_concurrent_increments_are_atomic(storage):
+    await storage.create_session("s1", "alice")
+    await asyncio.gather(
+        *(storage.update_session("s1", increment_requests=True) for _ in range(32))
+    )
+    assert (await storage.get_session("s1"))["metrics"]["request_count"] == 32
+
+
+async def test_missing_session_is_false_or_session_not_found(storage):
+    assert await storage.update_session("missing", {"a": 1}) is False
+    assert await storage.end_session("missing") is False
+    with pytest.raises(st.SessionNotFoundError) as caught:
+        await storage.native.end_session("missing", "completed")
+    assert isinstance(caught.value, st.NotFoundError)
+    assert caught.value.temporary is False
+
+
+async def test_end_session(storage):
+    await storage.create_session("s1", "alice")
+    assert await storage.end_session("s1", status="failed")
+    session = await storage.get_session("s1")
+    assert session["status"] == "failed"
+    assert session["ended_at"] is not None
+    with pytest.raises(st.InvalidInputError):
+        await storage.end_session("s1", status="no-such-status")
+
+
+async def test_conversation_history_is_the_last_n_oldest_first(storage):
+    await storage.create_session("s1", "alice")
+    for i in range(5):
+        assert await storage.add_conversation_message("s1", "user", f"m{i}", {"i": i})
+    history = await storage.get_conversation_history("s1", limit=3)
+    assert [m["content"] for m in history] == ["m2", "m3", "m4"]
+    assert [m["sequence"] for m in history] == [3, 4, 5]
+    assert set(history[0]) >= {"role", "content", "timestamp", "metadata"}
+    assert history[0]["metadata"] == {"i": 2}
+    assert len(await storage.get_conversation_history("s1")) == 5
+
+
+async def test_client_id_makes_a_retried_append_harmless(storage):
+    await storage.add_conversation_message("s1", "user", "hi", client_id="req-1")
+    await storage.add_conversation_message("s1", "user", "hi", client_id="req-1")
+    assert len(await storage.get_conversation_history("s1")) == 1
+
+
+async def test_structured_content_round_trips(storage):
+    content = {"parts": [{"text": "hi"}, {"image": None}], "n": 1.5}
+    await storage.add_conversation_message("s1", "assistant", content)
+    assert (await storage.get_conversation_history("s1"))[0]["content"] == content
+
+
+async def test_seed_checkpoints(storage):
+    assert await storage.get_checkpoint("s1") is None
+    assert await storage.store_checkpoint("s1", "c1", {"step": 1, "plan": ["a"]})
+    assert await storage.store_checkpoint("s1", "c2", {"step": 2}, {"node": "n"}, "c1")
+    latest = await storage.get_checkpoint("s1")
+    assert latest["checkpoint_id"] == "c2"
+    assert latest["data"] == {"step": 2}
+    assert latest["metadata"] == {"node": "n"}
+    assert latest["parent_checkpoint_id"] == "c1"
+    assert (await storage.get_checkpoint("s1", "c1"))["data"] == {"step": 1, "plan": ["a"]}
+    assert await storage.get_checkpoint("s1", "unknown") is None
+    listed = await storage.list_checkpoints("s1")
+    assert [c["checkpoint_id"] for c in listed] == ["c2", "c1"]
+    assert [c["checkpoint_id"] for c in await storage.list_checkpoints("s1", limit=1)] == ["c2"]
+
+
+async def test_task_context_with_compare_and_set(storage):
+    assert await storage.get_task_context("s1") is None
+    assert await storage.store_task_context("s1", {"plan": ["search"]}, expected_version=0)
+    assert await storage.get_task_context("s1") == {"plan": ["search"]}
+    with pytest.raises(st.ConflictError) as caught:
+        await storage.store_task_context("s1", {"plan": []}, expected_version=0)
+    assert caught.value.temporary is False
+    assert await storage.store_task_context("s1", {"plan": ["read"]}, expected_version=1)
+    assert await storage.store_task_context("s1", {"plan": ["write"]})
+    record = await storage.native.get_task_context("s1")
+    assert record["version"] == 3
+    assert record["value"] == {"plan": ["write"]}
+
+
+async def test_health_metrics_and_cleanup(storage):
+    health = await storage.health_check()
+    assert health["healthy"] is True
+    metrics = await storage.get_metrics()
+    assert isinstance(metrics["counters"], dict)
+    await storage.create_session("idle", "alice")
+    await storage.add_conversation_message("idle", "user", "hi")
+    assert await storage.cleanup_expired_sessions(max_idle_hours=24) == 0
+    await asyncio.sleep(0.01)
+    assert await storage.cleanup_expired_sessions(max_idle_hours=0) == 1
+    assert await storage.get_session("idle") is None
+    assert await storage.get_conversation_history("idle") == []
+
+
+async def test_invalid_ids_are_invalid_input(storage):
+    with pytest.raises(st.InvalidInputError) as caught:
+        await storage.create_session("", "alice")
+    assert isinstance(caught.value, ValueError)
+    assert caught.value.kind == "invalid_input"
+    assert caught.value.temporary is False
+    with pytest.raises(st.InvalidInputError):
+        await storage.create_session("s1", "alice", {"bad": object()})
+
+
+async def test_operations_after_close_are_temporary_connection_errors(tmp_path):
+    store = Storage({"backend": "memory"}, use_env=False)
+    await store.initialize()
+    await store.close()
+    with pytest.raises(st.StorageConnectionError) as caught:
+        await store.create_session("s1", "alice")
+    assert caught.value.temporary is True
+    assert isinstance(caught.value, ConnectionError)
+
+
+async def test_data_persists_in_the_local_directory(tmp_path):
+    settings = {"backend": "object", "object.url": f"file://{tmp_path}/store"}
+    first = Storage(settings, use_env=False)
+    await first.initialize()
+    await first.create_session("s1", "alice")
+    await first.close()
+    second = Storage(settings, use_env=False)
+    await second.initialize()
+    assert (await second.get_session("s1"))["user_id"] == "alice"
+    await second.close()
+
+
+async def test_async_context_manager(tmp_path):
+    async with Storage({"backend": "memory"}, use_env=False) as store:
+        await store.create_session("s1", "alice")
+        assert await store.get_session("s1") is not None

@@ -1,0 +1,123 @@
+//! The Python package's tests: a venv under the target directory, the extension built into
+//! it by maturin, then pytest, counted into the run's summary.
+
+use std::path::{Path, PathBuf};
+
+use crate::run::{workspace_root, Step, StepFailed};
+use crate::summary::TestSummary;
+
+/// The crate holding the Python package.
+const CRATE: &str = "crates/storage-py";
+
+/// Where the venv lives: beside the build output, so `cargo clean` removes it too.
+fn venv_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let target = if target.is_absolute() {
+        target
+    } else {
+        workspace_root().join(target)
+    };
+    target.join("py-venv")
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Creates the venv and installs the test requirements when they changed since the last
+/// run (a copy of the requirements file marks what is installed), so repeated runs spend
+/// no time in pip.
+fn prepare_venv(venv: &Path) -> Result<PathBuf, StepFailed> {
+    let python = venv.join("bin").join("python");
+    if !python.is_file() {
+        Step::program(
+            "python venv",
+            "python3",
+            vec!["-m".into(), "venv".into(), path_arg(venv)],
+        )
+        .run()?;
+    }
+    let requirements = workspace_root().join(CRATE).join("requirements-dev.txt");
+    let installed = venv.join("requirements-installed.txt");
+    let wanted = std::fs::read(&requirements).unwrap_or_default();
+    if std::fs::read(&installed).ok().as_ref() != Some(&wanted) {
+        Step::program(
+            "pip install",
+            &python,
+            vec![
+                "-m".into(),
+                "pip".into(),
+                "install".into(),
+                "--quiet".into(),
+                "--disable-pip-version-check".into(),
+                "-r".into(),
+                path_arg(&requirements),
+            ],
+        )
+        .run()?;
+        // Only a marker: failing to write it costs the next run a pip check, nothing more.
+        let _ = std::fs::write(&installed, &wanted);
+    }
+    Ok(python)
+}
+
+/// Builds the extension into the venv, then runs pytest. Returns pytest's counts whether or
+/// not it failed.
+///
+/// Debug, not release: the tests wait on I/O, and a release build of the whole dependency
+/// tree would cost minutes more. With `redis`, so the Redis tests run against a throwaway
+/// server (the Redis crates are built for the cargo tests already).
+pub fn test() -> (TestSummary, Result<(), StepFailed>) {
+    let venv = venv_dir();
+    let python = match prepare_venv(&venv) {
+        Ok(python) => python,
+        Err(failed) => return (TestSummary::default(), Err(failed)),
+    };
+    let bin = venv.join("bin");
+    let path = std::env::join_paths(
+        std::iter::once(bin.clone()).chain(
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths),
+        ),
+    )
+    .unwrap_or_default();
+    let build = Step::program(
+        "maturin develop",
+        bin.join("maturin"),
+        vec![
+            "develop".into(),
+            "--quiet".into(),
+            "--features".into(),
+            "redis".into(),
+            "--manifest-path".into(),
+            format!("{CRATE}/Cargo.toml"),
+        ],
+    )
+    .env("VIRTUAL_ENV", &path_arg(&venv));
+    if let Err(failed) = build.run() {
+        return (TestSummary::default(), Err(failed));
+    }
+    let pytest = Step::program(
+        "pytest",
+        &python,
+        vec![
+            "-m".into(),
+            "pytest".into(),
+            format!("{CRATE}/tests"),
+            "-q".into(),
+            // Every skip with its reason: a skipped test must never pass for a run one.
+            "-rs".into(),
+            "-p".into(),
+            "no:cacheprovider".into(),
+        ],
+    );
+    pytest.run_counting(
+        |command| {
+            command.env("PATH", &path).env("VIRTUAL_ENV", &venv);
+        },
+        TestSummary::add_pytest_line,
+    )
+}

@@ -398,3 +398,62 @@ async fn scheduled_cleanup_removes_idle_sessions() {
     }
     task.stop();
 }
+
+/// A caller cancelled while its flush stores a batch that holds other callers' writes
+/// (a timeout, a dropped future) does not take their writes down with it: each of them is
+/// answered with the true outcome, and the batch is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_survives_the_cancellation_of_the_flushing_caller() {
+    use storage_testkit::fault::{Fault, FaultyBackend, Target};
+    let inner: Arc<dyn StorageBackend> = Arc::new(MemoryBackend::new("gc_cancel").unwrap());
+    let faulty = Arc::new(FaultyBackend::new(inner.clone()));
+    faulty.set(
+        Target::Operation("put_checkpoints"),
+        Fault::Latency(Duration::from_millis(300)),
+    );
+    let storage = Arc::new(
+        Storage::builder(faulty)
+            .group_commit(GroupCommitSettings {
+                enabled: true,
+                ..GroupCommitSettings::default()
+            })
+            .build(),
+    );
+    let put = |n: u32| {
+        let storage = storage.clone();
+        async move {
+            let mut cp = Checkpoint::new("t", "", format!("cp-{n}"));
+            cp.channel_versions.insert("ch".into(), n.to_string());
+            cp.channel_values.insert("ch".into(), json!(n));
+            let new = cp.all_versions();
+            storage.put_checkpoint(cp, new).await
+        }
+    };
+    // 1 flushes alone for 300 ms; 2 then 3 queue behind it and form the next batch, which
+    // 2 (first in line for the flush lock) stores, and 2 is cancelled half way through.
+    let first = tokio::spawn(put(1));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = tokio::spawn(tokio::time::timeout(Duration::from_millis(400), put(2)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let third = tokio::spawn(put(3));
+    first.await.unwrap().unwrap();
+    assert!(
+        second.await.unwrap().is_err(),
+        "the second caller timed out"
+    );
+    third
+        .await
+        .unwrap()
+        .expect("the third write is answered with its outcome");
+    for n in 1..=3 {
+        let id = format!("cp-{n}");
+        assert!(
+            inner
+                .get_checkpoint("t", "", Some(&id))
+                .await
+                .unwrap()
+                .is_some(),
+            "{id} is stored"
+        );
+    }
+}

@@ -108,6 +108,28 @@ pub fn page_of(mut found: Vec<CheckpointTuple>, limit: usize) -> Page<Checkpoint
     }
 }
 
+/// One thread's part of a search: its newest `limit + 1` matches, extended until it holds
+/// every match sharing the id of its `limit`-th (a listing may cut between namespaces of
+/// one id, and a page never splits an id).
+async fn thread_rows<S: CheckpointStore + ?Sized>(
+    store: &S,
+    search: &CheckpointSearch,
+    thread: &str,
+) -> Result<Vec<CheckpointTuple>> {
+    let mut query = search.in_thread(thread);
+    loop {
+        let want = query.limit.unwrap_or(usize::MAX);
+        let rows = store.list_checkpoints(query.clone()).await?;
+        let cut_inside_the_limit_th_id = rows.len() == want
+            && rows.len() > search.limit
+            && rows[rows.len() - 1].checkpoint.id == rows[search.limit - 1].checkpoint.id;
+        if !cut_inside_the_limit_th_id {
+            return Ok(rows);
+        }
+        query.limit = Some(want.saturating_mul(2));
+    }
+}
+
 /// Threads listed per call while searching thread by thread.
 const THREADS_PER_CALL: usize = 1_000;
 
@@ -129,7 +151,7 @@ pub async fn search_thread_by_thread<S: CheckpointStore + ?Sized>(
             .list_thread_ids(after.as_deref(), THREADS_PER_CALL)
             .await?;
         for thread in &threads {
-            found.extend(store.list_checkpoints(search.in_thread(thread)).await?);
+            found.extend(thread_rows(store, &search, thread).await?);
         }
         // Keep only what the page can still use, remembering that more exist.
         let page = page_of(std::mem::take(&mut found), search.limit);

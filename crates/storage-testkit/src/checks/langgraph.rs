@@ -311,4 +311,15 @@ pub async fn search_lists_every_thread_newest_first(ctx: TestContext) {
     }
     assert_eq!(pages[0], expected_all[..3], "{pages:?}");
     assert_eq!(pages.concat(), expected_all, "{pages:?}");
+
+    // One id in three namespaces of one thread: a page of one holds all three.
+    for ns in ["", "n1", "n2"] {
+        put("z", ns, 9, "loop").await;
+    }
+    let page = b
+        .search_checkpoints(CheckpointSearch::newest(1))
+        .await
+        .unwrap();
+    let z = |ns: &str| format!("{}/z/{ns}", cp_id(9));
+    assert_eq!(addresses(&page.items), [z(""), z("n1"), z("n2")]);
 }

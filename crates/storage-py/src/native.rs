@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList, PyTuple};
 use pythonize::{depythonize, pythonize};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -52,12 +52,45 @@ fn to_python<T: Serialize>(py: Python<'_>, result: storage_core::Result<T>) -> P
 
 /// A Python value as `T`; a value of the wrong shape is the caller's `InvalidInputError`.
 fn from_python<T: DeserializeOwned>(what: &str, value: &Bound<'_, PyAny>) -> PyResult<T> {
+    refuse_if_too_deep(what, value)?;
     depythonize(value).map_err(|err| {
         to_py_err(
             value.py(),
             &StorageError::invalid_input(format!("{what}: {err}")),
         )
     })
+}
+
+/// Refuses dicts, lists and tuples nested deeper than the core's
+/// [`REFUSED_BEFORE_COPY_DEPTH`](storage_core::carried::REFUSED_BEFORE_COPY_DEPTH), measured
+/// with an explicit stack: converting a value recurses once per level, so a hostile value
+/// (or one that contains itself) would overflow the interpreter's stack first.
+fn refuse_if_too_deep(what: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    let limit = storage_core::carried::REFUSED_BEFORE_COPY_DEPTH;
+    let mut stack = vec![(value.clone(), 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Vec<Bound<'_, PyAny>> = if let Ok(dict) = value.cast::<PyDict>() {
+            dict.values().iter().collect()
+        } else if let Ok(list) = value.cast::<PyList>() {
+            list.iter().collect()
+        } else if let Ok(tuple) = value.cast::<PyTuple>() {
+            tuple.iter().collect()
+        } else {
+            continue;
+        };
+        if depth >= limit {
+            return Err(to_py_err(
+                value.py(),
+                &StorageError::invalid_input(format!(
+                    "{what} is nested more than {} levels deep; the JSON depth limit is {}",
+                    storage_core::policy::MAX_JSON_DEPTH,
+                    storage_core::policy::MAX_JSON_DEPTH
+                )),
+            ));
+        }
+        stack.extend(children.into_iter().map(|child| (child, depth + 1)));
+    }
+    Ok(())
 }
 
 fn optional<T: DeserializeOwned + Default>(

@@ -25,10 +25,12 @@ def layered(tmp_path, monkeypatch):
     return monkeypatch
 
 
-def test_defaults_use_the_local_directory(tmp_path, monkeypatch):
+def test_defaults_are_the_embedded_sqlite_file_and_local_artifacts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("STORAGE_CONFIG_FILE", raising=False)
-    assert set(Storage(use_env=False).backends().values()) == {"object"}
+    backends = Storage(use_env=False).backends()
+    assert backends.pop("artifacts") == "object"
+    assert set(backends.values()) == {"sqlite"}
 
 
 def test_file_over_defaults(layered):

@@ -146,6 +146,24 @@ async def test_health_metrics_and_cleanup(storage):
     assert await storage.get_conversation_history("idle") == []
 
 
+async def test_hostile_nesting_is_invalid_input_not_a_crash(storage):
+    # Converting a value recurses once per level: 100,000 levels, or a list that contains
+    # itself, would overflow the interpreter's stack if converted before being measured.
+    deep = "leaf"
+    for level in range(100_000):
+        deep = [deep] if level % 2 else {"k": deep}
+    looped = []
+    looped.append(looped)
+    await storage.create_session("s1", "alice")
+    for content in (deep, looped):
+        with pytest.raises(st.InvalidInputError) as caught:
+            await storage.add_conversation_message("s1", "user", content)
+        assert "depth limit is 64" in str(caught.value)
+    with pytest.raises(st.InvalidInputError):
+        await storage.create_session("s2", "alice", {"deep": deep})
+    assert await storage.get_conversation_history("s1") == []
+
+
 async def test_invalid_ids_are_invalid_input(storage):
     with pytest.raises(st.InvalidInputError) as caught:
         await storage.create_session("", "alice")

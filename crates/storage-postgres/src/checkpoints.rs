@@ -259,8 +259,8 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// One transaction for the batch, pipelined with its BEGIN and COMMIT: one round trip
-    /// and one commit per batch; a batch of one is a plain put.
+    /// One transaction for the batch, its puts pipelined: BEGIN, one round trip for the
+    /// puts, COMMIT. A batch of one is a plain put, atomic by itself.
     pub(crate) async fn put_checkpoints_op(
         &self,
         puts: Vec<(Checkpoint, ChannelVersions)>,
@@ -276,29 +276,22 @@ impl PostgresBackend {
         // (channel, version) keeps the value of its first put.
         rows.sort_by(|a, b| a.chain().cmp(&b.chain()));
         let params: Vec<_> = rows.iter().map(PutRow::params).collect();
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         if let [only] = params.as_slice() {
             // One statement is atomic by itself: a batch of one costs what a put costs.
             client.exec(PUT, only).await?;
             return Ok(());
         }
-        let statement = client.statement(PUT).await?;
-        // BEGIN, every put and COMMIT are all sent before the first answer is awaited, so
-        // the batch costs one round trip. A failed put aborts the transaction and the
-        // COMMIT already sent rolls it back; every answer is awaited, so the connection
-        // goes back to the pool idle.
-        let (begun, written, committed) = futures::join!(
-            client.batch_execute("BEGIN"),
-            futures::future::join_all(
-                params
-                    .iter()
-                    .map(|params| client.run_execute(&statement, params)),
-            ),
-            client.batch_execute("COMMIT"),
-        );
-        begun?;
-        written.into_iter().collect::<Result<Vec<u64>, _>>()?;
-        committed?;
+        let tx = client.transaction().await?;
+        let statement = tx.statement(PUT).await?;
+        // The puts are pipelined: every one is sent before the first answer is awaited.
+        futures::future::try_join_all(
+            params
+                .iter()
+                .map(|params| tx.run_execute(&statement, params)),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -347,6 +347,12 @@ fn writer_loop(
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             commit_batch(&Db { conn, ns }, batch);
         }
+        // A transaction the batch could not end (its ROLLBACK failed too) would make every
+        // later BEGIN fail: closing the connection rolls it back, and the next batch opens
+        // a fresh one.
+        if conn.as_ref().is_some_and(|conn| !conn.is_autocommit()) {
+            conn = None;
+        }
     }
 }
 

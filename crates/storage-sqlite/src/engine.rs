@@ -75,7 +75,7 @@ fn open(config: &SqliteConfig, writer: bool) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "cache_size", -8192)?;
     if writer {
         // WAL is a property of the file: set once, every connection then uses it.
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        let mode = switch_to_wal(&conn, config)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
@@ -90,6 +90,26 @@ fn open(config: &SqliteConfig, writer: bool) -> rusqlite::Result<Connection> {
     }
     conn.pragma_update(None, "synchronous", config.synchronous.as_str())?;
     Ok(conn)
+}
+
+/// Switches the file to WAL, retrying while other connections hold it: the switch takes
+/// an exclusive lock without calling the busy handler, so processes or namespaces opening
+/// one new file at once would otherwise fail at once with "database is locked".
+fn switch_to_wal(conn: &Connection, config: &SqliteConfig) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(config.busy_timeout_ms);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(err, _))
+                if matches!(
+                    err.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Creates the database's directory if it is missing.

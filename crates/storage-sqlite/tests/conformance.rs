@@ -19,12 +19,7 @@ fn path() -> &'static PathBuf {
 }
 
 async fn backend(namespace: String) -> Arc<dyn StorageBackend> {
-    // 120 checks open their namespaces in one file at once, each creating its tables in a
-    // transaction of its own on a shared 2-core machine: far more contention for the write
-    // lock than the 5 s default is meant for.
-    let config = SqliteConfig::new(path())
-        .with_namespace(namespace)
-        .with_busy_timeout(std::time::Duration::from_secs(120));
+    let config = SqliteConfig::new(path()).with_namespace(namespace);
     Arc::new(SqliteBackend::new(config).expect("valid sqlite config"))
 }
 

@@ -49,46 +49,64 @@ pub fn validate_history_request(key: &CheckpointKey, channels: &[String]) -> Res
         .try_for_each(|channel| validate_id("channel name", channel))
 }
 
-/// Builds the histories from the target's ancestors, nearest first (the parent first),
-/// each with its channel values resolved and its pending writes.
-pub fn histories_from_ancestors(
-    channels: &[String],
-    ancestors: impl IntoIterator<Item = CheckpointTuple>,
-) -> BTreeMap<String, ChannelHistory> {
-    let mut open: BTreeSet<&str> = channels.iter().map(String::as_str).collect();
-    // Writes are gathered nearest first and reversed per channel at the end.
-    let mut histories: BTreeMap<String, ChannelHistory> = channels
-        .iter()
-        .map(|channel| (channel.clone(), ChannelHistory::default()))
-        .collect();
-    for mut ancestor in ancestors {
-        if open.is_empty() {
-            break;
+/// The histories being built from the target's ancestors, read nearest first (the parent
+/// first): each ancestor is folded in as it is read, so a walk keeps only the histories.
+#[derive(Debug)]
+pub struct HistoryWalk {
+    /// Requested channels whose seed has not been found yet.
+    open: BTreeSet<String>,
+    /// Writes gathered nearest first, reversed by [`HistoryWalk::finish`].
+    histories: BTreeMap<String, ChannelHistory>,
+}
+
+impl HistoryWalk {
+    /// A walk for `channels`, before any ancestor is read.
+    pub fn new(channels: &[String]) -> Self {
+        HistoryWalk {
+            open: channels.iter().cloned().collect(),
+            histories: channels
+                .iter()
+                .map(|channel| (channel.clone(), ChannelHistory::default()))
+                .collect(),
         }
+    }
+
+    /// Whether a channel still needs older ancestors.
+    pub fn wants_more(&self) -> bool {
+        !self.open.is_empty()
+    }
+
+    /// Folds in the next ancestor, with its channel values resolved and its pending writes.
+    pub fn take(&mut self, mut ancestor: CheckpointTuple) {
         for write in ancestor.pending_writes.iter().rev() {
-            if open.contains(write.channel.as_str()) {
-                if let Some(history) = histories.get_mut(&write.channel) {
+            if self.open.contains(&write.channel) {
+                if let Some(history) = self.histories.get_mut(&write.channel) {
                     history.writes.push(write.clone());
                 }
             }
         }
-        let seeded: Vec<&str> = open
-            .iter()
-            .copied()
-            .filter(|channel| ancestor.checkpoint.channel_values.contains_key(*channel))
-            .collect();
-        for channel in seeded {
-            open.remove(channel);
-            if let Some(history) = histories.get_mut(channel) {
-                history.seed_checkpoint_id = Some(ancestor.checkpoint.id.clone());
-                history.seed = ancestor.checkpoint.channel_values.remove(channel);
-            }
+        let checkpoint = &mut ancestor.checkpoint;
+        let histories = &mut self.histories;
+        self.open
+            .retain(|channel| match checkpoint.channel_values.remove(channel) {
+                Some(seed) => {
+                    if let Some(history) = histories.get_mut(channel) {
+                        history.seed_checkpoint_id = Some(checkpoint.id.clone());
+                        history.seed = Some(seed);
+                    }
+                    false
+                }
+                None => true,
+            });
+    }
+
+    /// The histories, each channel's writes oldest first.
+    pub fn finish(mut self) -> BTreeMap<String, ChannelHistory> {
+        for history in self.histories.values_mut() {
+            history.writes.reverse();
         }
+        self.histories
     }
-    for history in histories.values_mut() {
-        history.writes.reverse();
-    }
-    histories
 }
 
 /// The history read through [`CheckpointStore::get_checkpoint`], one read per ancestor:
@@ -105,13 +123,12 @@ pub async fn walk_with_reads<S: CheckpointStore + ?Sized>(
     else {
         return Ok(None);
     };
-    let mut ancestors = Vec::new();
+    let mut walk = HistoryWalk::new(&channels);
     let mut seen = BTreeSet::from([target.checkpoint.id.clone()]);
-    let mut open: BTreeSet<&str> = channels.iter().map(String::as_str).collect();
     let mut next = target.checkpoint.parent_id;
     while let Some(id) = next {
         // A parent chain the caller made circular ends where it repeats.
-        if open.is_empty() || !seen.insert(id.clone()) {
+        if !walk.wants_more() || !seen.insert(id.clone()) {
             break;
         }
         let Some(ancestor) = store
@@ -120,9 +137,8 @@ pub async fn walk_with_reads<S: CheckpointStore + ?Sized>(
         else {
             break;
         };
-        open.retain(|channel| !ancestor.checkpoint.channel_values.contains_key(*channel));
         next = ancestor.checkpoint.parent_id.clone();
-        ancestors.push(ancestor);
+        walk.take(ancestor);
     }
-    Ok(Some(histories_from_ancestors(&channels, ancestors)))
+    Ok(Some(walk.finish()))
 }

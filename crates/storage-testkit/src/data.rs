@@ -90,12 +90,3 @@ pub fn cp_id(n: u32) -> String {
 pub fn content(n: usize) -> Value {
     json!({"text": format!("message {n}"), "n": n})
 }
-
-/// A value of `levels` nested arrays, built without recursion.
-pub fn nested_arrays(levels: usize) -> Value {
-    let mut value = json!(7);
-    for _ in 0..levels {
-        value = Value::Array(vec![value]);
-    }
-    value
-}

@@ -69,7 +69,9 @@ async fn seed(config: StorageConfig) {
     }
     let mut checkpoint = Checkpoint::new("thread-1", "", storage_core::new_checkpoint_id());
     checkpoint.channel_versions.insert("a".into(), "1".into());
-    checkpoint.channel_values.insert("a".into(), json!(1));
+    checkpoint
+        .channel_values
+        .insert("a".into(), json!(1).into());
     let versions = checkpoint.channel_versions.clone();
     storage.put_checkpoint(checkpoint, versions).await.unwrap();
     storage

@@ -111,7 +111,7 @@ fn checkpoint(thread: &str, parent: Option<&str>, step: i64) -> Checkpoint {
         .insert("messages".into(), step.to_string());
     checkpoint
         .channel_values
-        .insert("messages".into(), json!(format!("step {step}")));
+        .insert("messages".into(), json!(format!("step {step}")).into());
     checkpoint.metadata.insert("step".into(), json!(step));
     checkpoint
 }
@@ -160,7 +160,7 @@ async fn seed(storage: &Storage) -> Vec<String> {
             key,
             "task-1",
             "path",
-            vec![("messages".into(), json!("pending"))],
+            vec![("messages".into(), json!("pending").into())],
         )
         .await
         .unwrap();

@@ -187,10 +187,10 @@ async fn seed_thread(backend: &dyn StorageBackend, t: usize) {
                 .insert("constant".into(), "v0".into());
             checkpoint
                 .channel_values
-                .insert("messages".into(), json!([step, thread]));
+                .insert("messages".into(), json!([step, thread]).into());
             checkpoint
                 .channel_values
-                .insert("constant".into(), json!("c"));
+                .insert("constant".into(), json!("c").into());
             checkpoint.metadata.insert("step".into(), json!(step));
             checkpoint
                 .metadata
@@ -211,15 +211,20 @@ async fn seed_thread(backend: &dyn StorageBackend, t: usize) {
                     "task-a",
                     "path/a",
                     vec![
-                        ("x".into(), json!(1)),
-                        ("__error__".into(), json!("boom")),
-                        ("y".into(), json!(2)),
+                        ("x".into(), json!(1).into()),
+                        ("__error__".into(), json!("boom").into()),
+                        ("y".into(), json!(2).into()),
                     ],
                 )
                 .await
                 .unwrap();
             backend
-                .put_writes(key, "task-b", "path/b", vec![("z".into(), json!(step))])
+                .put_writes(
+                    key,
+                    "task-b",
+                    "path/b",
+                    vec![("z".into(), json!(step).into())],
+                )
                 .await
                 .unwrap();
             parent = Some(id);

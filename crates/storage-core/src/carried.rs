@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::channel_value::ChannelValue;
+
 use crate::artifact::{Artifact, NewArtifact};
 use crate::checkpoint::{ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery};
 use crate::conversation::{Message, MessageRange, NewMessage};
@@ -128,12 +130,26 @@ impl Carried for Metadata {
     }
 }
 
-impl Carried for std::collections::BTreeMap<String, Value> {
+impl Carried for ChannelValue {
     fn depth(&self, limit: usize) -> usize {
-        deepest(self.values(), limit)
+        self.as_json().map_or(0, |value| json_depth(value, limit))
     }
     fn take_values(&mut self, out: &mut Vec<Value>) {
-        out.extend(self.values_mut().map(Value::take));
+        if let ChannelValue::Json(value) = self {
+            out.push(value.take());
+        }
+    }
+}
+
+impl Carried for std::collections::BTreeMap<String, ChannelValue> {
+    fn depth(&self, limit: usize) -> usize {
+        self.values()
+            .map(|value| value.depth(limit))
+            .max()
+            .unwrap_or(0)
+    }
+    fn take_values(&mut self, out: &mut Vec<Value>) {
+        self.values_mut().for_each(|value| value.take_values(out));
     }
 }
 

@@ -12,9 +12,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::channel_value::ChannelValue;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::{Result, StorageError};
 use crate::json::Metadata;
@@ -36,7 +36,7 @@ pub struct Checkpoint {
     /// The id of the checkpoint this one follows, as the caller names it.
     pub parent_id: Option<String>,
     /// Channel values; on write only those in `new_versions` are stored.
-    pub channel_values: BTreeMap<String, Value>,
+    pub channel_values: BTreeMap<String, ChannelValue>,
     /// The version of every channel at this checkpoint.
     pub channel_versions: ChannelVersions,
     /// Per node, the channel versions it has seen.
@@ -117,7 +117,7 @@ impl Checkpoint {
             crate::policy::check_channel_versions(seen)?;
         }
         for (channel, value) in &self.channel_values {
-            crate::policy::check_json(&format!("value of channel {channel:?}"), value)?;
+            value.check(&format!("value of channel {channel:?}"))?;
         }
         crate::policy::check_metadata("checkpoint metadata", &self.metadata)?;
         for (channel, version) in new_versions {
@@ -145,7 +145,7 @@ impl Checkpoint {
     pub fn new_blobs<'a>(
         &'a self,
         new_versions: &'a ChannelVersions,
-    ) -> impl Iterator<Item = (&'a str, &'a str, &'a Value)> + 'a {
+    ) -> impl Iterator<Item = (&'a str, &'a str, &'a ChannelValue)> + 'a {
         new_versions.iter().filter_map(move |(channel, version)| {
             self.channel_values
                 .get(channel)
@@ -214,7 +214,7 @@ pub struct PendingWrite {
     /// The channel written.
     pub channel: String,
     /// The value written.
-    pub value: Value,
+    pub value: ChannelValue,
 }
 
 /// LangGraph's error channel.
@@ -247,7 +247,7 @@ pub fn special_write_index(channel: &str) -> Option<i64> {
 pub fn indexed_writes(
     task_id: &str,
     task_path: &str,
-    writes: Vec<(String, Value)>,
+    writes: Vec<(String, ChannelValue)>,
 ) -> Vec<(PendingWrite, bool)> {
     writes
         .into_iter()
@@ -271,7 +271,7 @@ pub fn indexed_writes(
 pub fn validate_put_writes(
     key: &CheckpointKey,
     task_id: &str,
-    writes: &[(String, Value)],
+    writes: &[(String, ChannelValue)],
 ) -> Result<()> {
     key.validate()?;
     validate_id("task id", task_id)?;
@@ -280,10 +280,9 @@ pub fn validate_put_writes(
         writes.iter().map(|(channel, _)| channel.as_str()),
     )?;
     writes.iter().try_for_each(|(channel, value)| {
-        crate::policy::check_json(
-            &format!("value of the pending write to channel {channel:?}"),
-            value,
-        )
+        value.check(&format!(
+            "value of the pending write to channel {channel:?}"
+        ))
     })
 }
 
@@ -446,7 +445,7 @@ pub trait CheckpointStore: Send + Sync {
         key: CheckpointKey,
         task_id: &str,
         task_path: &str,
-        writes: Vec<(String, Value)>,
+        writes: Vec<(String, ChannelValue)>,
     ) -> Result<()>;
 
     /// The writes stored against a checkpoint id, ordered by (task path, task id, index).
@@ -544,9 +543,9 @@ mod tests {
             "t",
             "p",
             vec![
-                ("a".into(), json!(1)),
-                (ERROR_CHANNEL.into(), json!("boom")),
-                ("b".into(), json!(2)),
+                ("a".into(), json!(1).into()),
+                (ERROR_CHANNEL.into(), json!("boom").into()),
+                ("b".into(), json!(2).into()),
             ],
         );
         let summary: Vec<(i64, bool)> = writes

@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::channel_value::ChannelValue;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::checkpoint::{CheckpointKey, CheckpointStore, CheckpointTuple, PendingWrite};
 use crate::error::Result;
@@ -26,7 +26,7 @@ pub struct ChannelHistory {
     /// for the channel; `None` when no ancestor does.
     pub seed_checkpoint_id: Option<String>,
     /// That ancestor's value for the channel.
-    pub seed: Option<Value>,
+    pub seed: Option<ChannelValue>,
     /// The channel's writes stored against the seed's checkpoint and every checkpoint
     /// after it up to the target's parent (against every ancestor when there is no seed),
     /// oldest checkpoint first; within one checkpoint in (task path, task id, index)

@@ -21,6 +21,7 @@
 pub mod artifact;
 pub mod backend;
 pub mod carried;
+pub mod channel_value;
 pub mod checkpoint;
 pub mod conversation;
 pub mod delta;
@@ -42,6 +43,7 @@ pub mod wire;
 
 pub use artifact::{Artifact, ArtifactMeta, ArtifactStore, ByteStream, NewArtifact};
 pub use backend::{BackendMetrics, HealthStatus, StorageBackend};
+pub use channel_value::{ChannelValue, TypedBytes};
 pub use checkpoint::{
     new_checkpoint_id, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery,
     CheckpointStore, CheckpointTuple, PendingWrite,

@@ -652,7 +652,7 @@ contract! {
             key: CheckpointKey => CheckpointKey,
             task_id: &str => String,
             task_path: &str => String,
-            writes: Vec<(String, Value)> => Vec<(String, Value)>,
+            writes: Vec<(String, crate::ChannelValue)> => Vec<(String, crate::ChannelValue)>,
         ) -> () {
             kind: Some(Kind::Checkpoints), Write, idempotent: true,
             subject: Some(&key.thread_id),

@@ -11,7 +11,7 @@
 
 pub use crate::ext::{ArtifactStoreExt, CheckpointStoreExt, TaskContextStoreExt};
 pub use crate::{
-    ArtifactStore, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, ConversationStore,
-    ExpectedVersion, MessageRange, NewArtifact, NewMessage, NewSession, SessionQuery,
-    SessionStatus, SessionStore, SessionUpdate, StorageBackend, TaskContextStore,
+    ArtifactStore, ChannelValue, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore,
+    ConversationStore, ExpectedVersion, MessageRange, NewArtifact, NewMessage, NewSession,
+    SessionQuery, SessionStatus, SessionStore, SessionUpdate, StorageBackend, TaskContextStore,
 };

@@ -2,11 +2,15 @@
 //!
 //! Every record is JSON inside a small envelope, `{"v": 1, "kind": "session", "data": {...}}`,
 //! so a newer release can read what an older one wrote and `storectl migrate` can move data
-//! between backends. The formats are documented in `docs/formats.md`.
+//! between backends. A channel value or pending write holding typed bytes is *framed*: a NUL
+//! byte (which no JSON text starts with), the length of a JSON envelope, the envelope, then
+//! the bytes exactly as given, never base64. The formats are documented in `docs/formats.md`.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::channel_value::{ChannelValue, TypedBytes};
+use crate::checkpoint::PendingWrite;
 use crate::error::{Result, StorageError};
 
 /// The format version this release writes, and the highest it reads.
@@ -27,18 +31,11 @@ impl WireRecord for crate::Message {
 impl WireRecord for crate::Checkpoint {
     const KIND: &'static str = "checkpoint";
 }
-impl WireRecord for crate::PendingWrite {
-    const KIND: &'static str = "pending_write";
-}
 impl WireRecord for crate::TaskContext {
     const KIND: &'static str = "task_context";
 }
 impl WireRecord for crate::ArtifactMeta {
     const KIND: &'static str = "artifact_meta";
-}
-/// A channel value, stored once per (channel, version).
-impl WireRecord for serde_json::Value {
-    const KIND: &'static str = "channel_value";
 }
 
 #[derive(Serialize)]
@@ -66,38 +63,207 @@ struct EnvelopeIn<T> {
 /// assert_eq!(wire::decode::<storage_core::Session>(&bytes).unwrap(), session);
 /// ```
 pub fn encode<T: WireRecord>(record: &T) -> Result<Vec<u8>> {
-    let envelope = EnvelopeOut {
-        v: FORMAT_VERSION,
-        kind: T::KIND,
-        data: record,
-    };
-    serde_json::to_vec(&envelope).map_err(|err| {
-        StorageError::serialization(format!("cannot encode {} record: {err}", T::KIND))
-            .with_source(err)
-    })
+    encode_envelope(T::KIND, record)
 }
 
 /// Decodes a record, refusing a different kind or a newer format version.
 pub fn decode<T: WireRecord>(bytes: &[u8]) -> Result<T> {
-    let envelope: EnvelopeIn<T> = serde_json::from_slice(bytes).map_err(|err| {
-        StorageError::serialization(format!("cannot decode {} record: {err}", T::KIND))
-            .with_source(err)
+    decode_envelope(T::KIND, bytes)
+}
+
+/// The kind of a stored channel value (one per channel and version).
+const CHANNEL_VALUE: &str = "channel_value";
+/// The kind of a stored pending write.
+const PENDING_WRITE: &str = "pending_write";
+
+/// The first byte of a framed record.
+const FRAMED: u8 = 0;
+
+/// A framed record's envelope: the record without its value, and the value's type tag.
+#[derive(Serialize, Deserialize)]
+struct FrameHeader<T> {
+    v: u32,
+    kind: String,
+    data: T,
+    #[serde(rename = "type")]
+    type_tag: String,
+}
+
+/// A pending write without its value: the `data` of a framed write.
+#[derive(Serialize, Deserialize)]
+struct WriteHeader<S> {
+    task_id: S,
+    task_path: S,
+    index: i64,
+    channel: S,
+}
+
+/// A pending write with a JSON value, as every release writes it: field for field
+/// [`PendingWrite`]'s, so the bytes are those of the release before typed bytes.
+#[derive(Serialize, Deserialize)]
+struct JsonWrite<S, V> {
+    task_id: S,
+    task_path: S,
+    index: i64,
+    channel: S,
+    value: V,
+}
+
+fn frame<T: Serialize>(kind: &'static str, data: &T, typed: &TypedBytes) -> Result<Vec<u8>> {
+    let header = FrameHeader {
+        v: FORMAT_VERSION,
+        kind: kind.to_owned(),
+        data,
+        type_tag: typed.type_tag.clone(),
+    };
+    let header = serde_json::to_vec(&header).map_err(|err| {
+        StorageError::serialization(format!("cannot encode {kind} record: {err}")).with_source(err)
     })?;
-    if envelope.kind != T::KIND {
+    let length = u32::try_from(header.len())
+        .map_err(|_| StorageError::serialization(format!("{kind} record header exceeds 4 GiB")))?;
+    let mut out = Vec::with_capacity(5 + header.len() + typed.bytes.len());
+    out.push(FRAMED);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&typed.bytes);
+    Ok(out)
+}
+
+/// Splits a framed record into its header and its bytes, checking kind and version.
+fn unframe<T: DeserializeOwned>(kind: &str, bytes: &[u8]) -> Result<(T, TypedBytes)> {
+    let malformed =
+        || StorageError::serialization(format!("cannot decode {kind} record: truncated frame"));
+    let length: [u8; 4] = bytes
+        .get(1..5)
+        .and_then(|slice| slice.try_into().ok())
+        .ok_or_else(malformed)?;
+    let end = 5usize
+        .checked_add(u32::from_be_bytes(length) as usize)
+        .filter(|end| *end <= bytes.len())
+        .ok_or_else(malformed)?;
+    let undecodable = |err: serde_json::Error| {
+        StorageError::serialization(format!("cannot decode {kind} record: {err}")).with_source(err)
+    };
+    // The kind is checked before the data is read as that kind's.
+    let header: FrameHeader<serde_json::Value> =
+        serde_json::from_slice(&bytes[5..end]).map_err(undecodable)?;
+    check_envelope(kind, &header.kind, header.v)?;
+    let data = serde_json::from_value(header.data).map_err(undecodable)?;
+    let typed = TypedBytes {
+        type_tag: header.type_tag,
+        bytes: bytes::Bytes::copy_from_slice(&bytes[end..]),
+    };
+    Ok((data, typed))
+}
+
+fn check_envelope(expected: &str, kind: &str, version: u32) -> Result<()> {
+    if kind != expected {
         return Err(StorageError::serialization(format!(
-            "expected a {} record, found a {} record",
-            T::KIND,
-            envelope.kind
+            "expected a {expected} record, found a {kind} record"
         )));
     }
-    if envelope.v > FORMAT_VERSION {
+    if version > FORMAT_VERSION {
         return Err(StorageError::serialization(format!(
-            "{} record has format version {}; this release reads up to {FORMAT_VERSION}",
-            T::KIND,
-            envelope.v
+            "{expected} record has format version {version}; this release reads up to \
+             {FORMAT_VERSION}"
         )));
     }
+    Ok(())
+}
+
+fn encode_envelope<T: Serialize>(kind: &'static str, data: &T) -> Result<Vec<u8>> {
+    let envelope = EnvelopeOut {
+        v: FORMAT_VERSION,
+        kind,
+        data,
+    };
+    serde_json::to_vec(&envelope).map_err(|err| {
+        StorageError::serialization(format!("cannot encode {kind} record: {err}")).with_source(err)
+    })
+}
+
+fn decode_envelope<T: DeserializeOwned>(kind: &str, bytes: &[u8]) -> Result<T> {
+    let envelope: EnvelopeIn<T> = serde_json::from_slice(bytes).map_err(|err| {
+        StorageError::serialization(format!("cannot decode {kind} record: {err}")).with_source(err)
+    })?;
+    check_envelope(kind, &envelope.kind, envelope.v)?;
     Ok(envelope.data)
+}
+
+/// Encodes a channel value: JSON in an envelope, typed bytes framed.
+///
+/// ```
+/// use storage_core::{wire, ChannelValue};
+///
+/// let typed = ChannelValue::typed("msgpack", &b"\x92\x01\x02"[..]);
+/// let stored = wire::encode_value(&typed).unwrap();
+/// assert!(stored.ends_with(b"\x92\x01\x02")); // the bytes as given, not base64
+/// assert_eq!(wire::decode_value(&stored).unwrap(), typed);
+/// ```
+pub fn encode_value(value: &ChannelValue) -> Result<Vec<u8>> {
+    match value {
+        ChannelValue::Json(json) => encode_envelope(CHANNEL_VALUE, json),
+        ChannelValue::Typed(typed) => frame(CHANNEL_VALUE, &(), typed),
+    }
+}
+
+/// Decodes what [`encode_value`] wrote, and the JSON channel values of every earlier release.
+pub fn decode_value(bytes: &[u8]) -> Result<ChannelValue> {
+    if bytes.first() == Some(&FRAMED) {
+        let ((), typed) = unframe(CHANNEL_VALUE, bytes)?;
+        Ok(ChannelValue::Typed(typed))
+    } else {
+        decode_envelope::<serde_json::Value>(CHANNEL_VALUE, bytes).map(ChannelValue::Json)
+    }
+}
+
+/// Encodes a pending write: with a JSON value in an envelope, with typed bytes framed.
+pub fn encode_write(write: &PendingWrite) -> Result<Vec<u8>> {
+    match &write.value {
+        ChannelValue::Json(json) => encode_envelope(
+            PENDING_WRITE,
+            &JsonWrite {
+                task_id: &write.task_id,
+                task_path: &write.task_path,
+                index: write.index,
+                channel: &write.channel,
+                value: json,
+            },
+        ),
+        ChannelValue::Typed(typed) => frame(
+            PENDING_WRITE,
+            &WriteHeader {
+                task_id: &write.task_id,
+                task_path: &write.task_path,
+                index: write.index,
+                channel: &write.channel,
+            },
+            typed,
+        ),
+    }
+}
+
+/// Decodes what [`encode_write`] wrote, and the pending writes of every earlier release.
+pub fn decode_write(bytes: &[u8]) -> Result<PendingWrite> {
+    if bytes.first() == Some(&FRAMED) {
+        let (header, typed): (WriteHeader<String>, _) = unframe(PENDING_WRITE, bytes)?;
+        Ok(PendingWrite {
+            task_id: header.task_id,
+            task_path: header.task_path,
+            index: header.index,
+            channel: header.channel,
+            value: ChannelValue::Typed(typed),
+        })
+    } else {
+        let write: JsonWrite<String, serde_json::Value> = decode_envelope(PENDING_WRITE, bytes)?;
+        Ok(PendingWrite {
+            task_id: write.task_id,
+            task_path: write.task_path,
+            index: write.index,
+            channel: write.channel,
+            value: ChannelValue::Json(write.value),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -107,11 +273,66 @@ mod tests {
 
     #[test]
     fn refuses_other_kinds_and_newer_versions() {
-        let value = encode(&serde_json::json!({"a": 1})).unwrap();
+        let value = encode_value(&serde_json::json!({"a": 1}).into()).unwrap();
         assert!(decode::<Session>(&value).is_err());
         let newer = br#"{"v":2,"kind":"channel_value","data":1}"#;
-        let err = decode::<serde_json::Value>(newer).unwrap_err();
+        let err = decode_value(newer).unwrap_err();
         assert!(err.message().contains("format version 2"), "{err}");
-        assert!(decode::<serde_json::Value>(b"not json").is_err());
+        assert!(decode_value(b"not json").is_err());
+        let typed = encode_value(&ChannelValue::typed("msgpack", &b"x"[..])).unwrap();
+        assert!(decode_write(&typed)
+            .unwrap_err()
+            .message()
+            .contains("channel_value"));
+    }
+
+    /// Records as the release before typed bytes wrote them read unchanged, and a JSON
+    /// value is still written byte for byte as that release wrote it.
+    #[test]
+    fn json_records_of_the_previous_release_read_and_are_written_the_same() {
+        let value = br#"{"v":1,"kind":"channel_value","data":{"$typed_bytes":1}}"#;
+        let decoded = decode_value(value).unwrap();
+        assert_eq!(
+            decoded,
+            ChannelValue::Json(serde_json::json!({"$typed_bytes": 1}))
+        );
+        assert_eq!(encode_value(&decoded).unwrap(), value);
+
+        let write = br#"{"v":1,"kind":"pending_write","data":{"task_id":"t","task_path":"p","index":-3,"channel":"__interrupt__","value":[1,"a"]}}"#;
+        let decoded = decode_write(write).unwrap();
+        assert_eq!(decoded.index, -3);
+        assert_eq!(
+            decoded.value,
+            ChannelValue::Json(serde_json::json!([1, "a"]))
+        );
+        assert_eq!(encode_write(&decoded).unwrap(), write);
+    }
+
+    #[test]
+    fn typed_bytes_are_framed_raw_and_round_trip() {
+        let payload: Vec<u8> = (0..=255u8).chain([0, 0, b'{']).collect();
+        let value = ChannelValue::typed("msgpack", payload.clone());
+        let stored = encode_value(&value).unwrap();
+        assert_eq!(stored[0], 0, "framed records start with NUL");
+        assert!(stored.ends_with(&payload), "the bytes are stored as given");
+        assert!(stored.len() < payload.len() + 80, "{} bytes", stored.len());
+        assert_eq!(decode_value(&stored).unwrap(), value);
+
+        let write = PendingWrite {
+            task_id: "task".into(),
+            task_path: "~path\u{202e}".into(),
+            index: 7,
+            channel: "messages".into(),
+            value: ChannelValue::typed("bytes", Vec::new()),
+        };
+        let stored = encode_write(&write).unwrap();
+        assert_eq!(decode_write(&stored).unwrap(), write);
+        // The payload is empty, so every cut falls inside the length or the header.
+        for cut in [1, 3, 5, 10, stored.len() - 1] {
+            assert!(
+                decode_write(&stored[..cut]).is_err(),
+                "cut at {cut} decoded"
+            );
+        }
     }
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use crossbeam_skiplist::SkipSet;
 use dashmap::DashMap;
-use serde_json::Value;
 use storage_core::{Artifact, Checkpoint, Message, PendingWrite, Session, TaskContext};
 
 /// The in-process "server": every namespace's data. Cheap to clone.
@@ -89,7 +88,7 @@ pub(crate) struct Chain {
     /// Records without channel values, by id.
     pub checkpoints: BTreeMap<String, Checkpoint>,
     /// channel -> version -> value.
-    pub blobs: HashMap<String, HashMap<String, Value>>,
+    pub blobs: HashMap<String, HashMap<String, storage_core::ChannelValue>>,
     /// checkpoint id -> (task id, index) -> write.
     pub writes: HashMap<String, BTreeMap<(String, i64), PendingWrite>>,
 }

@@ -10,11 +10,12 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
 use storage_core::{
-    Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, ChannelVersions,
-    Checkpoint, CheckpointKey, CheckpointQuery, CheckpointSearch, CheckpointStore, CheckpointTuple,
-    ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange, NewArtifact,
-    NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionQuery, SessionStatus,
-    SessionStore, SessionUpdate, StorageBackend, StorageError, TaskContext, TaskContextStore,
+    Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, ChannelValue,
+    ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointSearch, CheckpointStore,
+    CheckpointTuple, ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange,
+    NewArtifact, NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionQuery,
+    SessionStatus, SessionStore, SessionUpdate, StorageBackend, StorageError, TaskContext,
+    TaskContextStore,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
@@ -473,7 +474,7 @@ impl CheckpointStore for PostgresBackend {
         key: CheckpointKey,
         task_id: &str,
         task_path: &str,
-        writes: Vec<(String, Value)>,
+        writes: Vec<(String, ChannelValue)>,
     ) -> Result<()> {
         let writes = admit("put_writes", writes)?;
         finish(

@@ -371,7 +371,7 @@ impl PostgresBackend {
         key: CheckpointKey,
         task_id: &str,
         task_path: &str,
-        writes: Vec<(String, Value)>,
+        writes: Vec<(String, storage_core::ChannelValue)>,
     ) -> PgResult<()> {
         validate_put_writes(&key, task_id, &writes)?;
         // Within one call a special channel written twice keeps its last value and a
@@ -379,7 +379,7 @@ impl PostgresBackend {
         let mut first_wins: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
         let mut last_wins: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
         for (write, replaces) in indexed_writes(task_id, task_path, writes) {
-            let record = wire::encode(&write)?;
+            let record = wire::encode_write(&write)?;
             if replaces {
                 last_wins.insert(write.index, record);
             } else {
@@ -496,7 +496,7 @@ fn decode_tuple(row: &Row) -> PgResult<CheckpointTuple> {
         .into_iter()
         .zip(values.unwrap_or_default())
         .filter_map(|(channel, value)| value.map(|value| (channel, value)))
-        .map(|(channel, value)| Ok((channel, wire::decode::<Value>(value)?)))
+        .map(|(channel, value)| Ok((channel, wire::decode_value(value)?)))
         .collect::<PgResult<_>>()?;
     let writes: Option<Vec<&[u8]>> = row.get(5);
     let pending_writes = decode_writes(writes.unwrap_or_default())?;
@@ -509,7 +509,7 @@ fn decode_tuple(row: &Row) -> PgResult<CheckpointTuple> {
 fn decode_writes(records: Vec<&[u8]>) -> PgResult<Vec<PendingWrite>> {
     let mut writes = records
         .into_iter()
-        .map(wire::decode::<PendingWrite>)
+        .map(wire::decode_write)
         .collect::<storage_core::Result<Vec<_>>>()?;
     sort_writes(&mut writes);
     Ok(writes)
@@ -539,7 +539,7 @@ impl PutRow {
         for (channel, version, value) in checkpoint.new_blobs(new_versions) {
             blob_channels.push(channel.to_owned());
             blob_versions.push(version.to_owned());
-            blob_values.push(wire::encode(value)?);
+            blob_values.push(wire::encode_value(value)?);
         }
         let channels = checkpoint.channel_versions.keys().cloned().collect();
         let versions = checkpoint.channel_versions.values().cloned().collect();

@@ -486,6 +486,10 @@ impl NativeStorage {
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let writes: Vec<(String, Value)> = from_python("pending writes", writes)?;
+        let writes = writes
+            .into_iter()
+            .map(|(channel, value)| (channel, value.into()))
+            .collect();
         let key = CheckpointKey::new(thread_id, checkpoint_id).in_namespace(namespace);
         let storage = self.inner.clone();
         finish(py, blocking, async move {

@@ -55,7 +55,10 @@ pub(crate) fn seed_checkpoint(
         .keys()
         .map(|channel| (channel.clone(), checkpoint_id.to_owned()))
         .collect();
-    checkpoint.channel_values = data.into_iter().collect();
+    checkpoint.channel_values = data
+        .into_iter()
+        .map(|(channel, value)| (channel, value.into()))
+        .collect();
     checkpoint.metadata = metadata;
     checkpoint.parent_id = parent_id;
     checkpoint

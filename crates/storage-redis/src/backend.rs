@@ -16,11 +16,11 @@ use storage_core::session::{end_session_record, validate_new_sessions, SessionCu
 use storage_core::validate::{validate_id, validate_limit};
 use storage_core::{
     time, wire, Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, Bytes,
-    ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
-    ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange, Metadata, NewArtifact,
-    NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionMetrics, SessionQuery,
-    SessionStatus, SessionStore, SessionUpdate, StorageBackend, StorageError, TaskContext,
-    TaskContextStore,
+    ChannelValue, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore,
+    CheckpointTuple, ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange,
+    Metadata, NewArtifact, NewMessage, NewSession, Page, PendingWrite, Result, Session,
+    SessionMetrics, SessionQuery, SessionStatus, SessionStore, SessionUpdate, StorageBackend,
+    StorageError, TaskContext, TaskContextStore,
 };
 
 use crate::config::RedisConfig;
@@ -726,14 +726,14 @@ impl RedisBackend {
                     if let Some(bytes) = value {
                         checkpoint
                             .channel_values
-                            .insert(channel.clone(), wire::decode::<Json>(&bytes)?);
+                            .insert(channel.clone(), wire::decode_value(&bytes)?);
                     }
                 }
             }
             let writes: Vec<Vec<u8>> = from_value(writes, "pending writes")?;
             let mut pending_writes = writes
                 .iter()
-                .map(|bytes| wire::decode::<PendingWrite>(bytes))
+                .map(|bytes| wire::decode_write(bytes))
                 .collect::<Result<Vec<_>>>()?;
             sort_writes(&mut pending_writes);
             tuples.push(CheckpointTuple {
@@ -1469,7 +1469,7 @@ impl CheckpointStore for RedisBackend {
             let blobs = checkpoint
                 .new_blobs(&new_versions)
                 .map(|(channel, version, value)| {
-                    Ok((blob_field(channel, version), wire::encode(value)?))
+                    Ok((blob_field(channel, version), wire::encode_value(value)?))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut record = checkpoint.clone();
@@ -1564,7 +1564,7 @@ impl CheckpointStore for RedisBackend {
         key: CheckpointKey,
         task_id: &str,
         task_path: &str,
-        writes: Vec<(String, Json)>,
+        writes: Vec<(String, ChannelValue)>,
     ) -> Result<()> {
         let writes = admit("put_writes", writes)?;
         async {
@@ -1581,7 +1581,7 @@ impl CheckpointStore for RedisBackend {
                 let flag: &[u8] = if replace { b"1" } else { b"0" };
                 encoded.push((
                     write_field(task_id, write.index),
-                    wire::encode(&write)?,
+                    wire::encode_write(&write)?,
                     flag,
                 ));
             }
@@ -1618,7 +1618,7 @@ impl CheckpointStore for RedisBackend {
                 .await?;
             let mut writes = values
                 .iter()
-                .map(|bytes| wire::decode::<PendingWrite>(bytes))
+                .map(|bytes| wire::decode_write(bytes))
                 .collect::<Result<Vec<_>>>()?;
             sort_writes(&mut writes);
             Ok(writes)

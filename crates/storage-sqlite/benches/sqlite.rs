@@ -184,7 +184,7 @@ fn checkpoint(thread: usize, step: usize) -> (Checkpoint, ChannelVersions) {
             .insert(format!("ch{channel}"), format!("{version:08}"));
         checkpoint
             .channel_values
-            .insert(format!("ch{channel}"), value(channel, version));
+            .insert(format!("ch{channel}"), value(channel, version).into());
     }
     checkpoint.metadata.insert("step".into(), json!(step));
     let mut new_versions = checkpoint.channel_versions.clone();
@@ -217,7 +217,7 @@ fn ours_put_writes(backend: &Arc<SqliteBackend>) -> BenchOp {
         Box::pin(async move {
             let task = TASKS.fetch_add(1, Ordering::Relaxed);
             let key = CheckpointKey::new(format!("thread-{}", i % THREADS), "pending");
-            let writes = vec![(format!("ch{}", i % CHANNELS), value(i % CHANNELS, i))];
+            let writes = vec![(format!("ch{}", i % CHANNELS), value(i % CHANNELS, i).into())];
             b.put_writes(key, &format!("task-{task}"), "", writes)
                 .await
                 .unwrap();

@@ -10,8 +10,8 @@ use storage_core::carried::admit;
 use async_trait::async_trait;
 use serde_json::Value;
 use storage_core::{
-    Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, ChannelVersions,
-    Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
+    Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, ChannelValue,
+    ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
     ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange, NewArtifact,
     NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionQuery, SessionStatus,
     SessionStore, SessionUpdate, StorageBackend, TaskContext, TaskContextStore,
@@ -252,7 +252,7 @@ impl CheckpointStore for SqliteBackend {
         key: CheckpointKey,
         task_id: &str,
         task_path: &str,
-        writes: Vec<(String, Value)>,
+        writes: Vec<(String, ChannelValue)>,
     ) -> Result<()> {
         let writes = admit("put_writes", writes)?;
         finish(

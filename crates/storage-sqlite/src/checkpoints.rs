@@ -138,7 +138,11 @@ impl PutRow {
         let blobs = checkpoint
             .new_blobs(new_versions)
             .map(|(channel, version, value)| {
-                Ok((channel.to_owned(), version.to_owned(), wire::encode(value)?))
+                Ok((
+                    channel.to_owned(),
+                    version.to_owned(),
+                    wire::encode_value(value)?,
+                ))
             })
             .collect::<storage_core::Result<Vec<_>>>()?;
         let run_id = checkpoint
@@ -218,7 +222,7 @@ fn fill(
         }
         channel_keys.push(of_checkpoint);
     }
-    let mut values: Vec<Option<Value>> = vec![None; keys.len()];
+    let mut values: Vec<Option<storage_core::ChannelValue>> = vec![None; keys.len()];
     if !keys.is_empty() {
         let keys = serde_json::to_string(&keys)
             .map_err(|err| StorageError::serialization(format!("blob keys: {err}")))?;
@@ -226,7 +230,7 @@ fn fill(
         let mut rows = statement.query((thread_id, keys))?;
         while let Some(row) = rows.next()? {
             let position = usize::try_from(row.get::<_, i64>(0)?).unwrap_or(usize::MAX);
-            let value = wire::decode::<Value>(row.get_ref(1)?.as_blob()?)?;
+            let value = wire::decode_value(row.get_ref(1)?.as_blob()?)?;
             if let Some(slot) = values.get_mut(position) {
                 *slot = Some(value);
             }
@@ -244,7 +248,7 @@ fn fill(
         let mut rows = statement.query((thread_id, ids))?;
         while let Some(row) = rows.next()? {
             let position = usize::try_from(row.get::<_, i64>(0)?).unwrap_or(usize::MAX);
-            let write = wire::decode::<PendingWrite>(row.get_ref(1)?.as_blob()?)?;
+            let write = wire::decode_write(row.get_ref(1)?.as_blob()?)?;
             if let Some(list) = writes.get_mut(position) {
                 list.push(write);
             }
@@ -284,7 +288,7 @@ fn writes(
     let mut rows = statement.query((thread_id, namespace, checkpoint_id))?;
     let mut writes = Vec::new();
     while let Some(row) = rows.next()? {
-        writes.push(wire::decode::<PendingWrite>(row.get_ref(0)?.as_blob()?)?);
+        writes.push(wire::decode_write(row.get_ref(0)?.as_blob()?)?);
     }
     sort_writes(&mut writes);
     Ok(writes)
@@ -386,8 +390,8 @@ impl SqliteBackend {
                     let data = row.get_ref(2)?.as_blob()?;
                     match row.get::<_, i64>(0)? {
                         0 => found = Some((row.get(1)?, wire::decode(data)?)),
-                        1 => values.push((row.get::<_, String>(1)?, wire::decode::<Value>(data)?)),
-                        _ => pending_writes.push(wire::decode::<PendingWrite>(data)?),
+                        1 => values.push((row.get::<_, String>(1)?, wire::decode_value(data)?)),
+                        _ => pending_writes.push(wire::decode_write(data)?),
                     }
                 }
                 let Some((id, mut checkpoint)) = found else {
@@ -422,7 +426,7 @@ impl SqliteBackend {
         key: CheckpointKey,
         task_id: &str,
         task_path: &str,
-        writes: Vec<(String, Value)>,
+        writes: Vec<(String, storage_core::ChannelValue)>,
     ) -> SqlResult<()> {
         validate_put_writes(&key, task_id, &writes)?;
         // Within one call a special channel written twice keeps its last value and a
@@ -430,7 +434,7 @@ impl SqliteBackend {
         let mut first_wins: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
         let mut last_wins: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
         for (write, replaces) in indexed_writes(task_id, task_path, writes) {
-            let record = wire::encode(&write)?;
+            let record = wire::encode_write(&write)?;
             if replaces {
                 last_wins.insert(write.index, record);
             } else {

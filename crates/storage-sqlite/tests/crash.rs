@@ -73,9 +73,10 @@ async fn crash_worker(backend: Arc<SqliteBackend>, tag: String) {
                 checkpoint
                     .channel_versions
                     .insert("state".into(), format!("{tag}-{i}"));
-                checkpoint
-                    .channel_values
-                    .insert("state".into(), json!({"i": i, "pad": "y".repeat(2000)}));
+                checkpoint.channel_values.insert(
+                    "state".into(),
+                    json!({"i": i, "pad": "y".repeat(2000)}).into(),
+                );
                 let new_versions = checkpoint.channel_versions.clone();
                 backend
                     .put_checkpoint(checkpoint, new_versions)

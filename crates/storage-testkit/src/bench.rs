@@ -270,7 +270,7 @@ pub fn ten_channel_checkpoint(
             .insert(format!("ch{channel}"), format!("{version:08}"));
         checkpoint.channel_values.insert(
             format!("ch{channel}"),
-            json!({"channel": channel, "step": version}),
+            json!({"channel": channel, "step": version}).into(),
         );
     }
     checkpoint.metadata.insert("step".into(), json!(i));

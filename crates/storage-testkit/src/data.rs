@@ -3,13 +3,22 @@
 use std::fmt::Debug;
 
 use serde_json::{json, Value};
-use storage_core::{ChannelVersions, Checkpoint, ErrorKind, Metadata, Result};
+use storage_core::{ChannelValue, ChannelVersions, Checkpoint, ErrorKind, Metadata, Result};
 
 /// A JSON object literal as [`Metadata`]; panics if `value` is not an object.
 pub fn obj(value: Value) -> Metadata {
     match value {
         Value::Object(map) => map,
         other => panic!("expected a JSON object, got {other}"),
+    }
+}
+
+/// The JSON a channel value holds; panics on typed bytes.
+#[track_caller]
+pub fn json_of(value: &ChannelValue) -> Value {
+    match value {
+        ChannelValue::Json(json) => json.clone(),
+        ChannelValue::Typed(typed) => panic!("expected a JSON value, got {typed:?}"),
     }
 }
 
@@ -68,7 +77,7 @@ pub fn checkpoint(
             .insert((*name).into(), (*version).into());
         checkpoint
             .channel_values
-            .insert((*name).into(), value.clone());
+            .insert((*name).into(), value.clone().into());
     }
     checkpoint
 }

@@ -132,6 +132,8 @@ macro_rules! conformance_tests {
                 format_version_and_timestamp_round_trip,
                 delta_channel_history_walks_to_the_nearest_value,
                 search_lists_every_thread_newest_first,
+                typed_bytes_round_trip_exactly,
+                typed_bytes_with_a_bad_type_tag_are_refused,
             }
             task_context {
                 missing_is_none,

@@ -70,7 +70,8 @@ fn puts(store: Arc<dyn StorageBackend>, who: &'static str) -> BenchOp {
             let thread = format!("{who}-t{}", i % THREADS);
             let (mut checkpoint, new_versions) = ten_channel_checkpoint(&thread, i);
             for value in checkpoint.channel_values.values_mut() {
-                *value = json!({"state": payload, "was": value.take()});
+                let was = value.to_display_json();
+                *value = json!({"state": payload, "was": was}).into();
             }
             store
                 .put_checkpoint(checkpoint, new_versions)

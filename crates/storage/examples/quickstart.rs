@@ -56,12 +56,12 @@ async fn main() -> storage_core::Result<()> {
             .insert("answer".into(), format!("{}", step + 1));
         checkpoint
             .channel_values
-            .insert("answer".into(), json!(answer));
+            .insert("answer".into(), json!(answer).into());
         checkpoint.metadata.insert("step".into(), json!(step));
         let new_versions = checkpoint.channel_versions.clone();
         let key = checkpoint.key();
         storage.put_checkpoint(checkpoint, new_versions).await?;
-        let writes = vec![("answer".to_string(), json!(answer))];
+        let writes = vec![("answer".to_string(), json!(answer).into())];
         storage
             .put_writes(key.clone(), "task-1", "", writes)
             .await?;

@@ -272,7 +272,9 @@ async fn probe(backend: &dyn StorageBackend, kind: Kind, id: &str) -> Result<()>
             checkpoint
                 .channel_versions
                 .insert("probe".into(), "1".into());
-            checkpoint.channel_values.insert("probe".into(), json!(id));
+            checkpoint
+                .channel_values
+                .insert("probe".into(), json!(id).into());
             let versions = checkpoint.channel_versions.clone();
             backend.put_checkpoint(checkpoint.clone(), versions).await?;
             let read = backend.get_checkpoint(id, "", None).await?;

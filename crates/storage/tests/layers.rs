@@ -62,7 +62,7 @@ async fn cache_serves_hits_and_never_a_stale_read_after_a_write() {
                 checkpoint.key(),
                 "task",
                 "",
-                vec![("c".into(), json!(round))],
+                vec![("c".into(), json!(round).into())],
             )
             .await
             .unwrap();
@@ -305,12 +305,17 @@ async fn group_commit_acknowledges_every_checkpoint_once_stored() {
                 checkpoint
                     .channel_versions
                     .insert("step".into(), i.to_string());
-                checkpoint.channel_values.insert("step".into(), json!(i));
+                checkpoint
+                    .channel_values
+                    .insert("step".into(), json!(i).into());
                 let versions = checkpoint.all_versions();
                 storage.put_checkpoint(checkpoint, versions).await.unwrap();
                 // Acknowledged means stored: the backend itself has it now.
                 let stored = memory.get_checkpoint(&thread, "", Some(&id)).await.unwrap();
-                assert_eq!(stored.unwrap().checkpoint.channel_values["step"], json!(i));
+                assert_eq!(
+                    stored.unwrap().checkpoint.channel_values["step"],
+                    json!(i).into()
+                );
             })
         })
         .collect();
@@ -424,7 +429,7 @@ async fn group_commit_survives_the_cancellation_of_the_flushing_caller() {
         async move {
             let mut cp = Checkpoint::new("t", "", format!("cp-{n}"));
             cp.channel_versions.insert("ch".into(), n.to_string());
-            cp.channel_values.insert("ch".into(), json!(n));
+            cp.channel_values.insert("ch".into(), json!(n).into());
             let new = cp.all_versions();
             storage.put_checkpoint(cp, new).await
         }

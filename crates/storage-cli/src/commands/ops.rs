@@ -220,7 +220,9 @@ pub async fn bench(
                     checkpoint
                         .channel_versions
                         .insert("step".into(), i.to_string());
-                    checkpoint.channel_values.insert("step".into(), json!(i));
+                    checkpoint
+                        .channel_values
+                        .insert("step".into(), json!(i).into());
                     let versions = checkpoint.all_versions();
                     t.put_checkpoint(checkpoint, versions).await.unwrap();
                 }

@@ -8,8 +8,8 @@ use storage_core::checkpoint::{
 };
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
-    ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
-    PendingWrite, Result, StorageError,
+    ChannelValue, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore,
+    CheckpointTuple, PendingWrite, Result, StorageError,
 };
 
 use super::MemoryBackend;
@@ -111,7 +111,7 @@ impl CheckpointStore for MemoryBackend {
         key: CheckpointKey,
         task_id: &str,
         task_path: &str,
-        writes: Vec<(String, Value)>,
+        writes: Vec<(String, ChannelValue)>,
     ) -> Result<()> {
         let writes = admit("put_writes", writes)?;
         self.op("put_writes", |data| {

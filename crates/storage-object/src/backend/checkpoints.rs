@@ -16,8 +16,8 @@ use storage_core::checkpoint::{
 };
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
-    wire, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore,
-    CheckpointTuple, PendingWrite, Result, StorageError,
+    wire, ChannelValue, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery,
+    CheckpointStore, CheckpointTuple, PendingWrite, Result, StorageError,
 };
 
 use super::{in_order, ObjectBackend};
@@ -41,7 +41,7 @@ impl CheckpointStore for ObjectBackend {
                     .map(|(channel, version, value)| async move {
                         let path = self.keys().blob(thread, ns, channel, version);
                         self.objects()
-                            .create(&path, wire::encode(value)?)
+                            .create(&path, wire::encode_value(value)?)
                             .await
                             .map(|_| ())
                     }),
@@ -142,7 +142,7 @@ impl CheckpointStore for ObjectBackend {
         key: CheckpointKey,
         task_id: &str,
         task_path: &str,
-        writes: Vec<(String, Value)>,
+        writes: Vec<(String, ChannelValue)>,
     ) -> Result<()> {
         let writes = admit("put_writes", writes)?;
         self.op("put_writes", async {
@@ -159,7 +159,7 @@ impl CheckpointStore for ObjectBackend {
                             &write.task_id,
                             write.index,
                         );
-                        let bytes = wire::encode(&write)?;
+                        let bytes = wire::encode_write(&write)?;
                         if replaces {
                             self.objects().put(&path, bytes).await
                         } else {
@@ -435,7 +435,7 @@ impl ObjectBackend {
                     let path = self.keys().blob(thread, ns, channel, version);
                     let value = self.objects().get(&path).await?;
                     value
-                        .map(|bytes| wire::decode::<Value>(&bytes).map(|v| (channel.clone(), v)))
+                        .map(|bytes| wire::decode_value(&bytes).map(|v| (channel.clone(), v)))
                         .transpose()
                 }),
         )
@@ -461,7 +461,7 @@ impl ObjectBackend {
         let mut writes: Vec<PendingWrite> = writes
             .into_iter()
             .flatten()
-            .map(|bytes| wire::decode(&bytes))
+            .map(|bytes| wire::decode_write(&bytes))
             .collect::<Result<_>>()?;
         sort_writes(&mut writes);
         Ok(writes)

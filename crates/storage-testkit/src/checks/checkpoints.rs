@@ -4,7 +4,7 @@ use serde_json::json;
 use storage_core::checkpoint::{ERROR_CHANNEL, INTERRUPT_CHANNEL, RESUME_CHANNEL};
 use storage_core::{CheckpointKey, CheckpointQuery, ErrorKind, PendingWrite};
 
-use crate::data::{assert_kind, checkpoint, cp_id, obj, versions};
+use crate::data::{assert_kind, checkpoint, cp_id, json_of, obj, versions};
 use crate::TestContext;
 
 async fn put_simple(ctx: &TestContext, thread: &str, ns: &str, n: u32) {
@@ -58,7 +58,7 @@ pub async fn latest_is_greatest_id(ctx: TestContext) {
         .unwrap()
         .unwrap();
     assert_eq!(latest.checkpoint.id, cp_id(5));
-    assert_eq!(latest.checkpoint.channel_values["step"], json!(5));
+    assert_eq!(latest.checkpoint.channel_values["step"], json!(5).into());
 }
 
 /// An unknown explicit id is `None`, never the latest; an empty thread has no latest.
@@ -146,7 +146,7 @@ pub async fn list_returns_values_and_writes(ctx: TestContext) {
     put_simple(&ctx, "t1", "", 2).await;
     let key = CheckpointKey::new("t1", cp_id(1));
     ctx.backend
-        .put_writes(key, "task", "", vec![("ch".into(), json!("w"))])
+        .put_writes(key, "task", "", vec![("ch".into(), json!("w").into())])
         .await
         .unwrap();
     let tuples = ctx
@@ -154,9 +154,9 @@ pub async fn list_returns_values_and_writes(ctx: TestContext) {
         .list_checkpoints(CheckpointQuery::thread("t1"))
         .await
         .unwrap();
-    assert_eq!(tuples[0].checkpoint.channel_values["step"], json!(2));
+    assert_eq!(tuples[0].checkpoint.channel_values["step"], json!(2).into());
     assert!(tuples[0].pending_writes.is_empty());
-    assert_eq!(tuples[1].checkpoint.channel_values["step"], json!(1));
+    assert_eq!(tuples[1].checkpoint.channel_values["step"], json!(1).into());
     assert_eq!(tuples[1].pending_writes.len(), 1);
 }
 
@@ -242,7 +242,9 @@ pub async fn unchanged_channels_are_not_rewritten(ctx: TestContext) {
     let mut first = checkpoint("t1", "", &cp_id(1), &[]);
     for (name, value) in &channels {
         first.channel_versions.insert(name.clone(), "1".into());
-        first.channel_values.insert(name.clone(), value.clone());
+        first
+            .channel_values
+            .insert(name.clone(), value.clone().into());
     }
     let new = first.all_versions();
     ctx.backend
@@ -254,7 +256,7 @@ pub async fn unchanged_channels_are_not_rewritten(ctx: TestContext) {
     second.parent_id = Some(cp_id(1));
     second.channel_versions.insert("ch3".into(), "2".into());
     // Only the changed channel's value is handed over, as LangGraph does.
-    second.channel_values = [("ch3".to_string(), json!("changed"))].into();
+    second.channel_values = [("ch3".to_string(), json!("changed").into())].into();
     ctx.backend
         .put_checkpoint(second, versions(&[("ch3", "2")]))
         .await
@@ -267,15 +269,15 @@ pub async fn unchanged_channels_are_not_rewritten(ctx: TestContext) {
         .unwrap()
         .checkpoint;
     assert_eq!(read.channel_values.len(), 10);
-    assert_eq!(read.channel_values["ch3"], json!("changed"));
-    assert_eq!(read.channel_values["ch7"], json!({"v": 7}));
+    assert_eq!(read.channel_values["ch3"], json!("changed").into());
+    assert_eq!(read.channel_values["ch7"], json!({"v": 7}).into());
     let old = ctx
         .backend
         .get_checkpoint("t1", "", Some(&cp_id(1)))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(old.checkpoint.channel_values["ch3"], json!({"v": 3}));
+    assert_eq!(old.checkpoint.channel_values["ch3"], json!({"v": 3}).into());
 }
 
 /// A channel not in `channel_versions` is absent on read, and so is a channel whose new
@@ -284,7 +286,7 @@ pub async fn channels_without_values_are_absent(ctx: TestContext) {
     let mut cp = checkpoint("t1", "", &cp_id(1), &[("a", "1", json!(1))]);
     cp.channel_versions.insert("empty".into(), "1".into());
     cp.channel_values
-        .insert("unversioned".into(), json!("ignored"));
+        .insert("unversioned".into(), json!("ignored").into());
     let new = versions(&[("a", "1"), ("empty", "1")]);
     ctx.backend.put_checkpoint(cp, new).await.unwrap();
     let read = ctx
@@ -294,7 +296,10 @@ pub async fn channels_without_values_are_absent(ctx: TestContext) {
         .unwrap()
         .unwrap()
         .checkpoint;
-    assert_eq!(read.channel_values, [("a".to_string(), json!(1))].into());
+    assert_eq!(
+        read.channel_values,
+        [("a".to_string(), json!(1).into())].into()
+    );
     assert_eq!(
         read.channel_versions,
         versions(&[("a", "1"), ("empty", "1")])
@@ -312,7 +317,7 @@ pub async fn put_again_replaces_record_not_values(ctx: TestContext) {
         .await
         .unwrap();
     cp.metadata = obj(json!({"attempt": 2}));
-    cp.channel_values.insert("a".into(), json!("second"));
+    cp.channel_values.insert("a".into(), json!("second").into());
     ctx.backend.put_checkpoint(cp, new).await.unwrap();
     let read = ctx
         .backend
@@ -321,7 +326,7 @@ pub async fn put_again_replaces_record_not_values(ctx: TestContext) {
         .unwrap()
         .unwrap();
     assert_eq!(read.checkpoint.metadata, obj(json!({"attempt": 2})));
-    assert_eq!(read.checkpoint.channel_values["a"], json!("first"));
+    assert_eq!(read.checkpoint.channel_values["a"], json!("first").into());
     assert_eq!(listed(&ctx, CheckpointQuery::thread("t1")).await.len(), 1);
 }
 
@@ -369,7 +374,7 @@ pub async fn normal_writes_first_writer_wins(ctx: TestContext) {
         key.clone(),
         "task1",
         "",
-        vec![("a".into(), json!(1)), ("b".into(), json!(2))],
+        vec![("a".into(), json!(1).into()), ("b".into(), json!(2).into())],
     )
     .await
     .unwrap();
@@ -378,9 +383,9 @@ pub async fn normal_writes_first_writer_wins(ctx: TestContext) {
         "task1",
         "",
         vec![
-            ("a".into(), json!(10)),
-            ("b".into(), json!(20)),
-            ("c".into(), json!(30)),
+            ("a".into(), json!(10).into()),
+            ("b".into(), json!(20).into()),
+            ("c".into(), json!(30).into()),
         ],
     )
     .await
@@ -388,7 +393,7 @@ pub async fn normal_writes_first_writer_wins(ctx: TestContext) {
     let writes = b.get_writes(key).await.unwrap();
     let got: Vec<(i64, &str, serde_json::Value)> = writes
         .iter()
-        .map(|w| (w.index, w.channel.as_str(), w.value.clone()))
+        .map(|w| (w.index, w.channel.as_str(), json_of(&w.value)))
         .collect();
     assert_eq!(
         got,
@@ -405,18 +410,9 @@ pub async fn special_writes_last_writer_wins(ctx: TestContext) {
         key.clone(),
         "task1",
         "",
-        vec![("a".into(), json!(1)), (ERROR_CHANNEL.into(), json!("e1"))],
-    )
-    .await
-    .unwrap();
-    b.put_writes(
-        key.clone(),
-        "task1",
-        "",
         vec![
-            ("a".into(), json!(2)),
-            (ERROR_CHANNEL.into(), json!("e2")),
-            (INTERRUPT_CHANNEL.into(), json!("i")),
+            ("a".into(), json!(1).into()),
+            (ERROR_CHANNEL.into(), json!("e1").into()),
         ],
     )
     .await
@@ -425,14 +421,26 @@ pub async fn special_writes_last_writer_wins(ctx: TestContext) {
         key.clone(),
         "task1",
         "",
-        vec![(RESUME_CHANNEL.into(), json!("r"))],
+        vec![
+            ("a".into(), json!(2).into()),
+            (ERROR_CHANNEL.into(), json!("e2").into()),
+            (INTERRUPT_CHANNEL.into(), json!("i").into()),
+        ],
+    )
+    .await
+    .unwrap();
+    b.put_writes(
+        key.clone(),
+        "task1",
+        "",
+        vec![(RESUME_CHANNEL.into(), json!("r").into())],
     )
     .await
     .unwrap();
     let writes = b.get_writes(key).await.unwrap();
     let got: Vec<(i64, &str, serde_json::Value)> = writes
         .iter()
-        .map(|w| (w.index, w.channel.as_str(), w.value.clone()))
+        .map(|w| (w.index, w.channel.as_str(), json_of(&w.value)))
         .collect();
     assert_eq!(
         got,
@@ -449,7 +457,12 @@ pub async fn special_writes_last_writer_wins(ctx: TestContext) {
 pub async fn writes_are_ordered_by_path_task_index(ctx: TestContext) {
     let key = CheckpointKey::new("t1", cp_id(1)).in_namespace("ns");
     let b = &ctx.backend;
-    let two = || vec![("x".to_string(), json!(0)), ("y".to_string(), json!(1))];
+    let two = || {
+        vec![
+            ("x".to_string(), json!(0).into()),
+            ("y".to_string(), json!(1).into()),
+        ]
+    };
     b.put_writes(key.clone(), "task-b", "path-1", two())
         .await
         .unwrap();
@@ -482,9 +495,14 @@ pub async fn writes_are_ordered_by_path_task_index(ctx: TestContext) {
 pub async fn writes_belong_to_their_checkpoint_id(ctx: TestContext) {
     let b = &ctx.backend;
     let key = CheckpointKey::new("t1", cp_id(1));
-    b.put_writes(key.clone(), "task", "", vec![("a".into(), json!("early"))])
-        .await
-        .unwrap();
+    b.put_writes(
+        key.clone(),
+        "task",
+        "",
+        vec![("a".into(), json!("early").into())],
+    )
+    .await
+    .unwrap();
     assert_eq!(b.get_writes(key.clone()).await.unwrap().len(), 1);
     put_simple(&ctx, "t1", "", 1).await;
     let tuple = b.get_checkpoint("t1", "", None).await.unwrap().unwrap();
@@ -493,7 +511,7 @@ pub async fn writes_belong_to_their_checkpoint_id(ctx: TestContext) {
         task_path: String::new(),
         index: 0,
         channel: "a".into(),
-        value: json!("early"),
+        value: json!("early").into(),
     };
     assert_eq!(tuple.pending_writes, vec![expected]);
     put_simple(&ctx, "t1", "", 2).await;
@@ -542,8 +560,8 @@ pub async fn concurrent_puts_are_all_visible(ctx: TestContext) {
     assert_eq!(tuples.len(), 32);
     for tuple in tuples {
         let n: u32 = tuple.checkpoint.id[3..].parse().unwrap();
-        assert_eq!(tuple.checkpoint.channel_values["a"], json!(n));
-        assert_eq!(tuple.checkpoint.channel_values["b"], json!([n]));
+        assert_eq!(tuple.checkpoint.channel_values["a"], json!(n).into());
+        assert_eq!(tuple.checkpoint.channel_values["b"], json!([n]).into());
     }
 }
 
@@ -574,20 +592,20 @@ pub async fn batch_put_stores_each_in_order(ctx: TestContext) {
         .unwrap()
         .unwrap();
     assert_eq!(one.checkpoint.metadata, obj(json!({"step": 2})));
-    assert_eq!(one.checkpoint.channel_values["a"], json!("first"));
+    assert_eq!(one.checkpoint.channel_values["a"], json!("first").into());
     let eight = b
         .get_checkpoint("t1", "", Some(&cp_id(8)))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(eight.checkpoint.channel_values["c"], json!("kept"));
+    assert_eq!(eight.checkpoint.channel_values["c"], json!("kept").into());
     assert_eq!(
         listed(&ctx, CheckpointQuery::thread("t1")).await,
         ids(&[9, 8, 2, 1])
     );
     let seven = b.get_checkpoint("t2", "sub", None).await.unwrap().unwrap();
     assert_eq!(seven.checkpoint.id, cp_id(7));
-    assert_eq!(seven.checkpoint.channel_values["b"], json!([3]));
+    assert_eq!(seven.checkpoint.channel_values["b"], json!([3]).into());
     b.put_checkpoints(Vec::new()).await.unwrap();
 }
 
@@ -624,7 +642,7 @@ pub async fn delete_thread_removes_every_namespace(ctx: TestContext) {
         CheckpointKey::new("t1", cp_id(1)),
         "task",
         "",
-        vec![("a".into(), json!(1))],
+        vec![("a".into(), json!(1).into())],
     )
     .await
     .unwrap();
@@ -642,7 +660,7 @@ pub async fn delete_thread_removes_every_namespace(ctx: TestContext) {
     let fresh = b.get_checkpoint("t1", "", None).await.unwrap().unwrap();
     assert_eq!(
         fresh.checkpoint.channel_values["step"],
-        json!(9),
+        json!(9).into(),
         "no stale value survives"
     );
 }
@@ -655,7 +673,8 @@ pub async fn prune_keeps_newest_and_shared_values(ctx: TestContext) {
     for n in 1..=5u32 {
         let mut cp = checkpoint("t1", "", &cp_id(n), &[("step", &n.to_string(), json!(n))]);
         cp.channel_versions.insert("shared".into(), "1".into());
-        cp.channel_values.insert("shared".into(), json!("from-1"));
+        cp.channel_values
+            .insert("shared".into(), json!("from-1").into());
         let new = if n == 1 {
             cp.all_versions()
         } else {
@@ -666,7 +685,7 @@ pub async fn prune_keeps_newest_and_shared_values(ctx: TestContext) {
             CheckpointKey::new("t1", cp_id(n)),
             "task",
             "",
-            vec![("w".into(), json!(n))],
+            vec![("w".into(), json!(n).into())],
         )
         .await
         .unwrap();
@@ -685,7 +704,10 @@ pub async fn prune_keeps_newest_and_shared_values(ctx: TestContext) {
     };
     assert_eq!(listed(&ctx, sub).await, ids(&[13, 12]));
     let latest = b.get_checkpoint("t1", "", None).await.unwrap().unwrap();
-    assert_eq!(latest.checkpoint.channel_values["shared"], json!("from-1"));
+    assert_eq!(
+        latest.checkpoint.channel_values["shared"],
+        json!("from-1").into()
+    );
     assert_eq!(latest.pending_writes.len(), 1);
     assert!(b
         .get_writes(CheckpointKey::new("t1", cp_id(1)))
@@ -713,7 +735,7 @@ pub async fn copy_thread_copies_everything(ctx: TestContext) {
         CheckpointKey::new("src", cp_id(2)),
         "task",
         "p",
-        vec![("w".into(), json!(1))],
+        vec![("w".into(), json!(1).into())],
     )
     .await
     .unwrap();
@@ -730,7 +752,7 @@ pub async fn copy_thread_copies_everything(ctx: TestContext) {
         expected.checkpoint.thread_id = "dst".into();
         assert_eq!(c, &expected);
     }
-    assert_eq!(copy[1].checkpoint.channel_values["a"], json!("one"));
+    assert_eq!(copy[1].checkpoint.channel_values["a"], json!("one").into());
     assert_eq!(copy[1].pending_writes.len(), 1);
     b.delete_thread("src").await.unwrap();
     assert_eq!(
@@ -782,7 +804,7 @@ pub async fn delete_for_runs_removes_matching(ctx: TestContext) {
             CheckpointKey::new(*thread, cp_id(n as u32)).in_namespace(*ns),
             "task",
             "",
-            vec![("w".into(), json!(n))],
+            vec![("w".into(), json!(n).into())],
         )
         .await
         .unwrap();
@@ -823,5 +845,5 @@ pub async fn generated_ids_order_checkpoints(ctx: TestContext) {
         .unwrap()
         .unwrap();
     assert_eq!(latest.checkpoint.id, last);
-    assert_eq!(latest.checkpoint.channel_values["step"], json!(19));
+    assert_eq!(latest.checkpoint.channel_values["step"], json!(19).into());
 }

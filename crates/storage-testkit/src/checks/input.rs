@@ -234,7 +234,7 @@ pub async fn hostile_thread_ids_are_isolated(ctx: TestContext) {
             CheckpointKey::new(*id, *id).in_namespace(*id),
             id,
             id,
-            vec![((*id).into(), json!(n))],
+            vec![((*id).into(), json!(n).into())],
         )
         .await
         .unwrap();
@@ -242,7 +242,7 @@ pub async fn hostile_thread_ids_are_isolated(ctx: TestContext) {
     for (n, id) in HOSTILE_IDS.iter().enumerate() {
         let tuple = b.get_checkpoint(id, id, None).await.unwrap().unwrap();
         assert_eq!(tuple.checkpoint.id, *id);
-        assert_eq!(tuple.checkpoint.channel_values["ch"], json!(n));
+        assert_eq!(tuple.checkpoint.channel_values["ch"], json!(n).into());
         assert_eq!(tuple.pending_writes.len(), 1, "writes of {id:?}");
         let all = CheckpointQuery {
             namespace: None,

@@ -1,13 +1,13 @@
 //! LangGraph's newest checkpointer contract, beyond the classic one in `checkpoints`: limit
 //! 0, namespaces that hold only pending writes, the format version and timestamp as given,
-//! and delta channel history.
+//! delta channel history, and values as typed bytes.
 
 use serde_json::json;
 use storage_core::{
-    ChannelHistory, CheckpointKey, CheckpointQuery, CheckpointSearch, PendingWrite,
+    ChannelHistory, ChannelValue, CheckpointKey, CheckpointQuery, CheckpointSearch, PendingWrite,
 };
 
-use crate::data::{checkpoint, cp_id, versions};
+use crate::data::{checkpoint, cp_id, json_of, versions};
 use crate::TestContext;
 
 /// `limit: Some(0)` lists nothing, as LangGraph's savers do, rather than refusing.
@@ -34,7 +34,7 @@ pub async fn list_limit_zero_lists_nothing(ctx: TestContext) {
 
 async fn write(ctx: &TestContext, thread: &str, ns: &str, id: &str, value: i64) {
     let key = CheckpointKey::new(thread, id).in_namespace(ns);
-    let writes = vec![("ch".to_owned(), json!(value))];
+    let writes = vec![("ch".to_owned(), json!(value).into())];
     ctx.backend
         .put_writes(key, "task", "", writes)
         .await
@@ -127,8 +127,8 @@ fn history_of(
     let history = &histories[channel];
     (
         history.seed_checkpoint_id.clone(),
-        history.seed.clone(),
-        history.writes.iter().map(|w| w.value.clone()).collect(),
+        history.seed.as_ref().map(json_of),
+        history.writes.iter().map(|w| json_of(&w.value)).collect(),
     )
 }
 
@@ -145,8 +145,8 @@ pub async fn delta_channel_history_walks_to_the_nearest_value(ctx: TestContext) 
         cp.parent_id = (n > 1).then(|| cp_id(n - 1));
         cp.channel_versions = versions(&[("msgs", &n.to_string()), ("other", "1")]);
         let new = if n == 1 {
-            cp.channel_values.insert("msgs".into(), json!(["a"]));
-            cp.channel_values.insert("other".into(), json!(1));
+            cp.channel_values.insert("msgs".into(), json!(["a"]).into());
+            cp.channel_values.insert("other".into(), json!(1).into());
             cp.all_versions()
         } else {
             versions(&[])
@@ -157,7 +157,7 @@ pub async fn delta_channel_history_walks_to_the_nearest_value(ctx: TestContext) 
         let key = CheckpointKey::new("t1", cp_id(id));
         let writes = writes
             .into_iter()
-            .map(|(channel, value)| (channel.to_owned(), json!(value)))
+            .map(|(channel, value)| (channel.to_owned(), json!(value).into()))
             .collect();
         async move { b.put_writes(key, task, path, writes).await.unwrap() }
     };
@@ -233,7 +233,7 @@ pub async fn search_lists_every_thread_newest_first(ctx: TestContext) {
     // Copies share ids with their source: cp 2 and cp 5 appear twice.
     assert_eq!(b.copy_thread("b", "b2").await.unwrap(), 2);
     let key = CheckpointKey::new("a", cp_id(4));
-    let writes = vec![("step".to_owned(), json!("w"))];
+    let writes = vec![("step".to_owned(), json!("w").into())];
     b.put_writes(key, "task", "", writes).await.unwrap();
 
     let addresses = |items: &[storage_core::CheckpointTuple]| -> Vec<String> {
@@ -265,7 +265,7 @@ pub async fn search_lists_every_thread_newest_first(ctx: TestContext) {
     assert_eq!(addresses(&all.items), expected_all);
     assert_eq!(all.next_cursor, None);
     let cp4 = &all.items[3];
-    assert_eq!(cp4.checkpoint.channel_values["step"], json!(4));
+    assert_eq!(cp4.checkpoint.channel_values["step"], json!(4).into());
     assert_eq!(
         cp4.pending_writes.len(),
         1,
@@ -322,4 +322,170 @@ pub async fn search_lists_every_thread_newest_first(ctx: TestContext) {
         .unwrap();
     let z = |ns: &str| format!("{}/z/{ns}", cp_id(9));
     assert_eq!(addresses(&page.items), [z(""), z("n1"), z("n2")]);
+}
+
+/// Channel values LangGraph's serializer could produce, beside JSON: typed bytes whose
+/// bytes look like nothing in particular, like a NUL-led frame, like JSON, or are empty or
+/// large; and a JSON value shaped like the object that stands for typed bytes in JSON
+/// output, which must stay JSON.
+fn mixed_values() -> Vec<(String, ChannelValue)> {
+    let every_byte: Vec<u8> = (0..=255u8).rev().collect();
+    let large: Vec<u8> = (0..(1 << 20)).map(|i: u32| (i * 7 % 251) as u8).collect();
+    [
+        (
+            "json",
+            json!({"messages": [{"role": "user", "content": "hi"}]}).into(),
+        ),
+        ("msgpack", ChannelValue::typed("msgpack", every_byte)),
+        ("empty", ChannelValue::typed("bytes", Vec::new())),
+        (
+            "nul_led",
+            ChannelValue::typed("msgpack", &b"\0\0\0\x05{\"v\":1}"[..]),
+        ),
+        (
+            "json_like",
+            ChannelValue::typed("json", &br#"{"v":1,"kind":"channel_value","data":1}"#[..]),
+        ),
+        ("large", ChannelValue::typed("msgpack", large)),
+        ("unicode_tag", ChannelValue::typed("ext-\u{e9}", &b"x"[..])),
+        (
+            "marker_shaped_json",
+            json!({"$typed_bytes": {"type": "msgpack", "base64": "AA=="}}).into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(channel, value)| (channel.to_owned(), value))
+    .collect()
+}
+
+/// Typed bytes (a type tag and bytes, LangGraph's `dumps_typed`) round-trip exactly, beside
+/// JSON, as channel values and as pending writes, through every read: get latest and by
+/// id, list, search across threads, get_writes, delta channel history, a batch put and a
+/// copied thread.
+pub async fn typed_bytes_round_trip_exactly(ctx: TestContext) {
+    let b = &ctx.backend;
+    let values = mixed_values();
+    let mut first = checkpoint("t1", "", &cp_id(1), &[]);
+    for (channel, value) in &values {
+        first.channel_versions.insert(channel.clone(), "1".into());
+        first.channel_values.insert(channel.clone(), value.clone());
+    }
+    let new = first.all_versions();
+    b.put_checkpoint(first.clone(), new.clone()).await.unwrap();
+    let mut writes = values.clone();
+    writes.push((
+        storage_core::checkpoint::INTERRUPT_CHANNEL.into(),
+        ChannelValue::typed("msgpack", &b"\x81\xa1k\xa1v"[..]),
+    ));
+    b.put_writes(first.key(), "task", "path", writes.clone())
+        .await
+        .unwrap();
+    // The second checkpoint stores no value, so its history reaches back to the first.
+    let mut second = checkpoint("t1", "", &cp_id(2), &[]);
+    second.parent_id = Some(cp_id(1));
+    second.channel_versions = first.channel_versions.clone();
+    b.put_checkpoints(vec![(second.clone(), versions(&[]))])
+        .await
+        .unwrap();
+
+    let expected_writes: Vec<(String, ChannelValue)> = {
+        let mut by_index: Vec<(i64, String, ChannelValue)> = writes
+            .iter()
+            .enumerate()
+            .map(|(i, (channel, value))| {
+                let index =
+                    storage_core::checkpoint::special_write_index(channel).unwrap_or(i as i64);
+                (index, channel.clone(), value.clone())
+            })
+            .collect();
+        by_index.sort_by_key(|(index, _, _)| *index);
+        by_index.into_iter().map(|(_, c, v)| (c, v)).collect()
+    };
+    let pairs = |writes: &[PendingWrite]| -> Vec<(String, ChannelValue)> {
+        writes
+            .iter()
+            .map(|w| (w.channel.clone(), w.value.clone()))
+            .collect()
+    };
+    let check_first = |tuple: &storage_core::CheckpointTuple, how: &str| {
+        assert_eq!(
+            tuple.checkpoint.channel_values, first.channel_values,
+            "{how}"
+        );
+        assert_eq!(pairs(&tuple.pending_writes), expected_writes, "{how}");
+    };
+
+    let by_id = b.get_checkpoint("t1", "", Some(&cp_id(1))).await.unwrap();
+    check_first(&by_id.unwrap(), "get by id");
+    let latest = b.get_checkpoint("t1", "", None).await.unwrap().unwrap();
+    assert_eq!(latest.checkpoint.id, cp_id(2));
+    assert_eq!(
+        latest.checkpoint.channel_values, first.channel_values,
+        "latest"
+    );
+    let listed = b
+        .list_checkpoints(CheckpointQuery::thread("t1"))
+        .await
+        .unwrap();
+    check_first(&listed[1], "list");
+    let searched = b
+        .search_checkpoints(CheckpointSearch::newest(2))
+        .await
+        .unwrap();
+    check_first(&searched.items[1], "search");
+    let stored_writes = b.get_writes(first.key()).await.unwrap();
+    assert_eq!(pairs(&stored_writes), expected_writes, "get_writes");
+
+    let channels: Vec<String> = values.iter().map(|(c, _)| c.clone()).collect();
+    let histories = b
+        .delta_channel_history(second.key(), channels)
+        .await
+        .unwrap()
+        .expect("the target exists");
+    for (channel, value) in &values {
+        let history: &ChannelHistory = &histories[channel];
+        assert_eq!(history.seed.as_ref(), Some(value), "seed of {channel}");
+        assert_eq!(
+            pairs(&history.writes),
+            vec![(channel.clone(), value.clone())],
+            "writes of {channel}"
+        );
+    }
+
+    assert_eq!(b.copy_thread("t1", "t2").await.unwrap(), 2);
+    let copied = b.get_checkpoint("t2", "", Some(&cp_id(1))).await.unwrap();
+    check_first(&copied.unwrap(), "copy");
+}
+
+/// A type tag that is empty, longer than the limit or holds a control character is
+/// refused as invalid input, by `put_checkpoint` and by `put_writes`, and stores nothing.
+pub async fn typed_bytes_with_a_bad_type_tag_are_refused(ctx: TestContext) {
+    let b = &ctx.backend;
+    let too_long = "t".repeat(storage_core::channel_value::MAX_TYPE_TAG_BYTES + 1);
+    for tag in ["", "msg\npack", "\u{0}", too_long.as_str()] {
+        let bad = ChannelValue::typed(tag, &b"x"[..]);
+        let mut cp = checkpoint("t1", "", &cp_id(1), &[("ok", "1", json!(1))]);
+        cp.channel_versions.insert("bad".into(), "1".into());
+        cp.channel_values.insert("bad".into(), bad.clone());
+        let new = cp.all_versions();
+        let err = b.put_checkpoint(cp, new).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            storage_core::ErrorKind::InvalidInput,
+            "{tag:?}: {err}"
+        );
+        let key = CheckpointKey::new("t1", cp_id(1));
+        let writes = vec![("ok".to_owned(), json!(1).into()), ("bad".to_owned(), bad)];
+        let err = b
+            .put_writes(key.clone(), "task", "", writes)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            storage_core::ErrorKind::InvalidInput,
+            "{tag:?}: {err}"
+        );
+        assert!(b.get_checkpoint("t1", "", None).await.unwrap().is_none());
+        assert!(b.get_writes(key).await.unwrap().is_empty());
+    }
 }

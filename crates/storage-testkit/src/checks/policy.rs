@@ -156,7 +156,10 @@ async fn every_json_write_refuses(b: &dyn StorageBackend, levels: usize) {
             CheckpointKey::new(&thread, "cp-1"),
             "task",
             "",
-            vec![("ch".into(), json!(1)), ("ch2".into(), nested(levels))],
+            vec![
+                ("ch".into(), json!(1).into()),
+                ("ch2".into(), nested(levels).into()),
+            ],
         )
         .await,
         words,
@@ -237,14 +240,17 @@ pub async fn json_depth_limit_is_64(ctx: TestContext) {
         CheckpointKey::new("t", "cp-1"),
         "task",
         "",
-        vec![("ch".into(), deepest.clone())],
+        vec![("ch".into(), deepest.clone().into())],
     )
     .await
     .unwrap();
     let tuple = b.get_checkpoint("t", "", None).await.unwrap().unwrap();
-    assert_eq!(tuple.checkpoint.channel_values["ch"], deepest);
+    assert_eq!(
+        tuple.checkpoint.channel_values["ch"],
+        deepest.clone().into()
+    );
     assert_eq!(tuple.checkpoint.metadata, meta);
-    assert_eq!(tuple.pending_writes[0].value, deepest);
+    assert_eq!(tuple.pending_writes[0].value, deepest.into());
     let filter = CheckpointQuery {
         filter: meta.clone(),
         ..CheckpointQuery::thread("t")
@@ -334,7 +340,7 @@ pub async fn hostile_depth_is_refused_without_recursion(ctx: TestContext) {
         );
         // Built in place: `checkpoint` clones its values, and `Clone` recurses.
         let mut cp = checkpoint("t", "", "cp", &[("ch", "1", json!(0))]);
-        cp.channel_values.insert("ch".into(), deep());
+        cp.channel_values.insert("ch".into(), deep().into());
         let new = cp.all_versions();
         refused(b.put_checkpoint(cp, new).await, words);
         let mut cp = checkpoint("t", "", "cp", &[("ch", "1", json!(0))]);
@@ -346,7 +352,7 @@ pub async fn hostile_depth_is_refused_without_recursion(ctx: TestContext) {
                 CheckpointKey::new("t", "cp"),
                 "task",
                 "",
-                vec![("ch".into(), deep())],
+                vec![("ch".into(), deep().into())],
             )
             .await,
             words,
@@ -509,7 +515,7 @@ pub async fn channel_version_rules_are_the_same_everywhere(ctx: TestContext) {
     b.put_checkpoint(cp.clone(), new).await.unwrap();
     let tuple = b.get_checkpoint("t", "", None).await.unwrap().unwrap();
     assert_eq!(tuple.checkpoint.channel_versions["ch"], longest);
-    assert_eq!(tuple.checkpoint.channel_values["ch"], json!("v"));
+    assert_eq!(tuple.checkpoint.channel_values["ch"], json!("v").into());
     assert_eq!(tuple.checkpoint.versions_seen, cp.versions_seen);
 
     let limit = MAX_CHANNEL_VERSION_BYTES.to_string();

@@ -91,12 +91,17 @@ pub async fn checkpoint_json_round_trips(ctx: TestContext) {
         let new = cp.all_versions();
         b.put_checkpoint(cp.clone(), new).await.unwrap();
         let key = cp.key();
-        b.put_writes(key.clone(), "task", "", vec![("w".into(), value.clone())])
-            .await
-            .unwrap();
+        b.put_writes(
+            key.clone(),
+            "task",
+            "",
+            vec![("w".into(), value.clone().into())],
+        )
+        .await
+        .unwrap();
         let read = b.get_checkpoint(&thread, "", None).await.unwrap().unwrap();
         assert_eq!(read.checkpoint, cp, "case {i}");
-        assert_eq!(read.pending_writes[0].value, value, "case {i}");
+        assert_eq!(read.pending_writes[0].value, value.into(), "case {i}");
     }
 }
 

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 use storage_core::{CheckpointKey, PendingWrite, Result, StorageBackend, StorageError};
 
 /// Stores `writes` (as read from a source backend) against `key` in `target`.
@@ -34,7 +33,7 @@ pub(super) async fn replay(
         let filler = special
             .first()
             .map(|write| (write.channel.clone(), write.value.clone()));
-        let mut list: Vec<(String, Value)> = Vec::new();
+        let mut list: Vec<(String, storage_core::ChannelValue)> = Vec::new();
         for write in &normal {
             let index = usize::try_from(write.index).unwrap_or(usize::MAX);
             while list.len() < index {

@@ -8,7 +8,8 @@
 //! and both call the same Rust code.
 //!
 //! Values cross the boundary as serde values through `pythonize`, so a Python dict is the
-//! JSON shape of the Rust type. Errors become the Python classes of `agent_storage.errors`
+//! JSON shape of the Rust type; channel values and pending writes may also be typed bytes,
+//! the `(type, bytes)` tuples of LangGraph's serializer (see `values.rs`). Errors become the Python classes of `agent_storage.errors`
 //! (see `errors.rs`). The seed's record shapes (a session dict with a `metrics` sub-dict, a
 //! message dict with a timestamp) are built in `seed.rs`, so the Python package stays thin.
 
@@ -17,6 +18,7 @@
 mod errors;
 mod native;
 mod seed;
+mod values;
 
 use pyo3::prelude::*;
 

@@ -17,6 +17,7 @@ use storage_core::{CheckpointSearch, Metadata, StorageError};
 
 use crate::errors::to_py_err;
 use crate::seed;
+use crate::values;
 
 /// One facade [`Storage`], shared by every call (it is `Send + Sync`; cloning the `Arc`
 /// into each future keeps it alive for as long as a call runs).
@@ -27,31 +28,57 @@ pub struct NativeStorage {
 }
 
 /// Runs `fut` on the shared tokio runtime: as an asyncio awaitable, or, with `blocking`,
-/// to completion with the GIL released (LangGraph's sync methods).
+/// to completion with the GIL released (LangGraph's sync methods). The result crosses as
+/// its serde shape.
 fn finish<'py, T, F>(py: Python<'py>, blocking: bool, fut: F) -> PyResult<Bound<'py, PyAny>>
 where
     T: Serialize + Send + 'static,
     F: Future<Output = storage_core::Result<T>> + Send + 'static,
 {
+    finish_with(py, blocking, fut, pythonized::<T>)
+}
+
+/// [`finish`] with the result converted by `convert`.
+fn finish_with<'py, T, F>(
+    py: Python<'py>,
+    blocking: bool,
+    fut: F,
+    convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    T: Send + 'static,
+    F: Future<Output = storage_core::Result<T>> + Send + 'static,
+{
     if blocking {
         let result = py.detach(|| pyo3_async_runtimes::tokio::get_runtime().block_on(fut));
-        return to_python(py, result).map(|object| object.into_bound(py));
+        return deliver(py, result, convert).map(|object| object.into_bound(py));
     }
     pyo3_async_runtimes::tokio::future_into_py(py, async move {
         let result = fut.await;
-        Python::attach(|py| to_python(py, result))
+        Python::attach(|py| deliver(py, result, convert))
     })
 }
 
-fn to_python<T: Serialize>(py: Python<'_>, result: storage_core::Result<T>) -> PyResult<Py<PyAny>> {
+fn deliver<T>(
+    py: Python<'_>,
+    result: storage_core::Result<T>,
+    convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
     match result {
-        Ok(value) => Ok(pythonize(py, &value)?.unbind()),
+        Ok(value) => convert(py, value),
         Err(err) => Err(to_py_err(py, &err)),
     }
 }
 
+fn pythonized<T: Serialize>(py: Python<'_>, value: T) -> PyResult<Py<PyAny>> {
+    Ok(pythonize(py, &value)?.unbind())
+}
+
 /// A Python value as `T`; a value of the wrong shape is the caller's `InvalidInputError`.
-fn from_python<T: DeserializeOwned>(what: &str, value: &Bound<'_, PyAny>) -> PyResult<T> {
+pub(crate) fn from_python<T: DeserializeOwned>(
+    what: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<T> {
     refuse_if_too_deep(what, value)?;
     depythonize(value).map_err(|err| {
         to_py_err(
@@ -387,8 +414,8 @@ impl NativeStorage {
 
     // --- LangGraph's checkpointer contract (the Rust types' own shapes) -------------------
 
-    /// Stores a checkpoint (the serde shape of `storage_core::Checkpoint`) and the values
-    /// of the channels in `new_versions`.
+    /// Stores a checkpoint (the serde shape of `storage_core::Checkpoint`, each channel value
+    /// JSON or a `(type, bytes)` tuple) and the values of the channels in `new_versions`.
     #[pyo3(signature = (checkpoint, new_versions, blocking=false))]
     fn put_checkpoint<'py>(
         &self,
@@ -397,7 +424,7 @@ impl NativeStorage {
         new_versions: &Bound<'py, PyAny>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let checkpoint: Checkpoint = from_python("checkpoint", checkpoint)?;
+        let checkpoint = values::checkpoint_from_python(checkpoint)?;
         let new_versions = from_python("new channel versions", new_versions)?;
         let storage = self.inner.clone();
         finish(py, blocking, async move {
@@ -415,11 +442,12 @@ impl NativeStorage {
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
-        finish(py, blocking, async move {
+        let read = async move {
             storage
                 .get_checkpoint(&thread_id, &namespace, checkpoint_id.as_deref())
                 .await
-        })
+        };
+        finish_with(py, blocking, read, values::optional_tuple_to_python)
     }
 
     /// One thread's checkpoints, newest first; `namespace` `None` lists every namespace.
@@ -443,9 +471,8 @@ impl NativeStorage {
             filter: optional("checkpoint filter", filter)?,
         };
         let storage = self.inner.clone();
-        finish(py, blocking, async move {
-            storage.list_checkpoints(query).await
-        })
+        let read = async move { storage.list_checkpoints(query).await };
+        finish_with(py, blocking, read, values::tuples_to_python)
     }
 
     /// Every thread's checkpoints, newest first, one page (`items`, `next_cursor`).
@@ -466,12 +493,12 @@ impl NativeStorage {
             filter: optional("checkpoint filter", filter)?,
         };
         let storage = self.inner.clone();
-        finish(py, blocking, async move {
-            storage.search_checkpoints(search).await
-        })
+        let read = async move { storage.search_checkpoints(search).await };
+        finish_with(py, blocking, read, values::page_to_python)
     }
 
-    /// Stores a task's writes (`[(channel, value), ...]`) against a checkpoint id.
+    /// Stores a task's writes (`[(channel, value), ...]`, each value JSON or a
+    /// `(type, bytes)` tuple) against a checkpoint id.
     #[pyo3(signature = (thread_id, namespace, checkpoint_id, task_id, task_path, writes, blocking=false))]
     #[allow(clippy::too_many_arguments)]
     fn put_writes<'py>(
@@ -485,11 +512,7 @@ impl NativeStorage {
         writes: &Bound<'py, PyAny>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let writes: Vec<(String, Value)> = from_python("pending writes", writes)?;
-        let writes = writes
-            .into_iter()
-            .map(|(channel, value)| (channel, value.into()))
-            .collect();
+        let writes = values::writes_from_python(writes)?;
         let key = CheckpointKey::new(thread_id, checkpoint_id).in_namespace(namespace);
         let storage = self.inner.clone();
         finish(py, blocking, async move {

@@ -3,10 +3,14 @@ async, on every built-in backend; then LangGraph's conformance suite."""
 
 from __future__ import annotations
 
+import base64
+import os
+
 import pytest
 from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
 from langgraph.checkpoint.serde.types import TASKS
 
+import agent_storage as st
 from agent_storage.langgraph import StorageSaver
 
 from .conftest import BACKENDS, make_storage
@@ -175,3 +179,83 @@ async def test_langgraph_conformance_suite(backend, tmp_path):
     assert failures == []
     assert report.passed_all()
     assert passed > 0
+
+
+async def test_typed_bytes_cross_the_boundary_exactly(storage):
+    native = storage.native
+    payload = bytes(range(256)) * 4
+    checkpoint = {
+        "thread_id": "t1", "namespace": "", "id": "0001", "parent_id": None,
+        "channel_values": {
+            "typed": ("msgpack", payload),
+            "from_bytearray": ("bytes", bytearray(b"\x00\x01")),
+            "empty": ("empty", b""),
+            "json": ["a", 1, {"b": None}],
+        },
+        "channel_versions": {"typed": "1", "from_bytearray": "1", "empty": "1", "json": "1"},
+        "versions_seen": {}, "metadata": {}, "created_at": "2026-12-01T10:00:00.5+02:00",
+        "format_version": 4,
+    }
+    await native.put_checkpoint(checkpoint, checkpoint["channel_versions"])
+    await native.put_writes("t1", "", "0001", "task", "", [
+        ("typed", ("msgpack", b"\x92\x01\x02")), ("json", {"k": [1]}),
+    ])
+    stored = await native.get_checkpoint_tuple("t1", "")
+    values = stored["checkpoint"]["channel_values"]
+    assert values == {
+        "typed": ("msgpack", payload),
+        "from_bytearray": ("bytes", b"\x00\x01"),
+        "empty": ("empty", b""),
+        "json": ["a", 1, {"b": None}],
+    }
+    assert type(values["typed"][1]) is bytes
+    assert [w["value"] for w in stored["pending_writes"]] == [
+        ("msgpack", b"\x92\x01\x02"), {"k": [1]},
+    ]
+    listed = await native.list_checkpoint_tuples("t1")
+    assert listed[0]["checkpoint"]["channel_values"] == values
+    page = await native.search_checkpoints(10)
+    assert page["items"][0]["checkpoint"]["channel_values"] == values
+
+    with pytest.raises(st.InvalidInputError):
+        await native.put_writes("t1", "", "0001", "task", "", [("x", (1, b"bytes"))])
+    with pytest.raises(st.InvalidInputError):
+        await native.put_writes("t1", "", "0001", "task", "", [("x", ("", b"bytes"))])
+
+
+async def test_saver_stores_serialized_values_as_raw_bytes(tmp_path):
+    """The local directory backend's files hold the serializer's bytes as they are:
+    a 3 KB bytes value appears verbatim, and its base64 nowhere."""
+    storage = make_storage("object", tmp_path)
+    await storage.initialize()
+    saver = StorageSaver(storage)
+    blob = os.urandom(3000)
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"a": blob}
+    checkpoint["channel_versions"] = {"a": saver.get_next_version(None, None)}
+    stored_config = saver.put(config("t1"), checkpoint, {}, checkpoint["channel_versions"])
+    saver.put_writes(stored_config, [("a", blob)], "task-1")
+    assert saver.get_tuple(config("t1")).checkpoint["channel_values"]["a"] == blob
+    assert saver.get_tuple(config("t1")).pending_writes[0][2] == blob
+    files = [p.read_bytes() for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    assert sum(blob in data for data in files) == 2
+    encoded = base64.b64encode(blob[:300])
+    assert not any(encoded in data for data in files)
+    await storage.close()
+
+
+async def test_values_stored_by_the_previous_release_still_read(saver):
+    """The previous release kept serialized values inside JSON as base64."""
+    type_, data = saver.serde.dumps_typed({"answer": 42})
+    legacy = {"__typed__": type_, "b64": base64.b64encode(data).decode("ascii")}
+    checkpoint = {
+        "thread_id": "old", "namespace": "", "id": "0001", "parent_id": None,
+        "channel_values": {"a": legacy}, "channel_versions": {"a": "1"},
+        "versions_seen": {}, "metadata": {}, "created_at": "2026-11-30T10:00:00+00:00",
+        "format_version": 4,
+    }
+    await saver.storage.native.put_checkpoint(checkpoint, {"a": "1"})
+    await saver.storage.native.put_writes("old", "", "0001", "task", "", [("a", legacy)])
+    read = saver.get_tuple(config("old"))
+    assert read.checkpoint["channel_values"] == {"a": {"answer": 42}}
+    assert read.pending_writes[0][2] == {"answer": 42}

@@ -6,8 +6,9 @@ strings, metadata is stored as JSON. Ordering, ``before``, filters, limits, pend
 indexes and deletion are the Rust core's (the same contract on every backend).
 
 Channel values and pending writes are serialized with the saver's ``serde``
-(``dumps_typed`` gives a type tag and bytes). Until the core stores typed bytes natively
-they are kept inside the JSON value as ``{"__typed__": type, "b64": base64(bytes)}``.
+(``dumps_typed`` gives a type tag and bytes) and stored by the core as typed bytes: the
+bytes as they are, on every backend, never base64. Values written by the previous release
+of this saver (JSON ``{"__typed__": type, "b64": base64(bytes)}``) still read.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from .storage import Storage
 
+# The JSON wrapper of typed bytes written by the release before the core stored them raw.
 _TYPED = "__typed__"
 # Pages of the cross-thread search when the caller sets no limit.
 _SEARCH_PAGE = 100
@@ -59,11 +61,14 @@ class StorageSaver(BaseCheckpointSaver[str]):
 
     # --- values --------------------------------------------------------------------------
 
-    def _dump(self, value: Any) -> dict:
-        type_, data = self.serde.dumps_typed(value)
-        return {_TYPED: type_, "b64": base64.b64encode(data).decode("ascii")}
+    def _dump(self, value: Any) -> tuple[str, bytes]:
+        # The native layer stores a (str, bytes) tuple as typed bytes.
+        return self.serde.dumps_typed(value)
 
     def _load(self, stored: Any) -> Any:
+        if isinstance(stored, tuple):
+            return self.serde.loads_typed(stored)
+        # A value the previous release stored inside JSON.
         return self.serde.loads_typed((stored[_TYPED], base64.b64decode(stored["b64"])))
 
     def _record(

@@ -354,6 +354,78 @@ impl NativeStorage {
         })
     }
 
+    // --- artifacts (the second seed's ArtifactStore is built on these) --------------------
+
+    /// Saves a new version of `name` in `scope`; returns its metadata.
+    #[pyo3(signature = (scope, name, data, content_type, metadata=None, blocking=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn save_artifact<'py>(
+        &self,
+        py: Python<'py>,
+        scope: String,
+        name: String,
+        data: Vec<u8>,
+        content_type: String,
+        metadata: Option<&Bound<'py, PyAny>>,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let artifact = NewArtifact {
+            content_type,
+            data: data.into(),
+            metadata: optional("artifact metadata", metadata)?,
+        };
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage.save_artifact(&scope, &name, artifact).await
+        })
+    }
+
+    /// A version (`None`: the latest) as `{"meta": {...}, "data": bytes}`, or `None`.
+    #[pyo3(signature = (scope, name, version=None, blocking=false))]
+    fn get_artifact<'py>(
+        &self,
+        py: Python<'py>,
+        scope: String,
+        name: String,
+        version: Option<u64>,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage.get_artifact(&scope, &name, version).await
+        })
+    }
+
+    /// Whether the version (`None`: any version) exists.
+    #[pyo3(signature = (scope, name, version=None, blocking=false))]
+    fn artifact_exists<'py>(
+        &self,
+        py: Python<'py>,
+        scope: String,
+        name: String,
+        version: Option<u64>,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage.artifact_exists(&scope, &name, version).await
+        })
+    }
+
+    /// Removes every artifact of `scope`; returns how many versions went.
+    #[pyo3(signature = (scope, blocking=false))]
+    fn clear_artifacts<'py>(
+        &self,
+        py: Python<'py>,
+        scope: String,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, blocking, async move {
+            storage.clear_artifacts(&scope).await
+        })
+    }
+
     // --- the seed's checkpoints -----------------------------------------------------------
 
     #[pyo3(signature = (session_id, checkpoint_id, data, metadata=None, parent_checkpoint_id=None))]

@@ -2,6 +2,7 @@
 
 - :class:`Storage`: sessions, conversation history, checkpoints, task context.
 - :mod:`agent_storage.langgraph`: ``StorageSaver``, a LangGraph checkpointer.
+- :mod:`agent_storage.artifacts`: the step artifact store (``ArtifactStoreFactory``).
 - :mod:`agent_storage.errors`: one exception class per Rust error kind.
 """
 
@@ -20,6 +21,13 @@ from .errors import (
     StorageTimeoutError,
     UnsupportedError,
 )
+from .artifacts import (
+    ArtifactStore,
+    ArtifactStoreConfiguration,
+    ArtifactStoreError,
+    ArtifactStoreFactory,
+    ArtifactStoreNotFoundError,
+)
 from .storage import Storage
 
 __all__ = [
@@ -37,4 +45,9 @@ __all__ = [
     "StorageTimeoutError",
     "SerializationError",
     "BackendError",
+    "ArtifactStore",
+    "ArtifactStoreConfiguration",
+    "ArtifactStoreError",
+    "ArtifactStoreFactory",
+    "ArtifactStoreNotFoundError",
 ]

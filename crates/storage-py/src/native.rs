@@ -592,6 +592,25 @@ impl NativeStorage {
         })
     }
 
+    /// Each channel's writes from the target's parent back to the nearest ancestor storing
+    /// a value for it, and that value (LangGraph's delta channel history); `None` when the
+    /// target is not stored.
+    #[pyo3(signature = (thread_id, namespace, checkpoint_id, channels, blocking=false))]
+    fn delta_channel_history<'py>(
+        &self,
+        py: Python<'py>,
+        thread_id: String,
+        namespace: String,
+        checkpoint_id: String,
+        channels: Vec<String>,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = CheckpointKey::new(thread_id, checkpoint_id).in_namespace(namespace);
+        let storage = self.inner.clone();
+        let read = async move { storage.delta_channel_history(key, channels).await };
+        finish_with(py, blocking, read, values::histories_to_python)
+    }
+
     #[pyo3(signature = (thread_id, blocking=false))]
     fn delete_thread<'py>(
         &self,

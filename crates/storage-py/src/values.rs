@@ -8,7 +8,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 use pythonize::pythonize;
 use serde_json::Value;
-use storage_core::{ChannelValue, Checkpoint, CheckpointTuple, Page, StorageError};
+use std::collections::BTreeMap;
+
+use storage_core::{
+    ChannelHistory, ChannelValue, Checkpoint, CheckpointTuple, Page, PendingWrite, StorageError,
+};
 
 use crate::errors::to_py_err;
 use crate::native::from_python;
@@ -159,4 +163,41 @@ pub(crate) fn page_to_python(py: Python<'_>, page: Page<CheckpointTuple>) -> PyR
     dict.set_item("items", tuples_to_python(py, page.items)?)?;
     dict.set_item("next_cursor", page.next_cursor)?;
     Ok(dict.into_any().unbind())
+}
+
+fn write_to_python(py: Python<'_>, write: &PendingWrite) -> PyResult<Py<PyAny>> {
+    let dict = PyDict::new(py);
+    dict.set_item("task_id", &write.task_id)?;
+    dict.set_item("task_path", &write.task_path)?;
+    dict.set_item("index", write.index)?;
+    dict.set_item("channel", &write.channel)?;
+    dict.set_item("value", value_to_python(py, &write.value)?)?;
+    Ok(dict.into_any().unbind())
+}
+
+/// Delta channel histories, `None` for an unknown target: per channel
+/// `{"seed_checkpoint_id": str | None, "seed": value (only when found), "writes": [...]}`.
+pub(crate) fn histories_to_python(
+    py: Python<'_>,
+    histories: Option<BTreeMap<String, ChannelHistory>>,
+) -> PyResult<Py<PyAny>> {
+    let Some(histories) = histories else {
+        return Ok(py.None());
+    };
+    let out = PyDict::new(py);
+    for (channel, history) in &histories {
+        let entry = PyDict::new(py);
+        entry.set_item("seed_checkpoint_id", &history.seed_checkpoint_id)?;
+        if let Some(seed) = &history.seed {
+            entry.set_item("seed", value_to_python(py, seed)?)?;
+        }
+        let writes = history
+            .writes
+            .iter()
+            .map(|write| write_to_python(py, write))
+            .collect::<PyResult<Vec<_>>>()?;
+        entry.set_item("writes", PyList::new(py, writes)?)?;
+        out.set_item(channel, entry)?;
+    }
+    Ok(out.into_any().unbind())
 }

@@ -259,3 +259,38 @@ async def test_values_stored_by_the_previous_release_still_read(saver):
     read = saver.get_tuple(config("old"))
     assert read.checkpoint["channel_values"] == {"a": {"answer": 42}}
     assert read.pending_writes[0][2] == {"answer": 42}
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_delta_channel_history_matches_langgraphs_own_walk(saver, use_async):
+    """The one-call override answers exactly what BaseCheckpointSaver's default walk
+    (one get_tuple per ancestor) answers, seeds and write order included."""
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    parent = config("t1")
+    checkpoint = empty_checkpoint()
+    configs = []
+    for step in range(6):
+        checkpoint = create_checkpoint(checkpoint, None, step)
+        # "a" is stored at steps 0 and 3, "b" only at step 0, "c" never.
+        stored = {"a": {"v": step}} if step in (0, 3) else {}
+        if step == 0:
+            stored["b"] = b"seed-bytes"
+        versions = {ch: saver.get_next_version(None, None) + f".{step}" for ch in stored}
+        checkpoint["channel_values"] = stored
+        checkpoint["channel_versions"] = {**checkpoint["channel_versions"], **versions}
+        parent = saver.put(parent, checkpoint, {"step": step}, versions)
+        configs.append(parent)
+        saver.put_writes(parent, [("a", f"a{step}"), ("c", [step])], f"task-{step}", "p/2")
+        saver.put_writes(parent, [("b", {"step": step}), ("a", f"a{step}-first")], "task-x", "")
+    channels = ["a", "b", "c", "unknown"]
+    for target in [configs[-1], configs[3], configs[1], config("t1"), config("missing")]:
+        expected = BaseCheckpointSaver.get_delta_channel_history(
+            saver, config=target, channels=channels
+        )
+        if use_async:
+            got = await saver.aget_delta_channel_history(config=target, channels=channels)
+        else:
+            got = saver.get_delta_channel_history(config=target, channels=channels)
+        assert got == expected, target
+    assert saver.get_delta_channel_history(config=configs[-1], channels=[]) == {}

@@ -128,6 +128,14 @@ class NativeStorage:
         writes: Sequence[tuple[str, ChannelValue]],
         blocking: bool = False,
     ) -> Any: ...
+    def delta_channel_history(
+        self,
+        thread_id: str,
+        namespace: str,
+        checkpoint_id: str,
+        channels: Sequence[str],
+        blocking: bool = False,
+    ) -> Any: ...
     def delete_thread(self, thread_id: str, blocking: bool = False) -> Any: ...
     def delete_for_runs(self, run_ids: Sequence[str], blocking: bool = False) -> Any: ...
     def copy_thread(

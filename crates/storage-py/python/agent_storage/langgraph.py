@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -29,6 +29,11 @@ from langgraph.checkpoint.base import (
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+
+try:
+    from langgraph.checkpoint.base import DeltaChannelHistory
+except ImportError:  # a LangGraph before delta channels: the overrides are simply unused
+    DeltaChannelHistory = dict  # type: ignore[misc,assignment]
 
 from .storage import Storage
 
@@ -126,8 +131,27 @@ class StorageSaver(BaseCheckpointSaver[str]):
             ],
         )
 
-    def _writes(self, writes: Sequence[tuple[str, Any]]) -> list[tuple[str, dict]]:
+    def _writes(self, writes: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
         return [(channel, self._dump(value)) for channel, value in writes]
+
+    def _histories(
+        self, stored: dict | None, channels: Sequence[str]
+    ) -> dict[str, DeltaChannelHistory]:
+        """The native histories in LangGraph's shape; an unknown target has no seeds and
+        no writes, as the base class answers."""
+        result: dict[str, DeltaChannelHistory] = {}
+        for channel in channels:
+            history = (stored or {}).get(channel, {"writes": []})
+            entry: DeltaChannelHistory = {
+                "writes": [
+                    (w["task_id"], w["channel"], self._load(w["value"]))
+                    for w in history["writes"]
+                ]
+            }
+            if "seed" in history:
+                entry["seed"] = self._load(history["seed"])
+            result[channel] = entry
+        return result
 
     # --- sync ----------------------------------------------------------------------------
 
@@ -186,6 +210,26 @@ class StorageSaver(BaseCheckpointSaver[str]):
             for stored in plan.take(page):
                 yield self._tuple(stored)
 
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """LangGraph's delta channel history in one native call (the base class walks
+        the parent chain with one ``get_tuple`` per ancestor)."""
+        if not channels:
+            return {}
+        c = config["configurable"]
+        thread_id, namespace = c["thread_id"], c.get("checkpoint_ns", "")
+        checkpoint_id = get_checkpoint_id(config)
+        if checkpoint_id is None:
+            latest = self.get_tuple(config)
+            if latest is None:
+                return self._histories(None, channels)
+            checkpoint_id = latest.config["configurable"]["checkpoint_id"]
+        stored = self._native.delta_channel_history(
+            thread_id, namespace, checkpoint_id, list(channels), blocking=True
+        )
+        return self._histories(stored, channels)
+
     def delete_thread(self, thread_id: str) -> None:
         self._native.delete_thread(thread_id, blocking=True)
 
@@ -231,6 +275,24 @@ class StorageSaver(BaseCheckpointSaver[str]):
             task_path,
             self._writes(writes),
         )
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        if not channels:
+            return {}
+        c = config["configurable"]
+        thread_id, namespace = c["thread_id"], c.get("checkpoint_ns", "")
+        checkpoint_id = get_checkpoint_id(config)
+        if checkpoint_id is None:
+            latest = await self.aget_tuple(config)
+            if latest is None:
+                return self._histories(None, channels)
+            checkpoint_id = latest.config["configurable"]["checkpoint_id"]
+        stored = await self._native.delta_channel_history(
+            thread_id, namespace, checkpoint_id, list(channels)
+        )
+        return self._histories(stored, channels)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         c = config["configurable"]

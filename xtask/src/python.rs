@@ -67,8 +67,9 @@ fn prepare_venv(venv: &Path) -> Result<PathBuf, StepFailed> {
 /// not it failed.
 ///
 /// Debug, not release: the tests wait on I/O, and a release build of the whole dependency
-/// tree would cost minutes more. With `redis`, so the Redis tests run against a throwaway
-/// server (the Redis crates are built for the cargo tests already).
+/// tree would cost minutes more. With `redis` and `postgres`, so the tests (LangGraph's
+/// conformance suite included) also run against throwaway servers (those crates are built
+/// for the cargo tests already).
 pub fn test() -> (TestSummary, Result<(), StepFailed>) {
     let venv = venv_dir();
     let python = match prepare_venv(&venv) {
@@ -91,7 +92,7 @@ pub fn test() -> (TestSummary, Result<(), StepFailed>) {
             "develop".into(),
             "--quiet".into(),
             "--features".into(),
-            "redis".into(),
+            "redis,postgres".into(),
             "--manifest-path".into(),
             format!("{CRATE}/Cargo.toml"),
         ],

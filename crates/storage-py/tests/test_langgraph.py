@@ -13,7 +13,7 @@ from langgraph.checkpoint.serde.types import TASKS
 import agent_storage as st
 from agent_storage.langgraph import StorageSaver
 
-from .conftest import BACKENDS, make_storage
+from .conftest import BACKENDS, SERVER_BACKENDS, make_storage, server_storage
 
 
 def config(thread: str, ns: str = "", checkpoint_id: str | None = None) -> dict:
@@ -157,16 +157,22 @@ async def test_next_versions_sort_as_strings(saver):
     assert versions[1:] == sorted(versions[1:])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_langgraph_conformance_suite(backend, tmp_path):
-    """LangGraph's own conformance suite, every capability (base and extended)."""
+@pytest.mark.parametrize("backend", BACKENDS + SERVER_BACKENDS)
+async def test_langgraph_conformance_suite(backend, tmp_path, request):
+    """LangGraph's own conformance suite, every capability (base and extended), on every
+    backend: the embedded ones and, on throwaway servers, Redis and PostgreSQL."""
     from langgraph.checkpoint.conformance import checkpointer_test, validate
 
     counter = iter(range(1000))
+    if backend in SERVER_BACKENDS:
+        server_storage(request, backend)  # skips when this build lacks the backend
 
     @checkpointer_test(name=f"StorageSaver[{backend}]")
     async def factory():
-        store = make_storage(backend, tmp_path / str(next(counter)))
+        if backend in SERVER_BACKENDS:
+            store = server_storage(request, backend)
+        else:
+            store = make_storage(backend, tmp_path / str(next(counter)))
         await store.initialize()
         yield StorageSaver(store)
         await store.close()

@@ -1,19 +1,13 @@
-"""A network backend: Redis, when this build has it and a server is at hand.
+"""The network backends, Redis and PostgreSQL, when this build has them and a server is at
+hand.
 
-`cargo xtask test` builds the extension with `--features redis` and, unless
-STORAGE_TEST_REDIS_URL names a server, starts a throwaway `redis-server` on a free
-loopback port (as the Rust testkit does). Without the feature or a server the tests are
-reported as skipped with the reason, never as passed.
+`cargo xtask test` builds the extension with `--features redis,postgres` and, unless
+STORAGE_TEST_REDIS_URL / STORAGE_TEST_POSTGRES_URL name servers, the fixtures in conftest
+start throwaway ones on free loopback ports (as the Rust testkit does). Without the feature
+or a server the tests are reported as skipped with the reason, never as passed.
 """
 
 from __future__ import annotations
-
-import os
-import shutil
-import socket
-import subprocess
-import time
-import uuid
 
 import pytest
 
@@ -21,70 +15,20 @@ import agent_storage as st
 from agent_storage import Storage
 from agent_storage.langgraph import StorageSaver
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .conftest import SERVER_BACKENDS, free_port, server_storage
 
 
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    given = os.environ.get("STORAGE_TEST_REDIS_URL")
-    if given:
-        yield given
-        return
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("no STORAGE_TEST_REDIS_URL and no redis-server on PATH")
-    port = _free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not _answers_ping(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture
-async def redis_storage(redis_url):
-    settings = {
-        "backend": "redis",
-        "redis.url": redis_url,
-        # A namespace per test: two namespaces never see each other's data.
-        "redis.namespace": f"py{uuid.uuid4().hex[:12]}",
-    }
-    try:
-        store = Storage(settings, use_env=False)
-    except st.StorageConfigError as err:
-        pytest.skip(f"this build has no Redis backend (build with --features redis): {err}")
+@pytest.fixture(params=SERVER_BACKENDS)
+async def server_store(request):
+    store = server_storage(request, request.param)
     await store.initialize()
     yield store
     await store.close()
 
 
-async def test_seed_interface_on_redis(redis_storage):
-    store = redis_storage
-    assert store.backends()["sessions"] == "redis"
+async def test_seed_interface_on_servers(server_store):
+    store = server_store
+    assert store.backends()["sessions"] in SERVER_BACKENDS
     await store.create_session("s1", "alice", {"a": 1})
     assert await store.update_session("s1", {"b": 2}, increment_requests=True)
     await store.add_conversation_message("s1", "user", "hi")
@@ -99,10 +43,10 @@ async def test_seed_interface_on_redis(redis_storage):
     assert await store.cleanup_expired_sessions(max_idle_hours=0) == 1
 
 
-async def test_saver_on_redis(redis_storage):
+async def test_saver_on_servers(server_store):
     from langgraph.checkpoint.base import empty_checkpoint
 
-    saver = StorageSaver(redis_storage)
+    saver = StorageSaver(server_store)
     checkpoint = empty_checkpoint()
     version = saver.get_next_version(None, None)
     checkpoint["channel_values"] = {"a": b"bytes"}
@@ -118,7 +62,7 @@ async def test_saver_on_redis(redis_storage):
 
 
 async def test_unreachable_server_is_a_temporary_connection_error():
-    port = _free_port()
+    port = free_port()
     try:
         store = Storage(
             {"backend": "redis", "redis.url": f"redis://127.0.0.1:{port}",

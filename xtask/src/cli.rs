@@ -19,6 +19,9 @@ Tasks:
                           counts join the summary.
   bench <backend> [args]  cargo bench -p storage-<backend> --bench <backend> -- [args]
                           Backends: memory, redis, postgres, object, sqlite.
+  bench python [args]     LangGraph's workload from Python: the package (a release wheel in
+                          target/py-bench) against LangGraph's InMemorySaver, SqliteSaver
+                          and PostgresSaver; args go to crates/storage-py/bench/langgraph_peer.py.
   lint                    cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings
   ci                      lint, then test (what .ci/run calls)
   help, -h, --help        this text
@@ -29,6 +32,9 @@ non-zero exit status and names the step.
 
 /// Backends that have a benchmark target named after them.
 pub const BACKENDS: [&str; 5] = ["memory", "redis", "postgres", "object", "sqlite"];
+
+/// `bench python`: the Python package against LangGraph's savers (not a cargo bench).
+pub const PYTHON_BENCH: &str = "python";
 
 /// A task chosen on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,13 +82,13 @@ pub fn parse(args: &[String]) -> Result<Task, UsageError> {
 }
 
 fn parse_bench(args: &[String]) -> Result<Task, UsageError> {
-    let known = BACKENDS.join(", ");
+    let known = format!("{}, {PYTHON_BENCH}", BACKENDS.join(", "));
     let Some((backend, rest)) = args.split_first() else {
         return Err(UsageError(format!(
             "`bench` needs a backend; known backends: {known}"
         )));
     };
-    if !BACKENDS.contains(&backend.as_str()) {
+    if !BACKENDS.contains(&backend.as_str()) && backend != PYTHON_BENCH {
         return Err(UsageError(format!(
             "unknown backend `{backend}`; known backends: {known}"
         )));
@@ -377,6 +383,18 @@ mod tests {
             Task::Bench {
                 backend: "redis".into(),
                 bench_args: strings(&["--quick"])
+            }
+        );
+    }
+
+    #[test]
+    fn bench_python_takes_the_script_arguments() {
+        let task = parse(&strings(&["bench", "python", "--", "--ops", "10"])).unwrap();
+        assert_eq!(
+            task,
+            Task::Bench {
+                backend: PYTHON_BENCH.into(),
+                bench_args: strings(&["--ops", "10"])
             }
         );
     }

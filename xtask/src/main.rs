@@ -57,6 +57,10 @@ fn run_task(task: Task) -> Result<(), StepFailed> {
         Task::Bench {
             backend,
             bench_args,
+        } if backend == cli::PYTHON_BENCH => python::bench(&bench_args),
+        Task::Bench {
+            backend,
+            bench_args,
         } => Step::cargo("bench", cli::cargo_bench_args(&backend, &bench_args)).run(),
         Task::Lint => lint(),
         Task::Ci => {

@@ -9,27 +9,30 @@ use crate::summary::TestSummary;
 /// The crate holding the Python package.
 const CRATE: &str = "crates/storage-py";
 
-/// Where the venv lives: beside the build output, so `cargo clean` removes it too.
+/// Where the test venv lives: beside the build output, so `cargo clean` removes it too.
 fn venv_dir() -> PathBuf {
+    target_dir().join("py-venv")
+}
+
+fn target_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let target = if target.is_absolute() {
+    if target.is_absolute() {
         target
     } else {
         workspace_root().join(target)
-    };
-    target.join("py-venv")
+    }
 }
 
 fn path_arg(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Creates the venv and installs the test requirements when they changed since the last
-/// run (a copy of the requirements file marks what is installed), so repeated runs spend
+/// Creates the venv and installs `requirements` (a file of the crate) when they changed
+/// since the last run (a copy of the file marks what is installed), so repeated runs spend
 /// no time in pip.
-fn prepare_venv(venv: &Path) -> Result<PathBuf, StepFailed> {
+fn prepare_venv(venv: &Path, requirements: &str) -> Result<PathBuf, StepFailed> {
     let python = venv.join("bin").join("python");
     if !python.is_file() {
         Step::program(
@@ -39,7 +42,7 @@ fn prepare_venv(venv: &Path) -> Result<PathBuf, StepFailed> {
         )
         .run()?;
     }
-    let requirements = workspace_root().join(CRATE).join("requirements-dev.txt");
+    let requirements = workspace_root().join(CRATE).join(requirements);
     let installed = venv.join("requirements-installed.txt");
     let wanted = std::fs::read(&requirements).unwrap_or_default();
     if std::fs::read(&installed).ok().as_ref() != Some(&wanted) {
@@ -72,7 +75,7 @@ fn prepare_venv(venv: &Path) -> Result<PathBuf, StepFailed> {
 /// for the cargo tests already).
 pub fn test() -> (TestSummary, Result<(), StepFailed>) {
     let venv = venv_dir();
-    let python = match prepare_venv(&venv) {
+    let python = match prepare_venv(&venv, "requirements-dev.txt") {
         Ok(python) => python,
         Err(failed) => return (TestSummary::default(), Err(failed)),
     };
@@ -121,4 +124,60 @@ pub fn test() -> (TestSummary, Result<(), StepFailed>) {
         },
         TestSummary::add_pytest_line,
     )
+}
+
+/// `cargo xtask bench python [args]`: LangGraph's workload from Python, this package
+/// against LangGraph's own savers. A release wheel (the figures are meant to be quoted) is
+/// built and installed into its own venv, `target/py-bench`, beside LangGraph's savers.
+pub fn bench(args: &[String]) -> Result<(), StepFailed> {
+    let venv = target_dir().join("py-bench");
+    let python = prepare_venv(&venv, "requirements-bench.txt")?;
+    let wheels = venv.join("wheels");
+    // Only the wheel built now may be installed: a failed removal shows up below.
+    let _ = std::fs::remove_dir_all(&wheels);
+    Step::program(
+        "maturin build",
+        venv.join("bin").join("maturin"),
+        vec![
+            "build".into(),
+            "--release".into(),
+            "--quiet".into(),
+            "--features".into(),
+            "redis,postgres".into(),
+            "--manifest-path".into(),
+            format!("{CRATE}/Cargo.toml"),
+            "--out".into(),
+            path_arg(&wheels),
+        ],
+    )
+    .run()?;
+    let wheel = std::fs::read_dir(&wheels)
+        .ok()
+        .and_then(|entries| {
+            entries
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .find(|path| path.extension().is_some_and(|ext| ext == "whl"))
+        })
+        .ok_or_else(|| StepFailed {
+            step: "maturin build".into(),
+            reason: format!("no wheel in {}", wheels.display()),
+        })?;
+    Step::program(
+        "pip install wheel",
+        &python,
+        vec![
+            "-m".into(),
+            "pip".into(),
+            "install".into(),
+            "--quiet".into(),
+            "--force-reinstall".into(),
+            "--no-deps".into(),
+            path_arg(&wheel),
+        ],
+    )
+    .run()?;
+    let script = workspace_root().join(CRATE).join("bench/langgraph_peer.py");
+    let mut bench_args = vec![path_arg(&script)];
+    bench_args.extend(args.iter().cloned());
+    Step::program("langgraph_peer.py", &python, bench_args).run()
 }

@@ -46,24 +46,28 @@ fn prepare_venv(venv: &Path, requirements: &str) -> Result<PathBuf, StepFailed> 
     let installed = venv.join("requirements-installed.txt");
     let wanted = std::fs::read(&requirements).unwrap_or_default();
     if std::fs::read(&installed).ok().as_ref() != Some(&wanted) {
-        Step::program(
-            "pip install",
+        pip_install(
             &python,
-            vec![
-                "-m".into(),
-                "pip".into(),
-                "install".into(),
-                "--quiet".into(),
-                "--disable-pip-version-check".into(),
-                "-r".into(),
-                path_arg(&requirements),
-            ],
-        )
-        .run()?;
+            "pip install",
+            &["-r".into(), path_arg(&requirements)],
+        )?;
         // Only a marker: failing to write it costs the next run a pip check, nothing more.
         let _ = std::fs::write(&installed, &wanted);
     }
     Ok(python)
+}
+
+/// `python -m pip install --quiet <args>`, as the step `name`.
+fn pip_install(python: &Path, name: &str, args: &[String]) -> Result<(), StepFailed> {
+    let mut command = vec![
+        "-m".into(),
+        "pip".into(),
+        "install".into(),
+        "--quiet".into(),
+        "--disable-pip-version-check".into(),
+    ];
+    command.extend(args.iter().cloned());
+    Step::program(name, python, command).run()
 }
 
 /// Builds the extension into the venv, then runs pytest. Returns pytest's counts whether or
@@ -162,20 +166,15 @@ pub fn bench(args: &[String]) -> Result<(), StepFailed> {
             step: "maturin build".into(),
             reason: format!("no wheel in {}", wheels.display()),
         })?;
-    Step::program(
-        "pip install wheel",
+    pip_install(
         &python,
-        vec![
-            "-m".into(),
-            "pip".into(),
-            "install".into(),
-            "--quiet".into(),
+        "pip install wheel",
+        &[
             "--force-reinstall".into(),
             "--no-deps".into(),
             path_arg(&wheel),
         ],
-    )
-    .run()?;
+    )?;
     let script = workspace_root().join(CRATE).join("bench/langgraph_peer.py");
     let mut bench_args = vec![path_arg(&script)];
     bench_args.extend(args.iter().cloned());

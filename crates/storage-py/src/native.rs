@@ -50,7 +50,21 @@ where
     F: Future<Output = storage_core::Result<T>> + Send + 'static,
 {
     if blocking {
-        let result = py.detach(|| pyo3_async_runtimes::tokio::get_runtime().block_on(fut));
+        let runtime = pyo3_async_runtimes::tokio::get_runtime();
+        let mut fut = Box::pin(fut);
+        // A call that needs no I/O (the memory backend, a cache hit) is done at its first
+        // poll: it keeps the GIL, since handing the GIL over and taking it back costs far
+        // more than the call when other Python threads wait for it. Anything that waits
+        // releases the GIL and finishes on the runtime.
+        let first = {
+            let _context = runtime.enter();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            fut.as_mut().poll(&mut cx)
+        };
+        let result = match first {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => py.detach(|| runtime.block_on(fut)),
+        };
         return deliver(py, result, convert).map(|object| object.into_bound(py));
     }
     pyo3_async_runtimes::tokio::future_into_py(py, async move {

@@ -4,8 +4,9 @@
 //! callers configure it (explicit settings > `STORAGE_*` environment > `storage.toml` >
 //! defaults, through [`storage::ConfigLoader`]). Every method returns an asyncio awaitable
 //! (through `pyo3-async-runtimes` on a tokio runtime) or, with `blocking=True`, waits on
-//! that runtime with the GIL released: LangGraph's checkpointer has sync and async halves,
-//! and both call the same Rust code.
+//! that runtime with the GIL released (a call that completes without waiting, such as a
+//! memory-backend one, keeps it): LangGraph's checkpointer has sync and async halves, and
+//! both call the same Rust code.
 //!
 //! Values cross the boundary as serde values through `pythonize`, so a Python dict is the
 //! JSON shape of the Rust type; channel values and pending writes may also be typed bytes,

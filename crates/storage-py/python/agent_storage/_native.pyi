@@ -2,7 +2,8 @@
 
 Methods without ``blocking`` return an awaitable. Methods with ``blocking`` return an
 awaitable by default, and the result itself with ``blocking=True`` (the native runtime runs
-the call to completion with the GIL released). Checkpoint values are JSON values or typed
+the call to completion with the GIL released; a call that completes without waiting, such as
+a memory-backend one, keeps it). Checkpoint values are JSON values or typed
 bytes, the ``(type, bytes)`` tuples of LangGraph's ``dumps_typed``.
 """
 

@@ -116,6 +116,10 @@ fn loader(cli: &Cli) -> ConfigLoader {
         {
             loader = loader.set("object.namespace", namespace);
         }
+        #[cfg(feature = "sqlite")]
+        {
+            loader = loader.set("sqlite.namespace", namespace);
+        }
     }
     loader
 }

@@ -696,18 +696,21 @@ fn browser_test_dir() -> PathBuf {
     let lock = std::fs::read(source.join("package-lock.json")).unwrap();
     let marker = dir.join("installed-package-lock.json");
     if std::fs::read(&marker).ok() != Some(lock.clone()) {
-        let status = Command::new("npm")
+        // Output captured, so that it stays out of the test harness's report unless it fails.
+        let npm = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
-            .status()
+            .output()
             .unwrap_or_else(|err| {
                 panic!("npm does not run ({err}): install it with `apt-get install -y npm`")
             });
         assert!(
-            status.success(),
+            npm.status.success(),
             "`npm ci` in {} failed: the npm registry must be reachable once to install \
-             playwright-core",
-            dir.display()
+             playwright-core\n{}\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&npm.stdout),
+            String::from_utf8_lossy(&npm.stderr)
         );
         std::fs::write(&marker, &lock).unwrap();
     }

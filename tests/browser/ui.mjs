@@ -170,6 +170,11 @@ try {
   const scope = page.locator('#view li a', { hasText: 'exe.txt' });
   await scope.waitFor();
   equal(await scope.textContent(), shownId, 'the scope is shown as escaped text');
+  await page.fill('#open-scope input[name=scope]', expect.session);
+  await page.click('#open-scope button[type=submit]');
+  await page.locator('#view table.artifacts tbody tr').first().waitFor();
+  equal(await page.locator('#view table.artifacts tbody tr').count(), 3,
+    'a scope opened by name lists every version of its artifacts');
 
   // --- nothing stored ran, nothing was blocked, no element came from stored markup ---
   equal(await page.evaluate(() => typeof window.__pwned), 'undefined', 'no stored script ran');

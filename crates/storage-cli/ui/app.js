@@ -273,7 +273,16 @@ function artifactTable(scope, artifacts) {
 // ---- artifacts by scope ------------------------------------------------------------------
 
 async function scopesView(view, params) {
-  view.replaceChildren(el('h2', {}, 'Artifact scopes'));
+  // Opening a scope by name works also where the backend cannot list scopes.
+  const open = el('form', { class: 'filters', id: 'open-scope', autocomplete: 'off' },
+    el('label', {}, 'Scope', el('input', { name: 'scope', required: true })),
+    el('button', { type: 'submit' }, 'Open'));
+  open.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const scope = new FormData(open).get('scope');
+    if (scope) location.hash = hash('artifacts', scope);
+  });
+  view.replaceChildren(el('h2', {}, 'Artifact scopes'), open);
   const page = await api('/api/artifacts', { after: params.get('after') });
   append(view, [
     page.scopes.length

@@ -11,17 +11,17 @@
 //! screenshots of the main views there; otherwise they go to a temporary directory.
 
 mod cli_support;
+mod ui_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 use storage::config::BackendName;
 use storage::{Storage, StorageConfig};
 use storage_core::prelude::*;
+use ui_support::{browser_test_dir, chromium, encode, http, workspace_root, Response};
 
 /// The namespace the store is seeded in; `storectl --namespace` must find it.
 const NAMESPACE: &str = "inspected";
@@ -178,108 +178,6 @@ impl Server {
     fn get(&self, path: &str) -> Response {
         http(&self.address, "GET", path, &[])
     }
-}
-
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.text()))
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Host` is the address unless `headers`
-/// gives one).
-fn http(address: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-        request.push_str(&format!("Host: {address}\r\n"));
-    }
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("Content-Length: 0\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
-        body = dechunk(&body);
-    }
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let end = data.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return body;
-        }
-        body.extend_from_slice(&data[end + 2..end + 2 + size]);
-        data = &data[end + 4 + size..];
-    }
-}
-
-/// `text` percent-encoded for a query string.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn checkpoint(thread: &str, parent: Option<&str>, step: i64) -> Checkpoint {
@@ -629,92 +527,6 @@ async fn the_api_is_read_only_and_carries_markup_as_text() {
         sessions["items"].as_array().unwrap().len(),
         BOB_SESSIONS + 1
     );
-}
-
-/// The directory of this build's profile (`target/debug`), where the browser test's npm
-/// packages are installed.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps")
-        .to_path_buf()
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The Chromium to drive: `$CHROMIUM`, else Debian's.
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.is_file(),
-        "{} is missing: the browser test drives Chromium headless. Install it with \
-         `apt-get install -y --no-install-recommends chromium` (Debian), or set CHROMIUM to \
-         a Chromium or Chrome binary",
-        path.display()
-    );
-    path
-}
-
-/// `tests/browser` copied under the target directory with its npm packages installed
-/// (`npm ci`, again only when package-lock.json changed). Returns the copy's directory.
-fn browser_test_dir() -> PathBuf {
-    let node = Command::new("node").arg("--version").output();
-    let version = match node {
-        Ok(output) if output.status.success() => {
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        }
-        _ => panic!(
-            "node is missing: the browser test runs Playwright on Node.js 18 or later. Install \
-             it with `apt-get install -y --no-install-recommends nodejs npm` (Debian)"
-        ),
-    };
-    let major: u32 = version
-        .trim()
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        major >= 18,
-        "node {version} is too old: Playwright needs 18 or later"
-    );
-    let source = workspace_root().join("tests/browser");
-    let dir = profile_dir().join("browser-test");
-    std::fs::create_dir_all(&dir).unwrap();
-    for file in ["package.json", "package-lock.json", "ui.mjs"] {
-        std::fs::copy(source.join(file), dir.join(file)).unwrap();
-    }
-    let lock = std::fs::read(source.join("package-lock.json")).unwrap();
-    let marker = dir.join("installed-package-lock.json");
-    if std::fs::read(&marker).ok() != Some(lock.clone()) {
-        // Output captured, so that it stays out of the test harness's report unless it fails.
-        let npm = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .output()
-            .unwrap_or_else(|err| {
-                panic!("npm does not run ({err}): install it with `apt-get install -y npm`")
-            });
-        assert!(
-            npm.status.success(),
-            "`npm ci` in {} failed: the npm registry must be reachable once to install \
-             playwright-core\n{}\n{}",
-            dir.display(),
-            String::from_utf8_lossy(&npm.stdout),
-            String::from_utf8_lossy(&npm.stderr)
-        );
-        std::fs::write(&marker, &lock).unwrap();
-    }
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,15 +13,17 @@
 mod cli_support;
 mod ui_support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use storage::config::BackendName;
 use storage::{Storage, StorageConfig};
 use storage_core::prelude::*;
-use ui_support::{browser_test_dir, chromium, encode, http, workspace_root, Response};
+use ui_support::{
+    browser_test_dir, chromium, encode, http, run_with_deadline, workspace_root, Lines, Response,
+};
 
 /// The namespace the store is seeded in; `storectl --namespace` must find it.
 const NAMESPACE: &str = "inspected";
@@ -42,6 +44,11 @@ const BOB_SESSIONS: usize = 11;
 const REPORT_V1: &str = "{\"v\":2,\"note\":\"<b>bold</b>\"}";
 /// A stored HTML page: it must be downloaded, never rendered.
 const PAGE_HTML: &str = "<script>window.__pwned='artifact'</script>";
+/// How long storectl ui may take to print its URL (it opens and initializes the store
+/// first) on a busy machine.
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the whole browser test may take before node and its browser are killed.
+const BROWSER_TEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A SQLite file and an artifact directory, and the environment pointing storectl at them.
 struct Store {
@@ -113,19 +120,23 @@ impl Store {
             .stderr(Stdio::piped())
             .spawn()
             .expect("storectl starts");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
-        if first.is_empty() {
-            let mut stderr = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            panic!("storectl ui printed no URL; stderr:\n{stderr}");
-        }
+        let lines = Lines::new(child.stdout.take().unwrap());
+        let deadline = Instant::now() + SERVER_START_TIMEOUT;
+        let first = match lines.next_before(deadline) {
+            Ok(line) => line,
+            Err(timed_out) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let mut stderr = String::new();
+                let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+                let why = if timed_out {
+                    format!("within {SERVER_START_TIMEOUT:?} (killed)")
+                } else {
+                    "before it exited".to_owned()
+                };
+                panic!("storectl ui printed no URL {why}; stderr:\n{stderr}");
+            }
+        };
         let url = first.trim().to_owned();
         let address = url
             .strip_prefix("http://")
@@ -135,12 +146,15 @@ impl Store {
         // The lines after the URL, up to the last one (stdout stays open while it serves).
         let mut rest = String::new();
         while !rest.contains("Ctrl-C stops it") {
-            if stdout.read_line(&mut rest).unwrap() == 0 {
-                break;
+            match lines.next_before(deadline) {
+                Ok(line) => rest.push_str(&line),
+                Err(true) => panic!("storectl ui's banner stopped after {rest:?}"),
+                Err(false) => break,
             }
         }
         Server {
             child,
+            _stdout: lines,
             url,
             address,
             banner: rest,
@@ -151,6 +165,8 @@ impl Store {
 /// A running `storectl ui`, stopped when dropped.
 struct Server {
     child: Child,
+    /// Kept open while it serves.
+    _stdout: Lines,
     url: String,
     address: String,
     banner: String,
@@ -559,19 +575,24 @@ async fn the_page_in_chromium_shows_everything_and_runs_no_stored_script() {
     std::fs::write(&expect_file, expect.to_string()).unwrap();
 
     let started = Instant::now();
-    let output = Command::new("node")
-        .arg(test_dir.join("ui.mjs"))
-        .arg(&expect_file)
-        .current_dir(&test_dir)
-        .output()
-        .unwrap();
+    let output = run_with_deadline(
+        Command::new("node")
+            .arg(test_dir.join("ui.mjs"))
+            .arg(&expect_file)
+            .current_dir(&test_dir),
+        BROWSER_TEST_TIMEOUT,
+    );
     let elapsed = started.elapsed();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (stdout, stderr) = (&output.stdout, &output.stderr);
+    let status = output.status.unwrap_or_else(|| {
+        panic!(
+            "the browser test did not finish within {BROWSER_TEST_TIMEOUT:?} (node and its \
+             browser were killed):\n{stdout}\n{stderr}"
+        )
+    });
     assert!(
-        output.status.success(),
-        "the browser test failed ({}):\n{stdout}\n{stderr}",
-        output.status
+        status.success(),
+        "the browser test failed ({status}):\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("browser test passed"), "{stdout}\n{stderr}");
     eprintln!("browser test: {:.1} s\n{stdout}", elapsed.as_secs_f64());
@@ -584,4 +605,51 @@ async fn the_page_in_chromium_shows_everything_and_runs_no_stored_script() {
     }
     let server_stderr = server.stop();
     assert!(!server_stderr.contains(TOKEN), "{server_stderr}");
+}
+
+/// The deadlines themselves: a child that hangs fails the test in time, and its process
+/// group (node and what it started) is gone afterwards.
+#[test]
+fn a_hung_child_is_killed_at_the_deadline_with_its_process_group() {
+    let started = Instant::now();
+    let hung = run_with_deadline(
+        Command::new("sh").args(["-c", "echo started; sleep 300 & echo $!; wait"]),
+        Duration::from_secs(1),
+    );
+    assert!(hung.status.is_none(), "{hung:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let grandchild = hung.stdout.lines().nth(1).unwrap().trim().to_owned();
+    // Gone, or a zombie nobody reaped yet (in a container, PID 1 may never reap it).
+    let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+    assert!(
+        matches!(state, None | Some("Z")),
+        "the sleep {grandchild} outlived the deadline: {stat}"
+    );
+
+    let done = run_with_deadline(
+        Command::new("sh").args(["-c", "echo out; echo err >&2"]),
+        Duration::from_secs(60),
+    );
+    assert!(done.status.unwrap().success());
+    assert_eq!(
+        (done.stdout.as_str(), done.stderr.as_str()),
+        ("out\n", "err\n")
+    );
+
+    let mut silent = Command::new("sh")
+        .args(["-c", "echo one; sleep 300"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::new(silent.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(1);
+    assert_eq!(lines.next_before(deadline), Ok("one\n".to_owned()));
+    assert_eq!(lines.next_before(deadline), Err(true));
+    silent.kill().unwrap();
+    silent.wait().unwrap();
 }

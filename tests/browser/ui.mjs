@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const expect = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+/** Each action's limit: generous, as a busy 2-core machine can be slow to draw a page. */
+const ACTION_TIMEOUT_MS = Number(process.env.STORECTL_UI_ACTION_TIMEOUT_MS) || 60_000;
 let checks = 0;
 
 function check(condition, what) {
@@ -26,7 +28,7 @@ const shownId = expect.session_shown;
 const browser = await chromium.launch({
   executablePath: expect.chromium,
   headless: true,
-  timeout: 30_000,
+  timeout: ACTION_TIMEOUT_MS,
 });
 const problems = [];
 try {
@@ -42,7 +44,7 @@ try {
     });
   });
   const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
+  page.setDefaultTimeout(ACTION_TIMEOUT_MS);
   page.on('dialog', async (dialog) => {
     problems.push(`a dialog opened: ${dialog.message()}`);
     await dialog.dismiss();

@@ -2,11 +2,13 @@
 //! crate for a handful of requests whose every header is asserted), and the browser test's
 //! tools (Chromium, Node.js, the npm packages of `tests/browser`).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -197,4 +199,106 @@ pub fn browser_test_dir() -> PathBuf {
         std::fs::write(&marker, &lock).unwrap();
     }
     dir
+}
+
+/// The lines of a child's stdout, read by a thread so that the test can wait for them with
+/// a deadline (a hung child must fail the test, not hang it).
+pub struct Lines {
+    receiver: Receiver<String>,
+}
+
+impl Lines {
+    pub fn new(stdout: ChildStdout) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if sender.send(line).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Lines { receiver }
+    }
+
+    /// The next line, `Err(true)` when `deadline` passed first, `Err(false)` at the end of
+    /// the output.
+    pub fn next_before(&self, deadline: Instant) -> Result<String, bool> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.receiver.recv_timeout(left) {
+            Ok(line) => Ok(line),
+            Err(RecvTimeoutError::Timeout) => Err(true),
+            Err(RecvTimeoutError::Disconnected) => Err(false),
+        }
+    }
+}
+
+/// What a command run under a deadline did.
+#[derive(Debug)]
+pub struct Finished {
+    /// `None`: killed at the deadline.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` in a process group of its own, with stdout and stderr captured; at
+/// `timeout` the whole group is killed (node and the browser it started).
+pub fn run_with_deadline(command: &mut Command, timeout: Duration) -> Finished {
+    use std::os::unix::process::CommandExt;
+    let mut child = command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("{command:?} does not start: {err}"));
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            kill_group(&mut child);
+            break None;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Reads a pipe to its end on a thread (so that a chatty child never blocks on it).
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Stops the process group `child` leads: SIGTERM first (on which Playwright closes the
+/// browser it launched, in a process group of its own), SIGKILL after 5 s. `kill` the
+/// command: no libc for two calls.
+fn kill_group(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    let grace = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < grace && child.try_wait().ok().flatten().is_none() {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -22,7 +22,8 @@ use storage::config::BackendName;
 use storage::{Storage, StorageConfig};
 use storage_core::prelude::*;
 use ui_support::{
-    browser_test_dir, chromium, encode, http, run_with_deadline, workspace_root, Lines, Response,
+    browser_test_dir, chromium, encode, http, npm_ci_done, run_with_deadline, workspace_root,
+    Lines, Response,
 };
 
 /// The namespace the store is seeded in; `storectl --namespace` must find it.
@@ -652,4 +653,19 @@ fn a_hung_child_is_killed_at_the_deadline_with_its_process_group() {
     assert_eq!(lines.next_before(deadline), Err(true));
     silent.kill().unwrap();
     silent.wait().unwrap();
+}
+
+/// `npm ci` is skipped only while what it installed is there.
+#[test]
+fn npm_ci_is_skipped_only_while_playwright_core_is_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = b"{\"lockfileVersion\": 3}";
+    assert!(!npm_ci_done(dir.path(), lock));
+    std::fs::write(dir.path().join("installed-package-lock.json"), lock).unwrap();
+    assert!(!npm_ci_done(dir.path(), lock), "node_modules is missing");
+    let package = dir.path().join("node_modules/playwright-core");
+    std::fs::create_dir_all(&package).unwrap();
+    std::fs::write(package.join("package.json"), "{}").unwrap();
+    assert!(npm_ci_done(dir.path(), lock));
+    assert!(!npm_ci_done(dir.path(), b"{\"changed\": true}"));
 }

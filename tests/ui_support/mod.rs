@@ -147,6 +147,17 @@ pub fn chromium() -> PathBuf {
     path
 }
 
+/// Whether `npm ci` installed this `package-lock.json` in `dir` and its result is still
+/// there: the marker written after it matches, and playwright-core is installed (a
+/// `node_modules` removed or half-deleted since is installed again).
+pub fn npm_ci_done(dir: &Path, lock: &[u8]) -> bool {
+    let marker = dir.join("installed-package-lock.json");
+    std::fs::read(marker).is_ok_and(|installed| installed == lock)
+        && dir
+            .join("node_modules/playwright-core/package.json")
+            .is_file()
+}
+
 /// `tests/browser` copied under the target directory with its npm packages installed
 /// (`npm ci`, again only when package-lock.json changed). Returns the copy's directory.
 pub fn browser_test_dir() -> PathBuf {
@@ -179,7 +190,7 @@ pub fn browser_test_dir() -> PathBuf {
     }
     let lock = std::fs::read(source.join("package-lock.json")).unwrap();
     let marker = dir.join("installed-package-lock.json");
-    if std::fs::read(&marker).ok() != Some(lock.clone()) {
+    if !npm_ci_done(&dir, &lock) {
         // Output captured, so that it stays out of the test harness's report unless it fails.
         let npm = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])

@@ -405,24 +405,47 @@ async fn a_token_is_required_on_every_request() {
     assert_eq!(right.json()["namespace"], NAMESPACE);
     assert_eq!(right.header("set-cookie"), None);
 
-    // The page opened once with ?token= keeps it in a cookie for its own requests.
-    let page = server.get(&format!("/?token={TOKEN}"));
-    assert_eq!(page.status, 200);
-    let cookie = page.header("set-cookie").expect("a cookie").to_owned();
+    // The page opened once with ?token= is redirected to / with a session cookie: named
+    // after the port (cookies are shared across ports), holding no token.
+    let port = server.address.rsplit(':').next().unwrap();
+    let login = server.get(&format!("/?token={TOKEN}"));
+    assert_eq!(login.status, 303, "{}", login.text());
+    assert_eq!(login.header("location"), Some("/"));
+    let cookie = login.header("set-cookie").expect("a cookie").to_owned();
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
-    let pair = cookie.split(';').next().unwrap();
-    let with_cookie = http(&server.address, "GET", "/app.js", &[("Cookie", pair)]);
-    assert_eq!(with_cookie.status, 200);
-    let bad_cookie = http(
-        &server.address,
-        "GET",
-        "/app.js",
-        &[("Cookie", "storectl_ui_token=guess-guess-guess-guess")],
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie holds the token: {cookie}"
     );
-    assert_eq!(bad_cookie.status, 401);
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let (name, value) = pair.split_once('=').unwrap();
+    assert_eq!(name, format!("storectl_ui_{port}"));
+    assert_eq!(value.len(), 64, "{value}");
+    // Every cookie of that name is tried (a stale one from an earlier run may come first).
+    let stale_first = format!("{name}=0123; other=1; {pair}");
+    for path in ["/app.js", "/api/info", "/"] {
+        let with_cookie = http(&server.address, "GET", path, &[("Cookie", &stale_first)]);
+        assert_eq!(with_cookie.status, 200, "{path}: {}", with_cookie.text());
+    }
+    for refused in [
+        format!("{name}=guess-guess-guess-guess"),
+        format!("{name}={TOKEN}"),
+        format!("storectl_ui_token={TOKEN}"),
+        format!("storectl_ui_1={value}"),
+    ] {
+        let response = http(&server.address, "GET", "/app.js", &[("Cookie", &refused)]);
+        assert_eq!(response.status, 401, "{refused}");
+    }
+    // The token in the query string of anything but the page is not taken.
+    let api_query = server.get(&format!("/api/info?token={TOKEN}"));
+    assert_eq!(api_query.status, 401, "{}", api_query.text());
+    assert_eq!(
+        server.get("/?token=test-token-0123456789abcdeX").status,
+        401
+    );
     let stderr = server.stop();
     assert!(!stderr.contains(TOKEN), "the token was printed: {stderr}");
 }

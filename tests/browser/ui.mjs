@@ -78,6 +78,11 @@ try {
   await page.goto(`${expect.url}?token=${expect.token}#/sessions`);
   await page.locator('#sessions a.session-link').first().waitFor();
   check(!page.url().includes(expect.token), 'the token is dropped from the address bar');
+  equal(new URL(page.url()).hash, '#/sessions', 'the redirect kept the view');
+  const cookies = await context.cookies();
+  equal(cookies.length, 1, 'one cookie');
+  equal(cookies[0].name, `storectl_ui_${new URL(expect.url).port}`, 'the cookie is named after the port');
+  check(!cookies[0].value.includes(expect.token), 'the cookie is not the token');
   const hostileLink = page.locator('#sessions a.session-link', { hasText: 'exe.txt' });
   equal(await hostileLink.count(), 1, 'one link to the hostile session');
   equal(await hostileLink.textContent(), shownId, 'the hostile id is shown as escaped text');

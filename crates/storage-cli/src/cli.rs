@@ -139,7 +139,8 @@ pub enum Command {
 /// The environment variable that can carry `storectl ui`'s token instead of `--token`.
 pub const UI_TOKEN_ENV: &str = "STORAGE_UI_TOKEN";
 
-#[derive(Debug, Args)]
+/// `storectl ui`'s flags. Its `Debug` print hides the token.
+#[derive(Args)]
 pub struct UiArgs {
     /// The port to listen on (0: any free port; the URL printed names it).
     #[arg(long, default_value_t = 8737)]
@@ -156,6 +157,17 @@ pub struct UiArgs {
     /// environment variable, which other users cannot read in the process list.
     #[arg(long, env = UI_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for UiArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiArgs")
+            .field("port", &self.port)
+            .field("bind", &self.bind)
+            .field("allow_remote", &self.allow_remote)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -525,11 +525,8 @@ async function route() {
 }
 
 async function start() {
-  // The ?token= that let this page in has been kept as a cookie: drop it from the address
-  // bar, the history and anything copied from them.
-  if (new URLSearchParams(location.search).has('token')) {
-    history.replaceState(null, '', location.pathname + location.hash);
-  }
+  // No ?token= to drop from the address bar: the server answers /?token= with a redirect
+  // to / that sets the session cookie.
   document.getElementById('open-thread').addEventListener('submit', (event) => {
     event.preventDefault();
     const thread = new FormData(event.target).get('thread');

@@ -4,8 +4,12 @@
 //! - On a loopback address the `Host` header must name a loopback host: a web page of
 //!   another site cannot read the API by pointing its own domain name at 127.0.0.1
 //!   (DNS rebinding).
-//! - With a token, every request carries it: `Authorization: Bearer`, `?token=`, or the
-//!   cookie set after a `?token=` request. It is compared in constant time, never logged.
+//! - With a token, every request proves it knows it: `Authorization: Bearer TOKEN`, or
+//!   the session cookie. `/?token=TOKEN` (on `/` only) answers with a redirect to `/` that
+//!   sets the cookie, so the token leaves the address bar at once. The cookie is named
+//!   after the port (cookies are not told apart by port, so another local service must
+//!   not receive it under a shared name) and holds a digest of the token and a salt drawn
+//!   at start, never the token itself. Comparisons are in constant time; nothing is logged.
 //! - Every response forbids scripts from elsewhere, inline scripts, plugins, framing and
 //!   content sniffing, and is not cached.
 
@@ -16,13 +20,11 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::api::ApiError;
 use super::Inspector;
-
-/// The cookie that keeps the token for the page's own requests (scripts, downloads).
-const TOKEN_COOKIE: &str = "storectl_ui_token";
 
 /// The policy of every response: scripts and styles from this server only, no inline
 /// script, no plugins, no framing, no `<base>` redirection.
@@ -31,24 +33,49 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// Who may ask: a token, if one is set, and whether the server is on a loopback address.
 pub struct Access {
-    token: Option<String>,
+    secret: Option<Secret>,
     loopback_only: bool,
 }
 
+/// The token, and the session cookie that stands for it.
+struct Secret {
+    token: String,
+    /// `storectl_ui_PORT`.
+    cookie_name: String,
+    /// Hex SHA-256 of a random salt (drawn at start) and the token: the browser never
+    /// holds the token itself, and a cookie from an earlier run is worthless.
+    cookie_value: String,
+}
+
 impl std::fmt::Debug for Access {
-    /// Without the token: a debug print must not disclose it.
+    /// Without the token or the cookie: a debug print must not disclose them.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Access")
-            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("token", &self.secret.as_ref().map(|_| "***"))
             .field("loopback_only", &self.loopback_only)
             .finish()
     }
 }
 
 impl Access {
-    pub fn new(token: Option<String>, loopback_only: bool) -> Self {
+    /// The rules of a server listening on `port`: with `token`, every request must prove
+    /// it knows it; with `loopback_only`, the `Host` header must name a loopback host.
+    pub fn new(token: Option<String>, port: u16, loopback_only: bool) -> Self {
+        let secret = token.map(|token| {
+            let salt = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
+            let mut digest = Sha256::new();
+            for part in salt {
+                digest.update(part.as_bytes());
+            }
+            digest.update(token.as_bytes());
+            Secret {
+                token,
+                cookie_name: format!("storectl_ui_{port}"),
+                cookie_value: hex::encode(digest.finalize()),
+            }
+        });
         Access {
-            token,
+            secret,
             loopback_only,
         }
     }
@@ -61,7 +88,7 @@ enum Proof {
     NotNeeded,
     /// The header or the cookie.
     Kept,
-    /// `?token=`: the response sets the cookie, so the page's further requests carry it.
+    /// `/?token=`: answered by a redirect to `/` that sets the cookie.
     Query,
 }
 
@@ -74,18 +101,8 @@ pub async fn check(
 ) -> Response {
     let mut response = match admit(&inspector.access, &request) {
         Err(refusal) => refusal.into_response(),
-        Ok(proof) => {
-            let set_cookie = proof == Proof::Query;
-            let mut response = next.run(request).await;
-            if let (true, Some(token)) = (set_cookie, &inspector.access.token) {
-                // The token is URL-safe (checked at start), hence a valid cookie value.
-                let cookie = format!("{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
-                if let Ok(value) = HeaderValue::from_str(&cookie) {
-                    response.headers_mut().insert(header::SET_COOKIE, value);
-                }
-            }
-            response
-        }
+        Ok(Proof::Query) => login(&inspector.access),
+        Ok(Proof::NotNeeded | Proof::Kept) => next.run(request).await,
     };
     secure_headers(response.headers_mut());
     response
@@ -107,16 +124,18 @@ fn admit(access: &Access, request: &Request) -> Result<Proof, ApiError> {
              http://127.0.0.1:PORT/ or http://localhost:PORT/",
         ));
     }
-    let Some(token) = &access.token else {
+    let Some(secret) = &access.secret else {
         return Ok(Proof::NotNeeded);
     };
     let headers = request.headers();
-    if bearer(headers).is_some_and(|given| same(given, token))
-        || cookie(headers).is_some_and(|given| same(given, token))
+    if bearer(headers).is_some_and(|given| same(given, &secret.token))
+        || cookies(headers, &secret.cookie_name).any(|given| same(given, &secret.cookie_value))
     {
         return Ok(Proof::Kept);
     }
-    if query_token(request.uri()).is_some_and(|given| same(&given, token)) {
+    if request.uri().path() == "/"
+        && query_token(request.uri()).is_some_and(|given| same(&given, &secret.token))
+    {
         return Ok(Proof::Query);
     }
     Err(ApiError::new(
@@ -125,6 +144,26 @@ fn admit(access: &Access, request: &Request) -> Result<Proof, ApiError> {
         "a token is required: send `Authorization: Bearer TOKEN`, or open the page once \
          as /?token=TOKEN",
     ))
+}
+
+/// The answer to `/?token=`: `303 See Other` to `/` (the browser keeps the `#` fragment)
+/// with the session cookie, so the token leaves the address bar and the history at once.
+fn login(access: &Access) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, HeaderValue::from_static("/"));
+    if let Some(secret) = &access.secret {
+        // Plain HTTP: no `Secure` (a TLS proxy in front would add nothing the browser sees).
+        let cookie = format!(
+            "{}={}; HttpOnly; SameSite=Strict; Path=/",
+            secret.cookie_name, secret.cookie_value
+        );
+        // A name of ASCII letters, digits and `_`, a value of hex digits: always valid.
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            headers.insert(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 /// Equal in constant time over the bytes (the lengths are not secret).
@@ -141,15 +180,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn cookie(headers: &HeaderMap) -> Option<&str> {
+/// The value of every cookie called `wanted` (a browser may send several of one name, of
+/// different paths or domains: each is tried).
+fn cookies<'a>(headers: &'a HeaderMap, wanted: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
+        .filter_map(move |pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == TOKEN_COOKIE).then_some(value)
+            (name == wanted).then_some(value.trim())
         })
 }
 
@@ -245,12 +286,17 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer abc"),
         );
-        headers.insert(
+        headers.append(
             header::COOKIE,
-            HeaderValue::from_static("a=b; storectl_ui_token=xyz"),
+            HeaderValue::from_static("a=b; storectl_ui_8737=xyz; storectl_ui_1=no"),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("storectl_ui_8737=uvw"),
         );
         assert_eq!(bearer(&headers), Some("abc"));
-        assert_eq!(cookie(&headers), Some("xyz"));
+        let found: Vec<&str> = cookies(&headers, "storectl_ui_8737").collect();
+        assert_eq!(found, ["xyz", "uvw"]);
         let uri = |text: &str| text.parse::<Uri>().unwrap();
         assert_eq!(query_token(&uri("/?x=1&token=t-1")), Some("t-1".to_owned()));
         assert_eq!(query_token(&uri("/api/info?x=1")), None);
@@ -262,7 +308,67 @@ mod tests {
 
     #[test]
     fn the_debug_print_hides_the_token() {
-        let access = Access::new(Some("secret-secret-secret".into()), true);
-        assert!(!format!("{access:?}").contains("secret"));
+        let access = Access::new(Some("secret-secret-secret".into()), 8737, true);
+        let printed = format!("{access:?}");
+        assert!(!printed.contains("secret"), "{printed}");
+        let cookie = &access.secret.as_ref().unwrap().cookie_value;
+        assert!(!printed.contains(cookie.as_str()), "{printed}");
+    }
+
+    #[test]
+    fn the_cookie_is_named_after_the_port_and_is_no_token() {
+        let token = "secret-secret-secret";
+        let first = Access::new(Some(token.into()), 8737, true);
+        let again = Access::new(Some(token.into()), 8737, true);
+        let (a, b) = (first.secret.unwrap(), again.secret.unwrap());
+        assert_eq!(a.cookie_name, "storectl_ui_8737");
+        assert!(!a.cookie_value.contains(token));
+        assert_eq!(a.cookie_value.len(), 64);
+        assert_ne!(a.cookie_value, b.cookie_value, "a fresh salt each start");
+    }
+
+    fn request(uri: &str, headers: &[(header::HeaderName, &str)]) -> Request {
+        let mut request = Request::new(axum::body::Body::empty());
+        *request.uri_mut() = uri.parse().unwrap();
+        request
+            .headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("127.0.0.1:8737"));
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn the_query_token_is_taken_on_the_page_only_and_any_matching_cookie_admits() {
+        let token = "secret-secret-secret";
+        let access = Access::new(Some(token.into()), 8737, true);
+        let cookie = access.secret.as_ref().unwrap().cookie_value.clone();
+        let query = format!("/?token={token}");
+        assert_eq!(
+            admit(&access, &request(&query, &[])).ok(),
+            Some(Proof::Query)
+        );
+        let elsewhere = format!("/api/info?token={token}");
+        assert!(admit(&access, &request(&elsewhere, &[])).is_err());
+        let stale = format!("storectl_ui_8737=0000; storectl_ui_8737={cookie}");
+        assert_eq!(
+            admit(&access, &request("/api/info", &[(header::COOKIE, &stale)])).ok(),
+            Some(Proof::Kept)
+        );
+        let raw_token = format!("storectl_ui_8737={token}");
+        assert!(admit(&access, &request("/", &[(header::COOKIE, &raw_token)])).is_err());
+        let other_port = format!("storectl_ui_8738={cookie}");
+        assert!(admit(&access, &request("/", &[(header::COOKIE, &other_port)])).is_err());
+        let redirect = login(&access);
+        assert_eq!(redirect.status(), StatusCode::SEE_OTHER);
+        assert_eq!(redirect.headers()[header::LOCATION], "/");
+        let set = redirect.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert_eq!(
+            set,
+            format!("storectl_ui_8737={cookie}; HttpOnly; SameSite=Strict; Path=/")
+        );
     }
 }

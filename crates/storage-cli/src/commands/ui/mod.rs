@@ -73,7 +73,7 @@ pub async fn run(config: StorageConfig, args: &UiArgs, out: &Output) -> Outcome 
     }
     let inspector = Arc::new(Inspector {
         storage,
-        access: Access::new(token, args.bind.is_loopback()),
+        access: Access::new(token, address.port(), args.bind.is_loopback()),
     });
     let served = axum::serve(listener, router(inspector.clone()))
         .with_graceful_shutdown(shutdown_signal())
@@ -193,6 +193,21 @@ mod tests {
         let no_token = check_bind(any, true, false).unwrap_err();
         assert!(no_token.message().contains("needs a token"), "{no_token:?}");
         assert!(check_bind(any, true, true).is_ok());
+    }
+
+    #[test]
+    fn the_flags_debug_print_hides_the_token() {
+        let args = UiArgs {
+            port: 1,
+            bind: "127.0.0.1".parse().unwrap(),
+            allow_remote: false,
+            token: Some("secret-secret-secret".into()),
+        };
+        let printed = format!("{args:?}");
+        assert!(
+            !printed.contains("secret") && printed.contains("***"),
+            "{printed}"
+        );
     }
 
     #[test]

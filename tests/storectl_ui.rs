@@ -45,6 +45,8 @@ const BOB_SESSIONS: usize = 11;
 const REPORT_V1: &str = "{\"v\":2,\"note\":\"<b>bold</b>\"}";
 /// A stored HTML page: it must be downloaded, never rendered.
 const PAGE_HTML: &str = "<script>window.__pwned='artifact'</script>";
+/// The size of the artifact downloaded over raw HTTP: several chunks of any backend.
+const BIG_ARTIFACT_LEN: usize = 3 * 1024 * 1024 + 17;
 /// How long storectl ui may take to print its URL (it opens and initializes the store
 /// first) on a busy machine.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -453,6 +455,18 @@ async fn a_token_is_required_on_every_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_is_read_only_and_carries_markup_as_text() {
     let (store, seeded) = seeded_store().await;
+    // An artifact of many chunks, streamed to the client.
+    let big: Vec<u8> = (0..BIG_ARTIFACT_LEN).map(|i| (i * 7 % 251) as u8).collect();
+    let storage = store.storage().await;
+    storage
+        .save_artifact(
+            "big",
+            "big.bin",
+            NewArtifact::new("application/octet-stream", big.clone()),
+        )
+        .await
+        .unwrap();
+    storage.close().await.unwrap();
     let server = store.serve(&[], &[]);
 
     let page = server.get("/");
@@ -552,6 +566,14 @@ async fn the_api_is_read_only_and_carries_markup_as_text() {
         disposition.starts_with("attachment; filename=\"page_svg_onload_alert_1__.v0.html\""),
         "{disposition}"
     );
+
+    let download = server.get("/api/artifact?scope=big&name=big.bin");
+    assert_eq!(download.status, 200);
+    let length = BIG_ARTIFACT_LEN.to_string();
+    assert_eq!(download.header("content-length"), Some(length.as_str()));
+    assert!(download.body == big, "the streamed download differs");
+    let absent = server.get("/api/artifact?scope=big&name=nothing");
+    assert_eq!(absent.status, 404, "{}", absent.text());
 
     let missing = server.get("/api/session?id=nobody");
     assert_eq!(missing.status, 404);

@@ -376,16 +376,17 @@ pub struct ArtifactParams {
     version: Option<u64>,
 }
 
-/// One version's content as a download: always `attachment` and
+/// One version's content as a download, streamed from the backend chunk by chunk (an
+/// artifact is never held whole in memory): always `attachment` and
 /// `application/octet-stream`, whatever content type was stored, so that a stored HTML
 /// file is saved, never rendered in the inspector's origin.
 pub async fn artifact_content(
     State(inspector): State<Arc<Inspector>>,
     Query(params): Query<ArtifactParams>,
 ) -> ApiResult {
-    let artifact = inspector
+    let (meta, chunks) = inspector
         .storage
-        .get_artifact(&params.scope, &params.name, params.version)
+        .open_artifact_stream(&params.scope, &params.name, params.version)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(format!(
@@ -393,13 +394,16 @@ pub async fn artifact_content(
                 params.name, params.scope
             ))
         })?;
-    let disposition = content_disposition(&artifact.meta.name, artifact.meta.version);
-    let mut response = Response::new(Body::from(artifact.data));
+    let disposition = content_disposition(&meta.name, meta.version);
+    // A backend error after the first chunk ends the response early: the client sees a
+    // body shorter than Content-Length, never a truncated file taken as whole.
+    let mut response = Response::new(Body::from_stream(chunks));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }

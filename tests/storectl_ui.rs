@@ -45,6 +45,10 @@ const BOB_SESSIONS: usize = 11;
 const REPORT_V1: &str = "{\"v\":2,\"note\":\"<b>bold</b>\"}";
 /// A stored HTML page: it must be downloaded, never rendered.
 const PAGE_HTML: &str = "<script>window.__pwned='artifact'</script>";
+/// The API's page of artifact names (`ARTIFACTS_PAGE` in `commands/ui/api.rs`).
+const ARTIFACTS_PAGE: usize = 50;
+/// The most checkpoints the API draws (`MAX_CHECKPOINTS` in `commands/ui/api.rs`).
+const MAX_CHECKPOINTS: usize = 200;
 /// The size of the artifact downloaded over raw HTTP: several chunks of any backend.
 const BIG_ARTIFACT_LEN: usize = 3 * 1024 * 1024 + 17;
 /// How long storectl ui may take to print its URL (it opens and initializes the store
@@ -466,6 +470,24 @@ async fn the_api_is_read_only_and_carries_markup_as_text() {
         )
         .await
         .unwrap();
+    // More artifact names than a page, and more checkpoints than are drawn.
+    for i in 0..=ARTIFACTS_PAGE {
+        storage
+            .save_artifact(
+                "many",
+                &format!("n{i:03}"),
+                NewArtifact::new("text/plain", b"x".to_vec()),
+            )
+            .await
+            .unwrap();
+    }
+    let mut parent: Option<String> = None;
+    for step in 0..=MAX_CHECKPOINTS {
+        let c = checkpoint("long", parent.as_deref(), step as i64);
+        parent = Some(c.id.clone());
+        let versions = c.all_versions();
+        storage.put_checkpoint(c, versions).await.unwrap();
+    }
     storage.close().await.unwrap();
     let server = store.serve(&[], &[]);
 
@@ -574,6 +596,31 @@ async fn the_api_is_read_only_and_carries_markup_as_text() {
     assert!(download.body == big, "the streamed download differs");
     let absent = server.get("/api/artifact?scope=big&name=nothing");
     assert_eq!(absent.status, 404, "{}", absent.text());
+
+    // Bounded reads: a page of artifact names, then the rest; the newest checkpoints only.
+    let first = server.get("/api/artifacts?scope=many").json();
+    assert_eq!(first["artifacts"].as_array().unwrap().len(), ARTIFACTS_PAGE);
+    let after = first["next_after"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    assert_eq!(after, format!("n{:03}", ARTIFACTS_PAGE - 1));
+    let rest = server
+        .get(&format!("/api/artifacts?scope=many&after={after}"))
+        .json();
+    assert_eq!(
+        rest["artifacts"][0]["name"],
+        format!("n{ARTIFACTS_PAGE:03}")
+    );
+    assert_eq!(rest["artifacts"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["next_after"], Value::Null);
+    let long = server.get("/api/checkpoints?thread=long").json();
+    assert_eq!(long["truncated"], true);
+    assert_eq!(long["limit"], MAX_CHECKPOINTS);
+    assert_eq!(
+        long["checkpoints"].as_array().unwrap().len(),
+        MAX_CHECKPOINTS
+    );
 
     let missing = server.get("/api/session?id=nobody");
     assert_eq!(missing.status, 404);

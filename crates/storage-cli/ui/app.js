@@ -188,7 +188,7 @@ async function sessionView(view, id) {
       el('p', {}, el('a', { href: hash('thread', id), id: 'thread-link' },
         'Checkpoint chain of thread ', el('code', {}, id)))),
     el('section', { id: 'artifacts' }, el('h3', {}, 'Artifacts'),
-      settled(artifacts, (body) => artifactTable(id, body.artifacts)))]);
+      settled(artifacts, (body) => artifactPage(id, body)))]);
 }
 
 function settled(result, draw) {
@@ -270,6 +270,15 @@ function artifactTable(scope, artifacts) {
     { class: 'artifacts' });
 }
 
+/** A page of a scope's artifacts, and a link to the next page when there is one. */
+function artifactPage(scope, body) {
+  return el('div', {}, artifactTable(scope, body.artifacts),
+    body.next_after
+      ? el('p', {}, el('a', { href: withQuery(hash('artifacts', scope), { after: body.next_after }), class: 'more-artifacts' },
+        'More artifacts »'))
+      : null);
+}
+
 // ---- artifacts by scope ------------------------------------------------------------------
 
 async function scopesView(view, params) {
@@ -293,10 +302,10 @@ async function scopesView(view, params) {
       : null]);
 }
 
-async function scopeView(view, scope) {
+async function scopeView(view, scope, params) {
   view.replaceChildren(el('h2', {}, 'Artifacts of scope ', el('code', {}, scope)));
-  const body = await api('/api/artifacts', { scope });
-  view.append(artifactTable(scope, body.artifacts));
+  const body = await api('/api/artifacts', { scope, after: params.get('after') });
+  view.append(artifactPage(scope, body));
 }
 
 // ---- checkpoint chain ----------------------------------------------------------------------
@@ -333,7 +342,7 @@ function layout(nodes) {
   }
   const placed = [];
   let lanes = 0;
-  // Depth first with an explicit stack: a chain may be a thousand checkpoints long.
+  // Depth first with an explicit stack: a chain may be hundreds of checkpoints long.
   const stack = roots.slice().reverse().map((n) => ({ n, lane: null }));
   while (stack.length) {
     const item = stack.pop();
@@ -433,7 +442,10 @@ async function threadView(view, thread, params) {
   const drawings = el('div', { class: 'graph', id: 'checkpoint-graph' },
     [...byNamespace].map(([ns, nodes]) => graph(ns, nodes, onSelect)));
   append(view, [
-    body.truncated ? el('p', { class: 'muted' }, 'Only the newest checkpoints are drawn.') : null,
+    body.truncated
+      ? el('p', { class: 'muted', id: 'truncated' },
+        `The thread has more checkpoints: only the newest ${body.limit} are drawn.`)
+      : null,
     el('div', { class: 'thread' }, drawings, details)]);
   const wanted = params.get('checkpoint');
   if (wanted) {
@@ -515,7 +527,7 @@ async function route() {
   try {
     if (name === 'session' && arg !== undefined) await sessionView(view, arg);
     else if (name === 'thread' && arg !== undefined) await threadView(view, arg, params);
-    else if (name === 'artifacts' && arg !== undefined) await scopeView(view, arg);
+    else if (name === 'artifacts' && arg !== undefined) await scopeView(view, arg, params);
     else if (name === 'artifacts') await scopesView(view, params);
     else if (name === 'health') await healthView(view);
     else await sessionsView(view, params);

@@ -25,10 +25,14 @@ use crate::output::ESCAPED_RANGES;
 
 /// The most sessions, messages or checkpoints one response carries.
 const MAX_PAGE: usize = 500;
-/// The most checkpoints drawn for one thread (newest first; older ones are left out).
-const MAX_CHECKPOINTS: usize = 1000;
+/// The most checkpoints drawn for one thread (newest first; older ones are left out, which
+/// the page says).
+pub(super) const MAX_CHECKPOINTS: usize = 200;
 /// The most artifact scopes listed on one page.
 const SCOPES_PAGE: usize = 100;
+/// The most artifact names of a scope on one page, each with its versions' metadata (one
+/// `list_artifact_versions` call per name).
+pub(super) const ARTIFACTS_PAGE: usize = 50;
 
 /// An error answer: `{"error": {"kind", "message"}}` with its HTTP status.
 #[derive(Debug)]
@@ -304,6 +308,7 @@ pub async fn checkpoints(
         "thread": params.thread,
         "checkpoints": nodes,
         "truncated": truncated,
+        "limit": MAX_CHECKPOINTS,
     })))
 }
 
@@ -335,14 +340,15 @@ pub async fn checkpoint(
 
 #[derive(Debug, Deserialize)]
 pub struct ScopeParams {
-    /// A scope: its artifacts with every version. Absent: a page of scopes.
+    /// A scope: a page of its artifacts with every version. Absent: a page of scopes.
     scope: Option<String>,
-    /// The last scope of the previous page of scopes.
+    /// The last scope, or with `scope` the last artifact name, of the previous page.
     after: Option<String>,
 }
 
-/// The artifacts of a scope, each with the metadata of every version; or, without a
-/// scope, a page of the scopes that hold artifacts.
+/// A page of a scope's artifacts (at most [`ARTIFACTS_PAGE`] names, by name), each with
+/// the metadata of every version; or, without a scope, a page of the scopes that hold
+/// artifacts. `next_after` is the `after` of the next page, `null` on the last.
 pub async fn artifacts(
     State(inspector): State<Arc<Inspector>>,
     Query(params): Query<ScopeParams>,
@@ -359,14 +365,22 @@ pub async fn artifacts(
             &json!({"scopes": scopes, "next_after": next_after}),
         ));
     };
+    let mut names = storage.list_artifacts(&scope).await?;
+    names.sort_unstable();
+    names.retain(|name| params.after.as_ref().is_none_or(|after| name > after));
+    let more = names.len() > ARTIFACTS_PAGE;
+    names.truncate(ARTIFACTS_PAGE);
+    let next_after = more.then(|| names.last().cloned()).flatten();
     let mut artifacts = Vec::new();
-    for name in storage.list_artifacts(&scope).await? {
+    for name in names {
         let versions = storage.list_artifact_versions(&scope, &name).await?;
         artifacts.push(json!({"name": name, "versions": versions}));
     }
-    Ok(json_response(
-        &json!({"scope": scope, "artifacts": artifacts}),
-    ))
+    Ok(json_response(&json!({
+        "scope": scope,
+        "artifacts": artifacts,
+        "next_after": next_after,
+    })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -627,7 +627,16 @@ async fn the_api_is_read_only_and_carries_markup_as_text() {
     assert_eq!(missing.json()["error"]["kind"], "not_found");
     let bad = server.get("/api/sessions?status=sleeping");
     assert_eq!(bad.status, 400, "{}", bad.text());
-    assert_eq!(server.get("/api/session").status, 400);
+    // Query strings that do not decode are JSON errors too, not axum's plain text.
+    for path in [
+        "/api/session",
+        "/api/messages?session=s1&after=yesterday",
+        "/api/sessions?limit=-1",
+    ] {
+        let bad = server.get(path);
+        assert_eq!(bad.status, 400, "{path}: {}", bad.text());
+        assert_eq!(bad.json()["error"]["kind"], "bad_input", "{path}");
+    }
     assert_eq!(server.get("/etc/passwd").status, 404);
 
     // Nothing was written: the sessions are those seeded.

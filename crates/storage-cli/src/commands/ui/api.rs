@@ -8,15 +8,17 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::header::{self, HeaderValue};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use storage::Kind;
 use storage_core::prelude::*;
-use storage_core::StorageError;
+use storage_core::{ErrorKind, StorageError};
 
 use super::Inspector;
 use crate::commands::inspect::sessions_namespace;
@@ -43,6 +45,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An answer of `status` with `{"error": {"kind": kind, "message": message}}`.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -69,8 +72,32 @@ impl From<Failure> for ApiError {
 }
 
 impl From<StorageError> for ApiError {
+    /// As the CLI maps it ([`Failure`]), except that what the backend cannot do at all is
+    /// `501 unsupported` (listing artifact scopes, on some backends), not a server error.
     fn from(err: StorageError) -> Self {
+        if err.kind() == ErrorKind::Unsupported {
+            return ApiError::new(StatusCode::NOT_IMPLEMENTED, "unsupported", err.to_string());
+        }
         Failure::from(err).into()
+    }
+}
+
+/// The query string decoded into `T`, or a JSON `400 bad_input` (axum's own `Query`
+/// answers plain text).
+pub(super) struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::try_from_uri(&parts.uri) {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_input",
+                rejection.body_text(),
+            )),
+        }
     }
 }
 
@@ -163,7 +190,7 @@ pub async fn info(State(inspector): State<Arc<Inspector>>) -> ApiResult {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct SessionsParams {
+pub(super) struct SessionsParams {
     user: Option<String>,
     status: Option<String>,
     limit: Option<usize>,
@@ -173,7 +200,7 @@ pub struct SessionsParams {
 /// A page of sessions by most recent activity, with the cursor of the next page.
 pub async fn sessions(
     State(inspector): State<Arc<Inspector>>,
-    Query(params): Query<SessionsParams>,
+    ApiQuery(params): ApiQuery<SessionsParams>,
 ) -> ApiResult {
     let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
     let status = non_empty(params.status)
@@ -193,14 +220,14 @@ pub async fn sessions(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct IdParam {
+pub(super) struct IdParam {
     id: String,
 }
 
 /// One session record.
 pub async fn session(
     State(inspector): State<Arc<Inspector>>,
-    Query(IdParam { id }): Query<IdParam>,
+    ApiQuery(IdParam { id }): ApiQuery<IdParam>,
 ) -> ApiResult {
     match inspector.storage.get_session(&id).await? {
         Some(session) => Ok(json_response(&session)),
@@ -209,7 +236,7 @@ pub async fn session(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct MessagesParams {
+pub(super) struct MessagesParams {
     session: String,
     after: Option<u64>,
     before: Option<u64>,
@@ -220,7 +247,7 @@ pub struct MessagesParams {
 /// oldest first.
 pub async fn messages(
     State(inspector): State<Arc<Inspector>>,
-    Query(params): Query<MessagesParams>,
+    ApiQuery(params): ApiQuery<MessagesParams>,
 ) -> ApiResult {
     let messages = inspector
         .storage
@@ -237,14 +264,14 @@ pub async fn messages(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct SessionParam {
+pub(super) struct SessionParam {
     session: String,
 }
 
 /// The task context (`null` when there is none) and which of its versions are kept.
 pub async fn context(
     State(inspector): State<Arc<Inspector>>,
-    Query(SessionParam { session }): Query<SessionParam>,
+    ApiQuery(SessionParam { session }): ApiQuery<SessionParam>,
 ) -> ApiResult {
     let context = inspector.storage.get_task_context(&session).await?;
     Ok(json_response(&json!({
@@ -254,7 +281,7 @@ pub async fn context(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ThreadParams {
+pub(super) struct ThreadParams {
     thread: String,
     /// The checkpoint namespace; absent: every namespace.
     ns: Option<String>,
@@ -276,7 +303,7 @@ struct Node {
 /// links, for the graph.
 pub async fn checkpoints(
     State(inspector): State<Arc<Inspector>>,
-    Query(params): Query<ThreadParams>,
+    ApiQuery(params): ApiQuery<ThreadParams>,
 ) -> ApiResult {
     let tuples = inspector
         .storage
@@ -313,7 +340,7 @@ pub async fn checkpoints(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct CheckpointParams {
+pub(super) struct CheckpointParams {
     thread: String,
     #[serde(default)]
     ns: String,
@@ -323,7 +350,7 @@ pub struct CheckpointParams {
 /// One checkpoint with its channel values and pending writes.
 pub async fn checkpoint(
     State(inspector): State<Arc<Inspector>>,
-    Query(params): Query<CheckpointParams>,
+    ApiQuery(params): ApiQuery<CheckpointParams>,
 ) -> ApiResult {
     let tuple = inspector
         .storage
@@ -339,7 +366,7 @@ pub async fn checkpoint(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ScopeParams {
+pub(super) struct ScopeParams {
     /// A scope: a page of its artifacts with every version. Absent: a page of scopes.
     scope: Option<String>,
     /// The last scope, or with `scope` the last artifact name, of the previous page.
@@ -351,7 +378,7 @@ pub struct ScopeParams {
 /// artifacts. `next_after` is the `after` of the next page, `null` on the last.
 pub async fn artifacts(
     State(inspector): State<Arc<Inspector>>,
-    Query(params): Query<ScopeParams>,
+    ApiQuery(params): ApiQuery<ScopeParams>,
 ) -> ApiResult {
     let storage = &inspector.storage;
     let Some(scope) = params.scope else {
@@ -384,7 +411,7 @@ pub async fn artifacts(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ArtifactParams {
+pub(super) struct ArtifactParams {
     scope: String,
     name: String,
     version: Option<u64>,
@@ -396,7 +423,7 @@ pub struct ArtifactParams {
 /// file is saved, never rendered in the inspector's origin.
 pub async fn artifact_content(
     State(inspector): State<Arc<Inspector>>,
-    Query(params): Query<ArtifactParams>,
+    ApiQuery(params): ApiQuery<ArtifactParams>,
 ) -> ApiResult {
     let (meta, chunks) = inspector
         .storage
@@ -481,6 +508,18 @@ mod tests {
         }
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, value);
+    }
+
+    #[test]
+    fn what_a_backend_cannot_do_is_501_unsupported() {
+        let error = ApiError::from(StorageError::unsupported("no scope listing"));
+        assert_eq!(error.status, StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(error.kind, "unsupported");
+        let missing = ApiError::from(StorageError::new(ErrorKind::NotFound, "gone"));
+        assert_eq!(
+            (missing.status, missing.kind),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
     }
 
     #[test]

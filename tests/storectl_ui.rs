@@ -43,6 +43,8 @@ const BOB_SESSIONS: usize = 11;
 /// The content of the report's second version (v1: versions count from 0), checked byte
 /// for byte after download.
 const REPORT_V1: &str = "{\"v\":2,\"note\":\"<b>bold</b>\"}";
+/// A thread whose checkpoints' parents form cycles.
+const LOOP_THREAD: &str = "loop";
 /// A stored HTML page: it must be downloaded, never rendered.
 const PAGE_HTML: &str = "<script>window.__pwned='artifact'</script>";
 /// The API's page of artifact names (`ARTIFACTS_PAGE` in `commands/ui/api.rs`).
@@ -67,6 +69,8 @@ struct Store {
 struct Seeded {
     checkpoints: Vec<String>,
     write_checkpoint: String,
+    /// The checkpoint of `LOOP_THREAD` that is its own parent.
+    loop_checkpoint: String,
 }
 
 impl Store {
@@ -269,6 +273,22 @@ async fn seed(storage: &Storage) -> Seeded {
         let versions = c.all_versions();
         storage.put_checkpoint(c, versions).await.unwrap();
     }
+    // Corrupt but possible: a checkpoint that is its own parent (with a channel named
+    // __proto__), and two that are each other's parent.
+    let mut own = checkpoint(LOOP_THREAD, None, 0);
+    own.parent_id = Some(own.id.clone());
+    own.channel_values
+        .insert("__proto__".into(), json!("not a prototype"));
+    own.channel_versions.insert("__proto__".into(), "7".into());
+    let mut one = checkpoint(LOOP_THREAD, None, 1);
+    let mut two = checkpoint(LOOP_THREAD, Some(&one.id), 2);
+    one.parent_id = Some(two.id.clone());
+    two.parent_id = Some(one.id.clone());
+    let loop_checkpoint = own.id.clone();
+    for c in [own, one, two] {
+        let versions = c.all_versions();
+        storage.put_checkpoint(c, versions).await.unwrap();
+    }
     let write_checkpoint = checkpoints[3].clone();
     storage
         .put_writes(
@@ -313,6 +333,7 @@ async fn seed(storage: &Storage) -> Seeded {
     Seeded {
         checkpoints,
         write_checkpoint,
+        loop_checkpoint,
     }
 }
 
@@ -670,6 +691,8 @@ async fn the_page_in_chromium_shows_everything_and_runs_no_stored_script() {
         "bob_sessions": BOB_SESSIONS,
         "checkpoints": seeded.checkpoints,
         "write_checkpoint": seeded.write_checkpoint,
+        "loop_thread": LOOP_THREAD,
+        "loop_checkpoint": seeded.loop_checkpoint,
         "report_v1": REPORT_V1,
         "page_html": PAGE_HTML,
     });

@@ -197,6 +197,19 @@ try {
   await page.screenshot({ path: join(expect.screenshots, 'storectl-ui-health.png') });
   await noStoredMarkup('health');
 
+  // --- a thread whose parents form cycles: every checkpoint is still drawn ---
+  await page.fill('#open-thread input[name=thread]', expect.loop_thread);
+  await page.click('#open-thread button[type=submit]');
+  await page.waitForFunction(() => document.querySelectorAll('#checkpoint-graph g.node').length === 3);
+  checks += 1;
+  await page.locator(`#checkpoint-graph g.node[data-checkpoint-id="${expect.loop_checkpoint}"]`).click();
+  const proto = page.locator('#channel-values tbody tr', { hasText: '__proto__' });
+  await proto.waitFor();
+  equal(await proto.locator('td:nth-child(2)').textContent(), '7', 'the __proto__ channel\'s version');
+  check((await proto.locator('td:nth-child(3)').textContent()).includes('not a prototype'),
+    'the __proto__ channel\'s value');
+  await noStoredMarkup('a thread with cycles');
+
   // --- artifact scopes: the hostile scope by name ---
   await page.click('nav a[data-view=artifacts]');
   const scope = page.locator('#view li a', { hasText: 'exe.txt' });

@@ -326,7 +326,9 @@ function svg(tag, attrs = {}, ...children) {
 /**
  * Places one checkpoint namespace's nodes: a row each, depth first from the oldest root
  * (a parent is always above its children); a first child stays in its parent's lane,
- * every further child opens a lane.
+ * every further child opens a lane. Nodes no root leads to (a checkpoint that is its own
+ * parent, or a cycle of parents: corrupt data, but still data) are drawn after, each
+ * unplaced one starting a walk of its own; every node is placed once.
  */
 function layout(nodes) {
   const byId = new Map(nodes.map((n) => [n.id, n]));
@@ -341,17 +343,26 @@ function layout(nodes) {
     }
   }
   const placed = [];
+  const seen = new Set();
   let lanes = 0;
   // Depth first with an explicit stack: a chain may be hundreds of checkpoints long.
-  const stack = roots.slice().reverse().map((n) => ({ n, lane: null }));
-  while (stack.length) {
-    const item = stack.pop();
-    const lane = item.lane ?? lanes++;
-    placed.push({ node: item.n, row: placed.length, lane });
-    const kids = children.get(item.n.id) ?? [];
-    for (let i = kids.length - 1; i >= 0; i--) {
-      stack.push({ n: kids[i], lane: i === 0 ? lane : null });
+  const walk = (start) => {
+    const stack = start.slice().reverse().map((n) => ({ n, lane: null }));
+    while (stack.length) {
+      const item = stack.pop();
+      if (seen.has(item.n.id)) continue;
+      seen.add(item.n.id);
+      const lane = item.lane ?? lanes++;
+      placed.push({ node: item.n, row: placed.length, lane });
+      const kids = (children.get(item.n.id) ?? []).filter((kid) => !seen.has(kid.id));
+      for (let i = kids.length - 1; i >= 0; i--) {
+        stack.push({ n: kids[i], lane: i === 0 ? lane : null });
+      }
     }
+  };
+  walk(roots);
+  for (const n of [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : 1))) {
+    if (!seen.has(n.id)) walk([n]);
   }
   return { placed, lanes, byId };
 }
@@ -466,7 +477,9 @@ function checkpointDetails(tuple) {
     ]),
     el('h3', {}, `Channel values (${Object.keys(c.channel_values).length})`),
     table(['channel', 'version', 'value'], Object.entries(c.channel_values).map(([channel, value]) =>
-      row([channel, { class: 'id' }], String(c.channel_versions[channel] ?? ''), block(value))),
+      row([channel, { class: 'id' }],
+        Object.hasOwn(c.channel_versions, channel) ? String(c.channel_versions[channel]) : '',
+        block(value))),
     { id: 'channel-values' }),
     el('h3', {}, `Pending writes (${tuple.pending_writes.length})`),
     table(['task', 'path', 'channel', 'index', 'value'], tuple.pending_writes.map((w) =>

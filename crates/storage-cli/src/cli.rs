@@ -1,5 +1,6 @@
 //! The command line: every command, flag and argument.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,9 +25,9 @@ pub struct Cli {
     /// Print JSON instead of tables (errors and warnings: JSON lines on stderr).
     #[arg(long, global = true)]
     pub json: bool,
-    /// The data namespace of every backend (Redis key prefix, PostgreSQL schema, object
-    /// prefix, memory namespace), over the configuration's `*.namespace` keys. The
-    /// quickstart example writes `quickstart`.
+    /// The data namespace of every backend (SQLite table prefix, Redis key prefix,
+    /// PostgreSQL schema, object prefix, memory namespace), over the configuration's
+    /// `*.namespace` keys. The quickstart example writes `quickstart`.
     #[arg(long, global = true, value_name = "NAME")]
     pub namespace: Option<String>,
     #[command(subcommand)]
@@ -116,6 +117,10 @@ pub enum Command {
         #[arg(long, value_parser = parse_duration)]
         artifact_grace: Option<Duration>,
     },
+    /// A read-only web inspector on 127.0.0.1: sessions, conversations, checkpoint chains,
+    /// task context, artifacts, health and latency. Prints the URL as the first line of
+    /// stdout, then serves until Ctrl-C. No page or request can change stored data.
+    Ui(UiArgs),
     /// Time common operations on the configured backends (in a scratch namespace).
     Bench {
         /// Operations per measurement.
@@ -129,6 +134,40 @@ pub enum Command {
         #[arg(long, default_value = "storectl_bench", value_name = "NAME")]
         scratch_namespace: String,
     },
+}
+
+/// The environment variable that can carry `storectl ui`'s token instead of `--token`.
+pub const UI_TOKEN_ENV: &str = "STORAGE_UI_TOKEN";
+
+/// `storectl ui`'s flags. Its `Debug` print hides the token.
+#[derive(Args)]
+pub struct UiArgs {
+    /// The port to listen on (0: any free port; the URL printed names it).
+    #[arg(long, default_value_t = 8737)]
+    pub port: u16,
+    /// The address to listen on. Anything but a loopback address is refused unless
+    /// --allow-remote is given and a token is set.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub bind: IpAddr,
+    /// Allow a non-loopback --bind (the token is then required on every request).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Require this token on every request: `Authorization: Bearer TOKEN`, or open the
+    /// page once as URL?token=TOKEN (the browser then keeps it in a cookie). Prefer the
+    /// environment variable, which other users cannot read in the process list.
+    #[arg(long, env = UI_TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for UiArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiArgs")
+            .field("port", &self.port)
+            .field("bind", &self.bind)
+            .field("allow_remote", &self.allow_remote)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]

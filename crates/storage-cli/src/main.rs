@@ -22,7 +22,7 @@ use storage::{Storage, StorageConfig};
 use storage_core::StorageBackend;
 
 use crate::cli::{Cli, Command, ConfigCommand};
-use crate::commands::{checkpoints, export, health, inspect, ops};
+use crate::commands::{checkpoints, export, health, inspect, ops, ui};
 use crate::failure::{Failure, Outcome};
 use crate::output::Output;
 
@@ -87,7 +87,11 @@ fn init_logging(json_output: bool) {
 
 /// A misspelt variable is otherwise ignored without a word.
 fn warn_unknown_env(out: &Output) {
-    for unknown in storage::config::unknown_env_vars() {
+    // storectl's own variable, not a configuration key.
+    let unknown = storage::config::unknown_env_vars()
+        .into_iter()
+        .filter(|unknown| unknown.name != cli::UI_TOKEN_ENV);
+    for unknown in unknown {
         out.warn(
             "unknown_env",
             &unknown.to_string(),
@@ -115,6 +119,10 @@ fn loader(cli: &Cli) -> ConfigLoader {
         #[cfg(feature = "object")]
         {
             loader = loader.set("object.namespace", namespace);
+        }
+        #[cfg(feature = "sqlite")]
+        {
+            loader = loader.set("sqlite.namespace", namespace);
         }
     }
     loader
@@ -171,6 +179,7 @@ async fn run(cli: &Cli, out: &Output) -> Outcome {
             ops::migrate(from, to, &options, out).await
         }
         Command::Health { deep } => health::run(loaded.config.clone(), *deep, out).await,
+        Command::Ui(args) => ui::run(loaded.config.clone(), args, out).await,
         _ => {
             let storage = open(loaded.config.clone()).await?;
             let result = command(cli, &storage, out).await;
@@ -199,7 +208,8 @@ async fn command(cli: &Cli, storage: &Storage, out: &Output) -> Outcome {
         Command::Config { .. }
         | Command::Bench { .. }
         | Command::Migrate { .. }
-        | Command::Health { .. } => {
+        | Command::Health { .. }
+        | Command::Ui(_) => {
             unreachable!("handled before opening")
         }
     }

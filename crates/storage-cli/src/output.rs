@@ -136,31 +136,39 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Characters that a terminal does not show as themselves: C0/C1 controls, and the
-/// invisible format characters (Unicode `Cf`, line and paragraph separators, fillers)
-/// that reorder text (bidi overrides and isolates), join or hide it (zero-width space and
-/// joiners, word joiner, BOM), or are blank look-alikes. Emoji variation selectors are
-/// left alone: they only pick a glyph.
+/// Characters that a terminal does not show as themselves, as inclusive ranges of code
+/// points: C0/C1 controls, and the invisible format characters (Unicode `Cf`, line and
+/// paragraph separators, fillers) that reorder text (bidi overrides and isolates), join or
+/// hide it (zero-width space and joiners, word joiner, BOM), or are blank look-alikes.
+/// Emoji variation selectors are left alone: they only pick a glyph.
+///
+/// One table for the tables of the CLI and the pages of `storectl ui`, which receives it
+/// from `/api/info` and escapes with it in the browser.
+pub const ESCAPED_RANGES: [(u32, u32); 17] = [
+    (0x0000, 0x001F),   // C0 controls
+    (0x007F, 0x009F),   // DEL, C1 controls
+    (0x00AD, 0x00AD),   // soft hyphen
+    (0x034F, 0x034F),   // combining grapheme joiner
+    (0x061C, 0x061C),   // arabic letter mark
+    (0x115F, 0x1160),   // hangul fillers
+    (0x17B4, 0x17B5),   // khmer inherent vowels
+    (0x180B, 0x180F),   // mongolian selectors, vowel separator
+    (0x200B, 0x200F),   // zero-width space, (non-)joiners, LRM, RLM
+    (0x2028, 0x202E),   // line/paragraph separators, bidi embeddings/overrides
+    (0x2060, 0x206F),   // word joiner, invisible operators, bidi isolates
+    (0x3164, 0x3164),   // hangul filler
+    (0xFEFF, 0xFEFF),   // byte order mark, zero-width no-break space
+    (0xFFA0, 0xFFA0),   // halfwidth hangul filler
+    (0xFFF9, 0xFFFB),   // interlinear annotation
+    (0x1D173, 0x1D17A), // musical formatting
+    (0xE0000, 0xE007F), // tags
+];
+
 fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c as u32,
-            0x00AD                  // soft hyphen
-            | 0x034F                // combining grapheme joiner
-            | 0x061C                // arabic letter mark
-            | 0x115F | 0x1160       // hangul fillers
-            | 0x17B4 | 0x17B5       // khmer inherent vowels
-            | 0x180B..=0x180F       // mongolian selectors, vowel separator
-            | 0x200B..=0x200F       // zero-width space, (non-)joiners, LRM, RLM
-            | 0x2028..=0x202E       // line/paragraph separators, bidi embeddings/overrides
-            | 0x2060..=0x206F       // word joiner, invisible operators, bidi isolates
-            | 0x3164                // hangul filler
-            | 0xFEFF                // byte order mark, zero-width no-break space
-            | 0xFFA0                // halfwidth hangul filler
-            | 0xFFF9..=0xFFFB       // interlinear annotation
-            | 0x1D173..=0x1D17A     // musical formatting
-            | 0xE0000..=0xE007F // tags
-        )
+    let code = c as u32;
+    ESCAPED_RANGES
+        .iter()
+        .any(|&(first, last)| (first..=last).contains(&code))
 }
 
 /// Where results go.
@@ -217,6 +225,16 @@ mod tests {
         let escaped = escape(text);
         assert_eq!(escaped, "a\\u{202E}b\\u{200B}c\\u{2028}d\\u{FEFF}e\\n");
         assert_eq!(escape(&escaped), escaped);
+    }
+
+    #[test]
+    fn every_control_character_is_in_the_table() {
+        let controls = (0..=0x10FFFF_u32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_control());
+        for c in controls {
+            assert!(needs_escape(c), "U+{:04X}", c as u32);
+        }
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub async fn sessions(storage: &Storage, command: &SessionsCommand, out: &Output
 }
 
 /// The namespace of the backend serving sessions, from the configuration.
-fn sessions_namespace(storage: &Storage) -> Option<String> {
+pub(crate) fn sessions_namespace(storage: &Storage) -> Option<String> {
     let config = storage.config()?;
     let backend = config.backend_of(storage::Kind::Sessions);
     let value = serde_json::to_value(config).ok()?;

@@ -5,3 +5,4 @@ pub mod export;
 pub mod health;
 pub mod inspect;
 pub mod ops;
+pub mod ui;

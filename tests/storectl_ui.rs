@@ -217,7 +217,8 @@ fn checkpoint(thread: &str, parent: Option<&str>, step: i64) -> Checkpoint {
         "messages".into(),
         json!(format!(
             "step {step} <script>window.__pwned='channel'</script>"
-        )),
+        ))
+        .into(),
     );
     checkpoint.metadata.insert("step".into(), json!(step));
     checkpoint.metadata.insert("source".into(), json!("loop"));
@@ -278,7 +279,7 @@ async fn seed(storage: &Storage) -> Seeded {
     let mut own = checkpoint(LOOP_THREAD, None, 0);
     own.parent_id = Some(own.id.clone());
     own.channel_values
-        .insert("__proto__".into(), json!("not a prototype"));
+        .insert("__proto__".into(), json!("not a prototype").into());
     own.channel_versions.insert("__proto__".into(), "7".into());
     let mut one = checkpoint(LOOP_THREAD, None, 1);
     let mut two = checkpoint(LOOP_THREAD, Some(&one.id), 2);
@@ -301,7 +302,7 @@ async fn seed(storage: &Storage) -> Seeded {
             "path",
             vec![(
                 "messages".into(),
-                json!("pending <img src=x onerror=\"window.__pwned='write'\">"),
+                json!("pending <img src=x onerror=\"window.__pwned='write'\">").into(),
             )],
         )
         .await

@@ -102,18 +102,9 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// `text` percent-encoded for a query string.
-pub fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+/// `text` percent-encoded for a query string: the testkit's encoder of URL user info,
+/// which escapes everything but unreserved characters.
+pub use storage_testkit::servers::tls::percent_encode as encode;
 
 /// The directory of this build's profile (`target/debug`), where the browser test's npm
 /// packages are installed.

@@ -12,6 +12,7 @@ use storage_core::StorageBackend;
 use storage_object::ObjectConfig;
 use storage_postgres::PostgresConfig;
 use storage_redis::RedisConfig;
+use storage_testkit::servers::tls::percent_encode;
 
 /// Passwords of the characters URLs and connection strings trip on, ASCII and not.
 fn password() -> impl Strategy<Value = String> {
@@ -21,18 +22,6 @@ fn password() -> impl Strategy<Value = String> {
     let plain = prop::char::range('a', 'z');
     prop::collection::vec(prop_oneof![special, plain], 6..24)
         .prop_map(|chars| format!("Zq{}", chars.into_iter().collect::<String>()))
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn libpq_quoted(text: &str) -> String {

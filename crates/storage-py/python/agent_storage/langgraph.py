@@ -217,17 +217,11 @@ class StorageSaver(BaseCheckpointSaver[str]):
         the parent chain with one ``get_tuple`` per ancestor)."""
         if not channels:
             return {}
-        c = config["configurable"]
-        thread_id, namespace = c["thread_id"], c.get("checkpoint_ns", "")
-        checkpoint_id = get_checkpoint_id(config)
-        if checkpoint_id is None:
-            latest = self.get_tuple(config)
-            if latest is None:
-                return self._histories(None, channels)
-            checkpoint_id = latest.config["configurable"]["checkpoint_id"]
-        stored = self._native.delta_channel_history(
-            thread_id, namespace, checkpoint_id, list(channels), blocking=True
-        )
+        latest = self.get_tuple(config) if _is_latest(config) else None
+        target = _target(config, latest)
+        if target is None:
+            return self._histories(None, channels)
+        stored = self._native.delta_channel_history(*target, list(channels), blocking=True)
         return self._histories(stored, channels)
 
     def delete_thread(self, thread_id: str) -> None:
@@ -281,17 +275,11 @@ class StorageSaver(BaseCheckpointSaver[str]):
     ) -> Mapping[str, DeltaChannelHistory]:
         if not channels:
             return {}
-        c = config["configurable"]
-        thread_id, namespace = c["thread_id"], c.get("checkpoint_ns", "")
-        checkpoint_id = get_checkpoint_id(config)
-        if checkpoint_id is None:
-            latest = await self.aget_tuple(config)
-            if latest is None:
-                return self._histories(None, channels)
-            checkpoint_id = latest.config["configurable"]["checkpoint_id"]
-        stored = await self._native.delta_channel_history(
-            thread_id, namespace, checkpoint_id, list(channels)
-        )
+        latest = await self.aget_tuple(config) if _is_latest(config) else None
+        target = _target(config, latest)
+        if target is None:
+            return self._histories(None, channels)
+        stored = await self._native.delta_channel_history(*target, list(channels))
         return self._histories(stored, channels)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -409,3 +397,23 @@ class _ListPlan:
         self.cursor = page.get("next_cursor")
         self.done = self.cursor is None or (self.limit is not None and self.limit <= 0)
         return items
+
+
+def _is_latest(config: RunnableConfig) -> bool:
+    """Whether `config` names no checkpoint id, so the thread's latest is meant."""
+    return get_checkpoint_id(config) is None
+
+
+def _target(
+    config: RunnableConfig, latest: CheckpointTuple | None
+) -> tuple[str, str, str] | None:
+    """(thread, namespace, checkpoint id) of a delta history's target: the id `config`
+    names, else that of `latest` (the thread's latest, read by the caller); `None` when the
+    thread has no checkpoint."""
+    c = config["configurable"]
+    checkpoint_id = get_checkpoint_id(config)
+    if checkpoint_id is None:
+        if latest is None:
+            return None
+        checkpoint_id = latest.config["configurable"]["checkpoint_id"]
+    return c["thread_id"], c.get("checkpoint_ns", ""), checkpoint_id

@@ -749,8 +749,18 @@ fn a_hung_child_is_killed_at_the_deadline_with_its_process_group() {
         started.elapsed()
     );
     let grandchild = hung.stdout.lines().nth(1).unwrap().trim().to_owned();
-    // Gone, or a zombie nobody reaped yet (in a container, PID 1 may never reap it).
-    let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+    // Gone, or a zombie nobody reaped yet (in a container, PID 1 may never reap it). A
+    // SIGKILL is delivered asynchronously: the process may still show as running for a
+    // moment after the kill, so its end is awaited for a few seconds.
+    let killed_by = Instant::now() + Duration::from_secs(5);
+    let stat = loop {
+        let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+        if matches!(state, None | Some("Z")) || Instant::now() > killed_by {
+            break stat;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
     assert!(
         matches!(state, None | Some("Z")),

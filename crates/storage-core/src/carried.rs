@@ -20,7 +20,7 @@ use crate::conversation::{Message, MessageRange, NewMessage};
 use crate::json::Metadata;
 use crate::policy::{json_depth, MAX_JSON_DEPTH};
 use crate::session::{NewSession, Session, SessionQuery, SessionStatus, SessionUpdate};
-use crate::task_context::{ExpectedVersion, TaskContext};
+use crate::task_context::{ContextScope, ExpectedVersion, TaskContext};
 
 /// Depth past which a wrapper refuses a call before copying it: far above
 /// [`MAX_JSON_DEPTH`], which the backends enforce exactly, and far below what a copy can
@@ -102,6 +102,9 @@ carries_nothing!(
     CheckpointKey,
     ExpectedVersion,
     ChannelVersions,
+    u32,
+    ContextScope,
+    Option<ContextScope>,
 );
 
 impl Carried for Value {
@@ -226,10 +229,11 @@ mod tests {
         let refused = std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(|| {
-                let mut call = Call::StoreTaskContext {
-                    session_id: "s".into(),
+                let mut call = Call::StoreContext {
+                    scope: ContextScope::session("s"),
                     value: nested(10_000),
                     expected: ExpectedVersion::Any,
+                    keep_versions: 1,
                 };
                 let err = call.refuse_if_too_deep().unwrap_err();
                 drop(call);

@@ -10,9 +10,14 @@ use serde::Serialize;
 use crate::artifact::{ArtifactMeta, ArtifactStore, NewArtifact};
 use crate::checkpoint::{Checkpoint, CheckpointStore, CheckpointTuple};
 use crate::error::{Result, StorageError};
-use crate::task_context::{ExpectedVersion, TaskContextStore};
+use serde_json::Value;
 
-/// Typed task context.
+use crate::task_context::{
+    merge_contexts, ContextScope, ExpectedVersion, MergedContext, TaskContext, TaskContextStore,
+    DEFAULT_KEEP_VERSIONS,
+};
+
+/// A session's own task context, and typed task context.
 ///
 /// ```
 /// use storage_core::ext::TaskContextStoreExt;
@@ -31,7 +36,59 @@ use crate::task_context::{ExpectedVersion, TaskContextStore};
 /// ```
 #[async_trait]
 pub trait TaskContextStoreExt: TaskContextStore {
-    /// The context decoded as `T`, with its version.
+    /// The session's own current context, or `None`.
+    async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
+        self.get_context(ContextScope::session(session_id), None)
+            .await
+    }
+
+    /// Stores the session's own context, keeping [`DEFAULT_KEEP_VERSIONS`] versions; see
+    /// [`TaskContextStore::store_context`].
+    async fn store_task_context(
+        &self,
+        session_id: &str,
+        value: Value,
+        expected: ExpectedVersion,
+    ) -> Result<TaskContext> {
+        self.store_context(
+            ContextScope::session(session_id),
+            value,
+            expected,
+            DEFAULT_KEEP_VERSIONS,
+        )
+        .await
+    }
+
+    /// Removes the session's own context with its versions; returns whether there was one.
+    async fn delete_task_context(&self, session_id: &str) -> Result<bool> {
+        self.delete_context(ContextScope::session(session_id)).await
+    }
+
+    /// The session's view: the application's context, then the user's (when `user_id` is
+    /// given), then the session's own, merged by [`merge_contexts`] (the more specific
+    /// scope wins). The three are read concurrently; `None` when none exists.
+    async fn get_merged_context(
+        &self,
+        session_id: &str,
+        user_id: Option<&str>,
+    ) -> Result<Option<MergedContext>> {
+        let user = async {
+            match user_id {
+                Some(user_id) => self.get_context(ContextScope::user(user_id), None).await,
+                None => Ok(None),
+            }
+        };
+        let (app, user, session) = futures::try_join!(
+            self.get_context(ContextScope::App, None),
+            user,
+            self.get_context(ContextScope::session(session_id), None),
+        )?;
+        Ok(merge_contexts(
+            [app, user, session].into_iter().flatten().collect(),
+        ))
+    }
+
+    /// The session's own context decoded as `T`, with its version.
     async fn get_task_context_as<T: DeserializeOwned>(
         &self,
         session_id: &str,
@@ -50,7 +107,7 @@ pub trait TaskContextStoreExt: TaskContextStore {
         }
     }
 
-    /// Stores `value` encoded as JSON; returns the new version.
+    /// Stores `value` encoded as JSON as the session's own context; returns the new version.
     async fn store_task_context_as<T: Serialize + Sync>(
         &self,
         session_id: &str,

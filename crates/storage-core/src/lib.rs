@@ -60,7 +60,9 @@ pub use session::{
     BatchCreate, NewSession, Session, SessionMetrics, SessionQuery, SessionStatus, SessionStore,
     SessionUpdate,
 };
-pub use task_context::{ExpectedVersion, TaskContext, TaskContextStore};
+pub use task_context::{
+    ContextScope, ExpectedVersion, MergedContext, TaskContext, TaskContextStore,
+};
 pub use time::Timestamp;
 
 /// Re-exported so backends and callers name the same versions.

@@ -74,7 +74,7 @@ use crate::page::Page;
 use crate::session::{
     BatchCreate, NewSession, Session, SessionQuery, SessionStatus, SessionStore, SessionUpdate,
 };
-use crate::task_context::{ExpectedVersion, TaskContext, TaskContextStore};
+use crate::task_context::{ContextScope, ExpectedVersion, TaskContext, TaskContextStore};
 
 /// Whether an operation reads or writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -529,7 +529,7 @@ contract! {
             subject: Some(id),
             cache: CacheEffect::Invalidate(vec![
                 CacheTag::new(Kind::Sessions, id.as_str()),
-                CacheTag::new(Kind::TaskContext, id.as_str()),
+                CacheTag::new(Kind::TaskContext, ContextScope::session(id.as_str()).key()),
             ]),
         }
         /// [`SessionStore::list_sessions`]
@@ -718,39 +718,55 @@ contract! {
     }
 
     store TaskContextStore {
-        /// [`TaskContextStore::get_task_context`]
-        GetTaskContext = get_task_context(session_id: &str => String) -> Option<TaskContext> {
+        /// [`TaskContextStore::get_context`]
+        GetContext = get_context(scope: ContextScope => ContextScope, version: Option<u64> => Option<u64>)
+            -> Option<TaskContext> {
             kind: Some(Kind::TaskContext), Read, idempotent: true,
-            subject: Some(session_id),
-            cache: read_of(Kind::TaskContext, session_id, ""),
+            subject: Some(scope.id()),
+            // Only the current version is cached.
+            cache: match version {
+                None => read_of(Kind::TaskContext, &scope.key(), ""),
+                Some(_) => CacheEffect::None,
+            },
         }
-        /// [`TaskContextStore::store_task_context`]
-        StoreTaskContext = store_task_context(
-            session_id: &str => String,
+        /// [`TaskContextStore::list_context_versions`]
+        ListContextVersions = list_context_versions(
+            scope: ContextScope => ContextScope,
+            before: Option<u64> => Option<u64>,
+            limit: usize => usize,
+        ) -> Vec<TaskContext> {
+            kind: Some(Kind::TaskContext), Read, idempotent: true,
+            subject: Some(scope.id()),
+            cache: CacheEffect::None,
+        }
+        /// [`TaskContextStore::store_context`]
+        StoreContext = store_context(
+            scope: ContextScope => ContextScope,
             value: Value => Value,
             expected: ExpectedVersion => ExpectedVersion,
+            keep_versions: u32 => u32,
         ) -> TaskContext {
             kind: Some(Kind::TaskContext), Write, idempotent: false,
-            subject: Some(session_id),
-            cache: invalidate(Kind::TaskContext, session_id),
+            subject: Some(scope.id()),
+            cache: invalidate(Kind::TaskContext, &scope.key()),
         }
-        /// [`TaskContextStore::delete_task_context`]
-        DeleteTaskContext = delete_task_context(session_id: &str => String) -> bool {
+        /// [`TaskContextStore::delete_context`]
+        DeleteContext = delete_context(scope: ContextScope => ContextScope) -> bool {
             kind: Some(Kind::TaskContext), Write, idempotent: true,
-            subject: Some(session_id),
-            cache: invalidate(Kind::TaskContext, session_id),
+            subject: Some(scope.id()),
+            cache: invalidate(Kind::TaskContext, &scope.key()),
         }
         /// [`TaskContextStore::import_task_context`]
         ImportTaskContext = import_task_context(context: TaskContext => TaskContext) -> bool {
             kind: Some(Kind::TaskContext), Write, idempotent: true,
-            subject: Some(&context.session_id),
-            cache: invalidate(Kind::TaskContext, &context.session_id),
+            subject: Some(context.scope.id()),
+            cache: invalidate(Kind::TaskContext, &context.scope.key()),
         }
-        /// [`TaskContextStore::list_task_context_ids`]
-        ListTaskContextIds = list_task_context_ids(
-            after: Option<&str> => Option<String>,
+        /// [`TaskContextStore::list_context_scopes`]
+        ListContextScopes = list_context_scopes(
+            after: Option<ContextScope> => Option<ContextScope>,
             limit: usize => usize,
-        ) -> Vec<String> {
+        ) -> Vec<ContextScope> {
             kind: Some(Kind::TaskContext), Read, idempotent: true,
             subject: None,
             cache: CacheEffect::None,

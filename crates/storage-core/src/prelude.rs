@@ -12,6 +12,7 @@
 pub use crate::ext::{ArtifactStoreExt, CheckpointStoreExt, TaskContextStoreExt};
 pub use crate::{
     ArtifactStore, ChannelValue, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore,
-    ConversationStore, ExpectedVersion, MessageRange, NewArtifact, NewMessage, NewSession,
-    SessionQuery, SessionStatus, SessionStore, SessionUpdate, StorageBackend, TaskContextStore,
+    ContextScope, ConversationStore, ExpectedVersion, MessageRange, NewArtifact, NewMessage,
+    NewSession, SessionQuery, SessionStatus, SessionStore, SessionUpdate, StorageBackend,
+    TaskContextStore,
 };

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use crossbeam_skiplist::SkipSet;
 use dashmap::DashMap;
-use storage_core::{Artifact, Checkpoint, Message, PendingWrite, Session, TaskContext};
+use storage_core::{
+    Artifact, Checkpoint, ContextScope, Message, PendingWrite, Session, TaskContext,
+};
 
 /// The in-process "server": every namespace's data. Cheap to clone.
 ///
@@ -63,7 +65,8 @@ pub(crate) struct Namespace {
     /// Each user's sessions by last activity.
     pub activity_by_user: DashMap<String, Arc<SkipSet<ActivityKey>>>,
     pub conversations: DashMap<String, Conversation>,
-    pub contexts: DashMap<String, TaskContext>,
+    /// Each scope's kept versions by version number; the last is the current one.
+    pub contexts: DashMap<ContextScope, BTreeMap<u64, TaskContext>>,
     pub threads: DashMap<String, Thread>,
     pub scopes: DashMap<String, Scope>,
 }

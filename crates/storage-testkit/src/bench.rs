@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use storage_core::ext::TaskContextStoreExt;
 
 use serde_json::json;
 use storage_core::{

@@ -144,6 +144,19 @@ macro_rules! conformance_tests {
                 delete_is_per_session,
                 typed_round_trip,
             }
+            context_versions {
+                earlier_versions_read_back,
+                versions_list_newest_first_in_pages,
+                retention_keeps_the_newest_versions,
+                a_conflict_adds_no_version,
+                concurrent_stores_race_retention_exactly,
+                delete_removes_every_version,
+                scopes_are_separate_contexts,
+                session_removal_keeps_shared_contexts,
+                merged_view_prefers_the_most_specific_scope,
+                shared_compare_and_set_has_one_winner,
+                context_scopes_list_in_pages,
+            }
             artifacts {
                 save_then_get,
                 versions_count_from_zero,

@@ -170,7 +170,8 @@ fn remove_if(data: &Namespace, id: &str, condition: impl FnOnce(&Session) -> boo
         Some((_, session)) => {
             unindex_key(data, &session.user_id, &ActivityKey::of(&session));
             data.conversations.remove(id);
-            data.contexts.remove(id);
+            data.contexts
+                .remove(&storage_core::ContextScope::session(id));
             true
         }
         None => false,

@@ -1,72 +1,95 @@
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use dashmap::mapref::entry::Entry;
 use serde_json::Value;
 use storage_core::carried::admit;
-use storage_core::task_context::validate_import;
-use storage_core::validate::validate_id;
-use storage_core::{time, ExpectedVersion, Result, TaskContext, TaskContextStore};
+use storage_core::task_context::{
+    oldest_kept, validate_get, validate_import, validate_list, validate_store,
+    DEFAULT_KEEP_VERSIONS,
+};
+use storage_core::{time, ContextScope, ExpectedVersion, Result, TaskContext, TaskContextStore};
 
 use super::MemoryBackend;
 
 #[async_trait]
 impl TaskContextStore for MemoryBackend {
-    async fn list_task_context_ids(
+    async fn get_context(
         &self,
-        after: Option<&str>,
+        scope: ContextScope,
+        version: Option<u64>,
+    ) -> Result<Option<TaskContext>> {
+        self.op("get_context", |data| {
+            validate_get(&scope, version)?;
+            let Some(versions) = data.contexts.get(&scope) else {
+                return Ok(None);
+            };
+            Ok(match version {
+                None => versions.values().next_back().cloned(),
+                Some(version) => versions.get(&version).cloned(),
+            })
+        })
+    }
+
+    async fn list_context_versions(
+        &self,
+        scope: ContextScope,
+        before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<String>> {
-        self.op("list_task_context_ids", |data| {
-            storage_core::validate::validate_limit("task context id limit", limit)?;
-            let mut ids: Vec<String> = data
-                .contexts
-                .iter()
-                .filter(|entry| after.is_none_or(|after| entry.key().as_str() > after))
-                .map(|entry| entry.key().clone())
-                .collect();
-            ids.sort_unstable();
-            ids.truncate(limit);
-            Ok(ids)
+    ) -> Result<Vec<TaskContext>> {
+        self.op("list_context_versions", |data| {
+            validate_list(&scope, limit)?;
+            let Some(versions) = data.contexts.get(&scope) else {
+                return Ok(Vec::new());
+            };
+            let below = before.unwrap_or(u64::MAX);
+            Ok(versions
+                .range(..below)
+                .rev()
+                .take(limit)
+                .map(|(_, context)| context.clone())
+                .collect())
         })
     }
 
-    async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
-        self.op("get_task_context", |data| {
-            validate_id("session id", session_id)?;
-            Ok(data.contexts.get(session_id).map(|context| context.clone()))
-        })
-    }
-
-    async fn store_task_context(
+    async fn store_context(
         &self,
-        session_id: &str,
+        scope: ContextScope,
         value: Value,
         expected: ExpectedVersion,
+        keep_versions: u32,
     ) -> Result<TaskContext> {
-        let value = admit("store_task_context", value)?;
-        self.op("store_task_context", |data| {
-            storage_core::task_context::validate_store(session_id, &value)?;
-            // The entry lock makes check and store one step.
-            let entry = data.contexts.entry(session_id.to_owned());
+        let value = admit("store_context", value)?;
+        self.op("store_context", |data| {
+            validate_store(&scope, &value, keep_versions)?;
+            // The entry lock makes check, store and trim one step; a refused store leaves
+            // no empty history behind.
+            let entry = data.contexts.entry(scope.clone());
             let current = match &entry {
-                Entry::Occupied(stored) => Some(stored.get().version),
+                Entry::Occupied(versions) => versions.get().keys().next_back().copied(),
                 Entry::Vacant(_) => None,
             };
-            let version = expected.next_version(session_id, current)?;
+            let version = expected.next_version(&scope, current)?;
             let context = TaskContext {
-                session_id: session_id.to_owned(),
+                scope,
                 value,
                 version,
                 updated_at: time::now(),
             };
-            entry.insert(context.clone());
+            let mut versions = entry.or_default();
+            versions.insert(version, context.clone());
+            trim(&mut versions, version, keep_versions);
             Ok(context)
         })
     }
 
-    async fn delete_task_context(&self, session_id: &str) -> Result<bool> {
-        self.op("delete_task_context", |data| {
-            validate_id("session id", session_id)?;
-            Ok(data.contexts.remove(session_id).is_some())
+    async fn delete_context(&self, scope: ContextScope) -> Result<bool> {
+        self.op("delete_context", |data| {
+            scope.validate()?;
+            Ok(data
+                .contexts
+                .remove(&scope)
+                .is_some_and(|(_, versions)| !versions.is_empty()))
         })
     }
 
@@ -74,13 +97,51 @@ impl TaskContextStore for MemoryBackend {
         let context = admit("import_task_context", context)?;
         self.op("import_task_context", |data| {
             validate_import(&context)?;
-            match data.contexts.entry(context.session_id.clone()) {
-                Entry::Occupied(stored) if stored.get().version >= context.version => Ok(false),
-                entry => {
-                    entry.insert(context);
-                    Ok(true)
+            let entry = data.contexts.entry(context.scope.clone());
+            if let Entry::Occupied(versions) = &entry {
+                if versions
+                    .get()
+                    .keys()
+                    .next_back()
+                    .is_some_and(|&current| current >= context.version)
+                {
+                    return Ok(false);
                 }
             }
+            let version = context.version;
+            let mut versions = entry.or_default();
+            versions.insert(version, context);
+            trim(&mut versions, version, DEFAULT_KEEP_VERSIONS);
+            Ok(true)
         })
     }
+
+    async fn list_context_scopes(
+        &self,
+        after: Option<ContextScope>,
+        limit: usize,
+    ) -> Result<Vec<ContextScope>> {
+        self.op("list_context_scopes", |data| {
+            storage_core::validate::validate_limit("context scope limit", limit)?;
+            let after = after.map(|scope| scope.key());
+            let mut scopes: Vec<(String, ContextScope)> = data
+                .contexts
+                .iter()
+                .filter(|entry| !entry.value().is_empty())
+                .map(|entry| (entry.key().key(), entry.key().clone()))
+                .filter(|(key, _)| after.as_ref().is_none_or(|after| key > after))
+                .collect();
+            scopes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            Ok(scopes
+                .into_iter()
+                .take(limit)
+                .map(|(_, scope)| scope)
+                .collect())
+        })
+    }
+}
+
+/// Drops the versions a store of `version` keeping `keep_versions` trims.
+fn trim(versions: &mut BTreeMap<u64, TaskContext>, version: u64, keep_versions: u32) {
+    *versions = versions.split_off(&oldest_kept(version, keep_versions));
 }

@@ -1,6 +1,7 @@
 //! Hostile and invalid input: rejected before any I/O, or stored verbatim and isolated.
 
 use serde_json::json;
+use storage_core::ext::TaskContextStoreExt;
 use storage_core::{
     CheckpointKey, CheckpointQuery, ErrorKind, ExpectedVersion, MessageRange, NewArtifact,
     NewMessage, NewSession, SessionQuery, SessionUpdate, StorageBackend,

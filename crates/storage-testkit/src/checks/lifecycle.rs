@@ -1,6 +1,7 @@
 //! Lifecycle, health, metrics and expiry cleanup.
 
 use std::time::Duration;
+use storage_core::ext::TaskContextStoreExt;
 
 use serde_json::json;
 use storage_core::{ExpectedVersion, NewMessage, NewSession, SessionUpdate};

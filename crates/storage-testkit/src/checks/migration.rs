@@ -2,12 +2,13 @@
 //! every thread and artifact scope.
 
 use std::time::Duration;
+use storage_core::ext::TaskContextStoreExt;
 
 use serde_json::json;
 use storage_core::{
-    Artifact, ArtifactMeta, Checkpoint, ErrorKind, ExpectedVersion, Message, MessageRange,
-    Metadata, NewArtifact, NewMessage, Session, SessionMetrics, SessionQuery, SessionStatus,
-    TaskContext, Timestamp,
+    Artifact, ArtifactMeta, Checkpoint, ContextScope, ErrorKind, ExpectedVersion, Message,
+    MessageRange, Metadata, NewArtifact, NewMessage, Session, SessionMetrics, SessionQuery,
+    SessionStatus, TaskContext, Timestamp,
 };
 
 use crate::data::assert_kind;
@@ -174,7 +175,7 @@ pub async fn import_messages_keeps_sequences_and_stores_once(ctx: TestContext) {
 pub async fn import_task_context_keeps_its_version(ctx: TestContext) {
     let b = &ctx.backend;
     let context = TaskContext {
-        session_id: "s1".into(),
+        scope: ContextScope::session("s1"),
         value: json!({"plan": [1, 2]}),
         version: 7,
         updated_at: at(1_600_000_000),
@@ -194,13 +195,31 @@ pub async fn import_task_context_keeps_its_version(ctx: TestContext) {
         .unwrap();
     assert_eq!(next.version, 8);
     let zero = TaskContext {
-        session_id: "s2".into(),
+        scope: ContextScope::session("s2"),
         value: json!(null),
         version: 0,
         updated_at: at(0),
     };
     assert_kind(b.import_task_context(zero).await, ErrorKind::InvalidInput);
     assert_eq!(b.get_task_context("s2").await.unwrap(), None);
+    // A shared scope's versions imported oldest first are its history.
+    let scope = ContextScope::user("u1");
+    for version in [3, 4, 9] {
+        let imported = TaskContext {
+            scope: scope.clone(),
+            value: json!(version),
+            version,
+            updated_at: at(1_600_000_000 + version as i64),
+        };
+        assert!(b.import_task_context(imported.clone()).await.unwrap());
+        assert_eq!(
+            b.get_context(scope.clone(), Some(version)).await.unwrap(),
+            Some(imported)
+        );
+    }
+    let history = b.list_context_versions(scope, None, 10).await.unwrap();
+    let versions: Vec<u64> = history.iter().map(|context| context.version).collect();
+    assert_eq!(versions, vec![9, 4, 3]);
 }
 
 /// Imported artifact versions keep their numbers, metadata and content; a stored version

@@ -5,6 +5,7 @@
 
 pub mod artifacts;
 pub mod checkpoints;
+pub mod context_versions;
 pub mod conversation;
 pub mod input;
 pub mod langgraph;

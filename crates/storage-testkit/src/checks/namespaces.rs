@@ -2,6 +2,7 @@
 //! each other's data; two backends in the same namespace share it.
 
 use std::time::Duration;
+use storage_core::ext::TaskContextStoreExt;
 
 use serde_json::json;
 use storage_core::{

@@ -3,6 +3,7 @@
 //! rule and its limit, before any I/O, leaving stored data as it was.
 
 use std::time::Duration;
+use storage_core::ext::TaskContextStoreExt;
 
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -666,7 +667,7 @@ pub async fn imported_numbers_fit_every_backend(ctx: TestContext) {
         created_at: now,
     };
     let context = |version: u64| TaskContext {
-        session_id: "s".into(),
+        scope: storage_core::ContextScope::session("s"),
         value: json!(version),
         version,
         updated_at: now,

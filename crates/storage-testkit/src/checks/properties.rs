@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Number, Value};
+use storage_core::ext::TaskContextStoreExt;
 use storage_core::{ExpectedVersion, Metadata, NewArtifact, NewMessage, NewSession};
 
 use crate::data::checkpoint;

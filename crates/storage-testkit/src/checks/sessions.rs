@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::time::Duration;
+use storage_core::ext::TaskContextStoreExt;
 
 use serde_json::json;
 use storage_core::{ErrorKind, NewSession, SessionQuery, SessionStatus, SessionUpdate};

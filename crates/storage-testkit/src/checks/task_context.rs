@@ -29,8 +29,8 @@ pub async fn store_overwrites_and_versions_increase(ctx: TestContext) {
     let read = b.get_task_context("s1").await.unwrap().unwrap();
     assert_eq!(read, second);
     assert_eq!(
-        (read.session_id.as_str(), read.value),
-        ("s1", json!({"step": 2}))
+        (read.session_id(), &read.value),
+        (Some("s1"), &json!({"step": 2}))
     );
 }
 

@@ -30,6 +30,15 @@ pub struct Message {
     pub metadata: Metadata,
     /// When the message was stored.
     pub created_at: Timestamp,
+    /// The turn it belongs to; see [`crate::turns`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<String>,
+    /// Ids of the tool calls this message makes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<String>,
+    /// The id of the tool call whose result this message is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_result_for: Option<String>,
 }
 
 /// What a caller gives to append a message.
@@ -54,6 +63,16 @@ pub struct NewMessage {
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: Metadata,
+    /// The turn it belongs to: consecutive messages with the same turn id are one turn
+    /// (see [`crate::turns`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<String>,
+    /// Ids of the tool calls this message makes (an assistant message asking for tools).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<String>,
+    /// The id of the tool call whose result this message is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_result_for: Option<String>,
 }
 
 impl NewMessage {
@@ -64,6 +83,9 @@ impl NewMessage {
             content: content.into(),
             client_id: None,
             metadata: Metadata::new(),
+            turn_id: None,
+            tool_calls: Vec::new(),
+            tool_result_for: None,
         }
     }
     /// Sets the client message id.
@@ -76,6 +98,21 @@ impl NewMessage {
         self.metadata = metadata;
         self
     }
+    /// Places the message in a turn.
+    pub fn in_turn(mut self, turn_id: impl Into<String>) -> Self {
+        self.turn_id = Some(turn_id.into());
+        self
+    }
+    /// Marks the message as making these tool calls.
+    pub fn calling_tools<I: Into<String>>(mut self, call_ids: impl IntoIterator<Item = I>) -> Self {
+        self.tool_calls = call_ids.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Marks the message as the result of the tool call `call_id`.
+    pub fn tool_result_for(mut self, call_id: impl Into<String>) -> Self {
+        self.tool_result_for = Some(call_id.into());
+        self
+    }
 
     /// Checks the role, the client id, and the content and metadata against the
     /// [input policy](crate::policy), before any I/O.
@@ -84,6 +121,7 @@ impl NewMessage {
         if let Some(client_id) = &self.client_id {
             validate_id("client message id", client_id)?;
         }
+        validate_turn(&self.turn_id, &self.tool_calls, &self.tool_result_for)?;
         crate::policy::check_json("message content", &self.content)?;
         crate::policy::check_metadata("message metadata", &self.metadata)
     }
@@ -98,8 +136,36 @@ impl NewMessage {
             client_id: self.client_id,
             metadata: self.metadata,
             created_at: now,
+            turn_id: self.turn_id,
+            tool_calls: self.tool_calls,
+            tool_result_for: self.tool_result_for,
         }
     }
+}
+
+/// The most tool calls one message may make.
+pub const MAX_TOOL_CALLS: usize = 256;
+
+/// Checks a message's turn id and tool call ids, before any I/O.
+fn validate_turn(
+    turn_id: &Option<String>,
+    tool_calls: &[String],
+    tool_result_for: &Option<String>,
+) -> Result<()> {
+    if let Some(turn_id) = turn_id {
+        validate_id("turn id", turn_id)?;
+    }
+    if tool_calls.len() > MAX_TOOL_CALLS {
+        return Err(StorageError::invalid_input(format!(
+            "a message makes {} tool calls; the limit is {MAX_TOOL_CALLS}",
+            tool_calls.len()
+        )));
+    }
+    crate::validate::validate_ids("tool call id", tool_calls.iter().map(String::as_str))?;
+    if let Some(call_id) = tool_result_for {
+        validate_id("tool call id", call_id)?;
+    }
+    Ok(())
 }
 
 /// Checks a batch for [`ConversationStore::append_messages`]: the session id, every message,
@@ -269,6 +335,11 @@ pub fn validate_import(session_id: &str, messages: &[Message]) -> Result<()> {
         if let Some(client_id) = &message.client_id {
             validate_id("client message id", client_id)?;
         }
+        validate_turn(
+            &message.turn_id,
+            &message.tool_calls,
+            &message.tool_result_for,
+        )?;
         crate::policy::check_json("message content", &message.content)?;
         crate::policy::check_metadata("message metadata", &message.metadata)?;
     }

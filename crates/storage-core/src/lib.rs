@@ -38,6 +38,7 @@ pub mod search;
 pub mod session;
 pub mod task_context;
 pub mod time;
+pub mod turns;
 pub mod validate;
 pub mod wire;
 
@@ -64,6 +65,7 @@ pub use task_context::{
     ContextScope, ExpectedVersion, MergedContext, TaskContext, TaskContextStore,
 };
 pub use time::Timestamp;
+pub use turns::HistoryWindow;
 
 /// Re-exported so backends and callers name the same versions.
 pub use async_trait::async_trait;

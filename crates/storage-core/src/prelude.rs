@@ -10,6 +10,7 @@
 //! ```
 
 pub use crate::ext::{ArtifactStoreExt, CheckpointStoreExt, TaskContextStoreExt};
+pub use crate::turns::{ConversationStoreExt, HistoryWindow};
 pub use crate::{
     ArtifactStore, ChannelValue, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore,
     ContextScope, ConversationStore, ExpectedVersion, MessageRange, NewArtifact, NewMessage,

@@ -98,6 +98,12 @@ macro_rules! conformance_tests {
                 clear_keeps_numbering,
                 conversations_are_per_session,
             }
+            turns {
+                turn_fields_round_trip,
+                last_turns_are_whole,
+                last_messages_keep_tool_calls_with_results,
+                last_turns_during_appends_are_whole,
+            }
             checkpoints {
                 put_then_get_by_id,
                 latest_is_greatest_id,

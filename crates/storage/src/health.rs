@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use storage_core::ext::TaskContextStoreExt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use storage_core::ext::TaskContextStoreExt;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;

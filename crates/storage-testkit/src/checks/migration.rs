@@ -47,6 +47,9 @@ fn message(session: &str, sequence: u64, client_id: Option<&str>) -> Message {
         client_id: client_id.map(str::to_owned),
         metadata: Metadata::new(),
         created_at: at(1_600_000_000 + sequence as i64),
+        turn_id: None,
+        tool_calls: Vec::new(),
+        tool_result_for: None,
     }
 }
 

@@ -16,3 +16,4 @@ pub mod policy;
 pub mod properties;
 pub mod sessions;
 pub mod task_context;
+pub mod turns;

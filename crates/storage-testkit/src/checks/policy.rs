@@ -665,6 +665,9 @@ pub async fn imported_numbers_fit_every_backend(ctx: TestContext) {
         client_id: None,
         metadata: Metadata::new(),
         created_at: now,
+        turn_id: None,
+        tool_calls: Vec::new(),
+        tool_result_for: None,
     };
     let context = |version: u64| TaskContext {
         scope: storage_core::ContextScope::session("s"),

@@ -2,7 +2,12 @@
 //! journal's format.
 
 use serde::Deserialize;
-use storage_core::{Artifact, ArtifactMeta, Bytes, Call, ErrorKind, Metadata, NewArtifact};
+use serde_json::Value;
+use storage_core::task_context::DEFAULT_KEEP_VERSIONS;
+use storage_core::{
+    Artifact, ArtifactMeta, Bytes, Call, ContextScope, ErrorKind, ExpectedVersion, Metadata,
+    NewArtifact,
+};
 use storage_core::{Result, StorageBackend};
 
 /// What replaying one journaled write did.
@@ -46,8 +51,9 @@ pub(crate) async fn replay(call: &Call, backend: &dyn StorageBackend) -> Result<
     }
 }
 
-/// The two writes whose journal lines had another shape before the journal stored
-/// [`Call`]s: their artifact's fields stood beside the scope instead of in an object.
+/// Writes whose journal lines had another shape: before the journal stored [`Call`]s an
+/// artifact's fields stood beside the scope instead of in an object, and before contexts
+/// had scopes a context was a session's.
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum EarlierLine {
@@ -61,6 +67,15 @@ enum EarlierLine {
     ImportArtifact {
         meta: ArtifactMeta,
         data: Bytes,
+    },
+    /// A session's context before contexts had scopes and kept versions.
+    StoreTaskContext {
+        session_id: String,
+        value: Value,
+        expected: ExpectedVersion,
+    },
+    DeleteTaskContext {
+        session_id: String,
     },
 }
 
@@ -84,6 +99,19 @@ pub(crate) fn parse_line(line: &str) -> serde_json::Result<Call> {
         }),
         Ok(EarlierLine::ImportArtifact { meta, data }) => Ok(Call::ImportArtifact {
             artifact: Artifact { meta, data },
+        }),
+        Ok(EarlierLine::StoreTaskContext {
+            session_id,
+            value,
+            expected,
+        }) => Ok(Call::StoreContext {
+            scope: ContextScope::Session(session_id),
+            value,
+            expected,
+            keep_versions: DEFAULT_KEEP_VERSIONS,
+        }),
+        Ok(EarlierLine::DeleteTaskContext { session_id }) => Ok(Call::DeleteContext {
+            scope: ContextScope::Session(session_id),
         }),
         Err(_) => Err(err),
     })
@@ -110,6 +138,31 @@ mod tests {
         }
         let append = r#"{"op":"append_messages","session_id":"s","messages":[{"role":"user","content":"hi","client_id":"c1","metadata":{}}]}"#;
         assert_eq!(parse_line(append).unwrap().name(), "append_messages");
+        let store = r#"{"op":"store_task_context","session_id":"s","value":{"step":2},"expected":{"Exactly":1}}"#;
+        match parse_line(store).unwrap() {
+            Call::StoreContext {
+                scope,
+                value,
+                expected,
+                keep_versions,
+            } => {
+                assert_eq!(scope, ContextScope::session("s"));
+                assert_eq!(value, serde_json::json!({"step": 2}));
+                assert_eq!(expected, ExpectedVersion::Exactly(1));
+                assert_eq!(keep_versions, DEFAULT_KEEP_VERSIONS);
+            }
+            other => panic!("read as {}", other.name()),
+        }
+        let delete = r#"{"op":"delete_task_context","session_id":"s"}"#;
+        assert_eq!(parse_line(delete).unwrap().name(), "delete_context");
+        let import = r#"{"op":"import_task_context","context":{"session_id":"s","value":1,"version":3,"updated_at":"2026-11-01T10:00:00Z"}}"#;
+        match parse_line(import).unwrap() {
+            Call::ImportTaskContext { context } => {
+                assert_eq!(context.scope, ContextScope::session("s"));
+                assert_eq!(context.version, 3);
+            }
+            other => panic!("read as {}", other.name()),
+        }
         assert!(parse_line(r#"{"op":"no_such_write"}"#).is_err());
     }
 

@@ -104,7 +104,7 @@ impl CachedValue {
     pub fn of_reply(reply: &Reply) -> Option<Self> {
         Some(match reply {
             Reply::GetSession(v) => CachedValue::Session(v.clone()),
-            Reply::GetTaskContext(v) => CachedValue::TaskContext(v.clone()),
+            Reply::GetContext(v) => CachedValue::TaskContext(v.clone()),
             Reply::GetCheckpoint(v) => CachedValue::Checkpoint(v.clone()),
             Reply::GetArtifactMeta(v) => CachedValue::ArtifactMeta(v.clone()),
             _ => return None,
@@ -115,7 +115,7 @@ impl CachedValue {
     pub fn to_reply(&self, name: &str) -> Option<Reply> {
         Some(match (self, name) {
             (CachedValue::Session(v), "get_session") => Reply::GetSession(v.clone()),
-            (CachedValue::TaskContext(v), "get_task_context") => Reply::GetTaskContext(v.clone()),
+            (CachedValue::TaskContext(v), "get_context") => Reply::GetContext(v.clone()),
             (CachedValue::Checkpoint(v), "get_checkpoint") => Reply::GetCheckpoint(v.clone()),
             (CachedValue::ArtifactMeta(v), "get_artifact_meta") => {
                 Reply::GetArtifactMeta(v.clone())

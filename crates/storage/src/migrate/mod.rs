@@ -13,7 +13,8 @@
 //! record) and lists each difference.
 //!
 //! Conversations and task contexts of session ids that have no session record are found
-//! through `list_conversation_ids` and `list_task_context_ids` and copied too. A source that
+//! through `list_conversation_ids` and `list_context_scopes` and copied too, as are shared
+//! (user and application) contexts; every kept version of a context is copied, oldest first. A source that
 //! cannot list them (`Unsupported`) is named in [`MigrationReport::not_copied`], and a side
 //! that cannot be enumerated makes the verification incomplete, never clean.
 //!
@@ -22,6 +23,7 @@
 //! and the sequence counter's headroom above the highest stored message (after a
 //! `pop_last_message` the target's next sequence may be lower than the source's).
 
+mod contexts;
 mod url;
 mod writes;
 
@@ -33,8 +35,8 @@ use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use storage_core::artifact::sha256_hex;
 use storage_core::{
-    CheckpointQuery, ErrorKind, Message, MessageRange, Result, SessionQuery, StorageBackend,
-    StorageError,
+    CheckpointQuery, ContextScope, ErrorKind, Message, MessageRange, Result, SessionQuery,
+    StorageBackend, StorageError,
 };
 
 pub use self::url::config_for_url;
@@ -410,7 +412,7 @@ async fn copy_session(
     // Conversation and context first: a session record in the target means its session
     // was copied whole (the record is what listing shows and cleanup expires by).
     copy_conversation(source, target, options, tally, &id).await?;
-    copy_task_context(source, target, tally, &id).await?;
+    contexts::copy_context(source, target, options, tally, &ContextScope::session(&id)).await?;
     target.import_session(session).await?;
     add(&tally.sessions, 1);
     Ok(())
@@ -437,23 +439,8 @@ async fn copy_conversation(
     Ok(read)
 }
 
-/// Copies the task context of `id`; returns whether the source has one.
-async fn copy_task_context(
-    source: &dyn StorageBackend,
-    target: &dyn StorageBackend,
-    tally: &Tally,
-    id: &str,
-) -> Result<bool> {
-    let Some(context) = source.get_task_context(id).await? else {
-        return Ok(false);
-    };
-    target.import_task_context(context).await?;
-    add(&tally.task_contexts, 1);
-    Ok(true)
-}
-
 /// Whether a listing works on this backend: `false` when it answers `Unsupported`.
-fn listable(probe: Result<Vec<String>>) -> Result<bool> {
+fn listable<T>(probe: Result<Vec<T>>) -> Result<bool> {
     match probe {
         Ok(_) => Ok(true),
         Err(err) if err.kind() == ErrorKind::Unsupported => Ok(false),
@@ -516,18 +503,40 @@ async fn copy_without_session(
         });
     }
     progress.phase("contexts");
-    if listable(source.list_task_context_ids(None, 1).await)? {
+    if listable(source.list_context_scopes(None, 1).await)? {
         for_each_id_page(
             options.batch_size,
-            |after, limit| async move { source.list_task_context_ids(after.as_deref(), limit).await },
-            |ids| async move {
-                let orphans = without_session(source, ids).await?;
-                map_page(orphans, options.concurrency, progress, |id| async move {
-                    if copy_task_context(source, target, tally, &id).await? {
-                        add(&tally.task_contexts_without_session, 1);
-                    }
-                    Ok::<(), StorageError>(())
-                })
+            |after, limit| contexts::scope_keys(source, after, limit),
+            |keys| async move {
+                // Shared scopes are copied here; a session's own context here only when
+                // the session has no record (otherwise it went with its session).
+                let scopes = keys
+                    .iter()
+                    .map(|key| ContextScope::from_key(key))
+                    .collect::<Result<Vec<_>>>()?;
+                let session_ids = scopes
+                    .iter()
+                    .filter_map(|scope| scope.session_id().map(str::to_owned))
+                    .collect();
+                let orphans = without_session(source, session_ids).await?;
+                let to_copy = scopes.into_iter().filter(|scope| {
+                    scope
+                        .session_id()
+                        .is_none_or(|id| orphans.iter().any(|orphan| orphan == id))
+                });
+                map_page(
+                    to_copy.collect(),
+                    options.concurrency,
+                    progress,
+                    |scope| async move {
+                        let copied =
+                            contexts::copy_context(source, target, options, tally, &scope).await?;
+                        if copied && scope.session_id().is_some() {
+                            add(&tally.task_contexts_without_session, 1);
+                        }
+                        Ok::<(), StorageError>(())
+                    },
+                )
                 .await?;
                 Ok(())
             },
@@ -535,9 +544,11 @@ async fn copy_without_session(
         .await?;
     } else {
         not_copied.push(NotCopied {
-            what: "task contexts of session ids that have no session record".into(),
+            what: "shared task contexts, and task contexts of session ids that have no \
+                   session record"
+                .into(),
             reason: format!(
-                "the source ({}) cannot list task context ids",
+                "the source ({}) cannot list task context scopes",
                 source.name()
             ),
         });
@@ -677,16 +688,6 @@ async fn conversation_digest(
     Ok((messages.len() as u64, digest_of(&messages)?))
 }
 
-/// The digest of the task context of `id`, if it has one.
-async fn context_digest(backend: &dyn StorageBackend, id: &str) -> Result<Option<String>> {
-    backend
-        .get_task_context(id)
-        .await?
-        .as_ref()
-        .map(digest_of)
-        .transpose()
-}
-
 fn digest_of(value: &impl Serialize) -> Result<String> {
     let encoded = serde_json::to_vec(value).map_err(|err| {
         StorageError::new(
@@ -708,7 +709,7 @@ async fn inventory(
     // of session ids without a session record are counted too; a backend without those
     // listings is read session by session, and what that misses is said.
     let conversations_listed = listable(backend.list_conversation_ids(None, 1).await)?;
-    let contexts_listed = listable(backend.list_task_context_ids(None, 1).await)?;
+    let contexts_listed = listable(backend.list_context_scopes(None, 1).await)?;
     for (listed, what) in [
         (conversations_listed, "conversation"),
         (contexts_listed, "task context"),
@@ -734,7 +735,8 @@ async fn inventory(
                 let context = if contexts_listed {
                     None
                 } else {
-                    context_digest(backend, &session.id).await?
+                    let scope = ContextScope::session(&session.id);
+                    contexts::context_digest(backend, options, &scope).await?
                 };
                 Ok::<_, StorageError>((session.id.clone(), digest_of(&session)?, messages, context))
             },
@@ -749,7 +751,8 @@ async fn inventory(
             }
             if let Some(context) = context {
                 inv.count("task_contexts", 1);
-                inv.items.insert(("task_context", id), context);
+                inv.items
+                    .insert(("task_context", ContextScope::session(id).key()), context);
             }
         }
         Ok(())
@@ -777,11 +780,12 @@ async fn inventory(
     if contexts_listed {
         for_each_id_page(
             options.batch_size,
-            |after, limit| async move { backend.list_task_context_ids(after.as_deref(), limit).await },
-            |ids| async move {
-                let digests = map_page(ids, options.concurrency, progress, |id| async move {
-                    let digest = context_digest(backend, &id).await?;
-                    Ok::<_, StorageError>((id, digest))
+            |after, limit| contexts::scope_keys(backend, after, limit),
+            |keys| async move {
+                let digests = map_page(keys, options.concurrency, progress, |key| async move {
+                    let scope = ContextScope::from_key(&key)?;
+                    let digest = contexts::context_digest(backend, options, &scope).await?;
+                    Ok::<_, StorageError>((key, digest))
                 })
                 .await?;
                 let mut inv = inv.lock().await;

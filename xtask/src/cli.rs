@@ -19,6 +19,12 @@ Tasks:
                           counts join the summary.
   bench <backend> [args]  cargo bench -p storage-<backend> --bench <backend> -- [args]
                           Backends: memory, redis, postgres, object, sqlite.
+  bench flat [args]       reads that must stay flat as data grows (a context version among
+                          10 vs 10,000, the last 10 turns of 1e3 vs 1e6 messages) on every
+                          backend: cargo bench -p storage --bench flat_reads -- [args]
+  bench group-commit [args]
+                          checkpoint puts through the facade with group commit on
+                          PostgreSQL: cargo bench -p storage --bench group_commit -- [args]
   bench python [args]     LangGraph's workload from Python: the package (a release wheel in
                           target/py-bench) against LangGraph's InMemorySaver, SqliteSaver
                           and PostgresSaver; args go to crates/storage-py/bench/langgraph_peer.py.
@@ -32,6 +38,10 @@ non-zero exit status and names the step.
 
 /// Backends that have a benchmark target named after them.
 pub const BACKENDS: [&str; 5] = ["memory", "redis", "postgres", "object", "sqlite"];
+
+/// The facade's benchmarks: (the name `bench` takes, the bench target in `storage`).
+pub const FACADE_BENCHES: [(&str, &str); 2] =
+    [("flat", "flat_reads"), ("group-commit", "group_commit")];
 
 /// `bench python`: the Python package against LangGraph's savers (not a cargo bench).
 pub const PYTHON_BENCH: &str = "python";
@@ -82,13 +92,17 @@ pub fn parse(args: &[String]) -> Result<Task, UsageError> {
 }
 
 fn parse_bench(args: &[String]) -> Result<Task, UsageError> {
-    let known = format!("{}, {PYTHON_BENCH}", BACKENDS.join(", "));
+    let facade: Vec<&str> = FACADE_BENCHES.iter().map(|(name, _)| *name).collect();
+    let known = format!("{}, {}, {PYTHON_BENCH}", BACKENDS.join(", "), facade.join(", "));
     let Some((backend, rest)) = args.split_first() else {
         return Err(UsageError(format!(
             "`bench` needs a backend; known backends: {known}"
         )));
     };
-    if !BACKENDS.contains(&backend.as_str()) && backend != PYTHON_BENCH {
+    if !BACKENDS.contains(&backend.as_str())
+        && !facade.contains(&backend.as_str())
+        && backend != PYTHON_BENCH
+    {
         return Err(UsageError(format!(
             "unknown backend `{backend}`; known backends: {known}"
         )));
@@ -191,12 +205,16 @@ fn strings_of(args: &[&str]) -> Vec<String> {
 
 /// The arguments of `cargo bench` for `cargo xtask bench <backend> <bench_args>`.
 pub fn cargo_bench_args(backend: &str, bench_args: &[String]) -> Vec<String> {
+    let (package, target) = match FACADE_BENCHES.iter().find(|(name, _)| *name == backend) {
+        Some((_, target)) => ("storage".to_owned(), *target),
+        None => (format!("storage-{backend}"), backend),
+    };
     let mut args = vec![
         "bench".to_owned(),
         "-p".to_owned(),
-        format!("storage-{backend}"),
+        package,
         "--bench".to_owned(),
-        backend.to_owned(),
+        target.to_owned(),
         "--".to_owned(),
     ];
     args.extend(bench_args.iter().cloned());
@@ -377,6 +395,20 @@ mod tests {
                 "--quick"
             ])
         );
+        assert_eq!(
+            cargo_bench_args("flat", &strings(&["--backends", "memory"])),
+            strings(&[
+                "bench",
+                "-p",
+                "storage",
+                "--bench",
+                "flat_reads",
+                "--",
+                "--backends",
+                "memory"
+            ])
+        );
+        assert!(parse(&strings(&["bench", "group-commit"])).is_ok());
         // A separator typed by the user is not doubled.
         assert_eq!(
             parse(&strings(&["bench", "redis", "--", "--quick"])).unwrap(),

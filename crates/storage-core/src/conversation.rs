@@ -366,6 +366,18 @@ mod tests {
     }
 
     #[test]
+    fn a_message_of_the_previous_release_reads_unchanged() {
+        let old = br#"{"v":1,"kind":"message","data":{"session_id":"s","sequence":3,"role":"assistant","content":"Here is the plan.","client_id":"req-17","metadata":{},"created_at":"2025-03-14T09:31:02.120Z"}}"#;
+        let message: Message = crate::wire::decode(old).unwrap();
+        assert_eq!(message.sequence, 3);
+        assert_eq!(message.turn_id, None);
+        assert!(message.tool_calls.is_empty());
+        assert_eq!(message.tool_result_for, None);
+        // Without turn fields it is written exactly as that release wrote it.
+        assert_eq!(crate::wire::encode(&message).unwrap(), old.to_vec());
+    }
+
+    #[test]
     fn batch_rejects_repeated_client_ids() {
         let msgs = vec![
             NewMessage::new("user", "a").with_client_id("x"),

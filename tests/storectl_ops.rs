@@ -138,6 +138,15 @@ async fn seed(storage: &Storage) -> Vec<String> {
         .store_task_context("s1", json!({"plan": 2}), ExpectedVersion::Any)
         .await
         .unwrap();
+    storage
+        .store_context(
+            storage_core::ContextScope::user("alice"),
+            json!({"locale": "fr"}),
+            ExpectedVersion::Any,
+            10,
+        )
+        .await
+        .unwrap();
     let root = checkpoint("s1", None, 0);
     let middle = checkpoint("s1", Some(&root.id), 1);
     let left = checkpoint("s1", Some(&middle.id), 2);
@@ -285,15 +294,28 @@ async fn show_page_follow_delete_and_export() {
     assert_eq!(context.code, 0, "{}", context.stderr);
     assert_eq!(context.json()["version"], 2);
     assert_eq!(context.json()["value"], json!({"plan": 2}));
-    let history = local.run(&["context", "history", "s1"]);
+    // Earlier versions are kept: history lists them newest first, get reads one.
+    let history = local.run(&["--json", "context", "history", "s1"]);
     assert_eq!(history.code, 0, "{}", history.stderr);
-    assert!(
-        history
-            .stdout
-            .contains("only the current version (v2) is kept"),
-        "{}",
-        history.stdout
-    );
+    let versions: Vec<(u64, serde_json::Value)> = history.json()["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_u64().unwrap(), v["value"].clone()))
+        .collect();
+    assert_eq!(versions, vec![(2, json!({"plan": 2})), (1, json!({"plan": 1}))]);
+    let first = local.run(&["--json", "context", "get", "s1", "--version", "1"]);
+    assert_eq!(first.json()["value"], json!({"plan": 1}), "{}", first.stderr);
+    let gone = local.run(&["context", "get", "s1", "--version", "3"]);
+    assert_eq!(gone.code, 3, "{}", gone.stderr);
+    // A shared scope, and the listing of scopes.
+    let shared = local.run(&["--json", "context", "get", "--scope", "user:alice"]);
+    assert_eq!(shared.json()["value"], json!({"locale": "fr"}), "{}", shared.stderr);
+    let scopes = local.run(&["--json", "context", "scopes"]);
+    assert_eq!(scopes.json()["scopes"], json!(["session:s1", "user:alice"]));
+    let bad = local.run(&["context", "get", "--scope", "team:x"]);
+    assert_eq!(bad.code, 2, "{}", bad.stdout);
+    assert!(bad.stderr.contains("names no context scope"), "{}", bad.stderr);
 
     // The latest checkpoint (the right fork) with its value and its pending write.
     let shown = local.run(&["checkpoints", "show", "s1"]);

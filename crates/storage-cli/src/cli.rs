@@ -275,16 +275,45 @@ pub enum CheckpointsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ContextCommand {
-    /// The current task context.
+    /// The current task context, or one kept version of it.
     Get {
-        /// The session id.
-        session: String,
+        #[command(flatten)]
+        scope: ContextScopeArgs,
+        /// This version instead of the current one.
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
     },
-    /// The task context's versions that the store keeps (today only the current one).
+    /// The kept versions, newest first.
     History {
-        /// The session id.
-        session: String,
+        #[command(flatten)]
+        scope: ContextScopeArgs,
+        /// At most this many versions.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+        /// Only versions below this one (the next page).
+        #[arg(long, value_name = "N")]
+        before: Option<u64>,
     },
+    /// Every scope with a context: `app`, `session:<id>`, `user:<id>`.
+    Scopes {
+        /// At most this many.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: usize,
+        /// Only scopes after this one (the next page).
+        #[arg(long, value_name = "SCOPE")]
+        after: Option<String>,
+    },
+}
+
+/// Whose context: a session's own (the positional id), or a shared scope.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct ContextScopeArgs {
+    /// The session id (its own context).
+    pub session: Option<String>,
+    /// A scope instead: `app`, `user:<id>` or `session:<id>`.
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -254,7 +254,9 @@ function taskContext(body) {
   return el('div', {},
     table(['version', 'updated', 'value'],
       [row([String(c.version), { class: 'num', id: 'context-version' }], time(c.updated_at), block(c.value))]),
-    el('p', { class: 'muted' }, `Versions kept: ${body.versions_kept}.`));
+    el('p', { class: 'muted' }, `Versions kept: ${body.versions_kept}.`),
+    table(['kept version', 'stored', 'value'],
+      (body.versions || []).map((v) => row([String(v.version), { class: 'num' }], time(v.updated_at), block(v.value)))));
 }
 
 function artifactTable(scope, artifacts) {

@@ -5,9 +5,9 @@ use std::io::Write;
 use serde_json::json;
 use storage::Storage;
 use storage_core::prelude::*;
-use storage_core::{ArtifactMeta, Message};
+use storage_core::{ArtifactMeta, Message, TaskContext};
 
-use crate::cli::{ArtifactsCommand, ContextCommand, HistoryArgs, SessionsCommand};
+use crate::cli::{ArtifactsCommand, ContextCommand, ContextScopeArgs, HistoryArgs, SessionsCommand};
 use crate::failure::{Failure, Outcome};
 use crate::output::{clip, Output, Table};
 
@@ -231,38 +231,79 @@ pub async fn history(storage: &Storage, args: &HistoryArgs, out: &Output) -> Out
 }
 
 pub async fn context(storage: &Storage, command: &ContextCommand, out: &Output) -> Outcome {
-    let (session, history) = match command {
-        ContextCommand::Get { session } => (session, false),
-        ContextCommand::History { session } => (session, true),
+    let row = |c: &TaskContext| {
+        [
+            c.scope.key(),
+            c.version.to_string(),
+            c.updated_at.to_rfc3339(),
+            clip(&c.value.to_string()),
+        ]
     };
-    let context = storage
-        .get_task_context(session)
-        .await?
-        .ok_or_else(|| Failure::NotFound(format!("no task context for session {session:?}")))?;
-    let mut table = Table::new(["session", "version", "updated", "value"]);
-    table.row([
-        context.session_id.clone(),
-        context.version.to_string(),
-        context.updated_at.to_rfc3339(),
-        clip(&context.value.to_string()),
-    ]);
-    if !history {
-        out.emit(&context, &table);
-        return Ok(());
+    let header = ["scope", "version", "updated", "value"];
+    match command {
+        ContextCommand::Get { scope, version } => {
+            let scope = scope_of(scope)?;
+            let context = storage
+                .get_context(scope.clone(), *version)
+                .await?
+                .ok_or_else(|| match version {
+                    None => Failure::NotFound(format!("no task context for {scope}")),
+                    Some(v) => Failure::NotFound(format!(
+                        "no version {v} of the task context of {scope} is kept"
+                    )),
+                })?;
+            let mut table = Table::new(header);
+            table.row(row(&context));
+            out.emit(&context, &table);
+        }
+        ContextCommand::History {
+            scope,
+            limit,
+            before,
+        } => {
+            let scope = scope_of(scope)?;
+            let versions = storage
+                .list_context_versions(scope.clone(), *before, *limit)
+                .await?;
+            if versions.is_empty() && before.is_none() {
+                return Err(Failure::NotFound(format!("no task context for {scope}")));
+            }
+            let mut table = Table::new(header);
+            for context in &versions {
+                table.row(row(context));
+            }
+            if let Some(oldest) = versions.last().filter(|_| versions.len() == *limit) {
+                table.footer(format!("older versions: --before {}", oldest.version));
+            }
+            out.emit(&json!({ "versions": versions }), &table);
+        }
+        ContextCommand::Scopes { limit, after } => {
+            let after = after
+                .as_deref()
+                .map(ContextScope::from_key)
+                .transpose()
+                .map_err(|err| Failure::BadInput(err.message().to_owned()))?;
+            let scopes = storage.list_context_scopes(after, *limit).await?;
+            let mut table = Table::new(["scope"]);
+            for scope in &scopes {
+                table.row([scope.key()]);
+            }
+            let keys: Vec<String> = scopes.iter().map(ContextScope::key).collect();
+            out.emit(&json!({ "scopes": keys }), &table);
+        }
     }
-    // Stores keep one value per session: earlier versions are overwritten. Say so rather
-    // than let one row look like a history of one.
-    let note = format!(
-        "only the current version (v{}) is kept: earlier versions are overwritten by every \
-         store (versioned history is planned)",
-        context.version
-    );
-    table.footer(note.clone());
-    out.emit(
-        &json!({"versions": [context], "complete": context.version == 1, "note": note}),
-        &table,
-    );
     Ok(())
+}
+
+/// The scope `storectl context` addresses: the positional session id or `--scope`.
+fn scope_of(args: &ContextScopeArgs) -> Result<ContextScope, Failure> {
+    match (&args.session, &args.scope) {
+        (_, Some(key)) => {
+            ContextScope::from_key(key).map_err(|err| Failure::BadInput(err.message().to_owned()))
+        }
+        (Some(session), None) => Ok(ContextScope::session(session)),
+        (None, None) => Err(Failure::BadInput("name a session or --scope".into())),
+    }
 }
 
 pub async fn artifacts(storage: &Storage, command: &ArtifactsCommand, out: &Output) -> Outcome {

@@ -268,15 +268,28 @@ pub(super) struct SessionParam {
     session: String,
 }
 
-/// The task context (`null` when there is none) and which of its versions are kept.
+/// The versions of the session's own context the page lists below the current one.
+const CONTEXT_VERSIONS_LISTED: usize = 20;
+
+/// The session's own task context (`null` when there is none) and its newest kept versions.
 pub async fn context(
     State(inspector): State<Arc<Inspector>>,
     ApiQuery(SessionParam { session }): ApiQuery<SessionParam>,
 ) -> ApiResult {
-    let context = inspector.storage.get_task_context(&session).await?;
+    let scope = storage_core::ContextScope::session(&session);
+    let context = inspector.storage.get_context(scope.clone(), None).await?;
+    let versions = inspector
+        .storage
+        .list_context_versions(scope, None, CONTEXT_VERSIONS_LISTED)
+        .await?;
     Ok(json_response(&json!({
         "context": context,
-        "versions_kept": "only the current version: every store overwrites the previous value",
+        "versions": versions,
+        "versions_kept": format!(
+            "every store keeps the versions before it, as many as it asks \
+             ({} for the session shortcuts); the newest {CONTEXT_VERSIONS_LISTED} are listed",
+            storage_core::task_context::DEFAULT_KEEP_VERSIONS
+        ),
     })))
 }
 

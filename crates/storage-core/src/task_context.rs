@@ -275,10 +275,10 @@ pub trait TaskContextStore: Send + Sync {
 
     /// Stores `context` exactly as given (scope, value, version and time), for moving data
     /// between backends, unless the scope's current version is that one or a newer one;
-    /// the versions before it are kept as [`DEFAULT_KEEP_VERSIONS`] says. Importing a
-    /// scope's versions oldest first reproduces its history; importing twice has the
-    /// effect of importing once. Returns whether it was stored. A version of 0 is
-    /// `InvalidInput`. Backends that cannot answer `Unsupported`.
+    /// it trims nothing (the next store trims as it asks). Importing a scope's versions
+    /// oldest first reproduces its history; importing twice has the effect of importing
+    /// once. Returns whether it was stored. A version of 0 is `InvalidInput`. Backends
+    /// that cannot answer `Unsupported`.
     async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
         let _ = context;
         Err(StorageError::unsupported(

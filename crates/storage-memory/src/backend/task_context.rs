@@ -6,7 +6,6 @@ use serde_json::Value;
 use storage_core::carried::admit;
 use storage_core::task_context::{
     oldest_kept, validate_get, validate_import, validate_list, validate_store,
-    DEFAULT_KEEP_VERSIONS,
 };
 use storage_core::{time, ContextScope, ExpectedVersion, Result, TaskContext, TaskContextStore};
 
@@ -108,10 +107,7 @@ impl TaskContextStore for MemoryBackend {
                     return Ok(false);
                 }
             }
-            let version = context.version;
-            let mut versions = entry.or_default();
-            versions.insert(version, context);
-            trim(&mut versions, version, DEFAULT_KEEP_VERSIONS);
+            entry.or_default().insert(context.version, context);
             Ok(true)
         })
     }

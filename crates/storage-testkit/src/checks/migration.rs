@@ -220,9 +220,31 @@ pub async fn import_task_context_keeps_its_version(ctx: TestContext) {
             Some(imported)
         );
     }
-    let history = b.list_context_versions(scope, None, 10).await.unwrap();
+    let history = b.list_context_versions(scope.clone(), None, 10).await.unwrap();
     let versions: Vec<u64> = history.iter().map(|context| context.version).collect();
     assert_eq!(versions, vec![9, 4, 3]);
+    // An import trims nothing, however long the history: a scope that kept more than the
+    // default moves whole.
+    let long = ContextScope::user("long");
+    let count = u64::from(storage_core::task_context::DEFAULT_KEEP_VERSIONS) + 5;
+    for version in 1..=count {
+        let imported = TaskContext {
+            scope: long.clone(),
+            value: json!(version),
+            version,
+            updated_at: at(1_600_000_000),
+        };
+        assert!(b.import_task_context(imported).await.unwrap());
+    }
+    let kept = b.list_context_versions(long.clone(), None, 1_000).await.unwrap();
+    assert_eq!(kept.len() as u64, count);
+    // The next store trims as it asks.
+    b.store_context(long.clone(), json!("next"), ExpectedVersion::Exactly(count), 2)
+        .await
+        .unwrap();
+    let kept = b.list_context_versions(long, None, 1_000).await.unwrap();
+    let versions: Vec<u64> = kept.iter().map(|context| context.version).collect();
+    assert_eq!(versions, vec![count + 1, count]);
 }
 
 /// Imported artifact versions keep their numbers, metadata and content; a stored version

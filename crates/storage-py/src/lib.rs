@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod contexts;
 mod errors;
 mod native;
 mod seed;

@@ -24,13 +24,13 @@ use crate::values;
 #[pyclass(frozen, module = "agent_storage._native")]
 #[derive(Debug)]
 pub struct NativeStorage {
-    inner: Arc<Storage>,
+    pub(crate) inner: Arc<Storage>,
 }
 
 /// Runs `fut` on the shared tokio runtime: as an asyncio awaitable, or, with `blocking`,
 /// to completion with the GIL released (LangGraph's sync methods). The result crosses as
 /// its serde shape.
-fn finish<'py, T, F>(py: Python<'py>, blocking: bool, fut: F) -> PyResult<Bound<'py, PyAny>>
+pub(crate) fn finish<'py, T, F>(py: Python<'py>, blocking: bool, fut: F) -> PyResult<Bound<'py, PyAny>>
 where
     T: Serialize + Send + 'static,
     F: Future<Output = storage_core::Result<T>> + Send + 'static,
@@ -134,7 +134,7 @@ fn refuse_if_too_deep(what: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
     Ok(())
 }
 
-fn optional<T: DeserializeOwned + Default>(
+pub(crate) fn optional<T: DeserializeOwned + Default>(
     what: &str,
     value: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<T> {
@@ -295,7 +295,11 @@ impl NativeStorage {
         })
     }
 
-    #[pyo3(signature = (session_id, role, content, metadata=None, client_id=None))]
+    #[pyo3(signature = (
+        session_id, role, content, metadata=None, client_id=None, turn_id=None,
+        tool_calls=None, tool_result_for=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn append_message<'py>(
         &self,
         py: Python<'py>,
@@ -304,11 +308,17 @@ impl NativeStorage {
         content: &Bound<'py, PyAny>,
         metadata: Option<&Bound<'py, PyAny>>,
         client_id: Option<String>,
+        turn_id: Option<String>,
+        tool_calls: Option<Vec<String>>,
+        tool_result_for: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let content: Value = from_python("message content", content)?;
         let mut message =
             NewMessage::new(role, content).with_metadata(optional("message metadata", metadata)?);
         message.client_id = client_id;
+        message.turn_id = turn_id;
+        message.tool_calls = tool_calls.unwrap_or_default();
+        message.tool_result_for = tool_result_for;
         let storage = self.inner.clone();
         finish(py, false, async move {
             Ok(seed::message(
@@ -327,44 +337,6 @@ impl NativeStorage {
         finish(py, false, async move {
             let messages = storage.get_conversation_history(&session_id, limit).await?;
             Ok(messages.iter().map(seed::message).collect::<Vec<_>>())
-        })
-    }
-
-    // --- task context ---------------------------------------------------------------------
-
-    /// The whole record (`value`, `version`, `updated_at`) or `None`.
-    fn get_task_context<'py>(
-        &self,
-        py: Python<'py>,
-        session_id: String,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
-        finish(py, false, async move {
-            storage.get_task_context(&session_id).await
-        })
-    }
-
-    /// Stores `value`; `expected_version` `None` overwrites, `0` requires no context yet,
-    /// `n` requires version `n` (else `ConflictError`).
-    #[pyo3(signature = (session_id, value, expected_version=None))]
-    fn store_task_context<'py>(
-        &self,
-        py: Python<'py>,
-        session_id: String,
-        value: &Bound<'py, PyAny>,
-        expected_version: Option<u64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let value: Value = from_python("task context", value)?;
-        let expected = match expected_version {
-            None => ExpectedVersion::Any,
-            Some(0) => ExpectedVersion::Absent,
-            Some(version) => ExpectedVersion::Exactly(version),
-        };
-        let storage = self.inner.clone();
-        finish(py, false, async move {
-            storage
-                .store_task_context(&session_id, value, expected)
-                .await
         })
     }
 

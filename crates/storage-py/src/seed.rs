@@ -29,15 +29,26 @@ pub(crate) fn session(session: &Session) -> Value {
 }
 
 /// A message as the seed returned it (role, content, timestamp, metadata) plus its
-/// sequence number.
+/// sequence number and, when set, its turn id and tool-call links.
 pub(crate) fn message(message: &Message) -> Value {
-    json!({
+    let mut shape = json!({
         "role": message.role,
         "content": message.content,
         "timestamp": message.created_at.to_rfc3339(),
         "metadata": message.metadata,
         "sequence": message.sequence,
-    })
+    });
+    // The turn fields only when set, so the seed's shape is unchanged without them.
+    if let Some(turn_id) = &message.turn_id {
+        shape["turn_id"] = json!(turn_id);
+    }
+    if !message.tool_calls.is_empty() {
+        shape["tool_calls"] = json!(message.tool_calls);
+    }
+    if let Some(call) = &message.tool_result_for {
+        shape["tool_result_for"] = json!(call);
+    }
+    shape
 }
 
 /// The seed's checkpoint: `data` is stored as one channel per top-level key in the root

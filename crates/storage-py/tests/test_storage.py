@@ -132,6 +132,47 @@ async def test_task_context_with_compare_and_set(storage):
     assert record["value"] == {"plan": ["write"]}
 
 
+async def test_scoped_contexts_keep_their_versions(storage):
+    await storage.store_context("user:alice", {"locale": "fr"}, keep_versions=2)
+    await storage.store_context("user:alice", {"locale": "de"}, expected_version=1, keep_versions=2)
+    stored = await storage.store_context("user:alice", {"locale": "it"}, keep_versions=2)
+    assert stored["version"] == 3 and stored["scope"] == "user:alice"
+    versions = await storage.list_context_versions("user:alice")
+    assert [v["version"] for v in versions] == [3, 2]
+    assert (await storage.get_context("user:alice", 2))["value"] == {"locale": "de"}
+    assert await storage.get_context("user:alice", 1) is None  # trimmed with the store of 3
+    await storage.store_context("app", {"tone": "formal", "locale": "en"})
+    await storage.store_task_context("s1", {"goal": "refund"})
+    assert await storage.get_merged_context("s1", "alice") == {
+        "tone": "formal",
+        "locale": "it",
+        "goal": "refund",
+    }
+    assert await storage.list_context_scopes() == ["app", "session:s1", "user:alice"]
+    with pytest.raises(st.InvalidInputError):
+        await storage.get_context("team:x")
+    assert await storage.delete_context("user:alice") is True
+    assert await storage.get_context("user:alice") is None
+
+
+async def test_turn_windows_keep_turns_and_tool_pairs_whole(storage):
+    add = storage.add_conversation_message
+    await add("s1", "user", "question", turn_id="t1")
+    await add("s1", "assistant", "calling", turn_id="t1", tool_calls=["c1"])
+    await add("s1", "tool", {"price": 12}, turn_id="t1", tool_result_for="c1")
+    await add("s1", "assistant", "it costs 12", turn_id="t1")
+    await add("s1", "user", "thanks", turn_id="t2")
+    last_turn = await storage.get_history_window("s1", turns=1)
+    assert [m["content"] for m in last_turn] == ["thanks"]
+    assert len(await storage.get_history_window("s1", turns=2)) == 5
+    paired = await storage.get_history_window("s1", limit=3, keep_tool_pairs=True)
+    assert [m["content"] for m in paired][0] == "calling"
+    assert paired[0]["tool_calls"] == ["c1"] and paired[1]["tool_result_for"] == "c1"
+    assert paired[0]["turn_id"] == "t1"
+    with pytest.raises(st.InvalidInputError):
+        await storage.get_history_window("s1", turns=1, limit=1)
+
+
 async def test_health_metrics_and_cleanup(storage):
     health = await storage.health_check()
     assert health["healthy"] is True

@@ -50,14 +50,44 @@ class NativeStorage:
         content: JsonValue,
         metadata: Mapping[str, Any] | None = None,
         client_id: str | None = None,
+        turn_id: str | None = None,
+        tool_calls: list[str] | None = None,
+        tool_result_for: str | None = None,
     ) -> Awaitable[Any]: ...
     def get_conversation_history(
         self, session_id: str, limit: int
     ) -> Awaitable[list[dict[str, Any]]]: ...
+    def get_history_window(
+        self,
+        session_id: str,
+        turns: int | None = None,
+        limit: int | None = None,
+        keep_tool_pairs: bool = False,
+    ) -> Awaitable[list[dict[str, Any]]]: ...
     def get_task_context(self, session_id: str) -> Awaitable[dict[str, Any] | None]: ...
     def store_task_context(
         self, session_id: str, value: JsonValue, expected_version: int | None = None
-    ) -> Awaitable[Any]: ...
+    ) -> Awaitable[dict[str, Any]]: ...
+    def get_context(
+        self, scope: str, version: int | None = None
+    ) -> Awaitable[dict[str, Any] | None]: ...
+    def list_context_versions(
+        self, scope: str, before: int | None = None, limit: int = 10
+    ) -> Awaitable[list[dict[str, Any]]]: ...
+    def store_context(
+        self,
+        scope: str,
+        value: JsonValue,
+        expected_version: int | None = None,
+        keep_versions: int = 100,
+    ) -> Awaitable[dict[str, Any]]: ...
+    def delete_context(self, scope: str) -> Awaitable[bool]: ...
+    def list_context_scopes(
+        self, after: str | None = None, limit: int = 100
+    ) -> Awaitable[list[str]]: ...
+    def get_merged_context(
+        self, session_id: str, user_id: str | None = None
+    ) -> Awaitable[dict[str, Any] | None]: ...
 
     # artifacts
     def save_artifact(

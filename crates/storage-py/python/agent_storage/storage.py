@@ -122,14 +122,42 @@ class Storage:
         metadata: dict | None = None,
         *,
         client_id: str | None = None,
+        turn_id: str | None = None,
+        tool_calls: list[str] | None = None,
+        tool_result_for: str | None = None,
     ) -> bool:
-        """Appends a message; with ``client_id`` a retried append adds nothing."""
-        await self._native.append_message(session_id, role, content, metadata, client_id)
+        """Appends a message; with ``client_id`` a retried append adds nothing.
+
+        ``turn_id`` places it in a turn (consecutive messages with one turn id are one
+        turn), ``tool_calls`` names the tool calls it makes and ``tool_result_for`` the call
+        whose result it is."""
+        await self._native.append_message(
+            session_id,
+            role,
+            content,
+            metadata,
+            client_id,
+            turn_id,
+            tool_calls,
+            tool_result_for,
+        )
         return True
 
     async def get_conversation_history(self, session_id: str, limit: int = 50) -> list[dict]:
         """The last ``limit`` messages, oldest first."""
         return await self._native.get_conversation_history(session_id, limit)
+
+    async def get_history_window(
+        self,
+        session_id: str,
+        *,
+        turns: int | None = None,
+        limit: int | None = None,
+        keep_tool_pairs: bool = False,
+    ) -> list[dict]:
+        """The last ``turns`` turns whole, or the last ``limit`` messages; with
+        ``keep_tool_pairs`` never a tool result without its call. Oldest first."""
+        return await self._native.get_history_window(session_id, turns, limit, keep_tool_pairs)
 
     # --- checkpoints (the seed's; LangGraph's saver is agent_storage.langgraph) ---------
 
@@ -169,3 +197,42 @@ class Storage:
         stored version is still that one, else :class:`ConflictError`."""
         await self._native.store_task_context(session_id, context, expected_version)
         return True
+
+    # Scoped contexts: ``scope`` is ``"app"`` (every session of the namespace),
+    # ``"user:<id>"`` (a user's sessions) or ``"session:<id>"`` (one session's own).
+
+    async def get_context(self, scope: str, version: int | None = None) -> dict | None:
+        """The scope's current context record, or its kept ``version``; ``None`` if none."""
+        return await self._native.get_context(scope, version)
+
+    async def list_context_versions(
+        self, scope: str, *, before: int | None = None, limit: int = 10
+    ) -> list[dict]:
+        """The kept versions below ``before``, newest first."""
+        return await self._native.list_context_versions(scope, before, limit)
+
+    async def store_context(
+        self,
+        scope: str,
+        context: Any,
+        expected_version: int | None = None,
+        *,
+        keep_versions: int = 100,
+    ) -> dict:
+        """Stores the scope's next version (compare-and-set as in ``store_task_context``),
+        keeping the ``keep_versions`` newest; returns the stored record."""
+        return await self._native.store_context(scope, context, expected_version, keep_versions)
+
+    async def delete_context(self, scope: str) -> bool:
+        """Removes the scope's context with every version."""
+        return await self._native.delete_context(scope)
+
+    async def list_context_scopes(self, *, after: str | None = None, limit: int = 100) -> list[str]:
+        """Every scope with a context, in key order."""
+        return await self._native.list_context_scopes(after, limit)
+
+    async def get_merged_context(self, session_id: str, user_id: str | None = None) -> Any | None:
+        """The session's view: application, then user, then session context merged (the
+        more specific scope wins per top-level key); ``None`` when none exists."""
+        merged = await self._native.get_merged_context(session_id, user_id)
+        return None if merged is None else merged["value"]

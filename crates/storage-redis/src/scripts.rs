@@ -327,7 +327,8 @@ return out
 "#;
 
 /// ARGV: ttl, mode (any|absent|exact), expected version, updated µs, value, versions to
-/// keep. Returns {1, new version} or {0, current version or ''}.
+/// keep. Returns {1, new version}, {0, current version or ''} when the expectation fails,
+/// or {2, current version} when the next number is past what Redis holds exactly.
 const STORE_CONTEXT: &str = r#"
 local current = newest()
 local l = legacy_version()
@@ -335,8 +336,10 @@ if l and (not current or tonumber(l[1]) > tonumber(current)) then current = l[1]
 if (ARGV[2] == 'absent' and current) or (ARGV[2] == 'exact' and current ~= ARGV[3]) then
   return {0, current or ''}
 end
-adopt_legacy()
 local version = int(tonumber(current or '0') + 1)
+-- Past 2^53 a Lua number no longer grows by one: refuse rather than overwrite a version.
+if current and version == current then return {2, current} end
+adopt_legacy()
 put(version, ARGV[4], ARGV[5])
 trim(version, ARGV[6])
 touch(VERSIONS, ARGV[1]); touch(RECORDS, ARGV[1])

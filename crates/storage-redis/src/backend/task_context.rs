@@ -17,7 +17,9 @@ use storage_core::task_context::{
     validate_get, validate_import, validate_list, validate_store, DEFAULT_KEEP_VERSIONS,
 };
 use storage_core::validate::validate_limit;
-use storage_core::{time, ContextScope, ExpectedVersion, Result, TaskContext, TaskContextStore};
+use storage_core::{
+    time, ContextScope, ExpectedVersion, Result, StorageError, TaskContext, TaskContextStore,
+};
 
 use super::{corrupt, op, parse_micros, ttl_ms, RedisBackend};
 use crate::error::unexpected_reply;
@@ -144,6 +146,12 @@ impl TaskContextStore for RedisBackend {
                     ],
                 )
                 .await?;
+            if stored == 2 {
+                return Err(StorageError::invalid_input(format!(
+                    "task context of {scope} is at version {version}, past which Redis holds \
+                     no version number exactly"
+                )));
+            }
             if stored == 0 {
                 let current = (!version.is_empty())
                     .then(|| parse_version(&version))

@@ -17,10 +17,9 @@ use storage_core::validate::{validate_id, validate_limit};
 use storage_core::{
     time, wire, Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, Bytes,
     ChannelValue, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore,
-    CheckpointTuple, ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange,
-    Metadata, NewArtifact, NewMessage, NewSession, Page, PendingWrite, Result, Session,
-    SessionMetrics, SessionQuery, SessionStatus, SessionStore, SessionUpdate, StorageBackend,
-    StorageError, TaskContext, TaskContextStore,
+    CheckpointTuple, ConversationStore, HealthStatus, Message, MessageRange, Metadata, NewArtifact,
+    NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionMetrics, SessionQuery,
+    SessionStatus, SessionStore, SessionUpdate, StorageBackend, StorageError,
 };
 
 use crate::config::RedisConfig;
@@ -32,9 +31,10 @@ use crate::scripts::Scripts;
 /// A hash read whole: field to raw value.
 type FieldMap = HashMap<String, Vec<u8>>;
 
-/// How many index entries one listing or cleanup step reads.
 mod import;
+mod task_context;
 
+/// How many index entries one listing or cleanup step reads.
 const INDEX_BATCH: usize = 256;
 /// How often prune retries a namespace that changed under it.
 const PRUNE_ATTEMPTS: usize = 8;
@@ -1334,123 +1334,6 @@ impl ConversationStore for RedisBackend {
         self.scan_ids("s", "msgs", after, limit)
             .await
             .map_err(op("list_conversation_ids"))
-    }
-}
-
-#[async_trait]
-impl TaskContextStore for RedisBackend {
-    async fn list_task_context_ids(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>> {
-        self.scan_ids("s", "ctx", after, limit)
-            .await
-            .map_err(op("list_task_context_ids"))
-    }
-
-    async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
-        async {
-            validate_id("session id", session_id)?;
-            let fields: HashMap<String, String> = self
-                .client
-                .query(redis::cmd("HGETALL").arg(self.keys.session(session_id).task_context))
-                .await?;
-            if fields.is_empty() {
-                return Ok(None);
-            }
-            let field = |name: &str| fields.get(name).ok_or_else(|| corrupt("task context"));
-            Ok(Some(TaskContext {
-                session_id: session_id.to_owned(),
-                value: serde_json::from_str(field("value")?)?,
-                version: field("version")?
-                    .parse()
-                    .map_err(|_| corrupt("task context version"))?,
-                updated_at: parse_micros(field("updated")?, "task context time")?,
-            }))
-        }
-        .await
-        .map_err(op("get_task_context"))
-    }
-
-    async fn store_task_context(
-        &self,
-        session_id: &str,
-        value: Json,
-        expected: ExpectedVersion,
-    ) -> Result<TaskContext> {
-        let value = admit("store_task_context", value)?;
-        async {
-            storage_core::task_context::validate_store(session_id, &value)?;
-            let key = self.keys.session(session_id).task_context;
-            let ttl = ttl_ms(self.config.task_context_ttl_secs);
-            let (mode, expected_version) = match expected {
-                ExpectedVersion::Any => ("any", String::new()),
-                ExpectedVersion::Absent => ("absent", String::new()),
-                ExpectedVersion::Exactly(version) => ("exact", version.to_string()),
-            };
-            let now = time::now();
-            let micros = time::to_micros(now).to_string();
-            let encoded = serde_json::to_string(&value)?;
-            let (stored, version): (i64, String) = self
-                .client
-                .eval(
-                    &self.scripts.store_task_context,
-                    &[&key],
-                    &[
-                        ttl.as_bytes(),
-                        mode.as_bytes(),
-                        expected_version.as_bytes(),
-                        micros.as_bytes(),
-                        encoded.as_bytes(),
-                    ],
-                )
-                .await?;
-            if stored == 0 {
-                let current = if version.is_empty() {
-                    None
-                } else {
-                    Some(
-                        version
-                            .parse()
-                            .map_err(|_| corrupt("task context version"))?,
-                    )
-                };
-                // Reports the conflict in the shared wording.
-                expected.next_version(session_id, current)?;
-                return Err(unexpected_reply(
-                    "task context store refused without a conflict",
-                ));
-            }
-            Ok(TaskContext {
-                session_id: session_id.to_owned(),
-                value,
-                version: version
-                    .parse()
-                    .map_err(|_| corrupt("task context version"))?,
-                updated_at: now,
-            })
-        }
-        .await
-        .map_err(op("store_task_context"))
-    }
-
-    async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
-        let context = admit("import_task_context", context)?;
-        self.import_task_context_op(context).await
-    }
-
-    async fn delete_task_context(&self, session_id: &str) -> Result<bool> {
-        async {
-            validate_id("session id", session_id)?;
-            let removed: i64 = self
-                .client
-                .query(redis::cmd("DEL").arg(self.keys.session(session_id).task_context))
-                .await?;
-            Ok(removed > 0)
-        }
-        .await
-        .map_err(op("delete_task_context"))
     }
 }
 

@@ -15,7 +15,10 @@
 //! | `{ns:s:<hex session>}` | `:msgs` | zset: wire-encoded messages scored by sequence |
 //! | `{ns:s:<hex session>}` | `:seq` | integer: the highest sequence ever handed out |
 //! | `{ns:s:<hex session>}` | `:cids` | hash: `c:<client id>` → sequence, `s:<sequence>` → client id |
-//! | `{ns:s:<hex session>}` | `:ctx` | hash: task context `version`, `updated`, `value` |
+//! | `{ns:s:<hex session>}` | `:ctxv` | zset: the session scope's kept task context versions, by number |
+//! | `{ns:s:<hex session>}` | `:ctxr` | hash: `u:<version>` → updated µs, `d:<version>` → value JSON |
+//! | `{ns:s:<hex session>}` | `:ctx` | hash: a context as releases before scopes wrote it, `version`, `updated`, `value` |
+//! | `{ns:c:<hex scope key>}` | `:ctxv`, `:ctxr` | the same for a user's or the application's scope |
 //! | `{ns:t:<hex thread>}` | `:nss` | set of hex checkpoint namespaces with checkpoints or pending writes |
 //! | `{ns:t:<hex thread>}` | `:ids:<hex cp ns>` | zset (all scores 0): checkpoint ids, lexicographic |
 //! | `{ns:t:<hex thread>}` | `:cp:<hex cp ns>` | hash: checkpoint id → wire-encoded checkpoint without values |
@@ -30,6 +33,8 @@
 //!
 //! Scripts that walk a whole thread or scope build the suffixed keys themselves from the
 //! tag's base (passed as their first key), so they stay inside one slot.
+
+use storage_core::ContextScope;
 
 /// Builds every key of one namespace.
 #[derive(Debug, Clone)]
@@ -93,7 +98,37 @@ impl Keys {
             messages: format!("{base}:msgs"),
             sequence: format!("{base}:seq"),
             client_ids: format!("{base}:cids"),
-            task_context: format!("{base}:ctx"),
+            context: ContextKeys::at(&base, true),
+        }
+    }
+
+    /// The keys of a scope's task context: a session's live in the session's slot, so the
+    /// session's delete script removes them with the rest of the session.
+    pub(crate) fn context(&self, scope: &ContextScope) -> ContextKeys {
+        match scope {
+            ContextScope::Session(id) => self.session(id).context,
+            shared => ContextKeys::at(&self.base("c", &shared.key()), false),
+        }
+    }
+
+    /// A `SCAN ... MATCH` pattern for every task context key (and the `ctxr` hashes, which
+    /// [`Keys::context_scope_in_key`] skips).
+    pub(crate) fn context_scan_pattern(&self) -> String {
+        self.scan_pattern("[sc]", "ctx*")
+    }
+
+    /// The scope whose context a key that [`Keys::context_scan_pattern`] matched holds, for
+    /// a versions key or an old release's context hash; `None` for anything else.
+    pub(crate) fn context_scope_in_key(&self, key: &str) -> Option<ContextScope> {
+        let start = format!("{}{{{}:", self.prefix, self.namespace);
+        let rest = key.strip_prefix(&start)?;
+        let (kind, rest) = rest.split_at_checked(2)?;
+        let close = rest.find('}')?;
+        let id = decode_id(&rest[..close])?;
+        match (kind, &rest[close..]) {
+            ("s:", "}:ctxv" | "}:ctx") => Some(ContextScope::session(id)),
+            ("c:", "}:ctxv") => ContextScope::from_key(&id).ok(),
+            _ => None,
         }
     }
 
@@ -137,19 +172,50 @@ pub(crate) struct SessionKeys {
     pub(crate) messages: String,
     pub(crate) sequence: String,
     pub(crate) client_ids: String,
-    pub(crate) task_context: String,
+    pub(crate) context: ContextKeys,
 }
 
 impl SessionKeys {
     /// Every key, in the order the delete script takes them.
-    pub(crate) fn all(&self) -> [&str; 5] {
+    pub(crate) fn all(&self) -> [&str; 7] {
         [
             &self.session,
             &self.messages,
             &self.sequence,
             &self.client_ids,
-            &self.task_context,
+            &self.context.versions,
+            &self.context.records,
+            self.context.legacy.as_deref().unwrap_or_default(),
         ]
+    }
+}
+
+/// The keys of one scope's task context: all in one slot.
+#[derive(Debug, Clone)]
+pub(crate) struct ContextKeys {
+    /// Zset: the kept version numbers, each scored by itself.
+    pub(crate) versions: String,
+    /// Hash: `u:<version>` and `d:<version>` of every kept version.
+    pub(crate) records: String,
+    /// A session's context as releases before scopes stored it (one hash, one version).
+    pub(crate) legacy: Option<String>,
+}
+
+impl ContextKeys {
+    fn at(base: &str, session: bool) -> Self {
+        ContextKeys {
+            versions: format!("{base}:ctxv"),
+            records: format!("{base}:ctxr"),
+            legacy: session.then(|| format!("{base}:ctx")),
+        }
+    }
+
+    /// The keys a context script takes: versions, records, then the old release's hash
+    /// when the scope is a session's.
+    pub(crate) fn script_keys(&self) -> Vec<&str> {
+        let mut keys = vec![self.versions.as_str(), self.records.as_str()];
+        keys.extend(self.legacy.as_deref());
+        keys
     }
 }
 
@@ -248,7 +314,39 @@ mod tests {
             assert_eq!(hash_tag(&key), "ns1:t:747b787d");
         }
         assert_eq!(hash_tag(&keys.activity()), "ns1");
+        let user = keys.context(&ContextScope::user("u}{"));
+        for key in user.script_keys() {
+            assert_eq!(hash_tag(key), "ns1:c:757365723a757d7b", "{key}");
+        }
+        let session = keys.context(&ContextScope::session("a}{ns2:s:61}*:x"));
+        assert_eq!(session.script_keys().len(), 3);
+        for key in session.script_keys() {
+            assert_eq!(hash_tag(key), "ns1:s:617d7b6e73323a733a36317d2a3a78");
+        }
         assert_eq!(hash_tag(&keys.user_activity("u}{")), "ns1");
+    }
+
+    #[test]
+    fn context_keys_name_their_scope() {
+        let keys = Keys::new("p*", "ns1");
+        for scope in [
+            ContextScope::App,
+            ContextScope::user("u:1}"),
+            ContextScope::session("s{1"),
+        ] {
+            let context = keys.context(&scope);
+            assert_eq!(
+                keys.context_scope_in_key(&context.versions),
+                Some(scope.clone())
+            );
+            assert_eq!(keys.context_scope_in_key(&context.records), None);
+            if let Some(legacy) = &context.legacy {
+                assert_eq!(keys.context_scope_in_key(legacy), Some(scope));
+            }
+        }
+        assert_eq!(keys.context_scope_in_key("p*{ns1:s:61}:msgs"), None);
+        assert_eq!(keys.context_scope_in_key("p*{ns1:c:6170}:ctxv"), None);
+        assert_eq!(keys.context_scan_pattern(), "p\\*{ns1:[sc]:*}:ctx*");
     }
 
     #[test]

@@ -103,7 +103,8 @@ touch(key, ARGV[1])
 return redis.call('HGETALL', key)
 "#;
 
-/// KEYS: session, messages, sequence, client ids, task context. ARGV: idle cutoff µs, or
+/// KEYS: session, messages, sequence, client ids, context versions, context records, the
+/// previous release's task context. ARGV: idle cutoff µs, or
 /// '' to delete unconditionally. Returns {1, user} when the session was removed,
 /// {0, user, activity} when it is still active, {-1} when there is no session record.
 const DELETE_SESSION: &str = r#"
@@ -113,7 +114,7 @@ if ARGV[1] ~= '' then
   local activity = redis.call('HGET', KEYS[1], 'activity')
   if tonumber(activity) > tonumber(ARGV[1]) then return {0, user, activity} end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', unpack(KEYS))
 if user then return {1, user} end
 return {-1}
 "#;
@@ -192,16 +193,6 @@ touch(KEYS[1], ARGV[1]); touch(KEYS[2], ARGV[1]); touch(KEYS[3], ARGV[1])
 return stored
 "#;
 
-/// KEYS: task context. ARGV: ttl, version, updated µs, value. Stores unless the stored
-/// version is the same or newer; returns 1 if stored.
-const IMPORT_TASK_CONTEXT: &str = r#"
-local current = redis.call('HGET', KEYS[1], 'version')
-if current and tonumber(current) >= tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'version', ARGV[2], 'updated', ARGV[3], 'value', ARGV[4])
-touch(KEYS[1], ARGV[1])
-return 1
-"#;
-
 /// KEYS: names, next versions, versions, metas, contents. ARGV: ttl, name, version,
 /// meta, content. Stores the version unless present; returns 1 if stored.
 const IMPORT_ARTIFACT: &str = r#"
@@ -248,17 +239,131 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return count
 "#;
 
-/// KEYS: task context. ARGV: ttl, mode (any|absent|exact), expected version, updated µs,
-/// value. Returns {1, new version} or {0, current version or ''}.
-const STORE_TASK_CONTEXT: &str = r#"
-local current = redis.call('HGET', KEYS[1], 'version')
+/// What every task-context script shares. KEYS: versions (zset of version numbers scored
+/// by themselves), records (hash: `u:<v>` updated µs, `d:<v>` value JSON), and for a
+/// session scope the hash a release before scopes kept its one version in (`version`,
+/// `updated`, `value`). That hash exists only while the new keys do not: the first store
+/// or import moves it into them, and reads take it as the current version until then.
+const CONTEXT_PRELUDE: &str = r#"
+local VERSIONS, RECORDS, LEGACY = KEYS[1], KEYS[2], KEYS[3]
+local function legacy_version()
+  if not LEGACY then return nil end
+  local l = redis.call('HMGET', LEGACY, 'version', 'updated', 'value')
+  if l[1] and l[2] and l[3] then return l end
+  return nil
+end
+local function newest()
+  return redis.call('ZRANGE', VERSIONS, -1, -1)[1]
+end
+local function put(version, updated, value)
+  redis.call('ZADD', VERSIONS, version, version)
+  redis.call('HSET', RECORDS, 'u:' .. version, updated, 'd:' .. version, value)
+end
+-- Moves the old release's hash into the versioned keys (unless they already hold a newer
+-- version) so stores and trims see it as one version among the others.
+local function adopt_legacy()
+  local l = legacy_version()
+  if not l then return end
+  local top = newest()
+  if not top or tonumber(l[1]) > tonumber(top) then put(l[1], l[2], l[3]) end
+  redis.call('DEL', LEGACY)
+end
+-- Drops the versions below oldest_kept(version, keep): costs what it removes.
+local function trim(version, keep)
+  local oldest = tonumber(version) - tonumber(keep) + 1
+  if oldest <= 1 then return end
+  local bound = '(' .. int(oldest)
+  local gone = redis.call('ZRANGE', VERSIONS, '-inf', bound, 'BYSCORE')
+  local i = 1
+  while i <= #gone do
+    local fields = {}
+    for j = i, math.min(i + 499, #gone) do
+      fields[#fields + 1] = 'u:' .. gone[j]
+      fields[#fields + 1] = 'd:' .. gone[j]
+    end
+    redis.call('HDEL', RECORDS, unpack(fields))
+    i = i + 500
+  end
+  redis.call('ZREMRANGEBYSCORE', VERSIONS, '-inf', bound)
+end
+local function reply(version)
+  local r = redis.call('HMGET', RECORDS, 'u:' .. version, 'd:' .. version)
+  if r[1] and r[2] then return {version, r[1], r[2]} end
+  return nil
+end
+"#;
+
+/// ARGV: version, or '' for the current one. Returns {version, updated µs, value} or
+/// false.
+const GET_CONTEXT: &str = r#"
+local version = ARGV[1]
+if version == '' then version = newest() end
+if version then
+  local found = reply(version)
+  if found then return found end
+end
+local l = legacy_version()
+if l and (ARGV[1] == '' or ARGV[1] == l[1]) and not newest() then return l end
+return false
+"#;
+
+/// ARGV: before (exclusive) or '' for all, limit. Returns {version, updated µs, value, ...}
+/// newest first.
+const LIST_CONTEXT_VERSIONS: &str = r#"
+local max = '+inf'
+if ARGV[1] ~= '' then max = '(' .. ARGV[1] end
+local out = {}
+for _, version in ipairs(redis.call('ZRANGE', VERSIONS, max, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, ARGV[2])) do
+  local found = reply(version)
+  if found then
+    for _, part in ipairs(found) do out[#out + 1] = part end
+  end
+end
+if #out == 0 and not newest() then
+  local l = legacy_version()
+  if l and (ARGV[1] == '' or tonumber(l[1]) < tonumber(ARGV[1])) then return l end
+end
+return out
+"#;
+
+/// ARGV: ttl, mode (any|absent|exact), expected version, updated µs, value, versions to
+/// keep. Returns {1, new version}, {0, current version or ''} when the expectation fails,
+/// or {2, current version} when the next number is past what Redis holds exactly.
+const STORE_CONTEXT: &str = r#"
+local current = newest()
+local l = legacy_version()
+if l and (not current or tonumber(l[1]) > tonumber(current)) then current = l[1] end
 if (ARGV[2] == 'absent' and current) or (ARGV[2] == 'exact' and current ~= ARGV[3]) then
   return {0, current or ''}
 end
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('HSET', KEYS[1], 'v', '1', 'updated', ARGV[4], 'value', ARGV[5])
-touch(KEYS[1], ARGV[1])
+local version = int(tonumber(current or '0') + 1)
+-- Past 2^53 a Lua number no longer grows by one: refuse rather than overwrite a version.
+if current and version == current then return {2, current} end
+adopt_legacy()
+put(version, ARGV[4], ARGV[5])
+trim(version, ARGV[6])
+touch(VERSIONS, ARGV[1]); touch(RECORDS, ARGV[1])
 return {1, version}
+"#;
+
+/// ARGV: ttl, version, updated µs, value, versions to keep. Stores unless the current
+/// version is the same or newer; returns 1 if stored.
+const IMPORT_CONTEXT: &str = r#"
+adopt_legacy()
+local current = newest()
+if current and tonumber(current) >= tonumber(ARGV[2]) then return 0 end
+put(ARGV[2], ARGV[3], ARGV[4])
+trim(ARGV[2], ARGV[5])
+touch(VERSIONS, ARGV[1]); touch(RECORDS, ARGV[1])
+return 1
+"#;
+
+/// Removes every version (and the old release's hash); returns 1 if there was any.
+const DELETE_CONTEXT: &str = r#"
+local had = redis.call('EXISTS', VERSIONS) == 1 or legacy_version() ~= nil
+redis.call('DEL', unpack(KEYS))
+if had then return 1 end
+return 0
 "#;
 
 /// KEYS: namespaces, ids, records, blobs. ARGV: ttl, hex ns, id, record, then blob
@@ -451,7 +556,11 @@ pub(crate) struct Scripts {
     pub(crate) pop_message: Lua,
     pub(crate) restore_message: Lua,
     pub(crate) clear_messages: Lua,
-    pub(crate) store_task_context: Lua,
+    pub(crate) get_context: Lua,
+    pub(crate) list_context_versions: Lua,
+    pub(crate) store_context: Lua,
+    pub(crate) import_context: Lua,
+    pub(crate) delete_context: Lua,
     pub(crate) put_checkpoint: Lua,
     pub(crate) put_writes: Lua,
     pub(crate) get_checkpoint: Lua,
@@ -465,7 +574,6 @@ pub(crate) struct Scripts {
     pub(crate) clear_artifacts: Lua,
     pub(crate) import_session: Lua,
     pub(crate) import_messages: Lua,
-    pub(crate) import_task_context: Lua,
     pub(crate) import_artifact: Lua,
 }
 
@@ -484,6 +592,11 @@ fn script(body: &str) -> Lua {
     }
 }
 
+/// A task-context script: the shared context functions before its body.
+fn context_script(body: &str) -> Lua {
+    script(&format!("{CONTEXT_PRELUDE}{body}"))
+}
+
 impl Scripts {
     pub(crate) fn new() -> Self {
         Scripts {
@@ -495,7 +608,11 @@ impl Scripts {
             pop_message: script(POP_MESSAGE),
             restore_message: script(RESTORE_MESSAGE),
             clear_messages: script(CLEAR_MESSAGES),
-            store_task_context: script(STORE_TASK_CONTEXT),
+            get_context: context_script(GET_CONTEXT),
+            list_context_versions: context_script(LIST_CONTEXT_VERSIONS),
+            store_context: context_script(STORE_CONTEXT),
+            import_context: context_script(IMPORT_CONTEXT),
+            delete_context: context_script(DELETE_CONTEXT),
             put_checkpoint: script(PUT_CHECKPOINT),
             put_writes: script(PUT_WRITES),
             get_checkpoint: script(GET_CHECKPOINT),
@@ -509,12 +626,11 @@ impl Scripts {
             clear_artifacts: script(CLEAR_ARTIFACTS),
             import_session: script(IMPORT_SESSION),
             import_messages: script(IMPORT_MESSAGES),
-            import_task_context: script(IMPORT_TASK_CONTEXT),
             import_artifact: script(IMPORT_ARTIFACT),
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 24] {
+    pub(crate) fn all(&self) -> [&Lua; 27] {
         [
             &self.create_session,
             &self.update_session,
@@ -524,7 +640,11 @@ impl Scripts {
             &self.pop_message,
             &self.restore_message,
             &self.clear_messages,
-            &self.store_task_context,
+            &self.get_context,
+            &self.list_context_versions,
+            &self.store_context,
+            &self.import_context,
+            &self.delete_context,
             &self.put_checkpoint,
             &self.put_writes,
             &self.get_checkpoint,
@@ -538,7 +658,6 @@ impl Scripts {
             &self.clear_artifacts,
             &self.import_session,
             &self.import_messages,
-            &self.import_task_context,
             &self.import_artifact,
         ]
     }

@@ -1,15 +1,15 @@
 //! Exact imports and enumeration for moving data between backends (`storectl migrate`).
 //!
 //! Each import is one script on the record's slot: a message or artifact version already
-//! stored is kept, a task context is replaced only by a newer version, and counters are
-//! only raised. Enumeration walks the keyspace with `SCAN` (never `KEYS`); on a cluster,
+//! stored is kept, and counters are only raised (task contexts are imported in
+//! `task_context.rs`). Enumeration walks the keyspace with `SCAN` (never `KEYS`); on a cluster,
 //! on every master.
 
 use std::collections::BTreeSet;
 
 use deadpool_redis::redis;
 use storage_core::validate::validate_limit;
-use storage_core::{time, wire, Artifact, Message, Result, Session, TaskContext};
+use storage_core::{time, wire, Artifact, Message, Result, Session};
 
 use super::{op, session_fields, ttl_ms, RedisBackend};
 
@@ -97,33 +97,6 @@ impl RedisBackend {
         }
         .await
         .map_err(op("import_messages"))
-    }
-
-    pub(super) async fn import_task_context_op(&self, context: TaskContext) -> Result<bool> {
-        async {
-            storage_core::task_context::validate_import(&context)?;
-            let key = self.keys.session(&context.session_id).task_context;
-            let ttl = ttl_ms(self.config.task_context_ttl_secs);
-            let version = context.version.to_string();
-            let micros = time::to_micros(context.updated_at).to_string();
-            let value = serde_json::to_string(&context.value)?;
-            let stored: i64 = self
-                .client
-                .eval(
-                    &self.scripts.import_task_context,
-                    &[&key],
-                    &[
-                        ttl.as_bytes(),
-                        version.as_bytes(),
-                        micros.as_bytes(),
-                        value.as_bytes(),
-                    ],
-                )
-                .await?;
-            Ok(stored == 1)
-        }
-        .await
-        .map_err(op("import_task_context"))
     }
 
     pub(super) async fn import_artifact_op(&self, artifact: Artifact) -> Result<bool> {

@@ -303,19 +303,36 @@ async fn show_page_follow_delete_and_export() {
         .iter()
         .map(|v| (v["version"].as_u64().unwrap(), v["value"].clone()))
         .collect();
-    assert_eq!(versions, vec![(2, json!({"plan": 2})), (1, json!({"plan": 1}))]);
+    assert_eq!(
+        versions,
+        vec![(2, json!({"plan": 2})), (1, json!({"plan": 1}))]
+    );
     let first = local.run(&["--json", "context", "get", "s1", "--version", "1"]);
-    assert_eq!(first.json()["value"], json!({"plan": 1}), "{}", first.stderr);
+    assert_eq!(
+        first.json()["value"],
+        json!({"plan": 1}),
+        "{}",
+        first.stderr
+    );
     let gone = local.run(&["context", "get", "s1", "--version", "3"]);
     assert_eq!(gone.code, 3, "{}", gone.stderr);
     // A shared scope, and the listing of scopes.
     let shared = local.run(&["--json", "context", "get", "--scope", "user:alice"]);
-    assert_eq!(shared.json()["value"], json!({"locale": "fr"}), "{}", shared.stderr);
+    assert_eq!(
+        shared.json()["value"],
+        json!({"locale": "fr"}),
+        "{}",
+        shared.stderr
+    );
     let scopes = local.run(&["--json", "context", "scopes"]);
     assert_eq!(scopes.json()["scopes"], json!(["session:s1", "user:alice"]));
     let bad = local.run(&["context", "get", "--scope", "team:x"]);
     assert_eq!(bad.code, 2, "{}", bad.stdout);
-    assert!(bad.stderr.contains("names no context scope"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("names no context scope"),
+        "{}",
+        bad.stderr
+    );
 
     // The latest checkpoint (the right fork) with its value and its pending write.
     let shown = local.run(&["checkpoints", "show", "s1"]);

@@ -93,7 +93,11 @@ pub fn parse(args: &[String]) -> Result<Task, UsageError> {
 
 fn parse_bench(args: &[String]) -> Result<Task, UsageError> {
     let facade: Vec<&str> = FACADE_BENCHES.iter().map(|(name, _)| *name).collect();
-    let known = format!("{}, {}, {PYTHON_BENCH}", BACKENDS.join(", "), facade.join(", "));
+    let known = format!(
+        "{}, {}, {PYTHON_BENCH}",
+        BACKENDS.join(", "),
+        facade.join(", ")
+    );
     let Some((backend, rest)) = args.split_first() else {
         return Err(UsageError(format!(
             "`bench` needs a backend; known backends: {known}"

@@ -45,7 +45,11 @@ impl NativeStorage {
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
         finish(py, false, async move {
-            Ok(storage.get_task_context(&session_id).await?.as_ref().map(context))
+            Ok(storage
+                .get_task_context(&session_id)
+                .await?
+                .as_ref()
+                .map(context))
         })
     }
 
@@ -79,7 +83,11 @@ impl NativeStorage {
     ) -> PyResult<Bound<'py, PyAny>> {
         let (storage, scope) = (self.inner.clone(), self::scope(py, &scope)?);
         finish(py, false, async move {
-            Ok(storage.get_context(scope, version).await?.as_ref().map(context))
+            Ok(storage
+                .get_context(scope, version)
+                .await?
+                .as_ref()
+                .map(context))
         })
     }
 
@@ -123,7 +131,11 @@ impl NativeStorage {
     /// Removes the scope's context with every version; whether there was one.
     fn delete_context<'py>(&self, py: Python<'py>, scope: String) -> PyResult<Bound<'py, PyAny>> {
         let (storage, scope) = (self.inner.clone(), self::scope(py, &scope)?);
-        finish(py, false, async move { storage.delete_context(scope).await })
+        finish(
+            py,
+            false,
+            async move { storage.delete_context(scope).await },
+        )
     }
 
     /// Keys of the scopes with a context after `after`, in key order, at most `limit`.

@@ -30,7 +30,11 @@ pub struct NativeStorage {
 /// Runs `fut` on the shared tokio runtime: as an asyncio awaitable, or, with `blocking`,
 /// to completion with the GIL released (LangGraph's sync methods). The result crosses as
 /// its serde shape.
-pub(crate) fn finish<'py, T, F>(py: Python<'py>, blocking: bool, fut: F) -> PyResult<Bound<'py, PyAny>>
+pub(crate) fn finish<'py, T, F>(
+    py: Python<'py>,
+    blocking: bool,
+    fut: F,
+) -> PyResult<Bound<'py, PyAny>>
 where
     T: Serialize + Send + 'static,
     F: Future<Output = storage_core::Result<T>> + Send + 'static,

@@ -346,14 +346,13 @@ touch(VERSIONS, ARGV[1]); touch(RECORDS, ARGV[1])
 return {1, version}
 "#;
 
-/// ARGV: ttl, version, updated µs, value, versions to keep. Stores unless the current
-/// version is the same or newer; returns 1 if stored.
+/// ARGV: ttl, version, updated µs, value. Stores unless the current version is the same
+/// or newer, trimming nothing; returns 1 if stored.
 const IMPORT_CONTEXT: &str = r#"
 adopt_legacy()
 local current = newest()
 if current and tonumber(current) >= tonumber(ARGV[2]) then return 0 end
 put(ARGV[2], ARGV[3], ARGV[4])
-trim(ARGV[2], ARGV[5])
 touch(VERSIONS, ARGV[1]); touch(RECORDS, ARGV[1])
 return 1
 "#;

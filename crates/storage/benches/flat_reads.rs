@@ -52,7 +52,11 @@ fn args() -> Args {
         let value = argv.get(i + 1);
         match argv[i].as_str() {
             "--backends" => {
-                parsed.backends = value.expect("--backends a,b").split(',').map(str::to_owned).collect();
+                parsed.backends = value
+                    .expect("--backends a,b")
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect();
                 i += 1;
             }
             "--versions" => {
@@ -159,12 +163,18 @@ async fn fill_versions(backend: &dyn StorageBackend, scope: &ContextScope, count
             .await
             .expect("store a version");
     }
-    println!("filled {count} versions in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "filled {count} versions in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 async fn contexts(backend: &Arc<dyn StorageBackend>, args: &Args) {
     let [small, large] = args.versions;
-    let scopes = [ContextScope::user("flat-small"), ContextScope::user("flat-large")];
+    let scopes = [
+        ContextScope::user("flat-small"),
+        ContextScope::user("flat-large"),
+    ];
     for (scope, count) in scopes.iter().zip(args.versions) {
         fill_versions(backend.as_ref(), scope, count).await;
     }
@@ -186,7 +196,10 @@ async fn contexts(backend: &Arc<dyn StorageBackend>, args: &Args) {
         Arc::new(move |_| {
             let (backend, scope) = (backend.clone(), scope.clone());
             Box::pin(async move {
-                let page = backend.list_context_versions(scope, None, 10).await.unwrap();
+                let page = backend
+                    .list_context_versions(scope, None, 10)
+                    .await
+                    .unwrap();
                 assert_eq!(page.len(), 10.min(count));
             })
         })
@@ -203,8 +216,16 @@ async fn contexts(backend: &Arc<dyn StorageBackend>, args: &Args) {
     )
     .await;
     let us = |row: usize| rows[row].p50.as_secs_f64() * 1e6;
-    print_ratio(&format!("context_version p50 us, {large} vs {small} versions"), us(1), us(0));
-    print_ratio(&format!("context_list10 p50 us, {large} vs {small} versions"), us(3), us(2));
+    print_ratio(
+        &format!("context_version p50 us, {large} vs {small} versions"),
+        us(1),
+        us(0),
+    );
+    print_ratio(
+        &format!("context_list10 p50 us, {large} vs {small} versions"),
+        us(3),
+        us(2),
+    );
 }
 
 /// Appends `count` messages to `session` in turns of [`TURN`] messages, a batch of whole
@@ -215,14 +236,23 @@ async fn fill_turns(backend: &dyn StorageBackend, session: &str, count: usize) {
     while stored < count {
         let batch: Vec<NewMessage> = (stored..count.min(stored + 1_000))
             .map(|i| {
-                NewMessage::new(if i % TURN == 0 { "user" } else { "assistant" }, json!({"text": "turn filler message", "i": i}))
-                    .in_turn(format!("turn-{}", i / TURN))
+                NewMessage::new(
+                    if i % TURN == 0 { "user" } else { "assistant" },
+                    json!({"text": "turn filler message", "i": i}),
+                )
+                .in_turn(format!("turn-{}", i / TURN))
             })
             .collect();
         stored += batch.len();
-        backend.append_messages(session, batch).await.expect("append");
+        backend
+            .append_messages(session, batch)
+            .await
+            .expect("append");
     }
-    println!("filled {count} messages in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "filled {count} messages in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 async fn turns(backend: &Arc<dyn StorageBackend>, args: &Args) {
@@ -252,5 +282,9 @@ async fn turns(backend: &Arc<dyn StorageBackend>, args: &Args) {
     )
     .await;
     let us = |row: usize| rows[row].p50.as_secs_f64() * 1e6;
-    print_ratio(&format!("last10_turns p50 us, {large} vs {small} messages"), us(1), us(0));
+    print_ratio(
+        &format!("last10_turns p50 us, {large} vs {small} messages"),
+        us(1),
+        us(0),
+    );
 }

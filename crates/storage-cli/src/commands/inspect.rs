@@ -7,7 +7,9 @@ use storage::Storage;
 use storage_core::prelude::*;
 use storage_core::{ArtifactMeta, Message, TaskContext};
 
-use crate::cli::{ArtifactsCommand, ContextCommand, ContextScopeArgs, HistoryArgs, SessionsCommand};
+use crate::cli::{
+    ArtifactsCommand, ContextCommand, ContextScopeArgs, HistoryArgs, SessionsCommand,
+};
 use crate::failure::{Failure, Outcome};
 use crate::output::{clip, Output, Table};
 

@@ -13,9 +13,7 @@ use async_trait::async_trait;
 use deadpool_redis::redis::Value;
 use serde_json::Value as Json;
 use storage_core::carried::admit;
-use storage_core::task_context::{
-    validate_get, validate_import, validate_list, validate_store, DEFAULT_KEEP_VERSIONS,
-};
+use storage_core::task_context::{validate_get, validate_import, validate_list, validate_store};
 use storage_core::validate::validate_limit;
 use storage_core::{
     time, ContextScope, ExpectedVersion, Result, StorageError, TaskContext, TaskContextStore,
@@ -196,7 +194,6 @@ impl TaskContextStore for RedisBackend {
             let version = context.version.to_string();
             let micros = time::to_micros(context.updated_at).to_string();
             let value = serde_json::to_string(&context.value)?;
-            let keep = DEFAULT_KEEP_VERSIONS.to_string();
             let stored: i64 = self
                 .client
                 .eval(
@@ -207,7 +204,6 @@ impl TaskContextStore for RedisBackend {
                         version.as_bytes(),
                         micros.as_bytes(),
                         value.as_bytes(),
-                        keep.as_bytes(),
                     ],
                 )
                 .await?;

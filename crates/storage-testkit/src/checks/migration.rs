@@ -220,7 +220,10 @@ pub async fn import_task_context_keeps_its_version(ctx: TestContext) {
             Some(imported)
         );
     }
-    let history = b.list_context_versions(scope.clone(), None, 10).await.unwrap();
+    let history = b
+        .list_context_versions(scope.clone(), None, 10)
+        .await
+        .unwrap();
     let versions: Vec<u64> = history.iter().map(|context| context.version).collect();
     assert_eq!(versions, vec![9, 4, 3]);
     // An import trims nothing, however long the history: a scope that kept more than the
@@ -236,12 +239,20 @@ pub async fn import_task_context_keeps_its_version(ctx: TestContext) {
         };
         assert!(b.import_task_context(imported).await.unwrap());
     }
-    let kept = b.list_context_versions(long.clone(), None, 1_000).await.unwrap();
-    assert_eq!(kept.len() as u64, count);
-    // The next store trims as it asks.
-    b.store_context(long.clone(), json!("next"), ExpectedVersion::Exactly(count), 2)
+    let kept = b
+        .list_context_versions(long.clone(), None, 1_000)
         .await
         .unwrap();
+    assert_eq!(kept.len() as u64, count);
+    // The next store trims as it asks.
+    b.store_context(
+        long.clone(),
+        json!("next"),
+        ExpectedVersion::Exactly(count),
+        2,
+    )
+    .await
+    .unwrap();
     let kept = b.list_context_versions(long, None, 1_000).await.unwrap();
     let versions: Vec<u64> = kept.iter().map(|context| context.version).collect();
     assert_eq!(versions, vec![count + 1, count]);

@@ -276,8 +276,8 @@ async fn memory_contents(backend: &dyn StorageBackend) -> BTreeSet<String> {
     for id in backend.list_conversation_ids(None, 1000).await.unwrap() {
         found.insert(format!("conversation {id}"));
     }
-    for id in backend.list_task_context_ids(None, 1000).await.unwrap() {
-        found.insert(format!("task context {id}"));
+    for scope in backend.list_context_scopes(None, 1000).await.unwrap() {
+        found.insert(format!("task context {}", scope.key()));
     }
     for id in backend.list_thread_ids(None, 1000).await.unwrap() {
         found.insert(format!("thread {id}"));

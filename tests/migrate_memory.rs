@@ -193,7 +193,7 @@ async fn a_source_that_cannot_list_conversations_is_never_called_verified() {
         .unwrap();
     use storage_testkit::fault::{Fault, FaultyBackend, Target};
     let source = FaultyBackend::new(std::sync::Arc::new(memory));
-    for listing in ["list_conversation_ids", "list_task_context_ids"] {
+    for listing in ["list_conversation_ids", "list_context_scopes"] {
         source.set(
             Target::Operation(listing),
             Fault::Error(storage_core::ErrorKind::Unsupported),
@@ -211,11 +211,82 @@ async fn a_source_that_cannot_list_conversations_is_never_called_verified() {
         "{not_copied:?}"
     );
     assert!(
-        not_copied.contains(&"task contexts of session ids that have no session record"),
+        not_copied.contains(
+            &"shared task contexts, and task contexts of session ids that have no session record"
+        ),
         "{not_copied:?}"
     );
     let verification = report.verification.unwrap();
     assert!(!verification.is_clean(), "{verification:?}");
     assert_eq!(verification.not_compared.len(), 2, "{verification:?}");
     assert!(verification.not_compared[0].starts_with("source: "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_histories_and_shared_scopes_move_whole_and_a_rerun_after_trimming_verifies() {
+    let store = MemoryStore::new();
+    let source = store.backend("source").unwrap();
+    let target = store.backend("target").unwrap();
+    let alice = ContextScope::user("alice");
+    for step in 1..=5 {
+        source
+            .store_context(
+                alice.clone(),
+                serde_json::json!(step),
+                ExpectedVersion::Any,
+                200,
+            )
+            .await
+            .unwrap();
+    }
+    source
+        .store_context(
+            ContextScope::App,
+            serde_json::json!("app"),
+            ExpectedVersion::Any,
+            1,
+        )
+        .await
+        .unwrap();
+    let report = migrate(&source, &target, &options(), &NoProgress)
+        .await
+        .unwrap();
+    assert!(report.verification.unwrap().is_clean());
+    assert_eq!(
+        target
+            .list_context_versions(alice.clone(), None, 10)
+            .await
+            .unwrap(),
+        source
+            .list_context_versions(alice.clone(), None, 10)
+            .await
+            .unwrap()
+    );
+    assert_eq!(report.copied.task_contexts, 2);
+
+    // The source moves on and trims what the target still holds: a second run converges.
+    for step in 6..=8 {
+        source
+            .store_context(
+                alice.clone(),
+                serde_json::json!(step),
+                ExpectedVersion::Any,
+                3,
+            )
+            .await
+            .unwrap();
+    }
+    let report = migrate(&source, &target, &options(), &NoProgress)
+        .await
+        .unwrap();
+    let verification = report.verification.unwrap();
+    assert!(verification.is_clean(), "{verification:?}");
+    let versions: Vec<u64> = target
+        .list_context_versions(alice, None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|context| context.version)
+        .collect();
+    assert_eq!(versions, vec![8, 7, 6]);
 }

@@ -1,6 +1,6 @@
 //! `storectl migrate` of conversations and task contexts whose session has no record:
 //! verification counts what the source holds (found through `list_conversation_ids` and
-//! `list_task_context_ids`), the migration copies it, and "verified" is said only when the
+//! `list_context_scopes`), the migration copies it, and "verified" is said only when the
 //! target holds the same. Legs: memory to memory (in-process, through the library), a local
 //! directory to a local directory, and Redis to PostgreSQL (throwaway servers from the
 //! testkit unless `STORAGE_TEST_*_URL` names them).
@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use storage::migrate::{config_for_url, MigrateOptions, NoProgress};
+use storage_core::ext::TaskContextStoreExt;
 use storage_core::{ExpectedVersion, MessageRange, NewMessage, NewSession, StorageBackend};
 use storage_testkit::servers::{postgres::postgres_url, redis::redis_url};
 

@@ -24,9 +24,9 @@ use crate::conversation::{ConversationStore, Message, MessageRange};
 use crate::error::Result;
 use crate::validate::{validate_id, validate_limit};
 
-/// How far before a window [`HistoryWindow::LastMessages`] looks for the call of a tool
-/// result the window holds; a result whose call is further back (or not stored) is left
-/// out of the window instead.
+/// How many messages before its start [`HistoryWindow::LastMessages`] reads to find the
+/// calls of the tool results it holds; a result whose call is further back (or not stored)
+/// is left out of the window instead.
 pub const MAX_TOOL_PAIR_DISTANCE: usize = 1_000;
 
 /// The messages read per round trip while walking backward.
@@ -38,8 +38,8 @@ const PAGE: usize = 64;
 pub enum HistoryWindow {
     /// The last `limit` messages. With `keep_tool_pairs`, the window also reaches back to
     /// the call of every tool result it holds (so it may hold more than `limit`
-    /// messages), and leaves out a result whose call is not within
-    /// [`MAX_TOOL_PAIR_DISTANCE`] messages before it.
+    /// messages), and leaves out a result whose call is not within the
+    /// [`MAX_TOOL_PAIR_DISTANCE`] messages before the last `limit`.
     LastMessages {
         /// At most this many (1 or more), before reaching back for calls.
         limit: usize,

@@ -190,6 +190,12 @@ impl NativeStorage {
         keep_tool_pairs: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let window = match (turns, limit) {
+            (Some(_), None) if keep_tool_pairs => {
+                let err = StorageError::invalid_input(
+                    "keep_tool_pairs applies to limit; whole turns already keep their pairs",
+                );
+                return Err(to_py_err(py, &err));
+            }
             (Some(turns), None) => HistoryWindow::LastTurns { turns },
             (None, Some(limit)) => HistoryWindow::LastMessages {
                 limit,

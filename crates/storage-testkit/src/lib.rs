@@ -102,6 +102,7 @@ macro_rules! conformance_tests {
                 turn_fields_round_trip,
                 last_turns_are_whole,
                 last_messages_keep_tool_calls_with_results,
+                tool_pairs_reach_back_over_pages_within_their_limit,
                 last_turns_during_appends_are_whole,
             }
             checkpoints {

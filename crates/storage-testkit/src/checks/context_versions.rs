@@ -75,7 +75,7 @@ pub async fn versions_list_newest_first_in_pages(ctx: TestContext) {
     }
     let mut seen = Vec::new();
     let mut before = None;
-    loop {
+    for _ in 0..10 {
         let page = b
             .list_context_versions(scope.clone(), before, 3)
             .await
@@ -84,6 +84,10 @@ pub async fn versions_list_newest_first_in_pages(ctx: TestContext) {
             break;
         }
         assert!(page.len() <= 3);
+        assert!(
+            before.is_none_or(|before| page[0].version < before),
+            "a page ignores `before`"
+        );
         for context in &page {
             assert_eq!(context.value, json!(context.version));
             assert_eq!(context.scope, scope);
@@ -226,20 +230,21 @@ pub async fn concurrent_stores_race_retention_exactly(ctx: TestContext) {
         .map(|_| {
             let (b, scope) = (ctx.backend.clone(), scope.clone());
             tokio::spawn(async move {
-                for _ in 0..8 {
+                for _ in 0..16 {
                     let page = b
                         .list_context_versions(scope.clone(), None, 10)
                         .await
                         .unwrap();
                     let versions = versions_of(&page);
-                    assert!(
-                        page.len() <= 4,
-                        "more than four versions visible: {versions:?}"
-                    );
+                    // After the store of version v exactly min(4, v) versions are kept,
+                    // contiguous: no reader sees more, fewer or a gap.
+                    let expected = page.first().map_or(0, |newest| newest.version.min(4));
+                    assert_eq!(page.len() as u64, expected, "kept versions: {versions:?}");
                     assert!(
                         versions.windows(2).all(|pair| pair[0] == pair[1] + 1),
                         "kept versions are not the newest, contiguous: {versions:?}"
                     );
+                    tokio::task::yield_now().await;
                 }
             })
         })
@@ -512,13 +517,19 @@ pub async fn context_scopes_list_in_pages(ctx: TestContext) {
         .unwrap();
     expected.sort_by_key(ContextScope::key);
     let mut listed = Vec::new();
-    let mut after = None;
-    loop {
+    let mut after: Option<ContextScope> = None;
+    for _ in 0..10 {
         let page = b.list_context_scopes(after.clone(), 2).await.unwrap();
         if page.is_empty() {
             break;
         }
         assert!(page.len() <= 2);
+        assert!(
+            after
+                .as_ref()
+                .is_none_or(|after| page[0].key() > after.key()),
+            "a page ignores `after`"
+        );
         after = page.last().cloned();
         listed.extend(page);
     }

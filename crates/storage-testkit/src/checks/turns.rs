@@ -2,7 +2,7 @@
 //! whole, and a window never hands out a tool result without its call.
 
 use serde_json::json;
-use storage_core::turns::{ConversationStoreExt, HistoryWindow};
+use storage_core::turns::{ConversationStoreExt, HistoryWindow, MAX_TOOL_PAIR_DISTANCE};
 use storage_core::{ErrorKind, Message, NewMessage};
 
 use crate::data::assert_kind;
@@ -170,6 +170,70 @@ pub async fn last_messages_keep_tool_calls_with_results(ctx: TestContext) {
         b.get_history_window("s1", window(0, true)).await,
         ErrorKind::InvalidInput,
     );
+}
+
+/// A window reaches back over several pages to a distant call, and no further than
+/// [`MAX_TOOL_PAIR_DISTANCE`] messages before its start.
+pub async fn tool_pairs_reach_back_over_pages_within_their_limit(ctx: TestContext) {
+    let b = &ctx.backend;
+    let filler = |count: usize, label: &str| -> Vec<NewMessage> {
+        (0..count)
+            .map(|i| NewMessage::new("assistant", json!(format!("{label} {i}"))))
+            .collect()
+    };
+    b.append_message(
+        "near",
+        NewMessage::new("assistant", json!("call")).calling_tools(["n"]),
+    )
+    .await
+    .unwrap();
+    b.append_messages("near", filler(150, "between"))
+        .await
+        .unwrap();
+    b.append_message(
+        "near",
+        NewMessage::new("tool", json!("result")).tool_result_for("n"),
+    )
+    .await
+    .unwrap();
+    let window = HistoryWindow::LastMessages {
+        limit: 1,
+        keep_tool_pairs: true,
+    };
+    let near = b.get_history_window("near", window).await.unwrap();
+    assert_eq!(near.len(), 152);
+    assert_eq!(near[0].content, json!("call"));
+    assert_eq!(near[151].content, json!("result"));
+
+    // The call lies one message beyond the limit: the result is left out.
+    b.append_message(
+        "far",
+        NewMessage::new("assistant", json!("call")).calling_tools(["f"]),
+    )
+    .await
+    .unwrap();
+    for part in 0..4 {
+        let count = MAX_TOOL_PAIR_DISTANCE / 4;
+        b.append_messages("far", filler(count, &format!("part {part}")))
+            .await
+            .unwrap();
+    }
+    b.append_message(
+        "far",
+        NewMessage::new("tool", json!("result")).tool_result_for("f"),
+    )
+    .await
+    .unwrap();
+    let far = b.get_history_window("far", window).await.unwrap();
+    assert!(far.is_empty(), "{} messages", far.len());
+    let two = HistoryWindow::LastMessages {
+        limit: 2,
+        keep_tool_pairs: true,
+    };
+    // From a window one message longer the call is exactly at the limit, and is reached.
+    let far = b.get_history_window("far", two).await.unwrap();
+    assert_eq!(far.len(), MAX_TOOL_PAIR_DISTANCE + 2);
+    assert_eq!(far[0].content, json!("call"));
 }
 
 /// Writers append whole turns (one batch each) while readers ask for the last two turns:

@@ -45,7 +45,8 @@ async fn history(
 
 /// Copies every kept version of `scope`, oldest first, each an exact import (so the
 /// target's history is the source's, and a second run adds nothing); returns whether the
-/// source has a context there.
+/// source has a context there. Every kept version is held in memory while it is copied
+/// (at most the `keep_versions` of the scope's stores).
 pub(super) async fn copy_context(
     source: &dyn StorageBackend,
     target: &dyn StorageBackend,
@@ -54,8 +55,21 @@ pub(super) async fn copy_context(
     scope: &ContextScope,
 ) -> Result<bool> {
     let versions = history(source, scope, options.batch_size).await?;
-    if versions.is_empty() {
+    let (Some(oldest), Some(newest)) = (versions.first(), versions.last()) else {
         return Ok(false);
+    };
+    // A target copied by an earlier run may still hold versions the source has trimmed
+    // since; imports never trim, so such a copy would never match. When the target holds
+    // nothing newer than the source, it is copied afresh.
+    let held = history(target, scope, options.batch_size).await?;
+    let outdated = held
+        .first()
+        .is_some_and(|held| held.version < oldest.version)
+        && held
+            .last()
+            .is_some_and(|held| held.version <= newest.version);
+    if outdated {
+        target.delete_context(scope.clone()).await?;
     }
     for version in versions {
         target.import_task_context(version).await?;

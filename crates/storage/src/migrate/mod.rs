@@ -710,15 +710,23 @@ async fn inventory(
     // listings is read session by session, and what that misses is said.
     let conversations_listed = listable(backend.list_conversation_ids(None, 1).await)?;
     let contexts_listed = listable(backend.list_context_scopes(None, 1).await)?;
-    for (listed, what) in [
-        (conversations_listed, "conversation"),
-        (contexts_listed, "task context"),
+    for (listed, what, listing) in [
+        (
+            conversations_listed,
+            "conversations of session ids without a session record",
+            "conversation ids",
+        ),
+        (
+            contexts_listed,
+            "shared task contexts, and task contexts of session ids without a session record",
+            "task context scopes",
+        ),
     ] {
         if !listed {
-            inv.lock().await.not_listed.push(format!(
-                "{what}s of session ids without a session record: {} cannot list {what} ids",
-                backend.name()
-            ));
+            inv.lock()
+                .await
+                .not_listed
+                .push(format!("{what}: {} cannot list {listing}", backend.name()));
         }
     }
     for_each_session_page(backend, options.batch_size, |sessions| async move {

@@ -1,11 +1,12 @@
 //! Exact imports and enumeration for moving data between backends (`storectl migrate`).
 //!
 //! Every import is one idempotent statement: a row that is already there is kept
-//! (messages, artifact versions) or replaced only by a newer one (task context), and the
-//! counters are raised with `GREATEST`, never lowered.
+//! (messages, artifact versions), and the counters are raised with `GREATEST`, never
+//! lowered. Task contexts import and enumerate in `task_context.rs`, beside the stores they
+//! share their writes with.
 
 use storage_core::validate::validate_limit;
-use storage_core::{wire, Artifact, Message, Session, TaskContext};
+use storage_core::{wire, Artifact, Message, Session};
 
 use crate::backend::{to_i64, to_u64, PostgresBackend, Sql};
 use crate::error::PgResult;
@@ -36,11 +37,6 @@ counter AS (
 )
 SELECT count(*) FROM inserted";
 
-const IMPORT_TASK_CONTEXT: &str = "INSERT INTO task_contexts AS t (session_id, version, record) \
-     VALUES ($1, $2, $3) ON CONFLICT (session_id) DO UPDATE \
-     SET version = EXCLUDED.version, record = EXCLUDED.record \
-     WHERE t.version < EXCLUDED.version";
-
 const IMPORT_ARTIFACT: &str = "\
 WITH inserted AS (
     INSERT INTO artifacts (scope, name, version, meta, data) VALUES ($1, $2, $3, $4, $5)
@@ -58,9 +54,6 @@ const THREAD_IDS: &str = "SELECT DISTINCT thread_id FROM checkpoints WHERE threa
 
 const CONVERSATION_IDS: &str = "SELECT DISTINCT session_id FROM messages \
      WHERE session_id > $1 ORDER BY session_id LIMIT $2";
-
-const TASK_CONTEXT_IDS: &str = "SELECT session_id FROM task_contexts WHERE session_id > $1 \
-     ORDER BY session_id LIMIT $2";
 
 const SCOPES: &str = "SELECT DISTINCT scope FROM artifact_counters WHERE scope > $1 \
      ORDER BY scope LIMIT $2";
@@ -112,20 +105,6 @@ impl PostgresBackend {
         Ok(to_u64(row.get(0)))
     }
 
-    pub(crate) async fn import_task_context_op(&self, context: TaskContext) -> PgResult<bool> {
-        storage_core::task_context::validate_import(&context)?;
-        let record = wire::encode(&context)?;
-        let version = to_i64(context.version);
-        let client = self.client().await?;
-        Ok(client
-            .exec(
-                IMPORT_TASK_CONTEXT,
-                &[&context.session_id, &version, &record],
-            )
-            .await?
-            > 0)
-    }
-
     pub(crate) async fn import_artifact_op(&self, artifact: Artifact) -> PgResult<bool> {
         storage_core::artifact::validate_import(&artifact)?;
         storage_core::artifact::check_artifact_size(
@@ -161,15 +140,6 @@ impl PostgresBackend {
         limit: usize,
     ) -> PgResult<Vec<String>> {
         self.list_ids(CONVERSATION_IDS, "conversation id limit", after, limit)
-            .await
-    }
-
-    pub(crate) async fn list_task_context_ids_op(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> PgResult<Vec<String>> {
-        self.list_ids(TASK_CONTEXT_IDS, "task context id limit", after, limit)
             .await
     }
 

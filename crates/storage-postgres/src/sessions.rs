@@ -31,8 +31,12 @@ const SELECT_FOR_UPDATE: &str = "SELECT record FROM sessions WHERE id = $1 FOR U
 const UPDATE: &str =
     "UPDATE sessions SET status = $2, last_activity_us = $3, record = $4 WHERE id = $1";
 
-/// Removes sessions and everything kept per session, for the ids the `doomed` CTE returns.
-/// `= ANY(ARRAY(...))` makes each delete an index lookup per removed id.
+/// Removes sessions and everything kept per session, for the ids the `doomed` CTE returns,
+/// except the versions of their task contexts: it deletes (and so locks) the context heads
+/// and returns how many sessions it removed and the scope keys of the heads it deleted, whose
+/// versions `remove_sessions` deletes in a second statement (see `task_context.rs` for why
+/// a statement of its own). Only the sessions' own scopes: user and application contexts
+/// outlive sessions. `= ANY(ARRAY(...))` makes each delete an index lookup per removed id.
 macro_rules! delete_sessions_where {
     ($condition:literal) => {
         concat!(
@@ -42,8 +46,9 @@ macro_rules! delete_sessions_where {
              ids AS (SELECT ARRAY(SELECT id FROM doomed) AS ids), \
              m AS (DELETE FROM messages WHERE session_id = ANY((SELECT ids FROM ids)::text[])), \
              c AS (DELETE FROM message_counters WHERE session_id = ANY((SELECT ids FROM ids)::text[])), \
-             t AS (DELETE FROM task_contexts WHERE session_id = ANY((SELECT ids FROM ids)::text[])) \
-             SELECT count(*) FROM doomed"
+             h AS (DELETE FROM context_heads \
+                 WHERE scope = ANY(ARRAY(SELECT 'session:' || id FROM doomed)) RETURNING scope) \
+             SELECT (SELECT count(*) FROM doomed), ARRAY(SELECT scope FROM h)"
         )
     };
 }
@@ -194,9 +199,7 @@ impl PostgresBackend {
 
     pub(crate) async fn delete_session_op(&self, id: &str) -> PgResult<bool> {
         validate_id("session id", id)?;
-        let client = self.client().await?;
-        let removed: i64 = client.one(DELETE_ONE, &[&id]).await?.get(0);
-        Ok(removed > 0)
+        Ok(self.remove_sessions(DELETE_ONE, &id).await? > 0)
     }
 
     pub(crate) async fn list_sessions_op(&self, query: SessionQuery) -> PgResult<Page<Session>> {
@@ -263,8 +266,21 @@ impl PostgresBackend {
     pub(crate) async fn cleanup_expired_sessions_op(&self, max_idle: Duration) -> PgResult<u64> {
         let idle = i64::try_from(max_idle.as_micros()).unwrap_or(i64::MAX);
         let cutoff = time::to_micros(time::now()).saturating_sub(idle);
-        let client = self.client().await?;
-        let removed: i64 = client.one(DELETE_IDLE, &[&cutoff]).await?.get(0);
-        Ok(crate::backend::to_u64(removed))
+        self.remove_sessions(DELETE_IDLE, &cutoff).await
+    }
+
+    /// Runs one of the `delete_sessions_where!` statements, then deletes the versions of
+    /// the contexts it removed, in one transaction; how many sessions it removed.
+    async fn remove_sessions(&self, sql: &str, param: &(dyn ToSql + Sync)) -> PgResult<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx.one(sql, &[param]).await?;
+        let scopes: Vec<String> = row.get(1);
+        if !scopes.is_empty() {
+            tx.exec(crate::task_context::DELETE_VERSIONS, &[&scopes])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(crate::backend::to_u64(row.get(0)))
     }
 }

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use storage_core::ext::TaskContextStoreExt;
 use storage_core::{
     ConversationStore, ErrorKind, NewMessage, NewSession, SessionStore, StorageBackend,
-    StorageError, TaskContextStore,
+    StorageError,
 };
 use storage_postgres::{PostgresBackend, PostgresConfig};
 use storage_testkit::servers::postgres::PostgresServer;

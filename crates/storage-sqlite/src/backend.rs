@@ -12,9 +12,9 @@ use serde_json::Value;
 use storage_core::{
     Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, ChannelValue,
     ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
-    ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange, NewArtifact,
-    NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionQuery, SessionStatus,
-    SessionStore, SessionUpdate, StorageBackend, TaskContext, TaskContextStore,
+    ContextScope, ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange,
+    NewArtifact, NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionQuery,
+    SessionStatus, SessionStore, SessionUpdate, StorageBackend, TaskContext, TaskContextStore,
 };
 
 use crate::config::SqliteConfig;
@@ -293,41 +293,40 @@ impl CheckpointStore for SqliteBackend {
 
 #[async_trait]
 impl TaskContextStore for SqliteBackend {
-    async fn list_task_context_ids(
+    async fn get_context(
         &self,
-        after: Option<&str>,
+        scope: ContextScope,
+        version: Option<u64>,
+    ) -> Result<Option<TaskContext>> {
+        finish("get_context", self.get_context_op(scope, version).await)
+    }
+    async fn list_context_versions(
+        &self,
+        scope: ContextScope,
+        before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<TaskContext>> {
         finish(
-            "list_task_context_ids",
-            self.list_task_context_ids_op(after, limit).await,
+            "list_context_versions",
+            self.list_context_versions_op(scope, before, limit).await,
         )
     }
-
-    async fn get_task_context(&self, session_id: &str) -> Result<Option<TaskContext>> {
-        finish(
-            "get_task_context",
-            self.get_task_context_op(session_id).await,
-        )
-    }
-    async fn store_task_context(
+    async fn store_context(
         &self,
-        session_id: &str,
+        scope: ContextScope,
         value: Value,
         expected: ExpectedVersion,
+        keep_versions: u32,
     ) -> Result<TaskContext> {
-        let value = admit("store_task_context", value)?;
+        let value = admit("store_context", value)?;
         finish(
-            "store_task_context",
-            self.store_task_context_op(session_id, value, expected)
+            "store_context",
+            self.store_context_op(scope, value, expected, keep_versions)
                 .await,
         )
     }
-    async fn delete_task_context(&self, session_id: &str) -> Result<bool> {
-        finish(
-            "delete_task_context",
-            self.delete_task_context_op(session_id).await,
-        )
+    async fn delete_context(&self, scope: ContextScope) -> Result<bool> {
+        finish("delete_context", self.delete_context_op(scope).await)
     }
 
     async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
@@ -335,6 +334,17 @@ impl TaskContextStore for SqliteBackend {
         finish(
             "import_task_context",
             self.import_task_context_op(context).await,
+        )
+    }
+
+    async fn list_context_scopes(
+        &self,
+        after: Option<ContextScope>,
+        limit: usize,
+    ) -> Result<Vec<ContextScope>> {
+        finish(
+            "list_context_scopes",
+            self.list_context_scopes_op(after, limit).await,
         )
     }
 }

@@ -1,12 +1,12 @@
 //! Exact imports and enumeration for moving data between backends (`storectl migrate`).
 //!
 //! Every import is idempotent: a row that is already there is kept (messages, artifact
-//! versions) or replaced only by a newer one (task context), and the counters are raised
-//! with `max`, never lowered.
+//! versions), and the counters are raised with `max`, never lowered. Task contexts import
+//! and enumerate in `task_context.rs`, beside the stores they share their writes with.
 
 use rusqlite::OptionalExtension;
 use storage_core::validate::validate_limit;
-use storage_core::{wire, Artifact, Message, Session, TaskContext};
+use storage_core::{wire, Artifact, Message, Session};
 
 use crate::backend::{to_i64, SqliteBackend};
 use crate::error::SqlResult;
@@ -24,11 +24,6 @@ const RAISE_SEQUENCE: &str = "INSERT INTO \"{ns}.message_counters\" AS c \
      (session_id, last_sequence) VALUES (?1, ?2) ON CONFLICT (session_id) \
      DO UPDATE SET last_sequence = max(c.last_sequence, excluded.last_sequence)";
 
-const IMPORT_TASK_CONTEXT: &str = "INSERT INTO \"{ns}.task_contexts\" AS t \
-     (session_id, version, record) VALUES (?1, ?2, ?3) ON CONFLICT (session_id) \
-     DO UPDATE SET version = excluded.version, record = excluded.record \
-     WHERE t.version < excluded.version";
-
 const IMPORT_ARTIFACT: &str = "INSERT INTO \"{ns}.artifacts\" (scope, name, version, meta, data) \
      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
 const RAISE_ARTIFACT_COUNTER: &str = "INSERT INTO \"{ns}.artifact_counters\" AS a \
@@ -38,8 +33,6 @@ const RAISE_ARTIFACT_COUNTER: &str = "INSERT INTO \"{ns}.artifact_counters\" AS 
 const THREAD_IDS: &str = "SELECT DISTINCT thread_id FROM \"{ns}.checkpoints\" \
      WHERE thread_id > ?1 ORDER BY thread_id LIMIT ?2";
 const CONVERSATION_IDS: &str = "SELECT DISTINCT session_id FROM \"{ns}.messages\" \
-     WHERE session_id > ?1 ORDER BY session_id LIMIT ?2";
-const TASK_CONTEXT_IDS: &str = "SELECT session_id FROM \"{ns}.task_contexts\" \
      WHERE session_id > ?1 ORDER BY session_id LIMIT ?2";
 const SCOPES: &str = "SELECT DISTINCT scope FROM \"{ns}.artifact_counters\" \
      WHERE scope > ?1 ORDER BY scope LIMIT ?2";
@@ -103,21 +96,6 @@ impl SqliteBackend {
             .await
     }
 
-    pub(crate) async fn import_task_context_op(&self, context: TaskContext) -> SqlResult<bool> {
-        storage_core::task_context::validate_import(&context)?;
-        let record = wire::encode(&context)?;
-        let version = to_i64(context.version);
-        self.engine
-            .write(move |db| {
-                Ok(db.prepare(IMPORT_TASK_CONTEXT)?.execute((
-                    &context.session_id,
-                    version,
-                    record,
-                ))? > 0)
-            })
-            .await
-    }
-
     pub(crate) async fn import_artifact_op(&self, artifact: Artifact) -> SqlResult<bool> {
         storage_core::artifact::validate_import(&artifact)?;
         storage_core::artifact::check_artifact_size(
@@ -158,15 +136,6 @@ impl SqliteBackend {
         limit: usize,
     ) -> SqlResult<Vec<String>> {
         self.list_ids(CONVERSATION_IDS, "conversation id limit", after, limit)
-            .await
-    }
-
-    pub(crate) async fn list_task_context_ids_op(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> SqlResult<Vec<String>> {
-        self.list_ids(TASK_CONTEXT_IDS, "task context id limit", after, limit)
             .await
     }
 

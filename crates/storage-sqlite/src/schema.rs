@@ -16,11 +16,18 @@ use crate::engine::Db;
 use crate::error::SqlResult;
 
 /// The migrations, in order: (version, name, script with `{ns}` for the namespace).
-const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "initial_schema",
-    include_str!("../migrations/V1__initial_schema.sql"),
-)];
+const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "initial_schema",
+        include_str!("../migrations/V1__initial_schema.sql"),
+    ),
+    (
+        2,
+        "context_versions",
+        include_str!("../migrations/V2__context_versions.sql"),
+    ),
+];
 
 /// The table, per namespace, recording applied migration versions.
 pub const MIGRATION_TABLE: &str = "schema_migrations";

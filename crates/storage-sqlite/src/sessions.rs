@@ -8,8 +8,8 @@ use rusqlite::OptionalExtension;
 use storage_core::session::{end_session_record, validate_new_sessions, SessionCursor};
 use storage_core::validate::{validate_id, validate_ids};
 use storage_core::{
-    time, wire, BatchCreate, NewSession, Page, Session, SessionQuery, SessionStatus, SessionUpdate,
-    StorageError,
+    time, wire, BatchCreate, ContextScope, NewSession, Page, Session, SessionQuery, SessionStatus,
+    SessionUpdate, StorageError,
 };
 
 use crate::backend::{to_i64, SqliteBackend};
@@ -30,7 +30,6 @@ const UPDATE: &str =
 const DELETE_SESSION: &str = "DELETE FROM \"{ns}.sessions\" WHERE id = ?1";
 const DELETE_MESSAGES: &str = "DELETE FROM \"{ns}.messages\" WHERE session_id = ?1";
 const DELETE_COUNTER: &str = "DELETE FROM \"{ns}.message_counters\" WHERE session_id = ?1";
-const DELETE_CONTEXT: &str = "DELETE FROM \"{ns}.task_contexts\" WHERE session_id = ?1";
 
 /// Idle sessions, oldest first, through the activity index: cleanup reads what it removes.
 const IDLE: &str = "SELECT id FROM \"{ns}.sessions\" WHERE last_activity_us < ?1";
@@ -60,7 +59,8 @@ fn remove(db: &Db<'_>, id: &str) -> SqlResult<bool> {
     let removed = db.prepare(DELETE_SESSION)?.execute([id])?;
     db.prepare(DELETE_MESSAGES)?.execute([id])?;
     db.prepare(DELETE_COUNTER)?.execute([id])?;
-    db.prepare(DELETE_CONTEXT)?.execute([id])?;
+    // The session's own context only: user and application contexts outlive sessions.
+    crate::task_context::delete_scope(db, &ContextScope::session(id).key())?;
     Ok(removed > 0)
 }
 

@@ -1,0 +1,179 @@
+//! Task contexts the previous release wrote read through this one: a schema left at
+//! version 2 by that release's migrations (one `task_contexts` row per session), its rows
+//! planted with raw SQL exactly as that release's `store_task_context` wrote them, then
+//! opened by this release, which migrates it. Each context is its session scope's current
+//! version, is listed, and keeps working with compare-and-set; deleting or cleaning up its
+//! session removes it.
+
+use std::time::Duration;
+
+use serde_json::json;
+use storage_core::ext::TaskContextStoreExt;
+use storage_core::{
+    ContextScope, ErrorKind, ExpectedVersion, NewSession, SessionStore, StorageBackend,
+    TaskContextStore,
+};
+use storage_postgres::{PostgresBackend, PostgresConfig};
+
+/// The previous release's migrations, applied by refinery as that release applied them.
+const PREVIOUS: [(&str, &str); 2] = [
+    (
+        "V1__initial_schema",
+        include_str!("../migrations/V1__initial_schema.sql"),
+    ),
+    (
+        "V2__checkpoints_across_threads",
+        include_str!("../migrations/V2__checkpoints_across_threads.sql"),
+    ),
+];
+
+/// Rows as the previous release wrote them: the version column is authoritative, and the
+/// record is the context encoded with `session_id` and version 0.
+const OLD_CONTEXTS: [(&str, i64, &str); 3] = [
+    (
+        "s1",
+        3,
+        r#"{"v":1,"kind":"task_context","data":{"session_id":"s1","value":{"plan":["a","b"],"step":3},"version":0,"updated_at":"2026-11-01T10:00:00.123456Z"}}"#,
+    ),
+    (
+        "s:2",
+        1,
+        r#"{"v":1,"kind":"task_context","data":{"session_id":"s:2","value":"just text","version":0,"updated_at":"2026-11-02T08:30:00Z"}}"#,
+    ),
+    (
+        "idle",
+        7,
+        r#"{"v":1,"kind":"task_context","data":{"session_id":"idle","value":[1,2,3],"version":0,"updated_at":"2026-10-01T00:00:00Z"}}"#,
+    ),
+];
+
+async fn plant_previous_release(url: &str, namespace: &str) {
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {namespace} CASCADE; CREATE SCHEMA {namespace}; \
+             SET search_path = {namespace}"
+        ))
+        .await
+        .unwrap();
+    let migrations: Vec<refinery::Migration> = PREVIOUS
+        .iter()
+        .map(|(name, sql)| refinery::Migration::unapplied(name, sql).unwrap())
+        .collect();
+    refinery::Runner::new(&migrations)
+        .set_grouped(true)
+        .set_migration_table_name(storage_postgres::schema::MIGRATION_TABLE)
+        .run_async(&mut client)
+        .await
+        .unwrap();
+    for (session_id, version, record) in OLD_CONTEXTS {
+        client
+            .execute(
+                "INSERT INTO task_contexts (session_id, version, record) VALUES ($1, $2, $3)",
+                &[&session_id, &version, &record.as_bytes()],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contexts_of_the_previous_release_are_their_session_scopes_current_versions() {
+    let url = storage_testkit::servers::postgres::postgres_url();
+    let namespace = "t_context_compat";
+    plant_previous_release(&url, namespace).await;
+
+    let b = PostgresBackend::new(PostgresConfig::from_url(url.clone()).with_namespace(namespace))
+        .unwrap();
+    b.initialize().await.unwrap();
+
+    let s1 = ContextScope::session("s1");
+    let current = b.get_context(s1.clone(), None).await.unwrap().unwrap();
+    assert_eq!(current.scope, s1);
+    assert_eq!(current.version, 3);
+    assert_eq!(current.value, json!({"plan": ["a", "b"], "step": 3}));
+    assert_eq!(
+        current.updated_at,
+        "2026-11-01T10:00:00.123456Z"
+            .parse::<storage_core::Timestamp>()
+            .unwrap()
+    );
+    assert_eq!(
+        b.get_context(s1.clone(), Some(3)).await.unwrap(),
+        Some(current.clone())
+    );
+    assert_eq!(b.get_context(s1.clone(), Some(2)).await.unwrap(), None);
+    assert_eq!(
+        b.list_context_versions(s1.clone(), None, 10).await.unwrap(),
+        vec![current.clone()]
+    );
+    assert_eq!(
+        b.get_task_context("s:2").await.unwrap().unwrap().value,
+        json!("just text")
+    );
+
+    let scopes = b.list_context_scopes(None, 10).await.unwrap();
+    assert_eq!(
+        scopes,
+        vec![
+            ContextScope::session("idle"),
+            ContextScope::session("s1"),
+            ContextScope::session("s:2"),
+        ]
+    );
+
+    // Compare-and-set continues from the old version.
+    let err = b
+        .store_context(s1.clone(), json!("lost"), ExpectedVersion::Absent, 10)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let next = b
+        .store_context(s1.clone(), json!("next"), ExpectedVersion::Exactly(3), 10)
+        .await
+        .unwrap();
+    assert_eq!(next.version, 4);
+    let history = b.list_context_versions(s1.clone(), None, 10).await.unwrap();
+    assert_eq!(history, vec![next, current]);
+
+    // Removing the sessions removes their migrated contexts, and only theirs.
+    for id in ["s:2", "idle"] {
+        b.create_session(NewSession::new(id, "u1")).await.unwrap();
+    }
+    assert!(b.delete_session("s:2").await.unwrap());
+    assert_eq!(b.get_task_context("s:2").await.unwrap(), None);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let removed = b
+        .cleanup_expired_sessions(Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(
+        b.list_context_versions(ContextScope::session("idle"), None, 10)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        b.list_context_scopes(None, 10).await.unwrap(),
+        vec![ContextScope::session("s1")]
+    );
+
+    // The old table is gone, not left for a process of the previous release to write to.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let old_table: Option<String> = client
+        .query_one(
+            "SELECT to_regclass($1)::text",
+            &[&format!("{namespace}.task_contexts")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(old_table, None);
+}

@@ -1,0 +1,161 @@
+//! Task contexts the previous release wrote read through this one: a namespace left at
+//! schema version 1 (one `task_contexts` row per session), its rows planted with raw SQL
+//! exactly as that release's `store_task_context` wrote them, then opened by this release,
+//! which migrates it. Each context is its session scope's current version, is listed, and
+//! keeps working with compare-and-set; deleting or cleaning up its session removes it.
+
+use std::time::Duration;
+
+use serde_json::json;
+use storage_core::ext::TaskContextStoreExt;
+use storage_core::{
+    ContextScope, ErrorKind, ExpectedVersion, NewSession, SessionStore, StorageBackend,
+    TaskContextStore,
+};
+use storage_sqlite::{SqliteBackend, SqliteConfig};
+
+const NAMESPACE: &str = "old";
+
+/// The previous release's schema: its only migration, recorded as its `schema.rs` did.
+const V1: &str = include_str!("../migrations/V1__initial_schema.sql");
+const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS \"{ns}.schema_migrations\" (\
+     version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at_us INTEGER NOT NULL)";
+
+/// Rows as the previous release wrote them: the version column is authoritative, and the
+/// record is the context encoded with `session_id` and version 0.
+const OLD_CONTEXTS: [(&str, i64, &str); 3] = [
+    (
+        "s1",
+        3,
+        r#"{"v":1,"kind":"task_context","data":{"session_id":"s1","value":{"plan":["a","b"],"step":3},"version":0,"updated_at":"2026-11-01T10:00:00.123456Z"}}"#,
+    ),
+    (
+        "s:2",
+        1,
+        r#"{"v":1,"kind":"task_context","data":{"session_id":"s:2","value":"just text","version":0,"updated_at":"2026-11-02T08:30:00Z"}}"#,
+    ),
+    (
+        "idle",
+        7,
+        r#"{"v":1,"kind":"task_context","data":{"session_id":"idle","value":[1,2,3],"version":0,"updated_at":"2026-10-01T00:00:00Z"}}"#,
+    ),
+];
+
+fn plant_previous_release(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
+    conn.execute_batch(&MIGRATION_TABLE.replace("{ns}", NAMESPACE))
+        .unwrap();
+    conn.execute_batch(&V1.replace("{ns}", NAMESPACE)).unwrap();
+    conn.execute(
+        &format!(
+            "INSERT INTO \"{NAMESPACE}.schema_migrations\" (version, name, applied_at_us) \
+             VALUES (1, 'initial_schema', 1790000000000000)"
+        ),
+        [],
+    )
+    .unwrap();
+    for (session_id, version, record) in OLD_CONTEXTS {
+        conn.execute(
+            &format!(
+                "INSERT INTO \"{NAMESPACE}.task_contexts\" (session_id, version, record) \
+                 VALUES (?1, ?2, ?3)"
+            ),
+            (session_id, version, record.as_bytes()),
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contexts_of_the_previous_release_are_their_session_scopes_current_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("previous.db");
+    plant_previous_release(&path);
+
+    let b = SqliteBackend::new(SqliteConfig::new(&path).with_namespace(NAMESPACE)).unwrap();
+    b.initialize().await.unwrap();
+
+    let s1 = ContextScope::session("s1");
+    let current = b.get_context(s1.clone(), None).await.unwrap().unwrap();
+    assert_eq!(current.scope, s1);
+    assert_eq!(current.version, 3);
+    assert_eq!(current.value, json!({"plan": ["a", "b"], "step": 3}));
+    assert_eq!(
+        current.updated_at,
+        "2026-11-01T10:00:00.123456Z"
+            .parse::<storage_core::Timestamp>()
+            .unwrap()
+    );
+    assert_eq!(
+        b.get_context(s1.clone(), Some(3)).await.unwrap(),
+        Some(current.clone())
+    );
+    assert_eq!(b.get_context(s1.clone(), Some(2)).await.unwrap(), None);
+    assert_eq!(
+        b.list_context_versions(s1.clone(), None, 10).await.unwrap(),
+        vec![current.clone()]
+    );
+    assert_eq!(
+        b.get_task_context("s:2").await.unwrap().unwrap().value,
+        json!("just text")
+    );
+
+    let scopes = b.list_context_scopes(None, 10).await.unwrap();
+    assert_eq!(
+        scopes,
+        vec![
+            ContextScope::session("idle"),
+            ContextScope::session("s1"),
+            ContextScope::session("s:2"),
+        ]
+    );
+
+    // Compare-and-set continues from the old version.
+    let err = b
+        .store_context(s1.clone(), json!("lost"), ExpectedVersion::Absent, 10)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let next = b
+        .store_context(s1.clone(), json!("next"), ExpectedVersion::Exactly(3), 10)
+        .await
+        .unwrap();
+    assert_eq!(next.version, 4);
+    let history = b.list_context_versions(s1.clone(), None, 10).await.unwrap();
+    assert_eq!(history, vec![next, current]);
+
+    // Removing the sessions removes their migrated contexts, and only theirs.
+    for id in ["s:2", "idle"] {
+        b.create_session(NewSession::new(id, "u1")).await.unwrap();
+    }
+    assert!(b.delete_session("s:2").await.unwrap());
+    assert_eq!(b.get_task_context("s:2").await.unwrap(), None);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let removed = b
+        .cleanup_expired_sessions(Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(
+        b.list_context_versions(ContextScope::session("idle"), None, 10)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        b.list_context_scopes(None, 10).await.unwrap(),
+        vec![ContextScope::session("s1")]
+    );
+
+    // The old table is gone, not left for a process of the previous release to write to.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let old_tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = ?1",
+            [format!("{NAMESPACE}.task_contexts")],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(old_tables, 0);
+}

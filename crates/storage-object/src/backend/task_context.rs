@@ -281,11 +281,12 @@ impl ObjectBackend {
         if head.context.version < below {
             page.push(head.context.clone());
         }
-        let floor = head.floor();
+        // Versions start at 1, whatever a damaged record says.
+        let floor = head.floor().max(1);
         // The next number to read, going down.
         let mut next = below.min(head.context.version).saturating_sub(1);
         let mut complete = true;
-        while page.len() < limit && next >= floor.max(1) {
+        while page.len() < limit && next >= floor {
             let wanted = (limit - page.len()) as u64;
             let lowest = next.saturating_sub(wanted - 1).max(floor);
             let read = in_order(

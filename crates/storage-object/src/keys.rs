@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! sessions/<sid>/<cell>                       session record (a conditional-write cell)
-//! contexts/<sid>/<cell>                       task context (cell)
+//! contexts/<scope>/<cell>                     task context head: current version (cell)
+//! context_versions/<scope>/<lineage>/<ver>    an earlier, kept version of a task context
 //! conversations/<sid>/head/<cell>             last sequence, cleared-through, popped
 //! conversations/<sid>/messages/<seq>          one append: the messages from <seq> on
 //! conversations/<sid>/client_ids/<cid>        client message id -> sequence
@@ -21,8 +22,13 @@
 //! artifacts/<scope>/<name>/latest             hint: a recent highest version number
 //! artifacts/<scope>/<name>/data/<uuid>        artifact content
 //! ```
+//!
+//! A context `<scope>` is `app`, `<sid>` (a session's, where the release before scopes kept
+//! its one context) or `user/<uid>`; `a` < `i` < `u`, so heads list in the order of
+//! [`ContextScope::key`] (`app` < `session:…` < `user:…`).
 
 use object_store::path::Path;
+use storage_core::ContextScope;
 
 const FIRST: char = 'i';
 const MORE: char = 'j';
@@ -82,6 +88,35 @@ pub(crate) fn parse_number(segment: &str) -> Option<u64> {
         .flatten()
 }
 
+/// Appends the segments of a context scope: `app`, `<sid>` or `user/<uid>`.
+fn push_scope(out: &mut String, scope: &ContextScope) {
+    match scope {
+        ContextScope::App => out.push_str("/app"),
+        ContextScope::Session(id) => push_id(out, id),
+        ContextScope::User(id) => {
+            out.push_str("/user");
+            push_id(out, id);
+        }
+    }
+}
+
+/// Decodes the context scope starting at `parts[0]` (the segments after [`Keys::contexts`]
+/// or [`Keys::context_versions`]); returns it and how many segments it used.
+pub(crate) fn take_context_scope(parts: &[String]) -> Option<(ContextScope, usize)> {
+    let (scope, used) = match parts.first()?.as_str() {
+        "app" => (ContextScope::App, 1),
+        "user" => {
+            let (id, used) = take_id(&parts[1..])?;
+            (ContextScope::User(id), used + 1)
+        }
+        _ => {
+            let (id, used) = take_id(parts)?;
+            (ContextScope::Session(id), used)
+        }
+    };
+    Some((scope, used))
+}
+
 /// A pending-write index as a segment that sorts numerically, negatives first.
 fn write_index(index: i64) -> String {
     format!("{:020}", (index as i128 - i64::MIN as i128) as u64)
@@ -138,9 +173,40 @@ impl Keys {
         self.path("conversations", &[], &[])
     }
 
-    /// Every task context's objects.
+    /// Every task context head.
     pub(crate) fn contexts(&self) -> Path {
         self.path("contexts", &[], &[])
+    }
+
+    /// Every kept earlier task context version.
+    pub(crate) fn context_versions(&self) -> Path {
+        self.path("context_versions", &[], &[])
+    }
+
+    /// The head cell of a context scope.
+    pub(crate) fn context_head(&self, scope: &ContextScope) -> Path {
+        let mut path = self.contexts().to_string();
+        push_scope(&mut path, scope);
+        Path::from(path)
+    }
+
+    /// Every earlier version of a context scope, of every lineage.
+    pub(crate) fn context_archives(&self, scope: &ContextScope) -> Path {
+        let mut path = self.context_versions().to_string();
+        push_scope(&mut path, scope);
+        Path::from(path)
+    }
+
+    /// One earlier version of a context scope's lineage.
+    pub(crate) fn context_archive(
+        &self,
+        scope: &ContextScope,
+        lineage: &str,
+        version: u64,
+    ) -> Path {
+        self.context_archives(scope)
+            .join(lineage)
+            .join(number(version))
     }
 
     pub(crate) fn sessions(&self) -> Path {
@@ -148,9 +214,6 @@ impl Keys {
     }
     pub(crate) fn session(&self, id: &str) -> Path {
         self.path("sessions", &[id], &[])
-    }
-    pub(crate) fn context(&self, session_id: &str) -> Path {
-        self.path("contexts", &[session_id], &[])
     }
 
     pub(crate) fn conversation(&self, session_id: &str) -> Path {
@@ -271,6 +334,39 @@ mod tests {
             assert!(parts.iter().all(|p| p.len() <= 127));
             let (decoded, used) = take_id(&parts).unwrap();
             assert_eq!((decoded.as_str(), used), (id, parts.len()));
+        }
+    }
+
+    #[test]
+    fn context_heads_sort_like_scope_keys_and_parse_back() {
+        let keys = Keys::new("", "ns");
+        let mut scopes = vec![
+            ContextScope::user("a"),
+            ContextScope::session("ab"),
+            ContextScope::App,
+            ContextScope::session("a"),
+            ContextScope::session("x".repeat(200)),
+            ContextScope::session("x".repeat(64)),
+            ContextScope::user(""),
+        ];
+        let mut heads: Vec<(String, ContextScope)> = scopes
+            .iter()
+            .map(|scope| {
+                (
+                    keys.context_head(scope).join("cell").to_string(),
+                    scope.clone(),
+                )
+            })
+            .collect();
+        heads.sort();
+        scopes.sort_by_key(ContextScope::key);
+        assert_eq!(
+            heads.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(),
+            scopes
+        );
+        for (path, scope) in heads {
+            let parts = parts_after(&Path::from(path), &keys.contexts());
+            assert_eq!(take_context_scope(&parts), Some((scope, parts.len() - 1)));
         }
     }
 

@@ -121,6 +121,12 @@ impl Objects {
         }
     }
 
+    /// Whether listings come in path order: every provider's but local files', whose
+    /// directory walk has no order.
+    pub(crate) fn lists_in_order(&self) -> bool {
+        self.provider != "file"
+    }
+
     fn fail(&self, operation: &'static str) -> impl Fn(object_store::Error) -> StorageError {
         move |err| classify(err).with_operation(operation)
     }

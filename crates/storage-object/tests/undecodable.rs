@@ -6,9 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use storage_core::ext::TaskContextStoreExt;
 use storage_core::{
     ConversationStore, ErrorKind, ExpectedVersion, NewMessage, NewSession, SessionQuery,
-    SessionStore, StorageBackend, TaskContextStore,
+    SessionStore, StorageBackend,
 };
 use storage_object::{ObjectBackend, ObjectConfig};
 use storage_testkit::checks::policy::nested;

@@ -16,7 +16,6 @@
 use serde_json::Value;
 use storage_core::task_context::{
     oldest_kept, validate_get, validate_import, validate_list, validate_store,
-    DEFAULT_KEEP_VERSIONS,
 };
 use storage_core::validate::validate_limit;
 use storage_core::{time, wire, ContextScope, ExpectedVersion, StorageError, TaskContext};
@@ -173,7 +172,8 @@ impl PostgresBackend {
         let record = wire::encode(&context)?;
         let key = context.scope.key();
         let version = to_i64(context.version);
-        let oldest = to_i64(oldest_kept(context.version, DEFAULT_KEEP_VERSIONS));
+        // An import trims nothing: every version from 1 stays.
+        let oldest = 1_i64;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         if tx.opt(IMPORT_HEAD, &[&key, &version]).await?.is_none() {

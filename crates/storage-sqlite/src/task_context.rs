@@ -12,7 +12,6 @@ use rusqlite::OptionalExtension;
 use serde_json::Value;
 use storage_core::task_context::{
     oldest_kept, validate_get, validate_import, validate_list, validate_store,
-    DEFAULT_KEEP_VERSIONS,
 };
 use storage_core::validate::validate_limit;
 use storage_core::{time, wire, ContextScope, ExpectedVersion, StorageError, TaskContext};
@@ -67,20 +66,13 @@ fn current_version(db: &Db<'_>, key: &str) -> SqlResult<Option<u64>> {
     Ok(version.map(to_u64))
 }
 
-/// Makes `version` the scope's current one and drops the versions `keep_versions` does
-/// not keep; runs in the writer's transaction, so all of it commits or none.
-fn put_version(
-    db: &Db<'_>,
-    key: &str,
-    version: u64,
-    record: &[u8],
-    keep_versions: u32,
-) -> SqlResult<()> {
+/// Makes `version` the scope's current one and drops the versions below `oldest`;
+/// runs in the writer's transaction, so all of it commits or none.
+fn put_version(db: &Db<'_>, key: &str, version: u64, record: &[u8], oldest: u64) -> SqlResult<()> {
     let number = to_i64(version);
     db.prepare(SET_HEAD)?.execute((key, number))?;
     db.prepare(INSERT_VERSION)?.execute((key, number, record))?;
-    let oldest = to_i64(oldest_kept(version, keep_versions));
-    db.prepare(TRIM)?.execute((key, oldest))?;
+    db.prepare(TRIM)?.execute((key, to_i64(oldest)))?;
     Ok(())
 }
 
@@ -161,7 +153,13 @@ impl SqliteBackend {
             .write(move |db| {
                 let current = current_version(db, &key)?;
                 let version = expected.next_version(&scope, current)?;
-                put_version(db, &key, version, &record, keep_versions)?;
+                put_version(
+                    db,
+                    &key,
+                    version,
+                    &record,
+                    oldest_kept(version, keep_versions),
+                )?;
                 Ok(version)
             })
             .await?;
@@ -184,7 +182,8 @@ impl SqliteBackend {
                 if current_version(db, &key)?.is_some_and(|current| current >= version) {
                     return Ok(false);
                 }
-                put_version(db, &key, version, &record, DEFAULT_KEEP_VERSIONS)?;
+                // An import trims nothing.
+                put_version(db, &key, version, &record, 1)?;
                 Ok(true)
             })
             .await

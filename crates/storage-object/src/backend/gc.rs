@@ -1,4 +1,5 @@
-//! Garbage collection of artifact content that no committed version references.
+//! Garbage collection of artifact content that no committed version references, and of
+//! task context archives no reader can see.
 //!
 //! A save writes its content to a unique data object (`artifacts/<scope>/<name>/data/<id>`)
 //! and then commits by creating the version record; a writer that dies in between, or a
@@ -21,6 +22,13 @@
 //! *started*, so the grace period must exceed the longest upload; and parts of an upload
 //! that was never completed are not objects at all (S3 keeps them until the upload is
 //! aborted): a bucket lifecycle rule `AbortIncompleteMultipartUpload` removes those.
+//!
+//! A task context store archives the head's version before it replaces the head, and trims
+//! the archives below its new floor after; a delete removes the head before the archives.
+//! One that dies midway, or loses its race after archiving, leaves archives that readers
+//! never see (of another lineage than the head's, or below its floor). They are removed
+//! by the same rule: only once older than the grace period, and judged by the head read
+//! after the listing, since a store archives before it commits.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -46,6 +54,10 @@ pub struct GarbageReport {
     pub data_objects: u64,
     /// Their bytes.
     pub data_bytes: u64,
+    /// Archived task context versions no reader can see (below their head's floor, or of
+    /// a deleted history), removed.
+    #[serde(default)]
+    pub context_versions: u64,
     /// Abandoned staging files of uploads (local directory only), removed.
     pub staging_files: u64,
     /// Their bytes.
@@ -65,13 +77,13 @@ fn cutoff_millis(grace: Duration) -> i64 {
 }
 
 impl ObjectBackend {
-    /// Removes artifact data objects that no version record references and, on a local
-    /// directory, abandoned upload staging files anywhere in the namespace, when they are
+    /// Removes artifact data objects that no version record references, task context
+    /// archives no reader can see and, on a local directory, abandoned upload staging files anywhere in the namespace, when they are
     /// older than `grace` (see [`DEFAULT_GARBAGE_GRACE`]). Safe while other processes
     /// save: what is younger than `grace` is not examined, and what is older and
     /// unreferenced belongs to no save that can still commit. Costs one listing of the
-    /// namespace's artifacts, plus reading the version records of each name that has old
-    /// content.
+    /// namespace's artifacts and context archives, plus reading the version records of each
+    /// name that has old content and the head of each scope that has old archives.
     pub async fn collect_garbage(&self, grace: Duration) -> Result<GarbageReport> {
         self.op("collect_garbage", async {
             let cutoff = cutoff_millis(grace);
@@ -119,7 +131,15 @@ impl ObjectBackend {
                     report.data_bytes += meta.size;
                 }
             }
-            // 3. Staging files of uploads that died, which listings do not show.
+            // 3. Task context archives that died with the store or delete writing them.
+            let (archives, young) = self.old_context_archives(cutoff).await?;
+            report.too_young += young;
+            for (_, (scope, archives)) in archives {
+                let unreachable = self.unreachable_archives(&scope, archives).await?;
+                report.context_versions += unreachable.len() as u64;
+                self.objects().delete_many(unreachable).await?;
+            }
+            // 4. Staging files of uploads that died, which listings do not show.
             if let Some(root) = self.local_namespace_dir() {
                 let (files, bytes, young) =
                     tokio::task::spawn_blocking(move || remove_stale_staging(&root, cutoff))

@@ -103,7 +103,7 @@ impl ObjectBackend {
 
     /// The distinct ids directly under `prefix` with an object below them, and, with a
     /// `marker`, only under `prefix/<id>/<marker>/...`; sorted, greater than `after`, at
-    /// most `limit`: how conversations (marker `messages`) and task contexts are enumerated.
+    /// most `limit`: how conversations (marker `messages`) are enumerated.
     pub(crate) async fn list_ids_under(
         &self,
         prefix: &object_store::path::Path,

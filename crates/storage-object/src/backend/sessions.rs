@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use storage_core::session::{end_session_record, validate_new_sessions, SessionCursor};
 use storage_core::validate::{validate_id, validate_ids};
 use storage_core::{
-    time, wire, BatchCreate, ErrorKind, NewSession, Page, Result, Session, SessionQuery,
-    SessionStatus, SessionStore, SessionUpdate, StorageError,
+    time, wire, BatchCreate, ContextScope, ErrorKind, NewSession, Page, Result, Session,
+    SessionQuery, SessionStatus, SessionStore, SessionUpdate, StorageError,
 };
 
 use super::{in_order, Change, ObjectBackend};
@@ -166,7 +166,8 @@ impl ObjectBackend {
         self.objects()
             .delete_all(&self.keys().conversation(id))
             .await?;
-        self.objects().cell_delete(&self.keys().context(id)).await?;
+        // The session's own context only: user and application contexts outlive it.
+        self.remove_context(&ContextScope::session(id)).await?;
         Ok(existed)
     }
 

@@ -28,7 +28,6 @@ use serde_json::Value;
 use storage_core::carried::admit;
 use storage_core::task_context::{
     oldest_kept, validate_get, validate_import, validate_list, validate_store,
-    DEFAULT_KEEP_VERSIONS,
 };
 use storage_core::wire::{self, WireRecord};
 use storage_core::{
@@ -201,9 +200,11 @@ impl TaskContextStore for ObjectBackend {
                     if head.is_some_and(|h| h.context.version >= context.version) {
                         return Ok(None);
                     }
+                    // An import trims nothing: the floor stays where it is, and a new
+                    // history starts at the imported version (nothing lies below it).
                     Ok(Some(Next {
                         context: context.clone(),
-                        oldest_kept: oldest_kept(context.version, DEFAULT_KEEP_VERSIONS),
+                        oldest_kept: head.map_or(context.version, Head::floor),
                     }))
                 })
                 .await?;

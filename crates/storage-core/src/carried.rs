@@ -103,6 +103,7 @@ carries_nothing!(
     ExpectedVersion,
     ChannelVersions,
     u32,
+    bool,
     ContextScope,
     Option<ContextScope>,
 );

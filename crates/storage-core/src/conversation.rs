@@ -39,6 +39,10 @@ pub struct Message {
     /// The id of the tool call whose result this message is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_result_for: Option<String>,
+    /// Set on a summary that replaced earlier messages; see
+    /// [`ConversationStore::compact_conversation`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted: Option<crate::compaction::Compacted>,
 }
 
 /// What a caller gives to append a message.
@@ -139,6 +143,7 @@ impl NewMessage {
             turn_id: self.turn_id,
             tool_calls: self.tool_calls,
             tool_result_for: self.tool_result_for,
+            compacted: None,
         }
     }
 }
@@ -278,9 +283,41 @@ pub trait ConversationStore: Send + Sync {
     /// Removes and returns the newest message. Its number is not reused.
     async fn pop_last_message(&self, session_id: &str) -> Result<Option<Message>>;
 
-    /// Removes every message of the session and returns how many there were. Numbers are
-    /// not reused: the next append continues after the highest number ever handed out.
+    /// Removes every message of the session (and what summaries among them kept) and
+    /// returns how many there were. Numbers are not reused: the next append continues
+    /// after the highest number ever handed out.
     async fn clear_conversation(&self, session_id: &str) -> Result<u64>;
+
+    /// Replaces every stored message with a sequence up to `up_to` by `summary`, stored at
+    /// `up_to` with [`Message::compacted`] naming what it replaced, in one atomic step: a
+    /// reader sees either the old prefix or the summary, never both or neither. Later
+    /// messages keep their numbers. With `keep_replaced` the replaced messages stay
+    /// readable through [`get_replaced_messages`](Self::get_replaced_messages); without,
+    /// they are dropped (with what earlier summaries among them kept). Either way their
+    /// client ids are released. The message at `up_to` must be stored (`InvalidInput`
+    /// otherwise) and must not itself be a summary (`Conflict`: a compaction already ends
+    /// there). If the summary's client id is already stored, returns the stored message
+    /// and changes nothing. See [`crate::compaction`].
+    async fn compact_conversation(
+        &self,
+        session_id: &str,
+        up_to: u64,
+        summary: NewMessage,
+        keep_replaced: bool,
+    ) -> Result<Message>;
+
+    /// The messages the summary at `summary_sequence` replaced and kept, oldest first;
+    /// empty when it kept none, was removed, or is not a summary.
+    async fn get_replaced_messages(
+        &self,
+        session_id: &str,
+        summary_sequence: u64,
+    ) -> Result<Vec<Message>>;
+
+    /// Removes every message with a sequence above `sequence` (and what summaries among
+    /// them kept) in one atomic step, and returns how many messages it removed. Numbers
+    /// are not reused: the next append continues after the highest number ever handed out.
+    async fn rewind_conversation(&self, session_id: &str, sequence: u64) -> Result<u64>;
 
     /// Stores messages of `session_id` at the sequence numbers they carry, with their
     /// client ids and timestamps, for moving data between backends. Taken in ascending

@@ -590,6 +590,35 @@ contract! {
             subject: Some(session_id),
             cache: CacheEffect::None,
         }
+        /// [`ConversationStore::compact_conversation`]
+        CompactConversation = compact_conversation(
+            session_id: &str => String,
+            up_to: u64 => u64,
+            summary: NewMessage => NewMessage,
+            keep_replaced: bool => bool,
+        ) -> Message {
+            // A failed attempt of unknown outcome may have compacted: repeating it is then
+            // a `Conflict`, unless the summary's client id makes it idempotent.
+            kind: Some(Kind::Conversations), Write, idempotent: summary.client_id.is_some(),
+            subject: Some(session_id),
+            cache: CacheEffect::None,
+        }
+        /// [`ConversationStore::get_replaced_messages`]
+        GetReplacedMessages = get_replaced_messages(
+            session_id: &str => String,
+            summary_sequence: u64 => u64,
+        ) -> Vec<Message> {
+            kind: Some(Kind::Conversations), Read, idempotent: true,
+            subject: Some(session_id),
+            cache: CacheEffect::None,
+        }
+        /// [`ConversationStore::rewind_conversation`]
+        RewindConversation = rewind_conversation(session_id: &str => String, sequence: u64 => u64)
+            -> u64 {
+            kind: Some(Kind::Conversations), Write, idempotent: true,
+            subject: Some(session_id),
+            cache: CacheEffect::None,
+        }
         /// [`ConversationStore::import_messages`]
         ImportMessages = import_messages(session_id: &str => String, messages: Vec<Message> => Vec<Message>)
             -> u64 {

@@ -10,6 +10,7 @@
 //! ```
 
 pub use crate::ext::{ArtifactStoreExt, CheckpointStoreExt, TaskContextStoreExt};
+pub use crate::fork::{Fork, ForkExt, ThreadFork};
 pub use crate::turns::{ConversationStoreExt, HistoryWindow};
 pub use crate::{
     ArtifactStore, ChannelValue, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore,

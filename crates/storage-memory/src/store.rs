@@ -78,6 +78,8 @@ pub(crate) struct Conversation {
     /// Sorted by sequence.
     pub messages: Vec<Message>,
     pub client_ids: HashMap<String, u64>,
+    /// What each kept compaction replaced, by its summary's sequence.
+    pub replaced: BTreeMap<u64, Vec<Message>>,
 }
 
 #[derive(Debug, Default, Clone)]

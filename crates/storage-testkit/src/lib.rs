@@ -98,6 +98,17 @@ macro_rules! conformance_tests {
                 clear_keeps_numbering,
                 conversations_are_per_session,
             }
+            compaction {
+                a_summary_replaces_the_prefix,
+                kept_messages_read_back_and_go_with_their_summary,
+                a_retried_compaction_with_a_client_id_changes_nothing,
+                compaction_racing_appends_is_exact,
+                rewind_removes_the_tail_and_keeps_numbering,
+            }
+            fork {
+                a_fork_copies_and_shares_nothing_writable,
+                a_fork_during_appends_holds_exactly_its_prefix,
+            }
             turns {
                 turn_fields_round_trip,
                 last_turns_are_whole,

@@ -1,5 +1,6 @@
 use async_trait::async_trait;
 use storage_core::carried::admit;
+use storage_core::compaction::{summarize, validate_compact};
 use storage_core::conversation::{validate_append, validate_import};
 use storage_core::validate::validate_id;
 use storage_core::{time, ConversationStore, Message, MessageRange, NewMessage, Result};
@@ -67,8 +68,8 @@ impl ConversationStore for MemoryBackend {
                 return Ok(None);
             };
             let popped = conversation.messages.pop();
-            if let Some(client_id) = popped.as_ref().and_then(|m| m.client_id.as_ref()) {
-                conversation.client_ids.remove(client_id);
+            if let Some(popped) = &popped {
+                conversation.forget(std::slice::from_ref(popped));
             }
             Ok(popped)
         })
@@ -83,7 +84,90 @@ impl ConversationStore for MemoryBackend {
             let removed = conversation.messages.len() as u64;
             conversation.messages.clear();
             conversation.client_ids.clear();
+            conversation.replaced.clear();
             Ok(removed)
+        })
+    }
+
+    async fn compact_conversation(
+        &self,
+        session_id: &str,
+        up_to: u64,
+        summary: NewMessage,
+        keep_replaced: bool,
+    ) -> Result<Message> {
+        let summary = admit("compact_conversation", summary)?;
+        self.op("compact_conversation", |data| {
+            validate_compact(session_id, up_to, &summary)?;
+            // One entry lock: readers see the prefix or the summary, never both.
+            let Some(mut conversation) = data.conversations.get_mut(session_id) else {
+                return summarize(session_id, up_to, &[], summary, keep_replaced, time::now());
+            };
+            if let Some(stored) = summary
+                .client_id
+                .as_ref()
+                .and_then(|id| conversation.client_ids.get(id))
+                .and_then(|sequence| conversation.find(*sequence))
+            {
+                return Ok(stored.clone());
+            }
+            let end = conversation
+                .messages
+                .partition_point(|m| m.sequence <= up_to);
+            let message = summarize(
+                session_id,
+                up_to,
+                &conversation.messages[..end],
+                summary,
+                keep_replaced,
+                time::now(),
+            )?;
+            let replaced: Vec<Message> = conversation.messages.drain(..end).collect();
+            if keep_replaced {
+                // Earlier summaries among them keep what they kept: they stay readable.
+                conversation.release_client_ids(&replaced);
+                conversation.replaced.insert(up_to, replaced);
+            } else {
+                conversation.release_client_ids(&replaced);
+                conversation
+                    .replaced
+                    .retain(|sequence, _| *sequence > up_to);
+            }
+            if let Some(client_id) = &message.client_id {
+                conversation.client_ids.insert(client_id.clone(), up_to);
+            }
+            conversation.messages.insert(0, message.clone());
+            Ok(message)
+        })
+    }
+
+    async fn get_replaced_messages(
+        &self,
+        session_id: &str,
+        summary_sequence: u64,
+    ) -> Result<Vec<Message>> {
+        self.op("get_replaced_messages", |data| {
+            validate_id("session id", session_id)?;
+            Ok(data
+                .conversations
+                .get(session_id)
+                .and_then(|conversation| conversation.replaced.get(&summary_sequence).cloned())
+                .unwrap_or_default())
+        })
+    }
+
+    async fn rewind_conversation(&self, session_id: &str, sequence: u64) -> Result<u64> {
+        self.op("rewind_conversation", |data| {
+            validate_id("session id", session_id)?;
+            let Some(mut conversation) = data.conversations.get_mut(session_id) else {
+                return Ok(0);
+            };
+            let keep = conversation
+                .messages
+                .partition_point(|m| m.sequence <= sequence);
+            let removed: Vec<Message> = conversation.messages.drain(keep..).collect();
+            conversation.forget(&removed);
+            Ok(removed.len() as u64)
         })
     }
 
@@ -161,6 +245,31 @@ impl Conversation {
         }
         self.messages.push(stored.clone());
         stored
+    }
+
+    /// Releases the client ids of removed messages, and drops what removed summaries kept:
+    /// the kept messages of every summary whose sequence lies in a removed summary's range
+    /// (see `storage_core::compaction`).
+    fn forget(&mut self, removed: &[Message]) {
+        self.release_client_ids(removed);
+        for compacted in removed.iter().filter_map(|message| message.compacted) {
+            let nested: Vec<u64> = self
+                .replaced
+                .range(compacted.from..=compacted.to)
+                .map(|(sequence, _)| *sequence)
+                .collect();
+            for sequence in nested {
+                self.replaced.remove(&sequence);
+            }
+        }
+    }
+
+    fn release_client_ids(&mut self, removed: &[Message]) {
+        for message in removed {
+            if let Some(client_id) = &message.client_id {
+                self.client_ids.remove(client_id);
+            }
+        }
     }
 
     fn find(&self, sequence: u64) -> Option<&Message> {

@@ -50,6 +50,7 @@ fn message(session: &str, sequence: u64, client_id: Option<&str>) -> Message {
         turn_id: None,
         tool_calls: Vec::new(),
         tool_result_for: None,
+        compacted: None,
     }
 }
 

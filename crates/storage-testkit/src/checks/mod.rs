@@ -5,8 +5,10 @@
 
 pub mod artifacts;
 pub mod checkpoints;
+pub mod compaction;
 pub mod context_versions;
 pub mod conversation;
+pub mod fork;
 pub mod input;
 pub mod langgraph;
 pub mod lifecycle;

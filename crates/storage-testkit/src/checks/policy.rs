@@ -668,6 +668,7 @@ pub async fn imported_numbers_fit_every_backend(ctx: TestContext) {
         turn_id: None,
         tool_calls: Vec::new(),
         tool_result_for: None,
+        compacted: None,
     };
     let context = |version: u64| TaskContext {
         scope: storage_core::ContextScope::session("s"),

@@ -1,16 +1,15 @@
-//! Task contexts by scope with their kept versions, and turn-aware history windows, as
-//! Python methods of [`NativeStorage`]. A scope crosses as its key: `"app"`,
-//! `"session:<id>"` or `"user:<id>"`.
+//! Task contexts by scope with their kept versions, as Python methods of
+//! [`NativeStorage`]. A scope crosses as its key: `"app"`, `"session:<id>"` or
+//! `"user:<id>"`.
 
 use pyo3::prelude::*;
 use serde_json::{json, Value};
 use storage_core::prelude::*;
 use storage_core::task_context::DEFAULT_KEEP_VERSIONS;
-use storage_core::{StorageError, TaskContext};
+use storage_core::TaskContext;
 
 use crate::errors::to_py_err;
 use crate::native::{finish, from_python, NativeStorage};
-use crate::seed;
 
 /// A context as Python sees it: the scope as its key.
 fn context(context: &TaskContext) -> Value {
@@ -174,42 +173,6 @@ impl NativeStorage {
                     "sources": merged.sources.iter().map(context).collect::<Vec<_>>(),
                 })
             }))
-        })
-    }
-
-    /// The last `turns` turns whole, or the last `limit` messages (with
-    /// `keep_tool_pairs`, never a tool result without its call); exactly one of `turns`
-    /// and `limit`.
-    #[pyo3(signature = (session_id, turns=None, limit=None, keep_tool_pairs=false))]
-    fn get_history_window<'py>(
-        &self,
-        py: Python<'py>,
-        session_id: String,
-        turns: Option<usize>,
-        limit: Option<usize>,
-        keep_tool_pairs: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let window = match (turns, limit) {
-            (Some(_), None) if keep_tool_pairs => {
-                let err = StorageError::invalid_input(
-                    "keep_tool_pairs applies to limit; whole turns already keep their pairs",
-                );
-                return Err(to_py_err(py, &err));
-            }
-            (Some(turns), None) => HistoryWindow::LastTurns { turns },
-            (None, Some(limit)) => HistoryWindow::LastMessages {
-                limit,
-                keep_tool_pairs,
-            },
-            _ => {
-                let err = StorageError::invalid_input("give exactly one of turns and limit");
-                return Err(to_py_err(py, &err));
-            }
-        };
-        let storage = self.inner.clone();
-        finish(py, false, async move {
-            let messages = storage.get_history_window(&session_id, window).await?;
-            Ok(messages.iter().map(seed::message).collect::<Vec<_>>())
         })
     }
 }

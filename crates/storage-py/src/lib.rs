@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod contexts;
+mod conversation;
 mod errors;
 mod native;
 mod seed;

@@ -173,6 +173,26 @@ async def test_turn_windows_keep_turns_and_tool_pairs_whole(storage):
         await storage.get_history_window("s1", turns=1, limit=1)
 
 
+async def test_compaction_rewind_and_fork(storage):
+    await storage.create_session("s1", "alice")
+    for n in range(1, 7):
+        await storage.add_conversation_message("s1", "user", f"m{n}")
+    summary = await storage.compact_conversation("s1", 4, "m1-m4 in short", keep_replaced=True)
+    assert summary["sequence"] == 4 and summary["role"] == "system"
+    history = await storage.get_conversation_history("s1")
+    assert [m["sequence"] for m in history] == [4, 5, 6]
+    kept = await storage.get_replaced_messages("s1", 4)
+    assert [m["content"] for m in kept] == ["m1", "m2", "m3", "m4"]
+    with pytest.raises(st.ConflictError):
+        await storage.compact_conversation("s1", 4, "again")
+    fork = await storage.fork_session("s1", "s1-b", 5)
+    assert fork["metadata"]["forked_from"] == {"session": "s1", "sequence": 5}
+    assert [m["sequence"] for m in await storage.get_conversation_history("s1-b")] == [4, 5]
+    assert await storage.rewind_conversation("s1", 4) == 2
+    assert [m["sequence"] for m in await storage.get_conversation_history("s1")] == [4]
+    assert len(await storage.get_conversation_history("s1-b")) == 2
+
+
 async def test_health_metrics_and_cleanup(storage):
     health = await storage.health_check()
     assert health["healthy"] is True

@@ -64,6 +64,27 @@ class NativeStorage:
         limit: int | None = None,
         keep_tool_pairs: bool = False,
     ) -> Awaitable[list[dict[str, Any]]]: ...
+    def compact_conversation(
+        self,
+        session_id: str,
+        up_to: int,
+        role: str,
+        content: JsonValue,
+        metadata: Mapping[str, Any] | None = None,
+        client_id: str | None = None,
+        keep_replaced: bool = False,
+    ) -> Awaitable[dict[str, Any]]: ...
+    def get_replaced_messages(
+        self, session_id: str, summary_sequence: int
+    ) -> Awaitable[list[dict[str, Any]]]: ...
+    def rewind_conversation(self, session_id: str, sequence: int) -> Awaitable[int]: ...
+    def fork_session(
+        self,
+        source_session: str,
+        new_session: str,
+        at_sequence: int,
+        checkpoint_id: str | None = None,
+    ) -> Awaitable[dict[str, Any]]: ...
     def get_task_context(self, session_id: str) -> Awaitable[dict[str, Any] | None]: ...
     def store_task_context(
         self, session_id: str, value: JsonValue, expected_version: int | None = None

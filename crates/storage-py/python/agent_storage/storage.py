@@ -159,6 +159,47 @@ class Storage:
         ``keep_tool_pairs`` never a tool result without its call. Oldest first."""
         return await self._native.get_history_window(session_id, turns, limit, keep_tool_pairs)
 
+    async def compact_conversation(
+        self,
+        session_id: str,
+        up_to: int,
+        summary: Any,
+        *,
+        role: str = "system",
+        metadata: dict | None = None,
+        client_id: str | None = None,
+        keep_replaced: bool = False,
+    ) -> dict:
+        """Replaces the messages up to ``up_to`` by one summary message stored at ``up_to``,
+        atomically; later messages keep their numbers. With ``keep_replaced`` the originals
+        stay readable with :meth:`get_replaced_messages`. Returns the summary message."""
+        return await self._native.compact_conversation(
+            session_id, up_to, role, summary, metadata, client_id, keep_replaced
+        )
+
+    async def get_replaced_messages(self, session_id: str, summary_sequence: int) -> list[dict]:
+        """The messages a kept compaction replaced, oldest first."""
+        return await self._native.get_replaced_messages(session_id, summary_sequence)
+
+    async def rewind_conversation(self, session_id: str, sequence: int) -> int:
+        """Removes every message after ``sequence`` atomically; how many it removed."""
+        return await self._native.rewind_conversation(session_id, sequence)
+
+    async def fork_session(
+        self,
+        source_session: str,
+        new_session: str,
+        at_sequence: int,
+        *,
+        checkpoint_id: str | None = None,
+    ) -> dict:
+        """A new session from ``source_session``'s messages up to ``at_sequence``, its own
+        task context and, with ``checkpoint_id``, its thread up to that checkpoint (into
+        the thread named like the new session). Returns the new session."""
+        return await self._native.fork_session(
+            source_session, new_session, at_sequence, checkpoint_id
+        )
+
     # --- checkpoints (the seed's; LangGraph's saver is agent_storage.langgraph) ---------
 
     async def store_checkpoint(

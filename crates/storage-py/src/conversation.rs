@@ -1,0 +1,137 @@
+//! Conversation beyond appends and history, as Python methods of [`NativeStorage`]:
+//! turn-aware windows, compaction into a summary, rewind and fork.
+
+use pyo3::prelude::*;
+use serde_json::Value;
+use storage_core::prelude::*;
+use storage_core::StorageError;
+
+use crate::errors::to_py_err;
+use crate::native::{finish, from_python, optional, NativeStorage};
+use crate::seed;
+
+#[pymethods]
+impl NativeStorage {
+    /// The last `turns` turns whole, or the last `limit` messages (with
+    /// `keep_tool_pairs`, never a tool result without its call); exactly one of `turns`
+    /// and `limit`.
+    #[pyo3(signature = (session_id, turns=None, limit=None, keep_tool_pairs=false))]
+    fn get_history_window<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        turns: Option<usize>,
+        limit: Option<usize>,
+        keep_tool_pairs: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let window = match (turns, limit) {
+            (Some(_), None) if keep_tool_pairs => {
+                let err = StorageError::invalid_input(
+                    "keep_tool_pairs applies to limit; whole turns already keep their pairs",
+                );
+                return Err(to_py_err(py, &err));
+            }
+            (Some(turns), None) => HistoryWindow::LastTurns { turns },
+            (None, Some(limit)) => HistoryWindow::LastMessages {
+                limit,
+                keep_tool_pairs,
+            },
+            _ => {
+                let err = StorageError::invalid_input("give exactly one of turns and limit");
+                return Err(to_py_err(py, &err));
+            }
+        };
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            let messages = storage.get_history_window(&session_id, window).await?;
+            Ok(messages.iter().map(seed::message).collect::<Vec<_>>())
+        })
+    }
+
+    /// Replaces the messages up to `up_to` by one summary message stored at `up_to`, in
+    /// one atomic step; with `keep_replaced` the originals stay readable with
+    /// `get_replaced_messages`. Returns the summary.
+    #[pyo3(signature = (session_id, up_to, role, content, metadata=None, client_id=None, keep_replaced=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn compact_conversation<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        up_to: u64,
+        role: String,
+        content: &Bound<'py, PyAny>,
+        metadata: Option<&Bound<'py, PyAny>>,
+        client_id: Option<String>,
+        keep_replaced: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let content: Value = from_python("summary content", content)?;
+        let mut summary =
+            NewMessage::new(role, content).with_metadata(optional("summary metadata", metadata)?);
+        summary.client_id = client_id;
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            let stored = storage
+                .compact_conversation(&session_id, up_to, summary, keep_replaced)
+                .await?;
+            Ok(seed::message(&stored))
+        })
+    }
+
+    /// The messages the summary at `summary_sequence` replaced and kept, oldest first.
+    fn get_replaced_messages<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        summary_sequence: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            let kept = storage
+                .get_replaced_messages(&session_id, summary_sequence)
+                .await?;
+            Ok(kept.iter().map(seed::message).collect::<Vec<_>>())
+        })
+    }
+
+    /// Removes every message after `sequence` in one atomic step; how many it removed.
+    fn rewind_conversation<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        sequence: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            storage.rewind_conversation(&session_id, sequence).await
+        })
+    }
+
+    /// A new session from `source_session`'s messages up to `at_sequence`, its own task
+    /// context and, with `checkpoint_id`, its thread (named like the session) up to that
+    /// checkpoint into a thread named like the new session. Returns the new session.
+    #[pyo3(signature = (source_session, new_session, at_sequence, checkpoint_id=None))]
+    fn fork_session<'py>(
+        &self,
+        py: Python<'py>,
+        source_session: String,
+        new_session: String,
+        at_sequence: u64,
+        checkpoint_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let thread = checkpoint_id.map(|checkpoint_id| ThreadFork {
+            source_thread: source_session.clone(),
+            new_thread: new_session.clone(),
+            checkpoint_id,
+        });
+        let fork = Fork {
+            source_session,
+            new_session,
+            at_sequence,
+            thread,
+        };
+        let storage = self.inner.clone();
+        finish(py, false, async move {
+            Ok(seed::session(&storage.fork_session(fork).await?))
+        })
+    }
+}

@@ -90,77 +90,7 @@ async fn contexts_of_the_previous_release_are_their_session_scopes_current_versi
         .unwrap();
     b.initialize().await.unwrap();
 
-    let s1 = ContextScope::session("s1");
-    let current = b.get_context(s1.clone(), None).await.unwrap().unwrap();
-    assert_eq!(current.scope, s1);
-    assert_eq!(current.version, 3);
-    assert_eq!(current.value, json!({"plan": ["a", "b"], "step": 3}));
-    assert_eq!(
-        current.updated_at,
-        "2026-11-01T10:00:00.123456Z"
-            .parse::<storage_core::Timestamp>()
-            .unwrap()
-    );
-    assert_eq!(
-        b.get_context(s1.clone(), Some(3)).await.unwrap(),
-        Some(current.clone())
-    );
-    assert_eq!(b.get_context(s1.clone(), Some(2)).await.unwrap(), None);
-    assert_eq!(
-        b.list_context_versions(s1.clone(), None, 10).await.unwrap(),
-        vec![current.clone()]
-    );
-    assert_eq!(
-        b.get_task_context("s:2").await.unwrap().unwrap().value,
-        json!("just text")
-    );
-
-    let scopes = b.list_context_scopes(None, 10).await.unwrap();
-    assert_eq!(
-        scopes,
-        vec![
-            ContextScope::session("idle"),
-            ContextScope::session("s1"),
-            ContextScope::session("s:2"),
-        ]
-    );
-
-    // Compare-and-set continues from the old version.
-    let err = b
-        .store_context(s1.clone(), json!("lost"), ExpectedVersion::Absent, 10)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
-    let next = b
-        .store_context(s1.clone(), json!("next"), ExpectedVersion::Exactly(3), 10)
-        .await
-        .unwrap();
-    assert_eq!(next.version, 4);
-    let history = b.list_context_versions(s1.clone(), None, 10).await.unwrap();
-    assert_eq!(history, vec![next, current]);
-
-    // Removing the sessions removes their migrated contexts, and only theirs.
-    for id in ["s:2", "idle"] {
-        b.create_session(NewSession::new(id, "u1")).await.unwrap();
-    }
-    assert!(b.delete_session("s:2").await.unwrap());
-    assert_eq!(b.get_task_context("s:2").await.unwrap(), None);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let removed = b
-        .cleanup_expired_sessions(Duration::from_millis(20))
-        .await
-        .unwrap();
-    assert_eq!(removed, 1);
-    assert_eq!(
-        b.list_context_versions(ContextScope::session("idle"), None, 10)
-            .await
-            .unwrap(),
-        vec![]
-    );
-    assert_eq!(
-        b.list_context_scopes(None, 10).await.unwrap(),
-        vec![ContextScope::session("s1")]
-    );
+    storage_testkit::compat::previous_release_contexts_read(&b).await;
 
     // The old table is gone, not left for a process of the previous release to write to.
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)

@@ -25,6 +25,7 @@
 
 pub mod bench;
 pub mod checks;
+pub mod compat;
 mod context;
 pub mod data;
 pub mod fault;

@@ -31,6 +31,7 @@ use crate::scripts::Scripts;
 /// A hash read whole: field to raw value.
 type FieldMap = HashMap<String, Vec<u8>>;
 
+mod compaction;
 mod import;
 mod task_context;
 
@@ -266,11 +267,10 @@ impl RedisBackend {
         let keys = self.keys.session(session_id);
         let ttl = ttl_ms(self.config.conversation_ttl_secs);
         let mut cmd = redis::cmd("EVALSHA");
+        let script_keys = keys.append();
         cmd.arg(self.scripts.append_messages.script.get_hash())
-            .arg(3)
-            .arg(&keys.sequence)
-            .arg(&keys.messages)
-            .arg(&keys.client_ids)
+            .arg(script_keys.len())
+            .arg(&script_keys[..])
             .arg(ttl)
             .arg(1)
             .arg(client_id)
@@ -596,11 +596,7 @@ impl RedisBackend {
             encoded.push((client_id, wire::encode(&record)?));
             records.push(record);
         }
-        let script_keys = [
-            keys.sequence.as_str(),
-            keys.messages.as_str(),
-            keys.client_ids.as_str(),
-        ];
+        let script_keys = keys.append();
         // The reply says where each new message went (a number) and what each stored
         // client id holds (a member). New messages come back as built here, never decoded
         // from the reply, so a write that took effect is never reported as failed. Only
@@ -1269,11 +1265,7 @@ impl ConversationStore for RedisBackend {
             let keys = self.keys.session(session_id);
             let popped: Option<(Vec<u8>, String, String)> = self
                 .client
-                .eval(
-                    &self.scripts.pop_message,
-                    &[&keys.messages, &keys.client_ids],
-                    &[],
-                )
+                .eval(&self.scripts.pop_message, &keys.removal(), &[])
                 .await?;
             let Some((member, sequence, client_id)) = popped else {
                 return Ok(None);
@@ -1304,6 +1296,35 @@ impl ConversationStore for RedisBackend {
         .map_err(op("pop_last_message"))
     }
 
+    async fn compact_conversation(
+        &self,
+        session_id: &str,
+        up_to: u64,
+        summary: NewMessage,
+        keep_replaced: bool,
+    ) -> Result<Message> {
+        let summary = admit("compact_conversation", summary)?;
+        self.compact(session_id, up_to, summary, keep_replaced)
+            .await
+            .map_err(op("compact_conversation"))
+    }
+
+    async fn get_replaced_messages(
+        &self,
+        session_id: &str,
+        summary_sequence: u64,
+    ) -> Result<Vec<Message>> {
+        self.replaced(session_id, summary_sequence)
+            .await
+            .map_err(op("get_replaced_messages"))
+    }
+
+    async fn rewind_conversation(&self, session_id: &str, sequence: u64) -> Result<u64> {
+        self.rewind(session_id, sequence)
+            .await
+            .map_err(op("rewind_conversation"))
+    }
+
     async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
         let messages = admit("import_messages", messages)?;
         self.import_messages_op(session_id, messages).await
@@ -1314,11 +1335,7 @@ impl ConversationStore for RedisBackend {
             validate_id("session id", session_id)?;
             let keys = self.keys.session(session_id);
             self.client
-                .eval(
-                    &self.scripts.clear_messages,
-                    &[&keys.messages, &keys.client_ids],
-                    &[],
-                )
+                .eval(&self.scripts.clear_messages, &keys.removal(), &[])
                 .await
         }
         .await

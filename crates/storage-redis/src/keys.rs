@@ -15,6 +15,8 @@
 //! | `{ns:s:<hex session>}` | `:msgs` | zset: wire-encoded messages scored by sequence |
 //! | `{ns:s:<hex session>}` | `:seq` | integer: the highest sequence ever handed out |
 //! | `{ns:s:<hex session>}` | `:cids` | hash: `c:<client id>` → sequence, `s:<sequence>` → client id |
+//! | `{ns:s:<hex session>}` | `:kept` | hash: `n:<summary seq>` → count, `<summary seq>:<i>` → the i-th kept message |
+//! | `{ns:s:<hex session>}` | `:kidx` | zset: summary sequences with kept messages, each scored by itself |
 //! | `{ns:s:<hex session>}` | `:ctxv` | zset: the session scope's kept task context versions, by number |
 //! | `{ns:s:<hex session>}` | `:ctxr` | hash: `u:<version>` → updated µs, `d:<version>` → value JSON |
 //! | `{ns:s:<hex session>}` | `:ctx` | hash: a context as releases before scopes wrote it, `version`, `updated`, `value` |
@@ -98,6 +100,8 @@ impl Keys {
             messages: format!("{base}:msgs"),
             sequence: format!("{base}:seq"),
             client_ids: format!("{base}:cids"),
+            kept: format!("{base}:kept"),
+            kept_index: format!("{base}:kidx"),
             context: ContextKeys::at(&base, true),
         }
     }
@@ -172,20 +176,49 @@ pub(crate) struct SessionKeys {
     pub(crate) messages: String,
     pub(crate) sequence: String,
     pub(crate) client_ids: String,
+    /// Hash: the messages compactions kept, by summary sequence and position.
+    pub(crate) kept: String,
+    /// Zset: the summary sequences that kept messages.
+    pub(crate) kept_index: String,
     pub(crate) context: ContextKeys,
 }
 
 impl SessionKeys {
     /// Every key, in the order the delete script takes them.
-    pub(crate) fn all(&self) -> [&str; 7] {
+    pub(crate) fn all(&self) -> [&str; 9] {
         [
             &self.session,
             &self.messages,
             &self.sequence,
             &self.client_ids,
+            &self.kept,
+            &self.kept_index,
             &self.context.versions,
             &self.context.records,
             self.context.legacy.as_deref().unwrap_or_default(),
+        ]
+    }
+
+    /// The keys every script that removes messages takes: messages, client ids, kept,
+    /// kept index.
+    pub(crate) fn removal(&self) -> [&str; 4] {
+        [
+            &self.messages,
+            &self.client_ids,
+            &self.kept,
+            &self.kept_index,
+        ]
+    }
+
+    /// The keys the append and import scripts take: sequence, messages, client ids, then
+    /// the kept keys, whose expiry they refresh.
+    pub(crate) fn append(&self) -> [&str; 5] {
+        [
+            &self.sequence,
+            &self.messages,
+            &self.client_ids,
+            &self.kept,
+            &self.kept_index,
         ]
     }
 }

@@ -6,6 +6,12 @@
 
 use deadpool_redis::redis::Script;
 
+mod conversation;
+
+use conversation::{
+    CLEAR_MESSAGES, COMPACT, KEPT_PRELUDE, POP_MESSAGE, READ_PREFIX, REPLACED_MESSAGES, REWIND,
+};
+
 const PRELUDE: &str = r#"
 local function touch(key, ttl)
   if ttl ~= '0' then redis.call('PEXPIRE', key, ttl) end
@@ -103,8 +109,8 @@ touch(key, ARGV[1])
 return redis.call('HGETALL', key)
 "#;
 
-/// KEYS: session, messages, sequence, client ids, context versions, context records, the
-/// previous release's task context. ARGV: idle cutoff µs, or
+/// KEYS: session, messages, sequence, client ids, kept messages, kept index, context
+/// versions, context records, the previous release's task context. ARGV: idle cutoff µs, or
 /// '' to delete unconditionally. Returns {1, user} when the session was removed,
 /// {0, user, activity} when it is still active, {-1} when there is no session record.
 const DELETE_SESSION: &str = r#"
@@ -119,8 +125,9 @@ if user then return {1, user} end
 return {-1}
 "#;
 
-/// KEYS: sequence, messages, client ids. ARGV: ttl, n, then n (client id or '', message
-/// encoded with sequence 0), then optionally '0' to only probe a mixed batch.
+/// KEYS: sequence, messages, client ids, kept, kept index (the last two only have their
+/// expiry refreshed, so what summaries kept lives as long as the conversation). ARGV: ttl,
+/// n, then n (client id or '', message encoded with sequence 0), then optionally '0' to only probe a mixed batch.
 /// Returns {1, entries...} in input order, each the sequence number a new message was
 /// stored at or the stored member a client id already had. With the probe flag, a batch
 /// that has both new messages and stored client ids stores nothing and returns
@@ -153,7 +160,7 @@ if #fresh > 0 then
     if cid ~= '' then redis.call('HSET', KEYS[3], 'c:' .. cid, s, 's:' .. s, cid) end
     out[i] = seq
   end
-  touch(KEYS[1], ARGV[1]); touch(KEYS[2], ARGV[1]); touch(KEYS[3], ARGV[1])
+  for k = 1, #KEYS do touch(KEYS[k], ARGV[1]) end
 end
 table.insert(out, 1, 1)
 return out
@@ -169,8 +176,8 @@ touch(KEYS[1], ARGV[1])
 return user
 "#;
 
-/// KEYS: sequence, messages, client ids. ARGV: ttl, n, then n (sequence, client id or '',
-/// encoded message) in ascending sequence order. Stores each message whose sequence is
+/// KEYS: sequence, messages, client ids, kept, kept index (as for appends). ARGV: ttl, n,
+/// then n (sequence, client id or '', encoded message) in ascending sequence order. Stores each message whose sequence is
 /// above every number handed out and whose client id is free, raises the counter to the
 /// highest sequence; returns how many were stored.
 const IMPORT_MESSAGES: &str = r#"
@@ -189,7 +196,7 @@ for i = 1, n do
   end
 end
 if top > start then redis.call('SET', KEYS[1], int(top)) end
-touch(KEYS[1], ARGV[1]); touch(KEYS[2], ARGV[1]); touch(KEYS[3], ARGV[1])
+for k = 1, #KEYS do touch(KEYS[k], ARGV[1]) end
 return stored
 "#;
 
@@ -209,17 +216,6 @@ for k = 1, 5 do touch(KEYS[k], ARGV[1]) end
 return 1
 "#;
 
-/// KEYS: messages, client ids. Returns {removed member, its sequence, its client id or
-/// ''}, or false.
-const POP_MESSAGE: &str = r#"
-local popped = redis.call('ZPOPMAX', KEYS[1])
-if #popped == 0 then return false end
-local seq = popped[2]
-local cid = redis.call('HGET', KEYS[2], 's:' .. seq)
-if cid then redis.call('HDEL', KEYS[2], 's:' .. seq, 'c:' .. cid) end
-return {popped[1], seq, cid or ''}
-"#;
-
 /// KEYS: messages, client ids. ARGV: ttl, sequence, member, client id or ''. Puts back a
 /// popped message the client could not decode, so the pop has not taken effect; a slot
 /// or client id taken meanwhile is left as it is. Returns 1.
@@ -230,13 +226,6 @@ if ARGV[4] ~= '' and redis.call('HEXISTS', KEYS[2], 'c:' .. ARGV[4]) == 0 then
 end
 touch(KEYS[1], ARGV[1]); touch(KEYS[2], ARGV[1])
 return 1
-"#;
-
-/// KEYS: messages, client ids. Returns how many messages were removed.
-const CLEAR_MESSAGES: &str = r#"
-local count = redis.call('ZCARD', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2])
-return count
 "#;
 
 /// What every task-context script shares. KEYS: versions (zset of version numbers scored
@@ -555,6 +544,10 @@ pub(crate) struct Scripts {
     pub(crate) pop_message: Lua,
     pub(crate) restore_message: Lua,
     pub(crate) clear_messages: Lua,
+    pub(crate) read_prefix: Lua,
+    pub(crate) compact: Lua,
+    pub(crate) rewind: Lua,
+    pub(crate) replaced_messages: Lua,
     pub(crate) get_context: Lua,
     pub(crate) list_context_versions: Lua,
     pub(crate) store_context: Lua,
@@ -591,6 +584,11 @@ fn script(body: &str) -> Lua {
     }
 }
 
+/// A script that removes messages: the kept-message functions before its body.
+fn kept_script(body: &str) -> Lua {
+    script(&format!("{KEPT_PRELUDE}{body}"))
+}
+
 /// A task-context script: the shared context functions before its body.
 fn context_script(body: &str) -> Lua {
     script(&format!("{CONTEXT_PRELUDE}{body}"))
@@ -604,9 +602,13 @@ impl Scripts {
             end_session: script(END_SESSION),
             delete_session: script(DELETE_SESSION),
             append_messages: script(APPEND_MESSAGES),
-            pop_message: script(POP_MESSAGE),
+            pop_message: kept_script(POP_MESSAGE),
             restore_message: script(RESTORE_MESSAGE),
-            clear_messages: script(CLEAR_MESSAGES),
+            clear_messages: kept_script(CLEAR_MESSAGES),
+            read_prefix: script(READ_PREFIX),
+            compact: kept_script(COMPACT),
+            rewind: kept_script(REWIND),
+            replaced_messages: script(REPLACED_MESSAGES),
             get_context: context_script(GET_CONTEXT),
             list_context_versions: context_script(LIST_CONTEXT_VERSIONS),
             store_context: context_script(STORE_CONTEXT),
@@ -629,7 +631,7 @@ impl Scripts {
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 27] {
+    pub(crate) fn all(&self) -> [&Lua; 31] {
         [
             &self.create_session,
             &self.update_session,
@@ -639,6 +641,10 @@ impl Scripts {
             &self.pop_message,
             &self.restore_message,
             &self.clear_messages,
+            &self.read_prefix,
+            &self.compact,
+            &self.rewind,
+            &self.replaced_messages,
             &self.get_context,
             &self.list_context_versions,
             &self.store_context,

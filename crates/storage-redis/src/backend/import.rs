@@ -87,11 +87,7 @@ impl RedisBackend {
             }
             let stored: u64 = self
                 .client
-                .eval(
-                    &self.scripts.import_messages,
-                    &[&keys.sequence, &keys.messages, &keys.client_ids],
-                    &args,
-                )
+                .eval(&self.scripts.import_messages, &keys.append(), &args)
                 .await?;
             Ok(stored)
         }

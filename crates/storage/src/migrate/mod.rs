@@ -20,7 +20,8 @@
 //!
 //! Never copied, and always listed in [`MigrationReport::not_copied`]: pending writes stored
 //! against a checkpoint id that has no stored checkpoint (no backend can enumerate them),
-//! and the sequence counter's headroom above the highest stored message (after a
+//! the messages a compaction replaced and kept (their summary is copied), and the
+//! sequence counter's headroom above the highest stored message (after a
 //! `pop_last_message` the target's next sequence may be lower than the source's).
 
 mod contexts;
@@ -168,6 +169,12 @@ fn never_copied() -> Vec<NotCopied> {
             what: "pending writes stored against a checkpoint id that has no stored checkpoint"
                 .into(),
             reason: "no backend can enumerate them".into(),
+        },
+        NotCopied {
+            what: "messages a compaction replaced and kept (`get_replaced_messages`)".into(),
+            reason: "the contract has no import for them yet; the summary that stands for \
+                     them is copied"
+                .into(),
         },
         NotCopied {
             what: "a conversation's sequence counter above its highest stored message".into(),

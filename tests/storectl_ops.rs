@@ -473,7 +473,7 @@ async fn show_page_follow_delete_and_export() {
     let count = |kind: &str| kinds.iter().filter(|k| **k == kind).count();
     assert_eq!(kinds[0], "session");
     assert_eq!(count("message"), 6);
-    assert_eq!(count("task_context"), 1);
+    assert_eq!(count("task_context"), 2, "both kept versions");
     assert_eq!(count("checkpoint"), 4);
     assert_eq!(count("artifact"), 1);
     assert_eq!(kinds.last(), Some(&"summary"));

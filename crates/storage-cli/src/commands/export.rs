@@ -1,7 +1,7 @@
 //! `storectl export SESSION`: a session and everything it owns as JSON Lines.
 //!
 //! One object per line, `kind` first: `session` (the record), `message` (each, oldest
-//! first), `task_context`, `checkpoint` (each tuple of the thread with the session's id, in
+//! first), `task_context` (each kept version, oldest first), `checkpoint` (each tuple of the thread with the session's id, in
 //! every checkpoint namespace, with its channel values and pending writes), `artifact`
 //! (each version's metadata in the scope with the session's id; content is not exported),
 //! and a last `summary` line with the counts, so a reader can tell a complete file from a
@@ -76,9 +76,24 @@ pub async fn run(storage: &Storage, session: &str, output: Option<&Path>, out: &
         }
     }
     bar.set_message("task context");
-    if let Some(context) = storage.get_task_context(session).await? {
-        line(&mut *sink, "task_context", &context)?;
-        counts.task_context = 1;
+    // Every kept version, oldest first (listed newest first, page by page).
+    let scope = storage_core::ContextScope::session(session);
+    let mut versions = Vec::new();
+    let mut before = None;
+    loop {
+        let page = storage
+            .list_context_versions(scope.clone(), before, PAGE)
+            .await?;
+        before = page.last().map(|context| context.version);
+        let done = page.len() < PAGE;
+        versions.extend(page);
+        if done {
+            break;
+        }
+    }
+    for context in versions.iter().rev() {
+        line(&mut *sink, "task_context", context)?;
+        counts.task_context += 1;
         bar.inc(1);
     }
     bar.set_message("checkpoints");

@@ -26,6 +26,7 @@
 mod artifacts;
 mod backend;
 mod checkpoints;
+mod compaction;
 mod config;
 mod conversation;
 mod error;

@@ -45,6 +45,8 @@ macro_rules! delete_sessions_where {
             " RETURNING id), \
              ids AS (SELECT ARRAY(SELECT id FROM doomed) AS ids), \
              m AS (DELETE FROM messages WHERE session_id = ANY((SELECT ids FROM ids)::text[])), \
+             r AS (DELETE FROM replaced_messages \
+                 WHERE session_id = ANY((SELECT ids FROM ids)::text[])), \
              c AS (DELETE FROM message_counters WHERE session_id = ANY((SELECT ids FROM ids)::text[])), \
              h AS (DELETE FROM context_heads \
                  WHERE scope = ANY(ARRAY(SELECT 'session:' || id FROM doomed)) RETURNING scope) \

@@ -22,9 +22,10 @@ use storage_core::compaction::{summarize, validate_compact};
 use storage_core::validate::validate_id;
 use storage_core::{time, wire, Message, NewMessage};
 
-use crate::backend::{to_i64, to_u64, PostgresBackend, Sql};
+use crate::backend::{to_i64, to_u64, PostgresBackend};
 use crate::conversation::{decode, decode_row};
 use crate::error::PgResult;
+use crate::sql::Sql;
 
 const LOCK_SESSION: &str = "SELECT 1 FROM message_counters WHERE session_id = $1 FOR UPDATE";
 

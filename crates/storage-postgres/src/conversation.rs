@@ -8,9 +8,10 @@ use storage_core::validate::validate_id;
 use storage_core::{time, wire, Message, MessageRange, NewMessage, StorageError};
 use tokio_postgres::Row;
 
-use crate::backend::{to_i64, to_u64, PostgresBackend, Sql};
+use crate::backend::{to_i64, to_u64, PostgresBackend};
 use crate::compaction::{drop_kept, lock_session};
 use crate::error::PgResult;
+use crate::sql::Sql;
 
 /// Appends a batch in one statement: finds the messages whose client id is already stored,
 /// takes consecutive numbers for the others from the session's counter (the upsert holds the

@@ -8,8 +8,9 @@
 use storage_core::validate::validate_limit;
 use storage_core::{wire, Artifact, Message, Session};
 
-use crate::backend::{to_i64, to_u64, PostgresBackend, Sql};
+use crate::backend::{to_i64, to_u64, PostgresBackend};
 use crate::error::PgResult;
+use crate::sql::Sql;
 
 const IMPORT_SESSION: &str =
     "INSERT INTO sessions (id, user_id, status, last_activity_us, record) \

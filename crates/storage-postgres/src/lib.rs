@@ -33,6 +33,7 @@ mod error;
 mod import;
 pub mod schema;
 mod sessions;
+mod sql;
 mod task_context;
 
 pub use backend::PostgresBackend;

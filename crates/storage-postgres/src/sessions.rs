@@ -12,8 +12,9 @@ use storage_core::{
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::backend::{to_i64, PostgresBackend, Sql};
+use crate::backend::{to_i64, PostgresBackend};
 use crate::error::PgResult;
+use crate::sql::Sql;
 
 const INSERT: &str = "INSERT INTO sessions (id, user_id, status, last_activity_us, record) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";

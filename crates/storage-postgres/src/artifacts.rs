@@ -11,8 +11,9 @@ use storage_core::validate::validate_id;
 use storage_core::{time, wire, Artifact, ArtifactMeta, Bytes, NewArtifact};
 use tokio_postgres::Row;
 
-use crate::backend::{to_u64, PostgresBackend, Sql};
+use crate::backend::{to_u64, PostgresBackend};
 use crate::error::PgResult;
+use crate::sql::Sql;
 
 const SAVE: &str = "\
 WITH counter AS (

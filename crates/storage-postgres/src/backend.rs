@@ -17,11 +17,10 @@ use storage_core::{
     SessionQuery, SessionStatus, SessionStore, SessionUpdate, StorageBackend, StorageError,
     TaskContext, TaskContextStore,
 };
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement};
 
 use crate::config::PostgresConfig;
 use crate::error::{finish, PgResult, BACKEND};
+use crate::sql::Sql;
 
 /// The PostgreSQL backend: every store of the contract, in one schema of one database.
 ///
@@ -231,94 +230,6 @@ fn tls_manager(_: &PostgresConfig, _: tokio_postgres::Config, _: ManagerConfig) 
     ))
 }
 
-/// Prepared, cached statements on a pooled connection or inside a transaction.
-///
-/// Every statement goes through here: it is prepared once per connection (deadpool's
-/// statement cache) and always executed with parameters, never with values in its text.
-#[async_trait]
-pub(crate) trait Sql: Send + Sync {
-    /// The cached prepared statement for `sql`.
-    async fn statement(&self, sql: &str) -> Result<Statement, tokio_postgres::Error>;
-    /// Runs a prepared statement and returns its rows.
-    async fn run_query(
-        &self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, tokio_postgres::Error>;
-    /// Runs a prepared statement and returns how many rows it affected.
-    async fn run_execute(
-        &self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, tokio_postgres::Error>;
-
-    /// Every row of `sql`.
-    async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<Vec<Row>> {
-        let statement = self.statement(sql).await?;
-        Ok(self.run_query(&statement, params).await?)
-    }
-
-    /// The first row of `sql`, if any.
-    async fn opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<Option<Row>> {
-        Ok(self.rows(sql, params).await?.into_iter().next())
-    }
-
-    /// The one row `sql` always returns (an aggregate).
-    async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<Row> {
-        self.opt(sql, params).await?.ok_or_else(|| {
-            StorageError::backend(format!("statement returned no row: {sql}")).into()
-        })
-    }
-
-    /// How many rows `sql` affected.
-    async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<u64> {
-        let statement = self.statement(sql).await?;
-        Ok(self.run_execute(&statement, params).await?)
-    }
-}
-
-#[async_trait]
-impl Sql for deadpool_postgres::ClientWrapper {
-    async fn statement(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
-        self.prepare_cached(sql).await
-    }
-    async fn run_query(
-        &self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        tokio_postgres::Client::query(self, statement, params).await
-    }
-    async fn run_execute(
-        &self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, tokio_postgres::Error> {
-        tokio_postgres::Client::execute(self, statement, params).await
-    }
-}
-
-#[async_trait]
-impl Sql for deadpool_postgres::Transaction<'_> {
-    async fn statement(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
-        self.prepare_cached(sql).await
-    }
-    async fn run_query(
-        &self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        tokio_postgres::Transaction::query(self, statement, params).await
-    }
-    async fn run_execute(
-        &self,
-        statement: &Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, tokio_postgres::Error> {
-        tokio_postgres::Transaction::execute(self, statement, params).await
-    }
-}
-
 /// A `u64` count or number as PostgreSQL's `bigint`, saturating.
 pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -413,6 +324,37 @@ impl ConversationStore for PostgresBackend {
         finish(
             "clear_conversation",
             self.clear_conversation_op(session_id).await,
+        )
+    }
+    async fn compact_conversation(
+        &self,
+        session_id: &str,
+        up_to: u64,
+        summary: NewMessage,
+        keep_replaced: bool,
+    ) -> Result<Message> {
+        let summary = admit("compact_conversation", summary)?;
+        finish(
+            "compact_conversation",
+            self.compact_conversation_op(session_id, up_to, summary, keep_replaced)
+                .await,
+        )
+    }
+    async fn get_replaced_messages(
+        &self,
+        session_id: &str,
+        summary_sequence: u64,
+    ) -> Result<Vec<Message>> {
+        finish(
+            "get_replaced_messages",
+            self.get_replaced_messages_op(session_id, summary_sequence)
+                .await,
+        )
+    }
+    async fn rewind_conversation(&self, session_id: &str, sequence: u64) -> Result<u64> {
+        finish(
+            "rewind_conversation",
+            self.rewind_conversation_op(session_id, sequence).await,
         )
     }
 

@@ -20,8 +20,9 @@ use storage_core::{
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::backend::{to_i64, to_u64, PostgresBackend, Sql};
+use crate::backend::{to_i64, to_u64, PostgresBackend};
 use crate::error::PgResult;
+use crate::sql::Sql;
 
 /// Stores the new blobs and the checkpoint in one statement, so they become visible
 /// together or not at all. A stored blob is never replaced; a stored checkpoint id is.

@@ -1,13 +1,17 @@
 //! Conversation history: one row per message keyed by (session, sequence), and a counter
-//! row per session holding the highest sequence ever handed out.
+//! row per session holding the highest sequence ever handed out. Compaction, rewind and
+//! the messages summaries kept are in `compaction.rs`, with the lock that orders every
+//! change to a session's messages except appends and imports.
 
 use storage_core::conversation::validate_append;
 use storage_core::validate::validate_id;
 use storage_core::{time, wire, Message, MessageRange, NewMessage, StorageError};
 use tokio_postgres::Row;
 
-use crate::backend::{to_i64, to_u64, PostgresBackend, Sql};
+use crate::backend::{to_i64, to_u64, PostgresBackend};
+use crate::compaction::{drop_kept, lock_session};
 use crate::error::PgResult;
+use crate::sql::Sql;
 
 /// Appends a batch in one statement: finds the messages whose client id is already stored,
 /// takes consecutive numbers for the others from the session's counter (the upsert holds the
@@ -59,24 +63,23 @@ const LAST_N: &str = "SELECT sequence, record FROM messages WHERE session_id = $
 const FIRST_N: &str = "SELECT sequence, record FROM messages WHERE session_id = $1 \
      AND sequence BETWEEN $2 AND $3 ORDER BY sequence ASC LIMIT $4";
 
-/// Pops the newest message; concurrent pops skip each other's locked row, so each removes
-/// a different message.
+/// Pops the newest message, under the session's lock (see `compaction.rs`).
 const POP: &str = "DELETE FROM messages WHERE session_id = $1 AND sequence = (\
-     SELECT sequence FROM messages WHERE session_id = $1 \
-     ORDER BY sequence DESC LIMIT 1 FOR UPDATE SKIP LOCKED) \
-     RETURNING sequence, record";
+     SELECT max(sequence) FROM messages WHERE session_id = $1) \
+     RETURNING sequence, record, compacted_from";
 
 const CLEAR: &str = "DELETE FROM messages WHERE session_id = $1";
+const CLEAR_KEPT: &str = "DELETE FROM replaced_messages WHERE session_id = $1";
 
 /// A stored message; the row's session and sequence are authoritative over the record's.
-fn decode(session_id: &str, sequence: i64, record: &[u8]) -> PgResult<Message> {
+pub(crate) fn decode(session_id: &str, sequence: i64, record: &[u8]) -> PgResult<Message> {
     let mut message: Message = wire::decode(record)?;
     message.session_id = session_id.to_owned();
     message.sequence = to_u64(sequence);
     Ok(message)
 }
 
-fn decode_row(session_id: &str, row: &Row) -> PgResult<Message> {
+pub(crate) fn decode_row(session_id: &str, row: &Row) -> PgResult<Message> {
     decode(session_id, row.get(0), row.get(1))
 }
 
@@ -170,14 +173,29 @@ impl PostgresBackend {
 
     pub(crate) async fn pop_last_message_op(&self, session_id: &str) -> PgResult<Option<Message>> {
         validate_id("session id", session_id)?;
-        let client = self.client().await?;
-        let row = client.opt(POP, &[&session_id]).await?;
-        row.map(|row| decode_row(session_id, &row)).transpose()
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        lock_session(&tx, session_id).await?;
+        let Some(row) = tx.opt(POP, &[&session_id]).await? else {
+            return Ok(None);
+        };
+        // Decoded before the commit: a record that cannot be decoded stays.
+        let message = decode_row(session_id, &row)?;
+        if let Some(from) = row.get::<_, Option<i64>>(2) {
+            drop_kept(&tx, session_id, from, row.get(0)).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(message))
     }
 
     pub(crate) async fn clear_conversation_op(&self, session_id: &str) -> PgResult<u64> {
         validate_id("session id", session_id)?;
-        let client = self.client().await?;
-        client.exec(CLEAR, &[&session_id]).await
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        lock_session(&tx, session_id).await?;
+        tx.exec(CLEAR_KEPT, &[&session_id]).await?;
+        let removed = tx.exec(CLEAR, &[&session_id]).await?;
+        tx.commit().await?;
+        Ok(removed)
     }
 }

@@ -8,8 +8,9 @@
 use storage_core::validate::validate_limit;
 use storage_core::{wire, Artifact, Message, Session};
 
-use crate::backend::{to_i64, to_u64, PostgresBackend, Sql};
+use crate::backend::{to_i64, to_u64, PostgresBackend};
 use crate::error::PgResult;
+use crate::sql::Sql;
 
 const IMPORT_SESSION: &str =
     "INSERT INTO sessions (id, user_id, status, last_activity_us, record) \
@@ -19,11 +20,12 @@ const IMPORT_SESSION: &str =
 
 const IMPORT_MESSAGES: &str = "\
 WITH input AS (
-    SELECT * FROM UNNEST($2::bigint[], $3::text[], $4::bytea[]) AS i(sequence, client_id, record)
+    SELECT * FROM UNNEST($2::bigint[], $3::text[], $4::bytea[], $5::bigint[])
+        AS i(sequence, client_id, record, compacted_from)
 ),
 inserted AS (
-    INSERT INTO messages (session_id, sequence, client_id, record)
-    SELECT $1, sequence, client_id, record FROM input
+    INSERT INTO messages (session_id, sequence, client_id, record, compacted_from)
+    SELECT $1, sequence, client_id, record, compacted_from FROM input
     WHERE sequence > COALESCE(
         (SELECT last_sequence FROM message_counters WHERE session_id = $1), 0)
     ORDER BY sequence
@@ -95,11 +97,22 @@ impl PostgresBackend {
             .iter()
             .map(wire::encode)
             .collect::<storage_core::Result<Vec<_>>>()?;
+        // An imported summary keeps its range in `compacted_from` (see `compaction.rs`).
+        let compacted_from: Vec<Option<i64>> = messages
+            .iter()
+            .map(|m| m.compacted.map(|compacted| to_i64(compacted.from)))
+            .collect();
         let client = self.client().await?;
         let row = client
             .one(
                 IMPORT_MESSAGES,
-                &[&session_id, &sequences, &client_ids, &records],
+                &[
+                    &session_id,
+                    &sequences,
+                    &client_ids,
+                    &records,
+                    &compacted_from,
+                ],
             )
             .await?;
         Ok(to_u64(row.get(0)))

@@ -26,12 +26,14 @@
 mod artifacts;
 mod backend;
 mod checkpoints;
+mod compaction;
 mod config;
 mod conversation;
 mod error;
 mod import;
 pub mod schema;
 mod sessions;
+mod sql;
 mod task_context;
 
 pub use backend::PostgresBackend;

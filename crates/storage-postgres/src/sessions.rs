@@ -12,8 +12,9 @@ use storage_core::{
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::backend::{to_i64, PostgresBackend, Sql};
+use crate::backend::{to_i64, PostgresBackend};
 use crate::error::PgResult;
+use crate::sql::Sql;
 
 const INSERT: &str = "INSERT INTO sessions (id, user_id, status, last_activity_us, record) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
@@ -45,6 +46,8 @@ macro_rules! delete_sessions_where {
             " RETURNING id), \
              ids AS (SELECT ARRAY(SELECT id FROM doomed) AS ids), \
              m AS (DELETE FROM messages WHERE session_id = ANY((SELECT ids FROM ids)::text[])), \
+             r AS (DELETE FROM replaced_messages \
+                 WHERE session_id = ANY((SELECT ids FROM ids)::text[])), \
              c AS (DELETE FROM message_counters WHERE session_id = ANY((SELECT ids FROM ids)::text[])), \
              h AS (DELETE FROM context_heads \
                  WHERE scope = ANY(ARRAY(SELECT 'session:' || id FROM doomed)) RETURNING scope) \
@@ -55,6 +58,25 @@ macro_rules! delete_sessions_where {
 
 const DELETE_ONE: &str = delete_sessions_where!("id = $1");
 const DELETE_IDLE: &str = delete_sessions_where!("last_activity_us < $1");
+
+/// Takes the conversation lock (see `compaction.rs`) of the sessions a removal will
+/// remove, in a statement before it: the removal's snapshot is then taken after every
+/// compaction, rewind, pop or append of those sessions it waited for has committed, so it
+/// removes what they wrote (a summary committed after the removal's snapshot would outlive
+/// its session). In key order, so concurrent removals do not deadlock on each other.
+macro_rules! lock_sessions_where {
+    ($condition:literal) => {
+        concat!(
+            "SELECT 1 FROM message_counters WHERE session_id = ANY(ARRAY(\
+             SELECT id FROM sessions WHERE ",
+            $condition,
+            ")) ORDER BY session_id FOR UPDATE"
+        )
+    };
+}
+
+const LOCK_ONE: &str = lock_sessions_where!("id = $1");
+const LOCK_IDLE: &str = lock_sessions_where!("last_activity_us < $1");
 
 fn decode(row: &Row, column: usize) -> PgResult<Session> {
     Ok(wire::decode(row.get::<_, &[u8]>(column))?)
@@ -199,7 +221,7 @@ impl PostgresBackend {
 
     pub(crate) async fn delete_session_op(&self, id: &str) -> PgResult<bool> {
         validate_id("session id", id)?;
-        Ok(self.remove_sessions(DELETE_ONE, &id).await? > 0)
+        Ok(self.remove_sessions(LOCK_ONE, DELETE_ONE, &id).await? > 0)
     }
 
     pub(crate) async fn list_sessions_op(&self, query: SessionQuery) -> PgResult<Page<Session>> {
@@ -266,14 +288,20 @@ impl PostgresBackend {
     pub(crate) async fn cleanup_expired_sessions_op(&self, max_idle: Duration) -> PgResult<u64> {
         let idle = i64::try_from(max_idle.as_micros()).unwrap_or(i64::MAX);
         let cutoff = time::to_micros(time::now()).saturating_sub(idle);
-        self.remove_sessions(DELETE_IDLE, &cutoff).await
+        self.remove_sessions(LOCK_IDLE, DELETE_IDLE, &cutoff).await
     }
 
     /// Runs one of the `delete_sessions_where!` statements, then deletes the versions of
     /// the contexts it removed, in one transaction; how many sessions it removed.
-    async fn remove_sessions(&self, sql: &str, param: &(dyn ToSql + Sync)) -> PgResult<u64> {
+    async fn remove_sessions(
+        &self,
+        lock: &str,
+        sql: &str,
+        param: &(dyn ToSql + Sync),
+    ) -> PgResult<u64> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        tx.rows(lock, &[param]).await?;
         let row = tx.one(sql, &[param]).await?;
         let scopes: Vec<String> = row.get(1);
         if !scopes.is_empty() {

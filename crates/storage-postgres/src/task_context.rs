@@ -21,8 +21,9 @@ use storage_core::validate::validate_limit;
 use storage_core::{time, wire, ContextScope, ExpectedVersion, StorageError, TaskContext};
 use tokio_postgres::Row;
 
-use crate::backend::{to_i64, to_u64, PostgresBackend, Sql};
+use crate::backend::{to_i64, to_u64, PostgresBackend};
 use crate::error::PgResult;
+use crate::sql::Sql;
 
 const HEAD: &str = "SELECT version FROM context_heads WHERE scope = $1";
 

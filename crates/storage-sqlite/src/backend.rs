@@ -193,6 +193,37 @@ impl ConversationStore for SqliteBackend {
             self.clear_conversation_op(session_id).await,
         )
     }
+    async fn compact_conversation(
+        &self,
+        session_id: &str,
+        up_to: u64,
+        summary: NewMessage,
+        keep_replaced: bool,
+    ) -> Result<Message> {
+        let summary = admit("compact_conversation", summary)?;
+        finish(
+            "compact_conversation",
+            self.compact_conversation_op(session_id, up_to, summary, keep_replaced)
+                .await,
+        )
+    }
+    async fn get_replaced_messages(
+        &self,
+        session_id: &str,
+        summary_sequence: u64,
+    ) -> Result<Vec<Message>> {
+        finish(
+            "get_replaced_messages",
+            self.get_replaced_messages_op(session_id, summary_sequence)
+                .await,
+        )
+    }
+    async fn rewind_conversation(&self, session_id: &str, sequence: u64) -> Result<u64> {
+        finish(
+            "rewind_conversation",
+            self.rewind_conversation_op(session_id, sequence).await,
+        )
+    }
 
     async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
         let messages = admit("import_messages", messages)?;

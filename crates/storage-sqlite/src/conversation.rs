@@ -1,5 +1,6 @@
 //! Conversation history: one row per message keyed by (session, sequence), and a counter
-//! row per session holding the highest sequence ever handed out.
+//! row per session holding the highest sequence ever handed out. Compaction, rewind and
+//! the messages summaries kept are in `compaction.rs`.
 
 use rusqlite::OptionalExtension;
 use storage_core::conversation::validate_append;
@@ -7,10 +8,11 @@ use storage_core::validate::validate_id;
 use storage_core::{time, wire, Message, MessageRange, NewMessage};
 
 use crate::backend::{to_i64, to_u64, SqliteBackend};
+use crate::compaction::drop_kept;
 use crate::engine::Db;
 use crate::error::SqlResult;
 
-const BY_CLIENT_ID: &str = "SELECT sequence, record FROM \"{ns}.messages\" \
+pub(crate) const BY_CLIENT_ID: &str = "SELECT sequence, record FROM \"{ns}.messages\" \
      WHERE session_id = ?1 AND client_id = ?2";
 
 /// Takes `?2` numbers from the session's counter; returns the new highest one.
@@ -29,15 +31,17 @@ const LAST_N: &str = "SELECT sequence, record FROM \"{ns}.messages\" WHERE sessi
 const FIRST_N: &str = "SELECT sequence, record FROM \"{ns}.messages\" WHERE session_id = ?1 \
      AND sequence BETWEEN ?2 AND ?3 ORDER BY sequence ASC LIMIT ?4";
 
-const NEWEST: &str = "SELECT sequence, record FROM \"{ns}.messages\" WHERE session_id = ?1 \
+const NEWEST: &str =
+    "SELECT sequence, record, compacted_from FROM \"{ns}.messages\" WHERE session_id = ?1 \
      ORDER BY sequence DESC LIMIT 1";
 
 const DELETE_ONE: &str = "DELETE FROM \"{ns}.messages\" WHERE session_id = ?1 AND sequence = ?2";
 
 const CLEAR: &str = "DELETE FROM \"{ns}.messages\" WHERE session_id = ?1";
+const CLEAR_KEPT: &str = "DELETE FROM \"{ns}.replaced_messages\" WHERE session_id = ?1";
 
 /// A stored message; the row's session and sequence are authoritative over the record's.
-fn decode(session_id: &str, sequence: i64, record: &[u8]) -> SqlResult<Message> {
+pub(crate) fn decode(session_id: &str, sequence: i64, record: &[u8]) -> SqlResult<Message> {
     let mut message: Message = wire::decode(record)?;
     message.session_id = session_id.to_owned();
     message.sequence = to_u64(sequence);
@@ -156,15 +160,22 @@ impl SqliteBackend {
                 let newest = db
                     .prepare(NEWEST)?
                     .query_row([&session_id], |row| {
-                        Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, Vec<u8>>(1)?,
+                            row.get::<_, Option<i64>>(2)?,
+                        ))
                     })
                     .optional()?;
-                let Some((sequence, record)) = newest else {
+                let Some((sequence, record, compacted_from)) = newest else {
                     return Ok(None);
                 };
                 // Decoded before it is removed: a record that cannot be decoded stays.
                 let message = decode(&session_id, sequence, &record)?;
                 db.prepare(DELETE_ONE)?.execute((&session_id, sequence))?;
+                if let Some(from) = compacted_from {
+                    drop_kept(db, &session_id, from, sequence)?;
+                }
                 Ok(Some(message))
             })
             .await
@@ -174,7 +185,10 @@ impl SqliteBackend {
         validate_id("session id", session_id)?;
         let session_id = session_id.to_owned();
         self.engine
-            .write(move |db| Ok(db.prepare(CLEAR)?.execute([&session_id])? as u64))
+            .write(move |db| {
+                db.prepare(CLEAR_KEPT)?.execute([&session_id])?;
+                Ok(db.prepare(CLEAR)?.execute([&session_id])? as u64)
+            })
             .await
     }
 }

@@ -18,8 +18,10 @@ const IMPORT_SESSION: &str = "INSERT INTO \"{ns}.sessions\" \
 
 const LAST_SEQUENCE: &str =
     "SELECT last_sequence FROM \"{ns}.message_counters\" WHERE session_id = ?1";
+/// An imported summary keeps its range in `compacted_from` (see `compaction.rs`).
 const IMPORT_MESSAGE: &str = "INSERT INTO \"{ns}.messages\" \
-     (session_id, sequence, client_id, record) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
+     (session_id, sequence, client_id, record, compacted_from) VALUES (?1, ?2, ?3, ?4, ?5) \
+     ON CONFLICT DO NOTHING";
 const RAISE_SEQUENCE: &str = "INSERT INTO \"{ns}.message_counters\" AS c \
      (session_id, last_sequence) VALUES (?1, ?2) ON CONFLICT (session_id) \
      DO UPDATE SET last_sequence = max(c.last_sequence, excluded.last_sequence)";
@@ -67,7 +69,15 @@ impl SqliteBackend {
         }
         let rows = messages
             .iter()
-            .map(|m| Ok((to_i64(m.sequence), m.client_id.clone(), wire::encode(m)?)))
+            .map(|m| {
+                let from = m.compacted.map(|compacted| to_i64(compacted.from));
+                Ok((
+                    to_i64(m.sequence),
+                    m.client_id.clone(),
+                    wire::encode(m)?,
+                    from,
+                ))
+            })
             .collect::<storage_core::Result<Vec<_>>>()?;
         let session_id = session_id.to_owned();
         self.engine
@@ -83,9 +93,10 @@ impl SqliteBackend {
                 let mut insert = db.prepare(IMPORT_MESSAGE)?;
                 let mut sorted: Vec<_> = rows.iter().collect();
                 sorted.sort_by_key(|row| row.0);
-                for (sequence, client_id, record) in sorted {
+                for (sequence, client_id, record, from) in sorted {
                     if *sequence > last {
-                        inserted += insert.execute((&session_id, sequence, client_id, record))?;
+                        inserted +=
+                            insert.execute((&session_id, sequence, client_id, record, from))?;
                     }
                 }
                 let highest = rows.iter().map(|row| row.0).max().unwrap_or(0);

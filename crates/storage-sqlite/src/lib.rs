@@ -27,6 +27,7 @@
 mod artifacts;
 mod backend;
 mod checkpoints;
+mod compaction;
 mod config;
 mod conversation;
 mod engine;

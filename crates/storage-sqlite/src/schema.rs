@@ -27,6 +27,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "context_versions",
         include_str!("../migrations/V2__context_versions.sql"),
     ),
+    (
+        3,
+        "compaction",
+        include_str!("../migrations/V3__compaction.sql"),
+    ),
 ];
 
 /// The table, per namespace, recording applied migration versions.

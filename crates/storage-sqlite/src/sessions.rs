@@ -29,6 +29,7 @@ const UPDATE: &str =
 
 const DELETE_SESSION: &str = "DELETE FROM \"{ns}.sessions\" WHERE id = ?1";
 const DELETE_MESSAGES: &str = "DELETE FROM \"{ns}.messages\" WHERE session_id = ?1";
+const DELETE_KEPT: &str = "DELETE FROM \"{ns}.replaced_messages\" WHERE session_id = ?1";
 const DELETE_COUNTER: &str = "DELETE FROM \"{ns}.message_counters\" WHERE session_id = ?1";
 
 /// Idle sessions, oldest first, through the activity index: cleanup reads what it removes.
@@ -58,6 +59,7 @@ pub(crate) fn select_one(db: &Db<'_>, id: &str) -> SqlResult<Option<Session>> {
 fn remove(db: &Db<'_>, id: &str) -> SqlResult<bool> {
     let removed = db.prepare(DELETE_SESSION)?.execute([id])?;
     db.prepare(DELETE_MESSAGES)?.execute([id])?;
+    db.prepare(DELETE_KEPT)?.execute([id])?;
     db.prepare(DELETE_COUNTER)?.execute([id])?;
     // The session's own context only: user and application contexts outlive sessions.
     crate::task_context::delete_scope(db, &ContextScope::session(id).key())?;

@@ -295,7 +295,7 @@ pub trait ConversationStore: Send + Sync {
     /// readable through [`get_replaced_messages`](Self::get_replaced_messages); without,
     /// they are dropped (with what earlier summaries among them kept). Either way their
     /// client ids are released. The message at `up_to` must be stored (`InvalidInput`
-    /// otherwise) and must not itself be a summary (`Conflict`: a compaction already ends
+    /// otherwise, also for a session without messages) and must not itself be a summary (`Conflict`: a compaction already ends
     /// there). If the summary's client id is already stored, returns the stored message
     /// and changes nothing. See [`crate::compaction`].
     async fn compact_conversation(

@@ -3,7 +3,8 @@
 //! optionally, of a checkpoint thread up to a checkpoint; it shares nothing writable with
 //! the original. Written once over the contract, so it behaves the same on every backend.
 //!
-//! The copy is made of exact imports (messages keep their sequence numbers, context
+//! A summary is copied as it is, except that what it kept stays with the original (the
+//! copy's `compacted.kept` is `false`). The copy is made of exact imports (messages keep their sequence numbers, context
 //! versions their numbers, checkpoints their ids), and the new session's record is
 //! created last: a fork interrupted at any point is completed by running it again, and
 //! a record means the fork is whole. Appends to the original while it is forked do not
@@ -137,6 +138,10 @@ async fn copy_messages<S: StorageBackend + ?Sized>(store: &S, fork: &Fork) -> Re
             .into_iter()
             .map(|mut message| {
                 message.session_id = fork.new_session.clone();
+                // What the original's summaries kept stays with the original.
+                if let Some(compacted) = &mut message.compacted {
+                    compacted.kept = false;
+                }
                 message
             })
             .collect();

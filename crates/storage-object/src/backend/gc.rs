@@ -33,14 +33,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use storage_core::{Result, StorageError};
 
 use super::ObjectBackend;
-use crate::error::classify;
 use crate::keys::{parts_after, take_id};
 
 /// The default grace period: content younger than this is never collected. A day, so that
@@ -58,6 +56,9 @@ pub struct GarbageReport {
     /// a deleted history), removed.
     #[serde(default)]
     pub context_versions: u64,
+    /// Compaction objects (summaries, kept messages) no conversation head names, removed.
+    #[serde(default)]
+    pub compaction_objects: u64,
     /// Abandoned staging files of uploads (local directory only), removed.
     pub staging_files: u64,
     /// Their bytes.
@@ -90,16 +91,7 @@ impl ObjectBackend {
             let mut report = GarbageReport::default();
             // 1. The content, with its age, before any record is read.
             let prefix = self.keys().artifacts();
-            let listed: Vec<ObjectMeta> = self
-                .objects()
-                .store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .or_else(|err| match err {
-                    object_store::Error::NotFound { .. } => Ok(Vec::new()),
-                    err => Err(classify(err)),
-                })?;
+            let listed = self.objects().list_meta(&prefix).await?;
             let mut old: BTreeMap<(String, String), Vec<ObjectMeta>> = BTreeMap::new();
             for meta in listed {
                 let parts = parts_after(&meta.location, &prefix);
@@ -139,7 +131,12 @@ impl ObjectBackend {
                 report.context_versions += unreachable.len() as u64;
                 self.objects().delete_many(unreachable).await?;
             }
-            // 4. Staging files of uploads that died, which listings do not show.
+            // 4. Compaction objects that died with the compaction or the change unnaming
+            // them.
+            let (removed, young) = self.collect_compactions(cutoff).await?;
+            report.compaction_objects = removed;
+            report.too_young += young;
+            // 5. Staging files of uploads that died, which listings do not show.
             if let Some(root) = self.local_namespace_dir() {
                 let (files, bytes, young) =
                     tokio::task::spawn_blocking(move || remove_stale_staging(&root, cutoff))

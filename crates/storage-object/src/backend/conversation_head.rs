@@ -336,6 +336,19 @@ mod tests {
     }
 
     #[test]
+    fn heads_of_the_release_before_compaction_read() {
+        let bytes =
+            br#"{"v":1,"kind":"conversation_head","data":{"last":4,"floor":1,"popped":[3]}}"#;
+        let h: Head = storage_core::wire::decode(bytes).unwrap();
+        assert_eq!(h.live_window(1, 10, 10, true), vec![2, 4]);
+        assert_eq!(h.live_in(1, 10), 2);
+        assert!(h.summaries.is_empty() && h.kept.is_empty());
+        // Written back without the new fields while they are empty.
+        let written = String::from_utf8(storage_core::wire::encode(&h).unwrap()).unwrap();
+        assert!(!written.contains("gaps") && !written.contains("summaries"));
+    }
+
+    #[test]
     fn gaps_merge_and_raise_the_floor() {
         let mut h = head(20);
         h.hide(5, 5);

@@ -1,5 +1,5 @@
 //! Garbage collection of artifact content that no committed version references, and of
-//! task context archives no reader can see.
+//! task context archives and compaction objects no reader can see.
 //!
 //! A save writes its content to a unique data object (`artifacts/<scope>/<name>/data/<id>`)
 //! and then commits by creating the version record; a writer that dies in between, or a
@@ -29,6 +29,11 @@
 //! never see (of another lineage than the head's, or below its floor). They are removed
 //! by the same rule: only once older than the grace period, and judged by the head read
 //! after the listing, since a store archives before it commits.
+//!
+//! A compaction writes its summary (and the messages it keeps) before the conversation
+//! head's compare-and-set commits it, and deletes what the new head no longer names after;
+//! one that dies or loses its race midway leaves objects no head names. They are removed by
+//! the same rule, judged by the conversation head read after the listing.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -79,12 +84,14 @@ fn cutoff_millis(grace: Duration) -> i64 {
 
 impl ObjectBackend {
     /// Removes artifact data objects that no version record references, task context
-    /// archives no reader can see and, on a local directory, abandoned upload staging files anywhere in the namespace, when they are
-    /// older than `grace` (see [`DEFAULT_GARBAGE_GRACE`]). Safe while other processes
-    /// save: what is younger than `grace` is not examined, and what is older and
-    /// unreferenced belongs to no save that can still commit. Costs one listing of the
-    /// namespace's artifacts and context archives, plus reading the version records of each
-    /// name that has old content and the head of each scope that has old archives.
+    /// archives and compaction objects no reader can see and, on a local directory,
+    /// abandoned upload staging files anywhere in the namespace, when they are older than
+    /// `grace` (see [`DEFAULT_GARBAGE_GRACE`]). Safe while other processes save: what is
+    /// younger than `grace` is not examined, and what is older and unreferenced belongs to
+    /// no save that can still commit. Costs one listing of the namespace's artifacts,
+    /// context archives and compaction objects, plus reading the version records of each
+    /// name that has old content, the head of each scope that has old archives and the head
+    /// of each conversation that has old compaction objects.
     pub async fn collect_garbage(&self, grace: Duration) -> Result<GarbageReport> {
         self.op("collect_garbage", async {
             let cutoff = cutoff_millis(grace);

@@ -138,3 +138,49 @@ async fn only_named_compaction_objects_remain_and_leftovers_are_collected() {
     assert!(b.delete_session("s1").await.unwrap());
     assert!(objects(&b, &prefix).await.is_empty());
 }
+
+/// An append that looked its client id up before a compaction committed a summary with the
+/// same client id, and created its slot after: the slot's message is hidden when the head
+/// moves past it, and the summary is the one message with that client id.
+#[tokio::test]
+async fn a_slot_racing_a_summary_for_its_client_id_is_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let b = ObjectBackend::new(ObjectConfig::new(url).with_namespace("r")).unwrap();
+    let batch = (1..=3).map(|n| NewMessage::new("user", json!(n))).collect();
+    b.append_messages("s1", batch).await.unwrap();
+    let summary = b
+        .compact_conversation(
+            "s1",
+            3,
+            NewMessage::new("system", "1-3").with_client_id("sum"),
+            false,
+        )
+        .await
+        .unwrap();
+    // The slot such an append creates, written as the append would.
+    let late = NewMessage::new("user", "late")
+        .with_client_id("sum")
+        .into_message("s1", 4, storage_core::time::now());
+    let slot = json!({"v": 1, "kind": "message_slot", "data": {"first": 4, "messages": [late]}});
+    let path = format!("r/conversations/i{}/messages/{:020}", hex::encode("s1"), 4);
+    b.object_store()
+        .put(&Path::from(path), serde_json::to_vec(&slot).unwrap().into())
+        .await
+        .unwrap();
+    let all = b
+        .get_messages("s1", MessageRange::after(0, 10))
+        .await
+        .unwrap();
+    assert_eq!(all, vec![summary.clone()]);
+    let again = b
+        .append_message("s1", NewMessage::new("user", "x").with_client_id("sum"))
+        .await
+        .unwrap();
+    assert_eq!(again, summary);
+    let next = b
+        .append_message("s1", NewMessage::new("user", "next"))
+        .await
+        .unwrap();
+    assert_eq!(next.sequence, 5);
+}

@@ -338,8 +338,9 @@ impl ObjectBackend {
         }
     }
 
-    /// Indexes the slot's client ids, then moves the head past the slot.
-    async fn advance_head(&self, session_id: &str, slot: &Slot) -> Result<()> {
+    /// Indexes the slot's client ids, then moves the head past the slot; returns the head
+    /// past it (as written, or as found when another writer moved it first).
+    async fn advance_head(&self, session_id: &str, slot: &Slot) -> Result<Head> {
         in_order(
             8,
             slot.messages.iter().filter_map(|message| {
@@ -360,13 +361,25 @@ impl ObjectBackend {
             |head: Option<Head>| {
                 let mut head = head.unwrap_or_default();
                 if head.last >= last || head.last + 1 != first {
-                    return Ok(Change::Keep(()));
+                    return Ok(Change::Keep(head));
                 }
                 // Numbers an import skips hold no message.
                 head.hide(first, first + slot.skip - 1);
-                head.note_summaries(&slot.messages);
+                // A compaction that committed after this slot's writer looked its client
+                // ids up holds one for its summary: that message is hidden, so no client
+                // id is ever live twice (the writer returns the summary).
+                for message in &slot.messages {
+                    let taken = message
+                        .client_id
+                        .as_deref()
+                        .is_some_and(|id| head.client_id_owner(id, None).is_some());
+                    if taken {
+                        head.hide(message.sequence, message.sequence);
+                    }
+                }
                 head.last = last;
-                Ok(Change::Write(head, ()))
+                head.note_summaries(&slot.messages);
+                Ok(Change::Write(head.clone(), head))
             },
         )
         .await
@@ -386,7 +399,7 @@ impl ObjectBackend {
             )
             .await?;
             let first = head.last + 1;
-            let fresh: Vec<Message> = messages
+            let mut fresh: Vec<Message> = messages
                 .iter()
                 .zip(&known)
                 .filter(|(_, known)| known.is_none())
@@ -407,7 +420,8 @@ impl ObjectBackend {
                 if !self.objects().create(&path, wire::encode(&slot)?).await? {
                     continue;
                 }
-                self.advance_head(session_id, &slot).await?;
+                let head = self.advance_head(session_id, &slot).await?;
+                fresh = self.as_stored(session_id, &head, fresh).await?;
             }
             let mut fresh = fresh.into_iter();
             return known
@@ -420,6 +434,33 @@ impl ObjectBackend {
                 .collect();
         }
         Err(too_many_writers())
+    }
+
+    /// Appended messages as stored: one whose client id a compaction's summary took
+    /// before its slot became visible was hidden, and the summary is what is stored.
+    async fn as_stored(
+        &self,
+        session_id: &str,
+        head: &Head,
+        appended: Vec<Message>,
+    ) -> Result<Vec<Message>> {
+        let mut stored = Vec::with_capacity(appended.len());
+        for message in appended {
+            let owner = message
+                .client_id
+                .as_deref()
+                .filter(|_| !head.is_live(message.sequence))
+                .and_then(|id| head.client_id_owner(id, None));
+            let summary = match owner {
+                Some(sequence) => self
+                    .read_live(session_id, head, &[sequence])
+                    .await?
+                    .and_then(|mut read| read.pop()),
+                None => None,
+            };
+            stored.push(summary.unwrap_or(message));
+        }
+        Ok(stored)
     }
 
     /// The live stored message with `message`'s client id, if any.

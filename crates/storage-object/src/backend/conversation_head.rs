@@ -298,10 +298,13 @@ impl Head {
         unnamed
     }
 
-    /// Records the summaries a slot brings (imported messages that carry `compacted`), so
-    /// that removing them applies the nesting rule like any summary.
+    /// Records the live summaries a slot brings (imported messages that carry
+    /// `compacted`), so that removing them applies the nesting rule like any summary.
     pub(super) fn note_summaries(&mut self, messages: &[Message]) {
         for message in messages {
+            if !self.is_live(message.sequence) {
+                continue;
+            }
             if let Some(compacted) = message.compacted {
                 self.summaries.insert(
                     message.sequence,

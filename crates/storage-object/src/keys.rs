@@ -11,9 +11,11 @@
 //! sessions/<sid>/<cell>                       session record (a conditional-write cell)
 //! contexts/<scope>/<cell>                     task context head: current version (cell)
 //! context_versions/<scope>/<lineage>/<ver>    an earlier, kept version of a task context
-//! conversations/<sid>/head/<cell>             last sequence, cleared-through, popped
+//! conversations/<sid>/head/<cell>             which sequences are live; compactions
 //! conversations/<sid>/messages/<seq>          one append: the messages from <seq> on
 //! conversations/<sid>/client_ids/<cid>        client message id -> sequence
+//! compactions/<sid>/<seq>/<id>/summary        a compaction's summary message at <seq>
+//! compactions/<sid>/<seq>/<id>/replaced       the messages it replaced, when kept
 //! threads/<thread>/<ns>/checkpoints/<id>      checkpoint record, without values
 //! threads/<thread>/<ns>/blobs/<channel>/<ver> one channel value
 //! threads/<thread>/<ns>/writes/<cid>/<task>/<index>  one pending write
@@ -173,6 +175,11 @@ impl Keys {
         self.path("conversations", &[], &[])
     }
 
+    /// Every compaction's objects.
+    pub(crate) fn compactions(&self) -> Path {
+        self.path("compactions", &[], &[])
+    }
+
     /// Every task context head.
     pub(crate) fn contexts(&self) -> Path {
         self.path("contexts", &[], &[])
@@ -228,6 +235,21 @@ impl Keys {
             &[session_id],
             &["messages", &number(sequence)],
         )
+    }
+    /// Every compaction object of a conversation.
+    pub(crate) fn session_compactions(&self, session_id: &str) -> Path {
+        self.path("compactions", &[session_id], &[])
+    }
+    /// An object of the compaction `id` whose summary is at `sequence`: `summary` or
+    /// `replaced`.
+    pub(crate) fn compaction_object(
+        &self,
+        session_id: &str,
+        sequence: u64,
+        id: &str,
+        kind: &str,
+    ) -> Path {
+        self.path("compactions", &[session_id], &[&number(sequence), id, kind])
     }
     pub(crate) fn client_id(&self, session_id: &str, client_id: &str) -> Path {
         let mut path = self

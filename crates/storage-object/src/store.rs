@@ -16,7 +16,9 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
+};
 use storage_core::{Result, StorageError};
 
 use crate::config::ObjectConfig;
@@ -181,6 +183,18 @@ impl Objects {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(err) => Err(classify(err)),
         }
+    }
+
+    /// Every object under `prefix` (recursive) with its size and age, in no set order.
+    pub(crate) async fn list_meta(&self, prefix: &Path) -> Result<Vec<ObjectMeta>> {
+        self.store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .or_else(|err| match err {
+                object_store::Error::NotFound { .. } => Ok(Vec::new()),
+                err => Err(classify(err)),
+            })
     }
 
     /// Every object under `prefix` (recursive), in key order.

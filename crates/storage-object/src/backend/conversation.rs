@@ -1,15 +1,17 @@
 //! Conversations. Each append creates one immutable *slot* object at the next sequence
 //! number with `PutMode::Create` (a batch is one slot holding all its messages): creating
 //! the slot is the commit, so numbers are gapless and never handed out twice. The *head*
-//! cell (last sequence, cleared-through floor, popped numbers) may lag behind the slots;
-//! every writer first helps it forward past any slot already created, so a writer that died
-//! right after its slot delays nobody.
+//! cell (see [`super::conversation_head`]) may lag behind the slots; every writer first
+//! helps it forward past any slot already created, so a writer that died right after its
+//! slot delays nobody. Everything else (pop, clear, rewind, compaction) is one
+//! compare-and-set of the head; compaction and rewind are in [`super::compaction`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use storage_core::carried::admit;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use storage_core::compaction::validate_compact;
 use storage_core::conversation::{validate_append, validate_import};
 use storage_core::validate::validate_id;
 use storage_core::wire::{self, WireRecord};
@@ -17,29 +19,9 @@ use storage_core::{
     time, ConversationStore, Message, MessageRange, NewMessage, Result, StorageError,
 };
 
+use super::conversation_head::Head;
 use super::{in_order, Change, ObjectBackend};
 use crate::store::Token;
-
-/// The head cell of a conversation.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Head {
-    /// The highest sequence whose slot the head has caught up with.
-    last: u64,
-    /// Messages up to and including this sequence were cleared.
-    floor: u64,
-    /// Popped sequences above the floor.
-    popped: BTreeSet<u64>,
-}
-
-impl WireRecord for Head {
-    const KIND: &'static str = "conversation_head";
-}
-
-impl Head {
-    fn is_live(&self, sequence: u64) -> bool {
-        sequence > self.floor && sequence <= self.last && !self.popped.contains(&sequence)
-    }
-}
 
 /// One append: consecutive messages from `first`; or, for an import, `skip` numbers that
 /// are hidden as the head moves past them, followed by consecutive messages.
@@ -125,34 +107,19 @@ impl ConversationStore for ObjectBackend {
         self.op("get_messages", async {
             validate_id("session id", session_id)?;
             range.validate()?;
-            let (head, _) = self.sync_head(session_id).await?;
             let Some((low, high)) = range.bounds() else {
                 return Ok(Vec::new());
             };
-            let low = low.max(head.floor + 1);
-            let high = high.min(head.last);
-            let mut sequences = Vec::with_capacity(range.limit.min(1024));
-            if low <= high {
-                if range.is_forward() {
-                    let mut s = low;
-                    while s <= high && sequences.len() < range.limit {
-                        if head.is_live(s) {
-                            sequences.push(s);
-                        }
-                        s += 1;
-                    }
-                } else {
-                    let mut s = high;
-                    while s >= low && sequences.len() < range.limit {
-                        if head.is_live(s) {
-                            sequences.push(s);
-                        }
-                        s -= 1;
-                    }
-                    sequences.reverse();
+            for attempt in 0..super::CAS_ATTEMPTS {
+                crate::store::backoff(attempt.min(4)).await;
+                let (head, _) = self.sync_head(session_id).await?;
+                let sequences = head.live_window(low, high, range.limit, range.is_forward());
+                // `None`: a summary was removed since the head was read; read it again.
+                if let Some(messages) = self.read_live(session_id, &head, &sequences).await? {
+                    return Ok(messages);
                 }
             }
-            self.read_messages(session_id, &sequences).await
+            Err(too_many_writers())
         })
         .await
     }
@@ -163,22 +130,19 @@ impl ConversationStore for ObjectBackend {
             for attempt in 0..super::CAS_ATTEMPTS {
                 crate::store::backoff(attempt).await;
                 let (mut head, token) = self.sync_head(session_id).await?;
-                let Some(newest) = (head.floor + 1..=head.last)
-                    .rev()
-                    .find(|s| head.is_live(*s))
-                else {
+                let Some(newest) = head.newest_live() else {
                     return Ok(None);
                 };
-                let message = self.read_messages(session_id, &[newest]).await?.pop();
-                head.popped.insert(newest);
+                let Some(mut read) = self.read_live(session_id, &head, &[newest]).await? else {
+                    continue;
+                };
+                let unnamed = head.remove(newest, newest);
                 if self.write_head(session_id, token.as_ref(), &head).await? {
-                    return Ok(message);
+                    self.delete_unnamed(session_id, unnamed).await;
+                    return Ok(read.pop());
                 }
             }
-            Err(
-                StorageError::backend("too many concurrent writers on one conversation")
-                    .with_temporary(true),
-            )
+            Err(too_many_writers())
         })
         .await
     }
@@ -188,27 +152,54 @@ impl ConversationStore for ObjectBackend {
             validate_id("session id", session_id)?;
             for attempt in 0..super::CAS_ATTEMPTS {
                 crate::store::backoff(attempt).await;
-                let (head, token) = self.sync_head(session_id).await?;
-                let live = head.last - head.floor - head.popped.len() as u64;
+                let (mut head, token) = self.sync_head(session_id).await?;
+                let live = head.live_in(1, head.last);
                 if live == 0 {
                     return Ok(0);
                 }
-                let cleared = Head {
-                    last: head.last,
-                    floor: head.last,
-                    popped: BTreeSet::new(),
-                };
-                if self
-                    .write_head(session_id, token.as_ref(), &cleared)
-                    .await?
-                {
+                let unnamed = head.clear();
+                if self.write_head(session_id, token.as_ref(), &head).await? {
+                    self.delete_unnamed(session_id, unnamed).await;
                     return Ok(live);
                 }
             }
-            Err(
-                StorageError::backend("too many concurrent writers on one conversation")
-                    .with_temporary(true),
-            )
+            Err(too_many_writers())
+        })
+        .await
+    }
+
+    async fn compact_conversation(
+        &self,
+        session_id: &str,
+        up_to: u64,
+        summary: NewMessage,
+        keep_replaced: bool,
+    ) -> Result<Message> {
+        let summary = admit("compact_conversation", summary)?;
+        self.op("compact_conversation", async {
+            validate_compact(session_id, up_to, &summary)?;
+            self.compact(session_id, up_to, summary, keep_replaced)
+                .await
+        })
+        .await
+    }
+
+    async fn get_replaced_messages(
+        &self,
+        session_id: &str,
+        summary_sequence: u64,
+    ) -> Result<Vec<Message>> {
+        self.op("get_replaced_messages", async {
+            validate_id("session id", session_id)?;
+            self.replaced_messages(session_id, summary_sequence).await
+        })
+        .await
+    }
+
+    async fn rewind_conversation(&self, session_id: &str, sequence: u64) -> Result<u64> {
+        self.op("rewind_conversation", async {
+            validate_id("session id", session_id)?;
+            self.rewind(session_id, sequence).await
         })
         .await
     }
@@ -239,8 +230,14 @@ impl ConversationStore for ObjectBackend {
                 } else {
                     let mut run = Vec::new();
                     while let Some(message) = pending.get(&(first + run.len() as u64)) {
-                        if self.client_id_is_live(session_id, &head, message).await? {
-                            break;
+                        if let Some(client_id) = &message.client_id {
+                            if self
+                                .client_id_owner(session_id, &head, client_id)
+                                .await?
+                                .is_some()
+                            {
+                                break;
+                            }
                         }
                         run.push(message.clone());
                     }
@@ -267,10 +264,7 @@ impl ConversationStore for ObjectBackend {
                     lost_races += 1;
                 }
             }
-            Err(
-                StorageError::backend("too many concurrent writers on one conversation")
-                    .with_temporary(true),
-            )
+            Err(too_many_writers())
         })
         .await
     }
@@ -292,25 +286,26 @@ impl ConversationStore for ObjectBackend {
 }
 
 impl ObjectBackend {
-    /// Whether `message`'s client id is stored for a live message.
-    async fn client_id_is_live(
+    /// Where the live message with `client_id` is, if one has it: the head names the
+    /// client ids of compactions' summaries, the index those of slots' messages.
+    async fn client_id_owner(
         &self,
         session_id: &str,
         head: &Head,
-        message: &Message,
-    ) -> Result<bool> {
-        let Some(client_id) = &message.client_id else {
-            return Ok(false);
-        };
+        client_id: &str,
+    ) -> Result<Option<u64>> {
+        if let Some(sequence) = head.client_id_owner(client_id, None) {
+            return Ok(Some(sequence));
+        }
         let path = self.keys().client_id(session_id, client_id);
         let Some(bytes) = self.objects().get(&path).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let entry: ClientIdEntry = wire::decode(&bytes)?;
-        Ok(head.is_live(entry.sequence))
+        Ok(head.client_id_owner(client_id, Some(entry.sequence)))
     }
 
-    async fn write_head(
+    pub(super) async fn write_head(
         &self,
         session_id: &str,
         token: Option<&Token>,
@@ -327,7 +322,7 @@ impl ObjectBackend {
 
     /// The head, caught up with every slot already created (helping their writers: the
     /// slot's client ids are indexed before the head moves past it).
-    async fn sync_head(&self, session_id: &str) -> Result<(Head, Option<Token>)> {
+    pub(super) async fn sync_head(&self, session_id: &str) -> Result<(Head, Option<Token>)> {
         let cell = self.keys().conversation_head(session_id);
         loop {
             let (head, token) = match self.objects().cell_read(&cell).await? {
@@ -343,8 +338,9 @@ impl ObjectBackend {
         }
     }
 
-    /// Indexes the slot's client ids, then moves the head past the slot.
-    async fn advance_head(&self, session_id: &str, slot: &Slot) -> Result<()> {
+    /// Indexes the slot's client ids, then moves the head past the slot; returns the head
+    /// past it (as written, or as found when another writer moved it first).
+    async fn advance_head(&self, session_id: &str, slot: &Slot) -> Result<Head> {
         in_order(
             8,
             slot.messages.iter().filter_map(|message| {
@@ -365,21 +361,25 @@ impl ObjectBackend {
             |head: Option<Head>| {
                 let mut head = head.unwrap_or_default();
                 if head.last >= last || head.last + 1 != first {
-                    return Ok(Change::Keep(()));
+                    return Ok(Change::Keep(head));
                 }
-                if slot.skip > 0 {
-                    // Hidden numbers: raise the floor when nothing below them is live,
-                    // else mark each popped.
-                    let nothing_live = head.last - head.floor == head.popped.len() as u64;
-                    if nothing_live {
-                        head.floor = first + slot.skip - 1;
-                        head.popped.clear();
-                    } else {
-                        head.popped.extend(first..first + slot.skip);
+                // Numbers an import skips hold no message.
+                head.hide(first, first + slot.skip - 1);
+                // A compaction that committed after this slot's writer looked its client
+                // ids up holds one for its summary: that message is hidden, so no client
+                // id is ever live twice (the writer returns the summary).
+                for message in &slot.messages {
+                    let taken = message
+                        .client_id
+                        .as_deref()
+                        .is_some_and(|id| head.client_id_owner(id, None).is_some());
+                    if taken {
+                        head.hide(message.sequence, message.sequence);
                     }
                 }
                 head.last = last;
-                Ok(Change::Write(head, ()))
+                head.note_summaries(&slot.messages);
+                Ok(Change::Write(head.clone(), head))
             },
         )
         .await
@@ -399,7 +399,7 @@ impl ObjectBackend {
             )
             .await?;
             let first = head.last + 1;
-            let fresh: Vec<Message> = messages
+            let mut fresh: Vec<Message> = messages
                 .iter()
                 .zip(&known)
                 .filter(|(_, known)| known.is_none())
@@ -420,7 +420,8 @@ impl ObjectBackend {
                 if !self.objects().create(&path, wire::encode(&slot)?).await? {
                     continue;
                 }
-                self.advance_head(session_id, &slot).await?;
+                let head = self.advance_head(session_id, &slot).await?;
+                fresh = self.as_stored(session_id, &head, fresh).await?;
             }
             let mut fresh = fresh.into_iter();
             return known
@@ -432,14 +433,38 @@ impl ObjectBackend {
                 })
                 .collect();
         }
-        Err(
-            StorageError::backend("too many concurrent writers on one conversation")
-                .with_temporary(true),
-        )
+        Err(too_many_writers())
+    }
+
+    /// Appended messages as stored: one whose client id a compaction's summary took
+    /// before its slot became visible was hidden, and the summary is what is stored.
+    async fn as_stored(
+        &self,
+        session_id: &str,
+        head: &Head,
+        appended: Vec<Message>,
+    ) -> Result<Vec<Message>> {
+        let mut stored = Vec::with_capacity(appended.len());
+        for message in appended {
+            let owner = message
+                .client_id
+                .as_deref()
+                .filter(|_| !head.is_live(message.sequence))
+                .and_then(|id| head.client_id_owner(id, None));
+            let summary = match owner {
+                Some(sequence) => self
+                    .read_live(session_id, head, &[sequence])
+                    .await?
+                    .and_then(|mut read| read.pop()),
+                None => None,
+            };
+            stored.push(summary.unwrap_or(message));
+        }
+        Ok(stored)
     }
 
     /// The live stored message with `message`'s client id, if any.
-    async fn stored_for_client_id(
+    pub(super) async fn stored_for_client_id(
         &self,
         session_id: &str,
         head: &Head,
@@ -448,19 +473,41 @@ impl ObjectBackend {
         let Some(client_id) = &message.client_id else {
             return Ok(None);
         };
-        let path = self.keys().client_id(session_id, client_id);
-        let Some(bytes) = self.objects().get(&path).await? else {
+        let Some(sequence) = self.client_id_owner(session_id, head, client_id).await? else {
             return Ok(None);
         };
-        let entry: ClientIdEntry = wire::decode(&bytes)?;
-        if !head.is_live(entry.sequence) {
-            return Ok(None);
-        }
+        // A summary removed since the head was read released its client id: not stored.
         Ok(self
-            .read_messages(session_id, &[entry.sequence])
+            .read_live(session_id, head, &[sequence])
             .await?
-            .pop()
+            .and_then(|mut read| read.pop())
             .filter(|stored| stored.client_id.as_ref() == Some(client_id)))
+    }
+
+    /// The live messages at `sequences` (ascending) as of `head`: compactions' summaries
+    /// from their objects, the others from their slots. `None` when a summary's object is
+    /// gone, which means the head has changed since it was read.
+    pub(super) async fn read_live(
+        &self,
+        session_id: &str,
+        head: &Head,
+        sequences: &[u64],
+    ) -> Result<Option<Vec<Message>>> {
+        let (summaries, in_slots): (Vec<u64>, Vec<u64>) = sequences
+            .iter()
+            .partition(|&&s| head.stored_summary(s).is_some());
+        let mut messages = self.read_messages(session_id, &in_slots).await?;
+        for sequence in summaries {
+            let Some(id) = head.stored_summary(sequence) else {
+                continue;
+            };
+            let Some(summary) = self.read_summary(session_id, sequence, id).await? else {
+                return Ok(None);
+            };
+            messages.push(summary);
+        }
+        messages.sort_by_key(|m| m.sequence);
+        Ok(Some(messages))
     }
 
     /// The messages at `sequences` (ascending), reading each slot once. A sequence inside
@@ -512,4 +559,9 @@ impl ObjectBackend {
         }
         Ok(messages)
     }
+}
+
+/// A change that kept losing its compare-and-set to other writers.
+pub(super) fn too_many_writers() -> StorageError {
+    StorageError::backend("too many concurrent writers on one conversation").with_temporary(true)
 }

@@ -1,5 +1,5 @@
 //! Garbage collection of artifact content that no committed version references, and of
-//! task context archives no reader can see.
+//! task context archives and compaction objects no reader can see.
 //!
 //! A save writes its content to a unique data object (`artifacts/<scope>/<name>/data/<id>`)
 //! and then commits by creating the version record; a writer that dies in between, or a
@@ -29,18 +29,21 @@
 //! never see (of another lineage than the head's, or below its floor). They are removed
 //! by the same rule: only once older than the grace period, and judged by the head read
 //! after the listing, since a store archives before it commits.
+//!
+//! A compaction writes its summary (and the messages it keeps) before the conversation
+//! head's compare-and-set commits it, and deletes what the new head no longer names after;
+//! one that dies or loses its race midway leaves objects no head names. They are removed by
+//! the same rule, judged by the conversation head read after the listing.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use storage_core::{Result, StorageError};
 
 use super::ObjectBackend;
-use crate::error::classify;
 use crate::keys::{parts_after, take_id};
 
 /// The default grace period: content younger than this is never collected. A day, so that
@@ -58,6 +61,9 @@ pub struct GarbageReport {
     /// a deleted history), removed.
     #[serde(default)]
     pub context_versions: u64,
+    /// Compaction objects (summaries, kept messages) no conversation head names, removed.
+    #[serde(default)]
+    pub compaction_objects: u64,
     /// Abandoned staging files of uploads (local directory only), removed.
     pub staging_files: u64,
     /// Their bytes.
@@ -78,28 +84,21 @@ fn cutoff_millis(grace: Duration) -> i64 {
 
 impl ObjectBackend {
     /// Removes artifact data objects that no version record references, task context
-    /// archives no reader can see and, on a local directory, abandoned upload staging files anywhere in the namespace, when they are
-    /// older than `grace` (see [`DEFAULT_GARBAGE_GRACE`]). Safe while other processes
-    /// save: what is younger than `grace` is not examined, and what is older and
-    /// unreferenced belongs to no save that can still commit. Costs one listing of the
-    /// namespace's artifacts and context archives, plus reading the version records of each
-    /// name that has old content and the head of each scope that has old archives.
+    /// archives and compaction objects no reader can see and, on a local directory,
+    /// abandoned upload staging files anywhere in the namespace, when they are older than
+    /// `grace` (see [`DEFAULT_GARBAGE_GRACE`]). Safe while other processes save: what is
+    /// younger than `grace` is not examined, and what is older and unreferenced belongs to
+    /// no save that can still commit. Costs one listing of the namespace's artifacts,
+    /// context archives and compaction objects, plus reading the version records of each
+    /// name that has old content, the head of each scope that has old archives and the head
+    /// of each conversation that has old compaction objects.
     pub async fn collect_garbage(&self, grace: Duration) -> Result<GarbageReport> {
         self.op("collect_garbage", async {
             let cutoff = cutoff_millis(grace);
             let mut report = GarbageReport::default();
             // 1. The content, with its age, before any record is read.
             let prefix = self.keys().artifacts();
-            let listed: Vec<ObjectMeta> = self
-                .objects()
-                .store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .or_else(|err| match err {
-                    object_store::Error::NotFound { .. } => Ok(Vec::new()),
-                    err => Err(classify(err)),
-                })?;
+            let listed = self.objects().list_meta(&prefix).await?;
             let mut old: BTreeMap<(String, String), Vec<ObjectMeta>> = BTreeMap::new();
             for meta in listed {
                 let parts = parts_after(&meta.location, &prefix);
@@ -139,7 +138,12 @@ impl ObjectBackend {
                 report.context_versions += unreachable.len() as u64;
                 self.objects().delete_many(unreachable).await?;
             }
-            // 4. Staging files of uploads that died, which listings do not show.
+            // 4. Compaction objects that died with the compaction or the change unnaming
+            // them.
+            let (removed, young) = self.collect_compactions(cutoff).await?;
+            report.compaction_objects = removed;
+            report.too_young += young;
+            // 5. Staging files of uploads that died, which listings do not show.
             if let Some(root) = self.local_namespace_dir() {
                 let (files, bytes, young) =
                     tokio::task::spawn_blocking(move || remove_stale_staging(&root, cutoff))

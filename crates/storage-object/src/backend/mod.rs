@@ -2,7 +2,9 @@
 
 mod artifacts;
 mod checkpoints;
+mod compaction;
 mod conversation;
+mod conversation_head;
 mod digest;
 mod gc;
 mod sessions;

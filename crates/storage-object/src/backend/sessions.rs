@@ -166,6 +166,10 @@ impl ObjectBackend {
         self.objects()
             .delete_all(&self.keys().conversation(id))
             .await?;
+        // After the head: what compactions stored is then named by nothing.
+        self.objects()
+            .delete_all(&self.keys().session_compactions(id))
+            .await?;
         // The session's own context only: user and application contexts outlive it.
         self.remove_context(&ContextScope::session(id)).await?;
         Ok(existed)

@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use storage_core::carried::admit;
@@ -472,16 +471,7 @@ impl ObjectBackend {
         cutoff: i64,
     ) -> Result<(BTreeMap<String, (ContextScope, Vec<OldArchive>)>, u64)> {
         let prefix = self.keys().context_versions();
-        let listed: Vec<ObjectMeta> = self
-            .objects()
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .or_else(|err| match err {
-                object_store::Error::NotFound { .. } => Ok(Vec::new()),
-                err => Err(classify(err)),
-            })?;
+        let listed = self.objects().list_meta(&prefix).await?;
         let mut old: BTreeMap<String, (ContextScope, Vec<OldArchive>)> = BTreeMap::new();
         let mut young = 0;
         for meta in listed {

@@ -86,5 +86,4 @@ pub async fn previous_release_contexts_read(b: &dyn StorageBackend) {
         b.list_context_scopes(None, 10).await.unwrap(),
         vec![ContextScope::session("s1")]
     );
-
 }

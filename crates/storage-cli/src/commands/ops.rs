@@ -64,6 +64,16 @@ pub async fn cleanup(
                     report.data_bytes.to_string(),
                 ]);
                 table.row([
+                    "unreadable context versions".to_owned(),
+                    report.context_versions.to_string(),
+                    String::new(),
+                ]);
+                table.row([
+                    "orphaned compaction objects".to_owned(),
+                    report.compaction_objects.to_string(),
+                    String::new(),
+                ]);
+                table.row([
                     "abandoned staging files".to_owned(),
                     report.staging_files.to_string(),
                     report.staging_bytes.to_string(),

@@ -122,7 +122,8 @@ mod tests {
         let err = summarize("s", 4, &[], summary(), false, now).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
         let first = summarize("s", 2, &[at(1), at(2)], summary(), false, now).unwrap();
-        let err = summarize("s", 2, &[first.clone()], summary(), false, now).unwrap_err();
+        let err =
+            summarize("s", 2, std::slice::from_ref(&first), summary(), false, now).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Conflict);
         // An earlier summary in the range widens the range to its own.
         let second = summarize("s", 5, &[first, at(4), at(5)], summary(), true, now).unwrap();

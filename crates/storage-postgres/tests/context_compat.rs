@@ -5,14 +5,7 @@
 //! version, is listed, and keeps working with compare-and-set; deleting or cleaning up its
 //! session removes it.
 
-use std::time::Duration;
-
-use serde_json::json;
-use storage_core::ext::TaskContextStoreExt;
-use storage_core::{
-    ContextScope, ErrorKind, ExpectedVersion, NewSession, SessionStore, StorageBackend,
-    TaskContextStore,
-};
+use storage_core::StorageBackend;
 use storage_postgres::{PostgresBackend, PostgresConfig};
 
 /// The previous release's migrations, applied by refinery as that release applied them.

@@ -4,14 +4,7 @@
 //! which migrates it. Each context is its session scope's current version, is listed, and
 //! keeps working with compare-and-set; deleting or cleaning up its session removes it.
 
-use std::time::Duration;
-
-use serde_json::json;
-use storage_core::ext::TaskContextStoreExt;
-use storage_core::{
-    ContextScope, ErrorKind, ExpectedVersion, NewSession, SessionStore, StorageBackend,
-    TaskContextStore,
-};
+use storage_core::StorageBackend;
 use storage_sqlite::{SqliteBackend, SqliteConfig};
 
 const NAMESPACE: &str = "old";

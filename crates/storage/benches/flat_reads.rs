@@ -137,7 +137,7 @@ async fn build(name: &str, namespace: &str, root: &std::path::Path) -> Arc<dyn S
         "postgres" => Arc::new(
             storage_postgres::PostgresBackend::new(
                 storage_postgres::PostgresConfig::from_url(
-                    &storage_testkit::servers::postgres::postgres_url(),
+                    storage_testkit::servers::postgres::postgres_url(),
                 )
                 .with_namespace(namespace),
             )

@@ -4,8 +4,7 @@
 //! which migrates it. The messages read back, compact (keeping what they replaced), and
 //! rewind and pop as any message.
 
-use serde_json::json;
-use storage_core::{ConversationStore, MessageRange, NewMessage, StorageBackend};
+use storage_core::StorageBackend;
 use storage_sqlite::{SqliteBackend, SqliteConfig};
 
 const NAMESPACE: &str = "old";
@@ -87,44 +86,5 @@ async fn messages_of_the_previous_release_compact_rewind_and_pop() {
     let b = SqliteBackend::new(SqliteConfig::new(&path).with_namespace(NAMESPACE)).unwrap();
     b.initialize().await.unwrap();
 
-    let old = b
-        .get_messages("s1", MessageRange::after(0, 100))
-        .await
-        .unwrap();
-    let numbers: Vec<u64> = old.iter().map(|m| m.sequence).collect();
-    assert_eq!(numbers, vec![1, 2, 3, 4, 5]);
-    assert_eq!(old[1].content, json!("m2"));
-    assert!(old.iter().all(|m| m.compacted.is_none()));
-
-    let summary = b
-        .compact_conversation("s1", 3, NewMessage::new("system", json!("1-3")), true)
-        .await
-        .unwrap();
-    let compacted = summary.compacted.unwrap();
-    assert_eq!(
-        (compacted.from, compacted.to, compacted.replaced),
-        (1, 3, 3)
-    );
-    assert_eq!(b.get_replaced_messages("s1", 3).await.unwrap(), old[..3]);
-    // The replaced client ids are free; numbering continues from the old counter.
-    let again = b
-        .append_message(
-            "s1",
-            NewMessage::new("user", json!("again")).with_client_id("c2"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(again.sequence, 6);
-    assert_eq!(b.rewind_conversation("s1", 2).await.unwrap(), 4);
-    assert!(b.get_replaced_messages("s1", 3).await.unwrap().is_empty());
-    assert!(b
-        .get_conversation_history("s1", 10)
-        .await
-        .unwrap()
-        .is_empty());
-
-    // An old message pops as before.
-    let popped = b.pop_last_message("s2").await.unwrap().unwrap();
-    assert_eq!((popped.sequence, popped.content), (2, json!("m2")));
-    assert_eq!(b.clear_conversation("s2").await.unwrap(), 1);
+    storage_testkit::compat::previous_release_messages_compact(&b).await;
 }

@@ -4,7 +4,10 @@
 //! the original. Written once over the contract, so it behaves the same on every backend.
 //!
 //! A summary is copied as it is, except that what it kept stays with the original (the
-//! copy's `compacted.kept` is `false`). The copy is made of exact imports (messages keep their sequence numbers, context
+//! copy's `compacted.kept` is `false`); a number inside a summary's range cannot be forked
+//! at (`InvalidInput`: the messages up to it are gone). The messages are read as one state
+//! of the conversation (read again when a compaction lands while they are read) before
+//! anything is copied. The copy is made of exact imports (messages keep their sequence numbers, context
 //! versions their numbers, checkpoints their ids), and the new session's record is
 //! created last: a fork interrupted at any point is completed by running it again, and
 //! a record means the fork is whole. Appends to the original while it is forked do not
@@ -124,18 +127,48 @@ pub trait ForkExt: StorageBackend {
 impl<S: StorageBackend + ?Sized> ForkExt for S {}
 
 async fn copy_messages<S: StorageBackend + ?Sized>(store: &S, fork: &Fork) -> Result<()> {
-    let mut after = 0;
-    while after < fork.at_sequence {
-        let range = MessageRange {
-            after: Some(after),
-            before: fork.at_sequence.checked_add(1),
-            limit: PAGE,
-        };
-        let page = store.get_messages(&fork.source_session, range).await?;
-        let Some(last) = page.last() else { break };
-        after = last.sequence;
+    let messages = snapshot(store, &fork.source_session, fork.at_sequence).await?;
+    // The first message after the fork's number: a summary there that stands for it means
+    // the messages up to the number are gone.
+    let next = store
+        .get_messages(
+            &fork.source_session,
+            MessageRange::after(fork.at_sequence, 1),
+        )
+        .await?;
+    if let Some(compacted) = next.first().and_then(|message| message.compacted) {
+        if compacted.from <= fork.at_sequence {
+            return Err(StorageError::invalid_input(format!(
+                "sequence {} of session {:?} lies inside the summary at {}, which stands for \
+                 {} to {}: fork at {} or later, or before {}",
+                fork.at_sequence,
+                fork.source_session,
+                compacted.to,
+                compacted.from,
+                compacted.to,
+                compacted.to,
+                compacted.from
+            )));
+        }
+    }
+    // A fork interrupted earlier holds a part of the copy; if the original was compacted
+    // since, that part no longer matches it.
+    let held = snapshot(store, &fork.new_session, fork.at_sequence).await?;
+    let copied: std::collections::HashSet<u64> = messages.iter().map(|m| m.sequence).collect();
+    if held
+        .iter()
+        .any(|message| !copied.contains(&message.sequence))
+    {
+        return Err(StorageError::conflict(format!(
+            "session {:?} holds messages of an interrupted fork that no longer match {:?} (it \
+             was compacted or rewound since); fork into another id",
+            fork.new_session, fork.source_session
+        )));
+    }
+    for page in messages.chunks(PAGE) {
         let copies = page
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|mut message| {
                 message.session_id = fork.new_session.clone();
                 // What the original's summaries kept stays with the original.
@@ -148,6 +181,42 @@ async fn copy_messages<S: StorageBackend + ?Sized>(store: &S, fork: &Fork) -> Re
         store.import_messages(&fork.new_session, copies).await?;
     }
     Ok(())
+}
+
+/// The messages of `session` up to `at`, oldest first, as one state of the conversation:
+/// read page by page, and read again from the start when a compaction lands in between
+/// (a page bringing a summary that stands for numbers already read).
+async fn snapshot<S: StorageBackend + ?Sized>(
+    store: &S,
+    session: &str,
+    at: u64,
+) -> Result<Vec<crate::conversation::Message>> {
+    'read: loop {
+        let mut messages: Vec<crate::conversation::Message> = Vec::new();
+        let mut after = 0;
+        while after < at {
+            let range = MessageRange {
+                after: Some(after),
+                before: at.checked_add(1),
+                limit: PAGE,
+            };
+            let page = store.get_messages(session, range).await?;
+            let Some(last) = page.last() else { break };
+            after = last.sequence;
+            let restarted = page.iter().any(|message| {
+                message.compacted.is_some_and(|compacted| {
+                    messages
+                        .first()
+                        .is_some_and(|first| compacted.from <= first.sequence)
+                })
+            });
+            if restarted {
+                continue 'read;
+            }
+            messages.extend(page);
+        }
+        return Ok(messages);
+    }
 }
 
 async fn copy_context<S: StorageBackend + ?Sized>(store: &S, fork: &Fork) -> Result<()> {

@@ -210,6 +210,19 @@ impl SessionKeys {
         ]
     }
 
+    /// The keys the compaction script takes: [`removal`](Self::removal)'s, then the
+    /// sequence, whose expiry it refreshes with the others' (a counter that expired before
+    /// the messages would hand its numbers out again).
+    pub(crate) fn compaction(&self) -> [&str; 5] {
+        [
+            &self.messages,
+            &self.client_ids,
+            &self.kept,
+            &self.kept_index,
+            &self.sequence,
+        ]
+    }
+
     /// The keys the append and import scripts take: sequence, messages, client ids, then
     /// the kept keys, whose expiry they refresh.
     pub(crate) fn append(&self) -> [&str; 5] {

@@ -97,3 +97,30 @@ async fn kept_messages_expire_with_their_conversation() {
     }
     assert_eq!(b.get_replaced_messages("s", 2).await.unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_keeps_the_counter_alive_as_long_as_the_messages() {
+    let b = backend(Some(1_000));
+    b.initialize().await.unwrap();
+    b.append_messages("s", numbered(3)).await.unwrap();
+    let messages = b.messages_key("s");
+    let counter = format!("{}:seq", messages.strip_suffix(":msgs").unwrap());
+    // The counter about to expire: a compaction refreshes it with the messages, so the
+    // next append never hands out a number again.
+    let _: i64 = b
+        .raw_query(redis::cmd("PEXPIRE").arg(&counter).arg(5_000))
+        .await
+        .unwrap();
+    b.compact_conversation("s", 2, NewMessage::new("system", "sum"), false)
+        .await
+        .unwrap();
+    for key in [&messages, &counter] {
+        let ttl: i64 = b.raw_query(redis::cmd("PTTL").arg(key)).await.unwrap();
+        assert!(ttl > 5_000, "{key} expires in {ttl} ms");
+    }
+    let next = b
+        .append_message("s", NewMessage::new("user", "more"))
+        .await
+        .unwrap();
+    assert_eq!(next.sequence, 4);
+}

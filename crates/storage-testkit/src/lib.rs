@@ -109,6 +109,7 @@ macro_rules! conformance_tests {
             fork {
                 a_fork_copies_and_shares_nothing_writable,
                 a_fork_during_appends_holds_exactly_its_prefix,
+                a_compacted_conversation_forks_with_its_summary,
             }
             turns {
                 turn_fields_round_trip,

@@ -68,7 +68,7 @@ impl RedisBackend {
                 .client
                 .eval(
                     &self.scripts.compact,
-                    &keys.removal(),
+                    &keys.compaction(),
                     &[
                         ttl.as_bytes(),
                         up_to_arg.as_bytes(),

@@ -122,7 +122,7 @@ end
 redis.call('ZREMRANGEBYSCORE', MSGS, '-inf', up_to)
 redis.call('ZADD', MSGS, up_to, ARGV[6])
 if cid ~= '' then redis.call('HSET', CIDS, 'c:' .. cid, up_to, 's:' .. up_to, cid) end
-for k = 1, 4 do touch(KEYS[k], ARGV[1]) end
+for k = 1, 5 do touch(KEYS[k], ARGV[1]) end
 return {1}
 "#;
 

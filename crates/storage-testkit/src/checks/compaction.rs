@@ -147,6 +147,24 @@ pub async fn kept_messages_read_back_and_go_with_their_summary(ctx: TestContext)
     assert_eq!(b.get_replaced_messages("s1", 10).await.unwrap().len(), 3);
     assert_eq!(b.rewind_conversation("s1", 9).await.unwrap(), 3);
     assert!(b.get_replaced_messages("s1", 10).await.unwrap().is_empty());
+    // A rewind into a kept summary's range drops what it kept and what the summaries it
+    // kept kept.
+    b.append_messages("nest", numbered(8)).await.unwrap();
+    b.compact_conversation("nest", 4, summary("1-4"), true)
+        .await
+        .unwrap();
+    b.compact_conversation("nest", 6, summary("1-6"), true)
+        .await
+        .unwrap();
+    assert_eq!(b.get_replaced_messages("nest", 4).await.unwrap().len(), 4);
+    assert_eq!(b.rewind_conversation("nest", 5).await.unwrap(), 3);
+    for summary_at in [4, 6] {
+        assert!(b
+            .get_replaced_messages("nest", summary_at)
+            .await
+            .unwrap()
+            .is_empty());
+    }
     b.append_messages("s2", numbered(3)).await.unwrap();
     b.compact_conversation("s2", 3, summary("all"), true)
         .await
@@ -270,28 +288,50 @@ pub async fn rewind_removes_the_tail_and_keeps_numbering(ctx: TestContext) {
 
     // Racing appends: whatever the rewind removed plus whatever is left above its number
     // is exactly what was appended.
+    // Every append that started after the rewind returned is kept.
     b.append_messages("s2", numbered(5)).await.unwrap();
+    let rewound = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
         .map(|_| {
-            let b = ctx.backend.clone();
+            let (b, rewound) = (ctx.backend.clone(), rewound.clone());
             tokio::spawn(async move {
+                let mut after_rewind = Vec::new();
                 for i in 0..10 {
-                    b.append_message("s2", NewMessage::new("user", json!(i)))
+                    let late = rewound.load(std::sync::atomic::Ordering::SeqCst);
+                    let stored = b
+                        .append_message("s2", NewMessage::new("user", json!(i)))
                         .await
                         .unwrap();
+                    if late {
+                        after_rewind.push(stored.sequence);
+                    }
+                    tokio::task::yield_now().await;
                 }
+                after_rewind
             })
         })
         .collect();
     let rewind = {
-        let b = ctx.backend.clone();
-        tokio::spawn(async move { b.rewind_conversation("s2", 5).await.unwrap() })
+        let (b, rewound) = (ctx.backend.clone(), rewound.clone());
+        tokio::spawn(async move {
+            let removed = b.rewind_conversation("s2", 5).await.unwrap();
+            rewound.store(true, std::sync::atomic::Ordering::SeqCst);
+            removed
+        })
     };
+    let mut after_rewind = Vec::new();
     for writer in writers {
-        writer.await.unwrap();
+        after_rewind.extend(writer.await.unwrap());
     }
     let removed = rewind.await.unwrap();
     let left = everything(&ctx, "s2").await;
+    let kept: std::collections::HashSet<u64> = sequences(&left).into_iter().collect();
+    for sequence in after_rewind {
+        assert!(
+            kept.contains(&sequence),
+            "{sequence}, appended after the rewind, is gone"
+        );
+    }
     assert_eq!(sequences(&left[..5]), vec![1, 2, 3, 4, 5]);
     assert_eq!(removed + (left.len() as u64 - 5), 40);
     assert!(left

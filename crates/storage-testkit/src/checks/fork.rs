@@ -168,6 +168,44 @@ pub async fn a_fork_copies_and_shares_nothing_writable(ctx: TestContext) {
     assert_eq!(b.get_session("s1-other").await.unwrap(), None);
 }
 
+/// A compacted conversation forks with its summary, which keeps nothing in the fork;
+/// a number inside a summary's range cannot be forked at.
+pub async fn a_compacted_conversation_forks_with_its_summary(ctx: TestContext) {
+    let b = &ctx.backend;
+    b.create_session(NewSession::new("s1", "alice"))
+        .await
+        .unwrap();
+    b.append_messages(
+        "s1",
+        (1..=6).map(|n| NewMessage::new("user", json!(n))).collect(),
+    )
+    .await
+    .unwrap();
+    b.compact_conversation("s1", 4, NewMessage::new("system", "1-4"), true)
+        .await
+        .unwrap();
+    assert_kind(b.fork_session(fork(2, None)).await, ErrorKind::InvalidInput);
+    assert_eq!(b.get_session("s1-fork").await.unwrap(), None);
+    b.fork_session(fork(5, None)).await.unwrap();
+    let copied = b
+        .get_messages("s1-fork", MessageRange::after(0, 100))
+        .await
+        .unwrap();
+    let numbers: Vec<u64> = copied.iter().map(|m| m.sequence).collect();
+    assert_eq!(numbers, vec![4, 5]);
+    let compacted = copied[0].compacted.expect("the summary is copied");
+    assert_eq!(
+        (compacted.from, compacted.to, compacted.kept),
+        (1, 4, false)
+    );
+    assert!(b
+        .get_replaced_messages("s1-fork", 4)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(b.get_replaced_messages("s1", 4).await.unwrap().len(), 4);
+}
+
 /// A fork taken while others append holds exactly the messages up to its number.
 pub async fn a_fork_during_appends_holds_exactly_its_prefix(ctx: TestContext) {
     let b = &ctx.backend;

@@ -215,16 +215,16 @@ async fn contexts(backend: &Arc<dyn StorageBackend>, args: &Args) {
         ],
     )
     .await;
-    let us = |row: usize| rows[row].p50.as_secs_f64() * 1e6;
+    let ns = |row: usize| rows[row].p50.as_secs_f64() * 1e9;
     print_ratio(
-        &format!("context_version p50 us, {large} vs {small} versions"),
-        us(1),
-        us(0),
+        &format!("context_version p50 ns, {large} vs {small} versions"),
+        ns(1),
+        ns(0),
     );
     print_ratio(
-        &format!("context_list10 p50 us, {large} vs {small} versions"),
-        us(3),
-        us(2),
+        &format!("context_list10 p50 ns, {large} vs {small} versions"),
+        ns(3),
+        ns(2),
     );
 }
 
@@ -281,10 +281,10 @@ async fn turns(backend: &Arc<dyn StorageBackend>, args: &Args) {
         ],
     )
     .await;
-    let us = |row: usize| rows[row].p50.as_secs_f64() * 1e6;
+    let ns = |row: usize| rows[row].p50.as_secs_f64() * 1e9;
     print_ratio(
-        &format!("last10_turns p50 us, {large} vs {small} messages"),
-        us(1),
-        us(0),
+        &format!("last10_turns p50 ns, {large} vs {small} messages"),
+        ns(1),
+        ns(0),
     );
 }

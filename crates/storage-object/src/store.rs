@@ -54,6 +54,40 @@ pub(crate) struct Objects {
     pub prefix: String,
     /// `file`, `memory`, `s3`, `gs` or `az`.
     pub provider: &'static str,
+    /// The highest version this process last saw of each versioned cell, so that a read
+    /// probes upward from it instead of listing every version the cell still holds.
+    pub newest: Arc<NewestVersions>,
+}
+
+/// The highest version seen per versioned cell, forgotten wholesale past
+/// [`NewestVersions::MAX_CELLS`] cells (a miss only costs a listing).
+#[derive(Debug, Default)]
+pub(crate) struct NewestVersions(Mutex<HashMap<String, u64>>);
+
+impl NewestVersions {
+    const MAX_CELLS: usize = 100_000;
+
+    fn get(&self, cell: &Path) -> Option<u64> {
+        self.lock().get(cell.as_ref()).copied()
+    }
+
+    fn set(&self, cell: &Path, version: u64) {
+        let mut cells = self.lock();
+        if cells.len() >= Self::MAX_CELLS {
+            cells.clear();
+        }
+        cells.insert(cell.as_ref().to_owned(), version);
+    }
+
+    fn forget(&self, cell: &Path) {
+        self.lock().remove(cell.as_ref());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// One process-wide in-memory store per `memory://name`, so backends built from the same
@@ -106,6 +140,7 @@ impl Objects {
                     mode: CellMode::Versions,
                     prefix: String::new(),
                     provider: "file",
+                    newest: Default::default(),
                 })
             }
             "memory" => Ok(Objects {
@@ -113,6 +148,7 @@ impl Objects {
                 mode: CellMode::ETag,
                 prefix: path.to_owned(),
                 provider: "memory",
+                newest: Default::default(),
             }),
             "s3" | "s3a" => cloud::s3(config, host, path),
             "gs" => cloud::gcs(config, host, path),
@@ -253,18 +289,52 @@ impl Objects {
                 // newer one appears: list again.
                 for _ in 0..64 {
                     let read_at = std::time::Instant::now();
-                    let Some((highest, _)) = self.versions(cell).await?.pop() else {
+                    let Some(highest) = self.highest_version(cell).await? else {
                         return Ok(None);
                     };
                     if let Some(bytes) = self.get(&cell.clone().join(number(highest))).await? {
+                        self.newest.set(cell, highest);
                         return Ok(Some((bytes, Token::Version(highest, read_at))));
                     }
+                    self.newest.forget(cell);
                 }
                 Err(
                     StorageError::backend("a cell kept changing while it was read")
                         .with_temporary(true),
                 )
             }
+        }
+    }
+
+    /// The highest version of a versioned cell, or `None` when it has none. From the
+    /// version this process last saw, if that one is younger than half the retention: then
+    /// neither it nor any version above it has been collected, versions are created one
+    /// after another, and the highest is the first number above it that holds nothing, found
+    /// at a cost of the versions written since. Otherwise, from a listing.
+    async fn highest_version(&self, cell: &Path) -> Result<Option<u64>> {
+        if let Some(seen) = self.newest.get(cell) {
+            if let Some(modified) = self.modified(&cell.clone().join(number(seen))).await? {
+                let age = storage_core::time::now() - modified;
+                if age.num_milliseconds() < (VERSION_RETENTION / 2).as_millis() as i64 {
+                    let mut highest = seen;
+                    for _ in 0..64 {
+                        if !self.exists(&cell.clone().join(number(highest + 1))).await? {
+                            return Ok(Some(highest));
+                        }
+                        highest += 1;
+                    }
+                }
+            }
+        }
+        Ok(self.versions(cell).await?.pop().map(|(highest, _)| highest))
+    }
+
+    /// When the object at `path` was last written, or `None` when there is none.
+    async fn modified(&self, path: &Path) -> Result<Option<storage_core::Timestamp>> {
+        match self.store.head(path).await {
+            Ok(meta) => Ok(Some(meta.last_modified)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(classify(err)),
         }
     }
 
@@ -341,6 +411,7 @@ impl Objects {
                 if !self.create(&cell.clone().join(number(next)), data).await? {
                     return Ok(false);
                 }
+                self.newest.set(cell, next);
                 self.collect_versions(cell, next).await?;
                 Ok(true)
             }
@@ -365,6 +436,7 @@ impl Objects {
 
     /// Removes a cell whatever its value.
     pub(crate) async fn cell_delete(&self, cell: &Path) -> Result<bool> {
+        self.newest.forget(cell);
         Ok(!self.delete_all(cell).await?.is_empty())
     }
 }
@@ -456,6 +528,7 @@ mod cloud {
             mode: CellMode::ETag,
             prefix: prefix.to_owned(),
             provider: "s3",
+            newest: Default::default(),
         })
     }
 
@@ -489,6 +562,7 @@ mod cloud {
             mode: CellMode::ETag,
             prefix: prefix.to_owned(),
             provider: "gs",
+            newest: Default::default(),
         })
     }
 
@@ -522,11 +596,82 @@ mod cloud {
             mode: CellMode::ETag,
             prefix: prefix.to_owned(),
             provider: "az",
+            newest: Default::default(),
         })
     }
 
     #[cfg(not(feature = "azure"))]
     pub(super) fn azure(_: &ObjectConfig, _: &str, _: &str) -> Result<Objects> {
         Err(missing_feature("Azure Blob Storage", "azure"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_processes(root: &std::path::Path) -> (Objects, Objects) {
+        let config = ObjectConfig::new(format!("file://{}", root.display()));
+        let open = || Objects::open(&config).unwrap();
+        let (a, b) = (open(), open());
+        assert_eq!(a.mode, CellMode::Versions);
+        (a, b)
+    }
+
+    async fn read(objects: &Objects, cell: &Path) -> Option<(Vec<u8>, u64)> {
+        objects
+            .cell_read(cell)
+            .await
+            .unwrap()
+            .map(|(bytes, token)| match token {
+                Token::Version(version, _) => (bytes.to_vec(), version),
+                Token::ETag(_) => panic!("a versioned cell"),
+            })
+    }
+
+    async fn write(objects: &Objects, cell: &Path, value: &str) {
+        let token = objects
+            .cell_read(cell)
+            .await
+            .unwrap()
+            .map(|(_, token)| token);
+        assert!(objects
+            .cell_write(cell, token.as_ref(), value.as_bytes().to_vec())
+            .await
+            .unwrap());
+    }
+
+    /// A read that probes upward from the version it saw last still finds what another
+    /// process wrote since, and a cell deleted and written again from 1 is not mistaken
+    /// for the old one.
+    #[tokio::test]
+    async fn reads_from_the_last_seen_version_see_other_writers() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = two_processes(root.path());
+        let cell = Path::from("cells/one");
+        for step in 1..=5 {
+            write(&a, &cell, &format!("a{step}")).await;
+        }
+        assert_eq!(read(&b, &cell).await, Some((b"a5".to_vec(), 5)));
+        for step in 6..=8 {
+            write(&a, &cell, &format!("a{step}")).await;
+        }
+        assert_eq!(b.newest.get(&cell), Some(5));
+        assert_eq!(read(&b, &cell).await, Some((b"a8".to_vec(), 8)));
+        assert!(b.cell_delete(&cell).await.unwrap());
+        assert_eq!(read(&a, &cell).await, None);
+        write(&b, &cell, "again").await;
+        assert_eq!(read(&a, &cell).await, Some((b"again".to_vec(), 1)));
+        // Written again past the version another process remembers: still the newest.
+        let (c, _) = two_processes(root.path());
+        assert_eq!(read(&c, &cell).await, Some((b"again".to_vec(), 1)));
+        for step in 2..=4 {
+            write(&b, &cell, &format!("b{step}")).await;
+        }
+        assert!(b.cell_delete(&cell).await.unwrap());
+        for step in 1..=3 {
+            write(&b, &cell, &format!("c{step}")).await;
+        }
+        assert_eq!(read(&c, &cell).await, Some((b"c3".to_vec(), 3)));
     }
 }

@@ -316,12 +316,11 @@ impl Objects {
             if let Some(modified) = self.modified(&cell.clone().join(number(seen))).await? {
                 let age = storage_core::time::now() - modified;
                 if age.num_milliseconds() < (VERSION_RETENTION / 2).as_millis() as i64 {
-                    let mut highest = seen;
-                    for _ in 0..64 {
+                    // At most 64 versions written since; past that, a listing is cheaper.
+                    for highest in seen..seen.saturating_add(64) {
                         if !self.exists(&cell.clone().join(number(highest + 1))).await? {
                             return Ok(Some(highest));
                         }
-                        highest += 1;
                     }
                 }
             }

@@ -127,9 +127,13 @@ try {
   check(note.includes('<img src=x onerror=') && note.includes('\\u{200B}'),
     `metadata shown as text with the zero-width space escaped: ${note}`);
   equal(await page.locator('#context-version').textContent(), '2', 'task context version');
-  check((await page.locator('#context pre').textContent()).includes("<script>window.__pwned='context'</script>"),
+  check((await page.locator('#context pre').first().textContent()).includes("<script>window.__pwned='context'</script>"),
     'task context value shown as text');
   check((await page.locator('#context').textContent()).includes('Versions kept'), 'versions note');
+  // The current value, then each kept version newest first: versions 2 and 1.
+  equal(await page.locator('#context pre').count(), 3, 'the current value and two kept versions');
+  check((await page.locator('#context pre').nth(2).textContent()).includes('"plan": 1'),
+    'the first version is listed last');
   // The newest messages (the hostile one last), the task context and the artifacts.
   await page.locator('#conversation article.message').nth(-3).evaluate((node) => node.scrollIntoView());
   await page.screenshot({ path: join(expect.screenshots, 'storectl-ui-session.png') });

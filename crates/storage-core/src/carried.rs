@@ -106,6 +106,7 @@ carries_nothing!(
     bool,
     ContextScope,
     Option<ContextScope>,
+    crate::retention::Retention,
 );
 
 impl Carried for Value {

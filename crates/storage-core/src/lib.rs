@@ -36,6 +36,7 @@ pub mod page;
 pub mod policy;
 pub mod prelude;
 pub mod redact;
+pub mod retention;
 pub mod search;
 pub mod session;
 pub mod task_context;
@@ -58,6 +59,7 @@ pub use json::Metadata;
 pub use kind::Kind;
 pub use operation::{Call, Dispatch, Reply};
 pub use page::Page;
+pub use retention::{Retention, RetentionPolicy};
 pub use search::CheckpointSearch;
 pub use session::{
     BatchCreate, NewSession, Session, SessionMetrics, SessionQuery, SessionStatus, SessionStore,

@@ -71,6 +71,7 @@ use crate::error::{Result, StorageError};
 use crate::json::Metadata;
 use crate::kind::Kind;
 use crate::page::Page;
+use crate::retention::Retention;
 use crate::session::{
     BatchCreate, NewSession, Session, SessionQuery, SessionStatus, SessionStore, SessionUpdate,
 };
@@ -619,6 +620,12 @@ contract! {
             subject: Some(session_id),
             cache: CacheEffect::None,
         }
+        /// [`ConversationStore::retain_messages`]
+        RetainMessages = retain_messages(retention: Retention => Retention) -> u64 {
+            kind: Some(Kind::Conversations), Write, idempotent: true,
+            subject: None,
+            cache: CacheEffect::InvalidateKinds(vec![Kind::Conversations]),
+        }
         /// [`ConversationStore::import_messages`]
         ImportMessages = import_messages(session_id: &str => String, messages: Vec<Message> => Vec<Message>)
             -> u64 {
@@ -722,6 +729,12 @@ contract! {
             subject: Some(thread_id),
             cache: invalidate(Kind::Checkpoints, thread_id),
         }
+        /// [`CheckpointStore::retain_checkpoints`]
+        RetainCheckpoints = retain_checkpoints(retention: Retention => Retention) -> u64 {
+            kind: Some(Kind::Checkpoints), Write, idempotent: true,
+            subject: None,
+            cache: CacheEffect::InvalidateKinds(vec![Kind::Checkpoints]),
+        }
         /// [`CheckpointStore::copy_thread`]
         CopyThread = copy_thread(
             source_thread_id: &str => String,
@@ -784,6 +797,12 @@ contract! {
             kind: Some(Kind::TaskContext), Write, idempotent: true,
             subject: Some(scope.id()),
             cache: invalidate(Kind::TaskContext, &scope.key()),
+        }
+        /// [`TaskContextStore::retain_context_versions`]
+        RetainContextVersions = retain_context_versions(retention: Retention => Retention) -> u64 {
+            kind: Some(Kind::TaskContext), Write, idempotent: true,
+            subject: None,
+            cache: CacheEffect::InvalidateKinds(vec![Kind::TaskContext]),
         }
         /// [`TaskContextStore::import_task_context`]
         ImportTaskContext = import_task_context(context: TaskContext => TaskContext) -> bool {
@@ -868,6 +887,12 @@ contract! {
             kind: Some(Kind::Artifacts), Write, idempotent: true,
             subject: Some(scope),
             cache: invalidate(Kind::Artifacts, scope),
+        }
+        /// [`ArtifactStore::retain_artifact_versions`]
+        RetainArtifactVersions = retain_artifact_versions(retention: Retention => Retention) -> u64 {
+            kind: Some(Kind::Artifacts), Write, idempotent: true,
+            subject: None,
+            cache: CacheEffect::InvalidateKinds(vec![Kind::Artifacts]),
         }
         /// [`ArtifactStore::list_artifact_scopes`]
         ListArtifactScopes = list_artifact_scopes(after: Option<&str> => Option<String>, limit: usize => usize)

@@ -177,6 +177,19 @@ macro_rules! conformance_tests {
                 shared_compare_and_set_has_one_winner,
                 context_scopes_list_in_pages,
             }
+            retention {
+                messages_keep_the_newest_with_their_numbers,
+                messages_older_than_the_cutoff_go,
+                a_removed_summary_takes_what_it_kept,
+                context_versions_keep_the_newest,
+                checkpoints_keep_the_newest_per_namespace,
+                artifact_versions_keep_the_newest,
+                keep_last_zero_is_refused_and_no_limit_removes_nothing,
+                retention_stays_in_its_namespace,
+                a_version_store_racing_retention_is_exact,
+                appends_racing_retention_keep_their_numbers,
+                puts_and_saves_racing_retention_keep_the_latest,
+            }
             artifacts {
                 save_then_get,
                 versions_count_from_zero,

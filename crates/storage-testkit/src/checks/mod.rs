@@ -16,6 +16,7 @@ pub mod migration;
 pub mod namespaces;
 pub mod policy;
 pub mod properties;
+pub mod retention;
 pub mod sessions;
 pub mod task_context;
 pub mod turns;

@@ -104,12 +104,22 @@ impl Retention {
     /// How many records to remove from the front of a series whose records were created at
     /// `created`, oldest first: the longest prefix of expired records, never the newest.
     pub fn expired_prefix(&self, created: &[Timestamp]) -> usize {
-        let len = created.len();
-        created
-            .iter()
+        self.expired_prefix_in(created.len(), created.iter().copied())
+    }
+
+    /// [`expired_prefix`](Self::expired_prefix) over a series of `len` records whose times
+    /// `oldest_first` yields lazily: it takes the expired records and the one that ends
+    /// the prefix, nothing more.
+    pub fn expired_prefix_in(
+        &self,
+        len: usize,
+        oldest_first: impl IntoIterator<Item = Timestamp>,
+    ) -> usize {
+        oldest_first
+            .into_iter()
             .take(len.saturating_sub(1))
             .enumerate()
-            .take_while(|(position, at)| self.is_expired(*position, len, **at))
+            .take_while(|(position, at)| self.is_expired(*position, len, *at))
             .count()
     }
 }

@@ -1,5 +1,5 @@
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use crossbeam_skiplist::SkipSet;
@@ -75,8 +75,9 @@ pub(crate) struct Namespace {
 pub(crate) struct Conversation {
     /// The highest sequence ever handed out; never decreases.
     pub last_sequence: u64,
-    /// Sorted by sequence.
-    pub messages: Vec<Message>,
+    /// Sorted by sequence; a deque so that compaction and retention take the front in
+    /// time proportional to what they remove.
+    pub messages: VecDeque<Message>,
     pub client_ids: HashMap<String, u64>,
     /// What each kept compaction replaced, by its summary's sequence.
     pub replaced: BTreeMap<u64, Vec<Message>>,

@@ -7,6 +7,7 @@ use storage_core::carried::admit;
 use storage_core::validate::{validate_id, validate_limit};
 use storage_core::{
     time, Artifact, ArtifactMeta, ArtifactStore, ByteStream, Metadata, NewArtifact, Result,
+    Retention,
 };
 
 use super::MemoryBackend;
@@ -135,6 +136,30 @@ impl ArtifactStore for MemoryBackend {
             Ok(data.scopes.remove(scope).map_or(0, |(_, s)| {
                 s.names.values().map(|v| v.versions.len() as u64).sum()
             }))
+        })
+    }
+
+    async fn retain_artifact_versions(&self, retention: Retention) -> Result<u64> {
+        self.op("retain_artifact_versions", |data| {
+            retention.check()?;
+            if retention.is_unbounded() {
+                return Ok(0);
+            }
+            let mut removed = 0;
+            for mut scope in data.scopes.iter_mut() {
+                for artifact in scope.names.values_mut() {
+                    let versions = &mut artifact.versions;
+                    let expired = retention.expired_prefix_in(
+                        versions.len(),
+                        versions.values().map(|version| version.meta.created_at),
+                    );
+                    if let Some(&oldest_kept) = versions.keys().nth(expired) {
+                        *versions = versions.split_off(&oldest_kept);
+                        removed += expired as u64;
+                    }
+                }
+            }
+            Ok(removed)
         })
     }
 

@@ -9,7 +9,7 @@ use storage_core::checkpoint::{
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
     ChannelValue, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore,
-    CheckpointTuple, PendingWrite, Result, StorageError,
+    CheckpointTuple, PendingWrite, Result, Retention, StorageError,
 };
 
 use super::MemoryBackend;
@@ -173,6 +173,31 @@ impl CheckpointStore for MemoryBackend {
                     .cloned()
                     .collect();
                 removed += chain.remove_checkpoints(&doomed);
+            }
+            Ok(removed)
+        })
+    }
+
+    async fn retain_checkpoints(&self, retention: Retention) -> Result<u64> {
+        self.op("retain_checkpoints", |data| {
+            retention.check()?;
+            if retention.is_unbounded() {
+                return Ok(0);
+            }
+            let mut removed = 0;
+            for mut thread in data.threads.iter_mut() {
+                for chain in thread.namespaces.values_mut() {
+                    let expired = retention.expired_prefix_in(
+                        chain.checkpoints.len(),
+                        chain
+                            .checkpoints
+                            .values()
+                            .map(|checkpoint| checkpoint.created_at.to_utc()),
+                    );
+                    let doomed: Vec<String> =
+                        chain.checkpoints.keys().take(expired).cloned().collect();
+                    removed += chain.remove_checkpoints(&doomed);
+                }
             }
             Ok(removed)
         })

@@ -3,7 +3,7 @@ use storage_core::carried::admit;
 use storage_core::compaction::{summarize, validate_compact};
 use storage_core::conversation::{validate_append, validate_import};
 use storage_core::validate::validate_id;
-use storage_core::{time, ConversationStore, Message, MessageRange, NewMessage, Result};
+use storage_core::{time, ConversationStore, Message, MessageRange, NewMessage, Result, Retention};
 
 use super::MemoryBackend;
 use crate::store::Conversation;
@@ -67,7 +67,7 @@ impl ConversationStore for MemoryBackend {
             let Some(mut conversation) = data.conversations.get_mut(session_id) else {
                 return Ok(None);
             };
-            let popped = conversation.messages.pop();
+            let popped = conversation.messages.pop_back();
             if let Some(popped) = &popped {
                 conversation.forget(std::slice::from_ref(popped));
             }
@@ -117,7 +117,7 @@ impl ConversationStore for MemoryBackend {
             let message = summarize(
                 session_id,
                 up_to,
-                &conversation.messages[..end],
+                &conversation.messages.make_contiguous()[..end],
                 summary,
                 keep_replaced,
                 time::now(),
@@ -136,7 +136,7 @@ impl ConversationStore for MemoryBackend {
             if let Some(client_id) = &message.client_id {
                 conversation.client_ids.insert(client_id.clone(), up_to);
             }
-            conversation.messages.insert(0, message.clone());
+            conversation.messages.push_front(message.clone());
             Ok(message)
         })
     }
@@ -171,6 +171,21 @@ impl ConversationStore for MemoryBackend {
         })
     }
 
+    async fn retain_messages(&self, retention: Retention) -> Result<u64> {
+        self.op("retain_messages", |data| {
+            retention.check()?;
+            if retention.is_unbounded() {
+                return Ok(0);
+            }
+            // One entry lock per conversation: its trim is one step for appends and reads.
+            Ok(data
+                .conversations
+                .iter_mut()
+                .map(|mut conversation| conversation.retain(&retention))
+                .sum())
+        })
+    }
+
     async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
         let mut messages = admit("import_messages", messages)?;
         self.op("import_messages", |data| {
@@ -198,7 +213,7 @@ impl ConversationStore for MemoryBackend {
                         .client_ids
                         .insert(client_id.clone(), message.sequence);
                 }
-                conversation.messages.push(message);
+                conversation.messages.push_back(message);
                 stored += 1;
             }
             Ok(stored)
@@ -243,7 +258,7 @@ impl Conversation {
         if let Some(client_id) = &stored.client_id {
             self.client_ids.insert(client_id.clone(), stored.sequence);
         }
-        self.messages.push(stored.clone());
+        self.messages.push_back(stored.clone());
         stored
     }
 
@@ -262,6 +277,18 @@ impl Conversation {
                 self.replaced.remove(&sequence);
             }
         }
+    }
+
+    /// Removes the expired prefix of the conversation (see `storage_core::retention`),
+    /// reading only what it removes and the message that ends it.
+    fn retain(&mut self, retention: &Retention) -> u64 {
+        let expired = retention.expired_prefix_in(
+            self.messages.len(),
+            self.messages.iter().map(|message| message.created_at),
+        );
+        let removed: Vec<Message> = self.messages.drain(..expired).collect();
+        self.forget(&removed);
+        removed.len() as u64
     }
 
     fn release_client_ids(&mut self, removed: &[Message]) {
@@ -287,12 +314,11 @@ impl Conversation {
         };
         let start = self.messages.partition_point(|m| m.sequence < low);
         let end = self.messages.partition_point(|m| m.sequence <= high);
-        let in_range = &self.messages[start..end];
-        let page = if range.is_forward() {
-            &in_range[..in_range.len().min(range.limit)]
+        let (start, end) = if range.is_forward() {
+            (start, end.min(start.saturating_add(range.limit)))
         } else {
-            &in_range[in_range.len().saturating_sub(range.limit)..]
+            (start.max(end.saturating_sub(range.limit)), end)
         };
-        page.to_vec()
+        self.messages.range(start..end).cloned().collect()
     }
 }

@@ -7,7 +7,9 @@ use storage_core::carried::admit;
 use storage_core::task_context::{
     oldest_kept, validate_get, validate_import, validate_list, validate_store,
 };
-use storage_core::{time, ContextScope, ExpectedVersion, Result, TaskContext, TaskContextStore};
+use storage_core::{
+    time, ContextScope, ExpectedVersion, Result, Retention, TaskContext, TaskContextStore,
+};
 
 use super::MemoryBackend;
 
@@ -79,6 +81,31 @@ impl TaskContextStore for MemoryBackend {
             versions.insert(version, context.clone());
             trim(&mut versions, version, keep_versions);
             Ok(context)
+        })
+    }
+
+    async fn retain_context_versions(&self, retention: Retention) -> Result<u64> {
+        self.op("retain_context_versions", |data| {
+            retention.check()?;
+            if retention.is_unbounded() {
+                return Ok(0);
+            }
+            // One entry lock per scope, as a store's own trim.
+            Ok(data
+                .contexts
+                .iter_mut()
+                .map(|mut versions| {
+                    let expired = retention.expired_prefix_in(
+                        versions.len(),
+                        versions.values().map(|context| context.updated_at),
+                    );
+                    let Some(&oldest_kept) = versions.keys().nth(expired) else {
+                        return 0;
+                    };
+                    *versions = versions.split_off(&oldest_kept);
+                    expired as u64
+                })
+                .sum())
         })
     }
 

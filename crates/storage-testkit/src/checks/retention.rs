@@ -342,13 +342,15 @@ pub async fn checkpoints_keep_the_newest_per_namespace(ctx: TestContext) {
     // Age: the checkpoint's own time.
     put_chain(b, "t3", "", 1..=3, Some(days_ago(10))).await;
     put_chain(b, "t3", "", 4..=5, None).await;
+    put_chain(b, "t4", "", 1..=2, Some(days_ago(10))).await;
     assert_eq!(
         b.retain_checkpoints(created_before(days_ago(1)))
             .await
             .unwrap(),
-        3
+        3 + 1
     );
     assert_eq!(checkpoint_ids(b, "t3", "").await, vec![cp_id(4), cp_id(5)]);
+    assert_eq!(checkpoint_ids(b, "t4", "").await, vec![cp_id(2)]);
     let latest = b.get_checkpoint("t3", "", None).await.unwrap().unwrap();
     assert_eq!(
         json_of(&latest.checkpoint.channel_values["a"]),
@@ -381,11 +383,11 @@ pub async fn artifact_versions_keep_the_newest(ctx: TestContext) {
 
     // Age: imported versions carry their time.
     let old = days_ago(10);
-    for version in 0..3 {
+    for (name, version) in [("c", 0), ("c", 1), ("c", 2), ("d", 0), ("d", 1)] {
         let data = Bytes::from(format!("old{version}"));
         let meta = ArtifactMeta {
             scope: "run3".into(),
-            name: "c".into(),
+            name: name.into(),
             version,
             content_type: "text/plain".into(),
             size: data.len() as u64,
@@ -403,9 +405,10 @@ pub async fn artifact_versions_keep_the_newest(ctx: TestContext) {
         b.retain_artifact_versions(created_before(days_ago(1)))
             .await
             .unwrap(),
-        3
+        3 + 1
     );
     assert_eq!(artifact_versions(b, "run3", "c").await, vec![3]);
+    assert_eq!(artifact_versions(b, "run3", "d").await, vec![1]);
     assert_eq!(artifact_versions(b, "run1", "a").await, vec![3, 4, 5]);
 }
 

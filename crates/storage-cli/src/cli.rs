@@ -106,16 +106,21 @@ pub enum Command {
         output: Option<PathBuf>,
     },
     /// Remove sessions idle longer than a duration, with their conversation and context;
-    /// on object storage also collect orphaned artifact content (data no version
-    /// references, abandoned upload staging files) older than the grace period.
+    /// apply each kind's retention (the configuration's `cleanup.retention.*`, or
+    /// `--keep-last`/`--max-age`); on object storage also collect orphaned artifact content
+    /// (data no version references, abandoned upload staging files) older than the grace
+    /// period.
     Cleanup {
-        /// e.g. `30m`, `12h`, `7d`, `90s`.
+        /// Remove sessions idle longer than this, e.g. `30m`, `12h`, `7d`, `90s`; without
+        /// it no session is removed.
         #[arg(long, value_parser = parse_duration)]
-        max_idle: Duration,
+        max_idle: Option<Duration>,
         /// Orphaned artifact content younger than this is left alone, as it may belong to
         /// a save still running (default: `cleanup.artifact_grace_secs`, 24h).
         #[arg(long, value_parser = parse_duration)]
         artifact_grace: Option<Duration>,
+        #[command(flatten)]
+        retention: RetentionArgs,
     },
     /// A read-only web inspector on 127.0.0.1: sessions, conversations, checkpoint chains,
     /// task context, artifacts, health and latency. Prints the URL as the first line of
@@ -348,6 +353,37 @@ pub enum ArtifactsCommand {
         #[arg(long)]
         version: Option<u64>,
     },
+}
+
+/// A retention given on the command line, over the configuration's.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Keep only the newest N records of each series (each conversation, context scope,
+    /// checkpoint namespace, artifact) of the kinds `--retain` names; the newest record of
+    /// a series always stays.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_last: Option<u64>,
+    /// Remove records older than this (e.g. `30d`) from the kinds `--retain` names,
+    /// oldest first, never the newest record of a series.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
+    /// The kinds `--keep-last` and `--max-age` apply to, instead of their
+    /// `cleanup.retention.<kind>` settings (default: all four).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
+    pub retain: Vec<RetainedKind>,
+}
+
+/// A kind that keeps a history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetainedKind {
+    /// Each conversation's messages.
+    Messages,
+    /// Each context scope's versions.
+    ContextVersions,
+    /// Each checkpoint thread and namespace's checkpoints.
+    Checkpoints,
+    /// Each artifact's versions.
+    ArtifactVersions,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

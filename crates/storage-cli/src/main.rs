@@ -204,7 +204,8 @@ async fn command(cli: &Cli, storage: &Storage, out: &Output) -> Outcome {
         Command::Cleanup {
             max_idle,
             artifact_grace,
-        } => ops::cleanup(storage, *max_idle, *artifact_grace, out).await,
+            retention,
+        } => ops::cleanup(storage, *max_idle, *artifact_grace, retention, out).await,
         Command::Config { .. }
         | Command::Bench { .. }
         | Command::Migrate { .. }

@@ -1,11 +1,17 @@
-//! Scheduled cleanup: expired sessions, and orphaned artifact content on object storage.
+//! Scheduled cleanup: expired sessions, each kind's retention, and orphaned artifact
+//! content on object storage.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use storage_core::StorageBackend;
+use serde::Serialize;
+use storage_core::{
+    ArtifactStore, CheckpointStore, ConversationStore, Retention, StorageBackend,
+    TaskContextStore,
+};
 use tokio::task::JoinHandle;
 
+use crate::config::RetentionSettings;
 use crate::Storage;
 
 /// A running cleanup schedule; dropping it (or calling [`CleanupTask::stop`]) stops it.
@@ -30,6 +36,8 @@ impl Drop for CleanupTask {
 impl Storage {
     /// Removes sessions idle longer than `max_idle` every `interval`, on the current tokio
     /// runtime, through the facade (so the cache forgets them and metrics count the runs).
+    /// When the facade was built from configuration, each run then applies the
+    /// `cleanup.retention` policies (see [`Storage::apply_retention`]).
     /// When the facade was built from configuration and a kind is stored on object
     /// storage, each run also collects orphaned artifact content older than
     /// `cleanup.artifact_grace_secs` (see [`Storage::collect_artifact_garbage`]).
@@ -55,6 +63,7 @@ impl Storage {
                         "scheduled cleanup failed"
                     ),
                 }
+                scheduled_retention(&storage).await;
                 scheduled_garbage_collection(&storage).await;
             }
         });
@@ -71,6 +80,93 @@ impl Storage {
                 Duration::from_secs(settings.max_idle_secs),
             )
         })
+    }
+}
+
+/// What one retention run removed, per kind: records of each series (messages, context
+/// versions, checkpoints, artifact versions), never what went with them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    /// Messages removed.
+    pub messages: u64,
+    /// Context versions removed.
+    pub context_versions: u64,
+    /// Checkpoints removed.
+    pub checkpoints: u64,
+    /// Artifact versions removed.
+    pub artifact_versions: u64,
+}
+
+impl Storage {
+    /// Applies each kind's retention (see [`storage_core::retention`]) through the facade,
+    /// so each sweep goes to the backend its kind is routed to, the cache forgets what it
+    /// removed and metrics count it. Every limit is resolved against one `now`, so the
+    /// sweeps agree on what "older than" means. A kind without limits is not swept.
+    ///
+    /// ```
+    /// # async fn run() -> storage_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use storage::config::RetentionSettings;
+    /// use storage_core::{ConversationStore, NewMessage};
+    ///
+    /// let storage = storage::Storage::builder(Arc::new(
+    ///     storage_memory::MemoryBackend::new("app")?,
+    /// ))
+    /// .build();
+    /// for text in ["one", "two", "three"] {
+    ///     storage.append_message("s1", NewMessage::new("user", text)).await?;
+    /// }
+    /// let mut retention = RetentionSettings::default();
+    /// retention.messages.keep_last = Some(1);
+    /// retention.checkpoints.max_age_secs = Some(7 * 24 * 3600);
+    /// let report = storage.apply_retention(&retention).await?;
+    /// assert_eq!(report.messages, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn apply_retention(
+        &self,
+        settings: &RetentionSettings,
+    ) -> storage_core::Result<RetentionReport> {
+        let now = storage_core::time::now();
+        let sweep = |retention: Retention| (!retention.is_unbounded()).then_some(retention);
+        let mut report = RetentionReport::default();
+        if let Some(retention) = sweep(settings.messages.policy().at(now)) {
+            report.messages = self.retain_messages(retention).await?;
+        }
+        if let Some(retention) = sweep(settings.context_versions.policy().at(now)) {
+            report.context_versions = self.retain_context_versions(retention).await?;
+        }
+        if let Some(retention) = sweep(settings.checkpoints.policy().at(now)) {
+            report.checkpoints = self.retain_checkpoints(retention).await?;
+        }
+        if let Some(retention) = sweep(settings.artifact_versions.policy().at(now)) {
+            report.artifact_versions = self.retain_artifact_versions(retention).await?;
+        }
+        Ok(report)
+    }
+}
+
+async fn scheduled_retention(storage: &Storage) {
+    let Some(settings) = storage.config().map(|config| config.cleanup.retention.clone()) else {
+        return;
+    };
+    if settings == RetentionSettings::default() {
+        return;
+    }
+    match storage.apply_retention(&settings).await {
+        Ok(report) => tracing::info!(
+            messages = report.messages,
+            context_versions = report.context_versions,
+            checkpoints = report.checkpoints,
+            artifact_versions = report.artifact_versions,
+            "scheduled cleanup applied retention"
+        ),
+        Err(err) => tracing::warn!(
+            error.kind = %err.kind(),
+            error = %err,
+            "scheduled retention failed"
+        ),
     }
 }
 

@@ -282,6 +282,70 @@ pub struct CleanupSettings {
     /// Artifact content on object storage that no version references is collected once
     /// it is older than this many seconds, so saves still running are never touched.
     pub artifact_grace_secs: u64,
+    /// How long each kind's history is kept; nothing is removed by default.
+    pub retention: RetentionSettings,
+}
+
+/// How long each kind's history is kept: applied by the scheduled cleanup and by
+/// `storectl cleanup` (see [`storage_core::retention`] for the rule). Every limit is unset
+/// by default: nothing is removed until a limit is configured.
+///
+/// ```
+/// use storage::config::StorageConfig;
+///
+/// let config: StorageConfig = serde_json::from_value(serde_json::json!({"cleanup": {
+///     "retention": {
+///         "messages": {"keep_last": 500},
+///         "checkpoints": {"keep_last": 20, "max_age_secs": 604800},
+///     },
+/// }}))
+/// .unwrap();
+/// assert_eq!(config.cleanup.retention.messages.keep_last, Some(500));
+/// assert!(config.cleanup.retention.context_versions.policy().is_unbounded());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Each conversation's messages.
+    pub messages: KindRetention,
+    /// Each context scope's versions.
+    pub context_versions: KindRetention,
+    /// Each checkpoint thread and namespace's checkpoints.
+    pub checkpoints: KindRetention,
+    /// Each artifact's versions.
+    pub artifact_versions: KindRetention,
+}
+
+/// The retention of one kind: at most two limits, both unset by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KindRetention {
+    /// Records older than this many seconds are removed (never the newest of a series).
+    pub max_age_secs: Option<u64>,
+    /// Only the newest this many records of each series are kept (1 or more).
+    pub keep_last: Option<u64>,
+}
+
+impl KindRetention {
+    /// The policy these settings describe.
+    pub fn policy(&self) -> storage_core::RetentionPolicy {
+        storage_core::RetentionPolicy {
+            max_age: self.max_age_secs.map(std::time::Duration::from_secs),
+            keep_last: self.keep_last,
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// Each kind's settings with the key prefix naming them.
+    pub fn kinds(&self) -> [(&'static str, &KindRetention); 4] {
+        [
+            ("messages", &self.messages),
+            ("context_versions", &self.context_versions),
+            ("checkpoints", &self.checkpoints),
+            ("artifact_versions", &self.artifact_versions),
+        ]
+    }
 }
 
 impl Default for CleanupSettings {
@@ -290,6 +354,7 @@ impl Default for CleanupSettings {
             interval_secs: 0,
             max_idle_secs: 7 * 24 * 3600,
             artifact_grace_secs: 24 * 3600,
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -555,6 +620,14 @@ impl StorageConfig {
         }
         at_least_one("group_commit.max_batch", self.group_commit.max_batch as u64)?;
         at_least_one("cleanup.max_idle_secs", self.cleanup.max_idle_secs)?;
+        for (kind, settings) in self.cleanup.retention.kinds() {
+            if let Some(secs) = settings.max_age_secs {
+                at_least_one(&format!("cleanup.retention.{kind}.max_age_secs"), secs)?;
+            }
+            if let Some(keep) = settings.keep_last {
+                at_least_one(&format!("cleanup.retention.{kind}.keep_last"), keep)?;
+            }
+        }
         at_least_one(
             "failover.failure_threshold",
             u64::from(self.failover.failure_threshold),

@@ -48,7 +48,7 @@ pub mod migrate;
 mod routes;
 mod storage;
 
-pub use cleanup::CleanupTask;
+pub use cleanup::{CleanupTask, RetentionReport};
 pub use config::{BackendName, ConfigLoader, LoadedConfig, StorageConfig};
 pub use health::HealthReport;
 pub use kind::Kind;

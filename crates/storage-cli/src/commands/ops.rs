@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use storage::config::LoadedConfig;
+use storage::config::{KindRetention, LoadedConfig, RetentionSettings};
 use storage::{Storage, StorageConfig};
 use storage_core::prelude::*;
 use storage_core::Checkpoint;
 
+use crate::cli::{RetainedKind, RetentionArgs};
 use crate::failure::{Failure, Outcome};
 use crate::open;
 use crate::output::{Output, Table};
@@ -35,17 +36,43 @@ pub fn config_show(loaded: &LoadedConfig, out: &Output) -> Outcome {
 
 pub async fn cleanup(
     storage: &Storage,
-    max_idle: Duration,
+    max_idle: Option<Duration>,
     artifact_grace: Option<Duration>,
+    retention_args: &RetentionArgs,
     out: &Output,
 ) -> Outcome {
+    let retention = retention_settings(storage, retention_args)?;
     // One call per step, each of which may take long (it scales with what it removes).
-    let bar = progress::steps(out.json(), 2);
+    let bar = progress::steps(out.json(), 3);
     bar.set_message("expired sessions");
-    let removed = storage.cleanup_expired_sessions(max_idle).await?;
+    let removed = match max_idle {
+        Some(max_idle) => Some(storage.cleanup_expired_sessions(max_idle).await?),
+        None => None,
+    };
+    bar.inc(1);
+    bar.set_message("retention");
+    let retained = storage.apply_retention(&retention).await?;
     bar.inc(1);
     let mut table = Table::new(["removed", "count", "bytes"]);
-    table.row(["sessions".to_owned(), removed.to_string(), String::new()]);
+    if let Some(removed) = removed {
+        table.row(["expired sessions".to_owned(), removed.to_string(), String::new()]);
+    }
+    for (kind, settings) in retention.kinds() {
+        if settings.policy().is_unbounded() {
+            continue;
+        }
+        let count = match kind {
+            "messages" => retained.messages,
+            "context_versions" => retained.context_versions,
+            "checkpoints" => retained.checkpoints,
+            _ => retained.artifact_versions,
+        };
+        table.row([
+            format!("{} (retention)", kind.replace('_', " ")),
+            count.to_string(),
+            String::new(),
+        ]);
+    }
     #[cfg(feature = "object")]
     let garbage = {
         let grace = artifact_grace.unwrap_or_else(|| {
@@ -95,10 +122,57 @@ pub async fn cleanup(
     };
     bar.finish_and_clear();
     out.emit(
-        &json!({"removed": removed, "artifact_garbage": garbage}),
+        &json!({"removed": removed, "retention": retained, "artifact_garbage": garbage}),
         &table,
     );
     Ok(())
+}
+
+/// The configuration's retention, with `--keep-last`/`--max-age` replacing the policy of
+/// the kinds `--retain` names (all four by default).
+fn retention_settings(storage: &Storage, args: &RetentionArgs) -> Result<RetentionSettings, Failure> {
+    let mut settings = storage
+        .config()
+        .map(|config| config.cleanup.retention.clone())
+        .unwrap_or_default();
+    if args.keep_last.is_none() && args.max_age.is_none() {
+        if !args.retain.is_empty() {
+            return Err(Failure::BadInput(
+                "--retain names the kinds --keep-last and --max-age apply to; give at least one \
+                 of them"
+                    .into(),
+            ));
+        }
+        return Ok(settings);
+    }
+    if args.max_age.is_some_and(|age| age.as_secs() == 0) {
+        return Err(Failure::BadInput(
+            "--max-age must be at least 1s: the age is counted in whole seconds".into(),
+        ));
+    }
+    let policy = KindRetention {
+        max_age_secs: args.max_age.map(|age| age.as_secs()),
+        keep_last: args.keep_last,
+    };
+    let kinds = if args.retain.is_empty() {
+        vec![
+            RetainedKind::Messages,
+            RetainedKind::ContextVersions,
+            RetainedKind::Checkpoints,
+            RetainedKind::ArtifactVersions,
+        ]
+    } else {
+        args.retain.clone()
+    };
+    for kind in kinds {
+        *match kind {
+            RetainedKind::Messages => &mut settings.messages,
+            RetainedKind::ContextVersions => &mut settings.context_versions,
+            RetainedKind::Checkpoints => &mut settings.checkpoints,
+            RetainedKind::ArtifactVersions => &mut settings.artifact_versions,
+        } = policy;
+    }
+    Ok(settings)
 }
 
 #[derive(Debug, serde::Serialize)]

@@ -38,7 +38,10 @@ const LIST_VERSIONS: &str = "SELECT version, meta FROM artifacts \
 
 const LOCK_NAME: &str = "SELECT 1 FROM artifact_counters WHERE scope = $1 AND name = $2 FOR UPDATE";
 const DELETE_ALL: &str = "DELETE FROM artifacts WHERE scope = $1 AND name = $2";
-const DELETE_ONE: &str = "DELETE FROM artifacts WHERE scope = $1 AND name = $2 AND version = $3";
+/// The versions `$3..=$4` of a name, content included: one version for `delete_artifact`,
+/// an oldest-first prefix for retention.
+const DELETE_RANGE: &str = "DELETE FROM artifacts \
+     WHERE scope = $1 AND name = $2 AND version BETWEEN $3 AND $4";
 const DROP_COUNTER_IF_EMPTY: &str = "DELETE FROM artifact_counters WHERE scope = $1 AND name = $2 \
      AND NOT EXISTS (SELECT 1 FROM artifacts WHERE scope = $1 AND name = $2)";
 
@@ -58,6 +61,24 @@ fn decode_meta(scope: &str, name: &str, row: &Row) -> PgResult<ArtifactMeta> {
 /// A requested version as `bigint`; `None` when it cannot exist.
 fn stored_version(version: u64) -> Option<i64> {
     i64::try_from(version).ok()
+}
+
+/// Locks a name's counter, the row every save of the name updates; whether the name has
+/// a version.
+pub(crate) async fn lock_name(tx: &impl Sql, scope: &str, name: &str) -> PgResult<bool> {
+    Ok(tx.opt(LOCK_NAME, &[&scope, &name]).await?.is_some())
+}
+
+/// Removes the versions `low..=high` of a name with their content (its counter stays),
+/// under the name's lock; how many it removed.
+pub(crate) async fn delete_versions(
+    tx: &impl Sql,
+    scope: &str,
+    name: &str,
+    low: i64,
+    high: i64,
+) -> PgResult<u64> {
+    tx.exec(DELETE_RANGE, &[&scope, &name, &low, &high]).await
 }
 
 impl PostgresBackend {
@@ -166,12 +187,12 @@ impl PostgresBackend {
         };
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        if tx.opt(LOCK_NAME, &[&scope, &name]).await?.is_none() {
+        if !lock_name(&tx, scope, name).await? {
             return Ok(0);
         }
         let removed = match version {
             None => tx.exec(DELETE_ALL, &[&scope, &name]).await?,
-            Some(version) => tx.exec(DELETE_ONE, &[&scope, &name, &version]).await?,
+            Some(version) => delete_versions(&tx, scope, name, version, version).await?,
         };
         tx.exec(DROP_COUNTER_IF_EMPTY, &[&scope, &name]).await?;
         tx.commit().await?;

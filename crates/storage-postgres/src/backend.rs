@@ -13,13 +13,14 @@ use storage_core::{
     Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, ChannelValue,
     ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointSearch, CheckpointStore,
     CheckpointTuple, ContextScope, ConversationStore, ExpectedVersion, HealthStatus, Message,
-    MessageRange, NewArtifact, NewMessage, NewSession, Page, PendingWrite, Result, Session,
-    SessionQuery, SessionStatus, SessionStore, SessionUpdate, StorageBackend, StorageError,
-    TaskContext, TaskContextStore,
+    MessageRange, NewArtifact, NewMessage, NewSession, Page, PendingWrite, Result, Retention,
+    Session, SessionQuery, SessionStatus, SessionStore, SessionUpdate, StorageBackend,
+    StorageError, TaskContext, TaskContextStore,
 };
 
 use crate::config::PostgresConfig;
 use crate::error::{finish, PgResult, BACKEND};
+use crate::retention::Kind;
 use crate::sql::Sql;
 
 /// The PostgreSQL backend: every store of the contract, in one schema of one database.
@@ -357,6 +358,12 @@ impl ConversationStore for PostgresBackend {
             self.rewind_conversation_op(session_id, sequence).await,
         )
     }
+    async fn retain_messages(&self, retention: Retention) -> Result<u64> {
+        finish(
+            "retain_messages",
+            self.retain_op(Kind::Messages, retention).await,
+        )
+    }
 
     async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
         let messages = admit("import_messages", messages)?;
@@ -443,6 +450,12 @@ impl CheckpointStore for PostgresBackend {
             self.prune_checkpoints_op(thread_id, keep_last).await,
         )
     }
+    async fn retain_checkpoints(&self, retention: Retention) -> Result<u64> {
+        finish(
+            "retain_checkpoints",
+            self.retain_op(Kind::Checkpoints, retention).await,
+        )
+    }
     async fn copy_thread(&self, source_thread_id: &str, target_thread_id: &str) -> Result<u64> {
         finish(
             "copy_thread",
@@ -498,6 +511,12 @@ impl TaskContextStore for PostgresBackend {
     }
     async fn delete_context(&self, scope: ContextScope) -> Result<bool> {
         finish("delete_context", self.delete_context_op(scope).await)
+    }
+    async fn retain_context_versions(&self, retention: Retention) -> Result<u64> {
+        finish(
+            "retain_context_versions",
+            self.retain_op(Kind::ContextVersions, retention).await,
+        )
     }
 
     async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
@@ -573,6 +592,12 @@ impl ArtifactStore for PostgresBackend {
     }
     async fn clear_artifacts(&self, scope: &str) -> Result<u64> {
         finish("clear_artifacts", self.clear_artifacts_op(scope).await)
+    }
+    async fn retain_artifact_versions(&self, retention: Retention) -> Result<u64> {
+        finish(
+            "retain_artifact_versions",
+            self.retain_op(Kind::ArtifactVersions, retention).await,
+        )
     }
 
     async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {

@@ -108,6 +108,34 @@ blobs AS (
 )
 SELECT count(*) FROM doomed";
 
+/// [`PRUNE`] for one namespace's oldest-first prefix (retention): removes the checkpoints
+/// of `($1, $2)` below the id `$3` with their pending writes, and every value they name
+/// that no checkpoint from `$3` on names. All CTEs see one snapshot, so the survivors are
+/// read as they were before the removal; only the removed checkpoints' values are
+/// candidates, each looked up by the blob table's full key.
+const REMOVE_BEFORE: &str = "\
+WITH doomed AS (
+    DELETE FROM checkpoints WHERE thread_id = $1 AND ns = $2 AND checkpoint_id < $3
+    RETURNING checkpoint_id, channels, versions
+),
+writes AS (
+    DELETE FROM checkpoint_writes w USING doomed d
+    WHERE w.thread_id = $1 AND w.ns = $2 AND w.checkpoint_id = d.checkpoint_id
+),
+candidates AS (
+    SELECT DISTINCT v.channel, v.version
+    FROM doomed d, unnest(d.channels, d.versions) AS v(channel, version)
+),
+blobs AS (
+    DELETE FROM checkpoint_blobs b USING candidates c
+    WHERE b.thread_id = $1 AND b.ns = $2 AND b.channel = c.channel AND b.version = c.version
+      AND NOT EXISTS (
+        SELECT 1 FROM checkpoints s, unnest(s.channels, s.versions) AS u(channel, version)
+        WHERE s.thread_id = $1 AND s.ns = $2 AND s.checkpoint_id >= $3
+          AND u.channel = c.channel AND u.version = c.version)
+)
+SELECT count(*) FROM doomed";
+
 const THREAD_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE thread_id = $1)";
 
 const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
@@ -190,6 +218,29 @@ struct Selection<'a> {
     filter_keys: Vec<String>,
     filter_values: Vec<Value>,
     limit: Option<i64>,
+}
+
+/// Takes the thread's advisory lock for the rest of the transaction: copies into the
+/// thread and retention sweeps of it queue up behind each other. Advisory locks are
+/// database-wide, hence the schema in the key.
+pub(crate) async fn lock_thread(tx: &impl Sql, schema: &str, thread_id: &str) -> PgResult<()> {
+    let lock_key = format!("storage-postgres:thread:{schema}:{thread_id}");
+    tx.one(LOCK_THREAD, &[&lock_key]).await?;
+    Ok(())
+}
+
+/// Removes the checkpoints of `(thread, namespace)` below `end` with their pending writes
+/// and the values no later checkpoint names ([`REMOVE_BEFORE`]); how many it removed.
+pub(crate) async fn remove_before(
+    tx: &impl Sql,
+    thread_id: &str,
+    namespace: &str,
+    end: &str,
+) -> PgResult<u64> {
+    let row = tx
+        .one(REMOVE_BEFORE, &[&thread_id, &namespace, &end])
+        .await?;
+    Ok(to_u64(row.get(0)))
 }
 
 impl PostgresBackend {
@@ -453,9 +504,8 @@ impl PostgresBackend {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         // Two copies into one target queue up here, so the emptiness check holds until
-        // commit. Advisory locks are database-wide, hence the schema in the key.
-        let lock_key = format!("storage-postgres:thread:{}:{target}", self.schema());
-        tx.one(LOCK_THREAD, &[&lock_key]).await?;
+        // commit.
+        lock_thread(&tx, self.schema(), target).await?;
         if tx.one(THREAD_EXISTS, &[&target]).await?.get::<_, bool>(0) {
             return Err(StorageError::already_exists(format!(
                 "thread {target:?} already has checkpoints"

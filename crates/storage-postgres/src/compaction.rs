@@ -61,11 +61,11 @@ const KEPT: &str = "SELECT sequence, record FROM replaced_messages \
 const DROP_KEPT_RANGE: &str = "DELETE FROM replaced_messages \
      WHERE session_id = $1 AND summary_sequence BETWEEN $2 AND $3";
 
-/// Removes the tail; returns how many messages it removed and the removed summaries'
-/// ranges (`from`, `to`).
-const REWIND: &str = "\
+/// Removes the messages numbered `$2..=$3` (a rewind's tail, a retention sweep's head);
+/// returns how many messages it removed and the removed summaries' ranges (`from`, `to`).
+const REMOVE_RANGE: &str = "\
 WITH removed AS (
-    DELETE FROM messages WHERE session_id = $1 AND sequence > $2
+    DELETE FROM messages WHERE session_id = $1 AND sequence BETWEEN $2 AND $3
     RETURNING sequence, compacted_from
 )
 SELECT (SELECT count(*) FROM removed),
@@ -84,6 +84,23 @@ pub(crate) async fn lock_session(tx: &impl Sql, session_id: &str) -> PgResult<()
 pub(crate) async fn drop_kept(tx: &impl Sql, session_id: &str, from: i64, to: i64) -> PgResult<()> {
     tx.exec(DROP_KEPT_RANGE, &[&session_id, &from, &to]).await?;
     Ok(())
+}
+
+/// Removes the messages numbered `low..=high` with what the summaries among them kept, in
+/// a transaction holding the session's lock; how many messages (summaries once) it removed.
+pub(crate) async fn remove_range(
+    tx: &impl Sql,
+    session_id: &str,
+    low: i64,
+    high: i64,
+) -> PgResult<u64> {
+    let row = tx.one(REMOVE_RANGE, &[&session_id, &low, &high]).await?;
+    let froms: Vec<i64> = row.get(1);
+    let tos: Vec<i64> = row.get(2);
+    for (from, to) in froms.into_iter().zip(tos) {
+        drop_kept(tx, session_id, from, to).await?;
+    }
+    Ok(to_u64(row.get(0)))
 }
 
 impl PostgresBackend {
@@ -164,14 +181,12 @@ impl PostgresBackend {
         let sequence = to_i64(sequence);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let Some(low) = sequence.checked_add(1) else {
+            return Ok(0);
+        };
         lock_session(&tx, session_id).await?;
-        let row = tx.one(REWIND, &[&session_id, &sequence]).await?;
-        let froms: Vec<i64> = row.get(1);
-        let tos: Vec<i64> = row.get(2);
-        for (from, to) in froms.into_iter().zip(tos) {
-            drop_kept(&tx, session_id, from, to).await?;
-        }
+        let removed = remove_range(&tx, session_id, low, i64::MAX).await?;
         tx.commit().await?;
-        Ok(to_u64(row.get(0)))
+        Ok(removed)
     }
 }

@@ -31,6 +31,7 @@ mod config;
 mod conversation;
 mod error;
 mod import;
+mod retention;
 pub mod schema;
 mod sessions;
 mod sql;

@@ -47,6 +47,13 @@ const PUT_VERSION: &str = "WITH trimmed AS (\
      DELETE FROM context_versions WHERE scope = $1 AND version < $3) \
      INSERT INTO context_versions (scope, version, record) VALUES ($1, $2, $4)";
 
+/// A retention sweep's trim, as [`PUT_VERSION`]'s: a range at the start of the scope's
+/// keys.
+const TRIM: &str = "DELETE FROM context_versions WHERE scope = $1 AND version < $2";
+
+/// Locks the scope's head, the row every store of the scope moves first.
+const LOCK_HEAD: &str = "SELECT 1 FROM context_heads WHERE scope = $1 FOR UPDATE";
+
 /// The current version: the last key of the scope's range.
 const CURRENT: &str = "SELECT version, record FROM context_versions WHERE scope = $1 \
      ORDER BY version DESC LIMIT 1";
@@ -74,6 +81,17 @@ fn decode(scope: &ContextScope, row: &Row) -> PgResult<TaskContext> {
     context.scope = scope.clone();
     context.version = to_u64(row.get(0));
     Ok(context)
+}
+
+/// Takes the scope's head lock for the rest of the transaction, so stores of the scope wait
+/// and later statements see every version they committed; whether the scope has a head.
+pub(crate) async fn lock_head(tx: &impl Sql, key: &str) -> PgResult<bool> {
+    Ok(tx.opt(LOCK_HEAD, &[&key]).await?.is_some())
+}
+
+/// Removes the scope's versions below `oldest`, under its head lock; how many.
+pub(crate) async fn trim(tx: &impl Sql, key: &str, oldest: i64) -> PgResult<u64> {
+    tx.exec(TRIM, &[&key, &oldest]).await
 }
 
 impl PostgresBackend {

@@ -35,8 +35,10 @@ const LIST_VERSIONS: &str = "SELECT version, meta FROM \"{ns}.artifacts\" \
 
 const HAS_NAME: &str = "SELECT 1 FROM \"{ns}.artifact_counters\" WHERE scope = ?1 AND name = ?2";
 const DELETE_ALL: &str = "DELETE FROM \"{ns}.artifacts\" WHERE scope = ?1 AND name = ?2";
-const DELETE_ONE: &str =
-    "DELETE FROM \"{ns}.artifacts\" WHERE scope = ?1 AND name = ?2 AND version = ?3";
+/// The versions `?3..=?4` of a name, content included: one version for `delete_artifact`,
+/// an oldest-first prefix for retention.
+const DELETE_RANGE: &str = "DELETE FROM \"{ns}.artifacts\" \
+     WHERE scope = ?1 AND name = ?2 AND version BETWEEN ?3 AND ?4";
 const DROP_COUNTER_IF_EMPTY: &str = "DELETE FROM \"{ns}.artifact_counters\" \
      WHERE scope = ?1 AND name = ?2 \
      AND NOT EXISTS (SELECT 1 FROM \"{ns}.artifacts\" WHERE scope = ?1 AND name = ?2)";
@@ -79,6 +81,20 @@ fn select(
     .optional()?;
     row.map(|(version, meta, data)| Ok((decode_meta(scope, name, version, &meta)?, data)))
         .transpose()
+}
+
+/// Removes the versions `low..=high` of a name with their content (its counter stays);
+/// how many it removed.
+pub(crate) fn delete_versions(
+    db: &Db<'_>,
+    scope: &str,
+    name: &str,
+    low: i64,
+    high: i64,
+) -> SqlResult<u64> {
+    Ok(db
+        .prepare(DELETE_RANGE)?
+        .execute((scope, name, low, high))? as u64)
 }
 
 impl SqliteBackend {
@@ -216,7 +232,7 @@ impl SqliteBackend {
                 }
                 let removed = match version {
                     None => db.prepare(DELETE_ALL)?.execute((&scope, &name))?,
-                    Some(v) => db.prepare(DELETE_ONE)?.execute((&scope, &name, v))?,
+                    Some(v) => delete_versions(db, &scope, &name, v, v)? as usize,
                 };
                 db.prepare(DROP_COUNTER_IF_EMPTY)?
                     .execute((&scope, &name))?;

@@ -13,13 +13,15 @@ use storage_core::{
     Artifact, ArtifactMeta, ArtifactStore, BackendMetrics, BatchCreate, ChannelValue,
     ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore, CheckpointTuple,
     ContextScope, ConversationStore, ExpectedVersion, HealthStatus, Message, MessageRange,
-    NewArtifact, NewMessage, NewSession, Page, PendingWrite, Result, Session, SessionQuery,
-    SessionStatus, SessionStore, SessionUpdate, StorageBackend, TaskContext, TaskContextStore,
+    NewArtifact, NewMessage, NewSession, Page, PendingWrite, Result, Retention, Session,
+    SessionQuery, SessionStatus, SessionStore, SessionUpdate, StorageBackend, TaskContext,
+    TaskContextStore,
 };
 
 use crate::config::SqliteConfig;
 use crate::engine::Engine;
 use crate::error::{finish, SqlResult, BACKEND};
+use crate::retention;
 
 /// The SQLite backend: every store of the contract, in one namespace of one database file.
 ///
@@ -224,6 +226,12 @@ impl ConversationStore for SqliteBackend {
             self.rewind_conversation_op(session_id, sequence).await,
         )
     }
+    async fn retain_messages(&self, retention: Retention) -> Result<u64> {
+        finish(
+            "retain_messages",
+            self.retain_op(&retention::MESSAGES, retention).await,
+        )
+    }
 
     async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
         let messages = admit("import_messages", messages)?;
@@ -303,6 +311,12 @@ impl CheckpointStore for SqliteBackend {
             self.prune_checkpoints_op(thread_id, keep_last).await,
         )
     }
+    async fn retain_checkpoints(&self, retention: Retention) -> Result<u64> {
+        finish(
+            "retain_checkpoints",
+            self.retain_op(&retention::CHECKPOINTS, retention).await,
+        )
+    }
     async fn copy_thread(&self, source_thread_id: &str, target_thread_id: &str) -> Result<u64> {
         finish(
             "copy_thread",
@@ -358,6 +372,13 @@ impl TaskContextStore for SqliteBackend {
     }
     async fn delete_context(&self, scope: ContextScope) -> Result<bool> {
         finish("delete_context", self.delete_context_op(scope).await)
+    }
+    async fn retain_context_versions(&self, retention: Retention) -> Result<u64> {
+        finish(
+            "retain_context_versions",
+            self.retain_op(&retention::CONTEXT_VERSIONS, retention)
+                .await,
+        )
     }
 
     async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
@@ -433,6 +454,13 @@ impl ArtifactStore for SqliteBackend {
     }
     async fn clear_artifacts(&self, scope: &str) -> Result<u64> {
         finish("clear_artifacts", self.clear_artifacts_op(scope).await)
+    }
+    async fn retain_artifact_versions(&self, retention: Retention) -> Result<u64> {
+        finish(
+            "retain_artifact_versions",
+            self.retain_op(&retention::ARTIFACT_VERSIONS, retention)
+                .await,
+        )
     }
 
     async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {

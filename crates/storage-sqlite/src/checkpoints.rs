@@ -573,7 +573,7 @@ fn prune(db: &Db<'_>, thread_id: &str, keep_last: usize) -> SqlResult<u64> {
         }
         rank += 1;
         if rank > keep_last {
-            doomed.push((namespace, id));
+            doomed.push((namespace.as_str(), id.as_str()));
         } else {
             let survivor: Checkpoint = wire::decode(record)?;
             for (channel, version) in survivor.channel_versions {
@@ -581,21 +581,101 @@ fn prune(db: &Db<'_>, thread_id: &str, keep_last: usize) -> SqlResult<u64> {
             }
         }
     }
-    for (namespace, id) in &doomed {
-        db.prepare(DELETE_ONES_WRITES)?
-            .execute((thread_id, namespace, id))?;
-        db.prepare(DELETE_ONE)?
-            .execute((thread_id, namespace, id))?;
-    }
+    drop_checkpoints(db, thread_id, &doomed)?;
     let blobs: Vec<(String, String, String)> = db
         .prepare(THREAD_BLOB_KEYS)?
         .query_map([thread_id], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    drop_unused_blobs(db, thread_id, blobs, &used)?;
+    Ok(doomed.len() as u64)
+}
+
+/// Removes checkpoints `(namespace, id)` of a thread with their pending writes.
+fn drop_checkpoints(db: &Db<'_>, thread_id: &str, doomed: &[(&str, &str)]) -> SqlResult<()> {
+    for (namespace, id) in doomed {
+        db.prepare(DELETE_ONES_WRITES)?
+            .execute((thread_id, namespace, id))?;
+        db.prepare(DELETE_ONE)?
+            .execute((thread_id, namespace, id))?;
+    }
+    Ok(())
+}
+
+/// Removes the blobs among `candidates` (namespace, channel, version) that no survivor
+/// uses (`used`).
+fn drop_unused_blobs(
+    db: &Db<'_>,
+    thread_id: &str,
+    candidates: impl IntoIterator<Item = (String, String, String)>,
+    used: &HashSet<(String, String, String)>,
+) -> SqlResult<()> {
     let mut delete = db.prepare(DELETE_BLOB)?;
-    for key in blobs.iter().filter(|key| !used.contains(*key)) {
+    for key in candidates.into_iter().filter(|key| !used.contains(key)) {
         delete.execute((thread_id, &key.0, &key.1, &key.2))?;
     }
+    Ok(())
+}
+
+/// The checkpoints of one namespace below an id, with their channel versions.
+const BELOW: &str = "SELECT checkpoint_id, versions FROM \"{ns}.checkpoints\" \
+     WHERE thread_id = ?1 AND ns = ?2 AND checkpoint_id < ?3";
+/// The channel versions of the checkpoints of one namespace from an id on.
+const FROM: &str = "SELECT versions FROM \"{ns}.checkpoints\" \
+     WHERE thread_id = ?1 AND ns = ?2 AND checkpoint_id >= ?3";
+
+/// Removes the checkpoints of `(thread, namespace)` below `end` with their pending writes,
+/// and every value they named that no checkpoint from `end` on names: what `prune` does,
+/// for one namespace's oldest-first prefix (retention). How many checkpoints it removed.
+pub(crate) fn remove_before(
+    db: &Db<'_>,
+    thread_id: &str,
+    namespace: &str,
+    end: &str,
+) -> SqlResult<u64> {
+    let doomed: Vec<(String, String)> = db
+        .prepare(BELOW)?
+        .query_map((thread_id, namespace, end), |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    let mut candidates: HashSet<(String, String, String)> = HashSet::new();
+    for (_, versions) in &doomed {
+        for (channel, version) in parse_versions(versions)? {
+            candidates.insert((namespace.to_owned(), channel, version));
+        }
+    }
+    let mut used: HashSet<(String, String, String)> = HashSet::new();
+    {
+        let mut statement = db.prepare(FROM)?;
+        let mut rows = statement.query((thread_id, namespace, end))?;
+        // Stops as soon as every candidate is known to be in use.
+        while used.len() < candidates.len() {
+            let Some(row) = rows.next()? else { break };
+            for (channel, version) in parse_versions(row.get_ref(0)?.as_str()?)? {
+                let key = (namespace.to_owned(), channel, version);
+                if candidates.contains(&key) {
+                    used.insert(key);
+                }
+            }
+        }
+    }
+    let ids: Vec<(&str, &str)> = doomed
+        .iter()
+        .map(|(id, _)| (namespace, id.as_str()))
+        .collect();
+    drop_checkpoints(db, thread_id, &ids)?;
+    drop_unused_blobs(db, thread_id, candidates, &used)?;
     Ok(doomed.len() as u64)
+}
+
+/// A row's `versions` column back as the channel versions.
+fn parse_versions(versions: &str) -> SqlResult<ChannelVersions> {
+    serde_json::from_str(versions).map_err(|err| {
+        StorageError::serialization(format!("stored channel versions are unreadable: {err}")).into()
+    })
 }

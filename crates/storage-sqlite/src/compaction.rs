@@ -44,11 +44,13 @@ const KEPT: &str = "SELECT sequence, record FROM \"{ns}.replaced_messages\" \
 const DROP_KEPT_RANGE: &str = "DELETE FROM \"{ns}.replaced_messages\" \
      WHERE session_id = ?1 AND summary_sequence BETWEEN ?2 AND ?3";
 
-/// The summaries a rewind removes, with their ranges: a scan of the removed rows only.
-const SUMMARIES_AFTER: &str = "SELECT sequence, compacted_from FROM \"{ns}.messages\" \
-     WHERE session_id = ?1 AND sequence > ?2 AND compacted_from IS NOT NULL";
+/// The summaries a rewind or a retention sweep removes, with their ranges: a scan of the
+/// removed rows only.
+const SUMMARIES_IN: &str = "SELECT sequence, compacted_from FROM \"{ns}.messages\" \
+     WHERE session_id = ?1 AND sequence BETWEEN ?2 AND ?3 AND compacted_from IS NOT NULL";
 
-const DELETE_AFTER: &str = "DELETE FROM \"{ns}.messages\" WHERE session_id = ?1 AND sequence > ?2";
+const DELETE_RANGE: &str =
+    "DELETE FROM \"{ns}.messages\" WHERE session_id = ?1 AND sequence BETWEEN ?2 AND ?3";
 
 /// Drops what a removed summary at `to` kept: the kept messages of every summary sequence
 /// in its range `from..=to`, nested compactions included.
@@ -111,16 +113,28 @@ fn compact(
     Ok(message)
 }
 
-/// The rewind, inside the writer's transaction; how many messages it removed.
-fn rewind(db: &Db<'_>, session_id: &str, sequence: i64) -> SqlResult<u64> {
+/// Removes the messages numbered `low..=high`, with what the summaries among them kept,
+/// inside the writer's transaction; how many messages (summaries once) it removed. The
+/// rewind (a tail) and retention (a head) of a conversation.
+pub(crate) fn remove_range(db: &Db<'_>, session_id: &str, low: i64, high: i64) -> SqlResult<u64> {
     let summaries: Vec<(i64, i64)> = db
-        .prepare(SUMMARIES_AFTER)?
-        .query_map((session_id, sequence), |row| Ok((row.get(0)?, row.get(1)?)))?
+        .prepare(SUMMARIES_IN)?
+        .query_map((session_id, low, high), |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     for (to, from) in summaries {
         drop_kept(db, session_id, from, to)?;
     }
-    Ok(db.prepare(DELETE_AFTER)?.execute((session_id, sequence))? as u64)
+    Ok(db.prepare(DELETE_RANGE)?.execute((session_id, low, high))? as u64)
+}
+
+/// The rewind, inside the writer's transaction; how many messages it removed.
+fn rewind(db: &Db<'_>, session_id: &str, sequence: i64) -> SqlResult<u64> {
+    match sequence.checked_add(1) {
+        Some(low) => remove_range(db, session_id, low, i64::MAX),
+        None => Ok(0),
+    }
 }
 
 impl SqliteBackend {

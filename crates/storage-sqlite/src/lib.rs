@@ -33,6 +33,7 @@ mod conversation;
 mod engine;
 mod error;
 mod import;
+mod retention;
 pub mod schema;
 mod sessions;
 mod task_context;

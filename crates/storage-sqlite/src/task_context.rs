@@ -72,8 +72,14 @@ fn put_version(db: &Db<'_>, key: &str, version: u64, record: &[u8], oldest: u64)
     let number = to_i64(version);
     db.prepare(SET_HEAD)?.execute((key, number))?;
     db.prepare(INSERT_VERSION)?.execute((key, number, record))?;
-    db.prepare(TRIM)?.execute((key, to_i64(oldest)))?;
+    trim(db, key, to_i64(oldest))?;
     Ok(())
+}
+
+/// Removes the scope's versions below `oldest`: a store's `keep_versions` trim, and a
+/// retention sweep's. How many it removed.
+pub(crate) fn trim(db: &Db<'_>, key: &str, oldest: i64) -> SqlResult<u64> {
+    Ok(db.prepare(TRIM)?.execute((key, oldest))? as u64)
 }
 
 /// Removes a scope's context with every version, in the writer's transaction; whether

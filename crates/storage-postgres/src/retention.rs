@@ -1,0 +1,316 @@
+//! Retention sweeps (see `storage_core::retention`): one shape for the four kinds.
+//!
+//! A sweep lists the kind's series in key order, a page at a time (bounded memory), and
+//! trims each in a transaction of its own that first takes the lock the kind's writers
+//! take: the session's `message_counters` row for messages (as pop, rewind and compaction
+//! do; appends' counter upsert waits for it), the scope's `context_heads` row for context
+//! versions (stores move it first), the name's `artifact_counters` row for artifact
+//! versions (saves update it), and the thread's advisory lock for checkpoints (the one
+//! `copy_thread` takes; puts add checkpoints after the newest and take no lock, so they
+//! never meet the removed prefix). Under READ COMMITTED every statement after the lock
+//! sees what the series' previous writers committed, so the newest record is always
+//! among the survivors and survivors stay a contiguous run ending at it. Two sweeps of
+//! one series queue on the same lock; the second removes only what is still expired.
+//!
+//! Per series, after the lock: one statement probes the newest position, the position
+//! `keep_last - 1` places below it (`ORDER BY .. DESC LIMIT 1 OFFSET keep_last - 1`,
+//! which steps over the kept index entries only) and the oldest; for an age limit the
+//! records from there on are read oldest first in growing pages (8, 16, .. 256) and
+//! decoded until the first one young enough. Then one range removal through the code the
+//! kind's own removals use. A series with nothing to remove costs the lock and the probe
+//! (and, with an age limit, its oldest record).
+
+use storage_core::time::Timestamp;
+use storage_core::{wire, ArtifactMeta, Checkpoint, Message, Retention, TaskContext};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use crate::backend::{to_i64, PostgresBackend};
+use crate::error::PgResult;
+use crate::sql::Sql;
+
+/// Series listed per statement.
+const PAGE: i64 = 100;
+
+/// The first and the largest page of records an age walk reads.
+const WALK_FIRST: i64 = 8;
+const WALK_MAX: i64 = 256;
+
+/// The four kinds of series.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Messages,
+    ContextVersions,
+    Checkpoints,
+    ArtifactVersions,
+}
+
+/// A position in a series: a number, or a checkpoint id.
+#[derive(Debug, Clone, PartialEq)]
+enum Position {
+    Number(i64),
+    Id(String),
+}
+
+impl Position {
+    fn param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Position::Number(n) => n,
+            Position::Id(id) => id,
+        }
+    }
+
+    fn number(&self) -> i64 {
+        match self {
+            Position::Number(n) => *n,
+            Position::Id(_) => i64::MIN,
+        }
+    }
+}
+
+impl Kind {
+    /// The next page of series keys after `$1` (and `$2`), in key order.
+    fn series_page(self) -> &'static str {
+        match self {
+            // Every session that ever had a message has a counter row.
+            Kind::Messages => {
+                "SELECT session_id FROM message_counters WHERE session_id > $1 \
+                 ORDER BY session_id LIMIT $2"
+            }
+            Kind::ContextVersions => {
+                "SELECT scope FROM context_heads WHERE scope > $1 ORDER BY scope LIMIT $2"
+            }
+            // The distinct (thread, namespace) pairs of the primary key, one index seek
+            // each (a loose index scan).
+            Kind::Checkpoints => {
+                "WITH RECURSIVE pairs AS (
+                    (SELECT thread_id, ns FROM checkpoints WHERE (thread_id, ns) > ($1, $2)
+                     ORDER BY thread_id, ns LIMIT 1)
+                    UNION ALL
+                    SELECT n.thread_id, n.ns FROM pairs p CROSS JOIN LATERAL (
+                        SELECT c.thread_id, c.ns FROM checkpoints c
+                        WHERE (c.thread_id, c.ns) > (p.thread_id, p.ns)
+                        ORDER BY c.thread_id, c.ns LIMIT 1) n
+                 )
+                 SELECT thread_id, ns FROM pairs LIMIT $3"
+            }
+            // A name has a counter row exactly while it has a version.
+            Kind::ArtifactVersions => {
+                "SELECT scope, name FROM artifact_counters WHERE (scope, name) > ($1, $2) \
+                 ORDER BY scope, name LIMIT $3"
+            }
+        }
+    }
+
+    /// How many text columns name a series (`$1`, `$2`).
+    fn key_columns(self) -> usize {
+        match self {
+            Kind::Messages | Kind::ContextVersions => 1,
+            Kind::Checkpoints | Kind::ArtifactVersions => 2,
+        }
+    }
+
+    /// The records' table, position column, record column, and the condition naming one
+    /// series.
+    fn columns(self) -> [&'static str; 4] {
+        match self {
+            Kind::Messages => ["messages", "sequence", "record", "session_id = $1"],
+            Kind::ContextVersions => ["context_versions", "version", "record", "scope = $1"],
+            Kind::Checkpoints => [
+                "checkpoints",
+                "checkpoint_id",
+                "record",
+                "thread_id = $1 AND ns = $2",
+            ],
+            Kind::ArtifactVersions => ["artifacts", "version", "meta", "scope = $1 AND name = $2"],
+        }
+    }
+
+    fn position(self, row: &Row, column: usize) -> Option<Position> {
+        match self {
+            Kind::Checkpoints => row.get::<_, Option<String>>(column).map(Position::Id),
+            _ => row.get::<_, Option<i64>>(column).map(Position::Number),
+        }
+    }
+
+    /// A record's age.
+    fn age(self, record: &[u8]) -> PgResult<Timestamp> {
+        Ok(match self {
+            Kind::Messages => wire::decode::<Message>(record)?.created_at,
+            Kind::ContextVersions => wire::decode::<TaskContext>(record)?.updated_at,
+            Kind::Checkpoints => wire::decode::<Checkpoint>(record)?.created_at.to_utc(),
+            Kind::ArtifactVersions => wire::decode::<ArtifactMeta>(record)?.created_at,
+        })
+    }
+
+    /// Takes the lock the series' writers take; whether the series still exists.
+    async fn lock(self, tx: &impl Sql, schema: &str, key: &[String]) -> PgResult<bool> {
+        match self {
+            Kind::Messages => {
+                crate::compaction::lock_session(tx, &key[0]).await?;
+                Ok(true)
+            }
+            Kind::ContextVersions => crate::task_context::lock_head(tx, &key[0]).await,
+            Kind::Checkpoints => {
+                crate::checkpoints::lock_thread(tx, schema, &key[0]).await?;
+                Ok(true)
+            }
+            Kind::ArtifactVersions => crate::artifacts::lock_name(tx, &key[0], &key[1]).await,
+        }
+    }
+
+    /// Removes the records of a series below `end`; how many it removed.
+    async fn remove(self, tx: &impl Sql, key: &[String], end: &Position) -> PgResult<u64> {
+        let below = end.number().saturating_sub(1);
+        match (self, end) {
+            (Kind::Messages, _) => {
+                crate::compaction::remove_range(tx, &key[0], i64::MIN, below).await
+            }
+            (Kind::ContextVersions, _) => {
+                crate::task_context::trim(tx, &key[0], end.number()).await
+            }
+            (Kind::Checkpoints, Position::Id(end)) => {
+                crate::checkpoints::remove_before(tx, &key[0], &key[1], end).await
+            }
+            (Kind::Checkpoints, Position::Number(_)) => Ok(0),
+            (Kind::ArtifactVersions, _) => {
+                crate::artifacts::delete_versions(tx, &key[0], &key[1], i64::MIN, below).await
+            }
+        }
+    }
+}
+
+/// The statements of one kind, filled in once per sweep.
+struct Statements {
+    /// The newest position, the one `$k` places below it, and the oldest.
+    probe: String,
+    /// Records oldest first from a position (`>=`) or after one (`>`), below the newest.
+    walk_from: String,
+    walk_after: String,
+}
+
+impl Statements {
+    fn of(kind: Kind) -> Self {
+        let [table, position, record, series] = kind.columns();
+        let n = kind.key_columns();
+        let fill = |sql: &str| {
+            sql.replace("{table}", table)
+                .replace("{pos}", position)
+                .replace("{record}", record)
+                .replace("{series}", series)
+                .replace("{p1}", &format!("${}", n + 1))
+                .replace("{p2}", &format!("${}", n + 2))
+                .replace("{p3}", &format!("${}", n + 3))
+        };
+        let walk = |op: &str| {
+            fill(&format!(
+                "SELECT {{pos}}, {{record}} FROM {{table}} WHERE {{series}} \
+                 AND {{pos}} {op} {{p1}} AND {{pos}} < {{p2}} ORDER BY {{pos}} LIMIT {{p3}}"
+            ))
+        };
+        Statements {
+            probe: fill(
+                "SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1), \
+                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC \
+                  LIMIT 1 OFFSET {p1}), \
+                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1)",
+            ),
+            walk_from: walk(">="),
+            walk_after: walk(">"),
+        }
+    }
+}
+
+fn with_key<'a>(
+    key: &'a [String],
+    extra: &[&'a (dyn ToSql + Sync)],
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    let mut params: Vec<&(dyn ToSql + Sync)> = key
+        .iter()
+        .map(|column| column as &(dyn ToSql + Sync))
+        .collect();
+    params.extend_from_slice(extra);
+    params
+}
+
+/// Where the series' expired prefix ends: every record below the returned position has
+/// expired, the one there has not (or is the newest). `None` when nothing has expired.
+async fn prefix_end(
+    tx: &impl Sql,
+    kind: Kind,
+    sql: &Statements,
+    key: &[String],
+    retention: &Retention,
+) -> PgResult<Option<Position>> {
+    let skip = to_i64(retention.keep_last.unwrap_or(1).saturating_sub(1));
+    let probe = tx.one(&sql.probe, &with_key(key, &[&skip])).await?;
+    let (Some(newest), Some(oldest)) = (kind.position(&probe, 0), kind.position(&probe, 2)) else {
+        return Ok(None);
+    };
+    // The first record kept by count; every one below it has expired.
+    let mut end = retention
+        .keep_last
+        .and_then(|_| kind.position(&probe, 1))
+        .unwrap_or_else(|| oldest.clone());
+    if let Some(cutoff) = retention.created_before {
+        let mut walk = &sql.walk_from;
+        let mut page = WALK_FIRST;
+        end = 'walk: loop {
+            let rows = tx
+                .rows(walk, &with_key(key, &[end.param(), newest.param(), &page]))
+                .await?;
+            let mut last = None;
+            for row in &rows {
+                let position = kind.position(row, 0);
+                if kind.age(row.get(1))? >= cutoff {
+                    break 'walk position.unwrap_or_else(|| newest.clone());
+                }
+                last = position;
+            }
+            match last {
+                Some(last) if rows.len() as i64 == page => {
+                    end = last;
+                    walk = &sql.walk_after;
+                    page = (page * 2).min(WALK_MAX);
+                }
+                // Every record below the newest has expired.
+                _ => break newest.clone(),
+            }
+        };
+    }
+    Ok((end != oldest).then_some(end))
+}
+
+impl PostgresBackend {
+    /// Applies `retention` to every series of `kind`; how many records it removed.
+    pub(crate) async fn retain_op(&self, kind: Kind, retention: Retention) -> PgResult<u64> {
+        retention.check()?;
+        if retention.is_unbounded() {
+            return Ok(0);
+        }
+        let sql = Statements::of(kind);
+        let mut client = self.client().await?;
+        // Keys are never empty, so "" sorts before every one of them.
+        let mut after = vec![String::new(); kind.key_columns()];
+        let mut removed = 0;
+        loop {
+            let rows = client
+                .rows(kind.series_page(), &with_key(&after, &[&PAGE]))
+                .await?;
+            for row in &rows {
+                let key: Vec<String> = (0..kind.key_columns()).map(|c| row.get(c)).collect();
+                let tx = client.transaction().await?;
+                if kind.lock(&tx, self.schema(), &key).await? {
+                    if let Some(end) = prefix_end(&tx, kind, &sql, &key, &retention).await? {
+                        removed += kind.remove(&tx, &key, &end).await?;
+                    }
+                }
+                tx.commit().await?;
+                after = key;
+            }
+            if (rows.len() as i64) < PAGE {
+                return Ok(removed);
+            }
+        }
+    }
+}

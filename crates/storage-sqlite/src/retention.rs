@@ -1,0 +1,278 @@
+//! Retention sweeps (see `storage_core::retention`): one shape for the four kinds.
+//!
+//! A sweep walks the kind's series in key order, a page of series per write job (so it
+//! holds no more than a page's keys in memory, and each job commits on its own). A write
+//! job runs in the writer's transaction, which holds SQLite's write lock: no append,
+//! store, put or save (of this or another process) runs between finding a series' expired
+//! prefix and removing it, so the newest record is never removed and survivors are always
+//! a contiguous run ending at the newest. Two sweeps at once take turns on the lock; the
+//! second finds what the first left, so it removes only what is still expired.
+//!
+//! Per series: the newest position (one index probe), for `keep_last` the position
+//! `keep_last - 1` places below it (`ORDER BY .. DESC LIMIT 1 OFFSET keep_last - 1`, which
+//! steps over the kept index entries only), for an age limit the records from there on,
+//! oldest first, decoded one by one until the first one young enough (its cursor reads no
+//! further). Then one range removal, through the code the kind's own removals use.
+
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, ToSql};
+use storage_core::time::Timestamp;
+use storage_core::{wire, ArtifactMeta, Checkpoint, Message, Retention, TaskContext};
+
+use crate::backend::{to_i64, SqliteBackend};
+use crate::engine::Db;
+use crate::error::SqlResult;
+
+/// Series visited per write job.
+const PAGE: usize = 64;
+
+/// One kind's series: where they are listed, where their records are, and how a prefix of
+/// one goes.
+pub(crate) struct Kind {
+    /// The next series key after `:a` (and `:b`), in key order.
+    next_series: &'static str,
+    /// How many text columns name a series (`:a`, `:b`).
+    key_columns: usize,
+    /// The records' table, the position column that orders a series, the record column.
+    table: &'static str,
+    position: &'static str,
+    record: &'static str,
+    /// The condition naming one series by `:a` (and `:b`).
+    series: &'static str,
+    /// A record's age.
+    age: fn(&[u8]) -> SqlResult<Timestamp>,
+    /// Removes the records of a series below a position; how many it removed.
+    remove: fn(&Db<'_>, &[String], &Value) -> SqlResult<u64>,
+}
+
+pub(crate) const MESSAGES: Kind = Kind {
+    // Every session that ever had a message has a counter row.
+    next_series: "SELECT session_id FROM \"{ns}.message_counters\" WHERE session_id > :a \
+         ORDER BY session_id LIMIT 1",
+    key_columns: 1,
+    table: "messages",
+    position: "sequence",
+    record: "record",
+    series: "session_id = :a",
+    age: |record| Ok(wire::decode::<Message>(record)?.created_at),
+    remove: |db, key, end| {
+        crate::compaction::remove_range(db, &key[0], i64::MIN, integer(end).saturating_sub(1))
+    },
+};
+
+pub(crate) const CONTEXT_VERSIONS: Kind = Kind {
+    next_series: "SELECT scope FROM \"{ns}.context_heads\" WHERE scope > :a \
+         ORDER BY scope LIMIT 1",
+    key_columns: 1,
+    table: "context_versions",
+    position: "version",
+    record: "record",
+    series: "scope = :a",
+    age: |record| Ok(wire::decode::<TaskContext>(record)?.updated_at),
+    remove: |db, key, end| crate::task_context::trim(db, &key[0], integer(end)),
+};
+
+pub(crate) const CHECKPOINTS: Kind = Kind {
+    // The next (thread, namespace) of the primary key: one index seek per series.
+    next_series: "SELECT thread_id, ns FROM \"{ns}.checkpoints\" \
+         WHERE (thread_id, ns) > (:a, :b) ORDER BY thread_id, ns LIMIT 1",
+    key_columns: 2,
+    table: "checkpoints",
+    position: "checkpoint_id",
+    record: "record",
+    series: "thread_id = :a AND ns = :b",
+    age: |record| Ok(wire::decode::<Checkpoint>(record)?.created_at.to_utc()),
+    remove: |db, key, end| {
+        let Value::Text(end) = end else {
+            return Ok(0);
+        };
+        crate::checkpoints::remove_before(db, &key[0], &key[1], end)
+    },
+};
+
+pub(crate) const ARTIFACT_VERSIONS: Kind = Kind {
+    // A name has a counter row exactly while it has a version.
+    next_series: "SELECT scope, name FROM \"{ns}.artifact_counters\" \
+         WHERE (scope, name) > (:a, :b) ORDER BY scope, name LIMIT 1",
+    key_columns: 2,
+    table: "artifacts",
+    position: "version",
+    record: "meta",
+    series: "scope = :a AND name = :b",
+    age: |meta| Ok(wire::decode::<ArtifactMeta>(meta)?.created_at),
+    remove: |db, key, end| {
+        crate::artifacts::delete_versions(
+            db,
+            &key[0],
+            &key[1],
+            i64::MIN,
+            integer(end).saturating_sub(1),
+        )
+    },
+};
+
+fn integer(position: &Value) -> i64 {
+    match position {
+        Value::Integer(n) => *n,
+        _ => i64::MIN,
+    }
+}
+
+/// The statements of one kind, filled in once per sweep.
+struct Statements {
+    newest: String,
+    nth_newest: String,
+    walk: String,
+    walk_from: String,
+}
+
+impl Statements {
+    fn of(kind: &Kind) -> Self {
+        let fill = |sql: &str| {
+            sql.replace("{table}", kind.table)
+                .replace("{pos}", kind.position)
+                .replace("{record}", kind.record)
+                .replace("{series}", kind.series)
+        };
+        Statements {
+            newest: fill(
+                "SELECT {pos} FROM \"{ns}.{table}\" WHERE {series} ORDER BY {pos} DESC LIMIT 1",
+            ),
+            nth_newest: fill(
+                "SELECT {pos} FROM \"{ns}.{table}\" WHERE {series} \
+                 ORDER BY {pos} DESC LIMIT 1 OFFSET :skip",
+            ),
+            walk: fill(
+                "SELECT {pos}, {record} FROM \"{ns}.{table}\" WHERE {series} \
+                 AND {pos} < :newest ORDER BY {pos}",
+            ),
+            walk_from: fill(
+                "SELECT {pos}, {record} FROM \"{ns}.{table}\" WHERE {series} \
+                 AND {pos} >= :from AND {pos} < :newest ORDER BY {pos}",
+            ),
+        }
+    }
+}
+
+/// The named parameters `:a`, `:b` of a series key, and `extra`.
+fn params<'a>(
+    key: &'a [String],
+    extra: &[(&'static str, &'a dyn ToSql)],
+) -> Vec<(&'static str, &'a dyn ToSql)> {
+    let mut params: Vec<(&'static str, &dyn ToSql)> = [":a", ":b"]
+        .into_iter()
+        .zip(key.iter().map(|column| column as &dyn ToSql))
+        .collect();
+    params.extend_from_slice(extra);
+    params
+}
+
+/// Where the series' expired prefix ends: every record below the returned position has
+/// expired, the one there has not (or is the newest). `None` for an empty series.
+fn prefix_end(
+    db: &Db<'_>,
+    kind: &Kind,
+    sql: &Statements,
+    key: &[String],
+    retention: &Retention,
+) -> SqlResult<Option<Value>> {
+    let Some(newest) = db
+        .prepare(&sql.newest)?
+        .query_row(params(key, &[]).as_slice(), |row| row.get::<_, Value>(0))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    // The first record kept by count; every one below it has expired.
+    let mut end = match retention.keep_last {
+        Some(keep) => {
+            let skip = to_i64(keep.saturating_sub(1));
+            db.prepare(&sql.nth_newest)?
+                .query_row(params(key, &[(":skip", &skip)]).as_slice(), |row| {
+                    row.get::<_, Value>(0)
+                })
+                .optional()?
+        }
+        None => None,
+    };
+    if let Some(cutoff) = retention.created_before {
+        let mut statement;
+        let mut rows = match &end {
+            Some(from) => {
+                statement = db.prepare(&sql.walk_from)?;
+                statement.query(params(key, &[(":from", from), (":newest", &newest)]).as_slice())?
+            }
+            None => {
+                statement = db.prepare(&sql.walk)?;
+                statement.query(params(key, &[(":newest", &newest)]).as_slice())?
+            }
+        };
+        let mut stop = None;
+        while let Some(row) = rows.next()? {
+            if (kind.age)(row.get_ref(1)?.as_blob()?)? >= cutoff {
+                stop = Some(row.get::<_, Value>(0)?);
+                break;
+            }
+        }
+        end = Some(stop.unwrap_or(newest));
+    }
+    Ok(end)
+}
+
+/// Trims the next page of series after `after`, in the writer's transaction: how many
+/// records it removed, and the last series visited (`None` when there are no more).
+fn trim_page(
+    db: &Db<'_>,
+    kind: &Kind,
+    mut key: Vec<String>,
+    retention: &Retention,
+) -> SqlResult<(u64, Option<Vec<String>>)> {
+    let sql = Statements::of(kind);
+    let mut removed = 0;
+    for _ in 0..PAGE {
+        let next = db
+            .prepare(kind.next_series)?
+            .query_row(params(&key, &[]).as_slice(), |row| {
+                (0..kind.key_columns)
+                    .map(|column| row.get::<_, String>(column))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .optional()?;
+        let Some(next) = next else {
+            return Ok((removed, None));
+        };
+        key = next;
+        if let Some(end) = prefix_end(db, kind, &sql, &key, retention)? {
+            removed += (kind.remove)(db, &key, &end)?;
+        }
+    }
+    Ok((removed, Some(key)))
+}
+
+impl SqliteBackend {
+    /// Applies `retention` to every series of `kind`; how many records it removed.
+    pub(crate) async fn retain_op(
+        &self,
+        kind: &'static Kind,
+        retention: Retention,
+    ) -> SqlResult<u64> {
+        retention.check()?;
+        if retention.is_unbounded() {
+            return Ok(0);
+        }
+        // Keys are never empty, so "" sorts before every one of them.
+        let mut after = vec![String::new(); kind.key_columns];
+        let mut removed = 0;
+        loop {
+            let (count, next) = self
+                .engine
+                .write(move |db| trim_page(db, kind, after, &retention))
+                .await?;
+            removed += count;
+            match next {
+                Some(key) => after = key,
+                None => return Ok(removed),
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! A retention sweep reads only the expired prefix and the record that ends it: kept
+//! records made undecodable with raw SQL never fail a sweep, which the shared checks
+//! (where every record decodes) cannot tell apart from a sweep that reads everything.
+
+use std::time::Duration;
+
+use storage_core::{ConversationStore, MessageRange, NewMessage, Retention, StorageBackend};
+use storage_sqlite::{SqliteBackend, SqliteConfig};
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_never_reads_the_records_it_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("retention.db");
+    let b = SqliteBackend::new(SqliteConfig::new(&path).with_namespace("r")).unwrap();
+    b.initialize().await.unwrap();
+    for i in 0..10 {
+        b.append_message("s1", NewMessage::new("user", serde_json::json!(i)))
+            .await
+            .unwrap();
+    }
+    // Message 5 becomes young (created tomorrow + 1), 6 to 10 unreadable.
+    let mut fifth = b
+        .get_messages("s1", MessageRange::after(4, 1))
+        .await
+        .unwrap()
+        .remove(0);
+    fifth.created_at = storage_core::time::now() + 2 * DAY;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE \"r.messages\" SET record = ?1 WHERE session_id = 's1' AND sequence = 5",
+        [storage_core::wire::encode(&fifth).unwrap()],
+    )
+    .unwrap();
+    let planted = conn
+        .execute(
+            "UPDATE \"r.messages\" SET record = x'00' WHERE session_id = 's1' AND sequence > 5",
+            [],
+        )
+        .unwrap();
+    assert_eq!(planted, 5);
+    drop(conn);
+    let read = b.get_messages("s1", MessageRange::after(5, 10)).await;
+    assert!(read.is_err(), "the planted records do not decode");
+
+    // keep_last decodes nothing: 1 and 2 go.
+    let keep_8 = Retention {
+        created_before: None,
+        keep_last: Some(8),
+    };
+    assert_eq!(b.retain_messages(keep_8).await.unwrap(), 2);
+    // An age limit (every readable message but 5 is older than tomorrow) walks from the
+    // oldest: 3 and 4 expire, 5 ends the prefix, and 6 to 10 are never read.
+    let before_tomorrow = Retention {
+        created_before: Some(storage_core::time::now() + DAY),
+        keep_last: None,
+    };
+    assert_eq!(b.retain_messages(before_tomorrow).await.unwrap(), 2);
+    assert_eq!(b.retain_messages(before_tomorrow).await.unwrap(), 0);
+    let first = b
+        .get_messages("s1", MessageRange::after(0, 1))
+        .await
+        .unwrap();
+    assert_eq!(first[0].sequence, 5);
+}

@@ -33,12 +33,11 @@ type FieldMap = HashMap<String, Vec<u8>>;
 
 mod compaction;
 mod import;
+mod retention;
 mod task_context;
 
 /// How many index entries one listing or cleanup step reads.
 const INDEX_BATCH: usize = 256;
-/// How often prune retries a namespace that changed under it.
-const PRUNE_ATTEMPTS: usize = 8;
 
 /// The Redis backend, standalone or on Redis Cluster. Cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -881,87 +880,6 @@ impl RedisBackend {
         Ok(())
     }
 
-    async fn prune_namespace(
-        &self,
-        thread: &ThreadKeys,
-        hex_ns: &str,
-        keep_last: usize,
-    ) -> Result<u64> {
-        for _ in 0..PRUNE_ATTEMPTS {
-            let ids: Vec<String> = self
-                .client
-                .query(
-                    redis::cmd("ZRANGE")
-                        .arg(thread.ids(hex_ns))
-                        .arg("+")
-                        .arg("-")
-                        .arg("BYLEX")
-                        .arg("REV"),
-                )
-                .await?;
-            if ids.len() <= keep_last {
-                return Ok(0);
-            }
-            let (survivors, victims) = ids.split_at(keep_last);
-            let mut used = BTreeSet::new();
-            if !survivors.is_empty() {
-                let records: Vec<Option<Vec<u8>>> = self
-                    .client
-                    .query(
-                        redis::cmd("HMGET")
-                            .arg(thread.records(hex_ns))
-                            .arg(survivors),
-                    )
-                    .await?;
-                for record in records.into_iter().flatten() {
-                    let checkpoint: Checkpoint = wire::decode(&record)?;
-                    for (channel, version) in &checkpoint.channel_versions {
-                        used.insert(blob_field(channel, version));
-                    }
-                }
-            }
-            let fields: Vec<String> = self
-                .client
-                .query(redis::cmd("HKEYS").arg(thread.blobs(hex_ns)))
-                .await?;
-            let expected = ids.len().to_string();
-            let victim_count = victims.len().to_string();
-            let writes_prefix = format!("{}:w:{hex_ns}:", thread.base);
-            let mut args: Vec<&[u8]> = vec![
-                expected.as_bytes(),
-                victim_count.as_bytes(),
-                writes_prefix.as_bytes(),
-            ];
-            args.extend(victims.iter().map(|id| id.as_bytes()));
-            args.extend(
-                fields
-                    .iter()
-                    .filter(|f| !used.contains(*f))
-                    .map(|f| f.as_bytes()),
-            );
-            let removed: i64 = self
-                .client
-                .eval(
-                    &self.scripts.prune_namespace,
-                    &[
-                        &thread.ids(hex_ns),
-                        &thread.records(hex_ns),
-                        &thread.write_ids(hex_ns),
-                        &thread.blobs(hex_ns),
-                    ],
-                    &args,
-                )
-                .await?;
-            if removed >= 0 {
-                return Ok(removed as u64);
-            }
-        }
-        Err(
-            StorageError::conflict("the thread kept changing while it was pruned; try again")
-                .with_temporary(true),
-        )
-    }
-
     async fn copy(&self, source_id: &str, target_id: &str) -> Result<u64> {
         validate_id("thread id", source_id)?;
         validate_id("thread id", target_id)?;
@@ -1325,6 +1243,10 @@ impl ConversationStore for RedisBackend {
             .map_err(op("rewind_conversation"))
     }
 
+    async fn retain_messages(&self, retention: storage_core::Retention) -> Result<u64> {
+        self.retain_messages_op(retention).await
+    }
+
     async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
         let messages = admit("import_messages", messages)?;
         self.import_messages_op(session_id, messages).await
@@ -1546,12 +1468,18 @@ impl CheckpointStore for RedisBackend {
             let thread = self.keys.thread(thread_id);
             let mut removed = 0;
             for hex_ns in self.namespaces_of(&thread).await? {
-                removed += self.prune_namespace(&thread, &hex_ns, keep_last).await?;
+                removed += self
+                    .prune_namespace(&thread, &hex_ns, retention::Keep::Newest(keep_last))
+                    .await?;
             }
             Ok(removed)
         }
         .await
         .map_err(op("prune_checkpoints"))
+    }
+
+    async fn retain_checkpoints(&self, retention: storage_core::Retention) -> Result<u64> {
+        self.retain_checkpoints_op(retention).await
     }
 
     async fn copy_thread(&self, source_thread_id: &str, target_thread_id: &str) -> Result<u64> {
@@ -1723,6 +1651,10 @@ impl ArtifactStore for RedisBackend {
         }
         .await
         .map_err(op("delete_artifact"))
+    }
+
+    async fn retain_artifact_versions(&self, retention: storage_core::Retention) -> Result<u64> {
+        self.retain_artifact_versions_op(retention).await
     }
 
     async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {

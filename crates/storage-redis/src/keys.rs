@@ -156,6 +156,14 @@ impl Keys {
         decode_id(&rest[..rest.find('}')?])
     }
 
+    /// What follows `marker` right after the tag of a key that [`Keys::scan_pattern`]
+    /// matched: the hex namespace of a `:ids:` key, the hex name of a `:vers:` key.
+    pub(crate) fn suffix_in_key<'a>(&self, key: &'a str, marker: &str) -> Option<&'a str> {
+        // The prefix has no braces: the first `}` closes the tag.
+        let close = key.find('}')?;
+        key[close + 1..].strip_prefix(marker)
+    }
+
     pub(crate) fn thread(&self, thread_id: &str) -> ThreadKeys {
         ThreadKeys {
             base: self.base("t", thread_id),

@@ -238,6 +238,34 @@ pub(crate) async fn within<T>(
     }
 }
 
+/// A `SCAN ... MATCH` walk taken a page at a time, so a caller holds one page of keys at
+/// once: on a cluster, of every master in turn (each addressed by the address
+/// `CLUSTER NODES` gives when the walk starts).
+#[derive(Debug)]
+pub(crate) struct KeyScan {
+    pattern: String,
+    count: usize,
+    cursor: u64,
+    /// The masters of a cluster, read by the first page.
+    masters: Option<Vec<(String, u16)>>,
+    /// The master being walked.
+    node: usize,
+    done: bool,
+}
+
+impl KeyScan {
+    pub(crate) fn new(pattern: &str, count: usize) -> Self {
+        KeyScan {
+            pattern: pattern.to_owned(),
+            count,
+            cursor: 0,
+            masters: None,
+            node: 0,
+            done: false,
+        }
+    }
+}
+
 /// The connection-level half of the backend: every command goes through here.
 #[derive(Debug)]
 pub(crate) struct Client {
@@ -249,61 +277,66 @@ impl Client {
     /// Every key matching `pattern`, walked with `SCAN` (never `KEYS`): on a cluster,
     /// on every master in turn, each addressed by the address `CLUSTER NODES` gives.
     pub(crate) async fn scan_keys(&self, pattern: &str, count: usize) -> Result<Vec<String>> {
-        let scan = |cursor: u64| {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(count);
-            cmd
-        };
+        let mut scan = KeyScan::new(pattern, count);
         let mut keys = Vec::new();
+        while let Some(page) = self.scan_page(&mut scan).await? {
+            keys.extend(page);
+        }
+        Ok(keys)
+    }
+
+    /// The next page of a [`KeyScan`], or `None` once every node is walked. A key may
+    /// show up in more than one page (as `SCAN` promises no better).
+    pub(crate) async fn scan_page(&self, scan: &mut KeyScan) -> Result<Option<Vec<String>>> {
+        if scan.done {
+            return Ok(None);
+        }
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(scan.cursor)
+            .arg("MATCH")
+            .arg(&scan.pattern)
+            .arg("COUNT")
+            .arg(scan.count);
         let mut conn = self.pool.get().await?;
-        match &mut conn {
+        let (next, page): (u64, Vec<String>) = match &mut conn {
             Conn::Standalone(_) => {
-                let mut cursor = 0u64;
-                loop {
-                    let (next, page): (u64, Vec<String>) =
-                        within(self.command_timeout, scan(cursor).query_async(&mut conn)).await?;
-                    keys.extend(page);
-                    if next == 0 {
-                        return Ok(keys);
-                    }
-                    cursor = next;
+                let reply: (u64, Vec<String>) =
+                    within(self.command_timeout, cmd.query_async(&mut conn)).await?;
+                if reply.0 == 0 {
+                    scan.done = true;
                 }
+                reply
             }
             Conn::Cluster(cluster) => {
-                let nodes: String = within(
-                    self.command_timeout,
-                    redis::cmd("CLUSTER")
-                        .arg("NODES")
-                        .query_async(&mut **cluster),
-                )
-                .await?;
-                for (host, port) in masters(&nodes) {
-                    let mut cursor = 0u64;
-                    loop {
-                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                            host: host.clone(),
-                            port,
-                        });
-                        let reply = within(
-                            self.command_timeout,
-                            cluster.route_command(scan(cursor), routing),
-                        )
-                        .await?;
-                        let (next, page): (u64, Vec<String>) = from_value(reply, "SCAN reply")?;
-                        keys.extend(page);
-                        if next == 0 {
-                            break;
-                        }
-                        cursor = next;
-                    }
+                if scan.masters.is_none() {
+                    let nodes: String = within(
+                        self.command_timeout,
+                        redis::cmd("CLUSTER")
+                            .arg("NODES")
+                            .query_async(&mut **cluster),
+                    )
+                    .await?;
+                    scan.masters = Some(masters(&nodes));
                 }
-                Ok(keys)
+                let masters = scan.masters.as_deref().unwrap_or_default();
+                let Some((host, port)) = masters.get(scan.node).cloned() else {
+                    scan.done = true;
+                    return Ok(None);
+                };
+                let routing =
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                let reply =
+                    within(self.command_timeout, cluster.route_command(cmd, routing)).await?;
+                let reply: (u64, Vec<String>) = from_value(reply, "SCAN reply")?;
+                if reply.0 == 0 {
+                    scan.node += 1;
+                    scan.done = scan.node >= masters.len();
+                }
+                reply
             }
-        }
+        };
+        scan.cursor = next;
+        Ok(Some(page))
     }
 
     /// One command.

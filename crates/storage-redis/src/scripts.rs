@@ -7,10 +7,12 @@
 use deadpool_redis::redis::Script;
 
 mod conversation;
+mod retention;
 
 use conversation::{
     CLEAR_MESSAGES, COMPACT, KEPT_PRELUDE, POP_MESSAGE, READ_PREFIX, REPLACED_MESSAGES, REWIND,
 };
+use retention::{RETAIN_ARTIFACT, RETAIN_CONTEXT, RETAIN_MESSAGES, RETENTION_PRELUDE};
 
 const PRELUDE: &str = r#"
 local function touch(key, ttl)
@@ -567,6 +569,9 @@ pub(crate) struct Scripts {
     pub(crate) import_session: Lua,
     pub(crate) import_messages: Lua,
     pub(crate) import_artifact: Lua,
+    pub(crate) retain_messages: Lua,
+    pub(crate) retain_context: Lua,
+    pub(crate) retain_artifact: Lua,
 }
 
 /// A script with its source, which batches send with `EVAL`.
@@ -587,6 +592,12 @@ fn script(body: &str) -> Lua {
 /// A script that removes messages: the kept-message functions before its body.
 fn kept_script(body: &str) -> Lua {
     script(&format!("{KEPT_PRELUDE}{body}"))
+}
+
+/// A retention script: the shared retention functions (and, for messages and contexts,
+/// the kind's own) before its body.
+fn retention_script(kind_prelude: &str, body: &str) -> Lua {
+    script(&format!("{kind_prelude}{RETENTION_PRELUDE}{body}"))
 }
 
 /// A task-context script: the shared context functions before its body.
@@ -628,10 +639,13 @@ impl Scripts {
             import_session: script(IMPORT_SESSION),
             import_messages: script(IMPORT_MESSAGES),
             import_artifact: script(IMPORT_ARTIFACT),
+            retain_messages: retention_script(KEPT_PRELUDE, RETAIN_MESSAGES),
+            retain_context: retention_script(CONTEXT_PRELUDE, RETAIN_CONTEXT),
+            retain_artifact: retention_script("", RETAIN_ARTIFACT),
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 31] {
+    pub(crate) fn all(&self) -> [&Lua; 34] {
         [
             &self.create_session,
             &self.update_session,
@@ -664,6 +678,9 @@ impl Scripts {
             &self.import_session,
             &self.import_messages,
             &self.import_artifact,
+            &self.retain_messages,
+            &self.retain_context,
+            &self.retain_artifact,
         ]
     }
 }

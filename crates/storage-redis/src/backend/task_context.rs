@@ -185,6 +185,10 @@ impl TaskContextStore for RedisBackend {
         .map_err(op("delete_context"))
     }
 
+    async fn retain_context_versions(&self, retention: storage_core::Retention) -> Result<u64> {
+        self.retain_context_versions_op(retention).await
+    }
+
     async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
         let context = admit("import_task_context", context)?;
         async {

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use storage_core::{
-    ArtifactStore, CheckpointStore, ConversationStore, Retention, StorageBackend,
-    TaskContextStore,
+    ArtifactStore, CheckpointStore, ConversationStore, Retention, StorageBackend, TaskContextStore,
 };
 use tokio::task::JoinHandle;
 
@@ -148,7 +147,10 @@ impl Storage {
 }
 
 async fn scheduled_retention(storage: &Storage) {
-    let Some(settings) = storage.config().map(|config| config.cleanup.retention.clone()) else {
+    let Some(settings) = storage
+        .config()
+        .map(|config| config.cleanup.retention.clone())
+    else {
         return;
     };
     if settings == RetentionSettings::default() {

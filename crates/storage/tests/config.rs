@@ -372,3 +372,72 @@ fn unknown_env_names_are_listed_with_the_closest_key() {
         .collect();
     assert_eq!(unknown_env_names(&every), []);
 }
+
+/// Retention limits come from every layer like any key: file, then environment, then code;
+/// unset by default; 0 is refused naming the key and where it came from.
+#[test]
+fn retention_limits_come_from_every_layer() {
+    Jail::expect_with(|jail| {
+        let defaults = load(|| ConfigLoader::new().load()).config.cleanup.retention;
+        assert!(defaults
+            .kinds()
+            .iter()
+            .all(|(_, kind)| kind.policy().is_unbounded()));
+        jail.create_file(
+            "storage.toml",
+            "[cleanup.retention.messages]\nkeep_last = 500\nmax_age_secs = 86400\n\
+             [cleanup.retention.checkpoints]\nkeep_last = 20\n",
+        )?;
+        let from_file = load(|| ConfigLoader::new().load()).config.cleanup.retention;
+        assert_eq!(from_file.messages.keep_last, Some(500));
+        assert_eq!(from_file.messages.max_age_secs, Some(86_400));
+        assert_eq!(from_file.checkpoints.keep_last, Some(20));
+
+        jail.set_env("STORAGE_CLEANUP__RETENTION__MESSAGES__KEEP_LAST", "50");
+        jail.set_env(
+            "STORAGE_CLEANUP__RETENTION__ARTIFACT_VERSIONS__MAX_AGE_SECS",
+            "3600",
+        );
+        let loaded = load(|| {
+            ConfigLoader::new()
+                .set("cleanup.retention.checkpoints.keep_last", 5)
+                .load()
+        });
+        let retention = &loaded.config.cleanup.retention;
+        assert_eq!(retention.messages.keep_last, Some(50), "env over file");
+        assert_eq!(
+            retention.messages.max_age_secs,
+            Some(86_400),
+            "file still sets the rest"
+        );
+        assert_eq!(retention.artifact_versions.max_age_secs, Some(3600));
+        assert_eq!(retention.checkpoints.keep_last, Some(5), "code over file");
+        let source = loaded
+            .entries()
+            .into_iter()
+            .find(|e| e.key == "cleanup.retention.messages.keep_last")
+            .unwrap()
+            .source;
+        assert_eq!(
+            source,
+            ValueSource::Env {
+                name: "STORAGE_CLEANUP__RETENTION__MESSAGES__KEEP_LAST".into()
+            }
+        );
+
+        jail.set_env(
+            "STORAGE_CLEANUP__RETENTION__CONTEXT_VERSIONS__KEEP_LAST",
+            "0",
+        );
+        let text = ConfigLoader::new().load().unwrap_err().to_string();
+        assert!(
+            text.contains("`cleanup.retention.context_versions.keep_last`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("STORAGE_CLEANUP__RETENTION__CONTEXT_VERSIONS__KEEP_LAST"),
+            "{text}"
+        );
+        Ok(())
+    });
+}

@@ -55,7 +55,11 @@ pub async fn cleanup(
     bar.inc(1);
     let mut table = Table::new(["removed", "count", "bytes"]);
     if let Some(removed) = removed {
-        table.row(["expired sessions".to_owned(), removed.to_string(), String::new()]);
+        table.row([
+            "expired sessions".to_owned(),
+            removed.to_string(),
+            String::new(),
+        ]);
     }
     for (kind, settings) in retention.kinds() {
         if settings.policy().is_unbounded() {
@@ -130,7 +134,10 @@ pub async fn cleanup(
 
 /// The configuration's retention, with `--keep-last`/`--max-age` replacing the policy of
 /// the kinds `--retain` names (all four by default).
-fn retention_settings(storage: &Storage, args: &RetentionArgs) -> Result<RetentionSettings, Failure> {
+fn retention_settings(
+    storage: &Storage,
+    args: &RetentionArgs,
+) -> Result<RetentionSettings, Failure> {
     let mut settings = storage
         .config()
         .map(|config| config.cleanup.retention.clone())

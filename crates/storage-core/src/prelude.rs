@@ -15,6 +15,6 @@ pub use crate::turns::{ConversationStoreExt, HistoryWindow};
 pub use crate::{
     ArtifactStore, ChannelValue, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointStore,
     ContextScope, ConversationStore, ExpectedVersion, MessageRange, NewArtifact, NewMessage,
-    NewSession, SessionQuery, SessionStatus, SessionStore, SessionUpdate, StorageBackend,
-    TaskContextStore,
+    NewSession, Retention, RetentionPolicy, SessionQuery, SessionStatus, SessionStore,
+    SessionUpdate, StorageBackend, TaskContextStore,
 };

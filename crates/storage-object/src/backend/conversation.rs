@@ -16,11 +16,11 @@ use storage_core::conversation::{validate_append, validate_import};
 use storage_core::validate::validate_id;
 use storage_core::wire::{self, WireRecord};
 use storage_core::{
-    time, ConversationStore, Message, MessageRange, NewMessage, Result, StorageError,
+    time, ConversationStore, Message, MessageRange, NewMessage, Result, Retention, StorageError,
 };
 
 use super::conversation_head::Head;
-use super::{in_order, Change, ObjectBackend};
+use super::{in_order, retention, Change, ObjectBackend};
 use crate::store::Token;
 
 /// One append: consecutive messages from `first`; or, for an import, `skip` numbers that
@@ -265,6 +265,22 @@ impl ConversationStore for ObjectBackend {
                 }
             }
             Err(too_many_writers())
+        })
+        .await
+    }
+
+    async fn retain_messages(&self, retention: Retention) -> Result<u64> {
+        self.op("retain_messages", async {
+            if !retention::admits(&retention)? {
+                return Ok(0);
+            }
+            retention::sweep(
+                |after: Option<String>, limit| async move {
+                    self.list_conversation_ids(after.as_deref(), limit).await
+                },
+                |session_id| async move { self.retain_conversation(&session_id, &retention).await },
+            )
+            .await
         })
         .await
     }

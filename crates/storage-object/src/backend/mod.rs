@@ -7,6 +7,7 @@ mod conversation;
 mod conversation_head;
 mod digest;
 mod gc;
+mod retention;
 mod sessions;
 mod task_context;
 

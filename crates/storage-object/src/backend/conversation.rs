@@ -26,12 +26,13 @@ use crate::store::Token;
 /// One append: consecutive messages from `first`; or, for an import, `skip` numbers that
 /// are hidden as the head moves past them, followed by consecutive messages.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Slot {
-    first: u64,
-    /// Numbers from `first` that hold no message (an imported conversation's gaps).
+pub(super) struct Slot {
+    pub(super) first: u64,
+    /// Numbers from `first` that hold no message (an imported conversation's gaps, or a
+    /// retention stub's removed messages).
     #[serde(default, skip_serializing_if = "is_zero")]
-    skip: u64,
-    messages: Vec<Message>,
+    pub(super) skip: u64,
+    pub(super) messages: Vec<Message>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -43,7 +44,7 @@ impl WireRecord for Slot {
 }
 
 impl Slot {
-    fn last(&self) -> u64 {
+    pub(super) fn last(&self) -> u64 {
         self.first + self.skip + self.messages.len() as u64 - 1
     }
     fn get(&self, sequence: u64) -> Option<&Message> {

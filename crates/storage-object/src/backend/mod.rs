@@ -9,6 +9,7 @@ mod digest;
 mod gc;
 mod retention;
 mod sessions;
+mod slot_stubs;
 mod task_context;
 
 use std::collections::BTreeMap;

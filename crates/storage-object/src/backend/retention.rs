@@ -141,9 +141,11 @@ impl ObjectBackend {
             if removed == 0 {
                 return Ok(0);
             }
+            let floor = head.floor;
             let unnamed = head.remove(1, end);
             if self.write_head(session_id, token.as_ref(), &head).await? {
                 self.delete_unnamed(session_id, unnamed).await;
+                self.stub_slots(session_id, floor, head.floor).await?;
                 return Ok(removed);
             }
         }

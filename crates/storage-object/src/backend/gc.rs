@@ -93,13 +93,14 @@ fn cutoff_millis(grace: Duration) -> i64 {
 impl ObjectBackend {
     /// Removes artifact data objects that no version record references, task context
     /// archives and compaction objects no reader can see and, on a local directory,
-    /// abandoned upload staging files anywhere in the namespace, when they are older than
-    /// `grace` (see [`DEFAULT_GARBAGE_GRACE`]). Safe while other processes save: what is
-    /// younger than `grace` is not examined, and what is older and unreferenced belongs to
-    /// no save that can still commit. Costs one listing of the namespace's artifacts,
-    /// context archives and compaction objects, plus reading the version records of each
-    /// name that has old content, the head of each scope that has old archives and the head
-    /// of each conversation that has old compaction objects.
+    /// abandoned upload staging files anywhere in the namespace, and empties message slots
+    /// below their conversation's floor, when they are older than `grace` (see
+    /// [`DEFAULT_GARBAGE_GRACE`]). Safe while other processes save: what is younger than
+    /// `grace` is not examined, and what is older and unreferenced belongs to no save that
+    /// can still commit. Costs one listing of the namespace's artifacts, context archives,
+    /// compaction objects and conversations, plus reading the version records of each name
+    /// that has old content, the head of each scope that has old archives and the head of
+    /// each conversation.
     pub async fn collect_garbage(&self, grace: Duration) -> Result<GarbageReport> {
         self.op("collect_garbage", async {
             let cutoff = cutoff_millis(grace);

@@ -503,7 +503,8 @@ impl ObjectBackend {
 
     /// The live messages at `sequences` (ascending) as of `head`: compactions' summaries
     /// from their objects, the others from their slots. `None` when a summary's object is
-    /// gone, which means the head has changed since it was read.
+    /// gone, or a slot emptied by a retention sweep, which means the head has changed
+    /// since it was read.
     pub(super) async fn read_live(
         &self,
         session_id: &str,
@@ -514,6 +515,15 @@ impl ObjectBackend {
             .iter()
             .partition(|&&s| head.stored_summary(s).is_some());
         let mut messages = self.read_messages(session_id, &in_slots).await?;
+        if messages.len() < in_slots.len() {
+            // A retention sweep raised the floor and emptied slots since the head was read:
+            // what is missing is a prefix that is gone now; read the head again.
+            let cell = self.keys().conversation_head(session_id);
+            let now = self.read_cell::<Head>(&cell).await?;
+            if now.is_some_and(|now| now.floor > head.floor) {
+                return Ok(None);
+            }
+        }
         for sequence in summaries {
             let Some(id) = head.stored_summary(sequence) else {
                 continue;

@@ -22,6 +22,7 @@
 //! runs/<run>/<thread>/<ns>/<id>               run_id marker for delete_for_runs
 //! artifacts/<scope>/<name>/versions/<ver>     artifact version record (the commit point)
 //! artifacts/<scope>/<name>/latest             hint: a recent highest version number
+//! artifacts/<scope>/<name>/floor              hint: versions below are tombstones
 //! artifacts/<scope>/<name>/data/<uuid>        artifact content
 //! ```
 //!
@@ -336,6 +337,11 @@ impl Keys {
     }
     pub(crate) fn artifact_latest(&self, scope: &str, name: &str) -> Path {
         self.path("artifacts", &[scope, name], &["latest"])
+    }
+    /// Hint: where a retention sweep of the name starts (every version below is a
+    /// tombstone).
+    pub(crate) fn artifact_floor(&self, scope: &str, name: &str) -> Path {
+        self.path("artifacts", &[scope, name], &["floor"])
     }
     pub(crate) fn artifact_data(&self, scope: &str, name: &str) -> Path {
         let unique = uuid::Uuid::now_v7().simple().to_string();

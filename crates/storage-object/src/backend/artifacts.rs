@@ -22,19 +22,19 @@ use storage_core::validate::validate_id;
 use storage_core::wire::{self, WireRecord};
 use storage_core::{
     time, Artifact, ArtifactMeta, ArtifactStore, ByteStream, Metadata, NewArtifact, Result,
-    StorageError,
+    Retention, StorageError,
 };
 
 use super::digest::{digest_of, BackgroundDigest};
-use super::{in_order, ObjectBackend};
+use super::{in_order, retention, ObjectBackend};
 use crate::error::classify;
 use crate::keys::{parse_number, parts_after, take_id};
 
 /// A version record: the metadata and where the content is, or a tombstone.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct VersionRecord {
-    meta: Option<ArtifactMeta>,
-    data: Option<String>,
+pub(super) struct VersionRecord {
+    pub(super) meta: Option<ArtifactMeta>,
+    pub(super) data: Option<String>,
 }
 
 impl WireRecord for VersionRecord {
@@ -204,16 +204,9 @@ impl ArtifactStore for ObjectBackend {
                     let Some(record) = self.read_version(scope, name, version).await? else {
                         return Ok(0);
                     };
-                    let Some(data) = record.data.filter(|_| record.meta.is_some()) else {
+                    if !self.tombstone(scope, name, version, record).await? {
                         return Ok(0);
-                    };
-                    let tombstone = VersionRecord {
-                        meta: None,
-                        data: None,
-                    };
-                    let path = self.keys().artifact_version(scope, name, version);
-                    self.objects().put(&path, wire::encode(&tombstone)?).await?;
-                    self.objects().delete(&Path::from(data)).await?;
+                    }
                     1
                 }
                 None => {
@@ -260,6 +253,28 @@ impl ArtifactStore for ObjectBackend {
             }
             self.objects().delete_all(&prefix).await?;
             Ok(live)
+        })
+        .await
+    }
+
+    async fn retain_artifact_versions(&self, retention: Retention) -> Result<u64> {
+        self.op("retain_artifact_versions", async {
+            if !retention::admits(&retention)? {
+                return Ok(0);
+            }
+            retention::sweep(
+                |after: Option<String>, limit| async move {
+                    self.list_artifact_scopes(after.as_deref(), limit).await
+                },
+                |scope| async move {
+                    let mut removed = 0;
+                    for name in self.list_artifacts(&scope).await? {
+                        removed += self.retain_artifact(&scope, &name, &retention).await?;
+                    }
+                    Ok(removed)
+                },
+            )
+            .await
         })
         .await
     }
@@ -468,9 +483,31 @@ impl ObjectBackend {
         Err(StorageError::backend("too many concurrent saves of one artifact").with_temporary(true))
     }
 
+    /// Replaces the live version `version` (its record as read) by a tombstone and
+    /// deletes its content; `false` when the record is a tombstone already.
+    pub(super) async fn tombstone(
+        &self,
+        scope: &str,
+        name: &str,
+        version: u64,
+        record: VersionRecord,
+    ) -> Result<bool> {
+        let Some(data) = record.data.filter(|_| record.meta.is_some()) else {
+            return Ok(false);
+        };
+        let tombstone = VersionRecord {
+            meta: None,
+            data: None,
+        };
+        let path = self.keys().artifact_version(scope, name, version);
+        self.objects().put(&path, wire::encode(&tombstone)?).await?;
+        self.objects().delete(&Path::from(data)).await?;
+        Ok(true)
+    }
+
     /// The highest version number with a record (live or tombstone), if any: from the
     /// hint, checked forward, or from a listing when there is no hint.
-    async fn last_version_number(&self, scope: &str, name: &str) -> Result<Option<u64>> {
+    pub(super) async fn last_version_number(&self, scope: &str, name: &str) -> Result<Option<u64>> {
         let hint = self
             .objects()
             .get(&self.keys().artifact_latest(scope, name))
@@ -535,7 +572,7 @@ impl ObjectBackend {
         Ok(records.into_iter().flatten().collect())
     }
 
-    async fn read_version(
+    pub(super) async fn read_version(
         &self,
         scope: &str,
         name: &str,

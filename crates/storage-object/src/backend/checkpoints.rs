@@ -17,10 +17,10 @@ use storage_core::checkpoint::{
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
     wire, ChannelValue, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery,
-    CheckpointStore, CheckpointTuple, PendingWrite, Result, StorageError,
+    CheckpointStore, CheckpointTuple, PendingWrite, Result, Retention, StorageError,
 };
 
-use super::{in_order, ObjectBackend};
+use super::{in_order, retention, ObjectBackend};
 use crate::keys::{parts_after, take_id};
 
 #[async_trait]
@@ -221,6 +221,28 @@ impl CheckpointStore for ObjectBackend {
         .await
     }
 
+    async fn retain_checkpoints(&self, retention: Retention) -> Result<u64> {
+        self.op("retain_checkpoints", async {
+            if !retention::admits(&retention)? {
+                return Ok(0);
+            }
+            retention::sweep(
+                |after: Option<String>, limit| async move {
+                    self.list_thread_ids(after.as_deref(), limit).await
+                },
+                |thread_id| async move {
+                    let mut removed = 0;
+                    for ns in self.thread_namespaces(&thread_id).await? {
+                        removed += self.retain_chain(&thread_id, &ns, &retention).await?;
+                    }
+                    Ok(removed)
+                },
+            )
+            .await
+        })
+        .await
+    }
+
     async fn copy_thread(&self, source_thread_id: &str, target_thread_id: &str) -> Result<u64> {
         self.op("copy_thread", async {
             validate_id("thread id", source_thread_id)?;
@@ -357,7 +379,11 @@ impl CheckpointStore for ObjectBackend {
 
 impl ObjectBackend {
     /// The checkpoint ids of (thread, namespace), ascending.
-    async fn checkpoint_ids(&self, thread_id: &str, namespace: &str) -> Result<Vec<String>> {
+    pub(super) async fn checkpoint_ids(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+    ) -> Result<Vec<String>> {
         let prefix = self.keys().checkpoints(thread_id, namespace);
         let mut ids: Vec<String> = self
             .objects()
@@ -372,7 +398,7 @@ impl ObjectBackend {
     }
 
     /// The checkpoint namespaces of a thread that hold anything.
-    async fn thread_namespaces(&self, thread_id: &str) -> Result<Vec<String>> {
+    pub(super) async fn thread_namespaces(&self, thread_id: &str) -> Result<Vec<String>> {
         let prefix = self.keys().thread(thread_id);
         let listing = self
             .objects()
@@ -409,7 +435,7 @@ impl ObjectBackend {
         Ok(namespaces)
     }
 
-    async fn read_record(
+    pub(super) async fn read_record(
         &self,
         thread_id: &str,
         namespace: &str,
@@ -479,14 +505,17 @@ impl ObjectBackend {
                 .map(|id| self.read_record(thread_id, namespace, id)),
         )
         .await?;
+        self.remove_markers_of(records.iter().flatten()).await
+    }
+
+    /// Removes the run markers of `records`.
+    async fn remove_markers_of(&self, records: impl Iterator<Item = &Checkpoint>) -> Result<()> {
         let markers: Vec<Path> = records
-            .into_iter()
-            .flatten()
             .filter_map(|record| {
-                let run = record.metadata.get("run_id")?.as_str()?.to_owned();
+                let run = record.metadata.get("run_id")?.as_str()?;
                 Some(
                     self.keys()
-                        .run_marker(&run, thread_id, namespace, &record.id),
+                        .run_marker(run, &record.thread_id, &record.namespace, &record.id),
                 )
             })
             .collect();
@@ -517,6 +546,56 @@ impl ObjectBackend {
                 .delete_all(&self.keys().writes(thread_id, namespace, id))
                 .await?;
         }
+        self.remove_unused_values(thread_id, namespace, keep, None)
+            .await?;
+        Ok(doomed.len() as u64)
+    }
+
+    /// Removes the checkpoints `doomed` (records read, oldest first) of a retention sweep
+    /// as [`Self::remove_checkpoints`] does, but one record at a time oldest first, so a
+    /// reader never sees a hole, and only the values they used that no checkpoint of
+    /// `keep` uses: a value a put racing the sweep has just created is not theirs.
+    pub(super) async fn retire_checkpoints(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        doomed: &[Checkpoint],
+        keep: &[String],
+    ) -> Result<u64> {
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.remove_markers_of(doomed.iter()).await?;
+        for record in doomed {
+            self.objects()
+                .delete(&self.keys().checkpoint(thread_id, namespace, &record.id))
+                .await?;
+            self.objects()
+                .delete_all(&self.keys().writes(thread_id, namespace, &record.id))
+                .await?;
+        }
+        let theirs = doomed
+            .iter()
+            .flat_map(|record| {
+                record.channel_versions.iter().map(|(channel, version)| {
+                    self.keys().blob(thread_id, namespace, channel, version)
+                })
+            })
+            .collect();
+        self.remove_unused_values(thread_id, namespace, keep, Some(theirs))
+            .await?;
+        Ok(doomed.len() as u64)
+    }
+
+    /// Removes the values of (thread, namespace) no checkpoint of `keep` uses: among
+    /// `candidates`, or among all stored values.
+    async fn remove_unused_values(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        keep: &[String],
+        candidates: Option<HashSet<Path>>,
+    ) -> Result<()> {
         let survivors = in_order(
             16,
             keep.iter()
@@ -532,14 +611,18 @@ impl ObjectBackend {
                 })
             })
             .collect();
-        let unused: Vec<Path> = self
-            .objects()
-            .list(&self.keys().blobs(thread_id, namespace))
-            .await?
+        let candidates: Vec<Path> = match candidates {
+            Some(candidates) => candidates.into_iter().collect(),
+            None => {
+                self.objects()
+                    .list(&self.keys().blobs(thread_id, namespace))
+                    .await?
+            }
+        };
+        let unused: Vec<Path> = candidates
             .into_iter()
             .filter(|path| !used.contains(path))
             .collect();
-        self.objects().delete_many(unused).await?;
-        Ok(doomed.len() as u64)
+        self.objects().delete_many(unused).await
     }
 }

@@ -16,22 +16,23 @@ use storage_core::conversation::{validate_append, validate_import};
 use storage_core::validate::validate_id;
 use storage_core::wire::{self, WireRecord};
 use storage_core::{
-    time, ConversationStore, Message, MessageRange, NewMessage, Result, StorageError,
+    time, ConversationStore, Message, MessageRange, NewMessage, Result, Retention, StorageError,
 };
 
 use super::conversation_head::Head;
-use super::{in_order, Change, ObjectBackend};
+use super::{in_order, retention, Change, ObjectBackend};
 use crate::store::Token;
 
 /// One append: consecutive messages from `first`; or, for an import, `skip` numbers that
 /// are hidden as the head moves past them, followed by consecutive messages.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Slot {
-    first: u64,
-    /// Numbers from `first` that hold no message (an imported conversation's gaps).
+pub(super) struct Slot {
+    pub(super) first: u64,
+    /// Numbers from `first` that hold no message (an imported conversation's gaps, or a
+    /// retention stub's removed messages).
     #[serde(default, skip_serializing_if = "is_zero")]
-    skip: u64,
-    messages: Vec<Message>,
+    pub(super) skip: u64,
+    pub(super) messages: Vec<Message>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -43,7 +44,7 @@ impl WireRecord for Slot {
 }
 
 impl Slot {
-    fn last(&self) -> u64 {
+    pub(super) fn last(&self) -> u64 {
         self.first + self.skip + self.messages.len() as u64 - 1
     }
     fn get(&self, sequence: u64) -> Option<&Message> {
@@ -269,6 +270,22 @@ impl ConversationStore for ObjectBackend {
         .await
     }
 
+    async fn retain_messages(&self, retention: Retention) -> Result<u64> {
+        self.op("retain_messages", async {
+            if !retention::admits(&retention)? {
+                return Ok(0);
+            }
+            retention::sweep(
+                |after: Option<String>, limit| async move {
+                    self.list_conversation_ids(after.as_deref(), limit).await
+                },
+                |session_id| async move { self.retain_conversation(&session_id, &retention).await },
+            )
+            .await
+        })
+        .await
+    }
+
     async fn list_conversation_ids(
         &self,
         after: Option<&str>,
@@ -486,7 +503,8 @@ impl ObjectBackend {
 
     /// The live messages at `sequences` (ascending) as of `head`: compactions' summaries
     /// from their objects, the others from their slots. `None` when a summary's object is
-    /// gone, which means the head has changed since it was read.
+    /// gone, or a slot emptied by a retention sweep, which means the head has changed
+    /// since it was read.
     pub(super) async fn read_live(
         &self,
         session_id: &str,
@@ -497,6 +515,15 @@ impl ObjectBackend {
             .iter()
             .partition(|&&s| head.stored_summary(s).is_some());
         let mut messages = self.read_messages(session_id, &in_slots).await?;
+        if messages.len() < in_slots.len() {
+            // A retention sweep raised the floor and emptied slots since the head was read:
+            // what is missing is a prefix that is gone now; read the head again.
+            let cell = self.keys().conversation_head(session_id);
+            let now = self.read_cell::<Head>(&cell).await?;
+            if now.is_some_and(|now| now.floor > head.floor) {
+                return Ok(None);
+            }
+        }
         for sequence in summaries {
             let Some(id) = head.stored_summary(sequence) else {
                 continue;

@@ -34,6 +34,10 @@
 //! head's compare-and-set commits it, and deletes what the new head no longer names after;
 //! one that dies or loses its race midway leaves objects no head names. They are removed by
 //! the same rule, judged by the conversation head read after the listing.
+//!
+//! A retention sweep of messages commits by raising the conversation head's floor and then
+//! empties the slots wholly below it into stubs (see `slot_stubs`); one that dies between
+//! leaves full slots no reader asks for. Old ones are stubbed by the same rule.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -64,6 +68,10 @@ pub struct GarbageReport {
     /// Compaction objects (summaries, kept messages) no conversation head names, removed.
     #[serde(default)]
     pub compaction_objects: u64,
+    /// Message slots wholly below their conversation's floor (removed by a retention
+    /// sweep that died before emptying them, or cleared) emptied to stubs.
+    #[serde(default)]
+    pub message_slots: u64,
     /// Abandoned staging files of uploads (local directory only), removed.
     pub staging_files: u64,
     /// Their bytes.
@@ -85,13 +93,14 @@ fn cutoff_millis(grace: Duration) -> i64 {
 impl ObjectBackend {
     /// Removes artifact data objects that no version record references, task context
     /// archives and compaction objects no reader can see and, on a local directory,
-    /// abandoned upload staging files anywhere in the namespace, when they are older than
-    /// `grace` (see [`DEFAULT_GARBAGE_GRACE`]). Safe while other processes save: what is
-    /// younger than `grace` is not examined, and what is older and unreferenced belongs to
-    /// no save that can still commit. Costs one listing of the namespace's artifacts,
-    /// context archives and compaction objects, plus reading the version records of each
-    /// name that has old content, the head of each scope that has old archives and the head
-    /// of each conversation that has old compaction objects.
+    /// abandoned upload staging files anywhere in the namespace, and empties message slots
+    /// below their conversation's floor, when they are older than `grace` (see
+    /// [`DEFAULT_GARBAGE_GRACE`]). Safe while other processes save: what is younger than
+    /// `grace` is not examined, and what is older and unreferenced belongs to no save that
+    /// can still commit. Costs one listing of the namespace's artifacts, context archives,
+    /// compaction objects and conversations, plus reading the version records of each name
+    /// that has old content, the head of each scope that has old archives and the head of
+    /// each conversation.
     pub async fn collect_garbage(&self, grace: Duration) -> Result<GarbageReport> {
         self.op("collect_garbage", async {
             let cutoff = cutoff_millis(grace);
@@ -143,7 +152,9 @@ impl ObjectBackend {
             let (removed, young) = self.collect_compactions(cutoff).await?;
             report.compaction_objects = removed;
             report.too_young += young;
-            // 5. Staging files of uploads that died, which listings do not show.
+            // 5. Slots of removed messages a retention sweep died before emptying.
+            report.message_slots = self.collect_slots(cutoff).await?;
+            // 6. Staging files of uploads that died, which listings do not show.
             if let Some(root) = self.local_namespace_dir() {
                 let (files, bytes, young) =
                     tokio::task::spawn_blocking(move || remove_stale_staging(&root, cutoff))

@@ -7,7 +7,9 @@ mod conversation;
 mod conversation_head;
 mod digest;
 mod gc;
+mod retention;
 mod sessions;
+mod slot_stubs;
 mod task_context;
 
 use std::collections::BTreeMap;

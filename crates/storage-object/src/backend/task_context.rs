@@ -30,10 +30,11 @@ use storage_core::task_context::{
 };
 use storage_core::wire::{self, WireRecord};
 use storage_core::{
-    time, ContextScope, ExpectedVersion, Result, StorageError, TaskContext, TaskContextStore,
+    time, ContextScope, ExpectedVersion, Result, Retention, StorageError, TaskContext,
+    TaskContextStore,
 };
 
-use super::{in_order, ObjectBackend, CAS_ATTEMPTS};
+use super::{in_order, retention, ObjectBackend, CAS_ATTEMPTS};
 use crate::error::classify;
 use crate::keys::{parse_number, parts_after, take_context_scope};
 use crate::store::{backoff, Token};
@@ -43,7 +44,7 @@ use crate::store::{backoff, Token};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Head {
     #[serde(flatten)]
-    context: TaskContext,
+    pub(super) context: TaskContext,
     /// The lowest version still readable. Absent in records of the release before
     /// versions, which kept only the current one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,12 +61,12 @@ impl WireRecord for Head {
 }
 
 impl Head {
-    fn floor(&self) -> u64 {
+    pub(super) fn floor(&self) -> u64 {
         self.floor.unwrap_or(self.context.version)
     }
 
     /// The lineage, checked: it becomes a path segment.
-    fn lineage(&self) -> Result<Option<&str>> {
+    pub(super) fn lineage(&self) -> Result<Option<&str>> {
         match self.lineage.as_deref() {
             Some(lineage)
                 if lineage.is_empty() || !lineage.bytes().all(|b| b.is_ascii_alphanumeric()) =>
@@ -212,6 +213,20 @@ impl TaskContextStore for ObjectBackend {
         .await
     }
 
+    async fn retain_context_versions(&self, retention: Retention) -> Result<u64> {
+        self.op("retain_context_versions", async {
+            if !retention::admits(&retention)? {
+                return Ok(0);
+            }
+            retention::sweep(
+                |after, limit| self.context_scopes(after, limit),
+                |scope| async move { self.retain_scope(&scope, &retention).await },
+            )
+            .await
+        })
+        .await
+    }
+
     async fn list_context_scopes(
         &self,
         after: Option<ContextScope>,
@@ -230,7 +245,7 @@ impl TaskContextStore for ObjectBackend {
 
 impl ObjectBackend {
     /// The scope's head and its compare-and-set token, or `None`.
-    async fn read_head(&self, scope: &ContextScope) -> Result<Option<(Head, Token)>> {
+    pub(super) async fn read_head(&self, scope: &ContextScope) -> Result<Option<(Head, Token)>> {
         match self
             .objects()
             .cell_read(&self.keys().context_head(scope))
@@ -241,15 +256,41 @@ impl ObjectBackend {
         }
     }
 
-    /// Whether the scope's head is still `head`'s version of `head`'s lineage.
+    /// Whether the scope's head is still `head`'s version of `head`'s lineage, with the
+    /// same floor (a retention sweep raises it alone).
     async fn same_head(&self, scope: &ContextScope, head: &Head) -> Result<bool> {
         Ok(self.read_head(scope).await?.is_some_and(|(now, _)| {
-            now.context.version == head.context.version && now.lineage == head.lineage
+            now.context.version == head.context.version
+                && now.lineage == head.lineage
+                && now.floor() == head.floor()
         }))
     }
 
+    /// Replaces `head` (read with `token`) by the same version with the floor `floor`;
+    /// returns whether the head was still as read. The commit of a retention sweep.
+    pub(super) async fn write_context_floor(
+        &self,
+        scope: &ContextScope,
+        head: &Head,
+        token: &Token,
+        floor: u64,
+    ) -> Result<bool> {
+        let record = Head {
+            context: head.context.clone(),
+            floor: Some(floor),
+            lineage: head.lineage.clone(),
+        };
+        self.objects()
+            .cell_write(
+                &self.keys().context_head(scope),
+                Some(token),
+                wire::encode(&record)?,
+            )
+            .await
+    }
+
     /// Version `version` of `head`'s history from its archive, or `None`.
-    async fn read_archive(
+    pub(super) async fn read_archive(
         &self,
         scope: &ContextScope,
         head: &Head,

@@ -1,0 +1,351 @@
+//! Retention sweeps (see `storage_core::retention`): each visits the series of its kind
+//! through the listing that already enumerates them, a page at a time, and trims each
+//! series with the conditional write its other changes already use.
+//!
+//! - Messages: one compare-and-set of the conversation head hides the expired prefix (as
+//!   a rewind or a pop does, so summaries go with what they kept); appends create slots
+//!   above the head and are never lost. The compaction objects the head stopped naming
+//!   are deleted after; `collect_garbage` removes them if that never happens.
+//! - Context versions: one compare-and-set of the scope's head raises its `floor`
+//!   (readers never look below it), then the archives below are deleted, as a store's
+//!   trim does; `collect_garbage` removes any a crash leaves.
+//! - Checkpoints: the expired records are deleted oldest first (a reader never sees a
+//!   hole), with their writes, then the values they used that no survivor uses.
+//! - Artifact versions: each expired version becomes a tombstone and loses its content,
+//!   oldest first, exactly as `delete_artifact(.., Some(v))` does; a `floor` hint then
+//!   says where the next sweep starts, so tombstones are not read again.
+//!
+//! Within a series only the expired prefix and the record that ends it are read (for
+//! `keep_last` the arithmetic of the head, or the listed record keys, gives the count).
+
+use std::future::Future;
+
+use storage_core::{Checkpoint, ContextScope, Result, Retention, StorageError};
+
+use super::conversation::too_many_writers;
+use super::{in_order, ObjectBackend, CAS_ATTEMPTS};
+use crate::store::backoff;
+
+/// Series listed per page.
+const PAGE: usize = 100;
+/// Records read at once while walking an expired prefix.
+const BATCH: usize = 16;
+
+/// Checks a retention before any I/O; `false`: it removes nothing.
+pub(super) fn admits(retention: &Retention) -> Result<bool> {
+    retention.check()?;
+    Ok(!retention.is_unbounded())
+}
+
+/// Walks the pages of a listing (`list(after)`, sorted, at most [`PAGE`] items) and trims
+/// each listed series; returns the total removed.
+pub(super) async fn sweep<T, L, LF, F, FF>(mut list: L, mut trim: F) -> Result<u64>
+where
+    T: Clone,
+    L: FnMut(Option<T>, usize) -> LF,
+    LF: Future<Output = Result<Vec<T>>>,
+    F: FnMut(T) -> FF,
+    FF: Future<Output = Result<u64>>,
+{
+    let mut after = None;
+    let mut removed = 0;
+    loop {
+        let page = list(after.take(), PAGE).await?;
+        let full = page.len() == PAGE;
+        for series in page {
+            after = Some(series.clone());
+            removed += trim(series).await?;
+        }
+        if !full {
+            return Ok(removed);
+        }
+    }
+}
+
+/// Walks records `first..end` in batches of [`BATCH`] (read with `read`), oldest first,
+/// while `expired` says they have expired; returns the records that did, each with its
+/// number, and where the walk stopped (the first number kept, or `end`). A record `read`
+/// finds absent is skipped.
+pub(super) async fn walk_expired<T, R, RF>(
+    first: u64,
+    end: u64,
+    mut read: R,
+    mut expired: impl FnMut(&T) -> bool,
+) -> Result<(Vec<(u64, T)>, u64)>
+where
+    R: FnMut(u64) -> RF,
+    RF: Future<Output = Result<Option<T>>>,
+{
+    let mut found = Vec::new();
+    let mut next = first;
+    while next < end {
+        let upto = end.min(next.saturating_add(BATCH as u64));
+        let read = in_order(BATCH, (next..upto).map(&mut read)).await?;
+        for (number, record) in (next..upto).zip(read) {
+            match record {
+                Some(record) if expired(&record) => found.push((number, record)),
+                Some(_) => return Ok((found, number)),
+                None => {}
+            }
+        }
+        next = upto;
+    }
+    Ok((found, end))
+}
+
+impl ObjectBackend {
+    /// `retain_messages` for one conversation: one compare-and-set of its head.
+    pub(super) async fn retain_conversation(
+        &self,
+        session_id: &str,
+        retention: &Retention,
+    ) -> Result<u64> {
+        'attempt: for attempt in 0..CAS_ATTEMPTS {
+            backoff(attempt.min(4)).await;
+            let (mut head, token) = self.sync_head(session_id).await?;
+            let live = head.live_in(1, head.last);
+            if live <= 1 {
+                return Ok(0);
+            }
+            // The oldest `live - keep_last` have expired by count: no read needed.
+            let by_count = retention
+                .keep_last
+                .map_or(0, |keep| live.saturating_sub(keep));
+            let mut removed = by_count;
+            let mut end = head
+                .live_window(1, head.last, by_count as usize, true)
+                .last()
+                .copied()
+                .unwrap_or(head.floor);
+            if let Some(cutoff) = retention.created_before {
+                // Then by age, a batch of live messages at a time, never the newest.
+                while removed < live - 1 {
+                    let wanted = (live - 1 - removed).min(BATCH as u64) as usize;
+                    let sequences = head.live_window(end + 1, head.last, wanted, true);
+                    let Some(read) = self.read_live(session_id, &head, &sequences).await? else {
+                        continue 'attempt;
+                    };
+                    let old = read
+                        .iter()
+                        .take_while(|message| message.created_at < cutoff)
+                        .count();
+                    removed += old as u64;
+                    if let Some(message) = old.checked_sub(1).map(|i| &read[i]) {
+                        end = message.sequence;
+                    }
+                    if old < read.len() || read.is_empty() {
+                        break;
+                    }
+                }
+            }
+            if removed == 0 {
+                return Ok(0);
+            }
+            let floor = head.floor;
+            let unnamed = head.remove(1, end);
+            if self.write_head(session_id, token.as_ref(), &head).await? {
+                self.delete_unnamed(session_id, unnamed).await;
+                self.stub_slots(session_id, floor, head.floor).await?;
+                return Ok(removed);
+            }
+        }
+        Err(too_many_writers())
+    }
+
+    /// `retain_context_versions` for one scope: one compare-and-set of its head raises the
+    /// floor, then the archives below it go.
+    pub(super) async fn retain_scope(
+        &self,
+        scope: &ContextScope,
+        retention: &Retention,
+    ) -> Result<u64> {
+        for attempt in 0..CAS_ATTEMPTS {
+            backoff(attempt).await;
+            let Some((head, token)) = self.read_head(scope).await? else {
+                return Ok(0);
+            };
+            let Some(lineage) = head.lineage()?.map(str::to_owned) else {
+                return Ok(0); // a record of the release before versions: one version
+            };
+            let version = head.context.version;
+            let floor = head.floor().max(1);
+            if floor >= version {
+                return Ok(0);
+            }
+            // Versions are numbered consecutively (as a store's own trim counts them):
+            // those below `version + 1 - keep_last` have expired by count.
+            let by_count = retention
+                .keep_last
+                .map_or(floor, |keep| (version + 1).saturating_sub(keep))
+                .clamp(floor, version);
+            let (counted, _) = walk_expired(
+                floor,
+                by_count,
+                |v| self.read_archive(scope, &head, v),
+                |_| true,
+            )
+            .await?;
+            let mut removed = counted.len() as u64;
+            let mut new_floor = by_count;
+            if let Some(cutoff) = retention.created_before {
+                let (old, _) = walk_expired(
+                    by_count,
+                    version,
+                    |v| self.read_archive(scope, &head, v),
+                    |context| context.updated_at < cutoff,
+                )
+                .await?;
+                if let Some((last, _)) = old.last() {
+                    new_floor = last + 1;
+                }
+                removed += old.len() as u64;
+            }
+            if new_floor <= floor {
+                return Ok(0);
+            }
+            if !self
+                .write_context_floor(scope, &head, &token, new_floor)
+                .await?
+            {
+                continue;
+            }
+            let trimmed = (floor..new_floor)
+                .map(|v| self.keys().context_archive(scope, &lineage, v))
+                .collect();
+            self.objects().delete_many(trimmed).await?;
+            return Ok(removed);
+        }
+        Err(StorageError::backend("too many concurrent writers on one record").with_temporary(true))
+    }
+
+    /// `retain_checkpoints` for one (thread, namespace): the listed record keys give the
+    /// count; the expired records are read, then removed oldest first.
+    pub(super) async fn retain_chain(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        retention: &Retention,
+    ) -> Result<u64> {
+        let ids = self.checkpoint_ids(thread_id, namespace).await?;
+        let len = ids.len() as u64;
+        if len <= 1 {
+            return Ok(0);
+        }
+        let by_count = retention
+            .keep_last
+            .map_or(0, |keep| len.saturating_sub(keep));
+        let read = |i: u64| self.read_record(thread_id, namespace, &ids[i as usize]);
+        let (mut doomed, mut kept) = walk_expired(0, by_count, read, |_| true).await?;
+        if let Some(cutoff) = retention.created_before {
+            let (old, stop) = walk_expired(by_count, len - 1, read, |cp: &Checkpoint| {
+                cp.created_at < cutoff
+            })
+            .await?;
+            doomed.extend(old);
+            kept = stop;
+        }
+        let doomed: Vec<Checkpoint> = doomed.into_iter().map(|(_, record)| record).collect();
+        self.retire_checkpoints(thread_id, namespace, &doomed, &ids[kept as usize..])
+            .await
+    }
+
+    /// `retain_artifact_versions` for one (scope, name): from the `floor` hint up, each
+    /// expired version becomes a tombstone (as `delete_artifact(.., Some(v))` does),
+    /// oldest first; the hint then moves past them.
+    pub(super) async fn retain_artifact(
+        &self,
+        scope: &str,
+        name: &str,
+        retention: &Retention,
+    ) -> Result<u64> {
+        let Some(last) = self.last_version_number(scope, name).await? else {
+            return Ok(0);
+        };
+        let floor = self.artifact_floor(scope, name).await?;
+        if floor >= last {
+            return Ok(0);
+        }
+        let live = |version: u64| async move {
+            Ok(self
+                .read_version(scope, name, version)
+                .await?
+                .filter(|record| record.meta.is_some()))
+        };
+        // Down from the newest number to the newest live version and, for keep_last,
+        // to the oldest of the newest `keep_last` live ones: numbers below it expired.
+        let keep = retention.keep_last.unwrap_or(1);
+        if retention.created_before.is_none() && last - floor < keep {
+            return Ok(0);
+        }
+        let mut newest = None;
+        let mut boundary = floor;
+        let mut found = 0;
+        let mut next = Some(last);
+        'down: while let Some(top) = next.filter(|&top| top >= floor) {
+            let bottom = top.saturating_sub(BATCH as u64 - 1).max(floor);
+            let read = in_order(BATCH, (bottom..=top).rev().map(live)).await?;
+            for (version, record) in (bottom..=top).rev().zip(read) {
+                if record.is_some() {
+                    newest = newest.or(Some(version));
+                    found += 1;
+                    if found == keep {
+                        boundary = if retention.keep_last.is_some() {
+                            version
+                        } else {
+                            floor
+                        };
+                        break 'down;
+                    }
+                }
+            }
+            next = bottom.checked_sub(1);
+        }
+        let Some(newest) = newest else {
+            return Ok(0);
+        };
+        let (mut doomed, mut stop) = walk_expired(floor, boundary, live, |_| true).await?;
+        if let Some(cutoff) = retention.created_before {
+            let (old, at) = walk_expired(boundary, newest, live, |record| {
+                record
+                    .meta
+                    .as_ref()
+                    .is_some_and(|meta| meta.created_at < cutoff)
+            })
+            .await?;
+            doomed.extend(old);
+            stop = at;
+        }
+        let mut removed = 0;
+        for (version, record) in doomed {
+            if self.tombstone(scope, name, version, record).await? {
+                removed += 1;
+            }
+        }
+        if stop > floor {
+            let hint = self.keys().artifact_floor(scope, name);
+            self.objects()
+                .put(&hint, stop.to_string().into_bytes())
+                .await?;
+        }
+        Ok(removed)
+    }
+
+    /// Where a sweep of the name starts: the `floor` hint when the version right below
+    /// it is a tombstone (a hint of a deleted history says nothing), otherwise 0.
+    async fn artifact_floor(&self, scope: &str, name: &str) -> Result<u64> {
+        let hint = self
+            .objects()
+            .get(&self.keys().artifact_floor(scope, name))
+            .await?
+            .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse::<u64>().ok());
+        let Some(floor) = hint.filter(|&floor| floor > 0) else {
+            return Ok(0);
+        };
+        let below = self.read_version(scope, name, floor - 1).await?;
+        Ok(if below.is_some_and(|record| record.meta.is_none()) {
+            floor
+        } else {
+            0
+        })
+    }
+}

@@ -837,6 +837,7 @@ impl RedisBackend {
                                     &thread.records(&hex_ns),
                                     &thread.write_ids(&hex_ns),
                                     &thread.writes(&hex_ns, &id),
+                                    &thread.changes(&hex_ns),
                                 ],
                                 &[id.as_bytes(), &record],
                             )
@@ -1316,6 +1317,7 @@ impl CheckpointStore for RedisBackend {
                         &thread.ids(&hex_ns),
                         &thread.records(&hex_ns),
                         &thread.blobs(&hex_ns),
+                        &thread.changes(&hex_ns),
                     ],
                     &args,
                 )

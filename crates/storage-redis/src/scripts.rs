@@ -50,6 +50,17 @@ local function bump(key, field, by)
     redis.call('HSET', key, field, add_sat(redis.call('HGET', key, field) or '0', by))
   end
 end
+-- Counts a change to a checkpoint namespace (checkpoints added or removed) on its `chg` key.
+-- The counter only grows while the key exists; a key created anew (after a delete or an
+-- expiry) starts at the server's clock in µs, beyond any value its earlier life could
+-- reach by then (one change per script, each taking more than a µs), so a prune that read
+-- the counter never mistakes a rebuilt namespace for the one it read.
+local function changed(key)
+  if redis.call('INCR', key) == 1 then
+    local now = redis.call('TIME')
+    redis.call('SET', key, now[1] .. string.format('%06d', tonumber(now[2])))
+  end
+end
 -- HSET of many field/value pairs from ARGV[first..], in chunks: `unpack` fails past
 -- about 8,000 values.
 local function hset_from(key, first)
@@ -356,14 +367,15 @@ if had then return 1 end
 return 0
 "#;
 
-/// KEYS: namespaces, ids, records, blobs. ARGV: ttl, hex ns, id, record, then blob
-/// field/value pairs (kept if present).
+/// KEYS: namespaces, ids, records, blobs, changes. ARGV: ttl, hex ns, id, record, then
+/// blob field/value pairs (kept if present).
 const PUT_CHECKPOINT: &str = r#"
 redis.call('SADD', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 for i = 5, #ARGV, 2 do redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) end
-for k = 1, 4 do touch(KEYS[k], ARGV[1]) end
+changed(KEYS[5])
+for k = 1, 5 do touch(KEYS[k], ARGV[1]) end
 "#;
 
 /// KEYS: write ids, writes, namespaces. ARGV: ttl, hex checkpoint id, hex ns, then
@@ -405,31 +417,39 @@ for _, h in ipairs(redis.call('SMEMBERS', b .. ':nss')) do
   for _, w in ipairs(redis.call('SMEMBERS', b .. ':wids:' .. h)) do
     redis.call('DEL', b .. ':w:' .. h .. ':' .. w)
   end
-  redis.call('DEL', b .. ':ids:' .. h, b .. ':cp:' .. h, b .. ':blobs:' .. h, b .. ':wids:' .. h)
+  redis.call('DEL', b .. ':ids:' .. h, b .. ':cp:' .. h, b .. ':blobs:' .. h, b .. ':wids:' .. h,
+    b .. ':chg:' .. h)
 end
 redis.call('DEL', b .. ':nss')
 return count
 "#;
 
-/// KEYS: ids, records, write ids, blobs. ARGV: expected number of ids, number of victims n,
-/// the prefix of the victims' write keys, n victim ids, then blob fields to remove.
-/// Removes nothing and returns -1 if the namespace changed since the caller read it; else
-/// how many checkpoints were removed.
+/// KEYS: ids, records, write ids, blobs, changes. ARGV: expected number of ids, expected
+/// change counter ('' for none), number of victims n, the prefix of the victims' write
+/// keys, n victim ids, then blob fields to remove. Removes nothing and returns -1 if the
+/// namespace changed since the caller read the counter (any checkpoint added, replaced or
+/// removed since: the blob fields were chosen from what was stored then); else how many
+/// checkpoints were removed. The size check also holds against a release that did not
+/// count changes.
 const PRUNE_NAMESPACE: &str = r#"
-if redis.call('ZCARD', KEYS[1]) ~= tonumber(ARGV[1]) then return -1 end
-local n = tonumber(ARGV[2])
-for i = 4, 3 + n do
+if redis.call('ZCARD', KEYS[1]) ~= tonumber(ARGV[1])
+  or (redis.call('GET', KEYS[5]) or '') ~= ARGV[2] then
+  return -1
+end
+local n = tonumber(ARGV[3])
+for i = 5, 4 + n do
   local id = ARGV[i]
   redis.call('ZREM', KEYS[1], id)
   redis.call('HDEL', KEYS[2], id)
   redis.call('SREM', KEYS[3], hex(id))
-  redis.call('DEL', ARGV[3] .. hex(id))
+  redis.call('DEL', ARGV[4] .. hex(id))
 end
-for i = 4 + n, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
+for i = 5 + n, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
+if n > 0 then changed(KEYS[5]) end
 return n
 "#;
 
-/// KEYS: ids, records, write ids, writes. ARGV: checkpoint id, expected record.
+/// KEYS: ids, records, write ids, writes, changes. ARGV: checkpoint id, expected record.
 /// Removes the checkpoint and its writes if its record is still the expected one.
 const DELETE_CHECKPOINT_IF: &str = r#"
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -437,12 +457,13 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], hex(ARGV[1]))
 redis.call('DEL', KEYS[4])
+changed(KEYS[5])
 return 1
 "#;
 
 /// KEYS: target thread base. ARGV: ttl, then sections: 'ns' hex ns, then 'cp' id record,
 /// 'blob' field value, 'w' hex cp id field value. Returns 0 (and writes nothing) if the
-/// target has checkpoints, else 1.
+/// target has checkpoints, else 1. Each namespace copied counts a change.
 const COPY_INTO_THREAD: &str = r#"
 local b = KEYS[1]
 for _, h in ipairs(redis.call('SMEMBERS', b .. ':nss')) do
@@ -456,6 +477,7 @@ while i <= #ARGV do
   if tag == 'ns' then
     h = ARGV[i + 1]
     redis.call('SADD', b .. ':nss', h); touch(b .. ':nss', ttl)
+    changed(b .. ':chg:' .. h); touch(b .. ':chg:' .. h, ttl)
     i = i + 2
   elseif tag == 'cp' then
     redis.call('ZADD', b .. ':ids:' .. h, 0, ARGV[i + 1])

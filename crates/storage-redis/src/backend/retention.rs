@@ -9,8 +9,8 @@
 //! A checkpoint namespace is first probed (its size and oldest checkpoint: O(1)); only
 //! when the oldest has expired does it go through the prune path, which decides from the
 //! oldest records and removes in one script that refuses if the namespace changed since it
-//! was read (then it reads again), taking the removed checkpoints' writes and every channel
-//! value no survivor uses.
+//! was read (its change counter moved: then it reads again), taking the removed
+//! checkpoints' writes and every channel value no survivor uses.
 
 use std::collections::BTreeSet;
 
@@ -260,6 +260,12 @@ impl RedisBackend {
     /// Removes the checkpoints of one namespace that `keep` does not keep, with their
     /// pending writes and every channel value no survivor uses, in one script that
     /// refuses when the namespace changed since it was read (then reads it again).
+    ///
+    /// "Changed" is the namespace's change counter (`chg`), which every script that adds,
+    /// replaces or removes a checkpoint bumps: the size alone misses a removal and a put
+    /// in between, or a put that replaces a checkpoint, and such a put may use a value
+    /// (a fork names an older checkpoint's version without sending the value again) that
+    /// the survivors read here do not, which the script would then delete.
     pub(super) async fn prune_namespace(
         &self,
         thread: &ThreadKeys,
@@ -267,17 +273,17 @@ impl RedisBackend {
         keep: Keep<'_>,
     ) -> Result<u64> {
         for _ in 0..PRUNE_ATTEMPTS {
-            let ids: Vec<String> = self
-                .client
-                .query(
-                    redis::cmd("ZRANGE")
-                        .arg(thread.ids(hex_ns))
-                        .arg("+")
-                        .arg("-")
-                        .arg("BYLEX")
-                        .arg("REV"),
-                )
-                .await?;
+            // The counter first: a change after it is read, or before the script, makes the
+            // script refuse, whatever this reads afterwards.
+            let mut pipe = redis::pipe();
+            pipe.cmd("GET").arg(thread.changes(hex_ns));
+            pipe.cmd("ZRANGE")
+                .arg(thread.ids(hex_ns))
+                .arg("+")
+                .arg("-")
+                .arg("BYLEX")
+                .arg("REV");
+            let (changes, ids): (Option<String>, Vec<String>) = self.client.pipeline(&pipe).await?;
             let kept = match keep {
                 Keep::Newest(n) => n,
                 Keep::Unexpired(retention) => {
@@ -313,10 +319,12 @@ impl RedisBackend {
                 .query(redis::cmd("HKEYS").arg(thread.blobs(hex_ns)))
                 .await?;
             let expected = ids.len().to_string();
+            let changes = changes.unwrap_or_default();
             let victim_count = victims.len().to_string();
             let writes_prefix = format!("{}:w:{hex_ns}:", thread.base);
             let mut args: Vec<&[u8]> = vec![
                 expected.as_bytes(),
+                changes.as_bytes(),
                 victim_count.as_bytes(),
                 writes_prefix.as_bytes(),
             ];
@@ -336,6 +344,7 @@ impl RedisBackend {
                         &thread.records(hex_ns),
                         &thread.write_ids(hex_ns),
                         &thread.blobs(hex_ns),
+                        &thread.changes(hex_ns),
                     ],
                     &args,
                 )

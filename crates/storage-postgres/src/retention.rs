@@ -5,9 +5,10 @@
 //! take: the session's `message_counters` row for messages (as pop, rewind and compaction
 //! do; appends' counter upsert waits for it), the scope's `context_heads` row for context
 //! versions (stores move it first), the name's `artifact_counters` row for artifact
-//! versions (saves update it), and the thread's advisory lock for checkpoints (the one
-//! `copy_thread` takes; puts add checkpoints after the newest and take no lock, so they
-//! never meet the removed prefix). Under READ COMMITTED every statement after the lock
+//! versions (saves update it), and the thread's advisory lock for checkpoints (taken
+//! exclusively, as `copy_thread`, prune and delete take it; every put holds it shared
+//! until it commits, so no put commits between the sweep deciding which values no
+//! checkpoint uses and removing them). Under READ COMMITTED every statement after the lock
 //! sees what the series' previous writers committed, so the newest record is always
 //! among the survivors and survivors stay a contiguous run ending at it. Two sweeps of
 //! one series queue on the same lock; the second removes only what is still expired.

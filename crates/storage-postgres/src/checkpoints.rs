@@ -26,15 +26,26 @@ use crate::sql::Sql;
 
 /// Stores the new blobs and the checkpoint in one statement, so they become visible
 /// together or not at all. A stored blob is never replaced; a stored checkpoint id is.
+///
+/// Both inserts draw their rows from `lock`, the thread's advisory lock taken shared
+/// (`$12` is [`thread_lock_key`]), so neither runs before it is granted and it is held
+/// until the put commits: puts of a thread run side by side, but never while a removal of
+/// the thread's values (prune, retention, delete, copy: the exclusive [`lock_thread`])
+/// holds it, and such a removal waits until every put under way has committed. Without
+/// it a put could name a stored value (ON CONFLICT DO NOTHING keeps the stored row) that a
+/// removal had already decided no checkpoint uses, commit, and lose it to the delete.
 const PUT: &str = "\
-WITH blobs AS (
+WITH lock AS (
+    SELECT pg_advisory_xact_lock_shared(hashtextextended($12, 0))
+),
+blobs AS (
     INSERT INTO checkpoint_blobs (thread_id, ns, channel, version, value)
     SELECT $1, $2, b.channel, b.version, b.value
-    FROM UNNEST($8::text[], $9::text[], $10::bytea[]) AS b(channel, version, value)
+    FROM lock, UNNEST($8::text[], $9::text[], $10::bytea[]) AS b(channel, version, value)
     ON CONFLICT DO NOTHING
 )
 INSERT INTO checkpoints (thread_id, ns, checkpoint_id, run_id, channels, versions, metadata, record)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $11)
+SELECT $1, $2, $3, $4, $5, $6, $7, $11 FROM lock
 ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET
     run_id = EXCLUDED.run_id, channels = EXCLUDED.channels, versions = EXCLUDED.versions,
     metadata = EXCLUDED.metadata, record = EXCLUDED.record";
@@ -220,12 +231,20 @@ struct Selection<'a> {
     limit: Option<i64>,
 }
 
-/// Takes the thread's advisory lock for the rest of the transaction: copies into the
-/// thread and retention sweeps of it queue up behind each other. Advisory locks are
-/// database-wide, hence the schema in the key.
+/// The key of a thread's advisory lock. Advisory locks are database-wide, hence the
+/// schema in the key.
+pub(crate) fn thread_lock_key(schema: &str, thread_id: &str) -> String {
+    format!("storage-postgres:thread:{schema}:{thread_id}")
+}
+
+/// Takes the thread's advisory lock exclusively for the rest of the transaction: copies
+/// into the thread, prunes, deletes and retention sweeps of it queue up behind each other
+/// and behind the puts under way, which hold it shared ([`PUT`]); new puts wait. Every
+/// statement after it sees what those puts committed (READ COMMITTED takes a snapshot per
+/// statement), and no put commits until this transaction has.
 pub(crate) async fn lock_thread(tx: &impl Sql, schema: &str, thread_id: &str) -> PgResult<()> {
-    let lock_key = format!("storage-postgres:thread:{schema}:{thread_id}");
-    tx.one(LOCK_THREAD, &[&lock_key]).await?;
+    tx.one(LOCK_THREAD, &[&thread_lock_key(schema, thread_id)])
+        .await?;
     Ok(())
 }
 
@@ -306,7 +325,7 @@ impl PostgresBackend {
         new_versions: ChannelVersions,
     ) -> PgResult<()> {
         checkpoint.validate_put(&new_versions)?;
-        let row = PutRow::encode(checkpoint, &new_versions)?;
+        let row = PutRow::encode(checkpoint, &new_versions, self.schema())?;
         self.client().await?.exec(PUT, &row.params()).await?;
         Ok(())
     }
@@ -320,10 +339,13 @@ impl PostgresBackend {
         validate_puts(&puts)?;
         let mut rows = puts
             .into_iter()
-            .map(|(checkpoint, new_versions)| PutRow::encode(checkpoint, &new_versions))
+            .map(|(checkpoint, new_versions)| {
+                PutRow::encode(checkpoint, &new_versions, self.schema())
+            })
             .collect::<PgResult<Vec<_>>>()?;
         // The same (thread, namespace) order in every batch keeps two concurrent batches
-        // from taking row locks in opposite orders. Within one (thread, namespace) the
+        // from taking row locks (and the threads' shared locks, against the exclusive
+        // ones of removals) in opposite orders. Within one (thread, namespace) the
         // stable sort keeps the caller's order: a repeated id ends as its last put, and a
         // (channel, version) keeps the value of its first put.
         rows.sort_by(|a, b| a.chain().cmp(&b.chain()));
@@ -478,10 +500,12 @@ impl PostgresBackend {
 
     pub(crate) async fn delete_thread_op(&self, thread_id: &str) -> PgResult<u64> {
         validate_id("thread id", thread_id)?;
-        let client = self.client().await?;
-        Ok(to_u64(
-            client.one(DELETE_THREAD, &[&thread_id]).await?.get(0),
-        ))
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        lock_thread(&tx, self.schema(), thread_id).await?;
+        let deleted = tx.one(DELETE_THREAD, &[&thread_id]).await?.get(0);
+        tx.commit().await?;
+        Ok(to_u64(deleted))
     }
 
     pub(crate) async fn prune_checkpoints_op(
@@ -492,10 +516,14 @@ impl PostgresBackend {
         validate_id("thread id", thread_id)?;
         validate_limit("checkpoints to keep", keep_last)?;
         let keep = to_i64(keep_last as u64);
-        let client = self.client().await?;
-        Ok(to_u64(
-            client.one(PRUNE, &[&thread_id, &keep]).await?.get(0),
-        ))
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // After the lock, PRUNE's snapshot holds every put of the thread that ever
+        // committed, and no put commits before it has: what it finds unused stays unused.
+        lock_thread(&tx, self.schema(), thread_id).await?;
+        let pruned = tx.one(PRUNE, &[&thread_id, &keep]).await?.get(0);
+        tx.commit().await?;
+        Ok(to_u64(pruned))
     }
 
     pub(crate) async fn copy_thread_op(&self, source: &str, target: &str) -> PgResult<u64> {
@@ -579,11 +607,16 @@ struct PutRow {
     blob_versions: Vec<String>,
     blob_values: Vec<Vec<u8>>,
     record: Vec<u8>,
+    lock_key: String,
 }
 
 impl PutRow {
     /// Encodes a validated put: the record without its channel values, which go to blobs.
-    fn encode(mut checkpoint: Checkpoint, new_versions: &ChannelVersions) -> PgResult<Self> {
+    fn encode(
+        mut checkpoint: Checkpoint,
+        new_versions: &ChannelVersions,
+        schema: &str,
+    ) -> PgResult<Self> {
         let mut blob_channels = Vec::new();
         let mut blob_versions = Vec::new();
         let mut blob_values = Vec::new();
@@ -602,6 +635,7 @@ impl PutRow {
         let metadata = filterable(&Value::Object(checkpoint.metadata.clone()));
         checkpoint.channel_values.clear();
         let record = wire::encode(&checkpoint)?;
+        let lock_key = thread_lock_key(schema, &checkpoint.thread_id);
         Ok(PutRow {
             thread_id: checkpoint.thread_id,
             namespace: checkpoint.namespace,
@@ -614,6 +648,7 @@ impl PutRow {
             blob_versions,
             blob_values,
             record,
+            lock_key,
         })
     }
 
@@ -623,7 +658,7 @@ impl PutRow {
     }
 
     /// The parameters in [`PUT`]'s order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
         [
             &self.thread_id,
             &self.namespace,
@@ -636,6 +671,7 @@ impl PutRow {
             &self.blob_versions,
             &self.blob_values,
             &self.record,
+            &self.lock_key,
         ]
     }
 }

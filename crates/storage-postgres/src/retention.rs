@@ -5,9 +5,10 @@
 //! take: the session's `message_counters` row for messages (as pop, rewind and compaction
 //! do; appends' counter upsert waits for it), the scope's `context_heads` row for context
 //! versions (stores move it first), the name's `artifact_counters` row for artifact
-//! versions (saves update it), and the thread's advisory lock for checkpoints (the one
-//! `copy_thread` takes; puts add checkpoints after the newest and take no lock, so they
-//! never meet the removed prefix). Under READ COMMITTED every statement after the lock
+//! versions (saves update it), and the thread's advisory lock for checkpoints (taken
+//! exclusively, as `copy_thread`, prune and delete take it; every put holds it shared
+//! until it commits, so no put commits between the sweep deciding which values no
+//! checkpoint uses and removing them). Under READ COMMITTED every statement after the lock
 //! sees what the series' previous writers committed, so the newest record is always
 //! among the survivors and survivors stay a contiguous run ending at it. Two sweeps of
 //! one series queue on the same lock; the second removes only what is still expired.
@@ -16,7 +17,9 @@
 //! `keep_last - 1` places below it (`ORDER BY .. DESC LIMIT 1 OFFSET keep_last - 1`,
 //! which steps over the kept index entries only) and the oldest; for an age limit the
 //! records from there on are read oldest first in growing pages (8, 16, .. 256) and
-//! decoded until the first one young enough. Then one range removal through the code the
+//! decoded until the first one young enough (or undecodable: a record whose age cannot
+//! be read counts as young, with a warning naming the series, so one bad record never
+//! fails the sweep nor loses what follows it). Then one range removal through the code the
 //! kind's own removals use. A series with nothing to remove costs the lock and the probe
 //! (and, with an age limit, its oldest record).
 
@@ -143,6 +146,25 @@ impl Kind {
         })
     }
 
+    /// Whether a record is young enough to end the expired prefix. A record whose age
+    /// cannot be read counts as young, so it and everything after it stay and the sweep
+    /// goes on with the other series; the warning names the series, never a value.
+    fn young(self, record: &[u8], cutoff: Timestamp, key: &[String]) -> bool {
+        match self.age(record) {
+            Ok(age) => age >= cutoff,
+            Err(_) => {
+                tracing::warn!(
+                    backend = "postgres",
+                    kind = ?self,
+                    series = ?key,
+                    "retention keeps a record whose age cannot be decoded, and the rest of \
+                     its series after it"
+                );
+                true
+            }
+        }
+    }
+
     /// Takes the lock the series' writers take; whether the series still exists.
     async fn lock(self, tx: &impl Sql, schema: &str, key: &[String]) -> PgResult<bool> {
         match self {
@@ -262,7 +284,7 @@ async fn prefix_end(
             let mut last = None;
             for row in &rows {
                 let position = kind.position(row, 0);
-                if kind.age(row.get(1))? >= cutoff {
+                if kind.young(row.get(1), cutoff, key) {
                     break 'walk position.unwrap_or_else(|| newest.clone());
                 }
                 last = position;

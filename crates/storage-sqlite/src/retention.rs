@@ -12,7 +12,9 @@
 //! `keep_last - 1` places below it (`ORDER BY .. DESC LIMIT 1 OFFSET keep_last - 1`, which
 //! steps over the kept index entries only), for an age limit the records from there on,
 //! oldest first, decoded one by one until the first one young enough (its cursor reads no
-//! further). Then one range removal, through the code the kind's own removals use.
+//! further; a record whose age cannot be read counts as young, with a warning naming the
+//! series, so one bad record never fails the sweep nor loses what follows it). Then one
+//! range removal, through the code the kind's own removals use.
 
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, ToSql};
@@ -167,6 +169,25 @@ fn params<'a>(
     params
 }
 
+/// Whether a record is young enough to end the expired prefix. A record whose age cannot
+/// be read counts as young, so it and everything after it stay and the sweep goes on with
+/// the other series; the warning names the series, never a value.
+fn young(kind: &Kind, record: &[u8], cutoff: Timestamp, key: &[String]) -> bool {
+    match (kind.age)(record) {
+        Ok(age) => age >= cutoff,
+        Err(_) => {
+            tracing::warn!(
+                backend = "sqlite",
+                table = kind.table,
+                series = ?key,
+                "retention keeps a record whose age cannot be decoded, and the rest of its \
+                 series after it"
+            );
+            true
+        }
+    }
+}
+
 /// Where the series' expired prefix ends: every record below the returned position has
 /// expired, the one there has not (or is the newest). `None` for an empty series.
 fn prefix_end(
@@ -209,7 +230,7 @@ fn prefix_end(
         };
         let mut stop = None;
         while let Some(row) = rows.next()? {
-            if (kind.age)(row.get_ref(1)?.as_blob()?)? >= cutoff {
+            if young(kind, row.get_ref(1)?.as_blob()?, cutoff, key) {
                 stop = Some(row.get::<_, Value>(0)?);
                 break;
             }

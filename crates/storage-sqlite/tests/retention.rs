@@ -1,6 +1,7 @@
 //! A retention sweep reads only the expired prefix and the record that ends it: kept
 //! records made undecodable with raw SQL never fail a sweep, which the shared checks
 //! (where every record decodes) cannot tell apart from a sweep that reads everything.
+//! And an undecodable record that would end an expired prefix counts as young.
 
 use std::time::Duration;
 
@@ -63,4 +64,58 @@ async fn a_sweep_never_reads_the_records_it_keeps() {
         .await
         .unwrap();
     assert_eq!(first[0].sequence, 5);
+}
+
+/// A record whose age cannot be read counts as young: it and everything after it stay,
+/// and the sweep goes on with the other series (in the same page) instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_record_ends_its_series_prefix_and_the_sweep_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("retention.db");
+    let b = SqliteBackend::new(SqliteConfig::new(&path).with_namespace("r")).unwrap();
+    b.initialize().await.unwrap();
+    for session in ["s1", "s2", "s3"] {
+        for i in 0..5 {
+            b.append_message(session, NewMessage::new("user", serde_json::json!(i)))
+                .await
+                .unwrap();
+        }
+    }
+    // s1's oldest message and s2's third cannot be decoded.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let planted = conn
+        .execute(
+            "UPDATE \"r.messages\" SET record = x'00' \
+             WHERE (session_id = 's1' AND sequence = 1) OR (session_id = 's2' AND sequence = 3)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(planted, 2);
+
+    // Every message is older than tomorrow: s1 keeps all five, s2 loses 1 and 2, s3 all
+    // but its newest.
+    let before_tomorrow = Retention {
+        created_before: Some(storage_core::time::now() + DAY),
+        keep_last: None,
+    };
+    assert_eq!(b.retain_messages(before_tomorrow).await.unwrap(), 6);
+    assert_eq!(b.retain_messages(before_tomorrow).await.unwrap(), 0);
+    let left: Vec<(String, i64, i64)> = conn
+        .prepare(
+            "SELECT session_id, min(sequence), count(*) FROM \"r.messages\" \
+             GROUP BY session_id ORDER BY session_id",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(
+        left,
+        [
+            ("s1".to_owned(), 1, 5),
+            ("s2".to_owned(), 3, 3),
+            ("s3".to_owned(), 5, 1)
+        ]
+    );
 }

@@ -22,6 +22,10 @@ Tasks:
   bench flat [args]       reads that must stay flat as data grows (a context version among
                           10 vs 10,000, the last 10 turns of 1e3 vs 1e6 messages) on every
                           backend: cargo bench -p storage --bench flat_reads -- [args]
+  bench retention [args]  what a retention sweep costs: removing 10 records from a series
+                          of 100 vs 10,000, and a sweep over 1,000 series with nothing to
+                          remove, per kind and backend: cargo bench -p storage --bench
+                          retention -- [args]
   bench group-commit [args]
                           checkpoint puts through the facade with group commit on
                           PostgreSQL: cargo bench -p storage --bench group_commit -- [args]
@@ -40,8 +44,11 @@ non-zero exit status and names the step.
 pub const BACKENDS: [&str; 5] = ["memory", "redis", "postgres", "object", "sqlite"];
 
 /// The facade's benchmarks: (the name `bench` takes, the bench target in `storage`).
-pub const FACADE_BENCHES: [(&str, &str); 2] =
-    [("flat", "flat_reads"), ("group-commit", "group_commit")];
+pub const FACADE_BENCHES: [(&str, &str); 3] = [
+    ("flat", "flat_reads"),
+    ("group-commit", "group_commit"),
+    ("retention", "retention"),
+];
 
 /// `bench python`: the Python package against LangGraph's savers (not a cargo bench).
 pub const PYTHON_BENCH: &str = "python";

@@ -188,16 +188,12 @@ pub trait ArtifactStore: Send + Sync {
     /// many versions were removed.
     async fn clear_artifacts(&self, scope: &str) -> Result<u64>;
 
-    /// Applies `retention` to every artifact (the series is one scope and name's versions; a removed version's content goes with it): see [`crate::retention`] for the rule (an
+    /// Applies `retention` to every artifact (the series is one scope and name's versions;
+    /// a removed version's content goes with it): see [`crate::retention`] for the rule (an
     /// oldest-first prefix of expired records, never the newest, one atomic step per
     /// series) and the cost. Returns how many versions it removed. `keep_last` of 0 is
     /// `InvalidInput`; a retention without limits removes nothing.
-    async fn retain_artifact_versions(&self, retention: crate::Retention) -> Result<u64> {
-        let _ = retention;
-        Err(StorageError::unsupported(
-            "retention of artifact versions is not built yet",
-        ))
-    }
+    async fn retain_artifact_versions(&self, retention: crate::Retention) -> Result<u64>;
 
     /// Scopes with at least one artifact version, sorted, greater than `after`, at most
     /// `limit` (1 or more) of them: how `storectl migrate` finds every artifact. Backends

@@ -491,16 +491,13 @@ pub trait CheckpointStore: Send + Sync {
     /// how many checkpoints were removed.
     async fn prune_checkpoints(&self, thread_id: &str, keep_last: usize) -> Result<u64>;
 
-    /// Applies `retention` to every thread namespace (the series is one thread and namespace's checkpoints, by id); a removed checkpoint takes its pending writes and every value no survivor uses: see [`crate::retention`] for the rule (an
-    /// oldest-first prefix of expired records, never the newest, one atomic step per
-    /// series) and the cost. Returns how many checkpoints it removed. `keep_last` of 0 is
-    /// `InvalidInput`; a retention without limits removes nothing.
-    async fn retain_checkpoints(&self, retention: crate::Retention) -> Result<u64> {
-        let _ = retention;
-        Err(StorageError::unsupported(
-            "retention of checkpoints is not built yet",
-        ))
-    }
+    /// Applies `retention` to every thread namespace (the series is one thread and
+    /// namespace's checkpoints, by id); a removed checkpoint takes its pending writes and
+    /// every value no survivor uses: see [`crate::retention`] for the rule (an oldest-first
+    /// prefix of expired records, never the newest, one atomic step per series) and the
+    /// cost. Returns how many checkpoints it removed. `keep_last` of 0 is `InvalidInput`; a
+    /// retention without limits removes nothing.
+    async fn retain_checkpoints(&self, retention: crate::Retention) -> Result<u64>;
 
     /// Copies a whole thread (every namespace, checkpoint, value and write, with their ids)
     /// to `target_thread_id`, which must have no checkpoints (`AlreadyExists` otherwise).

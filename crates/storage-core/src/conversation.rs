@@ -319,16 +319,12 @@ pub trait ConversationStore: Send + Sync {
     /// are not reused: the next append continues after the highest number ever handed out.
     async fn rewind_conversation(&self, session_id: &str, sequence: u64) -> Result<u64>;
 
-    /// Applies `retention` to every conversation (the series is a session's stored messages): see [`crate::retention`] for the rule (an
-    /// oldest-first prefix of expired records, never the newest, one atomic step per
-    /// series) and the cost. Returns how many messages it removed. `keep_last` of 0 is
-    /// `InvalidInput`; a retention without limits removes nothing.
-    async fn retain_messages(&self, retention: crate::Retention) -> Result<u64> {
-        let _ = retention;
-        Err(StorageError::unsupported(
-            "retention of messages is not built yet",
-        ))
-    }
+    /// Applies `retention` to every conversation (the series is a session's stored
+    /// messages): see [`crate::retention`] for the rule (an oldest-first prefix of expired
+    /// records, never the newest, one atomic step per series) and the cost. Returns how
+    /// many messages it removed. `keep_last` of 0 is `InvalidInput`; a retention without
+    /// limits removes nothing.
+    async fn retain_messages(&self, retention: crate::Retention) -> Result<u64>;
 
     /// Stores messages of `session_id` at the sequence numbers they carry, with their
     /// client ids and timestamps, for moving data between backends. Taken in ascending

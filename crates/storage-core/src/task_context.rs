@@ -273,16 +273,13 @@ pub trait TaskContextStore: Send + Sync {
     /// later store starts again at version 1.
     async fn delete_context(&self, scope: ContextScope) -> Result<bool>;
 
-    /// Applies `retention` to every context scope (the series is a scope's versions; retention moves the oldest version kept, as a store's `keep_versions` does): see [`crate::retention`] for the rule (an
-    /// oldest-first prefix of expired records, never the newest, one atomic step per
-    /// series) and the cost. Returns how many versions it removed. `keep_last` of 0 is
-    /// `InvalidInput`; a retention without limits removes nothing.
-    async fn retain_context_versions(&self, retention: crate::Retention) -> Result<u64> {
-        let _ = retention;
-        Err(StorageError::unsupported(
-            "retention of context versions is not built yet",
-        ))
-    }
+    /// Applies `retention` to every context scope (the series is a scope's versions;
+    /// retention moves the oldest version kept, as a store's `keep_versions` does): see
+    /// [`crate::retention`] for the rule (an oldest-first prefix of expired records, never
+    /// the newest, one atomic step per series) and the cost. Returns how many versions it
+    /// removed. `keep_last` of 0 is `InvalidInput`; a retention without limits removes
+    /// nothing.
+    async fn retain_context_versions(&self, retention: crate::Retention) -> Result<u64>;
 
     /// Stores `context` exactly as given (scope, value, version and time), for moving data
     /// between backends, unless the scope's current version is that one or a newer one;

@@ -20,7 +20,10 @@ use storage_core::turns::{ConversationStoreExt, HistoryWindow};
 use storage_core::{ContextScope, ExpectedVersion, NewMessage, StorageBackend};
 use storage_testkit::bench::{interleaved, print_ratio, runtime_for, BenchOp};
 
-const ALL: [&str; 6] = ["memory", "sqlite", "object", "s3", "redis", "postgres"];
+#[path = "support/backends.rs"]
+mod backends;
+use backends::{build, ALL};
+
 /// Messages per turn in the filled conversations.
 const TURN: usize = 4;
 
@@ -98,55 +101,6 @@ fn main() {
             backend.close().await.expect("close");
         });
     }
-}
-
-async fn build(name: &str, namespace: &str, root: &std::path::Path) -> Arc<dyn StorageBackend> {
-    let backend: Arc<dyn StorageBackend> = match name {
-        "memory" => Arc::new(storage_memory::MemoryBackend::new(namespace).expect("namespace")),
-        "sqlite" => Arc::new(
-            storage_sqlite::SqliteBackend::new(
-                storage_sqlite::SqliteConfig::new(root.join("flat.db")).with_namespace(namespace),
-            )
-            .expect("sqlite config"),
-        ),
-        "object" => Arc::new(
-            storage_object::ObjectBackend::new(
-                storage_object::ObjectConfig::new(format!("file://{}", root.display()))
-                    .with_namespace(namespace),
-            )
-            .expect("object config"),
-        ),
-        "s3" => {
-            let target = storage_testkit::servers::s3::s3_target();
-            let config = storage_object::ObjectConfig::new(format!("s3://{}/flat", target.bucket))
-                .with_namespace(namespace)
-                .with_option("aws_endpoint", target.endpoint)
-                .with_option("aws_allow_http", "true")
-                .with_option("aws_access_key_id", target.access_key_id)
-                .with_option("aws_secret_access_key", target.secret_access_key)
-                .with_option("aws_region", target.region);
-            Arc::new(storage_object::ObjectBackend::new(config).expect("s3 config"))
-        }
-        "redis" => Arc::new(
-            storage_redis::RedisBackend::new(
-                storage_redis::RedisConfig::new(storage_testkit::servers::redis::redis_url())
-                    .with_namespace(namespace),
-            )
-            .expect("redis config"),
-        ),
-        "postgres" => Arc::new(
-            storage_postgres::PostgresBackend::new(
-                storage_postgres::PostgresConfig::from_url(
-                    storage_testkit::servers::postgres::postgres_url(),
-                )
-                .with_namespace(namespace),
-            )
-            .expect("postgres config"),
-        ),
-        other => panic!("unknown backend {other}; known: {}", ALL.join(", ")),
-    };
-    backend.initialize().await.expect("initialize");
-    backend
 }
 
 /// Stores `count` versions of `scope`, keeping them all.

@@ -1,0 +1,60 @@
+//! The backends a facade bench runs on, each built on a fresh namespace: memory, sqlite and
+//! object (a local directory under `root`), s3 (a throwaway moto server, or
+//! `STORAGE_TEST_S3_URL`), redis and postgres (throwaway servers, or `STORAGE_TEST_*_URL`).
+
+use std::sync::Arc;
+
+use storage_core::StorageBackend;
+
+/// Every backend a bench can name.
+pub const ALL: [&str; 6] = ["memory", "sqlite", "object", "s3", "redis", "postgres"];
+
+/// The backend `name` on `namespace`, initialized.
+pub async fn build(name: &str, namespace: &str, root: &std::path::Path) -> Arc<dyn StorageBackend> {
+    let backend: Arc<dyn StorageBackend> = match name {
+        "memory" => Arc::new(storage_memory::MemoryBackend::new(namespace).expect("namespace")),
+        "sqlite" => Arc::new(
+            storage_sqlite::SqliteBackend::new(
+                storage_sqlite::SqliteConfig::new(root.join("bench.db")).with_namespace(namespace),
+            )
+            .expect("sqlite config"),
+        ),
+        "object" => Arc::new(
+            storage_object::ObjectBackend::new(
+                storage_object::ObjectConfig::new(format!("file://{}", root.display()))
+                    .with_namespace(namespace),
+            )
+            .expect("object config"),
+        ),
+        "s3" => {
+            let target = storage_testkit::servers::s3::s3_target();
+            let config = storage_object::ObjectConfig::new(format!("s3://{}/bench", target.bucket))
+                .with_namespace(namespace)
+                .with_option("aws_endpoint", target.endpoint)
+                .with_option("aws_allow_http", "true")
+                .with_option("aws_access_key_id", target.access_key_id)
+                .with_option("aws_secret_access_key", target.secret_access_key)
+                .with_option("aws_region", target.region);
+            Arc::new(storage_object::ObjectBackend::new(config).expect("s3 config"))
+        }
+        "redis" => Arc::new(
+            storage_redis::RedisBackend::new(
+                storage_redis::RedisConfig::new(storage_testkit::servers::redis::redis_url())
+                    .with_namespace(namespace),
+            )
+            .expect("redis config"),
+        ),
+        "postgres" => Arc::new(
+            storage_postgres::PostgresBackend::new(
+                storage_postgres::PostgresConfig::from_url(
+                    storage_testkit::servers::postgres::postgres_url(),
+                )
+                .with_namespace(namespace),
+            )
+            .expect("postgres config"),
+        ),
+        other => panic!("unknown backend {other}; known: {}", ALL.join(", ")),
+    };
+    backend.initialize().await.expect("initialize");
+    backend
+}

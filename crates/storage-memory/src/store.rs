@@ -95,6 +95,9 @@ pub(crate) struct Chain {
     pub checkpoints: BTreeMap<String, Checkpoint>,
     /// channel -> version -> value.
     pub blobs: HashMap<String, HashMap<String, storage_core::ChannelValue>>,
+    /// (channel, version) -> how many stored checkpoints use it: a value goes when its
+    /// last user does, without reading the survivors.
+    pub uses: HashMap<(String, String), usize>,
     /// checkpoint id -> (task id, index) -> write.
     pub writes: HashMap<String, BTreeMap<(String, i64), PendingWrite>>,
 }

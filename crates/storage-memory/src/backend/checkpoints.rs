@@ -41,7 +41,7 @@ impl CheckpointStore for MemoryBackend {
             }
             let mut record = checkpoint;
             record.channel_values.clear();
-            chain.checkpoints.insert(record.id.clone(), record);
+            chain.insert_record(record);
             Ok(())
         })
     }
@@ -329,29 +329,52 @@ impl Chain {
         writes
     }
 
-    /// Removes checkpoints with their writes, then every value no remaining checkpoint uses.
+    /// Stores a record (without values), counting the values it uses; a record it replaces
+    /// releases its own.
+    fn insert_record(&mut self, record: Checkpoint) {
+        for (channel, version) in &record.channel_versions {
+            *self
+                .uses
+                .entry((channel.clone(), version.clone()))
+                .or_default() += 1;
+        }
+        if let Some(replaced) = self.checkpoints.insert(record.id.clone(), record) {
+            self.release(&replaced);
+        }
+    }
+
+    /// Releases the values `record` used; a value no stored checkpoint uses any more goes.
+    fn release(&mut self, record: &Checkpoint) {
+        for (channel, version) in &record.channel_versions {
+            let key = (channel.clone(), version.clone());
+            let Some(count) = self.uses.get_mut(&key) else {
+                continue;
+            };
+            *count -= 1;
+            if *count > 0 {
+                continue;
+            }
+            self.uses.remove(&key);
+            if let Some(versions) = self.blobs.get_mut(channel) {
+                versions.remove(version);
+                if versions.is_empty() {
+                    self.blobs.remove(channel);
+                }
+            }
+        }
+    }
+
+    /// Removes checkpoints with their writes, and every value no remaining checkpoint uses,
+    /// at a cost proportional to what is removed.
     fn remove_checkpoints(&mut self, ids: &[String]) -> u64 {
-        if ids.is_empty() {
-            return 0;
-        }
+        let mut removed = 0;
         for id in ids {
-            self.checkpoints.remove(id);
             self.writes.remove(id);
+            if let Some(record) = self.checkpoints.remove(id) {
+                self.release(&record);
+                removed += 1;
+            }
         }
-        let used: HashSet<(&str, &str)> = self
-            .checkpoints
-            .values()
-            .flat_map(|record| {
-                record
-                    .channel_versions
-                    .iter()
-                    .map(|(c, v)| (c.as_str(), v.as_str()))
-            })
-            .collect();
-        for (channel, versions) in self.blobs.iter_mut() {
-            versions.retain(|version, _| used.contains(&(channel.as_str(), version.as_str())));
-        }
-        self.blobs.retain(|_, versions| !versions.is_empty());
-        ids.len() as u64
+        removed
     }
 }

@@ -230,13 +230,27 @@ impl Statements {
                  AND {{pos}} {op} {{p1}} AND {{pos}} < {{p2}} ORDER BY {{pos}} LIMIT {{p3}}"
             ))
         };
-        Statements {
-            probe: fill(
+        // Numbered series hold at most `newest - oldest + 1` records, so the OFFSET walk
+        // over the kept index entries runs only when that span exceeds `keep_last`: a
+        // series trimmed to its `keep_last` costs three index probes, not a walk.
+        let probe = match kind {
+            Kind::Checkpoints => {
                 "SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1), \
                  (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC \
                   LIMIT 1 OFFSET {p1}), \
-                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1)",
-            ),
+                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1)"
+            }
+            _ => {
+                "SELECT newest, CASE WHEN newest - oldest > {p1} THEN \
+                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC \
+                  LIMIT 1 OFFSET {p1}) END, oldest FROM \
+                 (SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1) \
+                 AS newest, (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1) \
+                 AS oldest) AS ends"
+            }
+        };
+        Statements {
+            probe: fill(probe),
             walk_from: walk(">="),
             walk_after: walk(">"),
         }

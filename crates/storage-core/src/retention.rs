@@ -16,6 +16,9 @@
 //!
 //! - a record is *expired* when it is not among the `keep_last` newest of its series, or
 //!   when it was created before `created_before`;
+//!   Context versions count by number, as a store's `keep_versions` does: the versions
+//!   numbered above `current - keep_last` are the newest (a number an import skipped
+//!   takes a place among them), see [`Retention::keep_from`];
 //! - the series loses its longest *oldest-first prefix* of expired records, and never its
 //!   newest record (the current context, the latest checkpoint, the latest artifact
 //!   version, the last message). Survivors are therefore always a contiguous run ending at
@@ -99,6 +102,35 @@ impl Retention {
             .created_before
             .is_some_and(|cutoff| created_at < cutoff);
         beyond_count || too_old
+    }
+
+    /// The lowest version number `keep_last` keeps in a series numbered up to `newest` whose
+    /// records count by number (context versions); 1 without `keep_last`.
+    pub fn keep_from(&self, newest: u64) -> u64 {
+        self.keep_last.map_or(1, |keep| {
+            newest.saturating_sub(keep.saturating_sub(1)).max(1)
+        })
+    }
+
+    /// [`expired_prefix_in`](Self::expired_prefix_in) for a series that counts by number
+    /// (context versions): `oldest_first` yields each record's number and time, and a
+    /// record numbered below [`keep_from`](Self::keep_from) has expired.
+    pub fn expired_numbered_prefix(
+        &self,
+        newest: u64,
+        len: usize,
+        oldest_first: impl IntoIterator<Item = (u64, Timestamp)>,
+    ) -> usize {
+        let by_number = Retention {
+            keep_last: None,
+            ..*self
+        };
+        let keep_from = self.keep_from(newest);
+        oldest_first
+            .into_iter()
+            .take(len.saturating_sub(1))
+            .take_while(|(number, at)| *number < keep_from || by_number.is_expired(0, len, *at))
+            .count()
     }
 
     /// How many records to remove from the front of a series whose records were created at

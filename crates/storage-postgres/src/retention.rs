@@ -234,6 +234,12 @@ impl Statements {
         // over the kept index entries runs only when that span exceeds `keep_last`: a
         // series trimmed to its `keep_last` costs three index probes, not a walk.
         let probe = match kind {
+            // Context versions count by number: no walk at all (see `keep_from`).
+            Kind::ContextVersions => {
+                "SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1), \
+                 NULL::bigint, \
+                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1)"
+            }
             Kind::Checkpoints => {
                 "SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1), \
                  (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC \
@@ -279,15 +285,26 @@ async fn prefix_end(
     retention: &Retention,
 ) -> PgResult<Option<Position>> {
     let skip = to_i64(retention.keep_last.unwrap_or(1).saturating_sub(1));
-    let probe = tx.one(&sql.probe, &with_key(key, &[&skip])).await?;
+    // The context probe takes no skip: it counts by number.
+    let extra: &[&(dyn ToSql + Sync)] = match kind {
+        Kind::ContextVersions => &[],
+        _ => &[&skip],
+    };
+    let probe = tx.one(&sql.probe, &with_key(key, extra)).await?;
     let (Some(newest), Some(oldest)) = (kind.position(&probe, 0), kind.position(&probe, 2)) else {
         return Ok(None);
     };
     // The first record kept by count; every one below it has expired.
-    let mut end = retention
-        .keep_last
-        .and_then(|_| kind.position(&probe, 1))
-        .unwrap_or_else(|| oldest.clone());
+    let mut end = match (kind, &newest, &oldest) {
+        (Kind::ContextVersions, Position::Number(newest), Position::Number(oldest)) => {
+            let keep_from = retention.keep_from(u64::try_from(*newest).unwrap_or(0));
+            Position::Number(to_i64(keep_from).max(*oldest))
+        }
+        _ => retention
+            .keep_last
+            .and_then(|_| kind.position(&probe, 1))
+            .unwrap_or_else(|| oldest.clone()),
+    };
     if let Some(cutoff) = retention.created_before {
         let mut walk = &sql.walk_from;
         let mut page = WALK_FIRST;

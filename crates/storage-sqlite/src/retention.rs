@@ -41,6 +41,9 @@ pub(crate) struct Kind {
     record: &'static str,
     /// The condition naming one series by `:a` (and `:b`).
     series: &'static str,
+    /// Whether `keep_last` counts version numbers (context versions, as a store's
+    /// `keep_versions` does) rather than records.
+    by_number: bool,
     /// A record's age.
     age: fn(&[u8]) -> SqlResult<Timestamp>,
     /// Removes the records of a series below a position; how many it removed.
@@ -56,6 +59,7 @@ pub(crate) const MESSAGES: Kind = Kind {
     position: "sequence",
     record: "record",
     series: "session_id = :a",
+    by_number: false,
     age: |record| Ok(wire::decode::<Message>(record)?.created_at),
     remove: |db, key, end| {
         crate::compaction::remove_range(db, &key[0], i64::MIN, integer(end).saturating_sub(1))
@@ -70,6 +74,7 @@ pub(crate) const CONTEXT_VERSIONS: Kind = Kind {
     position: "version",
     record: "record",
     series: "scope = :a",
+    by_number: true,
     age: |record| Ok(wire::decode::<TaskContext>(record)?.updated_at),
     remove: |db, key, end| crate::task_context::trim(db, &key[0], integer(end)),
 };
@@ -83,6 +88,7 @@ pub(crate) const CHECKPOINTS: Kind = Kind {
     position: "checkpoint_id",
     record: "record",
     series: "thread_id = :a AND ns = :b",
+    by_number: false,
     age: |record| Ok(wire::decode::<Checkpoint>(record)?.created_at.to_utc()),
     remove: |db, key, end| {
         let Value::Text(end) = end else {
@@ -101,6 +107,7 @@ pub(crate) const ARTIFACT_VERSIONS: Kind = Kind {
     position: "version",
     record: "meta",
     series: "scope = :a AND name = :b",
+    by_number: false,
     age: |meta| Ok(wire::decode::<ArtifactMeta>(meta)?.created_at),
     remove: |db, key, end| {
         crate::artifacts::delete_versions(
@@ -206,6 +213,10 @@ fn prefix_end(
     };
     // The first record kept by count; every one below it has expired.
     let mut end = match retention.keep_last {
+        Some(_) if kind.by_number => {
+            let newest = u64::try_from(integer(&newest)).unwrap_or(0);
+            Some(Value::Integer(to_i64(retention.keep_from(newest))))
+        }
         Some(keep) => {
             let skip = to_i64(keep.saturating_sub(1));
             db.prepare(&sql.nth_newest)?

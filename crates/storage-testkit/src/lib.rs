@@ -182,6 +182,7 @@ macro_rules! conformance_tests {
                 messages_older_than_the_cutoff_go,
                 a_removed_summary_takes_what_it_kept,
                 context_versions_keep_the_newest,
+                context_keep_last_counts_version_numbers,
                 checkpoints_keep_the_newest_per_namespace,
                 artifact_versions_keep_the_newest,
                 keep_last_zero_is_refused_and_no_limit_removes_nothing,

@@ -95,9 +95,13 @@ impl TaskContextStore for MemoryBackend {
                 .contexts
                 .iter_mut()
                 .map(|mut versions| {
-                    let expired = retention.expired_prefix_in(
+                    let newest = versions.keys().next_back().copied().unwrap_or(0);
+                    let expired = retention.expired_numbered_prefix(
+                        newest,
                         versions.len(),
-                        versions.values().map(|context| context.updated_at),
+                        versions
+                            .values()
+                            .map(|context| (context.version, context.updated_at)),
                     );
                     let Some(&oldest_kept) = versions.keys().nth(expired) else {
                         return 0;

@@ -6,7 +6,8 @@
 //! Every one takes ARGV: `keep_last` or '', then the cutoff as whole seconds and
 //! nanoseconds since the Unix epoch, or '' and ''. A script reads only the oldest records
 //! of its series until the first survivor (ranks in a sorted set, so `keep_last` costs no
-//! reads at all) and removes what it found: its cost is what it removes. Checkpoints are
+//! reads at all; context versions count by number, a `ZCOUNT` below `newest - keep + 1`)
+//! and removes what it found: its cost is what it removes. Checkpoints are
 //! trimmed by the prune path in Rust (see `backend/retention.rs`).
 
 /// What the retention scripts share. The scripts see `PRELUDE` (for `int`) before this.
@@ -54,12 +55,15 @@ local function record_older(encoded)
   if not s then return false end
   return older(s, ns)
 end
--- How many of the oldest members of a sorted set of `card` members have expired: those
--- beyond the newest KEEP, then each one `is_old` says is old, up to the first that is
--- not; never the newest. Reads members from the first not counted out, a few at first.
-local function expired_prefix(zset, card, is_old)
-  local n = 0
-  if KEEP ~= '' then n = math.max(0, card - tonumber(KEEP)) end
+-- How many members of a sorted set of `card` members lie beyond the newest KEEP.
+local function beyond_count(card)
+  if KEEP == '' then return 0 end
+  return math.max(0, card - tonumber(KEEP))
+end
+-- How many of the oldest members of a sorted set of `card` members have expired: the
+-- first `n` (counted out by KEEP), then each one `is_old` says is old, up to the first that
+-- is not; never the newest. Reads members from the first counted out, a few at first.
+local function expired_prefix(zset, card, is_old, n)
   if n > card - 1 then n = card - 1 end
   if not CUT_S then return n end
   local step = 1
@@ -82,7 +86,7 @@ end
 pub(super) const RETAIN_MESSAGES: &str = r#"
 local card = redis.call('ZCARD', MSGS)
 if card < 2 then return 0 end
-local n = expired_prefix(MSGS, card, record_older)
+local n = expired_prefix(MSGS, card, record_older, beyond_count(card))
 if n == 0 then return 0 end
 local last
 local i = 0
@@ -102,12 +106,19 @@ return n
 pub(super) const RETAIN_CONTEXT: &str = r#"
 local card = redis.call('ZCARD', VERSIONS)
 if card < 2 then return 0 end
+-- Versions count by number, as a store's keep_versions does: those numbered below
+-- newest - KEEP + 1 are counted out, wherever an import left gaps.
+local below = 0
+if KEEP ~= '' then
+  local newest = tonumber(redis.call('ZRANGE', VERSIONS, -1, -1)[1])
+  below = redis.call('ZCOUNT', VERSIONS, '-inf', '(' .. int(newest - tonumber(KEEP) + 1))
+end
 local n = expired_prefix(VERSIONS, card, function(version)
   local micros = tonumber(redis.call('HGET', RECORDS, 'u:' .. version) or '')
   if not micros then return false end
   local s = math.floor(micros / 1000000)
   return older(s, (micros - s * 1000000) * 1000)
-end)
+end, below)
 if n == 0 then return 0 end
 local last = redis.call('ZRANGE', VERSIONS, n - 1, n - 1)[1]
 trim(int(tonumber(last) + 1), 1)
@@ -121,7 +132,7 @@ local card = redis.call('ZCARD', KEYS[1])
 if card < 2 then return 0 end
 local n = expired_prefix(KEYS[1], card, function(version)
   return record_older(redis.call('HGET', KEYS[2], version))
-end)
+end, beyond_count(card))
 if n == 0 then return 0 end
 local i = 0
 while i < n do

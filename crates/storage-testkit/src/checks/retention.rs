@@ -305,6 +305,29 @@ pub async fn context_versions_keep_the_newest(ctx: TestContext) {
     assert_eq!(context_versions(b, &session).await, vec![11, 10, 9, 8]);
 }
 
+/// Context versions count by number, as a store's `keep_versions` does: `keep_last` keeps
+/// the versions numbered above `current - keep_last`, so a number an import skipped takes a
+/// place among the newest (and a sweep costs the same however many versions a scope holds).
+pub async fn context_keep_last_counts_version_numbers(ctx: TestContext) {
+    let b = &ctx.backend;
+    let scope = ContextScope::user("u1");
+    for version in [1, 2, 5, 6] {
+        b.import_task_context(TaskContext {
+            scope: scope.clone(),
+            value: json!(version),
+            version,
+            updated_at: storage_core::time::now(),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(b.retain_context_versions(keep_last(3)).await.unwrap(), 2);
+    assert_eq!(context_versions(b, &scope).await, vec![6, 5]);
+    assert_eq!(b.retain_context_versions(keep_last(3)).await.unwrap(), 0);
+    assert_eq!(b.retain_context_versions(keep_last(1)).await.unwrap(), 1);
+    assert_eq!(context_versions(b, &scope).await, vec![6]);
+}
+
 /// Checkpoint retention works per (thread, namespace): the newest checkpoints stay with
 /// their pending writes and every value they use (also one written by a removed
 /// checkpoint); removed checkpoints take their writes.

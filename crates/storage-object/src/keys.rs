@@ -20,6 +20,7 @@
 //! threads/<thread>/<ns>/blobs/<channel>/<ver> one channel value
 //! threads/<thread>/<ns>/writes/<cid>/<task>/<index>  one pending write
 //! runs/<run>/<thread>/<ns>/<id>               run_id marker for delete_for_runs
+//! unused_values/<thread>/<ns>/<uuid>          values a prune left unused, to collect
 //! artifacts/<scope>/<name>/versions/<ver>     artifact version record (the commit point)
 //! artifacts/<scope>/<name>/latest             hint: a recent highest version number
 //! artifacts/<scope>/<name>/floor              hint: versions below are tombstones
@@ -321,6 +322,18 @@ impl Keys {
     }
     pub(crate) fn run(&self, run_id: &str) -> Path {
         self.path("runs", &[run_id], &[])
+    }
+    /// Every marker of checkpoint values left unused (see `backend::unused_values`).
+    pub(crate) fn unused_values(&self) -> Path {
+        self.path("unused_values", &[], &[])
+    }
+    pub(crate) fn thread_unused_values(&self, thread_id: &str) -> Path {
+        self.path("unused_values", &[thread_id], &[])
+    }
+    /// A new, unique marker of (thread, namespace).
+    pub(crate) fn unused_values_marker(&self, thread_id: &str, namespace: &str) -> Path {
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        self.path("unused_values", &[thread_id, namespace], &[&unique])
     }
 
     pub(crate) fn scope(&self, scope: &str) -> Path {

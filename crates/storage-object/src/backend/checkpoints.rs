@@ -2,7 +2,9 @@
 //! `PutMode::Create` so a stored value is never replaced; the checkpoint record (without
 //! values) is written after them, so a checkpoint and its values become visible together.
 //! Normal pending writes are created with `Create` (first writer wins), special ones
-//! overwritten (last writer wins).
+//! overwritten (last writer wins). Removing checkpoints never deletes a value at once: a
+//! put may name a stored value without re-sending it, so the values left unused are
+//! collected later (see `unused_values`).
 
 use std::collections::{BTreeMap, HashSet};
 use storage_core::carried::admit;
@@ -200,6 +202,10 @@ impl CheckpointStore for ObjectBackend {
             }
             self.objects()
                 .delete_all(&self.keys().thread(thread_id))
+                .await?;
+            // The values are gone: so is what markers say about them.
+            self.objects()
+                .delete_all(&self.keys().thread_unused_values(thread_id))
                 .await?;
             Ok(removed)
         })
@@ -522,8 +528,8 @@ impl ObjectBackend {
         self.objects().delete_many(markers).await
     }
 
-    /// Removes checkpoints (records first) with their writes, then every value no
-    /// checkpoint of `keep` uses.
+    /// Removes checkpoints (records first) with their writes; the values no checkpoint
+    /// of `keep` uses are left to `collect_garbage` (see `unused_values`).
     async fn remove_checkpoints(
         &self,
         thread_id: &str,
@@ -534,6 +540,8 @@ impl ObjectBackend {
         if doomed.is_empty() {
             return Ok(0);
         }
+        let unused = self.unused_values(thread_id, namespace, keep, None).await?;
+        let marker = self.mark_unused(thread_id, namespace, &unused).await?;
         self.remove_run_markers(thread_id, namespace, doomed)
             .await?;
         let records: Vec<Path> = doomed
@@ -546,15 +554,14 @@ impl ObjectBackend {
                 .delete_all(&self.keys().writes(thread_id, namespace, id))
                 .await?;
         }
-        self.remove_unused_values(thread_id, namespace, keep, None)
-            .await?;
+        self.touch_marker(marker).await?;
         Ok(doomed.len() as u64)
     }
 
     /// Removes the checkpoints `doomed` (records read, oldest first) of a retention sweep
     /// as [`Self::remove_checkpoints`] does, but one record at a time oldest first, so a
-    /// reader never sees a hole, and only the values they used that no checkpoint of
-    /// `keep` uses: a value a put racing the sweep has just created is not theirs.
+    /// reader never sees a hole; the values they used that no checkpoint of `keep` uses
+    /// are left to `collect_garbage`.
     pub(super) async fn retire_checkpoints(
         &self,
         thread_id: &str,
@@ -565,6 +572,14 @@ impl ObjectBackend {
         if doomed.is_empty() {
             return Ok(0);
         }
+        let theirs = doomed
+            .iter()
+            .flat_map(|record| record.channel_versions.clone())
+            .collect();
+        let unused = self
+            .unused_values(thread_id, namespace, keep, Some(theirs))
+            .await?;
+        let marker = self.mark_unused(thread_id, namespace, &unused).await?;
         self.remove_markers_of(doomed.iter()).await?;
         for record in doomed {
             self.objects()
@@ -574,55 +589,7 @@ impl ObjectBackend {
                 .delete_all(&self.keys().writes(thread_id, namespace, &record.id))
                 .await?;
         }
-        let theirs = doomed
-            .iter()
-            .flat_map(|record| {
-                record.channel_versions.iter().map(|(channel, version)| {
-                    self.keys().blob(thread_id, namespace, channel, version)
-                })
-            })
-            .collect();
-        self.remove_unused_values(thread_id, namespace, keep, Some(theirs))
-            .await?;
+        self.touch_marker(marker).await?;
         Ok(doomed.len() as u64)
-    }
-
-    /// Removes the values of (thread, namespace) no checkpoint of `keep` uses: among
-    /// `candidates`, or among all stored values.
-    async fn remove_unused_values(
-        &self,
-        thread_id: &str,
-        namespace: &str,
-        keep: &[String],
-        candidates: Option<HashSet<Path>>,
-    ) -> Result<()> {
-        let survivors = in_order(
-            16,
-            keep.iter()
-                .map(|id| self.read_record(thread_id, namespace, id)),
-        )
-        .await?;
-        let used: HashSet<Path> = survivors
-            .iter()
-            .flatten()
-            .flat_map(|record| {
-                record.channel_versions.iter().map(|(channel, version)| {
-                    self.keys().blob(thread_id, namespace, channel, version)
-                })
-            })
-            .collect();
-        let candidates: Vec<Path> = match candidates {
-            Some(candidates) => candidates.into_iter().collect(),
-            None => {
-                self.objects()
-                    .list(&self.keys().blobs(thread_id, namespace))
-                    .await?
-            }
-        };
-        let unused: Vec<Path> = candidates
-            .into_iter()
-            .filter(|path| !used.contains(path))
-            .collect();
-        self.objects().delete_many(unused).await
     }
 }

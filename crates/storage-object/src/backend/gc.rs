@@ -38,6 +38,11 @@
 //! A retention sweep of messages commits by raising the conversation head's floor and then
 //! empties the slots wholly below it into stubs (see `slot_stubs`); one that dies between
 //! leaves full slots no reader asks for. Old ones are stubbed by the same rule.
+//!
+//! Removing checkpoints (a prune, a retention sweep, `delete_for_runs`) leaves the channel
+//! values no survivor uses in place and names them in a marker; they are removed here once
+//! the marker is older than the grace period and no checkpoint stored now uses them (see
+//! `unused_values`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -72,11 +77,16 @@ pub struct GarbageReport {
     /// sweep that died before emptying them, or cleared) emptied to stubs.
     #[serde(default)]
     pub message_slots: u64,
+    /// Checkpoint channel values that a prune, retention sweep or run deletion left unused
+    /// and that no checkpoint stored at collection time uses, removed.
+    #[serde(default)]
+    pub checkpoint_values: u64,
     /// Abandoned staging files of uploads (local directory only), removed.
     pub staging_files: u64,
     /// Their bytes.
     pub staging_bytes: u64,
-    /// Data objects and staging files younger than the grace period: not examined.
+    /// Data objects, staging files, archives, compaction objects and markers of unused
+    /// checkpoint values younger than the grace period: not examined.
     pub too_young: u64,
 }
 
@@ -93,14 +103,16 @@ fn cutoff_millis(grace: Duration) -> i64 {
 impl ObjectBackend {
     /// Removes artifact data objects that no version record references, task context
     /// archives and compaction objects no reader can see and, on a local directory,
-    /// abandoned upload staging files anywhere in the namespace, and empties message slots
-    /// below their conversation's floor, when they are older than `grace` (see
+    /// abandoned upload staging files anywhere in the namespace, checkpoint values that
+    /// removed checkpoints left unused and no stored checkpoint uses, and empties message
+    /// slots below their conversation's floor, when they are older than `grace` (see
     /// [`DEFAULT_GARBAGE_GRACE`]). Safe while other processes save: what is younger than
     /// `grace` is not examined, and what is older and unreferenced belongs to no save that
     /// can still commit. Costs one listing of the namespace's artifacts, context archives,
-    /// compaction objects and conversations, plus reading the version records of each name
-    /// that has old content, the head of each scope that has old archives and the head of
-    /// each conversation.
+    /// compaction objects, conversations and unused-value markers, plus reading the version
+    /// records of each name that has old content, the head of each scope that has old
+    /// archives, the head of each conversation and, per checkpoint namespace with an old
+    /// marker, its markers, its checkpoint records and the listing of its values.
     pub async fn collect_garbage(&self, grace: Duration) -> Result<GarbageReport> {
         self.op("collect_garbage", async {
             let cutoff = cutoff_millis(grace);
@@ -154,7 +166,11 @@ impl ObjectBackend {
             report.too_young += young;
             // 5. Slots of removed messages a retention sweep died before emptying.
             report.message_slots = self.collect_slots(cutoff).await?;
-            // 6. Staging files of uploads that died, which listings do not show.
+            // 6. Checkpoint values a prune or retention sweep left unused.
+            let (removed, young) = self.collect_checkpoint_values(cutoff).await?;
+            report.checkpoint_values = removed;
+            report.too_young += young;
+            // 7. Staging files of uploads that died, which listings do not show.
             if let Some(root) = self.local_namespace_dir() {
                 let (files, bytes, young) =
                     tokio::task::spawn_blocking(move || remove_stale_staging(&root, cutoff))

@@ -11,6 +11,7 @@ mod retention;
 mod sessions;
 mod slot_stubs;
 mod task_context;
+mod unused_values;
 
 use std::collections::BTreeMap;
 use std::future::Future;

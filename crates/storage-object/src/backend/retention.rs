@@ -10,7 +10,8 @@
 //!   (readers never look below it), then the archives below are deleted, as a store's
 //!   trim does; `collect_garbage` removes any a crash leaves.
 //! - Checkpoints: the expired records are deleted oldest first (a reader never sees a
-//!   hole), with their writes, then the values they used that no survivor uses.
+//!   hole), with their writes; the values they used that no survivor uses are named in a
+//!   marker and removed by `collect_garbage` (see `unused_values`).
 //! - Artifact versions: each expired version becomes a tombstone and loses its content,
 //!   oldest first, exactly as `delete_artifact(.., Some(v))` does; a `floor` hint then
 //!   says where the next sweep starts, so tombstones are not read again.

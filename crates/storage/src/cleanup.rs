@@ -186,6 +186,10 @@ async fn scheduled_garbage_collection(storage: &Storage) {
             data_bytes = report.data_bytes,
             staging_files = report.staging_files,
             staging_bytes = report.staging_bytes,
+            checkpoint_values = report.checkpoint_values,
+            message_slots = report.message_slots,
+            context_versions = report.context_versions,
+            compaction_objects = report.compaction_objects,
             "scheduled cleanup collected orphaned artifact content"
         ),
         Ok(None) => {}

@@ -89,26 +89,33 @@ pub async fn cleanup(
         let garbage = storage.collect_artifact_garbage(grace).await?;
         match &garbage {
             Some(report) => {
-                table.row([
-                    "orphaned artifact data".to_owned(),
-                    report.data_objects.to_string(),
-                    report.data_bytes.to_string(),
-                ]);
-                table.row([
-                    "unreadable context versions".to_owned(),
-                    report.context_versions.to_string(),
-                    String::new(),
-                ]);
-                table.row([
-                    "orphaned compaction objects".to_owned(),
-                    report.compaction_objects.to_string(),
-                    String::new(),
-                ]);
-                table.row([
-                    "abandoned staging files".to_owned(),
-                    report.staging_files.to_string(),
-                    report.staging_bytes.to_string(),
-                ]);
+                let rows = [
+                    (
+                        "orphaned artifact data",
+                        report.data_objects,
+                        Some(report.data_bytes),
+                    ),
+                    ("unreadable context versions", report.context_versions, None),
+                    ("unused checkpoint values", report.checkpoint_values, None),
+                    ("message slots emptied", report.message_slots, None),
+                    (
+                        "orphaned compaction objects",
+                        report.compaction_objects,
+                        None,
+                    ),
+                    (
+                        "abandoned staging files",
+                        report.staging_files,
+                        Some(report.staging_bytes),
+                    ),
+                ];
+                for (what, count, bytes) in rows {
+                    table.row([
+                        what.to_owned(),
+                        count.to_string(),
+                        bytes.map_or_else(String::new, |bytes| bytes.to_string()),
+                    ]);
+                }
                 table.footer(format!(
                     "{} object(s) younger than the grace period of {} s left alone",
                     report.too_young,

@@ -1,121 +1,56 @@
-//! A retention sweep reads only the expired prefix and the record that ends it: kept
-//! records made undecodable with raw SQL never fail a sweep, which the shared checks
-//! (where every record decodes) cannot tell apart from a sweep that reads everything.
-//! And an undecodable record that would end an expired prefix counts as young.
+//! Retention over records SQLite cannot decode, planted with raw SQL: a sweep reads only
+//! the expired prefix and the record that ends it, and an undecodable record that would
+//! end an expired prefix counts as young, the rest of its page of series going on
+//! (`storage_testkit::undecodable`).
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
-use storage_core::{ConversationStore, MessageRange, NewMessage, Retention, StorageBackend};
+use futures::future::BoxFuture;
+use storage_core::StorageBackend;
 use storage_sqlite::{SqliteBackend, SqliteConfig};
 
-const DAY: Duration = Duration::from_secs(24 * 3600);
+/// A backend on a new file in `dir`, and a plant that overwrites a message's record
+/// through a connection of its own.
+async fn backend_and_plant(
+    dir: &Path,
+) -> (
+    SqliteBackend,
+    impl Fn(&'static str, u64, Vec<u8>) -> BoxFuture<'static, ()> + Sync,
+) {
+    let path: PathBuf = dir.join("retention.db");
+    let b = SqliteBackend::new(SqliteConfig::new(&path).with_namespace("r")).unwrap();
+    b.initialize().await.unwrap();
+    let plant = move |session: &'static str, sequence: u64, bytes: Vec<u8>| {
+        let path = path.clone();
+        Box::pin(async move {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .unwrap();
+            let planted = conn
+                .execute(
+                    "UPDATE \"r.messages\" SET record = ?1 \
+                     WHERE session_id = ?2 AND sequence = ?3",
+                    rusqlite::params![bytes, session, i64::try_from(sequence).unwrap()],
+                )
+                .unwrap();
+            assert_eq!(planted, 1);
+        }) as BoxFuture<'static, ()>
+    };
+    (b, plant)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_never_reads_the_records_it_keeps() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("retention.db");
-    let b = SqliteBackend::new(SqliteConfig::new(&path).with_namespace("r")).unwrap();
-    b.initialize().await.unwrap();
-    for i in 0..10 {
-        b.append_message("s1", NewMessage::new("user", serde_json::json!(i)))
-            .await
-            .unwrap();
-    }
-    // Message 5 becomes young (created tomorrow + 1), 6 to 10 unreadable.
-    let mut fifth = b
-        .get_messages("s1", MessageRange::after(4, 1))
-        .await
-        .unwrap()
-        .remove(0);
-    fifth.created_at = storage_core::time::now() + 2 * DAY;
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute(
-        "UPDATE \"r.messages\" SET record = ?1 WHERE session_id = 's1' AND sequence = 5",
-        [storage_core::wire::encode(&fifth).unwrap()],
-    )
-    .unwrap();
-    let planted = conn
-        .execute(
-            "UPDATE \"r.messages\" SET record = x'00' WHERE session_id = 's1' AND sequence > 5",
-            [],
-        )
-        .unwrap();
-    assert_eq!(planted, 5);
-    drop(conn);
-    let read = b.get_messages("s1", MessageRange::after(5, 10)).await;
-    assert!(read.is_err(), "the planted records do not decode");
-
-    // keep_last decodes nothing: 1 and 2 go.
-    let keep_8 = Retention {
-        created_before: None,
-        keep_last: Some(8),
-    };
-    assert_eq!(b.retain_messages(keep_8).await.unwrap(), 2);
-    // An age limit (every readable message but 5 is older than tomorrow) walks from the
-    // oldest: 3 and 4 expire, 5 ends the prefix, and 6 to 10 are never read.
-    let before_tomorrow = Retention {
-        created_before: Some(storage_core::time::now() + DAY),
-        keep_last: None,
-    };
-    assert_eq!(b.retain_messages(before_tomorrow).await.unwrap(), 2);
-    assert_eq!(b.retain_messages(before_tomorrow).await.unwrap(), 0);
-    let first = b
-        .get_messages("s1", MessageRange::after(0, 1))
-        .await
-        .unwrap();
-    assert_eq!(first[0].sequence, 5);
+    let (b, plant) = backend_and_plant(dir.path()).await;
+    storage_testkit::undecodable::a_sweep_never_decodes_the_records_it_keeps(&b, &plant).await;
+    b.close().await.unwrap();
 }
 
-/// A record whose age cannot be read counts as young: it and everything after it stay,
-/// and the sweep goes on with the other series (in the same page) instead of failing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_record_ends_its_series_prefix_and_the_sweep_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("retention.db");
-    let b = SqliteBackend::new(SqliteConfig::new(&path).with_namespace("r")).unwrap();
-    b.initialize().await.unwrap();
-    for session in ["s1", "s2", "s3"] {
-        for i in 0..5 {
-            b.append_message(session, NewMessage::new("user", serde_json::json!(i)))
-                .await
-                .unwrap();
-        }
-    }
-    // s1's oldest message and s2's third cannot be decoded.
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let planted = conn
-        .execute(
-            "UPDATE \"r.messages\" SET record = x'00' \
-             WHERE (session_id = 's1' AND sequence = 1) OR (session_id = 's2' AND sequence = 3)",
-            [],
-        )
-        .unwrap();
-    assert_eq!(planted, 2);
-
-    // Every message is older than tomorrow: s1 keeps all five, s2 loses 1 and 2, s3 all
-    // but its newest.
-    let before_tomorrow = Retention {
-        created_before: Some(storage_core::time::now() + DAY),
-        keep_last: None,
-    };
-    assert_eq!(b.retain_messages(before_tomorrow).await.unwrap(), 6);
-    assert_eq!(b.retain_messages(before_tomorrow).await.unwrap(), 0);
-    let left: Vec<(String, i64, i64)> = conn
-        .prepare(
-            "SELECT session_id, min(sequence), count(*) FROM \"r.messages\" \
-             GROUP BY session_id ORDER BY session_id",
-        )
-        .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
-    assert_eq!(
-        left,
-        [
-            ("s1".to_owned(), 1, 5),
-            ("s2".to_owned(), 3, 3),
-            ("s3".to_owned(), 5, 1)
-        ]
-    );
+    let (b, plant) = backend_and_plant(dir.path()).await;
+    storage_testkit::undecodable::an_undecodable_record_ends_its_series_prefix(&b, &plant).await;
+    b.close().await.unwrap();
 }

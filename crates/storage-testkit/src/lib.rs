@@ -31,6 +31,7 @@ pub mod data;
 pub mod fault;
 pub mod scenarios;
 pub mod servers;
+pub mod undecodable;
 
 pub use context::{BackendFactory, TestContext};
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use serde_json::json;
 use storage_core::time::Timestamp;
 use storage_core::{
@@ -495,6 +496,53 @@ pub async fn retention_stays_in_its_namespace(ctx: TestContext) {
     );
 }
 
+/// One racing write: the writer's index and the write's index give the number stored.
+type RacingWrite = Arc<dyn Fn(usize, usize) -> BoxFuture<'static, u64> + Send + Sync>;
+
+/// Runs `writers` tasks making `per_writer` writes each beside a task sweeping 8 times,
+/// while the caller reads the series 8 times through `read`, which must always see a
+/// contiguous run of numbers (no hole). Returns every number the writes got, sorted.
+async fn race_writes_and_sweeps(
+    writers: usize,
+    per_writer: usize,
+    write: RacingWrite,
+    sweep: impl Fn() -> BoxFuture<'static, ()> + Send + 'static,
+    read: impl Fn() -> BoxFuture<'static, Vec<u64>>,
+) -> Vec<u64> {
+    let tasks: Vec<_> = (0..writers)
+        .map(|writer| {
+            let write = write.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                for i in 0..per_writer {
+                    got.push(write(writer, i).await);
+                }
+                got
+            })
+        })
+        .collect();
+    let sweeper = tokio::spawn(async move {
+        for _ in 0..8 {
+            sweep().await;
+            tokio::task::yield_now().await;
+        }
+    });
+    for _ in 0..8 {
+        let seen = read().await;
+        assert!(
+            seen.windows(2).all(|pair| pair[0].abs_diff(pair[1]) == 1),
+            "a read during the race has a hole: {seen:?}"
+        );
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    sweeper.await.unwrap();
+    all.sort_unstable();
+    all
+}
+
 /// A version store racing retention: two writers store 12 versions each while sweeps keep
 /// the newest 3. Every store gets its own version, every listing during the race is a
 /// contiguous run ending at a current version, and after a last sweep exactly the
@@ -502,44 +550,36 @@ pub async fn retention_stays_in_its_namespace(ctx: TestContext) {
 pub async fn a_version_store_racing_retention_is_exact(ctx: TestContext) {
     let b = ctx.backend.clone();
     let scope = ContextScope::session("s1");
-    let writers: Vec<_> = (0..2)
-        .map(|_| {
+    let store: RacingWrite = {
+        let (b, scope) = (b.clone(), scope.clone());
+        Arc::new(move |_, step| {
             let (b, scope) = (b.clone(), scope.clone());
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                for step in 0..12 {
-                    let stored = b
-                        .store_context(scope.clone(), json!(step), ExpectedVersion::Any, 1_000)
-                        .await
-                        .unwrap();
-                    got.push(stored.version);
-                }
-                got
+            Box::pin(async move {
+                b.store_context(scope, json!(step), ExpectedVersion::Any, 1_000)
+                    .await
+                    .unwrap()
+                    .version
             })
         })
-        .collect();
-    let sweeper = {
-        let b = b.clone();
-        tokio::spawn(async move {
-            for _ in 0..8 {
-                b.retain_context_versions(keep_last(3)).await.unwrap();
-                tokio::task::yield_now().await;
-            }
-        })
     };
-    for _ in 0..8 {
-        let listed = context_versions(&b, &scope).await;
-        if let Some(newest) = listed.first() {
-            let expected: Vec<u64> = (0..listed.len() as u64).map(|i| newest - i).collect();
-            assert_eq!(listed, expected, "a listing during the race has a hole");
-        }
-    }
-    let mut all: Vec<u64> = Vec::new();
-    for writer in writers {
-        all.extend(writer.await.unwrap());
-    }
-    sweeper.await.unwrap();
-    all.sort_unstable();
+    let sweeper = b.clone();
+    let reader = (b.clone(), scope.clone());
+    let all = race_writes_and_sweeps(
+        2,
+        12,
+        store,
+        move || {
+            let b = sweeper.clone();
+            Box::pin(async move {
+                b.retain_context_versions(keep_last(3)).await.unwrap();
+            })
+        },
+        move || {
+            let (b, scope) = reader.clone();
+            Box::pin(async move { context_versions(&b, &scope).await })
+        },
+    )
+    .await;
     assert_eq!(all, (1..=24).collect::<Vec<u64>>());
     b.retain_context_versions(keep_last(3)).await.unwrap();
     assert_eq!(context_versions(&b, &scope).await, vec![24, 23, 22]);
@@ -554,42 +594,34 @@ pub async fn a_version_store_racing_retention_is_exact(ctx: TestContext) {
 /// sweep exactly the newest 5 remain.
 pub async fn appends_racing_retention_keep_their_numbers(ctx: TestContext) {
     let b = ctx.backend.clone();
-    let writers: Vec<_> = (0..4)
-        .map(|writer| {
+    let append: RacingWrite = {
+        let b = b.clone();
+        Arc::new(move |writer, i| {
             let b = b.clone();
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                for i in 0..10 {
-                    let message =
-                        NewMessage::new("user", json!(i)).with_client_id(format!("w{writer}-{i}"));
-                    got.push(b.append_message("s1", message).await.unwrap().sequence);
-                }
-                got
+            Box::pin(async move {
+                let message =
+                    NewMessage::new("user", json!(i)).with_client_id(format!("w{writer}-{i}"));
+                b.append_message("s1", message).await.unwrap().sequence
             })
         })
-        .collect();
-    let sweeper = {
-        let b = b.clone();
-        tokio::spawn(async move {
-            for _ in 0..8 {
-                b.retain_messages(keep_last(5)).await.unwrap();
-                tokio::task::yield_now().await;
-            }
-        })
     };
-    for _ in 0..8 {
-        let read = sequences(&all_messages(&b, "s1").await);
-        if let Some(first) = read.first() {
-            let expected: Vec<u64> = (0..read.len() as u64).map(|i| first + i).collect();
-            assert_eq!(read, expected, "a read during the race has a hole");
-        }
-    }
-    let mut all: Vec<u64> = Vec::new();
-    for writer in writers {
-        all.extend(writer.await.unwrap());
-    }
-    sweeper.await.unwrap();
-    all.sort_unstable();
+    let (sweeper, reader) = (b.clone(), b.clone());
+    let all = race_writes_and_sweeps(
+        4,
+        10,
+        append,
+        move || {
+            let b = sweeper.clone();
+            Box::pin(async move {
+                b.retain_messages(keep_last(5)).await.unwrap();
+            })
+        },
+        move || {
+            let b = reader.clone();
+            Box::pin(async move { sequences(&all_messages(&b, "s1").await) })
+        },
+    )
+    .await;
     assert_eq!(all, (1..=40).collect::<Vec<u64>>());
     b.retain_messages(keep_last(5)).await.unwrap();
     assert_eq!(

@@ -28,17 +28,23 @@
 //!
 //! What goes with a removed record: a message's client id is released and a summary's kept
 //! originals go with it (they are not counted); a checkpoint's pending writes go with it,
-//! and every stored channel value no survivor uses; an artifact version's content. Nothing
+//! and every stored channel value no survivor uses (on object storage, which has no lock
+//! against a racing put, by the garbage collection once unused longer than its grace
+//! period); an artifact version's content. Nothing
 //! renumbers: later records keep their numbers and the next append, store or save
 //! continues after the highest number ever handed out. Removal counts records of the series
 //! (messages, versions, checkpoints), never the things that went with them.
 //!
-//! A sweep visits each series of the kind once. Within a series a backend reads and removes
-//! only the expired prefix and the record that ends it (plus, for `keep_last`, the index
-//! entries of the kept records it counts), so trimming ten records from a series of a
-//! million costs what trimming ten from a series of twenty does. Writes racing a sweep are
-//! never lost: a record stored while its series is trimmed is either counted among the
-//! newest or stored after the trim.
+//! A sweep visits each series of the kind once. Within a series a backend reads only the
+//! records of the expired prefix and the one that ends it; two costs still grow with what a
+//! series keeps, and `docs/operations.md` gives each backend's figures: removing
+//! checkpoints reads the survivors' version maps (to keep every value one of them uses),
+//! and `keep_last` may walk the kept index entries where the store cannot count them (SQL
+//! messages and artifact versions; object-storage artifact versions). Writes racing a sweep
+//! are never lost: a record stored while its series is trimmed is either counted among the
+//! newest or stored after the trim. A series that fails to trim for a reason of its own
+//! (an undecodable record, writers it keeps losing to) is left for the next sweep and the
+//! sweep goes on: see [`series_outcome`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -61,7 +67,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, StorageError};
+use crate::error::{ErrorKind, Result, StorageError};
 use crate::time::Timestamp;
 
 /// What a sweep removes, resolved to an instant: see the module docs.
@@ -153,6 +159,44 @@ impl Retention {
             .enumerate()
             .take_while(|(position, at)| self.is_expired(*position, len, *at))
             .count()
+    }
+}
+
+/// What a sweep makes of one series' failure: a record it cannot decode (`Serialization`)
+/// or writers it kept losing to (`Conflict`, or a temporary `Backend` error such as a lost
+/// compare-and-set race or a server's passing failure) leave that series as it is for
+/// this sweep, with a warning naming `kind` and the series (never a value), and the sweep
+/// goes on with the others, so one bad or busy series never stops retention for the rest.
+/// Any other error (a connection, a timeout) ends the sweep.
+///
+/// ```
+/// use storage_core::retention::series_outcome;
+/// use storage_core::StorageError;
+///
+/// let busy = Err(StorageError::conflict("too many concurrent writers"));
+/// assert_eq!(series_outcome("checkpoints", &"thread-1", busy).unwrap(), 0);
+/// let down = Err(StorageError::connection("refused"));
+/// assert!(series_outcome("checkpoints", &"thread-1", down).is_err());
+/// ```
+pub fn series_outcome(
+    kind: &str,
+    series: &dyn std::fmt::Debug,
+    outcome: Result<u64>,
+) -> Result<u64> {
+    match outcome {
+        Err(err)
+            if matches!(err.kind(), ErrorKind::Serialization | ErrorKind::Conflict)
+                || (err.kind() == ErrorKind::Backend && err.is_temporary()) =>
+        {
+            tracing::warn!(
+                kind,
+                series = ?series,
+                error.kind = %err.kind(),
+                "retention left a series as it is for this sweep"
+            );
+            Ok(0)
+        }
+        other => other,
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 use storage_core::ext::TaskContextStoreExt;
 use storage_core::{
-    ConversationStore, ErrorKind, ExpectedVersion, NewMessage, NewSession, SessionQuery,
-    SessionStore, StorageBackend,
+    CheckpointStore, ConversationStore, ErrorKind, ExpectedVersion, NewMessage, NewSession,
+    SessionQuery, SessionStore, StorageBackend,
 };
 use storage_object::{ObjectBackend, ObjectConfig};
 use storage_testkit::checks::policy::nested;
@@ -94,4 +94,59 @@ async fn check(root: &Path, namespace: &str) {
 async fn an_undecodable_session_breaks_no_listing_or_cleanup_and_can_be_deleted() {
     let root = tempfile::tempdir().unwrap();
     check(root.path(), "t_planted").await;
+}
+
+/// Overwrites every checkpoint record under `dir` with bytes that do not decode.
+fn break_checkpoint_records(dir: &Path) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            count += break_checkpoint_records(&path);
+        } else if path
+            .parent()
+            .is_some_and(|parent| parent.ends_with("checkpoints"))
+        {
+            std::fs::write(&path, b"\0").unwrap();
+            count += 1;
+        }
+    }
+    count
+}
+
+/// A retention sweep that meets a checkpoint record it cannot decode leaves that thread's
+/// namespace as it is and goes on with the others, instead of failing for every series
+/// listed after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_checkpoint_leaves_its_thread_and_the_sweep_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", root.path().display());
+    let b =
+        ObjectBackend::new(ObjectConfig::new(url).with_namespace("undecodable_retention")).unwrap();
+    b.initialize().await.unwrap();
+    for thread in ["a", "b"] {
+        for n in 1..=3 {
+            let checkpoint = storage_core::Checkpoint::new(thread, "", format!("cp-{n}"));
+            b.put_checkpoint(checkpoint, Default::default())
+                .await
+                .unwrap();
+        }
+    }
+    let thread_a = root
+        .path()
+        .join("undecodable_retention")
+        .join("threads")
+        .join(format!("i{}", hex::encode("a")));
+    assert_eq!(break_checkpoint_records(&thread_a), 3);
+    let keep_one = storage_core::Retention {
+        created_before: Some(storage_core::time::now() + Duration::from_secs(3600)),
+        keep_last: Some(1),
+    };
+    assert_eq!(b.retain_checkpoints(keep_one).await.unwrap(), 2, "thread b");
+    let left = b
+        .list_checkpoints(storage_core::CheckpointQuery::thread("b"))
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].checkpoint.id, "cp-3");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use storage_core::{
-    ArtifactStore, CheckpointStore, ConversationStore, Retention, StorageBackend, TaskContextStore,
+    ArtifactStore, CheckpointStore, ConversationStore, StorageBackend, TaskContextStore,
 };
 use tokio::task::JoinHandle;
 
@@ -100,7 +100,9 @@ impl Storage {
     /// Applies each kind's retention (see [`storage_core::retention`]) through the facade,
     /// so each sweep goes to the backend its kind is routed to, the cache forgets what it
     /// removed and metrics count it. Every limit is resolved against one `now`, so the
-    /// sweeps agree on what "older than" means. A kind without limits is not swept.
+    /// sweeps agree on what "older than" means. A kind without limits is not swept. A kind
+    /// whose sweep fails does not stop the others: each failure is logged (`warn`) and the
+    /// first is returned once every kind has run.
     ///
     /// ```
     /// # async fn run() -> storage_core::Result<()> {
@@ -128,21 +130,41 @@ impl Storage {
         settings: &RetentionSettings,
     ) -> storage_core::Result<RetentionReport> {
         let now = storage_core::time::now();
-        let sweep = |retention: Retention| (!retention.is_unbounded()).then_some(retention);
         let mut report = RetentionReport::default();
-        if let Some(retention) = sweep(settings.messages.policy().at(now)) {
-            report.messages = self.retain_messages(retention).await?;
+        let mut first_failure = None;
+        for (kind, kind_settings) in settings.kinds() {
+            let retention = kind_settings.policy().at(now);
+            if retention.is_unbounded() {
+                continue;
+            }
+            let (swept, count) = match kind {
+                "messages" => (self.retain_messages(retention).await, &mut report.messages),
+                "context_versions" => (
+                    self.retain_context_versions(retention).await,
+                    &mut report.context_versions,
+                ),
+                "checkpoints" => (
+                    self.retain_checkpoints(retention).await,
+                    &mut report.checkpoints,
+                ),
+                _ => (
+                    self.retain_artifact_versions(retention).await,
+                    &mut report.artifact_versions,
+                ),
+            };
+            // A kind that fails leaves the others to run: its error is returned at the end.
+            match swept {
+                Ok(removed) => *count = removed,
+                Err(err) => {
+                    tracing::warn!(kind, error.kind = %err.kind(), error = %err, "retention sweep failed");
+                    first_failure.get_or_insert(err);
+                }
+            }
         }
-        if let Some(retention) = sweep(settings.context_versions.policy().at(now)) {
-            report.context_versions = self.retain_context_versions(retention).await?;
+        match first_failure {
+            Some(err) => Err(err),
+            None => Ok(report),
         }
-        if let Some(retention) = sweep(settings.checkpoints.policy().at(now)) {
-            report.checkpoints = self.retain_checkpoints(retention).await?;
-        }
-        if let Some(retention) = sweep(settings.artifact_versions.policy().at(now)) {
-            report.artifact_versions = self.retain_artifact_versions(retention).await?;
-        }
-        Ok(report)
     }
 }
 

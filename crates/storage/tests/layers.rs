@@ -462,3 +462,60 @@ async fn group_commit_survives_the_cancellation_of_the_flushing_caller() {
         );
     }
 }
+
+/// A backend whose message sweeps fail, as one with a corrupt store would.
+#[derive(Debug)]
+struct FailingMessageSweeps(MemoryBackend);
+
+#[storage_core::async_trait]
+impl storage_core::Dispatch for FailingMessageSweeps {
+    fn label(&self) -> &'static str {
+        "memory"
+    }
+    async fn dispatch(
+        &self,
+        call: storage_core::Call,
+    ) -> storage_core::Result<storage_core::Reply> {
+        if let storage_core::Call::RetainMessages { .. } = call {
+            return Err(storage_core::StorageError::backend(
+                "the message store is broken",
+            ));
+        }
+        call.apply(&self.0).await
+    }
+}
+
+/// A kind whose retention sweep fails does not stop the other kinds: each still runs, and
+/// the failure comes back once they have.
+#[tokio::test]
+async fn a_failing_retention_sweep_leaves_the_other_kinds_to_run() {
+    let storage = Storage::builder(Arc::new(FailingMessageSweeps(
+        MemoryBackend::new("failing_sweeps").unwrap(),
+    )))
+    .build();
+    for step in 0..3 {
+        storage
+            .append_message("s1", NewMessage::new("user", json!(step)))
+            .await
+            .unwrap();
+        storage
+            .store_context(ContextScope::App, json!(step), ExpectedVersion::Any, 10)
+            .await
+            .unwrap();
+    }
+    let mut retention = storage::config::RetentionSettings::default();
+    retention.messages.keep_last = Some(1);
+    retention.context_versions.keep_last = Some(1);
+    let err = storage.apply_retention(&retention).await.unwrap_err();
+    assert!(
+        err.to_string().contains("the message store is broken"),
+        "{err}"
+    );
+    let versions = storage
+        .list_context_versions(ContextScope::App, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), 1, "context versions were still swept");
+    let history = storage.get_conversation_history("s1", 10).await.unwrap();
+    assert_eq!(history.len(), 3);
+}

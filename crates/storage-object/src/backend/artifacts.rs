@@ -263,6 +263,7 @@ impl ArtifactStore for ObjectBackend {
                 return Ok(0);
             }
             retention::sweep(
+                "artifact_versions",
                 |after: Option<String>, limit| async move {
                     self.list_artifact_scopes(after.as_deref(), limit).await
                 },

@@ -233,6 +233,7 @@ impl CheckpointStore for ObjectBackend {
                 return Ok(0);
             }
             retention::sweep(
+                "checkpoints",
                 |after: Option<String>, limit| async move {
                     self.list_thread_ids(after.as_deref(), limit).await
                 },

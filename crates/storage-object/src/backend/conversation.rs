@@ -276,6 +276,7 @@ impl ConversationStore for ObjectBackend {
                 return Ok(0);
             }
             retention::sweep(
+                "messages",
                 |after: Option<String>, limit| async move {
                     self.list_conversation_ids(after.as_deref(), limit).await
                 },

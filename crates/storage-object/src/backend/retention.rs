@@ -21,6 +21,7 @@
 
 use std::future::Future;
 
+use storage_core::retention::series_outcome;
 use storage_core::{Checkpoint, ContextScope, Result, Retention, StorageError};
 
 use super::conversation::too_many_writers;
@@ -40,9 +41,9 @@ pub(super) fn admits(retention: &Retention) -> Result<bool> {
 
 /// Walks the pages of a listing (`list(after)`, sorted, at most [`PAGE`] items) and trims
 /// each listed series; returns the total removed.
-pub(super) async fn sweep<T, L, LF, F, FF>(mut list: L, mut trim: F) -> Result<u64>
+pub(super) async fn sweep<T, L, LF, F, FF>(kind: &str, mut list: L, mut trim: F) -> Result<u64>
 where
-    T: Clone,
+    T: Clone + std::fmt::Debug,
     L: FnMut(Option<T>, usize) -> LF,
     LF: Future<Output = Result<Vec<T>>>,
     F: FnMut(T) -> FF,
@@ -55,7 +56,8 @@ where
         let full = page.len() == PAGE;
         for series in page {
             after = Some(series.clone());
-            removed += trim(series).await?;
+            let outcome = trim(series.clone()).await;
+            removed += series_outcome(kind, &series, outcome)?;
         }
         if !full {
             return Ok(removed);

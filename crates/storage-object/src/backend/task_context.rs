@@ -219,6 +219,7 @@ impl TaskContextStore for ObjectBackend {
                 return Ok(0);
             }
             retention::sweep(
+                "context_versions",
                 |after, limit| self.context_scopes(after, limit),
                 |scope| async move { self.retain_scope(&scope, &retention).await },
             )

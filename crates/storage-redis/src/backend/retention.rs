@@ -13,6 +13,7 @@
 //! checkpoints' writes and every channel value no survivor uses.
 
 use std::collections::BTreeSet;
+use storage_core::retention::series_outcome;
 
 use deadpool_redis::redis;
 use storage_core::time::Timestamp;
@@ -172,11 +173,17 @@ impl RedisBackend {
                         continue;
                     };
                     let thread = self.keys.thread(&thread_id);
-                    if self.oldest_expires(&thread, &hex_ns, &retention).await? {
-                        removed += self
-                            .prune_namespace(&thread, &hex_ns, Keep::Unexpired(&retention))
-                            .await?;
+                    // A busy namespace (prune keeps losing to puts) or an undecodable record
+                    // leaves this namespace for the next sweep, not the rest of the store.
+                    let outcome = async {
+                        if !self.oldest_expires(&thread, &hex_ns, &retention).await? {
+                            return Ok(0);
+                        }
+                        self.prune_namespace(&thread, &hex_ns, Keep::Unexpired(&retention))
+                            .await
                     }
+                    .await;
+                    removed += series_outcome("checkpoints", &thread_id, outcome)?;
                 }
             }
             Ok(removed)

@@ -96,6 +96,19 @@ pub struct RetentionReport {
     pub artifact_versions: u64,
 }
 
+impl RetentionReport {
+    /// Each kind's count with the key naming it, in the order of
+    /// [`RetentionSettings::kinds`].
+    pub fn kinds(&self) -> [(&'static str, u64); 4] {
+        [
+            ("messages", self.messages),
+            ("context_versions", self.context_versions),
+            ("checkpoints", self.checkpoints),
+            ("artifact_versions", self.artifact_versions),
+        ]
+    }
+}
+
 impl Storage {
     /// Applies each kind's retention (see [`storage_core::retention`]) through the facade,
     /// so each sweep goes to the backend its kind is routed to, the cache forgets what it
@@ -130,40 +143,63 @@ impl Storage {
         settings: &RetentionSettings,
     ) -> storage_core::Result<RetentionReport> {
         let now = storage_core::time::now();
+        let bounded = |limits: &crate::config::KindRetention| {
+            let retention = limits.policy().at(now);
+            (!retention.is_unbounded()).then_some(retention)
+        };
         let mut report = RetentionReport::default();
         let mut first_failure = None;
-        for (kind, kind_settings) in settings.kinds() {
-            let retention = kind_settings.policy().at(now);
-            if retention.is_unbounded() {
-                continue;
-            }
-            let (swept, count) = match kind {
-                "messages" => (self.retain_messages(retention).await, &mut report.messages),
-                "context_versions" => (
-                    self.retain_context_versions(retention).await,
-                    &mut report.context_versions,
-                ),
-                "checkpoints" => (
-                    self.retain_checkpoints(retention).await,
-                    &mut report.checkpoints,
-                ),
-                _ => (
-                    self.retain_artifact_versions(retention).await,
-                    &mut report.artifact_versions,
-                ),
-            };
-            // A kind that fails leaves the others to run: its error is returned at the end.
-            match swept {
-                Ok(removed) => *count = removed,
-                Err(err) => {
-                    tracing::warn!(kind, error.kind = %err.kind(), error = %err, "retention sweep failed");
-                    first_failure.get_or_insert(err);
-                }
-            }
+        if let Some(retention) = bounded(&settings.messages) {
+            let swept = self.retain_messages(retention).await;
+            record("messages", swept, &mut report.messages, &mut first_failure);
+        }
+        if let Some(retention) = bounded(&settings.context_versions) {
+            let swept = self.retain_context_versions(retention).await;
+            record(
+                "context_versions",
+                swept,
+                &mut report.context_versions,
+                &mut first_failure,
+            );
+        }
+        if let Some(retention) = bounded(&settings.checkpoints) {
+            let swept = self.retain_checkpoints(retention).await;
+            record(
+                "checkpoints",
+                swept,
+                &mut report.checkpoints,
+                &mut first_failure,
+            );
+        }
+        if let Some(retention) = bounded(&settings.artifact_versions) {
+            let swept = self.retain_artifact_versions(retention).await;
+            record(
+                "artifact_versions",
+                swept,
+                &mut report.artifact_versions,
+                &mut first_failure,
+            );
         }
         match first_failure {
             Some(err) => Err(err),
             None => Ok(report),
+        }
+    }
+}
+
+/// Keeps one kind's count, or logs its failure and keeps the first: a kind that fails
+/// leaves the others to run.
+fn record(
+    kind: &str,
+    swept: storage_core::Result<u64>,
+    count: &mut u64,
+    first_failure: &mut Option<storage_core::StorageError>,
+) {
+    match swept {
+        Ok(removed) => *count = removed,
+        Err(err) => {
+            tracing::warn!(kind, error.kind = %err.kind(), error = %err, "retention sweep failed");
+            first_failure.get_or_insert(err);
         }
     }
 }

@@ -61,16 +61,10 @@ pub async fn cleanup(
             String::new(),
         ]);
     }
-    for (kind, settings) in retention.kinds() {
+    for ((kind, settings), (_, count)) in retention.kinds().into_iter().zip(retained.kinds()) {
         if settings.policy().is_unbounded() {
             continue;
         }
-        let count = match kind {
-            "messages" => retained.messages,
-            "context_versions" => retained.context_versions,
-            "checkpoints" => retained.checkpoints,
-            _ => retained.artifact_versions,
-        };
         table.row([
             format!("{} (retention)", kind.replace('_', " ")),
             count.to_string(),

@@ -104,10 +104,13 @@ impl Retention {
         let beyond_count = self
             .keep_last
             .is_some_and(|keep| (len as u64).saturating_sub(keep) > position as u64);
-        let too_old = self
-            .created_before
-            .is_some_and(|cutoff| created_at < cutoff);
-        beyond_count || too_old
+        beyond_count || self.is_too_old(created_at)
+    }
+
+    /// Whether a record created at `created_at` is older than the cutoff.
+    fn is_too_old(&self, created_at: Timestamp) -> bool {
+        self.created_before
+            .is_some_and(|cutoff| created_at < cutoff)
     }
 
     /// The lowest version number `keep_last` keeps in a series numbered up to `newest` whose
@@ -127,15 +130,11 @@ impl Retention {
         len: usize,
         oldest_first: impl IntoIterator<Item = (u64, Timestamp)>,
     ) -> usize {
-        let by_number = Retention {
-            keep_last: None,
-            ..*self
-        };
         let keep_from = self.keep_from(newest);
         oldest_first
             .into_iter()
             .take(len.saturating_sub(1))
-            .take_while(|(number, at)| *number < keep_from || by_number.is_expired(0, len, *at))
+            .take_while(|(number, at)| *number < keep_from || self.is_too_old(*at))
             .count()
     }
 

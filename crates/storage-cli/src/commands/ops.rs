@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::ValueEnum;
 use serde_json::json;
 use storage::config::{KindRetention, LoadedConfig, RetentionSettings};
 use storage::{Storage, StorageConfig};
@@ -163,14 +164,9 @@ fn retention_settings(
         keep_last: args.keep_last,
     };
     let kinds = if args.retain.is_empty() {
-        vec![
-            RetainedKind::Messages,
-            RetainedKind::ContextVersions,
-            RetainedKind::Checkpoints,
-            RetainedKind::ArtifactVersions,
-        ]
+        RetainedKind::value_variants()
     } else {
-        args.retain.clone()
+        args.retain.as_slice()
     };
     for kind in kinds {
         *match kind {

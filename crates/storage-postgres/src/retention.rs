@@ -165,19 +165,38 @@ impl Kind {
         }
     }
 
-    /// Takes the lock the series' writers take; whether the series still exists.
-    async fn lock(self, tx: &impl Sql, schema: &str, key: &[String]) -> PgResult<bool> {
+    /// Takes the lock the series' writers take: `None` when the series is gone, else the
+    /// number of records it stores, read under that lock, for the kinds that count them.
+    async fn lock(
+        self,
+        tx: &impl Sql,
+        schema: &str,
+        key: &[String],
+    ) -> PgResult<Option<Option<i64>>> {
+        // The counter row is the lock messages' and artifacts' writers take (see
+        // `compaction::lock_session`, `artifacts::lock_name`); its count is exact under it.
+        let stored = |sql| async move {
+            let row = tx.opt(sql, &with_key(key, &[])).await?;
+            PgResult::Ok(row.map(|row| Some(row.get::<_, i64>(0))))
+        };
         match self {
             Kind::Messages => {
-                crate::compaction::lock_session(tx, &key[0]).await?;
-                Ok(true)
+                stored("SELECT stored FROM message_counters WHERE session_id = $1 FOR UPDATE").await
             }
-            Kind::ContextVersions => crate::task_context::lock_head(tx, &key[0]).await,
+            Kind::ContextVersions => Ok(crate::task_context::lock_head(tx, &key[0])
+                .await?
+                .then_some(None)),
             Kind::Checkpoints => {
                 crate::checkpoints::lock_thread(tx, schema, &key[0]).await?;
-                Ok(true)
+                Ok(Some(None))
             }
-            Kind::ArtifactVersions => crate::artifacts::lock_name(tx, &key[0], &key[1]).await,
+            Kind::ArtifactVersions => {
+                stored(
+                    "SELECT stored FROM artifact_counters WHERE scope = $1 AND name = $2 \
+                     FOR UPDATE",
+                )
+                .await
+            }
         }
     }
 
@@ -230,9 +249,6 @@ impl Statements {
                  AND {{pos}} {op} {{p1}} AND {{pos}} < {{p2}} ORDER BY {{pos}} LIMIT {{p3}}"
             ))
         };
-        // Numbered series hold at most `newest - oldest + 1` records, so the OFFSET walk
-        // over the kept index entries runs only when that span exceeds `keep_last`: a
-        // series trimmed to its `keep_last` costs three index probes, not a walk.
         let probe = match kind {
             // Context versions count by number: no walk at all (see `keep_from`).
             Kind::ContextVersions => {
@@ -246,13 +262,14 @@ impl Statements {
                   LIMIT 1 OFFSET {p1}), \
                  (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1)"
             }
+            // Counted series: `{p1}` is how many records go by count, so the first kept
+            // one is `{p1}` places above the oldest, reached by stepping over the removed
+            // index entries only.
             _ => {
-                "SELECT newest, CASE WHEN newest - oldest > {p1} THEN \
-                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC \
-                  LIMIT 1 OFFSET {p1}) END, oldest FROM \
-                 (SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1) \
-                 AS newest, (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1) \
-                 AS oldest) AS ends"
+                "SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1), \
+                 CASE WHEN {p1}::bigint > 0 THEN (SELECT {pos} FROM {table} WHERE {series} \
+                  ORDER BY {pos} LIMIT 1 OFFSET {p1}) END, \
+                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1)"
             }
         };
         Statements {
@@ -283,8 +300,20 @@ async fn prefix_end(
     sql: &Statements,
     key: &[String],
     retention: &Retention,
+    stored: Option<i64>,
 ) -> PgResult<Option<Position>> {
-    let skip = to_i64(retention.keep_last.unwrap_or(1).saturating_sub(1));
+    let skip = match stored {
+        // How many go by count; none (and no age limit): the records are not touched.
+        Some(stored) => {
+            let keep = to_i64(retention.keep_last.unwrap_or(u64::MAX));
+            let remove = stored.saturating_sub(keep).max(0);
+            if remove == 0 && retention.created_before.is_none() {
+                return Ok(None);
+            }
+            remove
+        }
+        None => to_i64(retention.keep_last.unwrap_or(1).saturating_sub(1)),
+    };
     // The context probe takes no skip: it counts by number.
     let extra: &[&(dyn ToSql + Sync)] = match kind {
         Kind::ContextVersions => &[],
@@ -353,8 +382,9 @@ impl PostgresBackend {
             for row in &rows {
                 let key: Vec<String> = (0..kind.key_columns()).map(|c| row.get(c)).collect();
                 let tx = client.transaction().await?;
-                if kind.lock(&tx, self.schema(), &key).await? {
-                    if let Some(end) = prefix_end(&tx, kind, &sql, &key, &retention).await? {
+                if let Some(stored) = kind.lock(&tx, self.schema(), &key).await? {
+                    let end = prefix_end(&tx, kind, &sql, &key, &retention, stored).await?;
+                    if let Some(end) = end {
                         removed += kind.remove(&tx, &key, &end).await?;
                     }
                 }

@@ -44,6 +44,9 @@ pub(crate) struct Kind {
     /// Whether `keep_last` counts version numbers (context versions, as a store's
     /// `keep_versions` does) rather than records.
     by_number: bool,
+    /// How many records the series named by `:a` (and `:b`) stores, kept by the database
+    /// (V4's triggers), for kinds that count them.
+    stored: Option<&'static str>,
     /// A record's age.
     age: fn(&[u8]) -> SqlResult<Timestamp>,
     /// Removes the records of a series below a position; how many it removed.
@@ -60,6 +63,7 @@ pub(crate) const MESSAGES: Kind = Kind {
     record: "record",
     series: "session_id = :a",
     by_number: false,
+    stored: Some("SELECT stored FROM \"{ns}.message_counters\" WHERE session_id = :a"),
     age: |record| Ok(wire::decode::<Message>(record)?.created_at),
     remove: |db, key, end| {
         crate::compaction::remove_range(db, &key[0], i64::MIN, integer(end).saturating_sub(1))
@@ -75,6 +79,7 @@ pub(crate) const CONTEXT_VERSIONS: Kind = Kind {
     record: "record",
     series: "scope = :a",
     by_number: true,
+    stored: None,
     age: |record| Ok(wire::decode::<TaskContext>(record)?.updated_at),
     remove: |db, key, end| crate::task_context::trim(db, &key[0], integer(end)),
 };
@@ -89,6 +94,7 @@ pub(crate) const CHECKPOINTS: Kind = Kind {
     record: "record",
     series: "thread_id = :a AND ns = :b",
     by_number: false,
+    stored: None,
     age: |record| Ok(wire::decode::<Checkpoint>(record)?.created_at.to_utc()),
     remove: |db, key, end| {
         let Value::Text(end) = end else {
@@ -108,6 +114,7 @@ pub(crate) const ARTIFACT_VERSIONS: Kind = Kind {
     record: "meta",
     series: "scope = :a AND name = :b",
     by_number: false,
+    stored: Some("SELECT stored FROM \"{ns}.artifact_counters\" WHERE scope = :a AND name = :b"),
     age: |meta| Ok(wire::decode::<ArtifactMeta>(meta)?.created_at),
     remove: |db, key, end| {
         crate::artifacts::delete_versions(
@@ -131,6 +138,7 @@ fn integer(position: &Value) -> i64 {
 struct Statements {
     newest: String,
     nth_newest: String,
+    nth_oldest: String,
     walk: String,
     walk_from: String,
 }
@@ -150,6 +158,10 @@ impl Statements {
             nth_newest: fill(
                 "SELECT {pos} FROM \"{ns}.{table}\" WHERE {series} \
                  ORDER BY {pos} DESC LIMIT 1 OFFSET :skip",
+            ),
+            nth_oldest: fill(
+                "SELECT {pos} FROM \"{ns}.{table}\" WHERE {series} \
+                 ORDER BY {pos} LIMIT 1 OFFSET :skip",
             ),
             walk: fill(
                 "SELECT {pos}, {record} FROM \"{ns}.{table}\" WHERE {series} \
@@ -204,6 +216,30 @@ fn prefix_end(
     key: &[String],
     retention: &Retention,
 ) -> SqlResult<Option<Value>> {
+    // A counted series: the first record kept by count is `stored - keep_last` places
+    // above the oldest, reached by stepping over the removed index entries only.
+    let mut counted = None;
+    if let (Some(keep), Some(stored)) = (retention.keep_last, kind.stored) {
+        let stored: i64 = db
+            .prepare(stored)?
+            .query_row(params(key, &[]).as_slice(), |row| row.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let remove = stored.saturating_sub(to_i64(keep));
+        counted = Some(if remove > 0 {
+            db.prepare(&sql.nth_oldest)?
+                .query_row(params(key, &[(":skip", &remove)]).as_slice(), |row| {
+                    row.get::<_, Value>(0)
+                })
+                .optional()?
+        } else {
+            None
+        });
+        // Nothing to remove by count and no age limit: the records are not touched.
+        if retention.created_before.is_none() {
+            return Ok(counted.flatten());
+        }
+    }
     let Some(newest) = db
         .prepare(&sql.newest)?
         .query_row(params(key, &[]).as_slice(), |row| row.get::<_, Value>(0))
@@ -213,6 +249,7 @@ fn prefix_end(
     };
     // The first record kept by count; every one below it has expired.
     let mut end = match retention.keep_last {
+        _ if counted.is_some() => counted.flatten(),
         Some(_) if kind.by_number => {
             let newest = u64::try_from(integer(&newest)).unwrap_or(0);
             Some(Value::Integer(to_i64(retention.keep_from(newest))))

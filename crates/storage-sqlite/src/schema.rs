@@ -32,6 +32,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "compaction",
         include_str!("../migrations/V3__compaction.sql"),
     ),
+    (
+        4,
+        "stored_counts",
+        include_str!("../migrations/V4__stored_counts.sql"),
+    ),
 ];
 
 /// The table, per namespace, recording applied migration versions.

@@ -27,6 +27,7 @@ pub mod bench;
 pub mod checks;
 pub mod compat;
 mod context;
+pub mod counts;
 pub mod data;
 pub mod fault;
 pub mod scenarios;

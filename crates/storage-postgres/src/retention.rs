@@ -13,15 +13,23 @@
 //! among the survivors and survivors stay a contiguous run ending at it. Two sweeps of
 //! one series queue on the same lock; the second removes only what is still expired.
 //!
-//! Per series, after the lock: one statement probes the newest position, the position
-//! `keep_last - 1` places below it (`ORDER BY .. DESC LIMIT 1 OFFSET keep_last - 1`,
-//! which steps over the kept index entries only) and the oldest; for an age limit the
+//! Messages and artifact versions count their stored records (`stored` on the counter row,
+//! kept by V5's statement triggers on every insert and delete): the lock statement reads it
+//! under the lock, so `stored - keep_last` records go, and a series with none to remove
+//! and no age limit is committed without touching its records (without an age limit the
+//! listing leaves out the series storing no more than `keep_last` in the first place).
+//!
+//! Per series, after the lock: one statement probes the newest position, the first kept
+//! by count (counted kinds: `stored - keep_last` places above the oldest, `ORDER BY ..
+//! LIMIT 1 OFFSET stored - keep_last`, which steps over the removed index entries only;
+//! checkpoints: `keep_last - 1` places below the newest) and the oldest; for an age limit the
 //! records from there on are read oldest first in growing pages (8, 16, .. 256) and
 //! decoded until the first one young enough (or undecodable: a record whose age cannot
 //! be read counts as young, with a warning naming the series, so one bad record never
 //! fails the sweep nor loses what follows it). Then one range removal through the code the
 //! kind's own removals use. A series with nothing to remove costs the lock and the probe
-//! (and, with an age limit, its oldest record).
+//! (and, with an age limit, its oldest record); a counted one under `keep_last` alone
+//! costs nothing.
 
 use storage_core::time::Timestamp;
 use storage_core::{wire, ArtifactMeta, Checkpoint, Message, Retention, TaskContext};
@@ -72,13 +80,14 @@ impl Position {
 }
 
 impl Kind {
-    /// The next page of series keys after `$1` (and `$2`), in key order.
+    /// The next page of series keys after `$1` (and `$2`), in key order; counted kinds
+    /// list only the series storing more records than their last parameter.
     fn series_page(self) -> &'static str {
         match self {
             // Every session that ever had a message has a counter row.
             Kind::Messages => {
                 "SELECT session_id FROM message_counters WHERE session_id > $1 \
-                 ORDER BY session_id LIMIT $2"
+                 AND stored > $3 ORDER BY session_id LIMIT $2"
             }
             Kind::ContextVersions => {
                 "SELECT scope FROM context_heads WHERE scope > $1 ORDER BY scope LIMIT $2"
@@ -100,9 +109,14 @@ impl Kind {
             // A name has a counter row exactly while it has a version.
             Kind::ArtifactVersions => {
                 "SELECT scope, name FROM artifact_counters WHERE (scope, name) > ($1, $2) \
-                 ORDER BY scope, name LIMIT $3"
+                 AND stored > $4 ORDER BY scope, name LIMIT $3"
             }
         }
+    }
+
+    /// Whether the kind's series count their stored records (`stored`, V5).
+    fn counted(self) -> bool {
+        matches!(self, Kind::Messages | Kind::ArtifactVersions)
     }
 
     /// How many text columns name a series (`$1`, `$2`).
@@ -375,9 +389,21 @@ impl PostgresBackend {
         // Keys are never empty, so "" sorts before every one of them.
         let mut after = vec![String::new(); kind.key_columns()];
         let mut removed = 0;
+        // A counted series storing no more than `keep_last` records (none at all, with an
+        // age limit) has nothing to remove: the listing leaves it out, so a sweep costs no
+        // round trip per such series. The count is read again under the series' lock.
+        let least = match retention.created_before {
+            None => to_i64(retention.keep_last.unwrap_or(0)),
+            Some(_) => 0,
+        };
+        let page: Vec<&(dyn ToSql + Sync)> = if kind.counted() {
+            vec![&PAGE, &least]
+        } else {
+            vec![&PAGE]
+        };
         loop {
             let rows = client
-                .rows(kind.series_page(), &with_key(&after, &[&PAGE]))
+                .rows(kind.series_page(), &with_key(&after, &page))
                 .await?;
             for row in &rows {
                 let key: Vec<String> = (0..kind.key_columns()).map(|c| row.get(c)).collect();

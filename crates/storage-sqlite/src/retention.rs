@@ -8,9 +8,14 @@
 //! a contiguous run ending at the newest. Two sweeps at once take turns on the lock; the
 //! second finds what the first left, so it removes only what is still expired.
 //!
-//! Per series: the newest position (one index probe), for `keep_last` the position
-//! `keep_last - 1` places below it (`ORDER BY .. DESC LIMIT 1 OFFSET keep_last - 1`, which
-//! steps over the kept index entries only), for an age limit the records from there on,
+//! Per series, for `keep_last`: messages and artifact versions count their stored records
+//! (`stored` on the counter row, kept by V4's triggers), so `stored - keep_last` go and the
+//! first kept one is that many places above the oldest (`ORDER BY .. LIMIT 1 OFFSET
+//! stored - keep_last`, stepping over the removed index entries only); a series storing no
+//! more than `keep_last` is not even listed without an age limit. Checkpoints take the
+//! position `keep_last - 1` places below the newest (`ORDER BY .. DESC LIMIT 1 OFFSET
+//! keep_last - 1`), context versions count by number. For an age limit the records from
+//! there on (below the newest, one index probe),
 //! oldest first, decoded one by one until the first one young enough (its cursor reads no
 //! further; a record whose age cannot be read counts as young, with a warning naming the
 //! series, so one bad record never fails the sweep nor loses what follows it). Then one
@@ -31,7 +36,8 @@ const PAGE: usize = 64;
 /// One kind's series: where they are listed, where their records are, and how a prefix of
 /// one goes.
 pub(crate) struct Kind {
-    /// The next series key after `:a` (and `:b`), in key order.
+    /// The next series key after `:a` (and `:b`), in key order; counted kinds skip the
+    /// series storing no more than `:least` records.
     next_series: &'static str,
     /// How many text columns name a series (`:a`, `:b`).
     key_columns: usize,
@@ -56,7 +62,7 @@ pub(crate) struct Kind {
 pub(crate) const MESSAGES: Kind = Kind {
     // Every session that ever had a message has a counter row.
     next_series: "SELECT session_id FROM \"{ns}.message_counters\" WHERE session_id > :a \
-         ORDER BY session_id LIMIT 1",
+         AND stored > :least ORDER BY session_id LIMIT 1",
     key_columns: 1,
     table: "messages",
     position: "sequence",
@@ -107,7 +113,7 @@ pub(crate) const CHECKPOINTS: Kind = Kind {
 pub(crate) const ARTIFACT_VERSIONS: Kind = Kind {
     // A name has a counter row exactly while it has a version.
     next_series: "SELECT scope, name FROM \"{ns}.artifact_counters\" \
-         WHERE (scope, name) > (:a, :b) ORDER BY scope, name LIMIT 1",
+         WHERE (scope, name) > (:a, :b) AND stored > :least ORDER BY scope, name LIMIT 1",
     key_columns: 2,
     table: "artifacts",
     position: "version",
@@ -298,10 +304,20 @@ fn trim_page(
 ) -> SqlResult<(u64, Option<Vec<String>>)> {
     let sql = Statements::of(kind);
     let mut removed = 0;
+    // A counted series storing no more than `keep_last` records (none at all, with an age
+    // limit) has nothing to remove: the listing steps over it.
+    let least = match retention.created_before {
+        None => to_i64(retention.keep_last.unwrap_or(0)),
+        Some(_) => 0,
+    };
+    let extra: &[(&'static str, &dyn ToSql)] = match kind.stored {
+        Some(_) => &[(":least", &least)],
+        None => &[],
+    };
     for _ in 0..PAGE {
         let next = db
             .prepare(kind.next_series)?
-            .query_row(params(&key, &[]).as_slice(), |row| {
+            .query_row(params(&key, extra).as_slice(), |row| {
                 (0..kind.key_columns)
                     .map(|column| row.get::<_, String>(column))
                     .collect::<rusqlite::Result<Vec<_>>>()

@@ -17,8 +17,10 @@ use crate::sql::Sql;
 
 const SAVE: &str = "\
 WITH counter AS (
-    INSERT INTO artifact_counters AS a (scope, name, next_version) VALUES ($1, $2, 1)
-    ON CONFLICT (scope, name) DO UPDATE SET next_version = a.next_version + 1
+    INSERT INTO artifact_counters AS a (scope, name, next_version, stored)
+    VALUES ($1, $2, 1, 1)
+    ON CONFLICT (scope, name)
+    DO UPDATE SET next_version = a.next_version + 1, stored = a.stored + 1
     RETURNING a.next_version - 1 AS version
 )
 INSERT INTO artifacts (scope, name, version, meta, data)

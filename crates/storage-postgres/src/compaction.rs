@@ -52,8 +52,12 @@ WITH kept AS (
 )
 DELETE FROM messages WHERE session_id = $1 AND sequence <= $2";
 
-const INSERT_SUMMARY: &str = "INSERT INTO messages \
-     (session_id, sequence, client_id, record, compacted_from) VALUES ($1, $2, $3, $4, $5)";
+/// The summary, counted in `stored` (see V5: inserts count where they take their number).
+const INSERT_SUMMARY: &str = "WITH summary AS (INSERT INTO messages \
+     (session_id, sequence, client_id, record, compacted_from) VALUES ($1, $2, $3, $4, $5) \
+     RETURNING 1) \
+     UPDATE message_counters SET stored = stored + (SELECT count(*) FROM summary) \
+     WHERE session_id = $1";
 
 const KEPT: &str = "SELECT sequence, record FROM replaced_messages \
      WHERE session_id = $1 AND summary_sequence = $2 ORDER BY sequence";

@@ -38,10 +38,11 @@ fresh AS (
        OR NOT EXISTS (SELECT 1 FROM existing e WHERE e.client_id = i.client_id)
 ),
 counter AS (
-    INSERT INTO message_counters AS c (session_id, last_sequence)
-    SELECT $1, count(*) FROM fresh HAVING count(*) > 0
+    INSERT INTO message_counters AS c (session_id, last_sequence, stored)
+    SELECT $1, count(*), count(*) FROM fresh HAVING count(*) > 0
     ON CONFLICT (session_id)
-    DO UPDATE SET last_sequence = c.last_sequence + EXCLUDED.last_sequence
+    DO UPDATE SET last_sequence = c.last_sequence + EXCLUDED.last_sequence,
+        stored = c.stored + EXCLUDED.stored
     RETURNING c.last_sequence - (SELECT count(*) FROM fresh) AS base
 ),
 inserted AS (

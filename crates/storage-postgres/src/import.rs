@@ -32,10 +32,11 @@ inserted AS (
     ON CONFLICT DO NOTHING RETURNING 1
 ),
 counter AS (
-    INSERT INTO message_counters AS c (session_id, last_sequence)
-    SELECT $1, max(sequence) FROM input HAVING count(*) > 0
+    INSERT INTO message_counters AS c (session_id, last_sequence, stored)
+    SELECT $1, max(sequence), (SELECT count(*) FROM inserted) FROM input HAVING count(*) > 0
     ON CONFLICT (session_id)
-    DO UPDATE SET last_sequence = GREATEST(c.last_sequence, EXCLUDED.last_sequence)
+    DO UPDATE SET last_sequence = GREATEST(c.last_sequence, EXCLUDED.last_sequence),
+        stored = c.stored + EXCLUDED.stored
 )
 SELECT count(*) FROM inserted";
 
@@ -45,9 +46,11 @@ WITH inserted AS (
     ON CONFLICT DO NOTHING RETURNING 1
 ),
 counter AS (
-    INSERT INTO artifact_counters AS a (scope, name, next_version) VALUES ($1, $2, $3 + 1)
+    INSERT INTO artifact_counters AS a (scope, name, next_version, stored)
+    VALUES ($1, $2, $3 + 1, (SELECT count(*) FROM inserted))
     ON CONFLICT (scope, name)
-    DO UPDATE SET next_version = GREATEST(a.next_version, EXCLUDED.next_version)
+    DO UPDATE SET next_version = GREATEST(a.next_version, EXCLUDED.next_version),
+        stored = a.stored + EXCLUDED.stored
 )
 SELECT count(*) FROM inserted";
 

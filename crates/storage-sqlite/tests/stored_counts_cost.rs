@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use storage_core::{NewArtifact, NewMessage, StorageBackend};
+use storage_core::prelude::*;
+use storage_core::StorageBackend;
 use storage_sqlite::{SqliteBackend, SqliteConfig};
 
 const ROUNDS: usize = 15;

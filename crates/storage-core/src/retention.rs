@@ -39,8 +39,9 @@
 //! records of the expired prefix and the one that ends it; two costs still grow with what a
 //! series keeps, and `docs/operations.md` gives each backend's figures: removing
 //! checkpoints reads the survivors' version maps (to keep every value one of them uses),
-//! and `keep_last` may walk the kept index entries where the store cannot count them (SQL
-//! messages and artifact versions; object-storage artifact versions). Writes racing a sweep
+//! and `keep_last` may walk the kept index entries where the store does not count them
+//! (SQL checkpoints; object-storage artifact versions: PostgreSQL and SQLite count each
+//! conversation's and artifact name's stored records). Writes racing a sweep
 //! are never lost: a record stored while its series is trimmed is either counted among the
 //! newest or stored after the trim. A series that fails to trim for a reason of its own
 //! (an undecodable record, writers it keeps losing to) is left for the next sweep and the

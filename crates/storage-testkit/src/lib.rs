@@ -178,6 +178,9 @@ macro_rules! conformance_tests {
                 shared_compare_and_set_has_one_winner,
                 context_scopes_list_in_pages,
             }
+            checkpoint_values {
+                values_survive_every_checkpoint_path,
+            }
             retention {
                 messages_keep_the_newest_with_their_numbers,
                 messages_older_than_the_cutoff_go,

@@ -29,6 +29,7 @@ pub mod compat;
 mod context;
 pub mod data;
 pub mod fault;
+pub mod langgraph_bench;
 pub mod scenarios;
 pub mod servers;
 pub mod undecodable;

@@ -14,7 +14,8 @@
 //! one series queue on the same lock; the second removes only what is still expired.
 //!
 //! Messages and artifact versions count their stored records (`stored` on the counter row,
-//! kept by V5's statement triggers on every insert and delete): the lock statement reads it
+//! raised by the counter upsert of every statement that stores them, lowered by V5's
+//! statement triggers on every delete): the lock statement reads it
 //! under the lock, so `stored - keep_last` records go, and a series with none to remove
 //! and no age limit is committed without touching its records (without an age limit the
 //! listing leaves out the series storing no more than `keep_last` in the first place).

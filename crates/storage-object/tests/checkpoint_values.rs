@@ -357,3 +357,48 @@ async fn replacing_a_checkpoint_names_the_versions_it_dropped() {
         (Some(json!("a2")), Some(json!("s3")))
     );
 }
+
+/// A marker as the release before wrote it (it named only the values no survivor used,
+/// as a JSON list of `[channel, version]`, under `unused_values/<thread>/<ns>/<uuid>`),
+/// planted beside records of a chain, is collected by the rules of this release: the value
+/// it names that no record uses goes, and a sweep of this release removing more keeps
+/// every value a survivor reads.
+#[tokio::test]
+async fn a_marker_of_the_release_before_is_collected_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend(&dir).await;
+    for n in 1..=4 {
+        put_two(&b, &format!("000{n}"), &n.to_string(), "1", n == 1).await;
+    }
+    // As the release before left it after pruning checkpoint 0000 (which used `a`=0).
+    put_two(&b, "0000", "0", "1", false).await;
+    std::fs::remove_file(record_file(&dir, "0000")).unwrap();
+    let marker = dir
+        .path()
+        .join("gc/unused_values")
+        .join(format!("i{}", hex::encode(THREAD)))
+        .join("i")
+        .join("0190aaaa00007000800000000000000a");
+    std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+    std::fs::write(&marker, br#"[["a","0"]]"#).unwrap();
+    assert_eq!(stored_values(&b).await, 6);
+
+    let keep_two = Retention {
+        created_before: None,
+        keep_last: Some(2),
+    };
+    assert_eq!(b.retain_checkpoints(keep_two).await.unwrap(), 2);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let report = b.collect_garbage(Duration::ZERO).await.unwrap();
+    assert_eq!(
+        report.checkpoint_values, 3,
+        "a0 (old marker), a1 and a2 (the sweep)"
+    );
+    assert!(!marker.exists());
+    for n in [3, 4] {
+        assert_eq!(
+            values_of(&b, &format!("000{n}")).await,
+            (Some(json!(format!("a{n}"))), Some(json!("s1")))
+        );
+    }
+}

@@ -62,6 +62,17 @@ pub(crate) fn push_id(out: &mut String, id: &str) {
     }
 }
 
+/// Whether `segment` is an id segment (`i…` or `j…`) holding all the hex digits a
+/// segment can: only after such a segment can an id continue with a `j` segment.
+pub(crate) fn is_full_segment(segment: &str) -> bool {
+    segment.len() == 1 + HEX_PER_SEGMENT
+}
+
+/// Whether `segment` continues an id begun in the segment before it.
+pub(crate) fn is_continuation(segment: &str) -> bool {
+    segment.starts_with(MORE)
+}
+
 /// Decodes the id starting at `parts[0]`; returns it and how many segments it used.
 pub(crate) fn take_id(parts: &[String]) -> Option<(String, usize)> {
     let first = parts.first()?.strip_prefix(FIRST)?;
@@ -329,6 +340,10 @@ impl Keys {
     }
     pub(crate) fn thread_unused_values(&self, thread_id: &str) -> Path {
         self.path("unused_values", &[thread_id], &[])
+    }
+    /// Every marker of (thread, namespace).
+    pub(crate) fn chain_unused_values(&self, thread_id: &str, namespace: &str) -> Path {
+        self.path("unused_values", &[thread_id, namespace], &[])
     }
     /// A new, unique marker of (thread, namespace).
     pub(crate) fn unused_values_marker(&self, thread_id: &str, namespace: &str) -> Path {

@@ -27,6 +27,7 @@ mod backend;
 mod config;
 mod error;
 mod keys;
+mod newest;
 mod store;
 
 pub use backend::{GarbageReport, ObjectBackend, DEFAULT_GARBAGE_GRACE};

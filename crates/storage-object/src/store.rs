@@ -24,6 +24,7 @@ use storage_core::{Result, StorageError};
 use crate::config::ObjectConfig;
 use crate::error::{classify, BACKEND};
 use crate::keys::{number, parse_number};
+pub(crate) use crate::newest::NewestVersions;
 
 /// How long old versions of a versioned cell are kept.
 const VERSION_RETENTION: Duration = Duration::from_secs(60);
@@ -57,37 +58,6 @@ pub(crate) struct Objects {
     /// The highest version this process last saw of each versioned cell, so that a read
     /// probes upward from it instead of listing every version the cell still holds.
     pub newest: Arc<NewestVersions>,
-}
-
-/// The highest version seen per versioned cell, forgotten wholesale past
-/// [`NewestVersions::MAX_CELLS`] cells (a miss only costs a listing).
-#[derive(Debug, Default)]
-pub(crate) struct NewestVersions(Mutex<HashMap<String, u64>>);
-
-impl NewestVersions {
-    const MAX_CELLS: usize = 100_000;
-
-    fn get(&self, cell: &Path) -> Option<u64> {
-        self.lock().get(cell.as_ref()).copied()
-    }
-
-    fn set(&self, cell: &Path, version: u64) {
-        let mut cells = self.lock();
-        if cells.len() >= Self::MAX_CELLS {
-            cells.clear();
-        }
-        cells.insert(cell.as_ref().to_owned(), version);
-    }
-
-    fn forget(&self, cell: &Path) {
-        self.lock().remove(cell.as_ref());
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 /// One process-wide in-memory store per `memory://name`, so backends built from the same
@@ -233,12 +203,22 @@ impl Objects {
             })
     }
 
-    /// Every object under `prefix` (recursive), in key order.
+    /// Every object under `prefix` (recursive), in key order. When `prefix` ends with an
+    /// id of 63 bytes or more, the objects of the longer ids that continue it (whose next
+    /// segment is a `j` continuation) are not under it, and are left out: deleting a
+    /// thread, a session or an artifact must not take those of its longer namesakes.
     pub(crate) async fn list(&self, prefix: &Path) -> Result<Vec<Path>> {
         let mut paths: Vec<Path> = self
             .store
             .list(Some(prefix))
             .map_ok(|meta| meta.location)
+            .try_filter(|path| {
+                let own = path
+                    .prefix_match(prefix)
+                    .and_then(|mut parts| parts.next())
+                    .is_none_or(|next| !crate::keys::is_continuation(next.as_ref()));
+                std::future::ready(own)
+            })
             .try_collect()
             .await
             .or_else(|err| match err {
@@ -247,6 +227,20 @@ impl Objects {
             })?;
         paths.sort();
         Ok(paths)
+    }
+
+    /// The "directories" directly under `prefix` (a delimiter listing: one request per
+    /// 1,000 on S3, one directory read on local files), sorted.
+    pub(crate) async fn common_prefixes(&self, prefix: &Path) -> Result<Vec<Path>> {
+        match self.store.list_with_delimiter(Some(prefix)).await {
+            Ok(listing) => {
+                let mut prefixes = listing.common_prefixes;
+                prefixes.sort();
+                Ok(prefixes)
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(err) => Err(classify(err)),
+        }
     }
 
     /// Removes every object under `prefix`; returns the paths removed.
@@ -420,17 +414,34 @@ impl Objects {
     /// Removes versions older than `VERSION_RETENTION`, keeping the two newest. A writer
     /// creates version n+1 only within half the retention after reading version n, so the
     /// slot it creates was never collected: creating into a collected slot is impossible.
+    /// The listing is skipped until the oldest version the last one kept can be old
+    /// enough: otherwise every write of a burst would list every version of the burst (the
+    /// cell holds a minute of them), a cost growing with the burst, not with the write.
     async fn collect_versions(&self, cell: &Path, newest: u64) -> Result<()> {
+        if !self.newest.collection_due(cell) {
+            return Ok(());
+        }
         let now = storage_core::time::now();
-        let retention = VERSION_RETENTION.as_secs() as i64;
-        let old: Vec<Path> = self
-            .versions(cell)
-            .await?
-            .into_iter()
-            .filter(|(v, modified)| v + 1 < newest && (now - *modified).num_seconds() > retention)
-            .map(|(v, _)| cell.clone().join(number(v)))
-            .collect();
-        self.delete_many(old).await
+        // Collected when more than `retention` whole seconds old.
+        let old_ms = (VERSION_RETENTION.as_secs() as i64 + 1) * 1000;
+        let (old, kept): (Vec<_>, Vec<_>) =
+            self.versions(cell)
+                .await?
+                .into_iter()
+                .partition(|(v, modified)| {
+                    v + 1 < newest && (now - *modified).num_milliseconds() >= old_ms
+                });
+        if let Some(oldest) = kept.iter().map(|(_, modified)| *modified).min() {
+            let wait = old_ms - (now - oldest).num_milliseconds();
+            self.newest
+                .collect_after(cell, Duration::from_millis(wait.max(0) as u64));
+        }
+        self.delete_many(
+            old.into_iter()
+                .map(|(v, _)| cell.clone().join(number(v)))
+                .collect(),
+        )
+        .await
     }
 
     /// Removes a cell whatever its value.

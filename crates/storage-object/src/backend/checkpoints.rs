@@ -3,10 +3,12 @@
 //! values) is written after them, so a checkpoint and its values become visible together.
 //! Normal pending writes are created with `Create` (first writer wins), special ones
 //! overwritten (last writer wins). Removing checkpoints never deletes a value at once: a
-//! put may name a stored value without re-sending it, so the values left unused are
-//! collected later (see `unused_values`).
+//! put may name a stored value without re-sending it, so the values the removed records
+//! used are named in a marker and collected later if unused (see `unused_values`); a
+//! record is created with `Create`, and one that replaces a stored id names the versions it
+//! dropped the same way.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use storage_core::carried::admit;
 
 use async_trait::async_trait;
@@ -22,6 +24,7 @@ use storage_core::{
     CheckpointStore, CheckpointTuple, PendingWrite, Result, Retention, StorageError,
 };
 
+use super::unused_values::ValueKey;
 use super::{in_order, retention, ObjectBackend};
 use crate::keys::{parts_after, take_id};
 
@@ -57,7 +60,13 @@ impl CheckpointStore for ObjectBackend {
                 self.objects().put(&marker, Vec::new()).await?;
             }
             let path = self.keys().checkpoint(thread, ns, &record.id);
-            self.objects().put(&path, wire::encode(&record)?).await
+            let bytes = wire::encode(&record)?;
+            // Created if absent (LangGraph's case: a new id each step), at the cost of a
+            // plain write; an id put again is a replacement (see `replace_record`).
+            if self.objects().create(&path, bytes.clone()).await? {
+                return Ok(());
+            }
+            self.replace_record(&record, bytes).await
         })
         .await
     }
@@ -219,8 +228,9 @@ impl CheckpointStore for ObjectBackend {
             let mut removed = 0;
             for ns in self.thread_namespaces(thread_id).await? {
                 let mut ids = self.checkpoint_ids(thread_id, &ns).await?;
-                let keep = ids.split_off(ids.len().saturating_sub(keep_last));
-                removed += self.remove_checkpoints(thread_id, &ns, &ids, &keep).await?;
+                ids.truncate(ids.len().saturating_sub(keep_last));
+                let doomed = self.read_records(thread_id, &ns, &ids).await?;
+                removed += self.retire_checkpoints(thread_id, &ns, &doomed).await?;
             }
             Ok(removed)
         })
@@ -232,10 +242,20 @@ impl CheckpointStore for ObjectBackend {
             if !retention::admits(&retention)? {
                 return Ok(0);
             }
+            // Every thread directory, from delimiter listings (a thread holding no
+            // record finds nothing to trim), rather than `list_thread_ids`, which lists
+            // every object of every thread to find those with records.
+            let threads = self.ids_below(&self.keys().threads()).await?;
+            let threads = &threads;
             retention::sweep(
                 "checkpoints",
                 |after: Option<String>, limit| async move {
-                    self.list_thread_ids(after.as_deref(), limit).await
+                    Ok(threads
+                        .iter()
+                        .filter(|id| after.as_ref().is_none_or(|after| *id > after))
+                        .take(limit)
+                        .cloned()
+                        .collect())
                 },
                 |thread_id| async move {
                     let mut removed = 0;
@@ -338,7 +358,7 @@ impl CheckpointStore for ObjectBackend {
         self.op("delete_for_runs", async {
             validate_ids("run id", run_ids.iter().map(String::as_str))?;
             let runs: HashSet<&str> = run_ids.iter().map(String::as_str).collect();
-            let mut doomed: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+            let mut doomed: BTreeMap<(String, String), Vec<Checkpoint>> = BTreeMap::new();
             for run_id in &runs {
                 let prefix = self.keys().run(run_id);
                 for path in self.objects().list(&prefix).await? {
@@ -353,30 +373,23 @@ impl CheckpointStore for ObjectBackend {
                         continue;
                     };
                     // The record may have been replaced with another run id since.
-                    let still = self
-                        .read_record(&thread, &ns, &id)
-                        .await?
-                        .and_then(|r| {
-                            r.metadata
-                                .get("run_id")
-                                .and_then(Value::as_str)
-                                .map(str::to_owned)
-                        })
-                        .is_some_and(|run| runs.contains(run.as_str()));
-                    if still {
-                        doomed.entry((thread, ns)).or_default().push(id);
-                    } else {
-                        self.objects().delete(&path).await?;
+                    let record = self.read_record(&thread, &ns, &id).await?.filter(|r| {
+                        r.metadata
+                            .get("run_id")
+                            .and_then(Value::as_str)
+                            .is_some_and(|run| runs.contains(run))
+                    });
+                    match record {
+                        Some(record) => doomed.entry((thread, ns)).or_default().push(record),
+                        None => self.objects().delete(&path).await?,
                     }
                 }
             }
             let mut removed = 0;
-            for ((thread, ns), mut ids) in doomed {
-                ids.sort();
-                ids.dedup();
-                let all = self.checkpoint_ids(&thread, &ns).await?;
-                let keep: Vec<String> = all.into_iter().filter(|id| !ids.contains(id)).collect();
-                removed += self.remove_checkpoints(&thread, &ns, &ids, &keep).await?;
+            for ((thread, ns), mut records) in doomed {
+                records.sort_by(|a, b| a.id.cmp(&b.id));
+                records.dedup_by(|a, b| a.id == b.id);
+                removed += self.retire_checkpoints(&thread, &ns, &records).await?;
             }
             Ok(removed)
         })
@@ -404,42 +417,37 @@ impl ObjectBackend {
         Ok(ids)
     }
 
-    /// The checkpoint namespaces of a thread that hold anything.
-    pub(super) async fn thread_namespaces(&self, thread_id: &str) -> Result<Vec<String>> {
-        let prefix = self.keys().thread(thread_id);
-        let listing = self
-            .objects()
+    /// The checkpoint ids of (thread, namespace) in the order the store lists them
+    /// (ascending where [`crate::store::Objects::lists_in_order`]), a page at a time as
+    /// they are read; an id may repeat.
+    pub(super) fn checkpoint_id_stream(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+    ) -> futures::stream::BoxStream<'static, Result<String>> {
+        use futures::StreamExt;
+        let prefix = self.keys().checkpoints(thread_id, namespace);
+        self.objects()
             .store
-            .list_with_delimiter(Some(&prefix))
-            .await
-            .map(|listing| listing.common_prefixes)
-            .or_else(|err| match err {
-                object_store::Error::NotFound { .. } => Ok(Vec::new()),
-                err => Err(crate::error::classify(err)),
-            })?;
-        // An encoded namespace may span several segments: decode from full paths instead
-        // when a prefix continues (`j` segments); list those recursively.
-        let mut namespaces = Vec::new();
-        for common in listing {
-            let parts = parts_after(&common, &prefix);
-            let Some(first) = parts.first() else { continue };
-            if !first.starts_with('i') {
-                continue;
-            }
-            let full: Vec<String> = self
-                .objects()
-                .list(&common)
-                .await?
-                .first()
-                .map(|path| parts_after(path, &prefix))
-                .unwrap_or_default();
-            if let Some((ns, _)) = take_id(&full) {
-                namespaces.push(ns);
-            }
-        }
-        namespaces.sort();
-        namespaces.dedup();
-        Ok(namespaces)
+            .list(Some(&prefix))
+            .filter_map(move |item| {
+                let id = match item {
+                    Ok(meta) => {
+                        take_id(&parts_after(&meta.location, &prefix)).map(|(id, _)| Ok(id))
+                    }
+                    // A prefix nothing was ever written under.
+                    Err(object_store::Error::NotFound { .. }) => None,
+                    Err(err) => Some(Err(crate::error::classify(err))),
+                };
+                std::future::ready(id)
+            })
+            .boxed()
+    }
+
+    /// The checkpoint namespaces of a thread that hold anything: one delimiter listing of
+    /// the thread's directory (see [`ObjectBackend::ids_below`]).
+    pub(super) async fn thread_namespaces(&self, thread_id: &str) -> Result<Vec<String>> {
+        self.ids_below(&self.keys().thread(thread_id)).await
     }
 
     pub(super) async fn read_record(
@@ -529,58 +537,43 @@ impl ObjectBackend {
         self.objects().delete_many(markers).await
     }
 
-    /// Removes checkpoints (records first) with their writes; the values no checkpoint
-    /// of `keep` uses are left to `collect_garbage` (see `unused_values`).
-    async fn remove_checkpoints(
+    /// The records of `ids` that are stored, in the order of `ids`.
+    pub(super) async fn read_records(
         &self,
         thread_id: &str,
         namespace: &str,
-        doomed: &[String],
-        keep: &[String],
-    ) -> Result<u64> {
-        if doomed.is_empty() {
-            return Ok(0);
-        }
-        let unused = self.unused_values(thread_id, namespace, keep, None).await?;
-        let marker = self.mark_unused(thread_id, namespace, &unused).await?;
-        self.remove_run_markers(thread_id, namespace, doomed)
-            .await?;
-        let records: Vec<Path> = doomed
-            .iter()
-            .map(|id| self.keys().checkpoint(thread_id, namespace, id))
-            .collect();
-        self.objects().delete_many(records).await?;
-        for id in doomed {
-            self.objects()
-                .delete_all(&self.keys().writes(thread_id, namespace, id))
-                .await?;
-        }
-        self.touch_marker(marker).await?;
-        Ok(doomed.len() as u64)
+        ids: &[String],
+    ) -> Result<Vec<Checkpoint>> {
+        let records = in_order(
+            16,
+            ids.iter()
+                .map(|id| self.read_record(thread_id, namespace, id)),
+        )
+        .await?;
+        Ok(records.into_iter().flatten().collect())
     }
 
-    /// Removes the checkpoints `doomed` (records read, oldest first) of a retention sweep
-    /// as [`Self::remove_checkpoints`] does, but one record at a time oldest first, so a
-    /// reader never sees a hole; the values they used that no checkpoint of `keep` uses
-    /// are left to `collect_garbage`.
+    /// Removes the checkpoints `doomed` (their records as read, in id order) with their
+    /// writes and run markers: how a prune, a retention sweep and `delete_for_runs` all
+    /// remove checkpoints. One record at a time, oldest first, so a reader of the chain
+    /// never sees a hole. No value is deleted and no survivor is read: a marker written
+    /// before the first record goes names every value the doomed records used, and
+    /// `collect_garbage` deletes those that no checkpoint stored then uses (see
+    /// `unused_values`), so the cost follows what is removed, not what stays.
     pub(super) async fn retire_checkpoints(
         &self,
         thread_id: &str,
         namespace: &str,
         doomed: &[Checkpoint],
-        keep: &[String],
     ) -> Result<u64> {
         if doomed.is_empty() {
             return Ok(0);
         }
-        let theirs = doomed
+        let theirs: BTreeSet<ValueKey> = doomed
             .iter()
             .flat_map(|record| record.channel_versions.clone())
             .collect();
-        let unused = self
-            .unused_values(thread_id, namespace, keep, Some(theirs))
-            .await?;
-        let marker = self.mark_unused(thread_id, namespace, &unused).await?;
+        let marker = self.mark_unused(thread_id, namespace, &theirs).await?;
         self.remove_markers_of(doomed.iter()).await?;
         for record in doomed {
             self.objects()
@@ -592,5 +585,28 @@ impl ObjectBackend {
         }
         self.touch_marker(marker).await?;
         Ok(doomed.len() as u64)
+    }
+
+    /// Writes `record` over the stored checkpoint of its id. The values the stored one
+    /// used and `record` does not may now be unused, and a fork of the stored one may be
+    /// naming them without re-sending them: a marker names them as a removal's does, so
+    /// that `collect_garbage` judges them by the time they stopped being used. A stored
+    /// record that does not decode is replaced without one (its values stay).
+    async fn replace_record(&self, record: &Checkpoint, bytes: Vec<u8>) -> Result<()> {
+        let (thread, ns) = (&record.thread_id, &record.namespace);
+        let path = self.keys().checkpoint(thread, ns, &record.id);
+        let old = match self.read_record(thread, ns, &record.id).await {
+            Ok(old) => old,
+            Err(err) if err.kind() == storage_core::ErrorKind::Serialization => None,
+            Err(err) => return Err(err),
+        };
+        let dropped: BTreeSet<ValueKey> = old
+            .into_iter()
+            .flat_map(|old| old.channel_versions)
+            .filter(|(channel, version)| record.channel_versions.get(channel) != Some(version))
+            .collect();
+        let marker = self.mark_unused(thread, ns, &dropped).await?;
+        self.objects().put(&path, bytes).await?;
+        self.touch_marker(marker).await
     }
 }

@@ -39,10 +39,10 @@
 //! empties the slots wholly below it into stubs (see `slot_stubs`); one that dies between
 //! leaves full slots no reader asks for. Old ones are stubbed by the same rule.
 //!
-//! Removing checkpoints (a prune, a retention sweep, `delete_for_runs`) leaves the channel
-//! values no survivor uses in place and names them in a marker; they are removed here once
-//! the marker is older than the grace period and no checkpoint stored now uses them (see
-//! `unused_values`).
+//! Removing checkpoints (a prune, a retention sweep, `delete_for_runs`, a put replacing a
+//! stored id) leaves the channel values the removed records used in place and names them in
+//! a marker; they are removed here once the marker is older than the grace period, if no
+//! checkpoint stored now uses them and no younger marker names them (see `unused_values`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -77,8 +77,9 @@ pub struct GarbageReport {
     /// sweep that died before emptying them, or cleared) emptied to stubs.
     #[serde(default)]
     pub message_slots: u64,
-    /// Checkpoint channel values that a prune, retention sweep or run deletion left unused
-    /// and that no checkpoint stored at collection time uses, removed.
+    /// Checkpoint channel values that a prune, retention sweep, run deletion or replaced
+    /// checkpoint left unused and that no checkpoint stored at collection time uses,
+    /// removed (values still used are not counted).
     #[serde(default)]
     pub checkpoint_values: u64,
     /// Abandoned staging files of uploads (local directory only), removed.
@@ -112,7 +113,8 @@ impl ObjectBackend {
     /// compaction objects, conversations and unused-value markers, plus reading the version
     /// records of each name that has old content, the head of each scope that has old
     /// archives, the head of each conversation and, per checkpoint namespace with an old
-    /// marker, its markers, its checkpoint records and the listing of its values.
+    /// marker, its markers (listed twice), its checkpoint records and the listing of its
+    /// values.
     pub async fn collect_garbage(&self, grace: Duration) -> Result<GarbageReport> {
         self.op("collect_garbage", async {
             let cutoff = cutoff_millis(grace);

@@ -5,6 +5,8 @@ mod checkpoints;
 mod compaction;
 mod conversation;
 mod conversation_head;
+#[cfg(test)]
+mod cost_tests;
 mod digest;
 mod gc;
 mod retention;
@@ -81,6 +83,27 @@ impl ObjectBackend {
                 closed: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// A backend on `store` (listing in key order, with ETags), for tests that count
+    /// what operations do.
+    #[cfg(test)]
+    pub(crate) fn over(store: Arc<dyn object_store::ObjectStore>, namespace: &str) -> Self {
+        let objects = Objects {
+            store,
+            mode: crate::store::CellMode::ETag,
+            prefix: String::new(),
+            provider: "memory",
+            newest: Default::default(),
+        };
+        ObjectBackend {
+            inner: Arc::new(Inner {
+                config: ObjectConfig::new("memory://").with_namespace(namespace),
+                objects,
+                keys: Keys::new("", namespace),
+                closed: AtomicBool::new(false),
+            }),
+        }
     }
 
     /// The embedded default: the local directory `./.storage`, namespace `default`.
@@ -166,6 +189,41 @@ impl ObjectBackend {
         ids.sort();
         ids.dedup();
         ids.truncate(limit);
+        Ok(ids)
+    }
+
+    /// The distinct ids whose segments come right below `root` and have more below them
+    /// (thread ids under `threads/`, a thread's namespaces under its directory), sorted.
+    /// Delimiter listings only: one of `root`, plus one of each full-length segment (an
+    /// id of 63 bytes or more), since only after one can an id go on; so enumerating the
+    /// series costs in proportion to their number, not to what they hold.
+    pub(crate) async fn ids_below(&self, root: &Path) -> Result<Vec<String>> {
+        use crate::keys::{is_full_segment, parts_after, take_id};
+        let decode = |dir: &Path| take_id(&parts_after(dir, root)).map(|(id, _)| id);
+        let mut ids = Vec::new();
+        let mut pending = Vec::new();
+        for child in self.objects().common_prefixes(root).await? {
+            match child.filename() {
+                Some(name) if name.starts_with('i') && is_full_segment(name) => pending.push(child),
+                Some(name) if name.starts_with('i') => ids.extend(decode(&child)),
+                _ => {}
+            }
+        }
+        while let Some(dir) = pending.pop() {
+            for child in self.objects().common_prefixes(&dir).await? {
+                match child.filename() {
+                    Some(name) if name.starts_with('j') && is_full_segment(name) => {
+                        pending.push(child)
+                    }
+                    Some(name) if name.starts_with('j') => ids.extend(decode(&child)),
+                    // Something other than a continuation: an id ends at `dir`.
+                    Some(_) => ids.extend(decode(&dir)),
+                    None => {}
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
         Ok(ids)
     }
 

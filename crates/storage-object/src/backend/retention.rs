@@ -10,16 +10,24 @@
 //!   (readers never look below it), then the archives below are deleted, as a store's
 //!   trim does; `collect_garbage` removes any a crash leaves.
 //! - Checkpoints: the expired records are deleted oldest first (a reader never sees a
-//!   hole), with their writes; the values they used that no survivor uses are named in a
-//!   marker and removed by `collect_garbage` (see `unused_values`).
+//!   hole), with their writes; every value they used is named in a marker, and
+//!   `collect_garbage` removes those no checkpoint uses then (see `unused_values`), so the
+//!   survivors are never read. The count of a chain comes from the listing of its record
+//!   keys, read whole for `keep_last` (object storage keeps no count) and, for an age
+//!   alone on a store that lists in key order, only up to the first young record.
 //! - Artifact versions: each expired version becomes a tombstone and loses its content,
 //!   oldest first, exactly as `delete_artifact(.., Some(v))` does; a `floor` hint then
 //!   says where the next sweep starts, so tombstones are not read again.
 //!
 //! Within a series only the expired prefix and the record that ends it are read (for
-//! `keep_last` the arithmetic of the head, or the listed record keys, gives the count).
+//! `keep_last` the arithmetic of the head, or the listed record keys, gives the count),
+//! except artifact versions' `keep_last`, which reads down from the newest to the
+//! `keep_last`-th live version: a version can be deleted anywhere, so numbers do not count
+//! the live ones.
 
 use std::future::Future;
+
+use futures::TryStreamExt;
 
 use storage_core::retention::series_outcome;
 use storage_core::{Checkpoint, ContextScope, Result, Retention, StorageError};
@@ -221,35 +229,98 @@ impl ObjectBackend {
         Err(StorageError::backend("too many concurrent writers on one record").with_temporary(true))
     }
 
-    /// `retain_checkpoints` for one (thread, namespace): the listed record keys give the
-    /// count; the expired records are read, then removed oldest first.
+    /// `retain_checkpoints` for one (thread, namespace): the expired records are read,
+    /// then removed oldest first (see `retire_checkpoints`); the survivors are not read.
     pub(super) async fn retain_chain(
         &self,
         thread_id: &str,
         namespace: &str,
         retention: &Retention,
     ) -> Result<u64> {
+        let doomed = match (retention.keep_last, retention.created_before) {
+            (None, Some(cutoff)) if self.objects().lists_in_order() => {
+                self.aged_checkpoints(thread_id, namespace, cutoff).await?
+            }
+            _ => {
+                self.expired_checkpoints(thread_id, namespace, retention)
+                    .await?
+            }
+        };
+        self.retire_checkpoints(thread_id, namespace, &doomed).await
+    }
+
+    /// The expired prefix of a chain, from the whole listing of its record keys: a count
+    /// needs every key (one LIST request per 1,000 on S3), and a local directory lists
+    /// in no order.
+    async fn expired_checkpoints(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        retention: &Retention,
+    ) -> Result<Vec<Checkpoint>> {
         let ids = self.checkpoint_ids(thread_id, namespace).await?;
         let len = ids.len() as u64;
         if len <= 1 {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let by_count = retention
             .keep_last
             .map_or(0, |keep| len.saturating_sub(keep));
         let read = |i: u64| self.read_record(thread_id, namespace, &ids[i as usize]);
-        let (mut doomed, mut kept) = walk_expired(0, by_count, read, |_| true).await?;
+        let (mut doomed, _) = walk_expired(0, by_count, read, |_| true).await?;
         if let Some(cutoff) = retention.created_before {
-            let (old, stop) = walk_expired(by_count, len - 1, read, |cp: &Checkpoint| {
+            let (old, _) = walk_expired(by_count, len - 1, read, |cp: &Checkpoint| {
                 cp.created_at < cutoff
             })
             .await?;
             doomed.extend(old);
-            kept = stop;
         }
-        let doomed: Vec<Checkpoint> = doomed.into_iter().map(|(_, record)| record).collect();
-        self.retire_checkpoints(thread_id, namespace, &doomed, &ids[kept as usize..])
-            .await
+        Ok(doomed.into_iter().map(|(_, record)| record).collect())
+    }
+
+    /// The prefix of a chain older than `cutoff`, where listings come in key order (and
+    /// record keys sort like checkpoint ids): the listing is read only up to the first
+    /// young record, plus a batch, so the cost follows what is removed; a record is
+    /// removed only once a newer key is listed (never the newest).
+    async fn aged_checkpoints(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        cutoff: storage_core::Timestamp,
+    ) -> Result<Vec<Checkpoint>> {
+        let mut listing = self.checkpoint_id_stream(thread_id, namespace);
+        let mut ids: Vec<String> = Vec::new();
+        let mut exhausted = false;
+        let mut doomed = Vec::new();
+        let mut next = 0;
+        loop {
+            while !exhausted && ids.len() <= next + BATCH {
+                match listing.try_next().await? {
+                    Some(id) if ids.last() != Some(&id) => ids.push(id),
+                    Some(_) => {}
+                    None => exhausted = true,
+                }
+            }
+            let end = if exhausted {
+                ids.len().saturating_sub(1)
+            } else {
+                next + BATCH
+            };
+            if next >= end {
+                break;
+            }
+            let read = |i: u64| self.read_record(thread_id, namespace, &ids[i as usize]);
+            let (old, stop) = walk_expired(next as u64, end as u64, read, |cp: &Checkpoint| {
+                cp.created_at < cutoff
+            })
+            .await?;
+            doomed.extend(old.into_iter().map(|(_, record)| record));
+            if stop < end as u64 {
+                break;
+            }
+            next = end;
+        }
+        Ok(doomed)
     }
 
     /// `retain_artifact_versions` for one (scope, name): from the `floor` hint up, each

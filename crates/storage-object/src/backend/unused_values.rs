@@ -1,29 +1,40 @@
 //! Deferred collection of checkpoint channel values.
 //!
 //! A put may name a value it does not re-send (a fork from an older checkpoint names the
-//! versions that checkpoint wrote), and object storage has no lock that would keep a prune
-//! from deleting such a value between reading the survivors and deleting: a put whose
-//! record lands in that window would read back without the value. So a prune, a retention
-//! sweep or `delete_for_runs` deletes checkpoint records and their writes at once but never
-//! a value; it writes a marker instead, `unused_values/<thread>/<ns>/<uuid>`, naming the
-//! values (channel, version) that no survivor used at that moment, and touches it again
-//! once the records are gone, so the marker's last-modified time says when the values
-//! became unused.
+//! versions that checkpoint wrote), and object storage has no lock that would keep a
+//! removal from deleting such a value while a fork of a removed checkpoint is being put: its
+//! record would read back without the value. So a prune, a retention sweep or
+//! `delete_for_runs` deletes checkpoint records and their writes but never a value; it
+//! writes a marker instead, `unused_values/<thread>/<ns>/<uuid>`, naming every value
+//! (channel, version) the removed checkpoints used, and touches it again once the records
+//! are gone, so the marker's last-modified time says when those records stopped using
+//! them. A put that replaces a stored checkpoint id does the same for the versions the
+//! replaced record named and the new one does not. The survivors are not read: whether a
+//! named value is still used is decided at collection, which reads every record anyway, so
+//! a removal costs in proportion to what it removes.
 //!
 //! [`ObjectBackend::collect_garbage`] handles the markers older than its grace period
-//! only: it reads every checkpoint record of the marker's (thread, namespace), read after
-//! the markers were listed, deletes the named values that none of them uses, keeps those a
-//! newer checkpoint (a fork) uses again, and then deletes the marker. A value a later
-//! prune leaves unused again gets a marker of its own.
+//! only: per (thread, namespace), it reads every checkpoint record, read after the markers
+//! were listed, then lists the markers again and reads those that are not among the old
+//! ones, and deletes the named values that are stored, that no record uses, and that no
+//! such recent marker names (a checkpoint that used it was removed less than the grace
+//! period ago, or since the first listing); then it deletes the old markers. A value kept
+//! because a record or a recent marker names it is named again by the marker of the next
+//! removal of a record using it (that marker, or the recent one, becomes old in turn).
 //!
-//! Crash safety: the marker is written before any record goes, so a prune that dies
-//! leaves at most a marker whose values a record still uses (kept at collection) and never
-//! an unused value nobody names; a collection that dies before deleting a marker leaves it
-//! for the next one (deleting a value twice is harmless). A value is never deleted while a
-//! stored checkpoint uses it. What the grace period covers: a put whose record lands after
-//! collection read the records, naming a value unused for longer than the grace period,
-//! that is, forking from a checkpoint read before the prune removed it, more than the grace
-//! period earlier. With the default of a day no put is that slow.
+//! Why this never deletes a value a checkpoint reads: a put that names a value without
+//! re-sending it read a checkpoint that used it. If that checkpoint is still stored when
+//! collection reads the records, the value is kept. If it was removed before, its removal
+//! wrote a marker naming the value before the record went, so before collection read the
+//! records and listed the markers again: while that marker is younger than the grace
+//! period the value is kept, and once it is older the put read its checkpoint more than the
+//! grace period before (24 h by default; no put is that slow). Crash safety: the marker is
+//! written before any record goes, so a removal that dies leaves at most a marker whose
+//! values records still use (kept at collection) and never an unused value nobody names;
+//! a collection that dies before deleting a marker leaves it for the next one (deleting a
+//! value twice is harmless). A chain with a record that does not decode is left as it is,
+//! markers included, with a warning. Markers written by the release before, which named only
+//! the values no survivor used, are handled the same way.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -43,26 +54,6 @@ pub(super) struct Marker {
 }
 
 impl ObjectBackend {
-    /// Among `candidates` (or all stored values of (thread, namespace)), those no
-    /// checkpoint of `keep` uses.
-    pub(super) async fn unused_values(
-        &self,
-        thread_id: &str,
-        namespace: &str,
-        keep: &[String],
-        candidates: Option<HashSet<ValueKey>>,
-    ) -> Result<BTreeSet<ValueKey>> {
-        let used = self.used_values(thread_id, namespace, keep).await?;
-        let candidates = match candidates {
-            Some(candidates) => candidates.into_iter().collect(),
-            None => self.stored_values(thread_id, namespace).await?,
-        };
-        Ok(candidates
-            .into_iter()
-            .filter(|value| !used.contains(value))
-            .collect())
-    }
-
     /// Writes a new marker naming `values` (none when there are none).
     pub(super) async fn mark_unused(
         &self,
@@ -126,6 +117,31 @@ impl ObjectBackend {
             .collect())
     }
 
+    /// The values named by the markers of (thread, namespace) other than `old`: those
+    /// younger than the grace period, and those written since `old` was listed.
+    async fn recent_marks(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        old: &BTreeSet<Path>,
+    ) -> Result<HashSet<ValueKey>> {
+        let prefix = self.keys().chain_unused_values(thread_id, namespace);
+        let recent: Vec<Path> = self
+            .objects()
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter(|path| !old.contains(path))
+            .collect();
+        let read = in_order(16, recent.iter().map(|path| self.objects().get(path))).await?;
+        Ok(read
+            .into_iter()
+            .flatten()
+            .filter_map(|bytes| serde_json::from_slice::<Vec<ValueKey>>(&bytes).ok())
+            .flatten()
+            .collect())
+    }
+
     /// The value step of `collect_garbage`: handles the markers last written before
     /// `cutoff` (ms since the epoch); returns the values removed and the markers left
     /// because they are younger.
@@ -133,6 +149,9 @@ impl ObjectBackend {
         // 1. The markers, with their age, before any record is read.
         let prefix = self.keys().unused_values();
         let mut old: BTreeMap<(String, String), Vec<Path>> = BTreeMap::new();
+        // Every old marker per chain, decodable or not: the markers not among them that a
+        // later listing finds are recent.
+        let mut old_paths: BTreeMap<(String, String), BTreeSet<Path>> = BTreeMap::new();
         let mut young = 0;
         for meta in self.objects().list_meta(&prefix).await? {
             let parts = parts_after(&meta.location, &prefix);
@@ -149,6 +168,10 @@ impl ObjectBackend {
                 young += 1;
                 continue;
             }
+            old_paths
+                .entry((thread.clone(), ns.clone()))
+                .or_default()
+                .insert(meta.location.clone());
             old.entry((thread, ns)).or_default().push(meta.location);
         }
         // 2. Per (thread, namespace): its candidates against the records stored now.
@@ -172,12 +195,37 @@ impl ObjectBackend {
                     ),
                 }
             }
+            if candidates.is_empty() {
+                continue;
+            }
             let ids = self.checkpoint_ids(&thread, &ns).await?;
-            let used = self.used_values(&thread, &ns, &ids).await?;
+            let used = match self.used_values(&thread, &ns, &ids).await {
+                Ok(used) => used,
+                // What a record that does not decode uses is unknown: nothing of its
+                // chain is collected, and the markers stay for a later collection.
+                Err(err) if err.kind() == storage_core::ErrorKind::Serialization => {
+                    tracing::warn!(
+                        thread = %thread,
+                        namespace = %ns,
+                        error = %err,
+                        "checkpoint values of a chain with an undecodable record left in place"
+                    );
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            // Listed after the records were read: the values a removal named in a marker
+            // younger than the grace period (or written since the first listing) may have
+            // been in use until then, by a record a fork still names.
+            let recent = self
+                .recent_marks(&thread, &ns, &old_paths[&(thread.clone(), ns.clone())])
+                .await?;
             let stored = self.stored_values(&thread, &ns).await?;
             let doomed: Vec<Path> = candidates
                 .iter()
-                .filter(|value| stored.contains(*value) && !used.contains(*value))
+                .filter(|value| {
+                    stored.contains(*value) && !used.contains(*value) && !recent.contains(*value)
+                })
                 .map(|(channel, version)| self.keys().blob(&thread, &ns, channel, version))
                 .collect();
             removed += doomed.len() as u64;

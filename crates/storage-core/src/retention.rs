@@ -38,8 +38,8 @@
 //! A sweep visits each series of the kind once. Within a series a backend reads only the
 //! records of the expired prefix and the one that ends it; two costs still grow with what a
 //! series keeps, and `docs/operations.md` gives each backend's figures: removing
-//! checkpoints reads the survivors' version maps (to keep every value one of them uses),
-//! and `keep_last` may walk the kept index entries where the store cannot count them (SQL
+//! checkpoints reads the survivors' version maps (to keep every value one of them uses;
+//! not on Redis, which counts each value's users), and `keep_last` may walk the kept index entries where the store cannot count them (SQL
 //! messages and artifact versions; object-storage artifact versions). Writes racing a sweep
 //! are never lost: a record stored while its series is trimmed is either counted among the
 //! newest or stored after the trim. A series that fails to trim for a reason of its own

@@ -10,7 +10,10 @@
 //! when the oldest has expired does it go through the prune path, which decides from the
 //! oldest records and removes in one script that refuses if the namespace changed since it
 //! was read (its change counter moved: then it reads again), taking the removed
-//! checkpoints' writes and every channel value no survivor uses.
+//! checkpoints' writes and every channel value no survivor uses: the values whose use
+//! counts (`scripts/checkpoint.rs`) reach 0, so the cost is what it removes, or, in a
+//! namespace the previous release wrote (no counts), the values the survivors' version
+//! maps do not name, read once and then counted.
 
 use std::collections::BTreeMap;
 use storage_core::retention::series_outcome;

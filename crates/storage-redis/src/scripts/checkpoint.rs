@@ -39,13 +39,41 @@ local function uses(record)
   end
   return out
 end
--- Takes one use of each of `fields` away; a value no checkpoint uses any more goes.
+-- Adds one use of each of `fields` (distinct). One HMGET and one HSET per 1,000 fields
+-- rather than an HINCRBY each: a put pays per channel, and calls are what cost in Lua.
+local function add_uses(refs, fields)
+  for i = 1, #fields, 1000 do
+    local chunk = {unpack(fields, i, math.min(i + 999, #fields))}
+    local counts = redis.call('HMGET', refs, unpack(chunk))
+    local set = {}
+    for j, f in ipairs(chunk) do
+      set[#set + 1] = f
+      set[#set + 1] = int((tonumber(counts[j]) or 0) + 1)
+    end
+    redis.call('HSET', refs, unpack(set))
+  end
+end
+-- Takes one use of each of `fields` (distinct) away; a value no checkpoint uses any more
+-- goes.
 local function release_uses(refs, blobs, fields)
   if not fields then return end
-  for _, f in ipairs(fields) do
-    if redis.call('HINCRBY', refs, f, -1) <= 0 then
-      redis.call('HDEL', refs, f)
-      redis.call('HDEL', blobs, f)
+  for i = 1, #fields, 1000 do
+    local chunk = {unpack(fields, i, math.min(i + 999, #fields))}
+    local counts = redis.call('HMGET', refs, unpack(chunk))
+    local set, gone = {}, {}
+    for j, f in ipairs(chunk) do
+      local left = (tonumber(counts[j]) or 0) - 1
+      if left > 0 then
+        set[#set + 1] = f
+        set[#set + 1] = int(left)
+      else
+        gone[#gone + 1] = f
+      end
+    end
+    if #set > 0 then redis.call('HSET', refs, unpack(set)) end
+    if #gone > 0 then
+      redis.call('HDEL', refs, unpack(gone))
+      redis.call('HDEL', blobs, unpack(gone))
     end
   end
 end
@@ -71,7 +99,9 @@ redis.call('ZADD', IDS, 0, ARGV[3])
 redis.call('HSET', RECORDS, ARGV[3], ARGV[4])
 for i = 6 + k, #ARGV, 2 do redis.call('HSETNX', BLOBS, ARGV[i], ARGV[i + 1]) end
 if count then
-  for i = 6, 5 + k do redis.call('HINCRBY', REFS, ARGV[i], 1) end
+  local fields = {}
+  for i = 6, 5 + k do fields[#fields + 1] = ARGV[i] end
+  add_uses(REFS, fields)
   if old then
     release_uses(REFS, BLOBS, uses(old))
   else

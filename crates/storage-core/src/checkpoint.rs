@@ -51,6 +51,12 @@ pub struct Checkpoint {
     /// field existed read as [`LEGACY_FORMAT_VERSION`].
     #[serde(default = "legacy_format_version")]
     pub format_version: u32,
+    /// The channels the step that produced this checkpoint updated (LangGraph's
+    /// `updated_channels`), stored and returned as given; `None` when the caller does not
+    /// say, and for records written before the field existed (which therefore read back
+    /// byte for byte as they were written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_channels: Option<Vec<String>>,
 }
 
 /// A checkpoint's timestamp: a point in time with the offset the caller wrote it in.
@@ -85,6 +91,7 @@ impl Checkpoint {
             metadata: Metadata::new(),
             created_at: time::now().fixed_offset(),
             format_version: CHECKPOINT_FORMAT_VERSION,
+            updated_channels: None,
         }
     }
 
@@ -120,6 +127,9 @@ impl Checkpoint {
             value.check(&format!("value of channel {channel:?}"))?;
         }
         crate::policy::check_metadata("checkpoint metadata", &self.metadata)?;
+        if let Some(updated) = &self.updated_channels {
+            validate_ids("updated channel name", updated.iter().map(String::as_str))?;
+        }
         for (channel, version) in new_versions {
             match self.channel_versions.get(channel) {
                 Some(named) if named == version => {}

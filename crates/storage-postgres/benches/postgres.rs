@@ -1,13 +1,18 @@
 //! `cargo xtask bench postgres` (or `cargo bench -p storage-postgres`): the shared workload
 //! on a throwaway PostgreSQL cluster (or `STORAGE_TEST_POSTGRES_URL`), then the same SQL
 //! issued directly through the same pool, with the ours/raw ratio, at concurrency 1 and 32;
-//! then get-latest-checkpoint latency on threads of 10 and 3,000 checkpoints.
+//! then get-latest-checkpoint latency on threads of 10 and 3,000 checkpoints. With
+//! `--langgraph`, only LangGraph's checkpoint workload beside raw SQL
+//! (`storage_testkit::langgraph_bench`), 2,000 operations per phase.
 //!
-//! Flags: `--ops N` (default 5000), `--history 1000,1000000`, `--concurrency 1,32`.
+//! Flags: `--ops N` (default 5000), `--history 1000,1000000`, `--concurrency 1,32`,
+//! `--langgraph`.
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde_json::json;
+use storage_core::Checkpoint;
 use storage_core::{
     time, wire, CheckpointStore, ConversationStore, NewMessage, Session, SessionStore,
     StorageBackend,
@@ -17,6 +22,7 @@ use storage_testkit::bench::{
     compare_interleaved, interleaved, print_history_ratio, print_ratio, runtime_for,
     ten_channel_checkpoint, BenchOp, Workload,
 };
+use storage_testkit::langgraph_bench::{self, RawCheckpointer};
 
 fn main() {
     let workload = Workload {
@@ -31,6 +37,9 @@ fn main() {
         "postgres backend on {url}; {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    if langgraph_bench::requested() {
+        return langgraph(&url, &workload);
+    }
     for &concurrency in &workload.concurrency {
         let run = Workload {
             concurrency: vec![concurrency],
@@ -48,6 +57,125 @@ fn main() {
         });
     }
     runtime_for(1).block_on(checkpoint_depth(&url, workload.checkpoint_ops));
+}
+
+/// `--langgraph`: LangGraph's workload beside raw SQL through the same pool (see
+/// `storage_testkit::langgraph_bench`), at each concurrency.
+fn langgraph(url: &str, workload: &Workload) {
+    let mut table = Vec::new();
+    for &concurrency in &workload.concurrency {
+        table.extend(runtime_for(concurrency).block_on(async {
+            let namespace = format!("bench_{}_lg{concurrency}", std::process::id());
+            let backend = backend(url, &namespace).await;
+            let raw = RawTables::create(&backend, &namespace).await;
+            let backend: Arc<dyn StorageBackend> = backend;
+            langgraph_bench::phases(backend, Arc::new(raw), concurrency, workload.checkpoint_ops)
+                .await
+        }));
+    }
+    langgraph_bench::print_table(
+        "postgres backend vs raw tokio-postgres (one record per checkpoint)",
+        &table,
+    );
+}
+
+/// The raw driver's tables, through the backend's own pool: a checkpoint is one row of its
+/// whole record, a write one row; every statement commits on its own.
+#[derive(Clone)]
+struct RawTables {
+    pool: deadpool_postgres::Pool,
+    schema: String,
+}
+
+impl RawTables {
+    async fn create(backend: &PostgresBackend, namespace: &str) -> Self {
+        let pool = raw::pool(backend).clone();
+        let schema = format!("raw_{namespace}");
+        let client = pool.get().await.unwrap();
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema};
+                 CREATE TABLE IF NOT EXISTS {schema}.checkpoints (thread_id text NOT NULL, \
+                 ns text NOT NULL, id text NOT NULL, record bytea NOT NULL, \
+                 PRIMARY KEY (thread_id, ns, id));
+                 CREATE TABLE IF NOT EXISTS {schema}.writes (thread_id text NOT NULL, \
+                 ns text NOT NULL, id text NOT NULL, task_id text NOT NULL, idx int NOT NULL, \
+                 channel text NOT NULL, value bytea NOT NULL, \
+                 PRIMARY KEY (thread_id, ns, id, task_id, idx));"
+            ))
+            .await
+            .unwrap();
+        RawTables { pool, schema }
+    }
+
+    /// A pooled client and the statement `sql` prepared on it (cached per connection).
+    async fn prepared(&self, sql: &str) -> (deadpool_postgres::Object, tokio_postgres::Statement) {
+        let client = self.pool.get().await.unwrap();
+        let statement = client.prepare_cached(sql).await.unwrap();
+        (client, statement)
+    }
+}
+
+impl RawCheckpointer for RawTables {
+    fn put(&self, checkpoint: Checkpoint, record: Vec<u8>) -> BoxFuture<'static, ()> {
+        let raw = self.clone();
+        Box::pin(async move {
+            let sql = format!(
+                "INSERT INTO {}.checkpoints (thread_id, ns, id, record) VALUES ($1, $2, $3, $4)",
+                raw.schema
+            );
+            let (client, statement) = raw.prepared(&sql).await;
+            let Checkpoint {
+                thread_id,
+                namespace,
+                id,
+                ..
+            } = &checkpoint;
+            client
+                .execute(&statement, &[thread_id, namespace, id, &record])
+                .await
+                .unwrap();
+        })
+    }
+
+    fn put_write(
+        &self,
+        thread: String,
+        task: String,
+        channel: String,
+        value: Vec<u8>,
+    ) -> BoxFuture<'static, ()> {
+        let raw = self.clone();
+        Box::pin(async move {
+            let sql = format!(
+                "INSERT INTO {}.writes (thread_id, ns, id, task_id, idx, channel, value) \
+                 VALUES ($1, '', 'pending', $2, 0, $3, $4)",
+                raw.schema
+            );
+            let (client, statement) = raw.prepared(&sql).await;
+            client
+                .execute(&statement, &[&thread, &task, &channel, &value])
+                .await
+                .unwrap();
+        })
+    }
+
+    fn newest(&self, thread: String, limit: usize) -> BoxFuture<'static, Vec<Vec<u8>>> {
+        let raw = self.clone();
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT record FROM {}.checkpoints WHERE thread_id = $1 AND ns = '' \
+                 ORDER BY id DESC LIMIT $2",
+                raw.schema
+            );
+            let (client, statement) = raw.prepared(&sql).await;
+            let rows = client
+                .query(&statement, &[&thread, &(limit as i64)])
+                .await
+                .unwrap();
+            rows.iter().map(|row| row.get::<_, Vec<u8>>(0)).collect()
+        })
+    }
 }
 
 async fn backend(url: &str, namespace: &str) -> Arc<PostgresBackend> {

@@ -20,6 +20,7 @@ mod contexts;
 mod conversation;
 mod errors;
 mod native;
+mod operations;
 mod seed;
 mod values;
 

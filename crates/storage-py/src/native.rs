@@ -43,7 +43,7 @@ where
 }
 
 /// [`finish`] with the result converted by `convert`.
-fn finish_with<'py, T, F>(
+pub(crate) fn finish_with<'py, T, F>(
     py: Python<'py>,
     blocking: bool,
     fut: F,

@@ -165,6 +165,15 @@ pub(crate) fn page_to_python(py: Python<'_>, page: Page<CheckpointTuple>) -> PyR
     Ok(dict.into_any().unbind())
 }
 
+/// Pending writes as a list of dicts (see [`write_to_python`]).
+pub(crate) fn writes_to_python(py: Python<'_>, writes: Vec<PendingWrite>) -> PyResult<Py<PyAny>> {
+    let items = writes
+        .iter()
+        .map(|write| write_to_python(py, write))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(PyList::new(py, items)?.into_any().unbind())
+}
+
 fn write_to_python(py: Python<'_>, write: &PendingWrite) -> PyResult<Py<PyAny>> {
     let dict = PyDict::new(py);
     dict.set_item("task_id", &write.task_id)?;

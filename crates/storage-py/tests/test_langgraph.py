@@ -57,6 +57,18 @@ async def test_put_and_get_tuple_round_trip(saver):
     assert (await saver.aget_tuple(config("t1"))).config == second
 
 
+async def test_updated_channels_round_trip(saver):
+    checkpoint = create_checkpoint(empty_checkpoint(), None, 1)
+    checkpoint["updated_channels"] = ["a", "branch:to:agent"]
+    put = saver.put(config("t1"), checkpoint, {"step": 1}, {})
+    assert saver.get_tuple(put).checkpoint["updated_channels"] == ["a", "branch:to:agent"]
+    child = create_checkpoint(checkpoint, None, 2)
+    child["updated_channels"] = None
+    await saver.aput(put, child, {"step": 2}, {})
+    listed = [t.checkpoint["updated_channels"] for t in saver.list(config("t1"))]
+    assert listed == [None, ["a", "branch:to:agent"]]
+
+
 async def test_channel_left_out_of_versions_is_absent(saver):
     checkpoint = empty_checkpoint()
     checkpoint["channel_values"] = {"a": 1, "b": 2}

@@ -1,18 +1,23 @@
 //! `cargo xtask bench redis` (or `cargo bench -p storage-redis`): the shared workload on a
 //! throwaway `redis-server` (or `STORAGE_TEST_REDIS_URL`), then ours against the same Redis
 //! commands issued raw through the same pool, interleaved, with the ours/raw ratio, at
-//! concurrency 1 and 32.
+//! concurrency 1 and 32. With `--langgraph`, only LangGraph's checkpoint workload beside raw
+//! commands (`storage_testkit::langgraph_bench`), 5,000 operations per phase.
 //!
-//! Flags: `--ops N` (default 20000), `--history 1000,100000`, `--concurrency 1,32`.
+//! Flags: `--ops N` (default 20000), `--history 1000,100000`, `--concurrency 1,32`,
+//! `--langgraph`.
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde_json::json;
+use storage_core::Checkpoint;
 use storage_core::{time, wire, ConversationStore, NewMessage, SessionStore, StorageBackend};
 use storage_redis::{RedisBackend, RedisConfig};
 use storage_testkit::bench::{
     compare_interleaved, print_history_ratio, runtime_for, BenchOp, Workload,
 };
+use storage_testkit::langgraph_bench::{self, RawCheckpointer};
 
 fn main() {
     let workload = Workload {
@@ -25,6 +30,9 @@ fn main() {
     let url = storage_testkit::servers::redis::redis_url();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("redis backend on {url}; {cores} cores");
+    if langgraph_bench::requested() {
+        return langgraph(&url, &workload);
+    }
     for &concurrency in &workload.concurrency {
         let run = Workload {
             concurrency: vec![concurrency],
@@ -32,16 +40,130 @@ fn main() {
         };
         runtime_for(concurrency).block_on(async {
             let namespace = format!("bench_{}_c{concurrency}", std::process::id());
-            let config = RedisConfig::new(url.clone())
-                .with_namespace(namespace)
-                .with_pool_size(32);
-            let backend = Arc::new(RedisBackend::new(config).expect("config"));
-            backend.initialize().await.expect("initialize");
+            let backend = redis_backend(&url, namespace).await;
             let rows = run.run(backend.clone()).await;
             compare_with_raw(&backend, concurrency, workload.ops).await;
             print_history_ratio(&rows, &workload.history_lengths, concurrency);
             let _ = backend.close().await;
         });
+    }
+}
+
+async fn redis_backend(url: &str, namespace: String) -> Arc<RedisBackend> {
+    let config = RedisConfig::new(url.to_owned())
+        .with_namespace(namespace)
+        .with_pool_size(32);
+    let backend = Arc::new(RedisBackend::new(config).expect("config"));
+    backend.initialize().await.expect("initialize");
+    backend
+}
+
+/// `--langgraph`: LangGraph's workload beside raw commands through the same pool (see
+/// `storage_testkit::langgraph_bench`), at each concurrency.
+fn langgraph(url: &str, workload: &Workload) {
+    let mut table = Vec::new();
+    for &concurrency in &workload.concurrency {
+        table.extend(runtime_for(concurrency).block_on(async {
+            let namespace = format!("bench_{}_lg{concurrency}", std::process::id());
+            let backend = redis_backend(url, namespace.clone()).await;
+            let raw = RawKeys::load(&backend, &namespace).await;
+            let backend: Arc<dyn StorageBackend> = backend;
+            langgraph_bench::phases(backend, Arc::new(raw), concurrency, workload.checkpoint_ops)
+                .await
+        }));
+    }
+    langgraph_bench::print_table(
+        "redis backend vs raw commands (one string per checkpoint, a sorted set of ids)",
+        &table,
+    );
+}
+
+/// The raw driver's keys, through the backend's pool: a checkpoint is one string of its
+/// whole record and a member of its thread's sorted set of ids, stored by one script call;
+/// the newest are read by one script call (`ZREVRANGE` then `MGET`).
+#[derive(Clone)]
+struct RawKeys {
+    backend: Arc<RedisBackend>,
+    prefix: Arc<str>,
+    put_sha: Arc<str>,
+    newest_sha: Arc<str>,
+}
+
+const RAW_PUT: &str = "redis.call('SET', KEYS[1] .. ARGV[1], ARGV[2]) \
+     redis.call('ZADD', KEYS[2], 0, ARGV[1]) return 1";
+const RAW_NEWEST: &str = "local ids = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1) \
+     if #ids == 0 then return {} end \
+     for i, id in ipairs(ids) do ids[i] = KEYS[1] .. id end \
+     return redis.call('MGET', unpack(ids))";
+
+impl RawKeys {
+    async fn load(backend: &Arc<RedisBackend>, namespace: &str) -> Self {
+        let load = |body: &str| {
+            let mut cmd = deadpool_redis::redis::cmd("SCRIPT");
+            cmd.arg("LOAD").arg(body);
+            let backend = backend.clone();
+            async move { backend.raw_query::<String>(&cmd).await.unwrap() }
+        };
+        RawKeys {
+            backend: backend.clone(),
+            prefix: format!("raw:{namespace}").into(),
+            put_sha: load(RAW_PUT).await.into(),
+            newest_sha: load(RAW_NEWEST).await.into(),
+        }
+    }
+
+    /// The thread's record prefix and sorted set: one hash slot per thread.
+    fn keys(&self, thread: &str) -> (String, String) {
+        (
+            format!("{}:{{{thread}}}:cp:", self.prefix),
+            format!("{}:{{{thread}}}:ids", self.prefix),
+        )
+    }
+}
+
+impl RawCheckpointer for RawKeys {
+    fn put(&self, checkpoint: Checkpoint, record: Vec<u8>) -> BoxFuture<'static, ()> {
+        let (records, ids) = self.keys(&checkpoint.thread_id);
+        let mut cmd = deadpool_redis::redis::cmd("EVALSHA");
+        cmd.arg(&*self.put_sha)
+            .arg(2)
+            .arg(records)
+            .arg(ids)
+            .arg(&checkpoint.id)
+            .arg(record);
+        let backend = self.backend.clone();
+        Box::pin(async move {
+            backend.raw_query::<i64>(&cmd).await.unwrap();
+        })
+    }
+
+    fn put_write(
+        &self,
+        thread: String,
+        task: String,
+        channel: String,
+        value: Vec<u8>,
+    ) -> BoxFuture<'static, ()> {
+        let mut cmd = deadpool_redis::redis::cmd("HSET");
+        cmd.arg(format!("{}:{{{thread}}}:writes:pending", self.prefix))
+            .arg(format!("{task}:0:{channel}"))
+            .arg(value);
+        let backend = self.backend.clone();
+        Box::pin(async move {
+            backend.raw_query::<i64>(&cmd).await.unwrap();
+        })
+    }
+
+    fn newest(&self, thread: String, limit: usize) -> BoxFuture<'static, Vec<Vec<u8>>> {
+        let (records, ids) = self.keys(&thread);
+        let mut cmd = deadpool_redis::redis::cmd("EVALSHA");
+        cmd.arg(&*self.newest_sha)
+            .arg(2)
+            .arg(records)
+            .arg(ids)
+            .arg(limit);
+        let backend = self.backend.clone();
+        Box::pin(async move { backend.raw_query(&cmd).await.unwrap() })
     }
 }
 

@@ -29,6 +29,7 @@ pub mod compat;
 mod context;
 pub mod data;
 pub mod fault;
+pub mod langgraph_bench;
 pub mod scenarios;
 pub mod servers;
 pub mod undecodable;
@@ -151,6 +152,7 @@ macro_rules! conformance_tests {
                 list_limit_zero_lists_nothing,
                 writes_only_namespaces_belong_to_their_thread,
                 format_version_and_timestamp_round_trip,
+                updated_channels_round_trip,
                 delta_channel_history_walks_to_the_nearest_value,
                 search_lists_every_thread_newest_first,
                 typed_bytes_round_trip_exactly,
@@ -177,6 +179,9 @@ macro_rules! conformance_tests {
                 merged_view_prefers_the_most_specific_scope,
                 shared_compare_and_set_has_one_winner,
                 context_scopes_list_in_pages,
+            }
+            checkpoint_values {
+                values_survive_every_checkpoint_path,
             }
             retention {
                 messages_keep_the_newest_with_their_numbers,

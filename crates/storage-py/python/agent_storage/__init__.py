@@ -1,6 +1,7 @@
 """agent_storage: typed async storage for AI agents over a Rust core.
 
 - :class:`Storage`: sessions, conversation history, checkpoints, task context.
+- :class:`StorageFactory`, :class:`StorageAdapter`: the seed's factory and failover adapter.
 - :mod:`agent_storage.langgraph`: ``StorageSaver``, a LangGraph checkpointer.
 - :mod:`agent_storage.artifacts`: the step artifact store (``ArtifactStoreFactory``).
 - :mod:`agent_storage.errors`: one exception class per Rust error kind.
@@ -28,11 +29,15 @@ from .artifacts import (
     ArtifactStoreFactory,
     ArtifactStoreNotFoundError,
 )
+from .factory import StorageAdapter, StorageFactory, StorageType
 from .storage import Storage
 
 __all__ = [
     "__version__",
     "Storage",
+    "StorageFactory",
+    "StorageType",
+    "StorageAdapter",
     "StorageError",
     "NotFoundError",
     "SessionNotFoundError",

@@ -104,6 +104,9 @@ class StorageSaver(BaseCheckpointSaver[str]):
             "created_at": checkpoint["ts"],
             "format_version": checkpoint["v"],
         }
+        updated = checkpoint.get("updated_channels")
+        if updated is not None:
+            record["updated_channels"] = list(updated)
         return record, {k: str(v) for k, v in new_versions.items()}
 
     def _tuple(self, stored: dict) -> CheckpointTuple:
@@ -116,8 +119,8 @@ class StorageSaver(BaseCheckpointSaver[str]):
             "channel_values": {k: self._load(v) for k, v in record["channel_values"].items()},
             "channel_versions": record["channel_versions"],
             "versions_seen": record["versions_seen"],
-            # Not stored by the core yet; LangGraph treats None as "unknown".
-            "updated_channels": None,
+            # None: the caller did not say (LangGraph's "unknown").
+            "updated_channels": record.get("updated_channels"),
         }
         parent = record.get("parent_id")
         return CheckpointTuple(

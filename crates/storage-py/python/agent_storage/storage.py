@@ -30,9 +30,11 @@ class Storage:
         config_file: str | os.PathLike[str] | None = None,
         use_env: bool = True,
     ) -> None:
-        self._native = _native.NativeStorage(
-            dict(settings or {}), os.fspath(config_file) if config_file else None, use_env
-        )
+        #: What this storage was configured with (read by ``StorageAdapter``).
+        self.settings: dict[str, Any] = dict(settings or {})
+        self.config_file = os.fspath(config_file) if config_file else None
+        self.use_env = use_env
+        self._native = _native.NativeStorage(self.settings, self.config_file, use_env)
 
     @property
     def native(self) -> _native.NativeStorage:
@@ -201,29 +203,103 @@ class Storage:
         )
 
     # --- checkpoints (the seed's; LangGraph's saver is agent_storage.langgraph) ---------
+    # A seed checkpoint's thread is ``thread_id`` (the seed's ``ICheckpointStorage`` and
+    # ``ICheckpointerBackend`` name it so; agents usually pass the session id).
 
     async def store_checkpoint(
         self,
-        session_id: str,
+        thread_id: str,
         checkpoint_id: str,
         checkpoint_data: dict,
         metadata: dict | None = None,
         parent_checkpoint_id: str | None = None,
     ) -> bool:
         await self._native.store_seed_checkpoint(
-            session_id, checkpoint_id, checkpoint_data, metadata, parent_checkpoint_id
+            thread_id, checkpoint_id, checkpoint_data, metadata, parent_checkpoint_id
         )
         return True
 
+    async def put_checkpoint(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        checkpoint_data: dict,
+        metadata: dict | None = None,
+        parent_checkpoint_id: str | None = None,
+    ) -> bool:
+        """``ICheckpointerBackend.put_checkpoint``: the same store as ``store_checkpoint``."""
+        return await self.store_checkpoint(
+            thread_id, checkpoint_id, checkpoint_data, metadata, parent_checkpoint_id
+        )
+
     async def get_checkpoint(
-        self, session_id: str, checkpoint_id: str | None = None
+        self, thread_id: str, checkpoint_id: str | None = None
     ) -> dict | None:
         """The named checkpoint, or the latest without an id."""
-        return await self._native.get_seed_checkpoint(session_id, checkpoint_id)
+        return await self._native.get_seed_checkpoint(thread_id, checkpoint_id)
 
-    async def list_checkpoints(self, session_id: str, limit: int = 10) -> list[dict]:
+    async def list_checkpoints(self, thread_id: str, limit: int = 10) -> list[dict]:
         """Newest first."""
-        return await self._native.list_seed_checkpoints(session_id, limit)
+        return await self._native.list_seed_checkpoints(thread_id, limit)
+
+    async def put_writes(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        task_id: str,
+        writes_data: list[tuple[str, Any]],
+        *,
+        task_path: str = "",
+    ) -> bool:
+        """Stores a task's writes, ``[(channel, value), ...]``, against a checkpoint id
+        (which need not be stored yet). A retried write keeps the first value stored at its
+        (task, index); LangGraph's special channels (``__error__``, ``__interrupt__``, ...)
+        keep the last."""
+        await self._native.put_writes(
+            thread_id, "", checkpoint_id, task_id, task_path, list(writes_data)
+        )
+        return True
+
+    async def get_writes(self, thread_id: str, checkpoint_id: str) -> list[tuple[str, str, Any]]:
+        """The writes stored against a checkpoint id as LangGraph's pending writes,
+        ``(task_id, channel, value)``, ordered by task path, task id and index."""
+        writes = await self._native.get_writes(thread_id, "", checkpoint_id)
+        return [(write["task_id"], write["channel"], write["value"]) for write in writes]
+
+    # --- batches -------------------------------------------------------------------------
+
+    async def create_sessions(
+        self, sessions: list[Mapping[str, Any] | tuple[str, str] | tuple[str, str, dict | None]]
+    ) -> dict:
+        """Creates many sessions in one batch, each a dict with ``session_id``,
+        ``user_id`` and optional ``metadata`` (or a ``(session_id, user_id[, metadata])``
+        tuple). Returns ``{"created": [session, ...], "already_existed": [session_id, ...]}``
+        in input order: an id with a live session is left untouched, and bad input creates
+        nothing."""
+        items = []
+        for session in sessions:
+            if isinstance(session, Mapping):
+                items.append(
+                    (session["session_id"], session["user_id"], session.get("metadata"))
+                )
+            else:
+                session_id, user_id, *rest = session
+                items.append((session_id, user_id, rest[0] if rest else None))
+        return await self._native.create_sessions(items)
+
+    async def get_sessions(self, session_ids: list[str]) -> list[dict | None]:
+        """Reads many sessions in one batch: in input order, ``None`` where there is none."""
+        return await self._native.get_sessions(list(session_ids))
+
+    # --- retention -----------------------------------------------------------------------
+
+    async def apply_retention(self, policy: Mapping[str, Any] | None = None) -> dict[str, int]:
+        """Trims every history kind ``policy`` limits, oldest first and never the newest
+        record of a series: ``{"messages": {"keep_last": 100}, "checkpoints":
+        {"max_age_secs": 604800}, ...}`` (kinds ``messages``, ``context_versions``,
+        ``checkpoints``, ``artifact_versions``), or the configured
+        ``cleanup.retention`` when ``None``. Returns how many records each kind lost."""
+        return await self._native.apply_retention(None if policy is None else dict(policy))
 
     # --- task context --------------------------------------------------------------------
 

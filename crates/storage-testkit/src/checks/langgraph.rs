@@ -116,6 +116,63 @@ pub async fn format_version_and_timestamp_round_trip(ctx: TestContext) {
     assert_eq!(listed[0].checkpoint, cp);
 }
 
+/// LangGraph's `updated_channels` round-trips through every read path as given (a list,
+/// an empty list, none), and a channel name the ids' rules refuse is `InvalidInput`.
+pub async fn updated_channels_round_trip(ctx: TestContext) {
+    let b = &ctx.backend;
+    let updated = |n: u32| match n {
+        1 => None,
+        2 => Some(vec![]),
+        _ => Some(vec!["messages".to_owned(), "branch:to:agent".to_owned()]),
+    };
+    let mut puts = Vec::new();
+    for n in 1..=3u32 {
+        let mut cp = checkpoint("t1", "", &cp_id(n), &[("step", &n.to_string(), json!(n))]);
+        cp.updated_channels = updated(n);
+        let new = cp.all_versions();
+        if n < 3 {
+            b.put_checkpoint(cp, new).await.unwrap();
+        } else {
+            puts.push((cp, new));
+        }
+    }
+    b.put_checkpoints(puts).await.unwrap();
+    for n in 1..=3u32 {
+        let got = b.get_checkpoint("t1", "", Some(&cp_id(n))).await.unwrap();
+        assert_eq!(
+            got.unwrap().checkpoint.updated_channels,
+            updated(n),
+            "get {n}"
+        );
+    }
+    let listed = b
+        .list_checkpoints(CheckpointQuery::thread("t1"))
+        .await
+        .unwrap();
+    let listed: Vec<_> = listed
+        .into_iter()
+        .map(|tuple| tuple.checkpoint.updated_channels)
+        .collect();
+    assert_eq!(listed, vec![updated(3), updated(2), updated(1)]);
+    b.copy_thread("t1", "t1-copy").await.unwrap();
+    let latest = b
+        .get_checkpoint("t1-copy", "", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.checkpoint.updated_channels, updated(3));
+
+    let mut bad = checkpoint("t1", "", &cp_id(9), &[]);
+    bad.updated_channels = Some(vec!["ok".into(), "bad\u{7}".into()]);
+    let refused = b.put_checkpoint(bad, versions(&[])).await.unwrap_err();
+    assert_eq!(refused.kind(), storage_core::ErrorKind::InvalidInput);
+    assert!(b
+        .get_checkpoint("t1", "", Some(&cp_id(9)))
+        .await
+        .unwrap()
+        .is_none());
+}
+
 fn history_of(
     histories: &std::collections::BTreeMap<String, ChannelHistory>,
     channel: &str,

@@ -4,6 +4,7 @@
 //! in [`conformance_tests!`](crate::conformance_tests) names each one.
 
 pub mod artifacts;
+pub mod checkpoint_values;
 pub mod checkpoints;
 pub mod compaction;
 pub mod context_versions;

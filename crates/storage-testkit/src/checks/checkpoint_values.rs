@@ -1,0 +1,182 @@
+//! Channel values and the checkpoints that use them: a value is stored once per (thread,
+//! namespace, channel, version) and used by every checkpoint whose map names it, so a
+//! backend that removes checkpoints (prune, `delete_for_runs`, retention) must know which
+//! values a survivor still uses, whatever path stored or copied that survivor. These
+//! checks walk every such path and then read each survivor whole.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use storage_core::{ChannelVersions, Checkpoint, Retention, StorageBackend};
+
+use crate::data::{checkpoint, cp_id, json_of, obj, versions};
+use crate::TestContext;
+
+fn keep_last(n: u64) -> Retention {
+    Retention {
+        created_before: None,
+        keep_last: Some(n),
+    }
+}
+
+/// A checkpoint `n` of `thread` naming `channels` (channel, version, value), child of
+/// `parent`.
+fn numbered(thread: &str, n: u32, parent: u32, channels: &[(&str, &str, Value)]) -> Checkpoint {
+    let mut cp = checkpoint(thread, "", &cp_id(n), channels);
+    cp.parent_id = (parent > 0).then(|| cp_id(parent));
+    cp
+}
+
+async fn put(b: &Arc<dyn StorageBackend>, cp: Checkpoint, new: &[(&str, &str)]) {
+    b.put_checkpoint(cp, versions(new)).await.unwrap();
+}
+
+/// Asserts the checkpoint reads back with exactly `expected` as its values.
+async fn assert_values(b: &Arc<dyn StorageBackend>, thread: &str, n: u32, expected: Value) {
+    let tuple = b
+        .get_checkpoint(thread, "", Some(&cp_id(n)))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{thread}/{n} is gone"));
+    let values: serde_json::Map<String, Value> = tuple
+        .checkpoint
+        .channel_values
+        .iter()
+        .map(|(channel, value)| (channel.clone(), json_of(value)))
+        .collect();
+    assert_eq!(Value::Object(values), expected, "values of {thread}/{n}");
+}
+
+async fn ids(b: &Arc<dyn StorageBackend>, thread: &str) -> Vec<String> {
+    let mut query = storage_core::CheckpointQuery::thread(thread);
+    query.namespace = Some(String::new());
+    let mut ids: Vec<String> = b
+        .list_checkpoints(query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|tuple| tuple.checkpoint.id)
+        .collect();
+    ids.reverse();
+    ids
+}
+
+/// Every path that stores, replaces, copies or removes checkpoints, then removals of the
+/// older ones: each survivor keeps every value it names, including values an earlier,
+/// removed checkpoint stored, values a replaced record no longer names, and values a batch
+/// or a copy carries.
+pub async fn values_survive_every_checkpoint_path(ctx: TestContext) {
+    let b = &ctx.backend;
+    let t = "values";
+    // 1..4: `a` stored by 1 and named by all; `b` stored by each.
+    for n in 1..=4u32 {
+        let version = format!("b{n}");
+        let new: Vec<(&str, &str)> = if n == 1 {
+            vec![("a", "a1"), ("b", &version)]
+        } else {
+            vec![("b", &version)]
+        };
+        let cp = numbered(
+            t,
+            n,
+            n - 1,
+            &[("a", "a1", json!("shared")), ("b", &version, json!(n))],
+        );
+        put(b, cp, &new).await;
+    }
+    // 4 again: the record now names `c` (new) instead of its own `b`, and 3's `b`.
+    let cp = numbered(
+        t,
+        4,
+        3,
+        &[
+            ("a", "a1", json!("shared")),
+            ("b", "b3", json!(3)),
+            ("c", "c4", json!("four")),
+        ],
+    );
+    put(b, cp, &[("c", "c4")]).await;
+    // 5 forks from 2: it stores nothing and names what 2 stored.
+    let cp = numbered(
+        t,
+        5,
+        2,
+        &[("a", "a1", json!("shared")), ("b", "b2", json!(2))],
+    );
+    put(b, cp, &[]).await;
+    // 6 and 7 in one batch; 7 names the `d` that 6 stores in the same batch.
+    let six = numbered(
+        t,
+        6,
+        5,
+        &[
+            ("a", "a1", json!("shared")),
+            ("b", "b2", json!(2)),
+            ("d", "d6", json!("six")),
+        ],
+    );
+    let seven = numbered(
+        t,
+        7,
+        6,
+        &[
+            ("a", "a1", json!("shared")),
+            ("b", "b7", json!("seven")),
+            ("d", "d6", json!("six")),
+        ],
+    );
+    let batch: Vec<(Checkpoint, ChannelVersions)> = vec![
+        (six, versions(&[("d", "d6")])),
+        (seven, versions(&[("b", "b7")])),
+    ];
+    b.put_checkpoints(batch).await.unwrap();
+    let copy = "values-copy";
+    assert_eq!(b.copy_thread(t, copy).await.unwrap(), 7);
+    // 8 in both threads, of a run that is then deleted: it stored a `b` nobody else names.
+    for thread in [t, copy] {
+        let mut cp = numbered(
+            thread,
+            8,
+            7,
+            &[("a", "a1", json!("shared")), ("b", "b8", json!("eight"))],
+        );
+        cp.metadata = obj(json!({"run_id": "values-run"}));
+        put(b, cp, &[("b", "b8")]).await;
+    }
+    assert_eq!(
+        b.delete_for_runs(&["values-run".to_owned()]).await.unwrap(),
+        2
+    );
+    assert_eq!(b.prune_checkpoints(copy, 4).await.unwrap(), 3);
+
+    let six_values = json!({"a": "shared", "b": 2, "d": "six"});
+    let seven_values = json!({"a": "shared", "b": "seven", "d": "six"});
+    assert_eq!(b.retain_checkpoints(keep_last(2)).await.unwrap(), 5 + 2);
+    for thread in [t, copy] {
+        assert_eq!(ids(b, thread).await, vec![cp_id(6), cp_id(7)], "{thread}");
+        assert_values(b, thread, 6, six_values.clone()).await;
+        assert_values(b, thread, 7, seven_values.clone()).await;
+    }
+
+    // After the sweep: 9 names only values that 6 stored or kept; it stores nothing. Then
+    // only 9 is kept, and it still reads whole.
+    let cp = numbered(
+        t,
+        9,
+        6,
+        &[
+            ("a", "a1", json!("shared")),
+            ("b", "b2", json!(2)),
+            ("d", "d6", json!("six")),
+        ],
+    );
+    put(b, cp, &[]).await;
+    assert_eq!(b.retain_checkpoints(keep_last(1)).await.unwrap(), 2 + 1);
+    assert_eq!(ids(b, t).await, vec![cp_id(9)]);
+    assert_values(b, t, 9, six_values).await;
+
+    // The copy owns its values: deleting the original takes none of them.
+    b.delete_thread(t).await.unwrap();
+    assert_eq!(ids(b, copy).await, vec![cp_id(7)]);
+    assert_values(b, copy, 7, seven_values).await;
+}

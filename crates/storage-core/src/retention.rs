@@ -37,13 +37,15 @@
 //!
 //! A sweep visits each series of the kind once. Within a series a backend reads only the
 //! records of the expired prefix and the one that ends it, and what goes with them: memory
-//! and Redis count each channel value's users and SQL keeps an index of them, so removing
-//! checkpoints never reads the survivors (object storage leaves that question to its
-//! garbage collection); PostgreSQL and SQLite count each conversation's and artifact name's
-//! stored records, so `keep_last` steps over the removed index entries only. What still
-//! grows with a series is on object storage, which keeps no counts: `keep_last` of
-//! checkpoints lists the chain's record keys and `keep_last` of artifact versions reads the
-//! newest `keep_last` versions; `docs/operations.md` gives each backend's figures. Writes
+//! and Redis count each channel value's users, so removing checkpoints never reads the
+//! survivors (object storage leaves that question to its garbage collection); PostgreSQL
+//! and SQLite count each conversation's and artifact name's stored records, so `keep_last`
+//! steps over the removed index entries only. Two costs still grow with what a series
+//! keeps, and `docs/operations.md` gives each backend's figures: removing checkpoints on
+//! PostgreSQL and SQLite reads the survivors' version maps (to keep every value one of them
+//! uses), and on object storage, which keeps no counts, `keep_last` of checkpoints lists
+//! the chain's record keys and `keep_last` of artifact versions reads the newest
+//! `keep_last` versions. Writes
 //! racing a sweep are never lost: a record stored while its series is trimmed is either
 //! counted among the newest or stored after the trim. A series that fails to trim for a reason of its own
 //! (an undecodable record, writers it keeps losing to) is left for the next sweep and the

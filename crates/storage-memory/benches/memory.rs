@@ -43,19 +43,13 @@ fn main() {
 
 /// `--langgraph`: LangGraph's workload beside [`RawMap`], at each concurrency.
 fn langgraph(workload: &Workload) {
-    let mut table = Vec::new();
-    for &concurrency in &workload.concurrency {
-        table.extend(runtime_for(concurrency).block_on(async {
-            let backend: Arc<dyn StorageBackend> =
-                Arc::new(MemoryBackend::new("bench").expect("namespace"));
-            let raw = Arc::new(RawMap::default());
-            langgraph_bench::phases(backend, raw, concurrency, workload.checkpoint_ops).await
-        }));
-    }
-    langgraph_bench::print_table(
-        "memory backend vs a raw map (one record per checkpoint)",
-        &table,
-    );
+    let title = "memory backend vs a raw map (one record per checkpoint)";
+    langgraph_bench::run(title, workload, |_| async {
+        let backend: Arc<dyn StorageBackend> =
+            Arc::new(MemoryBackend::new("bench").expect("namespace"));
+        let raw: Arc<dyn RawCheckpointer> = Arc::new(RawMap::default());
+        (backend, raw)
+    });
 }
 
 /// Each thread's records by checkpoint id, and the writes, behind one lock each.

@@ -62,21 +62,14 @@ fn main() {
 /// `--langgraph`: LangGraph's workload beside raw SQL through the same pool (see
 /// `storage_testkit::langgraph_bench`), at each concurrency.
 fn langgraph(url: &str, workload: &Workload) {
-    let mut table = Vec::new();
-    for &concurrency in &workload.concurrency {
-        table.extend(runtime_for(concurrency).block_on(async {
-            let namespace = format!("bench_{}_lg{concurrency}", std::process::id());
-            let backend = backend(url, &namespace).await;
-            let raw = RawTables::create(&backend, &namespace).await;
-            let backend: Arc<dyn StorageBackend> = backend;
-            langgraph_bench::phases(backend, Arc::new(raw), concurrency, workload.checkpoint_ops)
-                .await
-        }));
-    }
-    langgraph_bench::print_table(
-        "postgres backend vs raw tokio-postgres (one record per checkpoint)",
-        &table,
-    );
+    let title = "postgres backend vs raw tokio-postgres (one record per checkpoint)";
+    langgraph_bench::run(title, workload, |concurrency| async move {
+        let namespace = format!("bench_{}_lg{concurrency}", std::process::id());
+        let backend = backend(url, &namespace).await;
+        let raw: Arc<dyn RawCheckpointer> = Arc::new(RawTables::create(&backend, &namespace).await);
+        let backend: Arc<dyn StorageBackend> = backend;
+        (backend, raw)
+    });
 }
 
 /// The raw driver's tables, through the backend's own pool: a checkpoint is one row of its

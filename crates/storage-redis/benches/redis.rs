@@ -61,21 +61,14 @@ async fn redis_backend(url: &str, namespace: String) -> Arc<RedisBackend> {
 /// `--langgraph`: LangGraph's workload beside raw commands through the same pool (see
 /// `storage_testkit::langgraph_bench`), at each concurrency.
 fn langgraph(url: &str, workload: &Workload) {
-    let mut table = Vec::new();
-    for &concurrency in &workload.concurrency {
-        table.extend(runtime_for(concurrency).block_on(async {
-            let namespace = format!("bench_{}_lg{concurrency}", std::process::id());
-            let backend = redis_backend(url, namespace.clone()).await;
-            let raw = RawKeys::load(&backend, &namespace).await;
-            let backend: Arc<dyn StorageBackend> = backend;
-            langgraph_bench::phases(backend, Arc::new(raw), concurrency, workload.checkpoint_ops)
-                .await
-        }));
-    }
-    langgraph_bench::print_table(
-        "redis backend vs raw commands (one string per checkpoint, a sorted set of ids)",
-        &table,
-    );
+    let title = "redis backend vs raw commands (one string per checkpoint, a sorted set of ids)";
+    langgraph_bench::run(title, workload, |concurrency| async move {
+        let namespace = format!("bench_{}_lg{concurrency}", std::process::id());
+        let backend = redis_backend(url, namespace.clone()).await;
+        let raw: Arc<dyn RawCheckpointer> = Arc::new(RawKeys::load(&backend, &namespace).await);
+        let backend: Arc<dyn StorageBackend> = backend;
+        (backend, raw)
+    });
 }
 
 /// The raw driver's keys, through the backend's pool: a checkpoint is one string of its

@@ -11,6 +11,7 @@
 //! newest ids: one insert and its commit, one write insert, one select of the newest row,
 //! one select of the newest 10. Ratios are ours/raw ops/s; p50 columns are per call.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use storage_core::{
     StorageBackend,
 };
 
-use crate::bench::{compare_interleaved, BenchOp, Measurement};
+use crate::bench::{compare_interleaved, runtime_for, BenchOp, Measurement, Workload};
 
 /// Graph threads the calls are spread over.
 pub const THREADS: usize = 32;
@@ -118,6 +119,23 @@ pub async fn phases(
         rows.push((phase, concurrency, ours, raw));
     }
     rows
+}
+
+/// The four phases at each of the workload's concurrencies, on what `setup` builds for
+/// it (ours and raw), then the table under `title`: a backend bench's `--langgraph`.
+pub fn run<F, Fut>(title: &str, workload: &Workload, setup: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = (Arc<dyn StorageBackend>, Arc<dyn RawCheckpointer>)>,
+{
+    let mut table = Vec::new();
+    for &concurrency in &workload.concurrency {
+        table.extend(runtime_for(concurrency).block_on(async {
+            let (backend, raw) = setup(concurrency).await;
+            phases(backend, raw, concurrency, workload.checkpoint_ops).await
+        }));
+    }
+    print_table(title, &table);
 }
 
 /// Prints the rows as one table under `title`.

@@ -219,18 +219,8 @@ class Storage:
         )
         return True
 
-    async def put_checkpoint(
-        self,
-        thread_id: str,
-        checkpoint_id: str,
-        checkpoint_data: dict,
-        metadata: dict | None = None,
-        parent_checkpoint_id: str | None = None,
-    ) -> bool:
-        """``ICheckpointerBackend.put_checkpoint``: the same store as ``store_checkpoint``."""
-        return await self.store_checkpoint(
-            thread_id, checkpoint_id, checkpoint_data, metadata, parent_checkpoint_id
-        )
+    #: ``ICheckpointerBackend.put_checkpoint``: the same store as ``store_checkpoint``.
+    put_checkpoint = store_checkpoint
 
     async def get_checkpoint(
         self, thread_id: str, checkpoint_id: str | None = None

@@ -36,18 +36,18 @@
 //! (messages, versions, checkpoints), never the things that went with them.
 //!
 //! A sweep visits each series of the kind once. Within a series a backend reads only the
-//! records of the expired prefix and the one that ends it, and what goes with them: memory
-//! and Redis count each channel value's users, so removing checkpoints never reads the
-//! survivors (object storage leaves that question to its garbage collection); PostgreSQL
-//! and SQLite count each conversation's and artifact name's stored records, so `keep_last`
-//! steps over the removed index entries only. Two costs still grow with what a series
-//! keeps, and `docs/operations.md` gives each backend's figures: removing checkpoints on
-//! PostgreSQL and SQLite reads the survivors' version maps (to keep every value one of them
-//! uses), and on object storage, which keeps no counts, `keep_last` of checkpoints lists
-//! the chain's record keys and `keep_last` of artifact versions reads the newest
-//! `keep_last` versions. Writes
-//! racing a sweep are never lost: a record stored while its series is trimmed is either
-//! counted among the newest or stored after the trim. A series that fails to trim for a reason of its own
+//! records of the expired prefix and the one that ends it, and what goes with them: the
+//! memory backend counts each channel value's users, so removing checkpoints there never
+//! reads the survivors (object storage leaves that question to its garbage collection);
+//! PostgreSQL and SQLite count each conversation's and artifact name's stored records, so
+//! `keep_last` steps over the removed index entries only. Two costs still grow with what a
+//! series keeps, and `docs/operations.md` gives each backend's figures: removing
+//! checkpoints on Redis, PostgreSQL and SQLite reads the survivors' version maps (to keep
+//! every value one of them uses), and on object storage, which keeps no counts, `keep_last`
+//! of checkpoints lists the chain's record keys and `keep_last` of artifact versions reads
+//! the newest `keep_last` versions. Writes racing a sweep are never lost: a record stored
+//! while its series is trimmed is either counted among the newest or stored after the
+//! trim. A series that fails to trim for a reason of its own
 //! (an undecodable record, writers it keeps losing to) is left for the next sweep and the
 //! sweep goes on: see [`series_outcome`].
 //!

@@ -838,8 +838,6 @@ impl RedisBackend {
                                     &thread.write_ids(&hex_ns),
                                     &thread.writes(&hex_ns, &id),
                                     &thread.changes(&hex_ns),
-                                    &thread.refs(&hex_ns),
-                                    &thread.blobs(&hex_ns),
                                 ],
                                 &[id.as_bytes(), &record],
                             )
@@ -903,27 +901,14 @@ impl RedisBackend {
             }
             args.push(b"ns".to_vec());
             args.push(hex_ns.clone().into_bytes());
-            // The target's use counts, made from the records copied (complete even when
-            // the source, written by a previous release, has none).
-            let mut uses: BTreeMap<String, u64> = BTreeMap::new();
             for (id, record) in records {
                 let mut checkpoint: Checkpoint = wire::decode(&record)?;
                 checkpoint.thread_id = target_id.to_owned();
-                for (channel, version) in &checkpoint.channel_versions {
-                    *uses.entry(blob_field(channel, version)).or_default() += 1;
-                }
                 args.extend([b"cp".to_vec(), id.into_bytes(), wire::encode(&checkpoint)?]);
                 copied.push(checkpoint);
             }
             for (field, value) in blobs {
                 args.extend([b"blob".to_vec(), field.into_bytes(), value]);
-            }
-            for (field, count) in uses {
-                args.extend([
-                    b"ref".to_vec(),
-                    field.into_bytes(),
-                    count.to_string().into_bytes(),
-                ]);
             }
             for hex_id in write_ids {
                 let writes: HashMap<String, Vec<u8>> = self
@@ -1314,22 +1299,12 @@ impl CheckpointStore for RedisBackend {
             record.channel_values = BTreeMap::new();
             let encoded = wire::encode(&record)?;
             let ttl = ttl_ms(self.config.checkpoint_ttl_secs);
-            // Every version the checkpoint names counts as a use, sent or not (a fork names
-            // an older checkpoint's value).
-            let uses: Vec<String> = checkpoint
-                .channel_versions
-                .iter()
-                .map(|(channel, version)| blob_field(channel, version))
-                .collect();
-            let use_count = uses.len().to_string();
             let mut args: Vec<&[u8]> = vec![
                 ttl.as_bytes(),
                 hex_ns.as_bytes(),
                 checkpoint.id.as_bytes(),
                 &encoded,
-                use_count.as_bytes(),
             ];
-            args.extend(uses.iter().map(|field| field.as_bytes()));
             for (field, value) in &blobs {
                 args.push(field.as_bytes());
                 args.push(value);
@@ -1343,7 +1318,6 @@ impl CheckpointStore for RedisBackend {
                         &thread.records(&hex_ns),
                         &thread.blobs(&hex_ns),
                         &thread.changes(&hex_ns),
-                        &thread.refs(&hex_ns),
                     ],
                     &args,
                 )

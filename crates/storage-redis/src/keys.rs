@@ -26,7 +26,6 @@
 //! | `{ns:t:<hex thread>}` | `:cp:<hex cp ns>` | hash: checkpoint id → wire-encoded checkpoint without values |
 //! | `{ns:t:<hex thread>}` | `:blobs:<hex cp ns>` | hash: `<hex channel>:<hex version>` → wire-encoded value |
 //! | `{ns:t:<hex thread>}` | `:wids:<hex cp ns>` | set of hex checkpoint ids that have writes |
-//! | `{ns:t:<hex thread>}` | `:refs:<hex cp ns>` | hash: blob field → how many checkpoints name it, `~` → how many checkpoints are counted (complete when equal to the size; `scripts/checkpoint.rs`) |
 //! | `{ns:t:<hex thread>}` | `:chg:<hex cp ns>` | integer: bumped by every script that adds or removes checkpoints of the namespace |
 //! | `{ns:t:<hex thread>}` | `:w:<hex cp ns>:<hex cp id>` | hash: `<hex task>:<index>` → wire-encoded write |
 //! | `{ns:a:<hex scope>}` | `:names` | zset (all scores 0): artifact names, lexicographic |
@@ -297,10 +296,6 @@ impl ThreadKeys {
     pub(crate) fn write_ids(&self, hex_ns: &str) -> String {
         format!("{}:wids:{hex_ns}", self.base)
     }
-    /// The namespace's use counts: how many checkpoints name each blob field.
-    pub(crate) fn refs(&self, hex_ns: &str) -> String {
-        format!("{}:refs:{hex_ns}", self.base)
-    }
     /// The namespace's change counter, which a prune compares with the value it read.
     pub(crate) fn changes(&self, hex_ns: &str) -> String {
         format!("{}:chg:{hex_ns}", self.base)
@@ -374,7 +369,6 @@ mod tests {
             thread.namespaces(),
             thread.ids(&encode_id("n}")),
             thread.changes(&encode_id("n}")),
-            thread.refs(&encode_id("n}")),
             thread.writes("", "c{1}"),
         ] {
             assert_eq!(hash_tag(&key), "ns1:t:747b787d");

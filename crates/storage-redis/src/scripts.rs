@@ -6,14 +6,8 @@
 
 use deadpool_redis::redis::Script;
 
-mod checkpoint;
 mod conversation;
 mod retention;
-
-use checkpoint::{
-    CHECKPOINT_PRELUDE, COPY_INTO_THREAD, DELETE_CHECKPOINT_IF, DELETE_THREAD, PRUNE_COUNTED,
-    PRUNE_NAMESPACE, PUT_CHECKPOINT,
-};
 
 use conversation::{
     CLEAR_MESSAGES, COMPACT, KEPT_PRELUDE, POP_MESSAGE, READ_PREFIX, REPLACED_MESSAGES, REWIND,
@@ -373,6 +367,17 @@ if had then return 1 end
 return 0
 "#;
 
+/// KEYS: namespaces, ids, records, blobs, changes. ARGV: ttl, hex ns, id, record, then
+/// blob field/value pairs (kept if present).
+const PUT_CHECKPOINT: &str = r#"
+redis.call('SADD', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+for i = 5, #ARGV, 2 do redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) end
+changed(KEYS[5])
+for k = 1, 5 do touch(KEYS[k], ARGV[1]) end
+"#;
+
 /// KEYS: write ids, writes, namespaces. ARGV: ttl, hex checkpoint id, hex ns, then
 /// (field, value, replace). The namespace joins the thread's set even when it has no
 /// checkpoint yet, so delete, copy and prune find its writes.
@@ -401,6 +406,95 @@ end
 local record = redis.call('HGET', KEYS[2], id)
 if not record then return false end
 return {id, record}
+"#;
+
+/// KEYS: thread base. Removes every key of the thread; returns how many checkpoints.
+const DELETE_THREAD: &str = r#"
+local b = KEYS[1]
+local count = 0
+for _, h in ipairs(redis.call('SMEMBERS', b .. ':nss')) do
+  count = count + redis.call('ZCARD', b .. ':ids:' .. h)
+  for _, w in ipairs(redis.call('SMEMBERS', b .. ':wids:' .. h)) do
+    redis.call('DEL', b .. ':w:' .. h .. ':' .. w)
+  end
+  redis.call('DEL', b .. ':ids:' .. h, b .. ':cp:' .. h, b .. ':blobs:' .. h, b .. ':wids:' .. h,
+    b .. ':chg:' .. h)
+end
+redis.call('DEL', b .. ':nss')
+return count
+"#;
+
+/// KEYS: ids, records, write ids, blobs, changes. ARGV: expected number of ids, expected
+/// change counter ('' for none), number of victims n, the prefix of the victims' write
+/// keys, n victim ids, then blob fields to remove. Removes nothing and returns -1 if the
+/// namespace changed since the caller read the counter (any checkpoint added, replaced or
+/// removed since: the blob fields were chosen from what was stored then); else how many
+/// checkpoints were removed. The size check also holds against a release that did not
+/// count changes.
+const PRUNE_NAMESPACE: &str = r#"
+if redis.call('ZCARD', KEYS[1]) ~= tonumber(ARGV[1])
+  or (redis.call('GET', KEYS[5]) or '') ~= ARGV[2] then
+  return -1
+end
+local n = tonumber(ARGV[3])
+for i = 5, 4 + n do
+  local id = ARGV[i]
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('SREM', KEYS[3], hex(id))
+  redis.call('DEL', ARGV[4] .. hex(id))
+end
+for i = 5 + n, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
+if n > 0 then changed(KEYS[5]) end
+return n
+"#;
+
+/// KEYS: ids, records, write ids, writes, changes. ARGV: checkpoint id, expected record.
+/// Removes the checkpoint and its writes if its record is still the expected one.
+const DELETE_CHECKPOINT_IF: &str = r#"
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], hex(ARGV[1]))
+redis.call('DEL', KEYS[4])
+changed(KEYS[5])
+return 1
+"#;
+
+/// KEYS: target thread base. ARGV: ttl, then sections: 'ns' hex ns, then 'cp' id record,
+/// 'blob' field value, 'w' hex cp id field value. Returns 0 (and writes nothing) if the
+/// target has checkpoints, else 1. Each namespace copied counts a change.
+const COPY_INTO_THREAD: &str = r#"
+local b = KEYS[1]
+for _, h in ipairs(redis.call('SMEMBERS', b .. ':nss')) do
+  if redis.call('ZCARD', b .. ':ids:' .. h) > 0 then return 0 end
+end
+local ttl = ARGV[1]
+local h = ''
+local i = 2
+while i <= #ARGV do
+  local tag = ARGV[i]
+  if tag == 'ns' then
+    h = ARGV[i + 1]
+    redis.call('SADD', b .. ':nss', h); touch(b .. ':nss', ttl)
+    changed(b .. ':chg:' .. h); touch(b .. ':chg:' .. h, ttl)
+    i = i + 2
+  elseif tag == 'cp' then
+    redis.call('ZADD', b .. ':ids:' .. h, 0, ARGV[i + 1])
+    redis.call('HSET', b .. ':cp:' .. h, ARGV[i + 1], ARGV[i + 2])
+    touch(b .. ':ids:' .. h, ttl); touch(b .. ':cp:' .. h, ttl)
+    i = i + 3
+  elseif tag == 'blob' then
+    redis.call('HSET', b .. ':blobs:' .. h, ARGV[i + 1], ARGV[i + 2]); touch(b .. ':blobs:' .. h, ttl)
+    i = i + 3
+  else
+    redis.call('SADD', b .. ':wids:' .. h, ARGV[i + 1]); touch(b .. ':wids:' .. h, ttl)
+    local wkey = b .. ':w:' .. h .. ':' .. ARGV[i + 1]
+    redis.call('HSET', wkey, ARGV[i + 2], ARGV[i + 3]); touch(wkey, ttl)
+    i = i + 4
+  end
+end
+return 1
 "#;
 
 /// KEYS: names, next versions, versions, metas, contents. ARGV: ttl, name, metadata
@@ -488,7 +582,6 @@ pub(crate) struct Scripts {
     pub(crate) get_checkpoint: Lua,
     pub(crate) delete_thread: Lua,
     pub(crate) prune_namespace: Lua,
-    pub(crate) prune_counted: Lua,
     pub(crate) delete_checkpoint_if: Lua,
     pub(crate) copy_into_thread: Lua,
     pub(crate) save_artifact: Lua,
@@ -529,11 +622,6 @@ fn retention_script(kind_prelude: &str, body: &str) -> Lua {
     script(&format!("{kind_prelude}{RETENTION_PRELUDE}{body}"))
 }
 
-/// A script that adds or removes checkpoints: the use-count functions before its body.
-fn checkpoint_script(body: &str) -> Lua {
-    script(&format!("{CHECKPOINT_PRELUDE}{body}"))
-}
-
 /// A task-context script: the shared context functions before its body.
 fn context_script(body: &str) -> Lua {
     script(&format!("{CONTEXT_PRELUDE}{body}"))
@@ -559,14 +647,13 @@ impl Scripts {
             store_context: context_script(STORE_CONTEXT),
             import_context: context_script(IMPORT_CONTEXT),
             delete_context: context_script(DELETE_CONTEXT),
-            put_checkpoint: checkpoint_script(PUT_CHECKPOINT),
+            put_checkpoint: script(PUT_CHECKPOINT),
             put_writes: script(PUT_WRITES),
             get_checkpoint: script(GET_CHECKPOINT),
-            delete_thread: checkpoint_script(DELETE_THREAD),
-            prune_namespace: checkpoint_script(PRUNE_NAMESPACE),
-            prune_counted: checkpoint_script(PRUNE_COUNTED),
-            delete_checkpoint_if: checkpoint_script(DELETE_CHECKPOINT_IF),
-            copy_into_thread: checkpoint_script(COPY_INTO_THREAD),
+            delete_thread: script(DELETE_THREAD),
+            prune_namespace: script(PRUNE_NAMESPACE),
+            delete_checkpoint_if: script(DELETE_CHECKPOINT_IF),
+            copy_into_thread: script(COPY_INTO_THREAD),
             save_artifact: script(SAVE_ARTIFACT),
             get_artifact: script(GET_ARTIFACT),
             delete_artifact: script(DELETE_ARTIFACT),
@@ -580,7 +667,7 @@ impl Scripts {
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 35] {
+    pub(crate) fn all(&self) -> [&Lua; 34] {
         [
             &self.create_session,
             &self.update_session,
@@ -604,7 +691,6 @@ impl Scripts {
             &self.get_checkpoint,
             &self.delete_thread,
             &self.prune_namespace,
-            &self.prune_counted,
             &self.delete_checkpoint_if,
             &self.copy_into_thread,
             &self.save_artifact,

@@ -10,12 +10,9 @@
 //! when the oldest has expired does it go through the prune path, which decides from the
 //! oldest records and removes in one script that refuses if the namespace changed since it
 //! was read (its change counter moved: then it reads again), taking the removed
-//! checkpoints' writes and every channel value no survivor uses: the values whose use
-//! counts (`scripts/checkpoint.rs`) reach 0, so the cost is what it removes, or, in a
-//! namespace the previous release wrote (no counts), the values the survivors' version
-//! maps do not name, read once and then counted.
+//! checkpoints' writes and every channel value no survivor uses.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use storage_core::retention::series_outcome;
 
 use deadpool_redis::redis;
@@ -73,18 +70,6 @@ fn created_at(record: Option<&[u8]>) -> Result<Timestamp> {
         // An id without a record: never removed for its age.
         None => Ok(Timestamp::MAX_UTC),
     }
-}
-
-/// The keys of both prune scripts.
-fn prune_keys(thread: &ThreadKeys, hex_ns: &str) -> [String; 6] {
-    [
-        thread.ids(hex_ns),
-        thread.records(hex_ns),
-        thread.write_ids(hex_ns),
-        thread.blobs(hex_ns),
-        thread.changes(hex_ns),
-        thread.refs(hex_ns),
-    ]
 }
 
 impl RedisBackend {
@@ -243,15 +228,16 @@ impl RedisBackend {
         Ok(retention.is_expired(0, len, created_at(record.as_deref())?))
     }
 
-    /// How many of a namespace's `len` checkpoints have expired from the oldest on: ids
-    /// and ages are read from the oldest only until the first survivor, never the newest.
+    /// How many of `ids` (newest first) have expired from the oldest on: ages are read
+    /// from the oldest only until the first survivor.
     async fn expired_checkpoints(
         &self,
         thread: &ThreadKeys,
         hex_ns: &str,
-        len: usize,
+        ids: &[String],
         retention: &Retention,
     ) -> Result<usize> {
+        let len = ids.len();
         let mut expired = 0;
         if retention.created_before.is_none() {
             while expired + 1 < len && retention.is_expired(expired, len, Timestamp::MAX_UTC) {
@@ -260,35 +246,19 @@ impl RedisBackend {
             return Ok(expired);
         }
         while expired + 1 < len {
-            // Ranks from the oldest (the zset's order: all scores are 0, so ids sort
-            // lexicographically), up to but not including the newest.
-            let first = expired;
-            let last = (first + INDEX_BATCH).min(len - 1) - 1;
-            let ids: Vec<String> = self
-                .client
-                .query(
-                    redis::cmd("ZRANGE")
-                        .arg(thread.ids(hex_ns))
-                        .arg(first)
-                        .arg(last),
-                )
-                .await?;
-            if ids.is_empty() {
-                // The namespace shrank meanwhile: the removal script will see it changed.
-                return Ok(expired);
-            }
+            // Oldest first, never the newest (index 0).
+            let end = len - expired;
+            let start = end.saturating_sub(INDEX_BATCH).max(1);
+            let batch: Vec<&String> = ids[start..end].iter().rev().collect();
             let records: Vec<Option<Vec<u8>>> = self
                 .client
-                .query(redis::cmd("HMGET").arg(thread.records(hex_ns)).arg(&ids))
+                .query(redis::cmd("HMGET").arg(thread.records(hex_ns)).arg(&batch))
                 .await?;
             for record in &records {
                 if !retention.is_expired(expired, len, created_at(record.as_deref())?) {
                     return Ok(expired);
                 }
                 expired += 1;
-            }
-            if ids.len() < last + 1 - first {
-                return Ok(expired);
             }
         }
         Ok(expired)
@@ -298,17 +268,11 @@ impl RedisBackend {
     /// pending writes and every channel value no survivor uses, in one script that
     /// refuses when the namespace changed since it was read (then reads it again).
     ///
-    /// A namespace with complete use counts (`scripts/checkpoint.rs`) is trimmed by
-    /// `prune_counted`, which takes the removed checkpoints' uses away and deletes the
-    /// values whose count reaches 0: it costs what it removes. One a previous release
-    /// wrote (no counts) goes through [`prune_walking`](Self::prune_walking), which reads
-    /// every survivor once and leaves the counts built.
-    ///
     /// "Changed" is the namespace's change counter (`chg`), which every script that adds,
     /// replaces or removes a checkpoint bumps: the size alone misses a removal and a put
     /// in between, or a put that replaces a checkpoint, and such a put may use a value
     /// (a fork names an older checkpoint's version without sending the value again) that
-    /// what this read does not account for, which the script would then delete.
+    /// the survivors read here do not, which the script would then delete.
     pub(super) async fn prune_namespace(
         &self,
         thread: &ThreadKeys,
@@ -320,42 +284,78 @@ impl RedisBackend {
             // script refuse, whatever this reads afterwards.
             let mut pipe = redis::pipe();
             pipe.cmd("GET").arg(thread.changes(hex_ns));
-            pipe.cmd("ZCARD").arg(thread.ids(hex_ns));
-            pipe.cmd("HGET").arg(thread.refs(hex_ns)).arg("~");
-            let (changes, len, counted): (Option<String>, usize, Option<String>) =
-                self.client.pipeline(&pipe).await?;
-            let expired = match keep {
-                Keep::Newest(n) => len.saturating_sub(n),
+            pipe.cmd("ZRANGE")
+                .arg(thread.ids(hex_ns))
+                .arg("+")
+                .arg("-")
+                .arg("BYLEX")
+                .arg("REV");
+            let (changes, ids): (Option<String>, Vec<String>) = self.client.pipeline(&pipe).await?;
+            let kept = match keep {
+                Keep::Newest(n) => n,
                 Keep::Unexpired(retention) => {
-                    self.expired_checkpoints(thread, hex_ns, len, retention)
-                        .await?
+                    ids.len()
+                        - self
+                            .expired_checkpoints(thread, hex_ns, &ids, retention)
+                            .await?
                 }
             };
-            if expired == 0 {
+            if ids.len() <= kept {
                 return Ok(0);
             }
-            let changes = changes.unwrap_or_default();
-            let keys = prune_keys(thread, hex_ns);
-            let removed = if counted == Some(len.to_string()) {
-                let expected = len.to_string();
-                let victims = expired.to_string();
-                let writes_prefix = format!("{}:w:{hex_ns}:", thread.base);
-                self.client
-                    .eval(
-                        &self.scripts.prune_counted,
-                        &keys.each_ref().map(String::as_str),
-                        &[
-                            expected.as_bytes(),
-                            changes.as_bytes(),
-                            writes_prefix.as_bytes(),
-                            victims.as_bytes(),
-                        ],
+            let (survivors, victims) = ids.split_at(kept);
+            let mut used = BTreeSet::new();
+            if !survivors.is_empty() {
+                let records: Vec<Option<Vec<u8>>> = self
+                    .client
+                    .query(
+                        redis::cmd("HMGET")
+                            .arg(thread.records(hex_ns))
+                            .arg(survivors),
                     )
-                    .await?
-            } else {
-                self.prune_walking(thread, hex_ns, &changes, len, expired)
-                    .await?
-            };
+                    .await?;
+                for record in records.into_iter().flatten() {
+                    let checkpoint: Checkpoint = wire::decode(&record)?;
+                    for (channel, version) in &checkpoint.channel_versions {
+                        used.insert(blob_field(channel, version));
+                    }
+                }
+            }
+            let fields: Vec<String> = self
+                .client
+                .query(redis::cmd("HKEYS").arg(thread.blobs(hex_ns)))
+                .await?;
+            let expected = ids.len().to_string();
+            let changes = changes.unwrap_or_default();
+            let victim_count = victims.len().to_string();
+            let writes_prefix = format!("{}:w:{hex_ns}:", thread.base);
+            let mut args: Vec<&[u8]> = vec![
+                expected.as_bytes(),
+                changes.as_bytes(),
+                victim_count.as_bytes(),
+                writes_prefix.as_bytes(),
+            ];
+            args.extend(victims.iter().map(|id| id.as_bytes()));
+            args.extend(
+                fields
+                    .iter()
+                    .filter(|f| !used.contains(*f))
+                    .map(|f| f.as_bytes()),
+            );
+            let removed: i64 = self
+                .client
+                .eval(
+                    &self.scripts.prune_namespace,
+                    &[
+                        &thread.ids(hex_ns),
+                        &thread.records(hex_ns),
+                        &thread.write_ids(hex_ns),
+                        &thread.blobs(hex_ns),
+                        &thread.changes(hex_ns),
+                    ],
+                    &args,
+                )
+                .await?;
             if removed >= 0 {
                 return Ok(removed as u64);
             }
@@ -364,84 +364,5 @@ impl RedisBackend {
             StorageError::conflict("the thread kept changing while it was pruned; try again")
                 .with_temporary(true),
         )
-    }
-
-    /// The prune of a namespace without complete use counts: reads every survivor's
-    /// channel versions to know which values stay, removes the `expired` oldest of the
-    /// `len` checkpoints and the values no survivor uses, and stores the survivors' uses
-    /// as the namespace's counts. Returns -1 when the namespace changed since `changes`.
-    async fn prune_walking(
-        &self,
-        thread: &ThreadKeys,
-        hex_ns: &str,
-        changes: &str,
-        len: usize,
-        expired: usize,
-    ) -> Result<i64> {
-        let ids: Vec<String> = self
-            .client
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(thread.ids(hex_ns))
-                    .arg("+")
-                    .arg("-")
-                    .arg("BYLEX")
-                    .arg("REV"),
-            )
-            .await?;
-        if ids.len() != len {
-            return Ok(-1);
-        }
-        let (survivors, victims) = ids.split_at(len - expired);
-        let mut uses: BTreeMap<String, u64> = BTreeMap::new();
-        if !survivors.is_empty() {
-            let records: Vec<Option<Vec<u8>>> = self
-                .client
-                .query(
-                    redis::cmd("HMGET")
-                        .arg(thread.records(hex_ns))
-                        .arg(survivors),
-                )
-                .await?;
-            for record in records.into_iter().flatten() {
-                let checkpoint: Checkpoint = wire::decode(&record)?;
-                for (channel, version) in &checkpoint.channel_versions {
-                    *uses.entry(blob_field(channel, version)).or_default() += 1;
-                }
-            }
-        }
-        let fields: Vec<String> = self
-            .client
-            .query(redis::cmd("HKEYS").arg(thread.blobs(hex_ns)))
-            .await?;
-        let unused: Vec<&String> = fields.iter().filter(|f| !uses.contains_key(*f)).collect();
-        let expected = len.to_string();
-        let victim_count = victims.len().to_string();
-        let unused_count = unused.len().to_string();
-        let writes_prefix = format!("{}:w:{hex_ns}:", thread.base);
-        let counts: Vec<(&String, String)> = uses
-            .iter()
-            .map(|(field, count)| (field, count.to_string()))
-            .collect();
-        let mut args: Vec<&[u8]> = vec![
-            expected.as_bytes(),
-            changes.as_bytes(),
-            victim_count.as_bytes(),
-            writes_prefix.as_bytes(),
-            unused_count.as_bytes(),
-        ];
-        args.extend(victims.iter().map(|id| id.as_bytes()));
-        args.extend(unused.iter().map(|f| f.as_bytes()));
-        for (field, count) in &counts {
-            args.push(field.as_bytes());
-            args.push(count.as_bytes());
-        }
-        self.client
-            .eval(
-                &self.scripts.prune_namespace,
-                &prune_keys(thread, hex_ns).each_ref().map(String::as_str),
-                &args,
-            )
-            .await
     }
 }

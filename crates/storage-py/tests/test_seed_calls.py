@@ -145,6 +145,23 @@ def test_the_adapter_refuses_a_fallback_on_the_primary_backend(tmp_path):
         StorageAdapter(object_storage(tmp_path / "a"), object_storage(tmp_path / "b"))
 
 
+def test_the_adapter_refuses_a_fallback_configured_elsewhere(tmp_path):
+    """The fallback's own configuration file would be silently ignored."""
+    config = tmp_path / "fallback.toml"
+    config.write_text(f'[object]\nurl = "file://{tmp_path}/fallback"\n')
+    fallback = StorageFactory.create_storage_backend(
+        StorageType.OBJECT, config_file=config, use_env=False
+    )
+    primary = StorageFactory.create_storage_backend(StorageType.MEMORY, use_env=False)
+    with pytest.raises(st.StorageConfigError, match="same configuration file"):
+        StorageAdapter(primary, fallback)
+
+
+def test_the_seeds_spelling_of_postgresql_is_accepted():
+    assert StorageType("postgresql") is StorageType.POSTGRESQL
+    assert StorageType("postgres") is StorageType.POSTGRESQL
+
+
 async def test_the_adapter_fails_over_to_the_fallback_and_loses_nothing(tmp_path):
     """The primary is a Redis URL where nothing listens: every call is answered by the
     fallback through the facade's failover, and what was written is there to read."""

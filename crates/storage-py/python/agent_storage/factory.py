@@ -35,6 +35,11 @@ class StorageType(str, Enum):
     SQLITE = "sqlite"
     OBJECT = "object"
 
+    @classmethod
+    def _missing_(cls, value: object) -> "StorageType | None":
+        # The seed spelled PostgreSQL out in full.
+        return cls.POSTGRESQL if value == "postgresql" else None
+
 
 def _settings_of(storage_type: StorageType | str, config: Mapping[str, Any] | None) -> dict:
     settings: dict[str, Any] = {"backend": StorageType(storage_type).value}
@@ -79,6 +84,13 @@ class StorageAdapter(Storage):
         fallback: Storage,
         failover: Mapping[str, Any] | None = None,
     ) -> None:
+        if (fallback.config_file, fallback.use_env) != (primary.config_file, primary.use_env):
+            # One storage reads one file and one environment: the fallback's own would be
+            # silently replaced by the primary's.
+            raise StorageConfigError(
+                "primary and fallback must read the same configuration file and environment "
+                "(give the fallback's backend settings explicitly)"
+            )
         settings = dict(primary.settings)
         for key, value in fallback.settings.items():
             if key == "backend" or key.startswith("routes"):

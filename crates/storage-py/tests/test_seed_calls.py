@@ -183,7 +183,7 @@ async def test_the_adapter_fails_over_to_the_fallback_and_loses_nothing(tmp_path
         {"failure_threshold": 1, "journal_dir": str(tmp_path / "journal")},
     )
     assert adapter.primary is primary and adapter.fallback is fallback
-    assert adapter.settings["failover.fallbacks.sessions"] == "object"
+    assert adapter.backends()["sessions"] == "redis"
     # The first read finds the primary down and opens the breaker (threshold 1); the
     # writes then go to the fallback and its journal.
     assert await adapter.get_session("s1") is None

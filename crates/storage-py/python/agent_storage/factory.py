@@ -91,8 +91,8 @@ class StorageAdapter(Storage):
                 "primary and fallback must read the same configuration file and environment "
                 "(give the fallback's backend settings explicitly)"
             )
-        settings = dict(primary.settings)
-        for key, value in fallback.settings.items():
+        settings = dict(primary._settings)
+        for key, value in fallback._settings.items():
             if key == "backend" or key.startswith("routes"):
                 continue
             if key in settings and settings[key] != value:

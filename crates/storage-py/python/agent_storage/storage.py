@@ -30,11 +30,12 @@ class Storage:
         config_file: str | os.PathLike[str] | None = None,
         use_env: bool = True,
     ) -> None:
-        #: What this storage was configured with (read by ``StorageAdapter``).
-        self.settings: dict[str, Any] = dict(settings or {})
+        # What this storage was configured with, for ``StorageAdapter``; private, since
+        # settings may hold credentials (a URL with a password).
+        self._settings: dict[str, Any] = dict(settings or {})
         self.config_file = os.fspath(config_file) if config_file else None
         self.use_env = use_env
-        self._native = _native.NativeStorage(self.settings, self.config_file, use_env)
+        self._native = _native.NativeStorage(self._settings, self.config_file, use_env)
 
     @property
     def native(self) -> _native.NativeStorage:

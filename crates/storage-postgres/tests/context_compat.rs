@@ -8,17 +8,7 @@
 use storage_core::StorageBackend;
 use storage_postgres::{PostgresBackend, PostgresConfig};
 
-/// The previous release's migrations, applied by refinery as that release applied them.
-const PREVIOUS: [(&str, &str); 2] = [
-    (
-        "V1__initial_schema",
-        include_str!("../migrations/V1__initial_schema.sql"),
-    ),
-    (
-        "V2__checkpoints_across_threads",
-        include_str!("../migrations/V2__checkpoints_across_threads.sql"),
-    ),
-];
+mod previous_release;
 
 /// Rows as the previous release wrote them: the version column is authoritative, and the
 /// record is the context encoded with `session_id` and version 0.
@@ -41,27 +31,7 @@ const OLD_CONTEXTS: [(&str, i64, &str); 3] = [
 ];
 
 async fn plant_previous_release(url: &str, namespace: &str) {
-    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {namespace} CASCADE; CREATE SCHEMA {namespace}; \
-             SET search_path = {namespace}"
-        ))
-        .await
-        .unwrap();
-    let migrations: Vec<refinery::Migration> = PREVIOUS
-        .iter()
-        .map(|(name, sql)| refinery::Migration::unapplied(name, sql).unwrap())
-        .collect();
-    refinery::Runner::new(&migrations)
-        .set_grouped(true)
-        .set_migration_table_name(storage_postgres::schema::MIGRATION_TABLE)
-        .run_async(&mut client)
-        .await
-        .unwrap();
+    let client = previous_release::schema_at(url, namespace, 2).await;
     for (session_id, version, record) in OLD_CONTEXTS {
         client
             .execute(

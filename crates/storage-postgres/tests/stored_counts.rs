@@ -7,6 +7,8 @@
 use storage_core::StorageBackend;
 use storage_postgres::{PostgresBackend, PostgresConfig};
 
+mod previous_release;
+
 /// Series whose count differs from their rows, and counters of names without a version.
 const MISCOUNTED: &str = "
     SELECT 'messages ' || c.session_id || ': ' || c.stored || ' counted, ' || count(m.sequence)
@@ -66,76 +68,11 @@ async fn counts_stay_exact_on_every_path() {
     .await;
 }
 
-/// The previous release's migrations, applied by refinery as that release applied them.
-const PREVIOUS: [(&str, &str); 4] = [
-    (
-        "V1__initial_schema",
-        include_str!("../migrations/V1__initial_schema.sql"),
-    ),
-    (
-        "V2__checkpoints_across_threads",
-        include_str!("../migrations/V2__checkpoints_across_threads.sql"),
-    ),
-    (
-        "V3__context_versions",
-        include_str!("../migrations/V3__context_versions.sql"),
-    ),
-    (
-        "V4__compaction",
-        include_str!("../migrations/V4__compaction.sql"),
-    ),
-];
-
-/// A message record as the previous release encoded it (sequence 0: the row's column is
-/// the number).
-fn old_record(session_id: &str, n: i64) -> String {
-    format!(
-        r#"{{"v":1,"kind":"message","data":{{"session_id":"{session_id}","sequence":0,"role":"user","content":"m{n}","client_id":"c{n}","metadata":{{}},"created_at":"2026-11-01T10:00:0{n}Z"}}}}"#
-    )
-}
-
+/// The schema the previous release left (version 4), with its messages and artifact
+/// versions.
 async fn plant_previous_release(url: &str, namespace: &str) {
-    let mut client = connect(url, namespace).await;
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA {namespace} CASCADE; CREATE SCHEMA {namespace}"
-        ))
-        .await
-        .unwrap();
-    let migrations: Vec<refinery::Migration> = PREVIOUS
-        .iter()
-        .map(|(name, sql)| refinery::Migration::unapplied(name, sql).unwrap())
-        .collect();
-    refinery::Runner::new(&migrations)
-        .set_grouped(true)
-        .set_migration_table_name(storage_postgres::schema::MIGRATION_TABLE)
-        .run_async(&mut client)
-        .await
-        .unwrap();
-    for (session_id, count) in [("s1", 5_i64), ("s2", 2)] {
-        for n in 1..=count {
-            client
-                .execute(
-                    "INSERT INTO messages (session_id, sequence, client_id, record) \
-                     VALUES ($1, $2, $3, $4)",
-                    &[
-                        &session_id,
-                        &n,
-                        &format!("c{n}"),
-                        &old_record(session_id, n).as_bytes(),
-                    ],
-                )
-                .await
-                .unwrap();
-        }
-        client
-            .execute(
-                "INSERT INTO message_counters (session_id, last_sequence) VALUES ($1, $2)",
-                &[&session_id, &count],
-            )
-            .await
-            .unwrap();
-    }
+    let client = previous_release::schema_at(url, namespace, 4).await;
+    previous_release::plant_messages(&client).await;
     // As a save did: the counter (the next version) and the version.
     for (name, count) in [("a", 4_i64), ("b", 1)] {
         client

@@ -1,0 +1,91 @@
+//! A schema as an earlier release left it, for the compatibility tests: that release's
+//! migrations applied by refinery as it applied them, and its rows planted with raw SQL
+//! as its code wrote them.
+
+// Each test binary that includes this module uses only part of it.
+#![allow(dead_code)]
+
+/// The migrations of the earlier releases, oldest first; a release at version `n` had
+/// the first `n`.
+const MIGRATIONS: [(&str, &str); 4] = [
+    (
+        "V1__initial_schema",
+        include_str!("../../migrations/V1__initial_schema.sql"),
+    ),
+    (
+        "V2__checkpoints_across_threads",
+        include_str!("../../migrations/V2__checkpoints_across_threads.sql"),
+    ),
+    (
+        "V3__context_versions",
+        include_str!("../../migrations/V3__context_versions.sql"),
+    ),
+    (
+        "V4__compaction",
+        include_str!("../../migrations/V4__compaction.sql"),
+    ),
+];
+
+/// A connection to `namespace` (its `search_path`), the schema dropped and created anew at
+/// migration `version`, as the release that stopped there left it.
+pub async fn schema_at(url: &str, namespace: &str, version: usize) -> tokio_postgres::Client {
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {namespace} CASCADE; CREATE SCHEMA {namespace}; \
+             SET search_path = {namespace}"
+        ))
+        .await
+        .unwrap();
+    let migrations: Vec<refinery::Migration> = MIGRATIONS[..version]
+        .iter()
+        .map(|(name, sql)| refinery::Migration::unapplied(name, sql).unwrap())
+        .collect();
+    refinery::Runner::new(&migrations)
+        .set_grouped(true)
+        .set_migration_table_name(storage_postgres::schema::MIGRATION_TABLE)
+        .run_async(&mut client)
+        .await
+        .unwrap();
+    client
+}
+
+/// A message record as the earlier releases encoded it (sequence 0: the row's column is
+/// the number).
+pub fn old_message_record(session_id: &str, n: i64) -> String {
+    format!(
+        r#"{{"v":1,"kind":"message","data":{{"session_id":"{session_id}","sequence":0,"role":"user","content":"m{n}","client_id":"c{n}","metadata":{{}},"created_at":"2026-11-01T10:00:0{n}Z"}}}}"#
+    )
+}
+
+/// Messages as the earlier releases' appends wrote them: `s1` with 5 (client ids `c1`..),
+/// `s2` with 2, each session's counter at its last number.
+pub async fn plant_messages(client: &tokio_postgres::Client) {
+    for (session_id, count) in [("s1", 5_i64), ("s2", 2)] {
+        for n in 1..=count {
+            client
+                .execute(
+                    "INSERT INTO messages (session_id, sequence, client_id, record) \
+                     VALUES ($1, $2, $3, $4)",
+                    &[
+                        &session_id,
+                        &n,
+                        &format!("c{n}"),
+                        &old_message_record(session_id, n).as_bytes(),
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        client
+            .execute(
+                "INSERT INTO message_counters (session_id, last_sequence) VALUES ($1, $2)",
+                &[&session_id, &count],
+            )
+            .await
+            .unwrap();
+    }
+}

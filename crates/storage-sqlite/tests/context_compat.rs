@@ -7,12 +7,9 @@
 use storage_core::StorageBackend;
 use storage_sqlite::{SqliteBackend, SqliteConfig};
 
-const NAMESPACE: &str = "old";
+mod previous_release;
 
-/// The previous release's schema: its only migration, recorded as its `schema.rs` did.
-const V1: &str = include_str!("../migrations/V1__initial_schema.sql");
-const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS \"{ns}.schema_migrations\" (\
-     version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at_us INTEGER NOT NULL)";
+const NAMESPACE: &str = "old";
 
 /// Rows as the previous release wrote them: the version column is authoritative, and the
 /// record is the context encoded with `session_id` and version 0.
@@ -34,20 +31,9 @@ const OLD_CONTEXTS: [(&str, i64, &str); 3] = [
     ),
 ];
 
+/// The namespace the previous release left (its only migration), with its contexts.
 fn plant_previous_release(path: &std::path::Path) {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
-    conn.execute_batch(&MIGRATION_TABLE.replace("{ns}", NAMESPACE))
-        .unwrap();
-    conn.execute_batch(&V1.replace("{ns}", NAMESPACE)).unwrap();
-    conn.execute(
-        &format!(
-            "INSERT INTO \"{NAMESPACE}.schema_migrations\" (version, name, applied_at_us) \
-             VALUES (1, 'initial_schema', 1790000000000000)"
-        ),
-        [],
-    )
-    .unwrap();
+    let conn = previous_release::schema_at(path, NAMESPACE, 1);
     for (session_id, version, record) in OLD_CONTEXTS {
         conn.execute(
             &format!(

@@ -7,14 +7,9 @@
 use serde_json::json;
 use storage_core::fork::{Fork, ForkExt};
 use storage_core::prelude::*;
-use storage_core::{wire, ArtifactMeta, MessageRange, Retention, StorageBackend};
+use storage_core::{wire, ArtifactMeta, MessageRange, StorageBackend};
 
-fn keep_last(n: u64) -> Retention {
-    Retention {
-        created_before: None,
-        keep_last: Some(n),
-    }
-}
+use crate::data::keep_last;
 
 fn text(body: &str) -> NewArtifact {
     NewArtifact::new("text/plain", body.as_bytes().to_vec())

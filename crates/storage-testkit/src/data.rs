@@ -3,7 +3,12 @@
 use std::fmt::Debug;
 
 use serde_json::{json, Value};
-use storage_core::{ChannelValue, ChannelVersions, Checkpoint, ErrorKind, Metadata, Result};
+use std::sync::Arc;
+
+use storage_core::{
+    ChannelValue, ChannelVersions, Checkpoint, CheckpointQuery, ErrorKind, Metadata, Result,
+    Retention, StorageBackend,
+};
 
 /// A JSON object literal as [`Metadata`]; panics if `value` is not an object.
 pub fn obj(value: Value) -> Metadata {
@@ -98,4 +103,31 @@ pub fn cp_id(n: u32) -> String {
 /// A small structured message content.
 pub fn content(n: usize) -> Value {
     json!({"text": format!("message {n}"), "n": n})
+}
+
+/// A retention keeping the newest `n` records of each series, without an age limit.
+pub fn keep_last(n: u64) -> Retention {
+    Retention {
+        created_before: None,
+        keep_last: Some(n),
+    }
+}
+
+/// The checkpoint ids of (thread, namespace), oldest first.
+pub async fn checkpoint_ids(
+    b: &Arc<dyn StorageBackend>,
+    thread: &str,
+    namespace: &str,
+) -> Vec<String> {
+    let mut query = CheckpointQuery::thread(thread);
+    query.namespace = Some(namespace.to_owned());
+    let mut ids: Vec<String> = b
+        .list_checkpoints(query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|tuple| tuple.checkpoint.id)
+        .collect();
+    ids.reverse();
+    ids
 }

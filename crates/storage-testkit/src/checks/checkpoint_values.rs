@@ -7,17 +7,10 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use storage_core::{ChannelVersions, Checkpoint, Retention, StorageBackend};
+use storage_core::{ChannelVersions, Checkpoint, StorageBackend};
 
-use crate::data::{checkpoint, cp_id, json_of, obj, versions};
+use crate::data::{checkpoint, checkpoint_ids, cp_id, json_of, keep_last, obj, versions};
 use crate::TestContext;
-
-fn keep_last(n: u64) -> Retention {
-    Retention {
-        created_before: None,
-        keep_last: Some(n),
-    }
-}
 
 /// A checkpoint `n` of `thread` naming `channels` (channel, version, value), child of
 /// `parent`.
@@ -45,20 +38,6 @@ async fn assert_values(b: &Arc<dyn StorageBackend>, thread: &str, n: u32, expect
         .map(|(channel, value)| (channel.clone(), json_of(value)))
         .collect();
     assert_eq!(Value::Object(values), expected, "values of {thread}/{n}");
-}
-
-async fn ids(b: &Arc<dyn StorageBackend>, thread: &str) -> Vec<String> {
-    let mut query = storage_core::CheckpointQuery::thread(thread);
-    query.namespace = Some(String::new());
-    let mut ids: Vec<String> = b
-        .list_checkpoints(query)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|tuple| tuple.checkpoint.id)
-        .collect();
-    ids.reverse();
-    ids
 }
 
 /// Every path that stores, replaces, copies or removes checkpoints, then removals of the
@@ -153,7 +132,11 @@ pub async fn values_survive_every_checkpoint_path(ctx: TestContext) {
     let seven_values = json!({"a": "shared", "b": "seven", "d": "six"});
     assert_eq!(b.retain_checkpoints(keep_last(2)).await.unwrap(), 5 + 2);
     for thread in [t, copy] {
-        assert_eq!(ids(b, thread).await, vec![cp_id(6), cp_id(7)], "{thread}");
+        assert_eq!(
+            checkpoint_ids(b, thread, "").await,
+            vec![cp_id(6), cp_id(7)],
+            "{thread}"
+        );
         assert_values(b, thread, 6, six_values.clone()).await;
         assert_values(b, thread, 7, seven_values.clone()).await;
     }
@@ -172,11 +155,11 @@ pub async fn values_survive_every_checkpoint_path(ctx: TestContext) {
     );
     put(b, cp, &[]).await;
     assert_eq!(b.retain_checkpoints(keep_last(1)).await.unwrap(), 2 + 1);
-    assert_eq!(ids(b, t).await, vec![cp_id(9)]);
+    assert_eq!(checkpoint_ids(b, t, "").await, vec![cp_id(9)]);
     assert_values(b, t, 9, six_values).await;
 
     // The copy owns its values: deleting the original takes none of them.
     b.delete_thread(t).await.unwrap();
-    assert_eq!(ids(b, copy).await, vec![cp_id(7)]);
+    assert_eq!(checkpoint_ids(b, copy, "").await, vec![cp_id(7)]);
     assert_values(b, copy, 7, seven_values).await;
 }

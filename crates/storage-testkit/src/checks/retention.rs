@@ -9,20 +9,12 @@ use futures::future::BoxFuture;
 use serde_json::json;
 use storage_core::time::Timestamp;
 use storage_core::{
-    ArtifactMeta, ChannelVersions, CheckpointKey, CheckpointQuery, ContextScope, ErrorKind,
-    ExpectedVersion, Message, MessageRange, NewArtifact, NewMessage, Retention, StorageBackend,
-    TaskContext,
+    ArtifactMeta, ChannelVersions, CheckpointKey, ContextScope, ErrorKind, ExpectedVersion,
+    Message, MessageRange, NewArtifact, NewMessage, Retention, StorageBackend, TaskContext,
 };
 
-use crate::data::{assert_kind, checkpoint, cp_id, json_of, versions};
+use crate::data::{assert_kind, checkpoint, checkpoint_ids, cp_id, json_of, keep_last, versions};
 use crate::TestContext;
-
-fn keep_last(n: u64) -> Retention {
-    Retention {
-        created_before: None,
-        keep_last: Some(n),
-    }
-}
 
 fn created_before(at: Timestamp) -> Retention {
     Retention {
@@ -80,20 +72,6 @@ async fn store_n(b: &Arc<dyn StorageBackend>, scope: &ContextScope, n: u64) {
         .await
         .unwrap();
     }
-}
-
-async fn checkpoint_ids(b: &Arc<dyn StorageBackend>, thread: &str, namespace: &str) -> Vec<String> {
-    let mut query = CheckpointQuery::thread(thread);
-    query.namespace = Some(namespace.to_owned());
-    let mut ids: Vec<String> = b
-        .list_checkpoints(query)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|tuple| tuple.checkpoint.id)
-        .collect();
-    ids.reverse();
-    ids
 }
 
 /// Puts checkpoints `first..=last` of a chain in `namespace`; the channel `a` is written by

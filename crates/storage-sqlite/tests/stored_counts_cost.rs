@@ -4,15 +4,8 @@
 //! printed. Run by hand:
 //! `cargo test -p storage-sqlite --release --test stored_counts_cost -- --ignored --nocapture`.
 
-use std::time::{Duration, Instant};
-
-use serde_json::json;
-use storage_core::prelude::*;
 use storage_core::StorageBackend;
 use storage_sqlite::{SqliteBackend, SqliteConfig};
-
-const ROUNDS: usize = 15;
-const OPS: u32 = 100;
 
 async fn backend(path: &std::path::Path, counted: bool) -> SqliteBackend {
     let b = SqliteBackend::new(SqliteConfig::new(path)).unwrap();
@@ -32,63 +25,11 @@ async fn backend(path: &std::path::Path, counted: bool) -> SqliteBackend {
     b
 }
 
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand"]
 async fn appends_and_saves_with_and_without_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let both = [
-        (
-            "without counts",
-            backend(&dir.path().join("uncounted.db"), false).await,
-        ),
-        (
-            "with counts",
-            backend(&dir.path().join("counted.db"), true).await,
-        ),
-    ];
-    let mut times = vec![[Vec::new(), Vec::new(), Vec::new()]; 2];
-    for round in 0..ROUNDS {
-        // Alternate which goes first, so neither always runs on a warmer server.
-        for turn in 0..2 {
-            let i = (round + turn) % 2;
-            let b = &both[i].1;
-            let start = Instant::now();
-            for n in 0..OPS {
-                b.append_message("s1", NewMessage::new("user", json!(n)))
-                    .await
-                    .unwrap();
-            }
-            times[i][0].push(start.elapsed() / OPS);
-            let start = Instant::now();
-            for n in 0..OPS / 10 {
-                let batch = (0..10)
-                    .map(|k| NewMessage::new("user", json!([n, k])))
-                    .collect();
-                b.append_messages("s2", batch).await.unwrap();
-            }
-            times[i][1].push(start.elapsed() / (OPS / 10));
-            let start = Instant::now();
-            for n in 0..OPS {
-                let body = format!("v{n}").into_bytes();
-                b.save_artifact("run", "a", NewArtifact::new("text/plain", body))
-                    .await
-                    .unwrap();
-            }
-            times[i][2].push(start.elapsed() / OPS);
-        }
-    }
-    for (i, (label, _)) in both.iter().enumerate() {
-        let [append, batch, save] = times[i].clone();
-        println!(
-            "sqlite {label}: append {:?}, batch of 10 {:?}, save {:?} (medians of {ROUNDS} rounds)",
-            median(append),
-            median(batch),
-            median(save)
-        );
-    }
+    let without = backend(&dir.path().join("uncounted.db"), false).await;
+    let with = backend(&dir.path().join("counted.db"), true).await;
+    storage_testkit::counts::time_writes_with_and_without_counts("sqlite", &without, &with).await;
 }

@@ -182,3 +182,61 @@ pub async fn previous_release_swept_by_count(b: &dyn StorageBackend) {
     assert_eq!(b.retain_artifact_versions(keep_last(2)).await.unwrap(), 1);
     assert_eq!(versions(b, "run1", "a").await, vec![3, 4]);
 }
+
+/// Times appends, batches of 10 appends and saves on `without` and `with` the counts,
+/// alternating which goes first round by round, and prints the medians per operation
+/// (labelled with `backend`): the backends' `stored_counts_cost` measurements.
+pub async fn time_writes_with_and_without_counts(
+    backend: &str,
+    without: &dyn StorageBackend,
+    with: &dyn StorageBackend,
+) {
+    use std::time::{Duration, Instant};
+    const ROUNDS: usize = 15;
+    const OPS: u32 = 100;
+    let median = |mut xs: Vec<Duration>| {
+        xs.sort();
+        xs[xs.len() / 2]
+    };
+    let both = [("without counts", without), ("with counts", with)];
+    let mut times = vec![[Vec::new(), Vec::new(), Vec::new()]; 2];
+    for round in 0..ROUNDS {
+        // Alternate which goes first, so neither always runs on a warmer server.
+        for turn in 0..2 {
+            let i = (round + turn) % 2;
+            let b = both[i].1;
+            let start = Instant::now();
+            for n in 0..OPS {
+                b.append_message("s1", NewMessage::new("user", json!(n)))
+                    .await
+                    .unwrap();
+            }
+            times[i][0].push(start.elapsed() / OPS);
+            let start = Instant::now();
+            for n in 0..OPS / 10 {
+                let batch = (0..10)
+                    .map(|k| NewMessage::new("user", json!([n, k])))
+                    .collect();
+                b.append_messages("s2", batch).await.unwrap();
+            }
+            times[i][1].push(start.elapsed() / (OPS / 10));
+            let start = Instant::now();
+            for n in 0..OPS {
+                let body = format!("v{n}").into_bytes();
+                b.save_artifact("run", "a", NewArtifact::new("text/plain", body))
+                    .await
+                    .unwrap();
+            }
+            times[i][2].push(start.elapsed() / OPS);
+        }
+    }
+    for (i, (label, _)) in both.iter().enumerate() {
+        let [append, batch, save] = times[i].clone();
+        println!(
+            "{backend} {label}: append {:?}, batch of 10 {:?}, save {:?} (medians of {ROUNDS} rounds)",
+            median(append),
+            median(batch),
+            median(save)
+        );
+    }
+}

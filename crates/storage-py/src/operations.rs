@@ -81,11 +81,7 @@ impl NativeStorage {
     ) -> PyResult<Bound<'py, PyAny>> {
         let settings: RetentionSettings = match policy {
             Some(policy) if !policy.is_none() => from_python("retention policy", policy)?,
-            _ => self
-                .inner
-                .config()
-                .map(|config| config.cleanup.retention.clone())
-                .unwrap_or_default(),
+            _ => self.inner.configured_retention(),
         };
         let storage = self.inner.clone();
         finish(py, false, async move {

@@ -110,6 +110,15 @@ impl RetentionReport {
 }
 
 impl Storage {
+    /// The configured retention (`cleanup.retention`): what the scheduled cleanup applies
+    /// and `storectl cleanup` starts from; no limits for a storage built without a
+    /// configuration.
+    pub fn configured_retention(&self) -> RetentionSettings {
+        self.config()
+            .map(|config| config.cleanup.retention.clone())
+            .unwrap_or_default()
+    }
+
     /// Applies each kind's retention (see [`storage_core::retention`]) through the facade,
     /// so each sweep goes to the backend its kind is routed to, the cache forgets what it
     /// removed and metrics count it. Every limit is resolved against one `now`, so the
@@ -205,12 +214,7 @@ fn record(
 }
 
 async fn scheduled_retention(storage: &Storage) {
-    let Some(settings) = storage
-        .config()
-        .map(|config| config.cleanup.retention.clone())
-    else {
-        return;
-    };
+    let settings = storage.configured_retention();
     if settings == RetentionSettings::default() {
         return;
     }

@@ -140,10 +140,7 @@ fn retention_settings(
     storage: &Storage,
     args: &RetentionArgs,
 ) -> Result<RetentionSettings, Failure> {
-    let mut settings = storage
-        .config()
-        .map(|config| config.cleanup.retention.clone())
-        .unwrap_or_default();
+    let mut settings = storage.configured_retention();
     if args.keep_last.is_none() && args.max_age.is_none() {
         if !args.retain.is_empty() {
             return Err(Failure::BadInput(

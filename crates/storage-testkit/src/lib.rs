@@ -130,6 +130,7 @@ macro_rules! conformance_tests {
                 list_returns_values_and_writes,
                 list_filter_is_exact_and_type_strict,
                 list_without_namespace_covers_all,
+                list_across_namespaces_merges_before_filter_and_limit,
                 unchanged_channels_are_not_rewritten,
                 channels_without_values_are_absent,
                 put_again_replaces_record_not_values,

@@ -233,6 +233,76 @@ pub async fn list_without_namespace_covers_all(ctx: TestContext) {
     );
 }
 
+/// Across namespaces, listing merges them newest first with equal ids in namespace order,
+/// and `before`, the metadata filter and `limit` apply to the merged order, not to each
+/// namespace: the page is the newest matching checkpoints of the whole thread.
+pub async fn list_across_namespaces_merges_before_filter_and_limit(ctx: TestContext) {
+    // (namespace, id, kept by the filter)
+    let stored = [
+        ("b", 1, true),
+        ("", 2, true),
+        ("a", 2, true),
+        ("b", 2, false),
+        ("a", 3, false),
+        ("", 4, true),
+        ("b", 4, true),
+        ("a", 5, true),
+        ("", 6, false),
+        ("b", 7, true),
+    ];
+    for (ns, n, kept) in stored {
+        let mut cp = checkpoint("t1", ns, &cp_id(n), &[("step", &n.to_string(), json!(n))]);
+        cp.metadata = obj(json!({"source": if kept { "loop" } else { "input" }}));
+        let new = cp.all_versions();
+        ctx.backend.put_checkpoint(cp, new).await.unwrap();
+    }
+    let page = |before: Option<u32>, limit: Option<usize>| CheckpointQuery {
+        namespace: None,
+        before: before.map(cp_id),
+        limit,
+        filter: obj(json!({"source": "loop"})),
+        ..CheckpointQuery::thread("t1")
+    };
+    let listed_with_ns = |query: CheckpointQuery| async {
+        let tuples = ctx.backend.list_checkpoints(query).await.unwrap();
+        tuples
+            .into_iter()
+            .map(|t| {
+                assert_eq!(
+                    t.checkpoint.channel_values["step"],
+                    json!(cp_number(&t.checkpoint.id)).into(),
+                    "each listed checkpoint carries its own values"
+                );
+                (t.checkpoint.namespace, cp_number(&t.checkpoint.id))
+            })
+            .collect::<Vec<_>>()
+    };
+    let all: Vec<(String, u32)> = [
+        ("b", 7),
+        ("a", 5),
+        ("", 4),
+        ("b", 4),
+        ("", 2),
+        ("a", 2),
+        ("b", 1),
+    ]
+    .into_iter()
+    .map(|(ns, n)| (ns.to_owned(), n))
+    .collect();
+    assert_eq!(listed_with_ns(page(None, None)).await, all);
+    assert_eq!(listed_with_ns(page(None, Some(3))).await, all[..3]);
+    assert_eq!(listed_with_ns(page(Some(5), Some(3))).await, all[2..5]);
+    assert_eq!(listed_with_ns(page(Some(4), Some(2))).await, all[4..6]);
+    assert_eq!(listed_with_ns(page(Some(2), None)).await, all[6..]);
+}
+
+/// The number `n` of an id made by [`cp_id`].
+fn cp_number(id: &str) -> u32 {
+    id.strip_prefix("cp-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{id:?} is not a test checkpoint id"))
+}
+
 /// A checkpoint that changes one of ten channels stores one value; reading it resolves
 /// the other nine from the values stored with earlier checkpoints.
 pub async fn unchanged_channels_are_not_rewritten(ctx: TestContext) {

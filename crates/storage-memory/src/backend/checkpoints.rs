@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
 use storage_core::carried::admit;
 
 use async_trait::async_trait;
@@ -79,30 +80,46 @@ impl CheckpointStore for MemoryBackend {
             let Some(thread) = data.threads.get(&query.thread_id) else {
                 return Ok(Vec::new());
             };
-            // Newest first; across namespaces, equal ids by namespace ascending.
-            let mut matches: Vec<(&String, &Chain, &Checkpoint)> = thread
+            // Newest first; across namespaces, equal ids by namespace ascending. Each
+            // namespace is walked newest first from `before` and the walks are merged, so a
+            // listing reads what it returns, not the thread's history.
+            let before = query
+                .before
+                .as_deref()
+                .map_or(Bound::Unbounded, Bound::Excluded);
+            let mut walks: Vec<_> = thread
                 .namespaces
                 .iter()
                 .filter(|(namespace, _)| query.namespace.as_ref().is_none_or(|ns| ns == *namespace))
-                .flat_map(|(namespace, chain)| {
-                    chain
+                .map(|(namespace, chain)| {
+                    let newest_first = chain
                         .checkpoints
-                        .values()
+                        .range::<str, _>((Bound::Unbounded, before))
                         .rev()
-                        .map(move |record| (namespace, chain, record))
-                })
-                .filter(|(namespace, _, record)| {
-                    query.admits(namespace, &record.id, &record.metadata)
+                        .map(|(_, record)| record)
+                        .filter(|record| query.admits(namespace, &record.id, &record.metadata));
+                    (chain, newest_first.peekable())
                 })
                 .collect();
-            matches.sort_by(|a, b| b.2.id.cmp(&a.2.id).then_with(|| a.0.cmp(b.0)));
             let limit = query.limit.unwrap_or(usize::MAX);
-            // Values are resolved only for the checkpoints returned.
-            Ok(matches
-                .into_iter()
-                .take(limit)
-                .map(|(_, chain, record)| chain.tuple(record))
-                .collect())
+            let mut found = Vec::new();
+            while found.len() < limit {
+                // Walks are in namespace order: the first holding the greatest id wins ties.
+                let mut next: Option<(usize, &str)> = None;
+                for (position, (_, walk)) in walks.iter_mut().enumerate() {
+                    if let Some(record) = walk.peek() {
+                        if next.is_none_or(|(_, id)| record.id.as_str() > id) {
+                            next = Some((position, record.id.as_str()));
+                        }
+                    }
+                }
+                let Some((position, _)) = next else { break };
+                let (chain, walk) = &mut walks[position];
+                let record = walk.next().expect("peeked");
+                // Values are resolved only for the checkpoints returned.
+                found.push(chain.tuple(record));
+            }
+            Ok(found)
         })
     }
 

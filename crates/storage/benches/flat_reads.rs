@@ -1,7 +1,10 @@
 //! `cargo xtask bench flat` (or `cargo bench -p storage --bench flat_reads`): reads that
 //! must not slow down as data grows, on every backend. Reading one task-context version
 //! and listing the newest 10 of a scope holding 10 versions against one holding 10,000;
-//! reading the last 10 turns of a conversation of 1e3 messages against one of 1e6. The
+//! reading the last 10 turns of a conversation of 1e3 messages against one of 1e6;
+//! reading the latest checkpoint and listing the newest 10 (values decoded) of a graph
+//! thread holding 10 checkpoints against one holding 3,000 (LangGraph's workload: ten
+//! channels of about 2 KB, a step changing one). The
 //! small and the large case are measured in alternating rounds (interleaved) in one run,
 //! and the ratio of their medians printed: flat means a ratio near 1.
 //!
@@ -9,7 +12,9 @@
 //! `STORAGE_TEST_S3_URL`), redis and postgres (throwaway servers, or `STORAGE_TEST_*_URL`).
 //!
 //! Flags: `--backends memory,sqlite,object,s3,redis,postgres` (default all),
-//! `--versions 10,10000`, `--messages 1000,1000000`, `--ops N` reads per case (default 2000).
+//! `--parts contexts,turns,checkpoints` (default all), `--versions 10,10000`,
+//! `--messages 1000,1000000`, `--checkpoints 10,3000`, `--ops N` reads per case (default
+//! 2000).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +24,7 @@ use storage_core::task_context::oldest_kept;
 use storage_core::turns::{ConversationStoreExt, HistoryWindow};
 use storage_core::{ContextScope, ExpectedVersion, NewMessage, StorageBackend};
 use storage_testkit::bench::{interleaved, print_ratio, runtime_for, BenchOp};
+use storage_testkit::langgraph_bench::{self, CHANNELS};
 
 #[path = "support/backends.rs"]
 mod backends;
@@ -29,16 +35,37 @@ const TURN: usize = 4;
 
 struct Args {
     backends: Vec<String>,
+    parts: Vec<String>,
     versions: [usize; 2],
     messages: [usize; 2],
+    checkpoints: [usize; 2],
     ops: usize,
+}
+
+impl Args {
+    fn wants(&self, part: &str) -> bool {
+        self.parts.iter().any(|wanted| wanted == part)
+    }
+}
+
+/// A comma-separated flag's values.
+fn list(value: Option<&String>, flag: &str) -> Vec<String> {
+    value
+        .unwrap_or_else(|| panic!("{flag} a,b"))
+        .split(',')
+        .map(str::to_owned)
+        .collect()
 }
 
 fn args() -> Args {
     let mut parsed = Args {
         backends: ALL.iter().map(|b| (*b).to_owned()).collect(),
+        parts: ["contexts", "turns", "checkpoints"]
+            .map(str::to_owned)
+            .to_vec(),
         versions: [10, 10_000],
         messages: [1_000, 1_000_000],
+        checkpoints: [10, 3_000],
         ops: 2_000,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -55,11 +82,15 @@ fn args() -> Args {
         let value = argv.get(i + 1);
         match argv[i].as_str() {
             "--backends" => {
-                parsed.backends = value
-                    .expect("--backends a,b")
-                    .split(',')
-                    .map(str::to_owned)
-                    .collect();
+                parsed.backends = list(value, "--backends");
+                i += 1;
+            }
+            "--parts" => {
+                parsed.parts = list(value, "--parts");
+                i += 1;
+            }
+            "--checkpoints" => {
+                parsed.checkpoints = pair(value, "--checkpoints");
                 i += 1;
             }
             "--versions" => {
@@ -84,10 +115,13 @@ fn args() -> Args {
 fn main() {
     let args = args();
     println!(
-        "flat reads; {} cores; versions {:?}, messages {:?}, {} reads per case",
+        "flat reads; {} cores; {:?}; versions {:?}, messages {:?}, checkpoints {:?}, {} reads \
+         per case",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
+        args.parts,
         args.versions,
         args.messages,
+        args.checkpoints,
         args.ops
     );
     let root = tempfile::tempdir().expect("a temporary directory");
@@ -96,8 +130,15 @@ fn main() {
         runtime_for(1).block_on(async {
             let backend = build(name, &namespace, root.path()).await;
             println!("\n== {name}");
-            contexts(&backend, &args).await;
-            turns(&backend, &args).await;
+            if args.wants("contexts") {
+                contexts(&backend, &args).await;
+            }
+            if args.wants("turns") {
+                turns(&backend, &args).await;
+            }
+            if args.wants("checkpoints") {
+                checkpoints(&backend, &args).await;
+            }
             backend.close().await.expect("close");
         });
     }
@@ -240,5 +281,72 @@ async fn turns(backend: &Arc<dyn StorageBackend>, args: &Args) {
         &format!("last10_turns p50 ns, {large} vs {small} messages"),
         ns(1),
         ns(0),
+    );
+}
+
+/// Puts `count` checkpoints of LangGraph's workload in graph thread `thread`.
+async fn fill_checkpoints(backend: &dyn StorageBackend, thread: usize, count: usize) {
+    let started = Instant::now();
+    for step in 0..count {
+        let (checkpoint, new_versions) = langgraph_bench::checkpoint(thread, step);
+        backend
+            .put_checkpoint(checkpoint, new_versions)
+            .await
+            .expect("put a checkpoint");
+    }
+    println!(
+        "filled {count} checkpoints in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+async fn checkpoints(backend: &Arc<dyn StorageBackend>, args: &Args) {
+    let [small, large] = args.checkpoints;
+    // Graph thread 0 holds the small history, thread 1 the large one.
+    for (thread, count) in args.checkpoints.into_iter().enumerate() {
+        fill_checkpoints(backend.as_ref(), thread, count).await;
+    }
+    let newest = |count: usize, limit: usize| -> BenchOp {
+        let backend = backend.clone();
+        let thread = format!("thread-{}", usize::from(count == large));
+        Arc::new(move |_| {
+            let (backend, thread) = (backend.clone(), thread.clone());
+            Box::pin(async move {
+                let tuples = if limit == 1 {
+                    let latest = backend.get_checkpoint(&thread, "", None).await.unwrap();
+                    latest.into_iter().collect()
+                } else {
+                    let mut query = storage_core::CheckpointQuery::thread(thread);
+                    query.limit = Some(limit);
+                    backend.list_checkpoints(query).await.unwrap()
+                };
+                assert_eq!(tuples.len(), limit.min(count));
+                assert!(tuples
+                    .iter()
+                    .all(|tuple| tuple.checkpoint.channel_values.len() == CHANNELS));
+            })
+        })
+    };
+    let rows = interleaved(
+        1,
+        args.ops,
+        &[
+            (format!("get_latest@{small}"), newest(small, 1)),
+            (format!("get_latest@{large}"), newest(large, 1)),
+            (format!("checkpoint_list10@{small}"), newest(small, 10)),
+            (format!("checkpoint_list10@{large}"), newest(large, 10)),
+        ],
+    )
+    .await;
+    let ns = |row: usize| rows[row].p50.as_secs_f64() * 1e9;
+    print_ratio(
+        &format!("get_latest p50 ns, {large} vs {small} checkpoints"),
+        ns(1),
+        ns(0),
+    );
+    print_ratio(
+        &format!("checkpoint_list10 p50 ns, {large} vs {small} checkpoints"),
+        ns(3),
+        ns(2),
     );
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask bench postgres` (or `cargo bench -p storage-postgres`): the shared workload
 //! on a throwaway PostgreSQL cluster (or `STORAGE_TEST_POSTGRES_URL`), then the same SQL
 //! issued directly through the same pool, with the ours/raw ratio, at concurrency 1 and 32;
-//! then get-latest-checkpoint latency on threads of 10 and 3,000 checkpoints. With
+//! then get-latest-checkpoint and list-10 latency on threads of 10 and 3,000 checkpoints. With
 //! `--langgraph`, only LangGraph's checkpoint workload beside raw SQL
 //! (`storage_testkit::langgraph_bench`), 2,000 operations per phase.
 //!
@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::json;
-use storage_core::Checkpoint;
 use storage_core::{
     time, wire, CheckpointStore, ConversationStore, NewMessage, Session, SessionStore,
     StorageBackend,
 };
+use storage_core::{Checkpoint, CheckpointQuery};
 use storage_postgres::{raw, PostgresBackend, PostgresConfig};
 use storage_testkit::bench::{
     compare_interleaved, interleaved, print_history_ratio, print_ratio, runtime_for,
@@ -266,9 +266,9 @@ fn raw_append_message(backend: &Arc<PostgresBackend>, ids: &Arc<Vec<String>>) ->
     })
 }
 
-/// get-latest-checkpoint latency must not grow with the thread's length. Both threads are
-/// filled first, then measured in alternating rounds, so background work the fill causes
-/// (autovacuum, checkpoints) weighs on both alike.
+/// get-latest-checkpoint and list-10 latency must not grow with the thread's length. Both
+/// threads are filled first, then measured in alternating rounds, so background work the
+/// fill causes (autovacuum, checkpoints) weighs on both alike.
 async fn checkpoint_depth(url: &str, ops: usize) {
     let backend = backend(url, &format!("bench_{}_depth", std::process::id())).await;
     let depths = [10usize, 3_000];
@@ -284,25 +284,42 @@ async fn checkpoint_depth(url: &str, ops: usize) {
                 .unwrap();
         }
     }
-    let get_latest = |depth: usize| -> Op {
+    // `limit` 1 is get latest, anything else a list of that many.
+    let newest = |depth: usize, limit: usize| -> Op {
         let b = backend.clone();
         let thread = format!("depth-{depth}");
         Arc::new(move |_| {
             let (b, thread) = (b.clone(), thread.clone());
             Box::pin(async move {
-                let tuple = b.get_checkpoint(&thread, "", None).await.unwrap().unwrap();
-                assert_eq!(tuple.checkpoint.channel_values.len(), 10);
+                let checkpoints = if limit == 1 {
+                    vec![b.get_checkpoint(&thread, "", None).await.unwrap().unwrap()]
+                } else {
+                    let mut query = CheckpointQuery::thread(thread);
+                    query.limit = Some(limit);
+                    b.list_checkpoints(query).await.unwrap()
+                };
+                assert_eq!(checkpoints.len(), limit);
+                assert!(checkpoints
+                    .iter()
+                    .all(|tuple| tuple.checkpoint.channel_values.len() == 10));
             })
         })
     };
-    let contenders: Vec<(String, Op)> = depths
+    let reads = [("get_latest_checkpoint", 1), ("list10_checkpoints", 10)];
+    let contenders: Vec<(String, Op)> = reads
         .iter()
-        .map(|&depth| (format!("get_latest_checkpoint@{depth}"), get_latest(depth)))
+        .flat_map(|&(name, limit)| {
+            depths
+                .iter()
+                .map(move |&depth| (format!("{name}@{depth}"), newest(depth, limit)))
+        })
         .collect();
     let rows = interleaved(1, ops, &contenders).await;
-    print_ratio(
-        "get_latest_checkpoint p50 us, 3000 vs 10 checkpoints",
-        rows[1].p50.as_secs_f64() * 1e6,
-        rows[0].p50.as_secs_f64() * 1e6,
-    );
+    for (i, (name, _)) in reads.iter().enumerate() {
+        print_ratio(
+            &format!("{name} p50 us, 3000 vs 10 checkpoints"),
+            rows[2 * i + 1].p50.as_secs_f64() * 1e6,
+            rows[2 * i].p50.as_secs_f64() * 1e6,
+        );
+    }
 }

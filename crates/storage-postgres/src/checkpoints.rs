@@ -3,14 +3,14 @@
 //! A checkpoint row holds the wire-encoded checkpoint without its channel values, the
 //! channel versions as two parallel arrays, and the metadata as `jsonb` for list filters.
 //! Channel values live in `checkpoint_blobs`, one row per (thread, namespace, channel,
-//! version); reading a checkpoint joins its version arrays to that table by the full key,
-//! so it never touches the values of other checkpoints.
+//! version); reading a checkpoint looks its version arrays up in that table by the full
+//! key, so it never touches the values of other checkpoints (see `checkpoint_read`).
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 use storage_core::checkpoint::{
-    indexed_writes, sort_writes, validate_checkpoint_namespace, validate_put_writes, validate_puts,
+    indexed_writes, validate_checkpoint_namespace, validate_put_writes, validate_puts,
 };
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
@@ -18,9 +18,9 @@ use storage_core::{
     CheckpointTuple, Page, PendingWrite, StorageError,
 };
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
 
 use crate::backend::{to_i64, to_u64, PostgresBackend};
+use crate::checkpoint_read::{decode_writes, Selection};
 use crate::error::PgResult;
 use crate::sql::Sql;
 
@@ -49,28 +49,6 @@ SELECT $1, $2, $3, $4, $5, $6, $7, $11 FROM lock
 ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET
     run_id = EXCLUDED.run_id, channels = EXCLUDED.channels, versions = EXCLUDED.versions,
     metadata = EXCLUDED.metadata, record = EXCLUDED.record";
-
-/// The columns every checkpoint read returns: the row, its blobs, and its pending writes.
-/// `{from}` is the selection of checkpoint rows, already limited. Each blob is a scalar
-/// subquery on the blob table's full primary key, so the plan is one index lookup per
-/// channel whatever the statistics say, never a scan of the thread's blobs; a channel
-/// whose version has no stored value comes back as NULL and is left out.
-const READ: &str = "\
-SELECT c.ns, c.checkpoint_id, c.record, blobs.channels, blobs.values, writes.records,
-       c.thread_id
-FROM ({from}) c
-LEFT JOIN LATERAL (
-    SELECT array_agg(v.channel) AS channels,
-           array_agg((SELECT b.value FROM checkpoint_blobs b
-                      WHERE b.thread_id = c.thread_id AND b.ns = c.ns
-                        AND b.channel = v.channel AND b.version = v.version)) AS values
-    FROM unnest(c.channels, c.versions) AS v(channel, version)
-) blobs ON true
-LEFT JOIN LATERAL (
-    SELECT array_agg(w.record) AS records FROM checkpoint_writes w
-    WHERE w.thread_id = c.thread_id AND w.ns = c.ns AND w.checkpoint_id = c.checkpoint_id
-) writes ON true
-ORDER BY c.checkpoint_id DESC, c.thread_id, c.ns";
 
 const PUT_WRITES: &str = "\
 WITH first_wins AS (
@@ -223,19 +201,6 @@ fn escape(s: &str) -> String {
     escaped
 }
 
-/// Which checkpoint rows a read selects, in the order and amount it returns them.
-#[derive(Default)]
-struct Selection<'a> {
-    /// `None` selects across every thread.
-    thread_id: Option<&'a str>,
-    namespace: Option<&'a str>,
-    checkpoint_id: Option<&'a str>,
-    before: Option<&'a str>,
-    filter_keys: Vec<String>,
-    filter_values: Vec<Value>,
-    limit: Option<i64>,
-}
-
 /// The key of a thread's advisory lock. Advisory locks are database-wide, hence the
 /// schema in the key.
 pub(crate) fn thread_lock_key(schema: &str, thread_id: &str) -> String {
@@ -268,62 +233,6 @@ pub(crate) async fn remove_before(
 }
 
 impl PostgresBackend {
-    /// Runs a selection: one statement, whose text depends only on which parts are set, so
-    /// each shape is prepared once per connection and planned for its index.
-    async fn read_checkpoints(&self, selection: Selection<'_>) -> PgResult<Vec<CheckpointTuple>> {
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        let mut from = String::from(
-            "SELECT thread_id, ns, checkpoint_id, channels, versions, record \
-             FROM checkpoints WHERE true",
-        );
-        if let Some(thread_id) = &selection.thread_id {
-            params.push(thread_id);
-            from.push_str(&format!(" AND thread_id = ${}", params.len()));
-        }
-        if let Some(namespace) = &selection.namespace {
-            params.push(namespace);
-            from.push_str(&format!(" AND ns = ${}", params.len()));
-        }
-        if let Some(id) = &selection.checkpoint_id {
-            params.push(id);
-            from.push_str(&format!(" AND checkpoint_id = ${}", params.len()));
-        }
-        if let Some(before) = &selection.before {
-            params.push(before);
-            from.push_str(&format!(" AND checkpoint_id < ${}", params.len()));
-        }
-        if !selection.filter_keys.is_empty() {
-            params.push(&selection.filter_keys);
-            params.push(&selection.filter_values);
-            // Per-key equality, not containment: `@>` would match sub-arrays and
-            // sub-objects. `jsonb` equality is type-strict and compares numbers by value.
-            from.push_str(&format!(
-                " AND NOT EXISTS (SELECT 1 FROM unnest(${}::text[], ${}::jsonb[]) AS f(key, value) \
-                 WHERE (metadata -> f.key) IS DISTINCT FROM f.value)",
-                params.len() - 1,
-                params.len()
-            ));
-        }
-        if selection.thread_id.is_some() {
-            from.push_str(" ORDER BY checkpoint_id DESC, ns");
-            if let Some(limit) = &selection.limit {
-                params.push(limit);
-                from.push_str(&format!(" LIMIT ${}", params.len()));
-            }
-        } else {
-            // Across threads a page keeps every row sharing its last id: WITH TIES.
-            from.push_str(" ORDER BY checkpoint_id DESC");
-            if let Some(limit) = &selection.limit {
-                params.push(limit);
-                from.push_str(&format!(" FETCH FIRST ${} ROWS WITH TIES", params.len()));
-            }
-        }
-        let sql = READ.replace("{from}", &from);
-        let client = self.client().await?;
-        let rows = client.rows(&sql, &params).await?;
-        rows.iter().map(decode_tuple).collect()
-    }
-
     pub(crate) async fn put_checkpoint_op(
         &self,
         checkpoint: Checkpoint,
@@ -565,38 +474,6 @@ impl PostgresBackend {
             client.one(DELETE_FOR_RUNS, &[&run_ids]).await?.get(0),
         ))
     }
-}
-
-/// A checkpoint row back as a tuple; the row's key columns are authoritative.
-fn decode_tuple(row: &Row) -> PgResult<CheckpointTuple> {
-    let mut checkpoint: Checkpoint = wire::decode(row.get::<_, &[u8]>(2))?;
-    checkpoint.thread_id = row.get(6);
-    checkpoint.namespace = row.get(0);
-    checkpoint.id = row.get(1);
-    let channels: Option<Vec<String>> = row.get(3);
-    let values: Option<Vec<Option<&[u8]>>> = row.get(4);
-    checkpoint.channel_values = channels
-        .unwrap_or_default()
-        .into_iter()
-        .zip(values.unwrap_or_default())
-        .filter_map(|(channel, value)| value.map(|value| (channel, value)))
-        .map(|(channel, value)| Ok((channel, wire::decode_value(value)?)))
-        .collect::<PgResult<_>>()?;
-    let writes: Option<Vec<&[u8]>> = row.get(5);
-    let pending_writes = decode_writes(writes.unwrap_or_default())?;
-    Ok(CheckpointTuple {
-        checkpoint,
-        pending_writes,
-    })
-}
-
-fn decode_writes(records: Vec<&[u8]>) -> PgResult<Vec<PendingWrite>> {
-    let mut writes = records
-        .into_iter()
-        .map(wire::decode_write)
-        .collect::<storage_core::Result<Vec<_>>>()?;
-    sort_writes(&mut writes);
-    Ok(writes)
 }
 
 /// The parameters of one [`PUT`], owned, so a batch can hold many of them.

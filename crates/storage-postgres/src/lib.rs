@@ -25,6 +25,7 @@
 
 mod artifacts;
 mod backend;
+mod checkpoint_read;
 mod checkpoints;
 mod compaction;
 mod config;

@@ -184,6 +184,7 @@ macro_rules! conformance_tests {
             }
             checkpoint_values {
                 values_survive_every_checkpoint_path,
+                a_read_gives_each_checkpoint_its_shared_values,
             }
             retention {
                 messages_keep_the_newest_with_their_numbers,

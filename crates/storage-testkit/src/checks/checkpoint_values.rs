@@ -163,3 +163,113 @@ pub async fn values_survive_every_checkpoint_path(ctx: TestContext) {
     assert_eq!(checkpoint_ids(b, copy, "").await, vec![cp_id(7)]);
     assert_values(b, copy, 7, seven_values).await;
 }
+
+/// The values of every checkpoint a read returns, by checkpoint id.
+fn values_by_id(tuples: &[storage_core::CheckpointTuple]) -> Vec<(String, String, Value)> {
+    tuples
+        .iter()
+        .map(|tuple| {
+            let values: serde_json::Map<String, Value> = tuple
+                .checkpoint
+                .channel_values
+                .iter()
+                .map(|(channel, value)| (channel.clone(), json_of(value)))
+                .collect();
+            (
+                tuple.checkpoint.thread_id.clone(),
+                tuple.checkpoint.id.clone(),
+                Value::Object(values),
+            )
+        })
+        .collect()
+}
+
+/// A read of several checkpoints hands each one every value it names, also the values it
+/// shares with the others in the same read (a backend may fetch a shared value once), and
+/// keys values by thread as well: two threads' equal (channel, version) stay apart.
+pub async fn a_read_gives_each_checkpoint_its_shared_values(ctx: TestContext) {
+    let b = &ctx.backend;
+    let t = "shared-read";
+    // 1..3 all name `a` (stored by 1); 2 and 3 share `b` b2; 3 stores `c`.
+    put(
+        b,
+        numbered(
+            t,
+            1,
+            0,
+            &[("a", "a1", json!("shared")), ("b", "b1", json!(1))],
+        ),
+        &[("a", "a1"), ("b", "b1")],
+    )
+    .await;
+    put(
+        b,
+        numbered(
+            t,
+            2,
+            1,
+            &[("a", "a1", json!("shared")), ("b", "b2", json!(2))],
+        ),
+        &[("b", "b2")],
+    )
+    .await;
+    let three = numbered(
+        t,
+        3,
+        2,
+        &[
+            ("a", "a1", json!("shared")),
+            ("b", "b2", json!(2)),
+            ("c", "c3", json!("three")),
+        ],
+    );
+    put(b, three, &[("c", "c3")]).await;
+    // Another thread with the same ids, channels and versions but other values.
+    let other = "shared-read-other";
+    put(
+        b,
+        numbered(
+            other,
+            3,
+            0,
+            &[("a", "a1", json!("other")), ("b", "b2", json!(-2))],
+        ),
+        &[("a", "a1"), ("b", "b2")],
+    )
+    .await;
+    let expected = |thread: &str, n: u32, values: Value| (thread.to_owned(), cp_id(n), values);
+    let one = expected(t, 1, json!({"a": "shared", "b": 1}));
+    let two = expected(t, 2, json!({"a": "shared", "b": 2}));
+    let three = expected(t, 3, json!({"a": "shared", "b": 2, "c": "three"}));
+    let listed = b
+        .list_checkpoints(storage_core::CheckpointQuery::thread(t))
+        .await
+        .unwrap();
+    assert_eq!(
+        values_by_id(&listed),
+        vec![three.clone(), two.clone(), one.clone()]
+    );
+    let mut query = storage_core::CheckpointQuery::thread(t);
+    query.limit = Some(2);
+    let page = b.list_checkpoints(query).await.unwrap();
+    assert_eq!(values_by_id(&page), vec![three.clone(), two]);
+    let found = b
+        .search_checkpoints(storage_core::CheckpointSearch::newest(100))
+        .await
+        .unwrap()
+        .items;
+    let found: Vec<_> = values_by_id(&found)
+        .into_iter()
+        .filter(|(thread, ..)| thread == t || thread == other)
+        .collect();
+    let other_three = expected(other, 3, json!({"a": "other", "b": -2}));
+    assert_eq!(
+        found,
+        vec![
+            three,
+            other_three,
+            expected(t, 2, json!({"a": "shared", "b": 2})),
+            one
+        ]
+    );
+}

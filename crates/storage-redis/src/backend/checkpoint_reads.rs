@@ -4,14 +4,14 @@
 //! read from the record is what the record says, and reads by itself, as the previous
 //! release did, any checkpoint the script could not (an older or damaged record).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use deadpool_redis::redis::{self, Value};
 use storage_core::checkpoint::sort_writes;
 use storage_core::delta::{validate_history_request, walk_with_reads, HistoryWalk};
 use storage_core::{
-    wire, ChannelHistory, Checkpoint, CheckpointKey, CheckpointQuery, CheckpointTuple,
-    PendingWrite, Result, StorageError,
+    wire, ChannelHistory, ChannelValue, Checkpoint, CheckpointKey, CheckpointQuery,
+    CheckpointTuple, PendingWrite, Result, StorageError,
 };
 
 use super::{corrupt, RedisBackend, INDEX_BATCH};
@@ -20,16 +20,12 @@ use crate::keys::{blob_field, decode_id, encode_id, ThreadKeys};
 use crate::pool::from_value;
 
 /// One checkpoint as a read script returns it: hex namespace, id, record, whether the
-/// script read the record's channel versions (1) or not (0), blob field / value pairs,
+/// script read the record's channel versions (1) or not (0), the blob fields it derived,
 /// pending writes.
-type ScriptTuple = (
-    String,
-    String,
-    Vec<u8>,
-    i64,
-    Vec<Option<Vec<u8>>>,
-    Vec<Vec<u8>>,
-);
+type ScriptTuple = (String, String, Vec<u8>, i64, Vec<String>, Vec<Vec<u8>>);
+
+/// What get and list return: the values (hex ns, blob field, value, ...), the checkpoints.
+type ScriptReply = (Vec<Option<Vec<u8>>>, Vec<ScriptTuple>);
 
 /// One ancestor as the history script returns it: id, record, (channel, blob field,
 /// value) triples, pending writes.
@@ -64,41 +60,73 @@ fn utf8(bytes: Option<Vec<u8>>) -> Option<String> {
     bytes.and_then(|bytes| String::from_utf8(bytes).ok())
 }
 
+/// The channel values a read script returned, each (hex ns, blob field) once, decoded on
+/// first use: consecutive checkpoints share most of their values.
+struct Values {
+    raw: HashMap<(String, String), Option<Vec<u8>>>,
+    decoded: HashMap<(String, String), ChannelValue>,
+}
+
+impl Values {
+    fn new(flat: Vec<Option<Vec<u8>>>) -> Result<Self> {
+        let mut raw = HashMap::with_capacity(flat.len() / 3);
+        let mut flat = flat.into_iter();
+        while let (Some(hex_ns), Some(field), Some(value)) = (flat.next(), flat.next(), flat.next())
+        {
+            let (Some(hex_ns), Some(field)) = (utf8(hex_ns), utf8(field)) else {
+                return Err(unexpected_reply("channel value without its field"));
+            };
+            raw.insert((hex_ns, field), value);
+        }
+        Ok(Values {
+            raw,
+            decoded: HashMap::new(),
+        })
+    }
+
+    fn decode(&mut self, key: &(String, String)) -> Result<Option<ChannelValue>> {
+        if let Some(value) = self.decoded.get(key) {
+            return Ok(Some(value.clone()));
+        }
+        let Some(Some(bytes)) = self.raw.get(key) else {
+            return Ok(None);
+        };
+        let value = wire::decode_value(bytes)?;
+        self.decoded.insert(key.clone(), value.clone());
+        Ok(Some(value))
+    }
+}
+
 /// The checkpoint of a script's tuple with its values and writes, if the script read the
 /// very channel versions the record holds (under the id and namespace it was read at).
 fn read_tuple(
-    (hex_ns, id, record, readable, pairs, writes): ScriptTuple,
+    (hex_ns, id, record, readable, fields, writes): ScriptTuple,
+    values: &mut Values,
 ) -> Result<(String, Read)> {
     let checkpoint: Checkpoint = wire::decode(&record)?;
+    let namespace = decode_id(&hex_ns).ok_or_else(|| corrupt("checkpoint namespace"))?;
+    let named: HashSet<&str> = fields.iter().map(String::as_str).collect();
+    let versions = &checkpoint.channel_versions;
     let trusted = readable == 1
         && checkpoint.id == id
         && encode_id(&checkpoint.namespace) == hex_ns
-        && pairs.len() == 2 * checkpoint.channel_versions.len();
-    let mut values = HashMap::with_capacity(pairs.len() / 2);
-    if trusted {
-        let mut pairs = pairs.into_iter();
-        while let (Some(field), Some(value)) = (pairs.next(), pairs.next()) {
-            let Some(field) = utf8(field) else { break };
-            values.insert(field, value);
+        && fields.len() == versions.len()
+        && named.len() == versions.len();
+    let mut keys = Vec::with_capacity(versions.len());
+    for (channel, version) in versions.iter().take_while(|_| trusted) {
+        let key = (hex_ns.clone(), blob_field(channel, version));
+        if !named.contains(key.1.as_str()) || !values.raw.contains_key(&key) {
+            break;
         }
+        keys.push((channel, key));
     }
-    let fields: Option<Vec<_>> = checkpoint
-        .channel_versions
-        .iter()
-        .map(|(channel, version)| {
-            values
-                .remove(&blob_field(channel, version))
-                .map(|value| (channel, value))
-        })
-        .collect();
-    let namespace = decode_id(&hex_ns).ok_or_else(|| corrupt("checkpoint namespace"))?;
-    let Some(fields) = fields.filter(|_| trusted) else {
+    if !trusted || keys.len() != versions.len() {
         return Ok((namespace, Read::Pending(checkpoint)));
-    };
+    }
     let mut channel_values = BTreeMap::new();
-    for (channel, value) in fields {
-        if let Some(bytes) = value {
-            channel_values.insert(channel.clone(), wire::decode_value(&bytes)?);
+    for (channel, key) in keys {
+        if let Some(value) = values.decode(&key)? {
+            channel_values.insert(channel.clone(), value);
         }
     }
     let mut checkpoint = checkpoint;
@@ -142,7 +170,7 @@ impl RedisBackend {
         hex_ns: &str,
         id: Option<&str>,
     ) -> Result<Option<CheckpointTuple>> {
-        let found: Option<ScriptTuple> = self
+        let found: Option<ScriptReply> = self
             .client
             .eval(
                 &self.scripts.get_checkpoint,
@@ -150,11 +178,15 @@ impl RedisBackend {
                 &[hex_ns.as_bytes(), id.unwrap_or("").as_bytes()],
             )
             .await?;
-        let Some(found) = found else {
+        let Some((values, found)) = found else {
             return Ok(None);
         };
-        let (_, read) = read_tuple(found)?;
-        Ok(self.finish(thread, vec![read]).await?.pop())
+        let mut values = Values::new(values)?;
+        let mut reads = Vec::with_capacity(1);
+        for tuple in found {
+            reads.push(read_tuple(tuple, &mut values)?.1);
+        }
+        Ok(self.finish(thread, reads).await?.pop())
     }
 
     /// The checkpoints `query` admits, newest first (ties by namespace), with values and
@@ -177,7 +209,7 @@ impl RedisBackend {
                 StorageError::serialization(format!("cannot encode the list filter: {err}"))
             })?
         };
-        let found: Vec<ScriptTuple> = self
+        let (values, found): ScriptReply = self
             .client
             .eval(
                 &self.scripts.list_checkpoints,
@@ -192,9 +224,10 @@ impl RedisBackend {
             )
             .await?;
         let returned = found.len();
+        let mut values = Values::new(values)?;
         let mut reads = Vec::with_capacity(returned);
         for tuple in found {
-            let (namespace, read) = read_tuple(tuple)?;
+            let (namespace, read) = read_tuple(tuple, &mut values)?;
             let checkpoint = read.checkpoint();
             if query.admits(&namespace, &checkpoint.id, &checkpoint.metadata) {
                 reads.push(read);

@@ -4,7 +4,8 @@
 //! round trip whatever the history length.
 //!
 //! A record is the wire envelope (JSON); the scripts read its `channel_versions` (and for a
-//! list filter its `metadata`, for the walk its `parent_id`) with Redis' built-in `cjson`.
+//! list filter its `metadata`, for the walk its `parent_id`) with Redis' built-in `cjson`,
+//! get and list decoding only the `channel_versions` object unless a filter needs more.
 //! When a record does not read that way (an older or damaged record), the script says so
 //! and the client reads that checkpoint's values itself, as the previous release did.
 //!
@@ -12,9 +13,11 @@
 //! it: they share its hash tag, so one slot (the namespaces of a list are only known inside
 //! the script).
 //!
-//! A checkpoint comes back as {hex ns, id, record, readable (1|0), {blob field, value or
-//! false, ...}, {pending write, ...}}; the blob fields are the ones the script derived from
-//! the record, so the client can check they are exactly the ones it derives.
+//! Get and list return {values, checkpoints}: values {hex ns, blob field, value or false,
+//! ...} names each value once however many of the checkpoints name it, and each checkpoint
+//! is {hex ns, id, record, readable (1|0), {blob field, ...}, {pending write, ...}}. The
+//! blob fields are the ones the script derived from the record, so the client can check
+//! they are exactly the ones it derives.
 
 /// What the checkpoint read scripts share. The scripts see `PRELUDE` (for `hex`) first.
 pub(super) const READ_PRELUDE: &str = r#"
@@ -37,41 +40,110 @@ local function data_of(record)
   end
   return nil
 end
--- {field, value or false, ...} of every channel version the record names, or nil when the
--- versions cannot be read here.
-local function values_of(h, data)
-  if not data then return nil end
-  local cv = data.channel_versions
+-- hex(), by a table of the bytes met (a script's locals last one call, so building all
+-- 256 entries would cost every call) and remembered: a list meets the same channel
+-- versions record after record.
+local HEX = setmetatable({}, {__index = function(t, c)
+  local h = string.format('%02x', string.byte(c))
+  t[c] = h
+  return h
+end})
+local hexed = {}
+local function hex_of(s)
+  local h = hexed[s]
+  if not h then
+    h = (string.gsub(s, '.', HEX))
+    hexed[s] = h
+  end
+  return h
+end
+local ENVELOPE = '{"v":1,"kind":"checkpoint","data":{'
+-- The record's channel versions, without decoding the rest of it (its values seen and
+-- metadata can be most of it): the flat object after the first `"channel_versions":{`.
+-- No JSON string holds that text (a quote inside a string is escaped) and the fields
+-- before it are strings and, as put stores it, an empty map of values, so it is the
+-- record's own; if an older record's inline values fooled this, the client's check of
+-- the derived fields against the decoded record catches it. nil when not found.
+local function versions_of(record)
+  if string.sub(record, 1, #ENVELOPE) ~= ENVELOPE then return nil end
+  local s, e = string.find(record, '"channel_versions":{', 1, true)
+  if not s then return nil end
+  -- Without a backslash up to the first `}`, no string there holds a quote: the pairs
+  -- read by pattern. (A `}` inside a version cuts the object short: the client's check
+  -- then finds fields missing.)
+  local close = string.find(record, '}', e, true)
+  local slash = string.find(record, '\\', e, true)
+  if close and (not slash or slash > close) then
+    local cv = {}
+    for channel, version in string.gmatch(string.sub(record, e, close), '"([^"]*)":"([^"]*)"') do
+      cv[channel] = version
+    end
+    return cv
+  end
+  local i = e + 1
+  while true do
+    local p = string.find(record, '[\\"}]', i)
+    if not p then return nil end
+    local c = string.byte(record, p)
+    if c == 125 then
+      local ok, cv = pcall(cjson.decode, string.sub(record, e, p))
+      if ok and type(cv) == 'table' then return cv end
+      return nil
+    end
+    if c ~= 34 then return nil end
+    local j = p + 1
+    while true do
+      local q = string.find(record, '[\\"]', j)
+      if not q then return nil end
+      if string.byte(record, q) == 92 then j = q + 2 else j = q + 1; break end
+    end
+    i = j
+  end
+end
+-- The values the checkpoints returned name, each (namespace, field) once: {hex ns, blob
+-- field, value or false, ...}. Consecutive checkpoints share most of their values.
+local values, known = {}, {}
+-- The blob fields of every channel version in cv, their values added to `values`; nil
+-- when cv cannot be read here.
+local function fields_of(h, cv)
   if type(cv) ~= 'table' then return nil end
-  local fields = {}
+  local fields, wanted = {}, {}
   for channel, version in pairs(cv) do
     if type(channel) ~= 'string' or type(version) ~= 'string' then return nil end
-    fields[#fields + 1] = hex(channel) .. ':' .. hex(version)
+    local field = hex_of(channel) .. ':' .. hex_of(version)
+    fields[#fields + 1] = field
+    local k = h .. ' ' .. field
+    if not known[k] then
+      known[k] = true
+      wanted[#wanted + 1] = field
+    end
   end
-  local out, i = {}, 1
-  while i <= #fields do
-    local last = math.min(i + 999, #fields)
-    local values = redis.call('HMGET', B .. ':blobs:' .. h, unpack(fields, i, last))
+  local i = 1
+  while i <= #wanted do
+    local last = math.min(i + 999, #wanted)
+    local got = redis.call('HMGET', B .. ':blobs:' .. h, unpack(wanted, i, last))
     for j = i, last do
-      out[#out + 1] = fields[j]
-      out[#out + 1] = values[j - i + 1]
+      values[#values + 1] = h
+      values[#values + 1] = wanted[j]
+      values[#values + 1] = got[j - i + 1]
     end
     i = last + 1
   end
-  return out
+  return fields
 end
 local function writes_of(h, id)
-  return redis.call('HVALS', B .. ':w:' .. h .. ':' .. hex(id))
+  return redis.call('HVALS', B .. ':w:' .. h .. ':' .. hex_of(id))
 end
-local function tuple(h, id, record, data)
-  local values = values_of(h, data)
+local function tuple(h, id, record)
+  local fields = fields_of(h, versions_of(record))
   local readable = 1
-  if not values then values, readable = {}, 0 end
-  return {h, id, record, readable, values, writes_of(h, id)}
+  if not fields then fields, readable = {}, 0 end
+  return {h, id, record, readable, fields, writes_of(h, id)}
 end
 "#;
 
-/// ARGV: hex ns, checkpoint id or '' for the greatest. Returns the checkpoint or false.
+/// ARGV: hex ns, checkpoint id or '' for the greatest. Returns {values, {the checkpoint}}
+/// or false.
 pub(super) const GET_CHECKPOINT: &str = r#"
 local h, id = ARGV[1], ARGV[2]
 if id == '' then
@@ -80,7 +152,7 @@ if id == '' then
 end
 local record = redis.call('HGET', B .. ':cp:' .. h, id)
 if not record then return false end
-return tuple(h, id, record, data_of(record))
+return {values, {tuple(h, id, record)}}
 "#;
 
 /// ARGV: '1' and a hex ns for one namespace, or '0' and '' for every namespace of the
@@ -101,7 +173,7 @@ if ARGV[5] ~= '' then
   local ok, f = pcall(cjson.decode, ARGV[5])
   if ok and type(f) == 'table' then filter = f end
 end
-if limit and limit <= 0 then return {} end
+if limit and limit <= 0 then return {{}, {}} end
 local batch = 256
 if limit and limit < batch then batch = limit end
 -- Whether a and b may be equal JSON: never false where they are.
@@ -117,7 +189,6 @@ local function same(a, b)
   return n == 0
 end
 local function may_match(data)
-  if not filter then return true end
   if not data or type(data.metadata) ~= 'table' then return true end
   for k, v in pairs(filter) do
     local actual = data.metadata[k]
@@ -148,12 +219,11 @@ while not limit or #out < limit do
   if not best then break end
   best.pos = best.pos + 1
   local record = redis.call('HGET', B .. ':cp:' .. best.h, best_id)
-  if record then
-    local data = data_of(record)
-    if may_match(data) then out[#out + 1] = tuple(best.h, best_id, record, data) end
+  if record and (not filter or may_match(data_of(record))) then
+    out[#out + 1] = tuple(best.h, best_id, record)
   end
 end
-return out
+return {values, out}
 "#;
 
 /// ARGV: hex ns, target checkpoint id, then the channels asked for. Walks the target's
@@ -192,7 +262,7 @@ while n_open > 0 do
     local version = data.channel_versions[channel]
     if version ~= nil then
       if type(version) ~= 'string' then out[2] = 0; return out end
-      local field = hex(channel) .. ':' .. hex(version)
+      local field = hex_of(channel) .. ':' .. hex_of(version)
       local value = redis.call('HGET', B .. ':blobs:' .. h, field)
       found[#found + 1] = channel
       found[#found + 1] = field

@@ -157,8 +157,8 @@ return {values, {tuple(h, id, record)}}
 
 /// ARGV: '1' and a hex ns for one namespace, or '0' and '' for every namespace of the
 /// thread; the upper id bound ('+' or '(' .. before); the limit ('' for none); the metadata
-/// filter as JSON ('' for none). Returns the checkpoints admitted, newest id first (ties by
-/// namespace), at most the limit, merging the namespaces' id indexes so only the records
+/// filter as JSON ('' for none). Returns {values, checkpoints}: the checkpoints admitted,
+/// newest id first (ties by namespace), at most the limit, merging the namespaces' id indexes so only the records
 /// returned (and those a filter skips) are read.
 ///
 /// The filter here only skips records that certainly do not match (numbers compare as

@@ -31,6 +31,7 @@ use crate::scripts::Scripts;
 /// A hash read whole: field to raw value.
 type FieldMap = HashMap<String, Vec<u8>>;
 
+mod checkpoint_reads;
 mod compaction;
 mod import;
 mod retention;
@@ -680,128 +681,10 @@ impl RedisBackend {
 
     // ---- checkpoints ----------------------------------------------------------------
 
-    /// Resolves channel values and pending writes of checkpoints of one thread.
-    async fn load_tuples(
-        &self,
-        thread: &ThreadKeys,
-        checkpoints: Vec<Checkpoint>,
-    ) -> Result<Vec<CheckpointTuple>> {
-        if checkpoints.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for checkpoint in &checkpoints {
-            let hex_ns = encode_id(&checkpoint.namespace);
-            let mut hmget = redis::cmd("HMGET");
-            hmget.arg(thread.blobs(&hex_ns));
-            for (channel, version) in &checkpoint.channel_versions {
-                hmget.arg(blob_field(channel, version));
-            }
-            if checkpoint.channel_versions.is_empty() {
-                pipe.cmd("ECHO").arg("");
-            } else {
-                pipe.add_command(hmget);
-            }
-            pipe.cmd("HVALS")
-                .arg(thread.writes(&hex_ns, &checkpoint.id));
-        }
-        let replies: Vec<Value> = self.client.pipeline(&pipe).await?;
-        let mut replies = replies.into_iter();
-        let mut tuples = Vec::with_capacity(checkpoints.len());
-        for mut checkpoint in checkpoints {
-            let values = replies
-                .next()
-                .ok_or_else(|| unexpected_reply("missing blobs"))?;
-            let writes = replies
-                .next()
-                .ok_or_else(|| unexpected_reply("missing writes"))?;
-            if !checkpoint.channel_versions.is_empty() {
-                let values: Vec<Option<Vec<u8>>> = from_value(values, "channel values")?;
-                for (channel, value) in checkpoint.channel_versions.keys().zip(values) {
-                    if let Some(bytes) = value {
-                        checkpoint
-                            .channel_values
-                            .insert(channel.clone(), wire::decode_value(&bytes)?);
-                    }
-                }
-            }
-            let writes: Vec<Vec<u8>> = from_value(writes, "pending writes")?;
-            let mut pending_writes = writes
-                .iter()
-                .map(|bytes| wire::decode_write(bytes))
-                .collect::<Result<Vec<_>>>()?;
-            sort_writes(&mut pending_writes);
-            tuples.push(CheckpointTuple {
-                checkpoint,
-                pending_writes,
-            });
-        }
-        Ok(tuples)
-    }
-
     async fn namespaces_of(&self, thread: &ThreadKeys) -> Result<Vec<String>> {
         self.client
             .query(redis::cmd("SMEMBERS").arg(thread.namespaces()))
             .await
-    }
-
-    /// The checkpoints of one namespace admitted by `query`, newest first, at most `limit`.
-    async fn list_namespace(
-        &self,
-        thread: &ThreadKeys,
-        hex_ns: &str,
-        query: &CheckpointQuery,
-    ) -> Result<Vec<Checkpoint>> {
-        let namespace = decode_id(hex_ns).ok_or_else(|| corrupt("checkpoint namespace"))?;
-        let max = query
-            .before
-            .as_ref()
-            .map_or_else(|| "+".to_owned(), |b| format!("({b}"));
-        let limit = query.limit.unwrap_or(usize::MAX);
-        let mut found = Vec::new();
-        let mut offset = 0;
-        while found.len() < limit {
-            let batch = if query.filter.is_empty() {
-                (limit - found.len()).min(INDEX_BATCH)
-            } else {
-                INDEX_BATCH
-            };
-            let ids: Vec<String> = self
-                .client
-                .query(
-                    redis::cmd("ZRANGE")
-                        .arg(thread.ids(hex_ns))
-                        .arg(&max)
-                        .arg("-")
-                        .arg("BYLEX")
-                        .arg("REV")
-                        .arg("LIMIT")
-                        .arg(offset)
-                        .arg(batch),
-                )
-                .await?;
-            if ids.is_empty() {
-                break;
-            }
-            offset += ids.len();
-            let records: Vec<Option<Vec<u8>>> = self
-                .client
-                .query(redis::cmd("HMGET").arg(thread.records(hex_ns)).arg(&ids))
-                .await?;
-            for record in records.into_iter().flatten() {
-                let checkpoint: Checkpoint = wire::decode(&record)?;
-                if query.admits(&namespace, &checkpoint.id, &checkpoint.metadata) {
-                    found.push(checkpoint);
-                    if found.len() == limit {
-                        break;
-                    }
-                }
-            }
-            if ids.len() < batch {
-                break;
-            }
-        }
-        Ok(found)
     }
 
     async fn remove_for_run(&self, run_id: &str) -> Result<u64> {
@@ -1341,20 +1224,8 @@ impl CheckpointStore for RedisBackend {
                 validate_id("checkpoint id", id)?;
             }
             let thread = self.keys.thread(thread_id);
-            let hex_ns = encode_id(namespace);
-            let found: Option<(String, Vec<u8>)> = self
-                .client
-                .eval(
-                    &self.scripts.get_checkpoint,
-                    &[&thread.ids(&hex_ns), &thread.records(&hex_ns)],
-                    &[checkpoint_id.unwrap_or("").as_bytes()],
-                )
-                .await?;
-            let Some((_, record)) = found else {
-                return Ok(None);
-            };
-            let checkpoint: Checkpoint = wire::decode(&record)?;
-            Ok(self.load_tuples(&thread, vec![checkpoint]).await?.pop())
+            self.read_checkpoint(&thread, &encode_id(namespace), checkpoint_id)
+                .await
         }
         .await
         .map_err(op("get_checkpoint"))
@@ -1364,20 +1235,7 @@ impl CheckpointStore for RedisBackend {
         let query = admit("list_checkpoints", query)?;
         async {
             query.validate()?;
-            let thread = self.keys.thread(&query.thread_id);
-            let namespaces = match &query.namespace {
-                Some(namespace) => vec![encode_id(namespace)],
-                None => self.namespaces_of(&thread).await?,
-            };
-            let mut found = Vec::new();
-            for hex_ns in &namespaces {
-                found.extend(self.list_namespace(&thread, hex_ns, &query).await?);
-            }
-            found.sort_by(|a, b| b.id.cmp(&a.id).then_with(|| a.namespace.cmp(&b.namespace)));
-            if let Some(limit) = query.limit {
-                found.truncate(limit);
-            }
-            self.load_tuples(&thread, found).await
+            self.read_list(&query).await
         }
         .await
         .map_err(op("list_checkpoints"))
@@ -1449,6 +1307,16 @@ impl CheckpointStore for RedisBackend {
         }
         .await
         .map_err(op("get_writes"))
+    }
+
+    async fn delta_channel_history(
+        &self,
+        key: CheckpointKey,
+        channels: Vec<String>,
+    ) -> Result<Option<BTreeMap<String, storage_core::ChannelHistory>>> {
+        self.channel_history(key, channels)
+            .await
+            .map_err(op("delta_channel_history"))
     }
 
     async fn delete_thread(&self, thread_id: &str) -> Result<u64> {

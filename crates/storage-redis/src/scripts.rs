@@ -6,9 +6,11 @@
 
 use deadpool_redis::redis::Script;
 
+mod checkpoint_reads;
 mod conversation;
 mod retention;
 
+use checkpoint_reads::{CHANNEL_HISTORY, GET_CHECKPOINT, LIST_CHECKPOINTS, READ_PRELUDE};
 use conversation::{
     CLEAR_MESSAGES, COMPACT, KEPT_PRELUDE, POP_MESSAGE, READ_PREFIX, REPLACED_MESSAGES, REWIND,
 };
@@ -395,19 +397,6 @@ end
 touch(KEYS[1], ARGV[1]); touch(KEYS[2], ARGV[1])
 "#;
 
-/// KEYS: ids, records. ARGV: checkpoint id, or '' for the greatest.
-/// Returns {id, record} or false.
-const GET_CHECKPOINT: &str = r#"
-local id = ARGV[1]
-if id == '' then
-  id = redis.call('ZRANGE', KEYS[1], '+', '-', 'BYLEX', 'REV', 'LIMIT', 0, 1)[1]
-  if not id then return false end
-end
-local record = redis.call('HGET', KEYS[2], id)
-if not record then return false end
-return {id, record}
-"#;
-
 /// KEYS: thread base. Removes every key of the thread; returns how many checkpoints.
 const DELETE_THREAD: &str = r#"
 local b = KEYS[1]
@@ -580,6 +569,8 @@ pub(crate) struct Scripts {
     pub(crate) put_checkpoint: Lua,
     pub(crate) put_writes: Lua,
     pub(crate) get_checkpoint: Lua,
+    pub(crate) list_checkpoints: Lua,
+    pub(crate) channel_history: Lua,
     pub(crate) delete_thread: Lua,
     pub(crate) prune_namespace: Lua,
     pub(crate) delete_checkpoint_if: Lua,
@@ -622,6 +613,11 @@ fn retention_script(kind_prelude: &str, body: &str) -> Lua {
     script(&format!("{kind_prelude}{RETENTION_PRELUDE}{body}"))
 }
 
+/// A checkpoint read: the shared read functions before its body.
+fn read_script(body: &str) -> Lua {
+    script(&format!("{READ_PRELUDE}{body}"))
+}
+
 /// A task-context script: the shared context functions before its body.
 fn context_script(body: &str) -> Lua {
     script(&format!("{CONTEXT_PRELUDE}{body}"))
@@ -649,7 +645,9 @@ impl Scripts {
             delete_context: context_script(DELETE_CONTEXT),
             put_checkpoint: script(PUT_CHECKPOINT),
             put_writes: script(PUT_WRITES),
-            get_checkpoint: script(GET_CHECKPOINT),
+            get_checkpoint: read_script(GET_CHECKPOINT),
+            list_checkpoints: read_script(LIST_CHECKPOINTS),
+            channel_history: read_script(CHANNEL_HISTORY),
             delete_thread: script(DELETE_THREAD),
             prune_namespace: script(PRUNE_NAMESPACE),
             delete_checkpoint_if: script(DELETE_CHECKPOINT_IF),
@@ -667,7 +665,7 @@ impl Scripts {
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 34] {
+    pub(crate) fn all(&self) -> [&Lua; 36] {
         [
             &self.create_session,
             &self.update_session,
@@ -689,6 +687,8 @@ impl Scripts {
             &self.put_checkpoint,
             &self.put_writes,
             &self.get_checkpoint,
+            &self.list_checkpoints,
+            &self.channel_history,
             &self.delete_thread,
             &self.prune_namespace,
             &self.delete_checkpoint_if,

@@ -1,0 +1,142 @@
+//! Issue 15: every checkpoint read costs one round trip, whatever the history length and
+//! however many namespaces the thread has: get (latest or by id, with values and pending
+//! writes), list (one namespace or all, with a filter) and the delta channel history.
+//!
+//! Counted on a server of this test's own with `INFO stats`' `total_reads_processed`: the
+//! server reads a client's socket once per request it is sent (a pipeline or a script call
+//! alike), and commands a script runs inside the server read nothing. The previous release
+//! took 2 requests for a get (the record, then a pipeline of its values and writes) and
+//! 2 + 2 per namespace for a list of every namespace.
+
+use deadpool_redis::redis;
+use serde_json::json;
+use storage_core::{CheckpointKey, CheckpointQuery, CheckpointStore, StorageBackend};
+use storage_redis::{RedisBackend, RedisConfig};
+use storage_testkit::data::{checkpoint, cp_id, obj, versions};
+use storage_testkit::servers::redis::RedisServer;
+
+/// The server's count of requests read and of `PING`s served.
+async fn counters(b: &RedisBackend) -> (u64, u64) {
+    let info: String = b
+        .raw_query(redis::cmd("INFO").arg("stats").arg("commandstats"))
+        .await
+        .unwrap();
+    let reads = info
+        .lines()
+        .find_map(|line| line.strip_prefix("total_reads_processed:"))
+        .expect("INFO stats names total_reads_processed")
+        .trim()
+        .parse()
+        .unwrap();
+    let pings = info
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_ping:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap());
+    (reads, pings)
+}
+
+/// The requests `op` sends, less the `PING` the pool sends to check a connection before
+/// lending it (every operation has it, ours and raw alike) and the `INFO` of the count.
+async fn round_trips<F: std::future::Future>(b: &RedisBackend, op: F) -> u64 {
+    let (reads, pings) = counters(b).await;
+    op.await;
+    let (reads_after, pings_after) = counters(b).await;
+    (reads_after - reads) - (pings_after - pings) - 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_checkpoint_read_is_one_round_trip() {
+    let server = RedisServer::start();
+    let b = RedisBackend::new(RedisConfig::new(server.url()).with_namespace("rt")).unwrap();
+    b.initialize().await.unwrap();
+    let namespaces = ["", "sub", "sub|inner"];
+    for ns in namespaces {
+        for n in 1..=30u32 {
+            let id = cp_id(n);
+            // "a" changes every tenth step, "b" never, "c" every step; "d" is a delta
+            // channel: a value every tenth step, writes in between.
+            let a = if n < 10 { 1 } else { n / 10 * 10 }.to_string();
+            let step = n.to_string();
+            let mut channels = vec![
+                ("a", a.as_str(), json!({ "a": a })),
+                ("b", "1", json!("constant")),
+                ("c", step.as_str(), json!([n, ns])),
+            ];
+            if n % 10 == 0 {
+                channels.push(("d", step.as_str(), json!(n)));
+            }
+            let mut cp = checkpoint("t", ns, &id, &channels);
+            cp.parent_id = (n > 1).then(|| cp_id(n - 1));
+            let source = if n % 2 == 0 { "loop" } else { "input" };
+            cp.metadata = obj(json!({ "step": n, "source": source }));
+            let mut new = versions(&[("c", &step)]);
+            if n == 1 || n % 10 == 0 {
+                new.insert("a".into(), a.clone());
+                new.insert("b".into(), "1".into());
+            }
+            if n % 10 == 0 {
+                new.insert("d".into(), step.clone());
+            }
+            b.put_checkpoint(cp, new).await.unwrap();
+            let key = CheckpointKey::new("t", &id).in_namespace(ns);
+            b.put_writes(key, "task", "", vec![("d".into(), json!(n).into())])
+                .await
+                .unwrap();
+        }
+    }
+    // Checked here so a count of one is not a count of an empty answer.
+    let latest = b.get_checkpoint("t", "sub", None).await.unwrap().unwrap();
+    assert_eq!(latest.checkpoint.channel_values.len(), 4);
+    assert_eq!(latest.checkpoint.id, cp_id(30));
+    assert_eq!(latest.pending_writes.len(), 1);
+    let all = CheckpointQuery {
+        namespace: None,
+        limit: Some(10),
+        ..CheckpointQuery::thread("t")
+    };
+    assert_eq!(b.list_checkpoints(all.clone()).await.unwrap().len(), 10);
+    let filtered = CheckpointQuery {
+        filter: obj(json!({ "source": "loop" })),
+        before: Some(cp_id(20)),
+        ..all.clone()
+    };
+    let found = b.list_checkpoints(filtered.clone()).await.unwrap();
+    assert_eq!(found.len(), 10);
+    assert!(found.iter().all(|t| t.checkpoint.channel_values.len() >= 3));
+    let key = CheckpointKey::new("t", cp_id(25));
+    let history = b
+        .delta_channel_history(key.clone(), vec!["d".into(), "b".into()])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(history["d"].seed_checkpoint_id, Some(cp_id(20)));
+    assert_eq!(history["b"].seed_checkpoint_id, Some(cp_id(24)));
+    assert_eq!(history["d"].writes.len(), 5);
+
+    let seventh = cp_id(7);
+    let by_id = b.get_checkpoint("t", "", Some(&seventh));
+    assert_eq!(round_trips(&b, by_id).await, 1, "get by id");
+    let latest = b.get_checkpoint("t", "sub", None);
+    assert_eq!(round_trips(&b, latest).await, 1, "get latest");
+    let one_namespace = b.list_checkpoints(CheckpointQuery {
+        limit: Some(10),
+        ..CheckpointQuery::thread("t")
+    });
+    assert_eq!(
+        round_trips(&b, one_namespace).await,
+        1,
+        "list one namespace"
+    );
+    assert_eq!(
+        round_trips(&b, b.list_checkpoints(all)).await,
+        1,
+        "list every namespace"
+    );
+    assert_eq!(
+        round_trips(&b, b.list_checkpoints(filtered)).await,
+        1,
+        "list with a filter"
+    );
+    let history = b.delta_channel_history(key, vec!["d".into(), "b".into()]);
+    assert_eq!(round_trips(&b, history).await, 1, "delta channel history");
+}

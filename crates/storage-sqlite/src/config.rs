@@ -58,7 +58,8 @@ pub struct SqliteConfig {
     pub synchronous: Synchronous,
     /// How long a write waits for another connection's write lock, in milliseconds.
     pub busy_timeout_ms: u64,
-    /// Reader connections (WAL readers run concurrently with each other and the writer).
+    /// Reader threads, each with one connection (WAL readers run concurrently with each other
+    /// and the writer).
     pub readers: usize,
     /// Most write operations committed together in one transaction (group commit).
     pub max_batch: usize,

@@ -1,5 +1,5 @@
-//! The connections: one writer thread that commits queued writes in groups, and a small
-//! pool of reader connections used from tokio's blocking threads.
+//! The connections: one writer thread that commits queued writes in groups, and a few
+//! reader threads, each with its own connection, that take reads from one queue.
 //!
 //! rusqlite is blocking, so no SQLite call ever runs on a tokio worker. Writes go through
 //! one channel to one thread that owns the write connection: it takes every job queued at
@@ -13,18 +13,24 @@
 //!
 //! Reads run on reader connections in WAL mode, which never wait for the writer and run
 //! concurrently with each other; a read that needs more than one statement runs them in
-//! one read transaction ([`Db::snapshot`]) so it sees one state of the database.
+//! one read transaction ([`Db::snapshot`]) so it sees one state of the database. Each reader
+//! connection lives on a thread of its own that takes reads from a shared queue, rather
+//! than a read borrowing a pooled connection on one of tokio's blocking threads: a read of
+//! a checkpoint takes tens of microseconds, and the blocking pool's hop, the permit and the
+//! pool's lock around it were a measured part of that; under many callers a reader thread
+//! takes the next queued read without going to sleep in between.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use rusqlite::{CachedStatement, Connection, OpenFlags};
 use storage_core::StorageError;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 use crate::config::SqliteConfig;
 use crate::error::{classify, closed, Failure, SqlResult};
@@ -181,7 +187,10 @@ pub(crate) struct Stats {
     pub(crate) reads: AtomicU64,
 }
 
-/// The writer thread's handle and the reader pool.
+/// A queued read: runs on a reader thread's connection, or learns why there is none.
+type ReadJob = Box<dyn FnOnce(SqlResult<&Db<'_>>) + Send>;
+
+/// The writer thread's handle and the reader threads' queue.
 pub(crate) struct Engine {
     writer: RwLock<Option<Sender<Box<dyn WriteJob>>>>,
     readers: Arc<Readers>,
@@ -198,9 +207,14 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// What the reader threads share: the queue of reads and whether the backend was closed.
+///
+/// A lock and a condition variable rather than a channel: a channel's one receiver behind
+/// a lock woke two threads per read (the one that took it, then the next waiter for the
+/// lock), which on a loaded machine showed as a slower one-caller read.
 struct Readers {
-    idle: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    queue: Mutex<ReadQueue>,
+    ready: Condvar,
     closed: AtomicBool,
     config: SqliteConfig,
     ns: Arc<str>,
@@ -222,12 +236,22 @@ impl Engine {
                 .expect("spawning the SQLite writer thread");
         }
         let readers = Arc::new(Readers {
-            idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(config.readers),
+            queue: Mutex::new(ReadQueue {
+                jobs: VecDeque::new(),
+                open: true,
+            }),
+            ready: Condvar::new(),
             closed: AtomicBool::new(false),
             config: config.clone(),
             ns,
         });
+        for n in 0..config.readers {
+            let readers = readers.clone();
+            std::thread::Builder::new()
+                .name(format!("sqlite-reader-{}-{n}", config.namespace))
+                .spawn(move || reader_loop(&readers))
+                .expect("spawning an SQLite reader thread");
+        }
         Engine {
             writer: RwLock::new(Some(sender)),
             readers,
@@ -254,48 +278,49 @@ impl Engine {
         answer.await.map_err(|_| closed())?
     }
 
-    /// Runs `job` on a reader connection, on a blocking thread.
+    /// Runs `job` on a reader thread's connection.
     pub(crate) async fn read<T, F>(&self, job: F) -> SqlResult<T>
     where
         F: FnOnce(&Db<'_>) -> SqlResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let permit = self.readers.permits.acquire().await.map_err(|_| closed())?;
-        let readers = self.readers.clone();
-        self.stats.reads.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::task::spawn_blocking(move || {
-            let conn = readers.take()?;
-            let result = job(&Db {
-                conn: &conn,
-                ns: &readers.ns,
+        let (reply, answer) = oneshot::channel();
+        let run: ReadJob = Box::new(move |db: SqlResult<&Db<'_>>| {
+            let result = db.and_then(|db| {
+                // A panicking read fails alone; the reader thread lives on.
+                catch_unwind(AssertUnwindSafe(|| job(db))).unwrap_or_else(|_| {
+                    Err(Failure::Storage(StorageError::backend(
+                        "a read operation panicked",
+                    )))
+                })
             });
-            readers.give_back(conn);
-            result
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err(Failure::Storage(StorageError::backend(
-                "a read operation panicked",
-            )))
+            // The caller may have gone away (a cancelled future).
+            let _ = reply.send(result);
         });
-        drop(permit);
-        result
+        {
+            let mut queue = self.readers.lock();
+            if !queue.open {
+                return Err(closed());
+            }
+            queue.jobs.push_back(run);
+        }
+        self.readers.ready.notify_one();
+        self.stats.reads.fetch_add(1, Ordering::Relaxed);
+        answer.await.map_err(|_| closed())?
     }
 
     /// Stops taking operations: queued writes still commit, then the writer thread ends;
-    /// idle reader connections are closed.
+    /// queued reads fail as closed, then the reader threads end and close their connections.
     pub(crate) fn close(&self) {
         self.writer
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         self.readers.closed.store(true, Ordering::SeqCst);
-        self.readers.permits.close();
-        self.readers
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        // Each reader thread ends (closing its connection) once the queue is empty; reads
+        // still queued fail as closed.
+        self.readers.lock().open = false;
+        self.readers.ready.notify_all();
     }
 }
 
@@ -305,31 +330,62 @@ impl Drop for Engine {
     }
 }
 
+/// Reads waiting for a reader thread; `open` until the backend is closed.
+struct ReadQueue {
+    jobs: VecDeque<ReadJob>,
+    open: bool,
+}
+
 impl Readers {
-    fn take(&self) -> SqlResult<Connection> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(closed());
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReadQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A reader thread: takes reads from the queue until every sender is gone. Its connection
+/// is opened by its first read, so a file that cannot be opened fails that read and is
+/// tried again by the next.
+fn reader_loop(readers: &Readers) {
+    let mut conn: Option<Connection> = None;
+    loop {
+        let job = {
+            let mut queue = readers.lock();
+            loop {
+                if let Some(job) = queue.jobs.pop_front() {
+                    break job;
+                }
+                if !queue.open {
+                    return;
+                }
+                queue = readers.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        if readers.closed.load(Ordering::SeqCst) {
+            conn = None;
+            job(Err(closed()));
+            continue;
         }
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        match idle {
-            Some(conn) => Ok(conn),
-            None => {
-                create_parent(&self.config.path)?;
-                Ok(open(&self.config, false)?)
+        if conn.is_none() {
+            match create_parent(&readers.config.path).and_then(|()| open(&readers.config, false)) {
+                Ok(opened) => conn = Some(opened),
+                Err(err) => {
+                    job(Err(Failure::Driver(err)));
+                    continue;
+                }
             }
         }
-    }
-
-    fn give_back(&self, conn: Connection) {
-        if !conn.is_autocommit() {
-            // A read that left a transaction open must not hand it to the next one.
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        if !self.closed.load(Ordering::SeqCst) {
-            self.idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(conn);
+        if let Some(open) = &conn {
+            job(Ok(&Db {
+                conn: open,
+                ns: &readers.ns,
+            }));
+            if !open.is_autocommit() {
+                // A read that left a transaction open must not hand it to the next one; a
+                // connection that cannot end it is closed, and the next read opens another.
+                if open.execute_batch("ROLLBACK").is_err() {
+                    conn = None;
+                }
+            }
         }
     }
 }

@@ -140,3 +140,107 @@ async fn each_checkpoint_read_is_one_round_trip() {
     let history = b.delta_channel_history(key, vec!["d".into(), "b".into()]);
     assert_eq!(round_trips(&b, history).await, 1, "delta channel history");
 }
+
+/// How many times the server ran `command` (from a client or a script).
+async fn command_calls(b: &RedisBackend, command: &str) -> u64 {
+    let info: String = b
+        .raw_query(redis::cmd("INFO").arg("commandstats"))
+        .await
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// A long thread is read in bounded pieces: a listing without a limit, or with a filter
+/// that matches little, is several script calls of at most a few hundred records each
+/// (one script holds the whole server while it runs), pages its id indexes by their last
+/// id rather than by offset (a filtered `limit=1` used to page one id at a time, each
+/// page walking the index from the top), and still returns exactly the thread's
+/// checkpoints in order, ties across namespaces included; a history walk longer than the
+/// script's budget is finished by the client with the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_threads_are_read_in_bounded_script_calls() {
+    let server = RedisServer::start();
+    let b = RedisBackend::new(RedisConfig::new(server.url()).with_namespace("long")).unwrap();
+    b.initialize().await.unwrap();
+    // Three namespaces holding the same ids, so pieces of 512 records end inside runs of
+    // equal ids.
+    let (namespaces, ids) = (["", "a", "b"], 700u32);
+    for ns in namespaces {
+        let puts: Vec<_> = (1..=ids)
+            .map(|n| {
+                let step = n.to_string();
+                let mut cp = checkpoint("t", ns, &cp_id(n), &[("c", &step, json!(n))]);
+                cp.parent_id = (n > 1).then(|| cp_id(n - 1));
+                cp.metadata = obj(json!({ "source": "loop" }));
+                (cp, versions(&[("c", &step)]))
+            })
+            .collect();
+        for batch in puts.chunks(100) {
+            b.put_checkpoints(batch.to_vec()).await.unwrap();
+        }
+    }
+    let every = CheckpointQuery {
+        namespace: None,
+        ..CheckpointQuery::thread("t")
+    };
+    let listed = b.list_checkpoints(every.clone()).await.unwrap();
+    let expected: Vec<(String, String)> = (1..=ids)
+        .rev()
+        .flat_map(|n| namespaces.map(|ns| (ns.to_owned(), cp_id(n))))
+        .collect();
+    let got: Vec<(String, String)> = listed
+        .iter()
+        .map(|t| (t.checkpoint.namespace.clone(), t.checkpoint.id.clone()))
+        .collect();
+    assert_eq!(
+        got, expected,
+        "every checkpoint once, newest first, ties by namespace"
+    );
+    assert!(listed
+        .iter()
+        .all(|t| t.checkpoint.channel_values["c"] == json!(cp_number(&t.checkpoint.id)).into()));
+    let calls = round_trips(&b, b.list_checkpoints(every.clone())).await;
+    assert!(
+        (5..=6).contains(&calls),
+        "2,100 records in pieces of at most 512: {calls} calls"
+    );
+
+    let nothing = CheckpointQuery {
+        filter: obj(json!({ "source": "input" })),
+        limit: Some(1),
+        ..every
+    };
+    let zranges = command_calls(&b, "zrange").await;
+    assert!(b.list_checkpoints(nothing).await.unwrap().is_empty());
+    let paged = command_calls(&b, "zrange").await - zranges;
+    assert!(
+        paged <= 60,
+        "index pages of 256 ids, not of one: {paged} ZRANGEs"
+    );
+
+    let key = CheckpointKey::new("t", cp_id(ids));
+    let never_seeded = vec!["unknown".to_owned(), "c".to_owned()];
+    let history = b
+        .delta_channel_history(key.clone(), never_seeded.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let by_reads = storage_core::delta::walk_with_reads(&b, key.clone(), never_seeded.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(history, by_reads);
+    assert_eq!(history["unknown"].seed_checkpoint_id, None);
+    let walk = b.delta_channel_history(key, never_seeded);
+    assert!(
+        round_trips(&b, walk).await > 1,
+        "a walk of {ids} ancestors is not one script call"
+    );
+}
+
+fn cp_number(id: &str) -> u32 {
+    id.strip_prefix("cp-").unwrap().parse().unwrap()
+}

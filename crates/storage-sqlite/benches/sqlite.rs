@@ -15,12 +15,7 @@
 //! mode with `synchronous = FULL` (every commit fsynced), and both run their SQLite calls
 //! on tokio's blocking threads. Ratios are ours/raw ops/s; p50 columns are per call.
 //!
-//! Then the flatness check: get latest and list 10 on a thread of 10 checkpoints against
-//! one of 3,000 in the same file, interleaved, with the p50 ratio of each (it must stay
-//! within 1.5).
-//!
-//! Flags: `--ops N` (default 2000), `--concurrency 1,32`, `--flat-only` (only the flatness
-//! check).
+//! Flags: `--ops N` (default 2000), `--concurrency 1,32`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -28,10 +23,9 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use rusqlite::Connection;
 use storage_core::{Checkpoint, StorageBackend};
-use storage_core::{CheckpointQuery, CheckpointStore};
 use storage_sqlite::{SqliteBackend, SqliteConfig};
-use storage_testkit::bench::{interleaved, print_ratio, runtime_for, BenchOp, Workload};
-use storage_testkit::langgraph_bench::{checkpoint, phases, print_table, RawCheckpointer};
+use storage_testkit::bench::{runtime_for, Workload};
+use storage_testkit::langgraph_bench::{phases, print_table, RawCheckpointer};
 
 fn main() {
     let workload = Workload {
@@ -49,9 +43,8 @@ fn main() {
         workload.ops,
         dir.path().display()
     );
-    let flat_only = std::env::args().any(|arg| arg == "--flat-only");
     let mut table = Vec::new();
-    for &concurrency in workload.concurrency.iter().filter(|_| !flat_only) {
+    for &concurrency in &workload.concurrency {
         let ours_path = dir.path().join(format!("ours-c{concurrency}.db"));
         let raw_path = dir.path().join(format!("raw-c{concurrency}.db"));
         let rows = runtime_for(concurrency).block_on(async {
@@ -74,70 +67,10 @@ fn main() {
             );
         }
     }
-    if !flat_only {
-        print_table(
-            "sqlite backend vs raw rusqlite (SqliteSaver's layout)",
-            &table,
-        );
-    }
-    for &concurrency in &workload.concurrency {
-        let path = dir.path().join(format!("flat-c{concurrency}.db"));
-        runtime_for(concurrency).block_on(flat(&path, concurrency, workload.ops));
-    }
-}
-
-/// Checkpoints per thread the flatness check compares.
-const FLAT_LENGTHS: [usize; 2] = [10, 3_000];
-
-/// Get latest and list 10 on a short and a long thread of one file, interleaved; prints the
-/// long thread's p50 over the short one's.
-async fn flat(path: &Path, concurrency: usize, ops: usize) {
-    let backend = backend(path).await;
-    for (slot, &length) in FLAT_LENGTHS.iter().enumerate() {
-        // Thread numbers past the main workload's; batches keep the fill to a few commits.
-        let thread = 1_000 + slot;
-        let steps: Vec<_> = (0..length).map(|step| checkpoint(thread, step)).collect();
-        for batch in steps.chunks(500) {
-            backend.put_checkpoints(batch.to_vec()).await.expect("fill");
-        }
-    }
-    let op = |slot: usize, limit: usize| -> BenchOp {
-        let backend = backend.clone();
-        Arc::new(move |_| {
-            let backend = backend.clone();
-            Box::pin(async move {
-                let thread = format!("thread-{}", 1_000 + slot);
-                let found = if limit == 1 {
-                    let tuple = backend.get_checkpoint(&thread, "", None).await.unwrap();
-                    vec![tuple.expect("a checkpoint").checkpoint]
-                } else {
-                    let mut query = CheckpointQuery::thread(thread);
-                    query.limit = Some(limit);
-                    let tuples = backend.list_checkpoints(query).await.unwrap();
-                    tuples.into_iter().map(|tuple| tuple.checkpoint).collect()
-                };
-                assert_eq!(found.len(), limit);
-                assert!(found.iter().all(|c| c.channel_values.len() == 10));
-            })
-        })
-    };
-    for (phase, limit) in [("get_latest", 1), ("list10", 10)] {
-        let contenders: Vec<(String, BenchOp)> = FLAT_LENGTHS
-            .iter()
-            .enumerate()
-            .map(|(slot, length)| (format!("{phase}@{length}"), op(slot, limit)))
-            .collect();
-        let rows = interleaved(concurrency, ops, &contenders).await;
-        let p50 = |row: usize| rows[row].p50.as_secs_f64() * 1e6;
-        print_ratio(
-            &format!(
-                "{phase} p50 us, {} vs {} checkpoints per thread (c{concurrency})",
-                FLAT_LENGTHS[1], FLAT_LENGTHS[0]
-            ),
-            p50(1),
-            p50(0),
-        );
-    }
+    print_table(
+        "sqlite backend vs raw rusqlite (SqliteSaver's layout)",
+        &table,
+    );
 }
 
 async fn backend(path: &Path) -> Arc<SqliteBackend> {

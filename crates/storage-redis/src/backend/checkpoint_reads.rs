@@ -14,7 +14,7 @@ use storage_core::{
     CheckpointTuple, PendingWrite, Result, StorageError,
 };
 
-use super::{corrupt, RedisBackend, INDEX_BATCH};
+use super::{corrupt, RedisBackend};
 use crate::error::unexpected_reply;
 use crate::keys::{blob_field, decode_id, encode_id, ThreadKeys};
 use crate::pool::from_value;
@@ -24,8 +24,11 @@ use crate::pool::from_value;
 /// pending writes.
 type ScriptTuple = (String, String, Vec<u8>, i64, Vec<String>, Vec<Vec<u8>>);
 
-/// What get and list return: the values (hex ns, blob field, value, ...), the checkpoints.
+/// What get returns: the values (hex ns, blob field, value, ...), the checkpoints.
 type ScriptReply = (Vec<Option<Vec<u8>>>, Vec<ScriptTuple>);
+
+/// What list returns: get's reply, then the id below which a next call goes on, if any.
+type ListReply = (Vec<Option<Vec<u8>>>, Vec<ScriptTuple>, Option<String>);
 
 /// One ancestor as the history script returns it: id, record, (channel, blob field,
 /// value) triples, pending writes.
@@ -197,11 +200,10 @@ impl RedisBackend {
             Some(namespace) => ("1", encode_id(namespace)),
             None => ("0", String::new()),
         };
-        let max = query
+        let mut max = query
             .before
             .as_ref()
             .map_or_else(|| "+".to_owned(), |b| format!("({b}"));
-        let limit = query.limit.map(|l| l.to_string()).unwrap_or_default();
         let filter = if query.filter.is_empty() {
             Vec::new()
         } else {
@@ -209,34 +211,41 @@ impl RedisBackend {
                 StorageError::serialization(format!("cannot encode the list filter: {err}"))
             })?
         };
-        let (values, found): ScriptReply = self
-            .client
-            .eval(
-                &self.scripts.list_checkpoints,
-                &[&thread.base],
-                &[
-                    one.as_bytes(),
-                    hex_ns.as_bytes(),
-                    max.as_bytes(),
-                    limit.as_bytes(),
-                    &filter,
-                ],
-            )
-            .await?;
-        let returned = found.len();
-        let mut values = Values::new(values)?;
-        let mut reads = Vec::with_capacity(returned);
-        for tuple in found {
-            let (namespace, read) = read_tuple(tuple, &mut values)?;
-            let checkpoint = read.checkpoint();
-            if query.admits(&namespace, &checkpoint.id, &checkpoint.metadata) {
-                reads.push(read);
+        let mut reads = Vec::new();
+        // A call examines a bounded number of records; the next goes on below where it
+        // stopped, until the limit is met after the exact filter or nothing is left.
+        loop {
+            let wanted = query.limit.map(|limit| limit - reads.len());
+            let limit = wanted.map(|l| l.to_string()).unwrap_or_default();
+            let (values, found, resume): ListReply = self
+                .client
+                .eval(
+                    &self.scripts.list_checkpoints,
+                    &[&thread.base],
+                    &[
+                        one.as_bytes(),
+                        hex_ns.as_bytes(),
+                        max.as_bytes(),
+                        limit.as_bytes(),
+                        &filter,
+                    ],
+                )
+                .await?;
+            let mut values = Values::new(values)?;
+            for tuple in found {
+                let (namespace, read) = read_tuple(tuple, &mut values)?;
+                let checkpoint = read.checkpoint();
+                // The script's filter keeps every match but may keep more (see the script).
+                if query.admits(&namespace, &checkpoint.id, &checkpoint.metadata) {
+                    reads.push(read);
+                }
             }
-        }
-        // The script's filter keeps every match but may keep more (see the script): short of
-        // the limit after the exact filter, more may match beyond what it returned.
-        if reads.len() < returned && query.limit == Some(returned) {
-            return self.list_with_reads(&thread, query).await;
+            match resume {
+                Some(below) if query.limit.is_none_or(|limit| reads.len() < limit) => {
+                    max = format!("({below}");
+                }
+                _ => break,
+            }
         }
         let mut tuples = self.finish(&thread, reads).await?;
         tuples.sort_by(|a, b| {
@@ -247,65 +256,6 @@ impl RedisBackend {
             tuples.truncate(limit);
         }
         Ok(tuples)
-    }
-
-    /// The checkpoints of one namespace admitted by `query`, newest first, at most `limit`.
-    async fn list_namespace(
-        &self,
-        thread: &ThreadKeys,
-        hex_ns: &str,
-        query: &CheckpointQuery,
-    ) -> Result<Vec<Checkpoint>> {
-        let namespace = decode_id(hex_ns).ok_or_else(|| corrupt("checkpoint namespace"))?;
-        let max = query
-            .before
-            .as_ref()
-            .map_or_else(|| "+".to_owned(), |b| format!("({b}"));
-        let limit = query.limit.unwrap_or(usize::MAX);
-        let mut found = Vec::new();
-        let mut offset = 0;
-        while found.len() < limit {
-            let batch = if query.filter.is_empty() {
-                (limit - found.len()).min(INDEX_BATCH)
-            } else {
-                INDEX_BATCH
-            };
-            let ids: Vec<String> = self
-                .client
-                .query(
-                    redis::cmd("ZRANGE")
-                        .arg(thread.ids(hex_ns))
-                        .arg(&max)
-                        .arg("-")
-                        .arg("BYLEX")
-                        .arg("REV")
-                        .arg("LIMIT")
-                        .arg(offset)
-                        .arg(batch),
-                )
-                .await?;
-            if ids.is_empty() {
-                break;
-            }
-            offset += ids.len();
-            let records: Vec<Option<Vec<u8>>> = self
-                .client
-                .query(redis::cmd("HMGET").arg(thread.records(hex_ns)).arg(&ids))
-                .await?;
-            for record in records.into_iter().flatten() {
-                let checkpoint: Checkpoint = wire::decode(&record)?;
-                if query.admits(&namespace, &checkpoint.id, &checkpoint.metadata) {
-                    found.push(checkpoint);
-                    if found.len() == limit {
-                        break;
-                    }
-                }
-            }
-            if ids.len() < batch {
-                break;
-            }
-        }
-        Ok(found)
     }
 
     /// Resolves channel values and pending writes of checkpoints of one thread.
@@ -365,31 +315,6 @@ impl RedisBackend {
             });
         }
         Ok(tuples)
-    }
-
-    /// The listing the previous release did, one namespace after the other.
-    async fn list_with_reads(
-        &self,
-        thread: &ThreadKeys,
-        query: &CheckpointQuery,
-    ) -> Result<Vec<CheckpointTuple>> {
-        let namespaces = match &query.namespace {
-            Some(namespace) => vec![encode_id(namespace)],
-            None => {
-                self.client
-                    .query(redis::cmd("SMEMBERS").arg(thread.namespaces()))
-                    .await?
-            }
-        };
-        let mut found = Vec::new();
-        for hex_ns in &namespaces {
-            found.extend(self.list_namespace(thread, hex_ns, query).await?);
-        }
-        found.sort_by(|a, b| b.id.cmp(&a.id).then_with(|| a.namespace.cmp(&b.namespace)));
-        if let Some(limit) = query.limit {
-            found.truncate(limit);
-        }
-        self.load_tuples(thread, found).await
     }
 
     /// For each of `channels`, its history before the checkpoint `key` names: the walk of

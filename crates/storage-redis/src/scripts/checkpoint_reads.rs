@@ -157,14 +157,24 @@ return {values, {tuple(h, id, record)}}
 
 /// ARGV: '1' and a hex ns for one namespace, or '0' and '' for every namespace of the
 /// thread; the upper id bound ('+' or '(' .. before); the limit ('' for none); the metadata
-/// filter as JSON ('' for none). Returns {values, checkpoints}: the checkpoints admitted,
-/// newest id first (ties by namespace), at most the limit, merging the namespaces' id indexes so only the records
-/// returned (and those a filter skips) are read.
+/// filter as JSON ('' for none). Returns {values, checkpoints, resume}: the checkpoints
+/// admitted, newest id first (ties by namespace), merging the namespaces' id indexes so
+/// only the records returned (and those a filter skips) are read; resume is false when
+/// nothing older is left to examine, else the id below which a next call goes on (every
+/// namespace's checkpoints of that id were examined).
+///
+/// A call stops at the limit, or after examining 512 records (`BUDGET`): one script must
+/// not hold the server for a whole long thread (a listing without a limit, or a filter
+/// that matches little), so the client calls again from `resume`.
+///
+/// Each index is paged by its last id (a lexicographic bound), never by offset: an offset
+/// walks the index from the top on every page.
 ///
 /// The filter here only skips records that certainly do not match (numbers compare as
 /// doubles, `{}` equals `[]`): what it keeps, the client filters exactly, and a record it
 /// cannot read is kept.
 pub(super) const LIST_CHECKPOINTS: &str = r#"
+local BUDGET = 512
 local nss
 if ARGV[1] == '1' then nss = {ARGV[2]} else nss = redis.call('SMEMBERS', B .. ':nss') end
 local max, limit = ARGV[3], tonumber(ARGV[4])
@@ -173,9 +183,11 @@ if ARGV[5] ~= '' then
   local ok, f = pcall(cjson.decode, ARGV[5])
   if ok and type(f) == 'table' then filter = f end
 end
-if limit and limit <= 0 then return {{}, {}} end
+if limit and limit <= 0 then return {{}, {}, false} end
 local batch = 256
-if limit and limit < batch then batch = limit end
+-- Without a filter the first `limit` ids are all the call reads; with one, more may be
+-- skipped, and a page of `limit` would take a call per id.
+if limit and limit < batch and not filter then batch = limit end
 -- Whether a and b may be equal JSON: never false where they are.
 local function same(a, b)
   if type(a) ~= type(b) then return false end
@@ -197,18 +209,18 @@ local function may_match(data)
   return true
 end
 local cursors = {}
-for _, h in ipairs(nss) do cursors[#cursors + 1] = {h = h, ids = {}, pos = 1, offset = 0, done = false} end
+for _, h in ipairs(nss) do cursors[#cursors + 1] = {h = h, ids = {}, pos = 1, max = max, done = false} end
 local function head(c)
   if c.pos > #c.ids then
     if c.done then return nil end
-    c.ids = redis.call('ZRANGE', B .. ':ids:' .. c.h, max, '-', 'BYLEX', 'REV', 'LIMIT', c.offset, batch)
-    c.offset, c.pos = c.offset + #c.ids, 1
-    if #c.ids < batch then c.done = true end
+    c.ids = redis.call('ZRANGE', B .. ':ids:' .. c.h, c.max, '-', 'BYLEX', 'REV', 'LIMIT', 0, batch)
+    c.pos = 1
+    if #c.ids < batch then c.done = true else c.max = '(' .. c.ids[#c.ids] end
   end
   return c.ids[c.pos]
 end
-local out = {}
-while not limit or #out < limit do
+local out, examined, last = {}, 0, nil
+while true do
   local best, best_id = nil, nil
   for _, c in ipairs(cursors) do
     local id = head(c)
@@ -216,14 +228,18 @@ while not limit or #out < limit do
       best, best_id = c, id
     end
   end
-  if not best then break end
+  if not best then return {values, out, false} end
+  -- Stop only between ids, so that a next call below `last` misses none of its ties.
+  if best_id ~= last and ((limit and #out >= limit) or examined >= BUDGET) then
+    return {values, out, last}
+  end
+  last, examined = best_id, examined + 1
   best.pos = best.pos + 1
   local record = redis.call('HGET', B .. ':cp:' .. best.h, best_id)
   if record and (not filter or may_match(data_of(record))) then
     out[#out + 1] = tuple(best.h, best_id, record)
   end
 end
-return {values, out}
 "#;
 
 /// ARGV: hex ns, target checkpoint id, then the channels asked for. Walks the target's
@@ -232,7 +248,7 @@ return {values, out}
 /// target is not stored, else {target record, complete (1|0), ancestor, ...}, each ancestor
 /// {id, record, {channel, blob field, value or false, ...}, {pending write, ...}} naming
 /// every still-open channel the ancestor has a version of. complete is 0 when a record
-/// could not be read here: the client then walks by itself.
+/// could not be read here, or after 512 ancestors: the client then walks by itself.
 pub(super) const CHANNEL_HISTORY: &str = r#"
 local h, target = ARGV[1], ARGV[2]
 local record = redis.call('HGET', B .. ':cp:' .. h, target)
@@ -244,8 +260,11 @@ end
 local out = {record, 1}
 local seen = {[target] = true}
 local data = data_of(record)
+local BUDGET = 512
 while n_open > 0 do
-  if not data then out[2] = 0; break end
+  -- A longer walk is the client's, a read per ancestor: one script must not hold the
+  -- server for a whole long chain.
+  if not data or #out - 2 >= BUDGET then out[2] = 0; break end
   local parent = data.parent_id
   if type(parent) ~= 'string' then
     if parent ~= nil and parent ~= cjson.null then out[2] = 0 end

@@ -286,6 +286,12 @@ impl Engine {
     {
         let (reply, answer) = oneshot::channel();
         let run: ReadJob = Box::new(move |db: SqlResult<&Db<'_>>| {
+            // A caller that went away (a cancelled future, a timeout) has nobody to read
+            // for: under overload with timeouts and retries, the queue would otherwise fill
+            // with work nobody waits for.
+            if reply.is_closed() {
+                return;
+            }
             let result = db.and_then(|db| {
                 // A panicking read fails alone; the reader thread lives on.
                 catch_unwind(AssertUnwindSafe(|| job(db))).unwrap_or_else(|_| {
@@ -504,4 +510,60 @@ fn rollback_all(db: &Db<'_>, deliveries: Vec<Box<dyn FnOnce(Committed) + Send>>)
     deliveries
         .into_iter()
         .for_each(|deliver| deliver(Err(error.clone())));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    use super::Engine;
+    use crate::SqliteConfig;
+
+    /// A read whose caller was cancelled while it waited in the queue is not run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_read_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig {
+            readers: 1,
+            ..SqliteConfig::new(dir.path().join("reads.db"))
+        };
+        let engine = Arc::new(Engine::start(&config));
+        // The one reader thread is held by a read until the barrier opens.
+        let gate = Arc::new(Barrier::new(2));
+        let holding = {
+            let (engine, gate) = (engine.clone(), gate.clone());
+            tokio::spawn(async move {
+                engine
+                    .read(move |_| {
+                        gate.wait();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        let ran = Arc::new(AtomicBool::new(false));
+        let cancelled = {
+            let (engine, ran) = (engine.clone(), ran.clone());
+            tokio::spawn(async move {
+                engine
+                    .read(move |_| {
+                        ran.store(true, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        // Queued behind the held read, then cancelled.
+        while engine.stats.reads.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        cancelled.abort();
+        assert!(cancelled.await.unwrap_err().is_cancelled());
+        tokio::task::spawn_blocking(move || gate.wait()).await.unwrap();
+        holding.await.unwrap().unwrap();
+        // A read queued after the cancelled one is answered, so the reader passed it.
+        engine.read(|_| Ok(())).await.unwrap();
+        assert!(!ran.load(Ordering::SeqCst), "the cancelled read ran");
+    }
 }

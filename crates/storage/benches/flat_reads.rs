@@ -13,8 +13,8 @@
 //!
 //! Flags: `--backends memory,sqlite,object,s3,redis,postgres` (default all),
 //! `--parts contexts,turns,checkpoints` (default all), `--versions 10,10000`,
-//! `--messages 1000,1000000`, `--checkpoints 10,3000`, `--ops N` reads per case (default
-//! 2000).
+//! `--messages 1000,1000000`, `--checkpoints 10,3000`, `--concurrency 1,32` (callers of the
+//! checkpoint reads; default 1), `--ops N` reads per case (default 2000).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +39,7 @@ struct Args {
     versions: [usize; 2],
     messages: [usize; 2],
     checkpoints: [usize; 2],
+    concurrency: Vec<usize>,
     ops: usize,
 }
 
@@ -66,6 +67,7 @@ fn args() -> Args {
         versions: [10, 10_000],
         messages: [1_000, 1_000_000],
         checkpoints: [10, 3_000],
+        concurrency: vec![1],
         ops: 2_000,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -87,6 +89,13 @@ fn args() -> Args {
             }
             "--parts" => {
                 parsed.parts = list(value, "--parts");
+                i += 1;
+            }
+            "--concurrency" => {
+                parsed.concurrency = list(value, "--concurrency")
+                    .iter()
+                    .map(|n| n.trim().parse().expect("--concurrency 1,32"))
+                    .collect();
                 i += 1;
             }
             "--checkpoints" => {
@@ -136,11 +145,20 @@ fn main() {
             if args.wants("turns") {
                 turns(&backend, &args).await;
             }
-            if args.wants("checkpoints") {
-                checkpoints(&backend, &args).await;
-            }
             backend.close().await.expect("close");
         });
+        if !args.wants("checkpoints") {
+            continue;
+        }
+        for &concurrency in &args.concurrency {
+            // A backend of the runtime that drives it, on a namespace of its own.
+            let namespace = format!("{namespace}_c{concurrency}");
+            runtime_for(concurrency).block_on(async {
+                let backend = build(name, &namespace, root.path()).await;
+                checkpoints(&backend, &args, concurrency).await;
+                backend.close().await.expect("close");
+            });
+        }
     }
 }
 
@@ -300,7 +318,7 @@ async fn fill_checkpoints(backend: &dyn StorageBackend, thread: usize, count: us
     );
 }
 
-async fn checkpoints(backend: &Arc<dyn StorageBackend>, args: &Args) {
+async fn checkpoints(backend: &Arc<dyn StorageBackend>, args: &Args, concurrency: usize) {
     let [small, large] = args.checkpoints;
     // Graph thread 0 holds the small history, thread 1 the large one.
     for (thread, count) in args.checkpoints.into_iter().enumerate() {
@@ -328,7 +346,7 @@ async fn checkpoints(backend: &Arc<dyn StorageBackend>, args: &Args) {
         })
     };
     let rows = interleaved(
-        1,
+        concurrency,
         args.ops,
         &[
             (format!("get_latest@{small}"), newest(small, 1)),
@@ -340,12 +358,12 @@ async fn checkpoints(backend: &Arc<dyn StorageBackend>, args: &Args) {
     .await;
     let ns = |row: usize| rows[row].p50.as_secs_f64() * 1e9;
     print_ratio(
-        &format!("get_latest p50 ns, {large} vs {small} checkpoints"),
+        &format!("get_latest p50 ns, {large} vs {small} checkpoints (c{concurrency})"),
         ns(1),
         ns(0),
     );
     print_ratio(
-        &format!("checkpoint_list10 p50 ns, {large} vs {small} checkpoints"),
+        &format!("checkpoint_list10 p50 ns, {large} vs {small} checkpoints (c{concurrency})"),
         ns(3),
         ns(2),
     );

@@ -204,13 +204,16 @@ fn encoded_len(metadata: &Metadata) -> usize {
 /// assert!(check_channel_version("messages", &"9".repeat(257)).is_err());
 /// ```
 pub fn check_channel_version(channel: &str, version: &str) -> Result<()> {
-    let what = format!("version of channel {channel:?}");
+    // Worded only when refusing: every put checks every channel's version.
+    let describe = || format!("version of channel {channel:?}");
     if version.is_empty() {
+        let what = describe();
         return Err(StorageError::invalid_input(format!(
             "{what} is empty; channel versions are 1 to {MAX_CHANNEL_VERSION_BYTES} bytes"
         )));
     }
     if version.len() > MAX_CHANNEL_VERSION_BYTES {
+        let what = describe();
         return Err(StorageError::invalid_input(format!(
             "{what} is {} bytes long; the channel version limit is \
              {MAX_CHANNEL_VERSION_BYTES} bytes",
@@ -218,6 +221,7 @@ pub fn check_channel_version(channel: &str, version: &str) -> Result<()> {
         )));
     }
     if let Some((index, c)) = version.char_indices().find(|(_, c)| c.is_control()) {
+        let what = describe();
         return Err(StorageError::invalid_input(format!(
             "{what} contains the control character U+{:04X} at byte {index}; channel \
              versions may not contain control characters",

@@ -111,8 +111,24 @@ pub(crate) fn from_python<T: DeserializeOwned>(
 /// with an explicit stack: converting a value recurses once per level, so a hostile value
 /// (or one that contains itself) would overflow the interpreter's stack first.
 fn refuse_if_too_deep(what: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !too_deep(value, 0) {
+        return Ok(());
+    }
+    Err(to_py_err(
+        value.py(),
+        &StorageError::invalid_input(format!(
+            "{what} is nested more than {} levels deep; the JSON depth limit is {}",
+            storage_core::policy::MAX_JSON_DEPTH,
+            storage_core::policy::MAX_JSON_DEPTH
+        )),
+    ))
+}
+
+/// Whether `value`, found `depth` levels down in what is being converted, nests dicts,
+/// lists or tuples past the limit [`refuse_if_too_deep`] enforces.
+pub(crate) fn too_deep(value: &Bound<'_, PyAny>, depth: usize) -> bool {
     let limit = storage_core::carried::REFUSED_BEFORE_COPY_DEPTH;
-    let mut stack = vec![(value.clone(), 0usize)];
+    let mut stack = vec![(value.clone(), depth)];
     while let Some((value, depth)) = stack.pop() {
         let children: Vec<Bound<'_, PyAny>> = if let Ok(dict) = value.cast::<PyDict>() {
             dict.values().iter().collect()
@@ -124,18 +140,11 @@ fn refuse_if_too_deep(what: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
             continue;
         };
         if depth >= limit {
-            return Err(to_py_err(
-                value.py(),
-                &StorageError::invalid_input(format!(
-                    "{what} is nested more than {} levels deep; the JSON depth limit is {}",
-                    storage_core::policy::MAX_JSON_DEPTH,
-                    storage_core::policy::MAX_JSON_DEPTH
-                )),
-            ));
+            return true;
         }
         stack.extend(children.into_iter().map(|child| (child, depth + 1)));
     }
-    Ok(())
+    false
 }
 
 pub(crate) fn optional<T: DeserializeOwned + Default>(
@@ -487,7 +496,10 @@ impl NativeStorage {
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let checkpoint = values::checkpoint_from_python(checkpoint)?;
-        let new_versions = from_python("new channel versions", new_versions)?;
+        let new_versions = match values::versions_fast(new_versions) {
+            Some(versions) => versions,
+            None => from_python("new channel versions", new_versions)?,
+        };
         let storage = self.inner.clone();
         finish(py, blocking, async move {
             storage.put_checkpoint(checkpoint, new_versions).await

@@ -4,18 +4,21 @@
 //! A `(str, bytes)` tuple cannot be JSON (JSON has no bytes), so the two forms never
 //! collide. The checkpoint and write shapes are otherwise the Rust types' serde shapes.
 
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
-use pythonize::pythonize;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
+use pythonize::{depythonize, pythonize};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+use storage_core::checkpoint::{ChannelVersions, CheckpointTime};
 use storage_core::{
     ChannelHistory, ChannelValue, Checkpoint, CheckpointTuple, Page, PendingWrite, StorageError,
 };
 
 use crate::errors::to_py_err;
-use crate::native::from_python;
+use crate::native::{from_python, too_deep};
 
 fn invalid(py: Python<'_>, message: String) -> PyErr {
     to_py_err(py, &StorageError::invalid_input(message))
@@ -66,11 +69,20 @@ pub(crate) fn checkpoint_from_python(value: &Bound<'_, PyAny>) -> PyResult<Check
     let py = value.py();
     let dict = value
         .cast::<PyDict>()
-        .map_err(|_| invalid(py, "checkpoint: expected a dict".into()))?
-        .copy()?;
+        .map_err(|_| invalid(py, "checkpoint: expected a dict".into()))?;
     let values = dict.get_item("channel_values")?;
-    dict.set_item("channel_values", PyDict::new(py))?;
-    let mut checkpoint: Checkpoint = from_python("checkpoint", dict.as_any())?;
+    // The fields read directly when each has the plain type LangGraph's saver gives; any
+    // other shape takes the serde path, which accepts and refuses exactly as before (and
+    // words the error). The serde path copies the dict and walks it twice (depth, then
+    // fields), which was most of a put's native time.
+    let mut checkpoint = match checkpoint_fast(dict)? {
+        Some(checkpoint) => checkpoint,
+        None => {
+            let dict = dict.copy()?;
+            dict.set_item("channel_values", PyDict::new(py))?;
+            from_python("checkpoint", dict.as_any())?
+        }
+    };
     if let Some(values) = values {
         let values = values
             .cast::<PyDict>()
@@ -84,6 +96,118 @@ pub(crate) fn checkpoint_from_python(value: &Bound<'_, PyAny>) -> PyResult<Check
         }
     }
     Ok(checkpoint)
+}
+
+/// [`checkpoint_from_python`]'s direct read (without `channel_values`); `None` when a
+/// field is missing or of another type than the plain one.
+fn checkpoint_fast(dict: &Bound<'_, PyDict>) -> PyResult<Option<Checkpoint>> {
+    let item = |key: &str| dict.get_item(key);
+    let (Some(thread_id), Some(namespace), Some(id)) = (
+        plain_str(item("thread_id")?),
+        plain_str(item("namespace")?),
+        plain_str(item("id")?),
+    ) else {
+        return Ok(None);
+    };
+    let parent_id = match item("parent_id")? {
+        None => None,
+        Some(parent) if parent.is_none() => None,
+        Some(parent) => match plain_str(Some(parent)) {
+            Some(parent) => Some(parent),
+            None => return Ok(None),
+        },
+    };
+    let Some(channel_versions) = item("channel_versions")?.and_then(|v| versions_fast(&v)) else {
+        return Ok(None);
+    };
+    let Some(seen) = item("versions_seen")? else {
+        return Ok(None);
+    };
+    let Ok(seen) = seen.cast::<PyDict>() else {
+        return Ok(None);
+    };
+    let mut versions_seen = BTreeMap::new();
+    for (node, versions) in seen.iter() {
+        let (Some(node), Some(versions)) = (plain_str(Some(node)), versions_fast(&versions)) else {
+            return Ok(None);
+        };
+        versions_seen.insert(node, versions);
+    }
+    // Metadata is JSON: as deep a check (one level down in the checkpoint) and the same
+    // conversion as the serde path gives it.
+    let Some(metadata) = item("metadata")? else {
+        return Ok(None);
+    };
+    if too_deep(&metadata, 1) {
+        return Ok(None);
+    }
+    let Ok(metadata) = depythonize(&metadata) else {
+        return Ok(None);
+    };
+    let Some(created_at) = plain_str(item("created_at")?).and_then(|ts| {
+        let text = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(&ts);
+        CheckpointTime::deserialize(text).ok()
+    }) else {
+        return Ok(None);
+    };
+    let format_version = match item("format_version")? {
+        None => storage_core::checkpoint::LEGACY_FORMAT_VERSION,
+        Some(v) if v.is_instance_of::<PyInt>() && !v.is_instance_of::<PyBool>() => {
+            match v.extract::<u32>() {
+                Ok(v) => v,
+                Err(_) => return Ok(None),
+            }
+        }
+        Some(_) => return Ok(None),
+    };
+    let updated_channels = match item("updated_channels")? {
+        None => None,
+        Some(v) if v.is_none() => None,
+        Some(v) => {
+            let Ok(list) = v.cast::<PyList>() else {
+                return Ok(None);
+            };
+            let mut channels = Vec::with_capacity(list.len());
+            for channel in list.iter() {
+                let Some(channel) = plain_str(Some(channel)) else {
+                    return Ok(None);
+                };
+                channels.push(channel);
+            }
+            Some(channels)
+        }
+    };
+    Ok(Some(Checkpoint {
+        thread_id,
+        namespace,
+        id,
+        parent_id,
+        channel_values: BTreeMap::new(),
+        channel_versions,
+        versions_seen,
+        metadata,
+        created_at,
+        format_version,
+        updated_channels,
+    }))
+}
+
+/// A `str` as a `String`; `None` for anything else.
+fn plain_str(value: Option<Bound<'_, PyAny>>) -> Option<String> {
+    let value = value?;
+    let text = value.cast::<PyString>().ok()?;
+    text.to_str().ok().map(str::to_owned)
+}
+
+/// A dict of `str` to `str` as channel versions; `None` for any other shape (for the
+/// serde path to accept or refuse).
+pub(crate) fn versions_fast(value: &Bound<'_, PyAny>) -> Option<ChannelVersions> {
+    let dict = value.cast::<PyDict>().ok()?;
+    let mut versions = ChannelVersions::new();
+    for (channel, version) in dict.iter() {
+        versions.insert(plain_str(Some(channel))?, plain_str(Some(version))?);
+    }
+    Some(versions)
 }
 
 /// A task's writes, `[(channel, value), ...]`.
@@ -106,32 +230,57 @@ pub(crate) fn writes_from_python(
     Ok(out)
 }
 
-/// A checkpoint tuple as a dict of the Rust type's serde shape, with each value as
-/// [`value_to_python`] gives it.
-pub(crate) fn tuple_to_python(py: Python<'_>, mut tuple: CheckpointTuple) -> PyResult<Py<PyAny>> {
-    let values = std::mem::take(&mut tuple.checkpoint.channel_values);
-    let written: Vec<ChannelValue> = tuple
-        .pending_writes
-        .iter_mut()
-        .map(|write| std::mem::replace(&mut write.value, ChannelValue::Json(Value::Null)))
-        .collect();
-    let dict = pythonize(py, &tuple)?.cast_into::<PyDict>()?;
-    let checkpoint = dict
-        .get_item("checkpoint")?
-        .expect("a checkpoint tuple has a checkpoint");
+/// A checkpoint tuple as a dict of the Rust type's serde shape (its keys in the same
+/// order), with each value as [`value_to_python`] gives it. Built field by field: going
+/// through `pythonize` and then swapping the values in cost a get about a third more, and
+/// the keys are interned strings rather than a new `str` each.
+pub(crate) fn tuple_to_python(py: Python<'_>, tuple: CheckpointTuple) -> PyResult<Py<PyAny>> {
+    let c = &tuple.checkpoint;
+    let checkpoint = PyDict::new(py);
+    checkpoint.set_item(intern!(py, "thread_id"), &c.thread_id)?;
+    checkpoint.set_item(intern!(py, "namespace"), &c.namespace)?;
+    checkpoint.set_item(intern!(py, "id"), &c.id)?;
+    checkpoint.set_item(intern!(py, "parent_id"), &c.parent_id)?;
     let channel_values = PyDict::new(py);
-    for (channel, value) in &values {
+    for (channel, value) in &c.channel_values {
         channel_values.set_item(channel, value_to_python(py, value)?)?;
     }
-    checkpoint.set_item("channel_values", channel_values)?;
-    let writes = dict
-        .get_item("pending_writes")?
-        .expect("a checkpoint tuple has pending writes")
-        .cast_into::<PyList>()?;
-    for (write, value) in writes.iter().zip(&written) {
-        write.set_item("value", value_to_python(py, value)?)?;
+    checkpoint.set_item(intern!(py, "channel_values"), channel_values)?;
+    checkpoint.set_item(
+        intern!(py, "channel_versions"),
+        versions_to_python(py, &c.channel_versions)?,
+    )?;
+    let versions_seen = PyDict::new(py);
+    for (node, versions) in &c.versions_seen {
+        versions_seen.set_item(node, versions_to_python(py, versions)?)?;
     }
+    checkpoint.set_item(intern!(py, "versions_seen"), versions_seen)?;
+    checkpoint.set_item(intern!(py, "metadata"), pythonize(py, &c.metadata)?)?;
+    checkpoint.set_item(intern!(py, "created_at"), pythonize(py, &c.created_at)?)?;
+    checkpoint.set_item(intern!(py, "format_version"), c.format_version)?;
+    if let Some(updated) = &c.updated_channels {
+        checkpoint.set_item(intern!(py, "updated_channels"), PyList::new(py, updated)?)?;
+    }
+    let writes = tuple
+        .pending_writes
+        .iter()
+        .map(|write| write_to_python(py, write))
+        .collect::<PyResult<Vec<_>>>()?;
+    let dict = PyDict::new(py);
+    dict.set_item(intern!(py, "checkpoint"), checkpoint)?;
+    dict.set_item(intern!(py, "pending_writes"), PyList::new(py, writes)?)?;
     Ok(dict.into_any().unbind())
+}
+
+fn versions_to_python<'py>(
+    py: Python<'py>,
+    versions: &ChannelVersions,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (channel, version) in versions {
+        dict.set_item(channel, version)?;
+    }
+    Ok(dict)
 }
 
 /// `None` or one tuple.
@@ -176,11 +325,11 @@ pub(crate) fn writes_to_python(py: Python<'_>, writes: Vec<PendingWrite>) -> PyR
 
 fn write_to_python(py: Python<'_>, write: &PendingWrite) -> PyResult<Py<PyAny>> {
     let dict = PyDict::new(py);
-    dict.set_item("task_id", &write.task_id)?;
-    dict.set_item("task_path", &write.task_path)?;
-    dict.set_item("index", write.index)?;
-    dict.set_item("channel", &write.channel)?;
-    dict.set_item("value", value_to_python(py, &write.value)?)?;
+    dict.set_item(intern!(py, "task_id"), &write.task_id)?;
+    dict.set_item(intern!(py, "task_path"), &write.task_path)?;
+    dict.set_item(intern!(py, "index"), write.index)?;
+    dict.set_item(intern!(py, "channel"), &write.channel)?;
+    dict.set_item(intern!(py, "value"), value_to_python(py, &write.value)?)?;
     Ok(dict.into_any().unbind())
 }
 

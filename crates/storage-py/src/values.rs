@@ -235,30 +235,44 @@ pub(crate) fn writes_from_python(
 /// through `pythonize` and then swapping the values in cost a get about a third more, and
 /// the keys are interned strings rather than a new `str` each.
 pub(crate) fn tuple_to_python(py: Python<'_>, tuple: CheckpointTuple) -> PyResult<Py<PyAny>> {
-    let c = &tuple.checkpoint;
+    // Every field by name, no `..`: a field added to `Checkpoint` fails to compile here
+    // rather than going missing from Python's reads.
+    let Checkpoint {
+        thread_id,
+        namespace,
+        id,
+        parent_id,
+        channel_values,
+        channel_versions,
+        versions_seen,
+        metadata,
+        created_at,
+        format_version,
+        updated_channels,
+    } = &tuple.checkpoint;
     let checkpoint = PyDict::new(py);
-    checkpoint.set_item(intern!(py, "thread_id"), &c.thread_id)?;
-    checkpoint.set_item(intern!(py, "namespace"), &c.namespace)?;
-    checkpoint.set_item(intern!(py, "id"), &c.id)?;
-    checkpoint.set_item(intern!(py, "parent_id"), &c.parent_id)?;
-    let channel_values = PyDict::new(py);
-    for (channel, value) in &c.channel_values {
-        channel_values.set_item(channel, value_to_python(py, value)?)?;
+    checkpoint.set_item(intern!(py, "thread_id"), thread_id)?;
+    checkpoint.set_item(intern!(py, "namespace"), namespace)?;
+    checkpoint.set_item(intern!(py, "id"), id)?;
+    checkpoint.set_item(intern!(py, "parent_id"), parent_id)?;
+    let values = PyDict::new(py);
+    for (channel, value) in channel_values {
+        values.set_item(channel, value_to_python(py, value)?)?;
     }
-    checkpoint.set_item(intern!(py, "channel_values"), channel_values)?;
+    checkpoint.set_item(intern!(py, "channel_values"), values)?;
     checkpoint.set_item(
         intern!(py, "channel_versions"),
-        versions_to_python(py, &c.channel_versions)?,
+        versions_to_python(py, channel_versions)?,
     )?;
-    let versions_seen = PyDict::new(py);
-    for (node, versions) in &c.versions_seen {
-        versions_seen.set_item(node, versions_to_python(py, versions)?)?;
+    let seen = PyDict::new(py);
+    for (node, versions) in versions_seen {
+        seen.set_item(node, versions_to_python(py, versions)?)?;
     }
-    checkpoint.set_item(intern!(py, "versions_seen"), versions_seen)?;
-    checkpoint.set_item(intern!(py, "metadata"), pythonize(py, &c.metadata)?)?;
-    checkpoint.set_item(intern!(py, "created_at"), pythonize(py, &c.created_at)?)?;
-    checkpoint.set_item(intern!(py, "format_version"), c.format_version)?;
-    if let Some(updated) = &c.updated_channels {
+    checkpoint.set_item(intern!(py, "versions_seen"), seen)?;
+    checkpoint.set_item(intern!(py, "metadata"), pythonize(py, metadata)?)?;
+    checkpoint.set_item(intern!(py, "created_at"), pythonize(py, created_at)?)?;
+    checkpoint.set_item(intern!(py, "format_version"), format_version)?;
+    if let Some(updated) = updated_channels {
         checkpoint.set_item(intern!(py, "updated_channels"), PyList::new(py, updated)?)?;
     }
     let writes = tuple

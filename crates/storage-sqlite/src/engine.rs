@@ -560,7 +560,9 @@ mod tests {
         }
         cancelled.abort();
         assert!(cancelled.await.unwrap_err().is_cancelled());
-        tokio::task::spawn_blocking(move || gate.wait()).await.unwrap();
+        tokio::task::spawn_blocking(move || gate.wait())
+            .await
+            .unwrap();
         holding.await.unwrap().unwrap();
         // A read queued after the cancelled one is answered, so the reader passed it.
         engine.read(|_| Ok(())).await.unwrap();

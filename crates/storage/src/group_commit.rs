@@ -6,7 +6,11 @@
 //! batch is stored and which items must not share one.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 
 use dashmap::DashMap;
 use futures::future::BoxFuture;
@@ -20,7 +24,7 @@ use tokio::sync::oneshot;
 /// One kind of write that group commit coalesces.
 pub(crate) trait BatchKind: Send + Sync + 'static {
     /// One caller's write.
-    type Item: Clone + Send + 'static;
+    type Item: Send + 'static;
     /// What one caller is answered with.
     type Output: Send + 'static;
 
@@ -212,12 +216,15 @@ impl<K: BatchKind> Batcher<K> {
                     Err(StorageError::backend("group commit dropped a write"))
                 });
             }
-            // The batch is stored by a task of its own, which holds the flush lock until
-            // every caller in it is answered: if this caller is cancelled (a timeout, a
-            // dropped future), the others still get the true outcome of their writes, and
-            // the lane's next batch still waits for this one.
+            // The flush runs here, in this caller's task, and holds the flush lock until
+            // every caller in its batch is answered. Should this caller be cancelled first
+            // (a timeout, a dropped future), the rest of the flush moves to a task of its
+            // own: the others still get the true outcome of their writes, and the lane's
+            // next batch still waits for this one. Only a cancelled flush pays for a task:
+            // a task per flush, with a copy of the batch, cost ~7 µs of client CPU on a put
+            // of ten ~2 KB channels (docs/benchmarks.md, 2026-12-02).
             let (backend, lane_key) = (backend.clone(), lane_key.to_owned());
-            let flush = tokio::spawn(async move {
+            let flush = Flush::new(async move {
                 Self::store(&*backend, &lane_key, batch).await;
                 drop(flushing);
             });
@@ -255,26 +262,72 @@ impl<K: BatchKind> Batcher<K> {
     }
 
     async fn store(backend: &dyn StorageBackend, lane_key: &str, batch: Vec<Pending<K>>) {
-        let items = batch.iter().map(|p| p.item.clone()).collect();
+        // The items move to the backend: nothing reads them after the store, so the batch
+        // is never copied.
+        let (items, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|pending| (pending.item, pending.reply))
+            .unzip();
+        let expected = replies.len();
         match K::store(backend, lane_key, items).await {
-            Ok(stored) if stored.len() == batch.len() => {
-                for (pending, output) in batch.into_iter().zip(stored) {
-                    let _ = pending.reply.send(Ok(output));
+            Ok(stored) if stored.len() == expected => {
+                for (reply, output) in replies.into_iter().zip(stored) {
+                    let _ = reply.send(Ok(output));
                 }
             }
             Ok(stored) => {
-                let expected = batch.len();
-                for pending in batch {
-                    let _ = pending.reply.send(Err(StorageError::backend(format!(
+                for reply in replies {
+                    let _ = reply.send(Err(StorageError::backend(format!(
                         "a batch of {expected} writes was answered with {} results",
                         stored.len()
                     ))));
                 }
             }
             Err(err) => {
-                for pending in batch {
-                    let _ = pending.reply.send(Err(err.clone()));
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
                 }
+            }
+        }
+    }
+}
+
+/// A flush, polled in place by the caller that started it, that still completes if that
+/// caller is dropped first: whatever is left of it then runs on a task of its own.
+///
+/// A panic in the flush is caught and answered as an error, so a panicked flush is never
+/// polled again. Dropped outside a Tokio runtime (no task to finish on), the rest of the
+/// flush is dropped: its callers' senders go with it and they are answered with an error.
+struct Flush {
+    rest: Option<BoxFuture<'static, std::thread::Result<()>>>,
+}
+
+impl Flush {
+    fn new(flush: impl Future<Output = ()> + Send + 'static) -> Self {
+        Flush {
+            rest: Some(AssertUnwindSafe(flush).catch_unwind().boxed()),
+        }
+    }
+}
+
+impl Future for Flush {
+    type Output = std::thread::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(rest) = self.rest.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let outcome = ready!(rest.as_mut().poll(cx));
+        self.rest = None;
+        Poll::Ready(outcome)
+    }
+}
+
+impl Drop for Flush {
+    fn drop(&mut self) {
+        if let Some(rest) = self.rest.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(rest);
             }
         }
     }

@@ -463,6 +463,52 @@ async fn group_commit_survives_the_cancellation_of_the_flushing_caller() {
     }
 }
 
+/// A backend whose checkpoint batches panic, as one with a bug would.
+#[derive(Debug)]
+struct PanickingBatches(MemoryBackend);
+
+#[storage_core::async_trait]
+impl storage_core::Dispatch for PanickingBatches {
+    fn label(&self) -> &'static str {
+        "memory"
+    }
+    async fn dispatch(
+        &self,
+        call: storage_core::Call,
+    ) -> storage_core::Result<storage_core::Reply> {
+        if let storage_core::Call::PutCheckpoints { .. } = call {
+            panic!("a bug in the backend");
+        }
+        call.apply(&self.0).await
+    }
+}
+
+/// The flush runs in the flushing caller's own task: a panic in it still answers that
+/// caller with an error rather than unwinding through it, and releases the lane, so the
+/// thread's next put is answered too.
+#[tokio::test]
+async fn a_panicking_flush_fails_its_caller_and_frees_the_lane() {
+    let storage = Storage::builder(Arc::new(PanickingBatches(
+        MemoryBackend::new("gc_panic").unwrap(),
+    )))
+    .group_commit(GroupCommitSettings {
+        enabled: true,
+        ..GroupCommitSettings::default()
+    })
+    .build();
+    for n in 1..=2 {
+        let mut cp = Checkpoint::new("t", "", format!("cp-{n}"));
+        cp.channel_versions.insert("ch".into(), n.to_string());
+        cp.channel_values.insert("ch".into(), json!(n).into());
+        let new = cp.all_versions();
+        let err = tokio::time::timeout(Duration::from_secs(5), storage.put_checkpoint(cp, new))
+            .await
+            .expect("the put is answered")
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    }
+}
+
 /// A backend whose message sweeps fail, as one with a corrupt store would.
 #[derive(Debug)]
 struct FailingMessageSweeps(MemoryBackend);

@@ -463,12 +463,25 @@ async fn group_commit_survives_the_cancellation_of_the_flushing_caller() {
     }
 }
 
-/// A backend whose checkpoint batches panic, as one with a bug would.
+/// A memory backend with a fault: `fault` sees every call first and may fail it (or panic,
+/// as a backend with a bug would); the calls it lets through reach the memory backend.
 #[derive(Debug)]
-struct PanickingBatches(MemoryBackend);
+struct Faulty {
+    inner: MemoryBackend,
+    fault: fn(&storage_core::Call) -> storage_core::Result<()>,
+}
+
+impl Faulty {
+    fn new(namespace: &str, fault: fn(&storage_core::Call) -> storage_core::Result<()>) -> Self {
+        Faulty {
+            inner: MemoryBackend::new(namespace).unwrap(),
+            fault,
+        }
+    }
+}
 
 #[storage_core::async_trait]
-impl storage_core::Dispatch for PanickingBatches {
+impl storage_core::Dispatch for Faulty {
     fn label(&self) -> &'static str {
         "memory"
     }
@@ -476,10 +489,8 @@ impl storage_core::Dispatch for PanickingBatches {
         &self,
         call: storage_core::Call,
     ) -> storage_core::Result<storage_core::Reply> {
-        if let storage_core::Call::PutCheckpoints { .. } = call {
-            panic!("a bug in the backend");
-        }
-        call.apply(&self.0).await
+        (self.fault)(&call)?;
+        call.apply(&self.inner).await
     }
 }
 
@@ -488,9 +499,12 @@ impl storage_core::Dispatch for PanickingBatches {
 /// thread's next put is answered too.
 #[tokio::test]
 async fn a_panicking_flush_fails_its_caller_and_frees_the_lane() {
-    let storage = Storage::builder(Arc::new(PanickingBatches(
-        MemoryBackend::new("gc_panic").unwrap(),
-    )))
+    let storage = Storage::builder(Arc::new(Faulty::new("gc_panic", |call| {
+        if let storage_core::Call::PutCheckpoints { .. } = call {
+            panic!("a bug in the backend");
+        }
+        Ok(())
+    })))
     .group_commit(GroupCommitSettings {
         enabled: true,
         ..GroupCommitSettings::default()
@@ -509,35 +523,18 @@ async fn a_panicking_flush_fails_its_caller_and_frees_the_lane() {
     }
 }
 
-/// A backend whose message sweeps fail, as one with a corrupt store would.
-#[derive(Debug)]
-struct FailingMessageSweeps(MemoryBackend);
-
-#[storage_core::async_trait]
-impl storage_core::Dispatch for FailingMessageSweeps {
-    fn label(&self) -> &'static str {
-        "memory"
-    }
-    async fn dispatch(
-        &self,
-        call: storage_core::Call,
-    ) -> storage_core::Result<storage_core::Reply> {
+/// A kind whose retention sweep fails does not stop the other kinds: each still runs, and
+/// the failure comes back once they have.
+#[tokio::test]
+async fn a_failing_retention_sweep_leaves_the_other_kinds_to_run() {
+    let storage = Storage::builder(Arc::new(Faulty::new("failing_sweeps", |call| {
         if let storage_core::Call::RetainMessages { .. } = call {
             return Err(storage_core::StorageError::backend(
                 "the message store is broken",
             ));
         }
-        call.apply(&self.0).await
-    }
-}
-
-/// A kind whose retention sweep fails does not stop the other kinds: each still runs, and
-/// the failure comes back once they have.
-#[tokio::test]
-async fn a_failing_retention_sweep_leaves_the_other_kinds_to_run() {
-    let storage = Storage::builder(Arc::new(FailingMessageSweeps(
-        MemoryBackend::new("failing_sweeps").unwrap(),
-    )))
+        Ok(())
+    })))
     .build();
     for step in 0..3 {
         storage

@@ -31,13 +31,22 @@ async fn assert_values(b: &Arc<dyn StorageBackend>, thread: &str, n: u32, expect
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("{thread}/{n} is gone"));
-    let values: serde_json::Map<String, Value> = tuple
-        .checkpoint
-        .channel_values
-        .iter()
-        .map(|(channel, value)| (channel.clone(), json_of(value)))
-        .collect();
-    assert_eq!(Value::Object(values), expected, "values of {thread}/{n}");
+    assert_eq!(
+        values_json(&tuple.checkpoint),
+        expected,
+        "values of {thread}/{n}"
+    );
+}
+
+/// A checkpoint's channel values as one JSON object.
+fn values_json(checkpoint: &Checkpoint) -> Value {
+    Value::Object(
+        checkpoint
+            .channel_values
+            .iter()
+            .map(|(channel, value)| (channel.clone(), json_of(value)))
+            .collect(),
+    )
 }
 
 /// Every path that stores, replaces, copies or removes checkpoints, then removals of the
@@ -169,16 +178,10 @@ fn values_by_id(tuples: &[storage_core::CheckpointTuple]) -> Vec<(String, String
     tuples
         .iter()
         .map(|tuple| {
-            let values: serde_json::Map<String, Value> = tuple
-                .checkpoint
-                .channel_values
-                .iter()
-                .map(|(channel, value)| (channel.clone(), json_of(value)))
-                .collect();
             (
                 tuple.checkpoint.thread_id.clone(),
                 tuple.checkpoint.id.clone(),
-                Value::Object(values),
+                values_json(&tuple.checkpoint),
             )
         })
         .collect()

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{
+    PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyMapping, PySequence,
+    PySet, PyString, PyTuple,
+};
 use pythonize::{depythonize, pythonize};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -130,12 +133,41 @@ pub(crate) fn too_deep(value: &Bound<'_, PyAny>, depth: usize) -> bool {
     let limit = storage_core::carried::REFUSED_BEFORE_COPY_DEPTH;
     let mut stack = vec![(value.clone(), depth)];
     while let Some((value, depth)) = stack.pop() {
+        // Every container depythonize descends into, not only dicts, lists and tuples: a
+        // deeply nested (or self-containing) set, deque or mapping would otherwise
+        // overflow the native stack and abort the interpreter.
         let children: Vec<Bound<'_, PyAny>> = if let Ok(dict) = value.cast::<PyDict>() {
             dict.values().iter().collect()
         } else if let Ok(list) = value.cast::<PyList>() {
             list.iter().collect()
         } else if let Ok(tuple) = value.cast::<PyTuple>() {
             tuple.iter().collect()
+        } else if value.is_none()
+            || value.is_instance_of::<PyString>()
+            || value.is_instance_of::<PyInt>()
+            || value.is_instance_of::<PyFloat>()
+            || value.is_instance_of::<PyBytes>()
+            || value.is_instance_of::<PyByteArray>()
+        {
+            continue;
+        } else if let Ok(set) = value.cast::<PySet>() {
+            set.iter().collect()
+        } else if let Ok(set) = value.cast::<PyFrozenSet>() {
+            set.iter().collect()
+        } else if let Ok(mapping) = value.cast::<PyMapping>() {
+            // One that cannot be read fails in depythonize, with its own error.
+            match mapping.values() {
+                Ok(values) => values.iter().collect(),
+                Err(_) => continue,
+            }
+        } else if let Ok(sequence) = value.cast::<PySequence>() {
+            match sequence
+                .try_iter()
+                .and_then(|items| items.collect::<PyResult<Vec<_>>>())
+            {
+                Ok(items) => items,
+                Err(_) => continue,
+            }
         } else {
             continue;
         };

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import UserDict, deque
 
 import pytest
 
@@ -215,8 +216,16 @@ async def test_hostile_nesting_is_invalid_input_not_a_crash(storage):
         deep = [deep] if level % 2 else {"k": deep}
     looped = []
     looped.append(looped)
+    # Sets, deques and other mappings are converted too, so they are measured too.
+    looped_deque: deque = deque()
+    looped_deque.append(looped_deque)
+    deep_sets: frozenset = frozenset()
+    for _ in range(100_000):
+        deep_sets = frozenset([deep_sets])
+    looped_mapping = UserDict()
+    looped_mapping["self"] = looped_mapping
     await storage.create_session("s1", "alice")
-    for content in (deep, looped):
+    for content in (deep, looped, looped_deque, deep_sets, looped_mapping):
         with pytest.raises(st.InvalidInputError) as caught:
             await storage.add_conversation_message("s1", "user", content)
         assert "depth limit is 64" in str(caught.value)

@@ -101,6 +101,30 @@ pub(crate) fn checkpoint_from_python(value: &Bound<'_, PyAny>) -> PyResult<Check
 /// [`checkpoint_from_python`]'s direct read (without `channel_values`); `None` when a
 /// field is missing or of another type than the plain one.
 fn checkpoint_fast(dict: &Bound<'_, PyDict>) -> PyResult<Option<Checkpoint>> {
+    // Any other key (a non-str one, or one the struct ignores) takes the serde path, which
+    // refuses non-str keys and depth-checks every value, so both paths answer alike.
+    const FIELDS: [&str; 11] = [
+        "thread_id",
+        "namespace",
+        "id",
+        "parent_id",
+        "channel_values",
+        "channel_versions",
+        "versions_seen",
+        "metadata",
+        "created_at",
+        "format_version",
+        "updated_channels",
+    ];
+    let mut known = 0;
+    for field in FIELDS {
+        if dict.contains(field)? {
+            known += 1;
+        }
+    }
+    if known != dict.len() {
+        return Ok(None);
+    }
     let item = |key: &str| dict.get_item(key);
     let (Some(thread_id), Some(namespace), Some(id)) = (
         plain_str(item("thread_id")?),

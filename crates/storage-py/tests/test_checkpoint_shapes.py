@@ -108,3 +108,15 @@ async def test_missing_fields_are_refused_as_before(storage, missing):
 async def test_new_versions_of_another_shape_are_refused_as_before(storage):
     with pytest.raises(st.InvalidInputError):
         await storage.native.put_checkpoint(checkpoint(), {"a": 1})
+
+
+async def test_keys_outside_the_record_are_refused_as_before(storage):
+    # A key that is not a str, and a value too deep to measure under a key the record
+    # does not have: refused as the serde conversion refuses them.
+    not_a_str = checkpoint()
+    not_a_str[1] = "x"
+    looped: list = []
+    looped.append(looped)
+    for written in (not_a_str, checkpoint(extra=looped)):
+        with pytest.raises(st.InvalidInputError):
+            await storage.native.put_checkpoint(written, {"a": "1"})

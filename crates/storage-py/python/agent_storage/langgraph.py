@@ -66,10 +66,6 @@ class StorageSaver(BaseCheckpointSaver[str]):
 
     # --- values --------------------------------------------------------------------------
 
-    def _dump(self, value: Any) -> tuple[str, bytes]:
-        # The native layer stores a (str, bytes) tuple as typed bytes.
-        return self.serde.dumps_typed(value)
-
     def _load(self, stored: Any) -> Any:
         if isinstance(stored, tuple):
             return self.serde.loads_typed(stored)
@@ -85,6 +81,7 @@ class StorageSaver(BaseCheckpointSaver[str]):
     ) -> tuple[dict, dict]:
         configurable = config["configurable"]
         values = checkpoint["channel_values"]
+        # The native layer stores a (str, bytes) tuple as typed bytes.
         dumps = self.serde.dumps_typed
         # Only the channels that changed carry a value: the others are stored already.
         channel_values = {

@@ -43,8 +43,10 @@ pub struct Checkpoint {
     pub versions_seen: BTreeMap<String, ChannelVersions>,
     /// Free-form metadata (LangGraph: `source`, `step`, `run_id`, ...); list filters match it.
     pub metadata: Metadata,
-    /// When the checkpoint was taken (LangGraph's `ts`), exactly as the caller gives it:
-    /// the offset and every fractional digit read back unchanged.
+    /// When the checkpoint was taken (LangGraph's `ts`), as the caller gives it: the instant
+    /// and its offset read back unchanged, to the nanosecond. The text may differ: it is
+    /// written as RFC 3339 with `Z` for a zero offset and 0, 3, 6 or 9 fractional digits
+    /// (`+00:00` reads back as `Z`, `.1` as `.100`).
     pub created_at: CheckpointTime,
     /// The checkpoint format version of the caller's framework (LangGraph's `v`, 4 in
     /// LangGraph 0.4 and later), stored and returned as given. Records written before the

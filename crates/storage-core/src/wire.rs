@@ -243,6 +243,19 @@ pub fn encode_write(write: &PendingWrite) -> Result<Vec<u8>> {
     }
 }
 
+/// Decodes stored pending writes and puts them in the order they are returned in
+/// ([`crate::checkpoint::sort_writes`]), whatever order the store gave them in.
+pub fn decode_writes<R: AsRef<[u8]>>(
+    records: impl IntoIterator<Item = R>,
+) -> Result<Vec<PendingWrite>> {
+    let mut writes = records
+        .into_iter()
+        .map(|record| decode_write(record.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
+    crate::checkpoint::sort_writes(&mut writes);
+    Ok(writes)
+}
+
 /// Decodes what [`encode_write`] wrote, and the pending writes of every earlier release.
 pub fn decode_write(bytes: &[u8]) -> Result<PendingWrite> {
     if bytes.first() == Some(&FRAMED) {

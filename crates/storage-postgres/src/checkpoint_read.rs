@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use storage_core::checkpoint::sort_writes;
-use storage_core::{wire, ChannelValue, Checkpoint, CheckpointTuple, PendingWrite};
+use storage_core::{wire, ChannelValue, Checkpoint, CheckpointTuple};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -252,21 +251,11 @@ fn decode_rows(rows: &[Row]) -> PgResult<Vec<CheckpointTuple>> {
             checkpoint.thread_id = row.thread.to_owned();
             checkpoint.namespace = row.ns.to_owned();
             checkpoint.id = row.id.to_owned();
-            let pending_writes = decode_writes(row.writes.unwrap_or_default())?;
+            let pending_writes = wire::decode_writes(row.writes.unwrap_or_default())?;
             Ok(CheckpointTuple {
                 checkpoint,
                 pending_writes,
             })
         })
         .collect()
-}
-
-/// Pending writes in their defined order, whatever order the rows came in.
-pub(crate) fn decode_writes(records: Vec<&[u8]>) -> PgResult<Vec<PendingWrite>> {
-    let mut writes = records
-        .into_iter()
-        .map(wire::decode_write)
-        .collect::<storage_core::Result<Vec<_>>>()?;
-    sort_writes(&mut writes);
-    Ok(writes)
 }

@@ -20,7 +20,7 @@ use storage_core::{
 use tokio_postgres::types::ToSql;
 
 use crate::backend::{to_i64, to_u64, PostgresBackend};
-use crate::checkpoint_read::{decode_writes, Selection};
+use crate::checkpoint_read::Selection;
 use crate::error::PgResult;
 use crate::sql::Sql;
 
@@ -409,7 +409,7 @@ impl PostgresBackend {
             )
             .await?;
         let records: Vec<&[u8]> = rows.iter().map(|row| row.get(0)).collect();
-        decode_writes(records)
+        Ok(wire::decode_writes(records)?)
     }
 
     pub(crate) async fn delete_thread_op(&self, thread_id: &str) -> PgResult<u64> {

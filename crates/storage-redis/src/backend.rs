@@ -9,7 +9,7 @@ use deadpool_redis::redis::{self, Value};
 use serde_json::Value as Json;
 use storage_core::artifact::{check_artifact_size, sha256_hex, validate_artifact_address};
 use storage_core::checkpoint::{
-    indexed_writes, sort_writes, validate_checkpoint_namespace, validate_put_writes,
+    indexed_writes, validate_checkpoint_namespace, validate_put_writes,
 };
 use storage_core::conversation::validate_append;
 use storage_core::session::{end_session_record, validate_new_sessions, SessionCursor};
@@ -1298,12 +1298,7 @@ impl CheckpointStore for RedisBackend {
                         .arg(thread.writes(&encode_id(&key.namespace), &key.checkpoint_id)),
                 )
                 .await?;
-            let mut writes = values
-                .iter()
-                .map(|bytes| wire::decode_write(bytes))
-                .collect::<Result<Vec<_>>>()?;
-            sort_writes(&mut writes);
-            Ok(writes)
+            wire::decode_writes(&values)
         }
         .await
         .map_err(op("get_writes"))

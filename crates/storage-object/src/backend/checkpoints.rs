@@ -16,7 +16,7 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use serde_json::Value;
 use storage_core::checkpoint::{
-    indexed_writes, sort_writes, validate_checkpoint_namespace, validate_put_writes,
+    indexed_writes, validate_checkpoint_namespace, validate_put_writes,
 };
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
@@ -499,13 +499,7 @@ impl ObjectBackend {
         let prefix = self.keys().writes(thread_id, namespace, checkpoint_id);
         let paths = self.objects().list(&prefix).await?;
         let writes = in_order(16, paths.iter().map(|path| self.objects().get(path))).await?;
-        let mut writes: Vec<PendingWrite> = writes
-            .into_iter()
-            .flatten()
-            .map(|bytes| wire::decode_write(&bytes))
-            .collect::<Result<_>>()?;
-        sort_writes(&mut writes);
-        Ok(writes)
+        wire::decode_writes(writes.into_iter().flatten())
     }
 
     async fn remove_run_markers(

@@ -7,11 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use deadpool_redis::redis::{self, Value};
-use storage_core::checkpoint::sort_writes;
 use storage_core::delta::{validate_history_request, walk_with_reads, HistoryWalk};
 use storage_core::{
     wire, ChannelHistory, ChannelValue, Checkpoint, CheckpointKey, CheckpointQuery,
-    CheckpointTuple, PendingWrite, Result, StorageError,
+    CheckpointTuple, Result, StorageError,
 };
 
 use super::{corrupt, RedisBackend};
@@ -48,15 +47,6 @@ impl Read {
             Read::Pending(checkpoint) => checkpoint,
         }
     }
-}
-
-fn decode_writes(writes: &[Vec<u8>]) -> Result<Vec<PendingWrite>> {
-    let mut writes = writes
-        .iter()
-        .map(|bytes| wire::decode_write(bytes))
-        .collect::<Result<Vec<_>>>()?;
-    sort_writes(&mut writes);
-    Ok(writes)
 }
 
 fn utf8(bytes: Option<Vec<u8>>) -> Option<String> {
@@ -134,7 +124,7 @@ fn read_tuple(
     }
     let mut checkpoint = checkpoint;
     checkpoint.channel_values.extend(channel_values);
-    let pending_writes = decode_writes(&writes)?;
+    let pending_writes = wire::decode_writes(&writes)?;
     Ok((
         namespace,
         Read::Done(CheckpointTuple {
@@ -304,11 +294,7 @@ impl RedisBackend {
                 }
             }
             let writes: Vec<Vec<u8>> = from_value(writes, "pending writes")?;
-            let mut pending_writes = writes
-                .iter()
-                .map(|bytes| wire::decode_write(bytes))
-                .collect::<Result<Vec<_>>>()?;
-            sort_writes(&mut pending_writes);
+            let pending_writes = wire::decode_writes(&writes)?;
             tuples.push(CheckpointTuple {
                 checkpoint,
                 pending_writes,
@@ -415,7 +401,7 @@ fn walk_ancestors(
         next = checkpoint.parent_id.clone();
         walk.take(CheckpointTuple {
             checkpoint,
-            pending_writes: decode_writes(&writes)?,
+            pending_writes: wire::decode_writes(&writes)?,
         });
     }
     Ok(Some(walk.finish()))

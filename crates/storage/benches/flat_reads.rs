@@ -23,7 +23,7 @@ use serde_json::json;
 use storage_core::task_context::oldest_kept;
 use storage_core::turns::{ConversationStoreExt, HistoryWindow};
 use storage_core::{ContextScope, ExpectedVersion, NewMessage, StorageBackend};
-use storage_testkit::bench::{interleaved, print_ratio, runtime_for, BenchOp};
+use storage_testkit::bench::{interleaved, print_ratio, runtime_for, BenchOp, Workload};
 use storage_testkit::langgraph_bench::{self, CHANNELS};
 
 #[path = "support/backends.rs"]
@@ -70,6 +70,15 @@ fn args() -> Args {
         concurrency: vec![1],
         ops: 2_000,
     };
+    // `--ops` and `--concurrency` are the shared bench flags.
+    let shared = Workload {
+        ops: parsed.ops,
+        checkpoint_ops: parsed.ops,
+        history_lengths: Vec::new(),
+        concurrency: parsed.concurrency.clone(),
+    }
+    .from_args();
+    (parsed.ops, parsed.concurrency) = (shared.ops, shared.concurrency);
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let pair = |value: Option<&String>, flag: &str| -> [usize; 2] {
         let numbers: Vec<usize> = value
@@ -91,13 +100,6 @@ fn args() -> Args {
                 parsed.parts = list(value, "--parts");
                 i += 1;
             }
-            "--concurrency" => {
-                parsed.concurrency = list(value, "--concurrency")
-                    .iter()
-                    .map(|n| n.trim().parse().expect("--concurrency 1,32"))
-                    .collect();
-                i += 1;
-            }
             "--checkpoints" => {
                 parsed.checkpoints = pair(value, "--checkpoints");
                 i += 1;
@@ -108,10 +110,6 @@ fn args() -> Args {
             }
             "--messages" => {
                 parsed.messages = pair(value, "--messages");
-                i += 1;
-            }
-            "--ops" => {
-                parsed.ops = value.expect("--ops N").parse().expect("--ops N");
                 i += 1;
             }
             _ => {}

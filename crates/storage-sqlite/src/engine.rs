@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
@@ -202,12 +202,12 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("path", &self.path)
-            .field("closed", &self.readers.closed.load(Ordering::Relaxed))
+            .field("closed", &!self.readers.lock().open)
             .finish()
     }
 }
 
-/// What the reader threads share: the queue of reads and whether the backend was closed.
+/// What the reader threads share: the queue of reads (open until the backend is closed).
 ///
 /// A lock and a condition variable rather than a channel: a channel's one receiver behind
 /// a lock woke two threads per read (the one that took it, then the next waiter for the
@@ -215,7 +215,6 @@ impl std::fmt::Debug for Engine {
 struct Readers {
     queue: Mutex<ReadQueue>,
     ready: Condvar,
-    closed: AtomicBool,
     config: SqliteConfig,
     ns: Arc<str>,
 }
@@ -241,7 +240,6 @@ impl Engine {
                 open: true,
             }),
             ready: Condvar::new(),
-            closed: AtomicBool::new(false),
             config: config.clone(),
             ns,
         });
@@ -322,7 +320,6 @@ impl Engine {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        self.readers.closed.store(true, Ordering::SeqCst);
         // Each reader thread ends (closing its connection) once the queue is empty; reads
         // still queued fail as closed.
         self.readers.lock().open = false;
@@ -354,11 +351,11 @@ impl Readers {
 fn reader_loop(readers: &Readers) {
     let mut conn: Option<Connection> = None;
     loop {
-        let job = {
+        let (job, taking) = {
             let mut queue = readers.lock();
             loop {
                 if let Some(job) = queue.jobs.pop_front() {
-                    break job;
+                    break (job, queue.open);
                 }
                 if !queue.open {
                     return;
@@ -366,7 +363,7 @@ fn reader_loop(readers: &Readers) {
                 queue = readers.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
             }
         };
-        if readers.closed.load(Ordering::SeqCst) {
+        if !taking {
             conn = None;
             job(Err(closed()));
             continue;

@@ -101,31 +101,15 @@ pub(crate) fn checkpoint_from_python(value: &Bound<'_, PyAny>) -> PyResult<Check
 /// [`checkpoint_from_python`]'s direct read (without `channel_values`); `None` when a
 /// field is missing or of another type than the plain one.
 fn checkpoint_fast(dict: &Bound<'_, PyDict>) -> PyResult<Option<Checkpoint>> {
-    // Any other key (a non-str one, or one the struct ignores) takes the serde path, which
-    // refuses non-str keys and depth-checks every value, so both paths answer alike.
-    const FIELDS: [&str; 11] = [
-        "thread_id",
-        "namespace",
-        "id",
-        "parent_id",
-        "channel_values",
-        "channel_versions",
-        "versions_seen",
-        "metadata",
-        "created_at",
-        "format_version",
-        "updated_channels",
-    ];
-    let mut known = 0;
-    for field in FIELDS {
-        if dict.contains(field)? {
-            known += 1;
-        }
-    }
-    if known != dict.len() {
-        return Ok(None);
-    }
-    let item = |key: &str| dict.get_item(key);
+    // Each field is looked up once; those present are counted, so that a dict holding any
+    // other key (a non-str one, or one the struct ignores) takes the serde path, which
+    // refuses non-str keys and depth-checks every value: both paths answer alike.
+    let present = std::cell::Cell::new(usize::from(dict.contains("channel_values")?));
+    let item = |key: &str| {
+        let found = dict.get_item(key)?;
+        present.set(present.get() + usize::from(found.is_some()));
+        Ok::<_, PyErr>(found)
+    };
     let (Some(thread_id), Some(namespace), Some(id)) = (
         plain_str(item("thread_id")?),
         plain_str(item("namespace")?),
@@ -201,6 +185,9 @@ fn checkpoint_fast(dict: &Bound<'_, PyDict>) -> PyResult<Option<Checkpoint>> {
             Some(channels)
         }
     };
+    if present.get() != dict.len() {
+        return Ok(None);
+    }
     Ok(Some(Checkpoint {
         thread_id,
         namespace,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crossbeam_skiplist::SkipSet;
 use dashmap::DashMap;
 use storage_core::{
-    Artifact, Checkpoint, ContextScope, Message, PendingWrite, Session, TaskContext,
+    Artifact, ChannelValue, Checkpoint, ContextScope, Message, PendingWrite, Session, TaskContext,
 };
 
 /// The in-process "server": every namespace's data. Cheap to clone.
@@ -91,15 +91,28 @@ pub(crate) struct Thread {
 /// One (thread, checkpoint namespace): its checkpoints, channel values and writes.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Chain {
-    /// Records without channel values, by id.
-    pub checkpoints: BTreeMap<String, Checkpoint>,
-    /// channel -> version -> value.
-    pub blobs: HashMap<String, HashMap<String, storage_core::ChannelValue>>,
+    /// Stored checkpoints by id.
+    pub checkpoints: BTreeMap<String, Record>,
+    /// channel -> version -> value, shared with the records that name it.
+    pub blobs: HashMap<String, HashMap<String, Arc<ChannelValue>>>,
     /// (channel, version) -> how many stored checkpoints use it: a value goes when its
     /// last user does, without reading the survivors.
     pub uses: HashMap<(String, String), usize>,
     /// checkpoint id -> (task id, index) -> write.
     pub writes: HashMap<String, BTreeMap<(String, i64), PendingWrite>>,
+}
+
+/// A stored checkpoint: the checkpoint without its channel values, and those values
+/// resolved when it was stored, so that a read clones them without looking each one up.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    /// The checkpoint, `channel_values` empty.
+    pub checkpoint: Checkpoint,
+    /// One entry per entry of `checkpoint.channel_versions`, in its order: the chain's
+    /// value for that (channel, version) when the record was stored, `None` if it had none.
+    /// A value cannot change while a record names it (the first stored for a version
+    /// stays until no record names it), so only `None` needs looking up again on a read.
+    pub values: Vec<Option<Arc<ChannelValue>>>,
 }
 
 #[derive(Debug, Default)]

@@ -1,5 +1,6 @@
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Bound;
+use std::sync::Arc;
 use storage_core::carried::admit;
 
 use async_trait::async_trait;
@@ -14,7 +15,7 @@ use storage_core::{
 };
 
 use super::MemoryBackend;
-use crate::store::{Chain, Thread};
+use crate::store::{Chain, Record, Thread};
 
 #[async_trait]
 impl CheckpointStore for MemoryBackend {
@@ -38,11 +39,12 @@ impl CheckpointStore for MemoryBackend {
                 let versions = chain.blobs.entry(channel.to_owned()).or_default();
                 versions
                     .entry(version.to_owned())
-                    .or_insert_with(|| value.clone());
+                    .or_insert_with(|| Arc::new(value.clone()));
             }
-            let mut record = checkpoint;
-            record.channel_values.clear();
-            chain.insert_record(record);
+            let mut checkpoint = checkpoint;
+            checkpoint.channel_values.clear();
+            let values = chain.values_of(&checkpoint);
+            chain.insert_record(Record { checkpoint, values });
             Ok(())
         })
     }
@@ -97,7 +99,10 @@ impl CheckpointStore for MemoryBackend {
                         .range::<str, _>((Bound::Unbounded, before))
                         .rev()
                         .map(|(_, record)| record)
-                        .filter(|record| query.admits(namespace, &record.id, &record.metadata));
+                        .filter(|record| {
+                            let checkpoint = &record.checkpoint;
+                            query.admits(namespace, &checkpoint.id, &checkpoint.metadata)
+                        });
                     (chain, newest_first.peekable())
                 })
                 .collect();
@@ -108,8 +113,9 @@ impl CheckpointStore for MemoryBackend {
                 let mut next: Option<(usize, &str)> = None;
                 for (position, (_, walk)) in walks.iter_mut().enumerate() {
                     if let Some(record) = walk.peek() {
-                        if next.is_none_or(|(_, id)| record.id.as_str() > id) {
-                            next = Some((position, record.id.as_str()));
+                        let record_id = record.checkpoint.id.as_str();
+                        if next.is_none_or(|(_, id)| record_id > id) {
+                            next = Some((position, record_id));
                         }
                     }
                 }
@@ -209,7 +215,7 @@ impl CheckpointStore for MemoryBackend {
                         chain
                             .checkpoints
                             .values()
-                            .map(|checkpoint| checkpoint.created_at.to_utc()),
+                            .map(|record| record.checkpoint.created_at.to_utc()),
                     );
                     let doomed: Vec<String> =
                         chain.checkpoints.keys().take(expired).cloned().collect();
@@ -263,12 +269,13 @@ impl CheckpointStore for MemoryBackend {
                         .values()
                         .filter(|record| {
                             record
+                                .checkpoint
                                 .metadata
                                 .get("run_id")
                                 .and_then(Value::as_str)
                                 .is_some_and(|run| runs.contains(run))
                         })
-                        .map(|record| record.id.clone())
+                        .map(|record| record.checkpoint.id.clone())
                         .collect();
                     removed += chain.remove_checkpoints(&doomed);
                 }
@@ -311,25 +318,31 @@ impl Thread {
     fn retarget(&mut self, thread_id: &str) {
         for chain in self.namespaces.values_mut() {
             for record in chain.checkpoints.values_mut() {
-                record.thread_id = thread_id.to_owned();
+                record.checkpoint.thread_id = thread_id.to_owned();
             }
         }
     }
 }
 
 impl Chain {
-    /// The checkpoint with its channel values resolved and its pending writes.
-    fn tuple(&self, record: &Checkpoint) -> CheckpointTuple {
-        let mut checkpoint = record.clone();
-        checkpoint.channel_values = record
-            .channel_versions
-            .iter()
-            .filter_map(|(channel, version)| {
-                let value = self.blobs.get(channel)?.get(version)?;
-                Some((channel.clone(), value.clone()))
-            })
-            .collect::<BTreeMap<_, _>>();
-        let pending_writes = self.writes_of(&record.id);
+    /// The checkpoint with its channel values and its pending writes.
+    fn tuple(&self, record: &Record) -> CheckpointTuple {
+        let mut checkpoint = record.checkpoint.clone();
+        let named = &record.checkpoint.channel_versions;
+        let mut values = Vec::with_capacity(named.len());
+        for ((channel, version), value) in named.iter().zip(&record.values) {
+            // A value stored after the record (a later put of the same version) is in
+            // `blobs` only.
+            let value = value
+                .as_deref()
+                .or_else(|| self.blob(channel, version).map(Arc::as_ref));
+            if let Some(value) = value {
+                values.push((channel.clone(), value.clone()));
+            }
+        }
+        // Already in channel order: the map is built without a search per entry.
+        checkpoint.channel_values = values.into_iter().collect();
+        let pending_writes = self.writes_of(&checkpoint.id);
         CheckpointTuple {
             checkpoint,
             pending_writes,
@@ -346,17 +359,57 @@ impl Chain {
         writes
     }
 
-    /// Stores a record (without values), counting the values it uses; a record it replaces
-    /// releases its own.
-    fn insert_record(&mut self, record: Checkpoint) {
-        for (channel, version) in &record.channel_versions {
+    /// The values `checkpoint` names, in the order of its `channel_versions` (see
+    /// [`Record::values`]). A step changes few channels, so each version the chain's newest
+    /// record also names is taken from it, by a walk of both maps in channel order; only
+    /// the others are looked up. The newest record's value is the one in `blobs`: a value
+    /// stays as stored while any record names it.
+    fn values_of(&self, checkpoint: &Checkpoint) -> Vec<Option<Arc<ChannelValue>>> {
+        let newest = self.checkpoints.values().next_back();
+        let mut known = newest
+            .map(|record| {
+                record
+                    .checkpoint
+                    .channel_versions
+                    .iter()
+                    .zip(&record.values)
+            })
+            .into_iter()
+            .flatten()
+            .peekable();
+        checkpoint
+            .channel_versions
+            .iter()
+            .map(|(channel, version)| {
+                while known.next_if(|((known, _), _)| *known < channel).is_some() {}
+                match known.peek() {
+                    Some(((known, known_version), Some(value)))
+                        if *known == channel && *known_version == version =>
+                    {
+                        Some(Arc::clone(value))
+                    }
+                    _ => self.blob(channel, version).cloned(),
+                }
+            })
+            .collect()
+    }
+
+    /// The value stored for `channel` at `version`, if any.
+    fn blob(&self, channel: &str, version: &str) -> Option<&Arc<ChannelValue>> {
+        self.blobs.get(channel)?.get(version)
+    }
+
+    /// Stores a record, counting the values it uses; a record it replaces releases its own.
+    fn insert_record(&mut self, record: Record) {
+        for (channel, version) in &record.checkpoint.channel_versions {
             *self
                 .uses
                 .entry((channel.clone(), version.clone()))
                 .or_default() += 1;
         }
-        if let Some(replaced) = self.checkpoints.insert(record.id.clone(), record) {
-            self.release(&replaced);
+        let id = record.checkpoint.id.clone();
+        if let Some(replaced) = self.checkpoints.insert(id, record) {
+            self.release(&replaced.checkpoint);
         }
     }
 
@@ -388,7 +441,7 @@ impl Chain {
         for id in ids {
             self.writes.remove(id);
             if let Some(record) = self.checkpoints.remove(id) {
-                self.release(&record);
+                self.release(&record.checkpoint);
                 removed += 1;
             }
         }

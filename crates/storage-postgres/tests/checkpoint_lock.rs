@@ -116,17 +116,21 @@ async fn a_put_waits_while_a_removal_holds_its_threads_lock() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_prune_waits_for_a_put_under_way_and_keeps_the_value_it_names() {
-    let b = backend("t_ckpt_lock_prune").await;
-    // x at version 1, then 2, then 3: a prune to the newest one removes the values of 1
-    // and 2.
+/// x at version 1, then 2, then 3, indexed by a prune that keeps them all; then a put
+/// under way, as PUT runs it: the thread's lock shared, then a checkpoint newer than every
+/// other naming x at version 1, whose value it finds stored and keeps. `remove` keeps the
+/// newest checkpoint only: it must wait for the put, index its checkpoint, and keep the
+/// value the put named though every indexed checkpoint naming it goes.
+async fn a_removal_waits_for_a_put_under_way_and_keeps_the_value_it_names(
+    namespace: &str,
+    remove: impl FnOnce(Arc<PostgresBackend>) -> tokio::task::JoinHandle<u64>,
+) {
+    let b = backend(namespace).await;
     for version in ["1", "2", "3"] {
         let (checkpoint, new_versions) = checkpoint("t1", version);
         b.put_checkpoint(checkpoint, new_versions).await.unwrap();
     }
-    // A put under way, as PUT runs it: the thread's lock shared, then a checkpoint newer
-    // than every other naming x at version 1, whose value it finds stored and keeps.
+    assert_eq!(b.prune_checkpoints("t1", 100).await.unwrap(), 0);
     let (fork, _) = checkpoint("t1", "1");
     let writer = connect().await;
     writer
@@ -163,23 +167,42 @@ async fn a_prune_waits_for_a_put_under_way_and_keeps_the_value_it_names() {
         )
         .await
         .unwrap();
-    let prune = {
-        let b = b.clone();
-        tokio::spawn(async move { b.prune_checkpoints("t1", 1).await.unwrap() })
-    };
+    let removal = remove(b.clone());
     let observer = connect().await;
-    until_waiting(&observer, &lock_key(&b, "t1"), "ExclusiveLock", &prune).await;
-    let waited = !prune.is_finished();
+    until_waiting(&observer, &lock_key(&b, "t1"), "ExclusiveLock", &removal).await;
+    let waited = !removal.is_finished();
     writer.batch_execute("COMMIT").await.unwrap();
-    let pruned = prune.await.unwrap();
+    let removed = removal.await.unwrap();
     let got = b.get_checkpoint("t1", "", None).await.unwrap().unwrap();
     assert_eq!(got.checkpoint.id, fork.id);
     assert_eq!(
         got.checkpoint.channel_values.get("x"),
         Some(&json!({ "x": "1" }).into()),
-        "the value the put named survives the prune"
+        "the value the put named survives the removal"
     );
-    assert!(waited, "the prune waits for the put under way");
+    assert!(waited, "the removal waits for the put under way");
     // It ran after the put: the fork is the newest, the three older ones go.
-    assert_eq!(pruned, 3);
+    assert_eq!(removed, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_waits_for_a_put_under_way_and_keeps_the_value_it_names() {
+    a_removal_waits_for_a_put_under_way_and_keeps_the_value_it_names("t_ckpt_lock_prune", |b| {
+        tokio::spawn(async move { b.prune_checkpoints("t1", 1).await.unwrap() })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_waits_for_a_put_under_way_and_keeps_the_value_it_names() {
+    a_removal_waits_for_a_put_under_way_and_keeps_the_value_it_names("t_ckpt_lock_sweep", |b| {
+        tokio::spawn(async move {
+            let keep_newest = storage_core::Retention {
+                created_before: None,
+                keep_last: Some(1),
+            };
+            b.retain_checkpoints(keep_newest).await.unwrap()
+        })
+    })
+    .await;
 }

@@ -7,7 +7,7 @@
 
 /// The migrations of the earlier releases, oldest first; a release at version `n` had
 /// the first `n`.
-const MIGRATIONS: [(&str, &str); 4] = [
+const MIGRATIONS: [(&str, &str); 5] = [
     (
         "V1__initial_schema",
         include_str!("../../migrations/V1__initial_schema.sql"),
@@ -23,6 +23,10 @@ const MIGRATIONS: [(&str, &str); 4] = [
     (
         "V4__compaction",
         include_str!("../../migrations/V4__compaction.sql"),
+    ),
+    (
+        "V5__stored_counts",
+        include_str!("../../migrations/V5__stored_counts.sql"),
     ),
 ];
 
@@ -88,4 +92,67 @@ pub async fn plant_messages(client: &tokio_postgres::Client) {
             .await
             .unwrap();
     }
+}
+
+/// A checkpoint put as the releases up to version 5 wrote it, from their `PUT`: the new
+/// values stored if absent, the row inserted or, for a stored id, its columns replaced
+/// (a column the statement does not name, like V6's `indexed`, keeps what it held).
+const CHECKPOINT_PUT: &str = "\
+WITH lock AS (
+    SELECT pg_advisory_xact_lock_shared(hashtextextended($12, 0))
+),
+blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, ns, channel, version, value)
+    SELECT $1, $2, b.channel, b.version, b.value
+    FROM lock, UNNEST($8::text[], $9::text[], $10::bytea[]) AS b(channel, version, value)
+    ON CONFLICT DO NOTHING
+)
+INSERT INTO checkpoints (thread_id, ns, checkpoint_id, run_id, channels, versions, metadata, record)
+SELECT $1, $2, $3, $4, $5, $6, $7, $11 FROM lock
+ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET
+    run_id = EXCLUDED.run_id, channels = EXCLUDED.channels, versions = EXCLUDED.versions,
+    metadata = EXCLUDED.metadata, record = EXCLUDED.record";
+
+/// Puts `checkpoint` with the earlier releases' statement, storing the values of
+/// `new_versions`; `client`'s `search_path` names the schema.
+pub async fn put_checkpoint(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    checkpoint: &storage_core::Checkpoint,
+    new_versions: &storage_core::ChannelVersions,
+) {
+    let (mut blob_channels, mut blob_versions, mut blob_values) = (vec![], vec![], vec![]);
+    for (channel, version, value) in checkpoint.new_blobs(new_versions) {
+        blob_channels.push(channel.to_owned());
+        blob_versions.push(version.to_owned());
+        blob_values.push(storage_core::wire::encode_value(value).unwrap());
+    }
+    let channels: Vec<String> = checkpoint.channel_versions.keys().cloned().collect();
+    let versions: Vec<String> = checkpoint.channel_versions.values().cloned().collect();
+    let mut bare = checkpoint.clone();
+    bare.channel_values.clear();
+    let record = storage_core::wire::encode(&bare).unwrap();
+    let lock_key = format!("storage-postgres:thread:{schema}:{}", checkpoint.thread_id);
+    let metadata = serde_json::Value::Object(checkpoint.metadata.clone());
+    let run_id: Option<&str> = None;
+    client
+        .execute(
+            CHECKPOINT_PUT,
+            &[
+                &checkpoint.thread_id,
+                &checkpoint.namespace,
+                &checkpoint.id,
+                &run_id,
+                &channels,
+                &versions,
+                &metadata,
+                &blob_channels,
+                &blob_versions,
+                &blob_values,
+                &record,
+                &lock_key,
+            ],
+        )
+        .await
+        .unwrap();
 }

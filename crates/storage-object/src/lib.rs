@@ -28,6 +28,7 @@ mod config;
 mod error;
 mod keys;
 mod newest;
+mod recent;
 mod store;
 
 pub use backend::{GarbageReport, ObjectBackend, DEFAULT_GARBAGE_GRACE};

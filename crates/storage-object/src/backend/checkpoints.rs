@@ -27,6 +27,7 @@ use storage_core::{
 use super::unused_values::ValueKey;
 use super::{in_order, retention, ObjectBackend};
 use crate::keys::{parts_after, take_id};
+use crate::recent::REMEMBERED;
 
 #[async_trait]
 impl CheckpointStore for ObjectBackend {
@@ -63,10 +64,12 @@ impl CheckpointStore for ObjectBackend {
             let bytes = wire::encode(&record)?;
             // Created if absent (LangGraph's case: a new id each step), at the cost of a
             // plain write; an id put again is a replacement (see `replace_record`).
-            if self.objects().create(&path, bytes.clone()).await? {
-                return Ok(());
+            if !self.objects().create(&path, bytes.clone()).await? {
+                self.replace_record(&record, bytes).await?;
             }
-            self.replace_record(&record, bytes).await
+            self.recent()
+                .put(&self.keys().checkpoints(thread, ns), &record.id);
+            Ok(())
         })
         .await
     }
@@ -85,10 +88,19 @@ impl CheckpointStore for ObjectBackend {
             }
             let id = match checkpoint_id {
                 Some(id) => id.to_owned(),
-                None => match self.checkpoint_ids(thread_id, namespace).await?.pop() {
-                    Some(id) => id,
-                    None => return Ok(None),
-                },
+                None => {
+                    let chain = [namespace.to_owned()];
+                    if let Some(mut newest) = self.newest_records(thread_id, &chain, 1).await? {
+                        return match newest.pop() {
+                            Some(record) => self.tuple(record).await.map(Some),
+                            None => Ok(None),
+                        };
+                    }
+                    match self.checkpoint_ids(thread_id, namespace).await?.pop() {
+                        Some(id) => id,
+                        None => return Ok(None),
+                    }
+                }
             };
             match self.read_record(thread_id, namespace, &id).await? {
                 Some(record) => self.tuple(record).await.map(Some),
@@ -106,6 +118,16 @@ impl CheckpointStore for ObjectBackend {
                 Some(ns) => vec![ns.clone()],
                 None => self.thread_namespaces(&query.thread_id).await?,
             };
+            if let (None, true, Some(limit @ 1..=REMEMBERED)) =
+                (&query.before, query.filter.is_empty(), query.limit)
+            {
+                if let Some(records) = self
+                    .newest_records(&query.thread_id, &namespaces, limit)
+                    .await?
+                {
+                    return in_order(8, records.into_iter().map(|record| self.tuple(record))).await;
+                }
+            }
             // Newest first; across namespaces, equal ids by namespace ascending.
             let mut candidates: Vec<(String, String)> = Vec::new();
             for ns in namespaces {
@@ -411,6 +433,80 @@ impl ObjectBackend {
             .await?
             .iter()
             .filter_map(|path| take_id(&parts_after(path, &prefix)).map(|(id, _)| id))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        self.recent().listed_all(&prefix, &ids);
+        Ok(ids)
+    }
+
+    /// The `limit` newest checkpoints across `namespaces` of a thread (newest first; equal
+    /// ids by namespace ascending), found by listing in each namespace only the ids above
+    /// the `limit`-th newest this process remembers (see [`crate::recent`]). `None` when
+    /// that cannot tell: too few remembered, too few found above it, or a record gone
+    /// between the listing and its read; the caller then lists every id.
+    async fn newest_records(
+        &self,
+        thread_id: &str,
+        namespaces: &[String],
+        limit: usize,
+    ) -> Result<Option<Vec<Checkpoint>>> {
+        let mut candidates: Vec<(String, String)> = Vec::new();
+        for ns in namespaces {
+            let chain = self.keys().checkpoints(thread_id, ns);
+            let Some(offset) = self.recent().nth_newest(&chain, limit) else {
+                return Ok(None);
+            };
+            let above = self.ids_above(thread_id, ns, &offset).await?;
+            self.recent().listed_above(&chain, &offset, &above);
+            // The ids from `offset` on are those listed and `offset` itself, if it is still
+            // stored (its record is read below: a record gone sends the caller to a full
+            // listing).
+            if above.len() + 1 < limit {
+                return Ok(None);
+            }
+            candidates.extend(above.into_iter().map(|id| (ns.clone(), id)));
+            candidates.push((ns.clone(), offset));
+        }
+        candidates.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        candidates.truncate(limit);
+        let read = in_order(
+            16,
+            candidates
+                .iter()
+                .map(|(ns, id)| self.read_record(thread_id, ns, id)),
+        )
+        .await?;
+        Ok(read.into_iter().collect())
+    }
+
+    /// The checkpoint ids of (thread, namespace) above `offset`, ascending: one listing
+    /// that starts after it (S3's `start-after`; local files skip what sorts before it
+    /// without reading its metadata).
+    async fn ids_above(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        offset: &str,
+    ) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let prefix = self.keys().checkpoints(thread_id, namespace);
+        let start = self.keys().checkpoint(thread_id, namespace, offset);
+        let listed: Vec<object_store::ObjectMeta> = match self
+            .objects()
+            .store
+            .list_with_offset(Some(&prefix), &start)
+            .try_collect()
+            .await
+        {
+            Ok(listed) => listed,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(err) => return Err(crate::error::classify(err)),
+        };
+        let mut ids: Vec<String> = listed
+            .iter()
+            .filter_map(|meta| take_id(&parts_after(&meta.location, &prefix)).map(|(id, _)| id))
+            .filter(|id| id.as_str() > offset)
             .collect();
         ids.sort();
         ids.dedup();

@@ -206,3 +206,92 @@ async fn a_count_sweep_reads_only_what_it_removes() {
     let report = b.collect_garbage(Duration::ZERO).await.unwrap();
     assert_eq!(report.checkpoint_values, 20, "a0..a19");
 }
+
+/// The ids of a newest-first read.
+fn ids_of(tuples: &[storage_core::CheckpointTuple]) -> Vec<String> {
+    tuples.iter().map(|t| t.checkpoint.id.clone()).collect()
+}
+
+fn newest(limit: usize) -> storage_core::CheckpointQuery {
+    storage_core::CheckpointQuery {
+        limit: Some(limit),
+        ..storage_core::CheckpointQuery::thread("t")
+    }
+}
+
+#[tokio::test]
+async fn latest_and_newest_ten_list_only_ids_above_those_remembered() {
+    let (b, store) = chain(300, 0).await;
+    // The first read of the chain lists it whole and remembers its newest ids.
+    b.get_checkpoint("t", "", None).await.unwrap().unwrap();
+    store.reset();
+    let latest = b.get_checkpoint("t", "", None).await.unwrap().unwrap();
+    assert_eq!(latest.checkpoint.id, "cp-000299");
+    assert_eq!(store.counts(), (1, 0, 0), "one record read, nothing listed");
+
+    store.reset();
+    let page = b.list_checkpoints(newest(10)).await.unwrap();
+    let expected: Vec<String> = (290..300).rev().map(|n| format!("cp-{n:06}")).collect();
+    assert_eq!(ids_of(&page), expected);
+    let (reads, record_keys, _) = store.counts();
+    assert_eq!(
+        (reads, record_keys),
+        (10, 9),
+        "the ten read, the nine above the tenth listed"
+    );
+}
+
+/// Another process's checkpoints of run `run` with these numbers.
+async fn put_run(theirs: &ObjectBackend, run: &str, numbers: std::ops::Range<usize>) {
+    for n in numbers {
+        let mut cp = Checkpoint::new("t", "", format!("cp-{n:06}"));
+        cp.metadata.insert("run_id".into(), serde_json::json!(run));
+        theirs
+            .put_checkpoint(cp, ChannelVersions::new())
+            .await
+            .unwrap();
+    }
+}
+
+fn numbered(numbers: impl Iterator<Item = usize>) -> Vec<String> {
+    numbers.map(|n| format!("cp-{n:06}")).collect()
+}
+
+#[tokio::test]
+async fn what_other_processes_put_or_delete_is_seen_by_a_remembered_chain() {
+    let (ours, store) = chain(30, 0).await;
+    let theirs = ObjectBackend::over(store.clone(), "cost");
+    assert_eq!(
+        ids_of(&ours.list_checkpoints(newest(10)).await.unwrap()).len(),
+        10
+    );
+
+    // Newer checkpoints put elsewhere are found by the listing above the remembered ids.
+    put_run(&theirs, "r1", 30..33).await;
+    let latest = ours.get_checkpoint("t", "", None).await.unwrap().unwrap();
+    assert_eq!(latest.checkpoint.id, "cp-000032");
+    let page = ids_of(&ours.list_checkpoints(newest(10)).await.unwrap());
+    assert_eq!(page, numbered((23..33).rev()));
+
+    // Removed elsewhere, the remembered newest ids are gone: too few are found above the
+    // tenth, and the list falls back to a full listing.
+    theirs.delete_for_runs(&["r1".into()]).await.unwrap();
+    let page = ids_of(&ours.list_checkpoints(newest(10)).await.unwrap());
+    assert_eq!(page, numbered((20..30).rev()));
+
+    // The remembered latest is gone: its record is missing, and the get lists all.
+    put_run(&theirs, "r2", 40..41).await;
+    let latest = ours.get_checkpoint("t", "", None).await.unwrap().unwrap();
+    assert_eq!(latest.checkpoint.id, "cp-000040");
+    theirs.delete_for_runs(&["r2".into()]).await.unwrap();
+    let latest = ours.get_checkpoint("t", "", None).await.unwrap().unwrap();
+    assert_eq!(latest.checkpoint.id, "cp-000029");
+
+    // Older ones pruned elsewhere: the tenth remembered is kept, then it is not.
+    theirs.prune_checkpoints("t", 10).await.unwrap();
+    let page = ids_of(&ours.list_checkpoints(newest(10)).await.unwrap());
+    assert_eq!(page, numbered((20..30).rev()));
+    theirs.prune_checkpoints("t", 5).await.unwrap();
+    let page = ids_of(&ours.list_checkpoints(newest(10)).await.unwrap());
+    assert_eq!(page, numbered((25..30).rev()));
+}

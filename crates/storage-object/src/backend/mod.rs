@@ -29,6 +29,7 @@ use storage_core::{BackendMetrics, HealthStatus, Result, StorageBackend, Storage
 use crate::config::ObjectConfig;
 use crate::error::BACKEND;
 use crate::keys::Keys;
+use crate::recent::RecentCheckpoints;
 use crate::store::{backoff, Objects};
 
 pub use gc::{GarbageReport, DEFAULT_GARBAGE_GRACE};
@@ -47,6 +48,7 @@ struct Inner {
     objects: Objects,
     keys: Keys,
     closed: AtomicBool,
+    recent: RecentCheckpoints,
 }
 
 impl std::fmt::Debug for ObjectBackend {
@@ -81,6 +83,7 @@ impl ObjectBackend {
                 objects,
                 keys,
                 closed: AtomicBool::new(false),
+                recent: RecentCheckpoints::default(),
             }),
         })
     }
@@ -102,6 +105,7 @@ impl ObjectBackend {
                 objects,
                 keys: Keys::new("", namespace),
                 closed: AtomicBool::new(false),
+                recent: RecentCheckpoints::default(),
             }),
         }
     }
@@ -127,6 +131,10 @@ impl ObjectBackend {
 
     pub(crate) fn keys(&self) -> &Keys {
         &self.inner.keys
+    }
+
+    pub(crate) fn recent(&self) -> &RecentCheckpoints {
+        &self.inner.recent
     }
 
     /// The distinct ids directly under `prefix` with an object below them, and, with a

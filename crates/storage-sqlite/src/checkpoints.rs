@@ -7,7 +7,7 @@
 //! other checkpoints. A put stores its new blobs and its row in one write job, so they
 //! become visible together or not at all.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -21,6 +21,7 @@ use storage_core::{
 };
 
 use crate::backend::SqliteBackend;
+use crate::checkpoint_removal;
 use crate::engine::Db;
 use crate::error::SqlResult;
 
@@ -28,7 +29,8 @@ use crate::error::SqlResult;
 const PUT_BLOB: &str = "INSERT INTO \"{ns}.checkpoint_blobs\" \
      (thread_id, ns, channel, version, value) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
 
-/// A stored checkpoint id is replaced.
+/// A stored checkpoint id is replaced; its row stays unindexed (`indexed` keeps its
+/// default, or V5's trigger clears it when the map changes): see `checkpoint_removal`.
 const PUT_CHECKPOINT: &str = "INSERT INTO \"{ns}.checkpoints\" \
      (thread_id, ns, checkpoint_id, run_id, versions, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET \
@@ -93,19 +95,9 @@ const DELETE_CHECKPOINTS: &str = "DELETE FROM \"{ns}.checkpoints\" WHERE thread_
 const DELETE_BLOBS: &str = "DELETE FROM \"{ns}.checkpoint_blobs\" WHERE thread_id = ?1";
 const DELETE_WRITES: &str = "DELETE FROM \"{ns}.checkpoint_writes\" WHERE thread_id = ?1";
 
-const THREAD_ROWS: &str = "SELECT ns, checkpoint_id, record FROM \"{ns}.checkpoints\" \
-     WHERE thread_id = ?1 ORDER BY ns, checkpoint_id DESC";
-const DELETE_ONE: &str = "DELETE FROM \"{ns}.checkpoints\" \
-     WHERE thread_id = ?1 AND ns = ?2 AND checkpoint_id = ?3";
-const DELETE_ONES_WRITES: &str = "DELETE FROM \"{ns}.checkpoint_writes\" \
-     WHERE thread_id = ?1 AND ns = ?2 AND checkpoint_id = ?3";
-const THREAD_BLOB_KEYS: &str = "SELECT ns, channel, version FROM \"{ns}.checkpoint_blobs\" \
-     WHERE thread_id = ?1";
-const DELETE_BLOB: &str = "DELETE FROM \"{ns}.checkpoint_blobs\" \
-     WHERE thread_id = ?1 AND ns = ?2 AND channel = ?3 AND version = ?4";
-
 const THREAD_EXISTS: &str =
     "SELECT EXISTS (SELECT 1 FROM \"{ns}.checkpoints\" WHERE thread_id = ?1)";
+/// The copies are unindexed (`indexed` is not copied).
 const COPY_CHECKPOINTS: &str = "INSERT INTO \"{ns}.checkpoints\" \
      (thread_id, ns, checkpoint_id, run_id, versions, record) \
      SELECT ?2, ns, checkpoint_id, run_id, versions, record FROM \"{ns}.checkpoints\" WHERE thread_id = ?1";
@@ -117,9 +109,6 @@ const COPY_WRITES: &str = "INSERT INTO \"{ns}.checkpoint_writes\" \
      (thread_id, ns, checkpoint_id, task_id, idx, record) \
      SELECT ?2, ns, checkpoint_id, task_id, idx, record FROM \"{ns}.checkpoint_writes\" \
      WHERE thread_id = ?1 ON CONFLICT DO NOTHING";
-
-const RUN_ROWS: &str =
-    "SELECT thread_id, ns, checkpoint_id FROM \"{ns}.checkpoints\" WHERE run_id = ?1";
 
 /// One validated put, encoded on the caller's task: the record without its channel
 /// values, and the new blobs.
@@ -484,6 +473,7 @@ impl SqliteBackend {
                 let removed = db.prepare(DELETE_CHECKPOINTS)?.execute([&thread_id])?;
                 db.prepare(DELETE_BLOBS)?.execute([&thread_id])?;
                 db.prepare(DELETE_WRITES)?.execute([&thread_id])?;
+                checkpoint_removal::delete_thread_users(db, &thread_id)?;
                 Ok(removed as u64)
             })
             .await
@@ -499,7 +489,7 @@ impl SqliteBackend {
         validate_limit("checkpoints to keep", keep_last)?;
         let thread_id = thread_id.to_owned();
         self.engine
-            .write(move |db| prune(db, &thread_id, keep_last))
+            .write(move |db| checkpoint_removal::prune(db, &thread_id, keep_last))
             .await
     }
 
@@ -533,6 +523,7 @@ impl SqliteBackend {
             .await
     }
 
+    /// Removes the runs' checkpoints, and the values only they used.
     pub(crate) async fn delete_for_runs_op(&self, run_ids: &[String]) -> SqlResult<u64> {
         validate_ids("run id", run_ids.iter().map(String::as_str))?;
         if run_ids.is_empty() {
@@ -540,146 +531,7 @@ impl SqliteBackend {
         }
         let run_ids = run_ids.to_vec();
         self.engine
-            .write(move |db| {
-                let mut removed = 0;
-                for run_id in &run_ids {
-                    let rows: Vec<(String, String, String)> = db
-                        .prepare(RUN_ROWS)?
-                        .query_map([run_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-                        .collect::<rusqlite::Result<_>>()?;
-                    for (thread_id, ns, id) in &rows {
-                        let key = (thread_id, ns, id);
-                        db.prepare(DELETE_ONES_WRITES)?.execute(key)?;
-                        removed += db.prepare(DELETE_ONE)?.execute(key)? as u64;
-                    }
-                }
-                Ok(removed)
-            })
+            .write(move |db| checkpoint_removal::delete_for_runs(db, &run_ids))
             .await
     }
-}
-
-fn prune(db: &Db<'_>, thread_id: &str, keep_last: usize) -> SqlResult<u64> {
-    let rows: Vec<(String, String, Vec<u8>)> = db
-        .prepare(THREAD_ROWS)?
-        .query_map([thread_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut used: HashSet<(String, String, String)> = HashSet::new();
-    let mut doomed = Vec::new();
-    let mut rank = 0;
-    let mut current_ns: Option<&str> = None;
-    for (namespace, id, record) in &rows {
-        if current_ns != Some(namespace.as_str()) {
-            current_ns = Some(namespace.as_str());
-            rank = 0;
-        }
-        rank += 1;
-        if rank > keep_last {
-            doomed.push((namespace.as_str(), id.as_str()));
-        } else {
-            let survivor: Checkpoint = wire::decode(record)?;
-            for (channel, version) in survivor.channel_versions {
-                used.insert((namespace.clone(), channel, version));
-            }
-        }
-    }
-    drop_checkpoints(db, thread_id, &doomed)?;
-    let blobs: Vec<(String, String, String)> = db
-        .prepare(THREAD_BLOB_KEYS)?
-        .query_map([thread_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    drop_unused_blobs(db, thread_id, blobs, &used)?;
-    Ok(doomed.len() as u64)
-}
-
-/// Removes checkpoints `(namespace, id)` of a thread with their pending writes.
-fn drop_checkpoints(db: &Db<'_>, thread_id: &str, doomed: &[(&str, &str)]) -> SqlResult<()> {
-    for (namespace, id) in doomed {
-        db.prepare(DELETE_ONES_WRITES)?
-            .execute((thread_id, namespace, id))?;
-        db.prepare(DELETE_ONE)?
-            .execute((thread_id, namespace, id))?;
-    }
-    Ok(())
-}
-
-/// Removes the blobs among `candidates` (namespace, channel, version) that no survivor
-/// uses (`used`).
-fn drop_unused_blobs(
-    db: &Db<'_>,
-    thread_id: &str,
-    candidates: impl IntoIterator<Item = (String, String, String)>,
-    used: &HashSet<(String, String, String)>,
-) -> SqlResult<()> {
-    let mut delete = db.prepare(DELETE_BLOB)?;
-    for key in candidates.into_iter().filter(|key| !used.contains(key)) {
-        delete.execute((thread_id, &key.0, &key.1, &key.2))?;
-    }
-    Ok(())
-}
-
-/// The checkpoints of one namespace below an id, with their channel versions.
-const BELOW: &str = "SELECT checkpoint_id, versions FROM \"{ns}.checkpoints\" \
-     WHERE thread_id = ?1 AND ns = ?2 AND checkpoint_id < ?3";
-/// The channel versions of the checkpoints of one namespace from an id on.
-const FROM: &str = "SELECT versions FROM \"{ns}.checkpoints\" \
-     WHERE thread_id = ?1 AND ns = ?2 AND checkpoint_id >= ?3";
-
-/// Removes the checkpoints of `(thread, namespace)` below `end` with their pending writes,
-/// and every value they named that no checkpoint from `end` on names: what `prune` does,
-/// for one namespace's oldest-first prefix (retention). How many checkpoints it removed.
-pub(crate) fn remove_before(
-    db: &Db<'_>,
-    thread_id: &str,
-    namespace: &str,
-    end: &str,
-) -> SqlResult<u64> {
-    let doomed: Vec<(String, String)> = db
-        .prepare(BELOW)?
-        .query_map((thread_id, namespace, end), |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    if doomed.is_empty() {
-        return Ok(0);
-    }
-    let mut candidates: HashSet<(String, String, String)> = HashSet::new();
-    for (_, versions) in &doomed {
-        for (channel, version) in parse_versions(versions)? {
-            candidates.insert((namespace.to_owned(), channel, version));
-        }
-    }
-    let mut used: HashSet<(String, String, String)> = HashSet::new();
-    {
-        let mut statement = db.prepare(FROM)?;
-        let mut rows = statement.query((thread_id, namespace, end))?;
-        // Stops as soon as every candidate is known to be in use.
-        while used.len() < candidates.len() {
-            let Some(row) = rows.next()? else { break };
-            for (channel, version) in parse_versions(row.get_ref(0)?.as_str()?)? {
-                let key = (namespace.to_owned(), channel, version);
-                if candidates.contains(&key) {
-                    used.insert(key);
-                }
-            }
-        }
-    }
-    let ids: Vec<(&str, &str)> = doomed
-        .iter()
-        .map(|(id, _)| (namespace, id.as_str()))
-        .collect();
-    drop_checkpoints(db, thread_id, &ids)?;
-    drop_unused_blobs(db, thread_id, candidates, &used)?;
-    Ok(doomed.len() as u64)
-}
-
-/// A row's `versions` column back as the channel versions.
-fn parse_versions(versions: &str) -> SqlResult<ChannelVersions> {
-    serde_json::from_str(versions).map_err(|err| {
-        StorageError::serialization(format!("stored channel versions are unreadable: {err}")).into()
-    })
 }

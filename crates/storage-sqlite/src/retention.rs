@@ -106,7 +106,7 @@ pub(crate) const CHECKPOINTS: Kind = Kind {
         let Value::Text(end) = end else {
             return Ok(0);
         };
-        crate::checkpoints::remove_before(db, &key[0], &key[1], end)
+        crate::checkpoint_removal::remove_before(db, &key[0], &key[1], end)
     },
 };
 

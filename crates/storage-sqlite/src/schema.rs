@@ -37,6 +37,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "stored_counts",
         include_str!("../migrations/V4__stored_counts.sql"),
     ),
+    (
+        5,
+        "value_users",
+        include_str!("../migrations/V5__value_users.sql"),
+    ),
 ];
 
 /// The table, per namespace, recording applied migration versions.

@@ -7,7 +7,7 @@
 
 /// The migrations of the earlier releases, oldest first; a release at version `n` had
 /// the first `n`.
-const MIGRATIONS: [(u32, &str, &str); 3] = [
+const MIGRATIONS: [(u32, &str, &str); 4] = [
     (
         1,
         "initial_schema",
@@ -22,6 +22,11 @@ const MIGRATIONS: [(u32, &str, &str); 3] = [
         3,
         "compaction",
         include_str!("../../migrations/V3__compaction.sql"),
+    ),
+    (
+        4,
+        "stored_counts",
+        include_str!("../../migrations/V4__stored_counts.sql"),
     ),
 ];
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS \"{ns}.schema_migrations\" (\
@@ -84,4 +89,56 @@ pub fn plant_messages(conn: &rusqlite::Connection, ns: &str) {
         )
         .unwrap();
     }
+}
+
+/// A checkpoint put as the earlier releases stored it into `ns`: its new values (a stored
+/// value is never replaced), then its row, replacing a stored one in place; the row names
+/// no column an earlier release did not have.
+pub fn put_checkpoint(
+    conn: &rusqlite::Connection,
+    ns: &str,
+    checkpoint: &storage_core::Checkpoint,
+    new_versions: &storage_core::ChannelVersions,
+) {
+    for (channel, version, value) in checkpoint.new_blobs(new_versions) {
+        conn.execute(
+            &format!(
+                "INSERT INTO \"{ns}.checkpoint_blobs\" (thread_id, ns, channel, version, value) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING"
+            ),
+            (
+                &checkpoint.thread_id,
+                &checkpoint.namespace,
+                channel,
+                version,
+                storage_core::wire::encode_value(value).unwrap(),
+            ),
+        )
+        .unwrap();
+    }
+    let run_id = checkpoint
+        .metadata
+        .get("run_id")
+        .and_then(serde_json::Value::as_str);
+    let versions = serde_json::to_string(&checkpoint.channel_versions).unwrap();
+    let mut record = checkpoint.clone();
+    record.channel_values.clear();
+    conn.execute(
+        &format!(
+            "INSERT INTO \"{ns}.checkpoints\" \
+             (thread_id, ns, checkpoint_id, run_id, versions, record) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET \
+             run_id = excluded.run_id, versions = excluded.versions, record = excluded.record"
+        ),
+        (
+            &checkpoint.thread_id,
+            &checkpoint.namespace,
+            &checkpoint.id,
+            run_id,
+            versions,
+            storage_core::wire::encode(&record).unwrap(),
+        ),
+    )
+    .unwrap();
 }

@@ -415,3 +415,32 @@ async fn a_fork_put_after_a_sweep_keeps_its_value() {
     .await;
     assert_eq!(exists, 0);
 }
+
+/// Past 10,000 ids waiting to be indexed a put stops tracking and drops them, so memory
+/// stays bounded when no prune runs; the next prune rebuilds the index.
+#[tokio::test]
+async fn puts_stop_tracking_past_the_cap() {
+    use futures::StreamExt;
+    const CAP: u32 = 10_000;
+    let namespace = unique("cap");
+    let b = standalone(&namespace);
+    b.initialize().await.unwrap();
+    let keys = Keys::new(&namespace, "t");
+    futures::stream::iter(1..=CAP)
+        .map(|n| put(&b, "t", n))
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    let waiting: i64 = get(&b, redis::cmd("SCARD").arg(keys.key("unidx"))).await;
+    assert_eq!(waiting, i64::from(CAP));
+    assert!(is_current(&b, &keys).await);
+    put(&b, "t", CAP + 1).await;
+    let exists: i64 = get(&b, redis::cmd("EXISTS").arg(keys.key("unidx"))).await;
+    assert_eq!(exists, 0, "unidx outgrew its cap");
+    assert!(!is_current(&b, &keys).await);
+    assert_eq!(
+        b.prune_checkpoints("t", 10).await.unwrap(),
+        u64::from(CAP) - 9
+    );
+    assert!(check_index(&b, &keys).await);
+}

@@ -34,6 +34,7 @@ type FieldMap = HashMap<String, Vec<u8>>;
 mod checkpoint_reads;
 mod compaction;
 mod import;
+mod prune;
 mod retention;
 mod task_context;
 
@@ -1201,6 +1202,9 @@ impl CheckpointStore for RedisBackend {
                         &thread.records(&hex_ns),
                         &thread.blobs(&hex_ns),
                         &thread.changes(&hex_ns),
+                        &thread.users(&hex_ns),
+                        &thread.unindexed(&hex_ns),
+                        &thread.indexed_at(&hex_ns),
                     ],
                     &args,
                 )
@@ -1334,7 +1338,7 @@ impl CheckpointStore for RedisBackend {
             let mut removed = 0;
             for hex_ns in self.namespaces_of(&thread).await? {
                 removed += self
-                    .prune_namespace(&thread, &hex_ns, retention::Keep::Newest(keep_last))
+                    .prune_namespace(&thread, &hex_ns, prune::Keep::Newest(keep_last))
                     .await?;
             }
             Ok(removed)

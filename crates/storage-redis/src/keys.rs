@@ -27,6 +27,9 @@
 //! | `{ns:t:<hex thread>}` | `:blobs:<hex cp ns>` | hash: `<hex channel>:<hex version>` → wire-encoded value |
 //! | `{ns:t:<hex thread>}` | `:wids:<hex cp ns>` | set of hex checkpoint ids that have writes |
 //! | `{ns:t:<hex thread>}` | `:chg:<hex cp ns>` | integer: bumped by every script that adds or removes checkpoints of the namespace |
+//! | `{ns:t:<hex thread>}` | `:users:<hex cp ns>` | hash: blob field → how many indexed checkpoints name that value |
+//! | `{ns:t:<hex thread>}` | `:unidx:<hex cp ns>` | set: ids put since `users` was last brought up to date |
+//! | `{ns:t:<hex thread>}` | `:idx:<hex cp ns>` | the `chg` value at which `users` and `unidx` described every checkpoint |
 //! | `{ns:t:<hex thread>}` | `:w:<hex cp ns>:<hex cp id>` | hash: `<hex task>:<index>` → wire-encoded write |
 //! | `{ns:a:<hex scope>}` | `:names` | zset (all scores 0): artifact names, lexicographic |
 //! | `{ns:a:<hex scope>}` | `:next` | hash: name → next version number |
@@ -300,6 +303,19 @@ impl ThreadKeys {
     pub(crate) fn changes(&self, hex_ns: &str) -> String {
         format!("{}:chg:{hex_ns}", self.base)
     }
+    /// How many indexed checkpoints name each blob field (see `backend/prune.rs`).
+    pub(crate) fn users(&self, hex_ns: &str) -> String {
+        format!("{}:users:{hex_ns}", self.base)
+    }
+    /// The ids put since `users` was last brought up to date.
+    pub(crate) fn unindexed(&self, hex_ns: &str) -> String {
+        format!("{}:unidx:{hex_ns}", self.base)
+    }
+    /// The change counter's value at which the index described the namespace: the index
+    /// is trusted only while the counter still holds it.
+    pub(crate) fn indexed_at(&self, hex_ns: &str) -> String {
+        format!("{}:idx:{hex_ns}", self.base)
+    }
     pub(crate) fn writes(&self, hex_ns: &str, checkpoint_id: &str) -> String {
         format!("{}:w:{hex_ns}:{}", self.base, encode_id(checkpoint_id))
     }
@@ -369,6 +385,9 @@ mod tests {
             thread.namespaces(),
             thread.ids(&encode_id("n}")),
             thread.changes(&encode_id("n}")),
+            thread.users(&encode_id("n}")),
+            thread.unindexed(&encode_id("n}")),
+            thread.indexed_at(&encode_id("n}")),
             thread.writes("", "c{1}"),
         ] {
             assert_eq!(hash_tag(&key), "ns1:t:747b787d");

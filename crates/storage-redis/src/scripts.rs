@@ -6,10 +6,12 @@
 
 use deadpool_redis::redis::Script;
 
+mod checkpoint_index;
 mod checkpoint_reads;
 mod conversation;
 mod retention;
 
+use checkpoint_index::{INDEX_USERS, PRUNE_NAMESPACE, PUT_CHECKPOINT};
 use checkpoint_reads::{CHANNEL_HISTORY, GET_CHECKPOINT, LIST_CHECKPOINTS, READ_PRELUDE};
 use conversation::{
     CLEAR_MESSAGES, COMPACT, KEPT_PRELUDE, POP_MESSAGE, READ_PREFIX, REPLACED_MESSAGES, REWIND,
@@ -369,17 +371,6 @@ if had then return 1 end
 return 0
 "#;
 
-/// KEYS: namespaces, ids, records, blobs, changes. ARGV: ttl, hex ns, id, record, then
-/// blob field/value pairs (kept if present).
-const PUT_CHECKPOINT: &str = r#"
-redis.call('SADD', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], 0, ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-for i = 5, #ARGV, 2 do redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) end
-changed(KEYS[5])
-for k = 1, 5 do touch(KEYS[k], ARGV[1]) end
-"#;
-
 /// KEYS: write ids, writes, namespaces. ARGV: ttl, hex checkpoint id, hex ns, then
 /// (field, value, replace). The namespace joins the thread's set even when it has no
 /// checkpoint yet, so delete, copy and prune find its writes.
@@ -407,35 +398,10 @@ for _, h in ipairs(redis.call('SMEMBERS', b .. ':nss')) do
     redis.call('DEL', b .. ':w:' .. h .. ':' .. w)
   end
   redis.call('DEL', b .. ':ids:' .. h, b .. ':cp:' .. h, b .. ':blobs:' .. h, b .. ':wids:' .. h,
-    b .. ':chg:' .. h)
+    b .. ':chg:' .. h, b .. ':users:' .. h, b .. ':unidx:' .. h, b .. ':idx:' .. h)
 end
 redis.call('DEL', b .. ':nss')
 return count
-"#;
-
-/// KEYS: ids, records, write ids, blobs, changes. ARGV: expected number of ids, expected
-/// change counter ('' for none), number of victims n, the prefix of the victims' write
-/// keys, n victim ids, then blob fields to remove. Removes nothing and returns -1 if the
-/// namespace changed since the caller read the counter (any checkpoint added, replaced or
-/// removed since: the blob fields were chosen from what was stored then); else how many
-/// checkpoints were removed. The size check also holds against a release that did not
-/// count changes.
-const PRUNE_NAMESPACE: &str = r#"
-if redis.call('ZCARD', KEYS[1]) ~= tonumber(ARGV[1])
-  or (redis.call('GET', KEYS[5]) or '') ~= ARGV[2] then
-  return -1
-end
-local n = tonumber(ARGV[3])
-for i = 5, 4 + n do
-  local id = ARGV[i]
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('SREM', KEYS[3], hex(id))
-  redis.call('DEL', ARGV[4] .. hex(id))
-end
-for i = 5 + n, #ARGV do redis.call('HDEL', KEYS[4], ARGV[i]) end
-if n > 0 then changed(KEYS[5]) end
-return n
 "#;
 
 /// KEYS: ids, records, write ids, writes, changes. ARGV: checkpoint id, expected record.
@@ -573,6 +539,7 @@ pub(crate) struct Scripts {
     pub(crate) channel_history: Lua,
     pub(crate) delete_thread: Lua,
     pub(crate) prune_namespace: Lua,
+    pub(crate) index_users: Lua,
     pub(crate) delete_checkpoint_if: Lua,
     pub(crate) copy_into_thread: Lua,
     pub(crate) save_artifact: Lua,
@@ -650,6 +617,7 @@ impl Scripts {
             channel_history: read_script(CHANNEL_HISTORY),
             delete_thread: script(DELETE_THREAD),
             prune_namespace: script(PRUNE_NAMESPACE),
+            index_users: script(INDEX_USERS),
             delete_checkpoint_if: script(DELETE_CHECKPOINT_IF),
             copy_into_thread: script(COPY_INTO_THREAD),
             save_artifact: script(SAVE_ARTIFACT),
@@ -665,7 +633,7 @@ impl Scripts {
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 36] {
+    pub(crate) fn all(&self) -> [&Lua; 37] {
         [
             &self.create_session,
             &self.update_session,
@@ -691,6 +659,7 @@ impl Scripts {
             &self.channel_history,
             &self.delete_thread,
             &self.prune_namespace,
+            &self.index_users,
             &self.delete_checkpoint_if,
             &self.copy_into_thread,
             &self.save_artifact,

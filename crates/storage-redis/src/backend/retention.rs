@@ -7,36 +7,25 @@
 //! `ids:<ns>` key. Messages, context versions and artifact versions are each trimmed by one
 //! script on the series' slot (`scripts/retention.rs`) that decides and removes together.
 //! A checkpoint namespace is first probed (its size and oldest checkpoint: O(1)); only
-//! when the oldest has expired does it go through the prune path, which decides from the
-//! oldest records and removes in one script that refuses if the namespace changed since it
-//! was read (its change counter moved: then it reads again), taking the removed
+//! when the oldest has expired does it go through the prune path (`prune.rs`), which reads
+//! the oldest records and removes in one script that refuses if the namespace changed
+//! since it was read (its change counter moved: then it reads again), taking the removed
 //! checkpoints' writes and every channel value no survivor uses.
 
-use std::collections::BTreeSet;
 use storage_core::retention::series_outcome;
 
 use deadpool_redis::redis;
 use storage_core::time::Timestamp;
-use storage_core::{wire, Checkpoint, Result, Retention, StorageError};
+use storage_core::{Result, Retention};
 
-use super::{op, RedisBackend, INDEX_BATCH};
-use crate::keys::{blob_field, ThreadKeys};
+use super::prune::{created_at, Keep};
+use super::{op, RedisBackend};
+use crate::keys::ThreadKeys;
 use crate::pool::KeyScan;
 use crate::scripts::Lua;
 
 /// Keys asked for per `SCAN` round trip.
 const SCAN_COUNT: usize = 1_000;
-/// How often prune retries a namespace that changed under it.
-const PRUNE_ATTEMPTS: usize = 8;
-
-/// What a prune keeps of one checkpoint namespace.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Keep<'a> {
-    /// The newest n checkpoints (`prune_checkpoints`).
-    Newest(usize),
-    /// What the retention leaves (`retain_checkpoints`).
-    Unexpired(&'a Retention),
-}
 
 /// The checked retention, or `None` when it removes nothing (no I/O then).
 fn admitted(retention: Retention) -> Result<Option<Retention>> {
@@ -58,17 +47,6 @@ fn script_args(retention: &Retention) -> [String; 3] {
             cutoff.timestamp_subsec_nanos().to_string(),
         ],
         None => [keep, String::new(), String::new()],
-    }
-}
-
-/// A checkpoint's age, for the rule.
-fn created_at(record: Option<&[u8]>) -> Result<Timestamp> {
-    match record {
-        Some(record) => Ok(Timestamp::from(
-            wire::decode::<Checkpoint>(record)?.created_at,
-        )),
-        // An id without a record: never removed for its age.
-        None => Ok(Timestamp::MAX_UTC),
     }
 }
 
@@ -226,143 +204,5 @@ impl RedisBackend {
             .query(redis::cmd("HGET").arg(thread.records(hex_ns)).arg(oldest))
             .await?;
         Ok(retention.is_expired(0, len, created_at(record.as_deref())?))
-    }
-
-    /// How many of `ids` (newest first) have expired from the oldest on: ages are read
-    /// from the oldest only until the first survivor.
-    async fn expired_checkpoints(
-        &self,
-        thread: &ThreadKeys,
-        hex_ns: &str,
-        ids: &[String],
-        retention: &Retention,
-    ) -> Result<usize> {
-        let len = ids.len();
-        let mut expired = 0;
-        if retention.created_before.is_none() {
-            while expired + 1 < len && retention.is_expired(expired, len, Timestamp::MAX_UTC) {
-                expired += 1;
-            }
-            return Ok(expired);
-        }
-        while expired + 1 < len {
-            // Oldest first, never the newest (index 0).
-            let end = len - expired;
-            let start = end.saturating_sub(INDEX_BATCH).max(1);
-            let batch: Vec<&String> = ids[start..end].iter().rev().collect();
-            let records: Vec<Option<Vec<u8>>> = self
-                .client
-                .query(redis::cmd("HMGET").arg(thread.records(hex_ns)).arg(&batch))
-                .await?;
-            for record in &records {
-                if !retention.is_expired(expired, len, created_at(record.as_deref())?) {
-                    return Ok(expired);
-                }
-                expired += 1;
-            }
-        }
-        Ok(expired)
-    }
-
-    /// Removes the checkpoints of one namespace that `keep` does not keep, with their
-    /// pending writes and every channel value no survivor uses, in one script that
-    /// refuses when the namespace changed since it was read (then reads it again).
-    ///
-    /// "Changed" is the namespace's change counter (`chg`), which every script that adds,
-    /// replaces or removes a checkpoint bumps: the size alone misses a removal and a put
-    /// in between, or a put that replaces a checkpoint, and such a put may use a value
-    /// (a fork names an older checkpoint's version without sending the value again) that
-    /// the survivors read here do not, which the script would then delete.
-    pub(super) async fn prune_namespace(
-        &self,
-        thread: &ThreadKeys,
-        hex_ns: &str,
-        keep: Keep<'_>,
-    ) -> Result<u64> {
-        for _ in 0..PRUNE_ATTEMPTS {
-            // The counter first: a change after it is read, or before the script, makes the
-            // script refuse, whatever this reads afterwards.
-            let mut pipe = redis::pipe();
-            pipe.cmd("GET").arg(thread.changes(hex_ns));
-            pipe.cmd("ZRANGE")
-                .arg(thread.ids(hex_ns))
-                .arg("+")
-                .arg("-")
-                .arg("BYLEX")
-                .arg("REV");
-            let (changes, ids): (Option<String>, Vec<String>) = self.client.pipeline(&pipe).await?;
-            let kept = match keep {
-                Keep::Newest(n) => n,
-                Keep::Unexpired(retention) => {
-                    ids.len()
-                        - self
-                            .expired_checkpoints(thread, hex_ns, &ids, retention)
-                            .await?
-                }
-            };
-            if ids.len() <= kept {
-                return Ok(0);
-            }
-            let (survivors, victims) = ids.split_at(kept);
-            let mut used = BTreeSet::new();
-            if !survivors.is_empty() {
-                let records: Vec<Option<Vec<u8>>> = self
-                    .client
-                    .query(
-                        redis::cmd("HMGET")
-                            .arg(thread.records(hex_ns))
-                            .arg(survivors),
-                    )
-                    .await?;
-                for record in records.into_iter().flatten() {
-                    let checkpoint: Checkpoint = wire::decode(&record)?;
-                    for (channel, version) in &checkpoint.channel_versions {
-                        used.insert(blob_field(channel, version));
-                    }
-                }
-            }
-            let fields: Vec<String> = self
-                .client
-                .query(redis::cmd("HKEYS").arg(thread.blobs(hex_ns)))
-                .await?;
-            let expected = ids.len().to_string();
-            let changes = changes.unwrap_or_default();
-            let victim_count = victims.len().to_string();
-            let writes_prefix = format!("{}:w:{hex_ns}:", thread.base);
-            let mut args: Vec<&[u8]> = vec![
-                expected.as_bytes(),
-                changes.as_bytes(),
-                victim_count.as_bytes(),
-                writes_prefix.as_bytes(),
-            ];
-            args.extend(victims.iter().map(|id| id.as_bytes()));
-            args.extend(
-                fields
-                    .iter()
-                    .filter(|f| !used.contains(*f))
-                    .map(|f| f.as_bytes()),
-            );
-            let removed: i64 = self
-                .client
-                .eval(
-                    &self.scripts.prune_namespace,
-                    &[
-                        &thread.ids(hex_ns),
-                        &thread.records(hex_ns),
-                        &thread.write_ids(hex_ns),
-                        &thread.blobs(hex_ns),
-                        &thread.changes(hex_ns),
-                    ],
-                    &args,
-                )
-                .await?;
-            if removed >= 0 {
-                return Ok(removed as u64);
-            }
-        }
-        Err(
-            StorageError::conflict("the thread kept changing while it was pruned; try again")
-                .with_temporary(true),
-        )
     }
 }

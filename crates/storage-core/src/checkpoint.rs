@@ -199,9 +199,28 @@ impl CheckpointKey {
     }
     /// Checks the three ids, before any I/O.
     pub fn validate(&self) -> Result<()> {
-        validate_id("thread id", &self.thread_id)?;
-        validate_checkpoint_namespace(&self.namespace)?;
-        validate_id("checkpoint id", &self.checkpoint_id)
+        validate_get_checkpoint(&self.thread_id, &self.namespace, Some(&self.checkpoint_id))
+    }
+}
+
+/// Checks a `get_checkpoint` call (a checkpoint's address; without an id, the latest of the
+/// (thread, namespace)), before any I/O.
+///
+/// ```
+/// use storage_core::checkpoint::validate_get_checkpoint;
+/// assert!(validate_get_checkpoint("thread-1", "", None).is_ok());
+/// assert!(validate_get_checkpoint("", "", Some("1")).is_err());
+/// ```
+pub fn validate_get_checkpoint(
+    thread_id: &str,
+    namespace: &str,
+    checkpoint_id: Option<&str>,
+) -> Result<()> {
+    validate_id("thread id", thread_id)?;
+    validate_checkpoint_namespace(namespace)?;
+    match checkpoint_id {
+        Some(id) => validate_id("checkpoint id", id),
+        None => Ok(()),
     }
 }
 

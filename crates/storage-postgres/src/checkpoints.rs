@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use storage_core::checkpoint::{
-    indexed_writes, validate_checkpoint_namespace, validate_put_writes, validate_puts,
+    indexed_writes, validate_get_checkpoint, validate_put_writes, validate_puts,
 };
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
@@ -385,11 +385,7 @@ impl PostgresBackend {
         namespace: &str,
         checkpoint_id: Option<&str>,
     ) -> PgResult<Option<CheckpointTuple>> {
-        validate_id("thread id", thread_id)?;
-        validate_checkpoint_namespace(namespace)?;
-        if let Some(id) = checkpoint_id {
-            validate_id("checkpoint id", id)?;
-        }
+        validate_get_checkpoint(thread_id, namespace, checkpoint_id)?;
         let selection = Selection {
             thread_id: Some(thread_id),
             namespace: Some(namespace),

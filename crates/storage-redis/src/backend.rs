@@ -8,9 +8,7 @@ use async_trait::async_trait;
 use deadpool_redis::redis::{self, Value};
 use serde_json::Value as Json;
 use storage_core::artifact::{check_artifact_size, sha256_hex, validate_artifact_address};
-use storage_core::checkpoint::{
-    indexed_writes, validate_checkpoint_namespace, validate_put_writes,
-};
+use storage_core::checkpoint::{indexed_writes, validate_get_checkpoint, validate_put_writes};
 use storage_core::conversation::validate_append;
 use storage_core::session::{end_session_record, validate_new_sessions, SessionCursor};
 use storage_core::validate::{validate_id, validate_limit};
@@ -1222,11 +1220,7 @@ impl CheckpointStore for RedisBackend {
         checkpoint_id: Option<&str>,
     ) -> Result<Option<CheckpointTuple>> {
         async {
-            validate_id("thread id", thread_id)?;
-            validate_checkpoint_namespace(namespace)?;
-            if let Some(id) = checkpoint_id {
-                validate_id("checkpoint id", id)?;
-            }
+            validate_get_checkpoint(thread_id, namespace, checkpoint_id)?;
             let thread = self.keys.thread(thread_id);
             self.read_checkpoint(&thread, &encode_id(namespace), checkpoint_id)
                 .await

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use storage_core::checkpoint::{
-    indexed_writes, sort_writes, validate_checkpoint_namespace, validate_put_writes, validate_puts,
+    indexed_writes, sort_writes, validate_get_checkpoint, validate_put_writes, validate_puts,
 };
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
@@ -358,11 +358,7 @@ impl SqliteBackend {
         namespace: &str,
         checkpoint_id: Option<&str>,
     ) -> SqlResult<Option<CheckpointTuple>> {
-        validate_id("thread id", thread_id)?;
-        validate_checkpoint_namespace(namespace)?;
-        if let Some(id) = checkpoint_id {
-            validate_id("checkpoint id", id)?;
-        }
+        validate_get_checkpoint(thread_id, namespace, checkpoint_id)?;
         let (thread_id, namespace) = (thread_id.to_owned(), namespace.to_owned());
         let checkpoint_id = checkpoint_id.map(str::to_owned);
         self.engine

@@ -6,7 +6,7 @@ use storage_core::carried::admit;
 use async_trait::async_trait;
 use serde_json::Value;
 use storage_core::checkpoint::{
-    indexed_writes, sort_writes, validate_checkpoint_namespace, validate_put_writes,
+    indexed_writes, sort_writes, validate_get_checkpoint, validate_put_writes,
 };
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
@@ -56,11 +56,7 @@ impl CheckpointStore for MemoryBackend {
         checkpoint_id: Option<&str>,
     ) -> Result<Option<CheckpointTuple>> {
         self.op("get_checkpoint", |data| {
-            validate_id("thread id", thread_id)?;
-            validate_checkpoint_namespace(namespace)?;
-            if let Some(id) = checkpoint_id {
-                validate_id("checkpoint id", id)?;
-            }
+            validate_get_checkpoint(thread_id, namespace, checkpoint_id)?;
             let Some(thread) = data.threads.get(thread_id) else {
                 return Ok(None);
             };

@@ -15,9 +15,7 @@ use async_trait::async_trait;
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use serde_json::Value;
-use storage_core::checkpoint::{
-    indexed_writes, validate_checkpoint_namespace, validate_put_writes,
-};
+use storage_core::checkpoint::{indexed_writes, validate_get_checkpoint, validate_put_writes};
 use storage_core::validate::{validate_id, validate_ids, validate_limit};
 use storage_core::{
     wire, ChannelValue, ChannelVersions, Checkpoint, CheckpointKey, CheckpointQuery,
@@ -81,11 +79,7 @@ impl CheckpointStore for ObjectBackend {
         checkpoint_id: Option<&str>,
     ) -> Result<Option<CheckpointTuple>> {
         self.op("get_checkpoint", async {
-            validate_id("thread id", thread_id)?;
-            validate_checkpoint_namespace(namespace)?;
-            if let Some(id) = checkpoint_id {
-                validate_id("checkpoint id", id)?;
-            }
+            validate_get_checkpoint(thread_id, namespace, checkpoint_id)?;
             let id = match checkpoint_id {
                 Some(id) => id.to_owned(),
                 None => {

@@ -19,11 +19,14 @@ pub(super) const PUT_CHECKPOINT: &str = r#"
 -- bounded when no prune runs.
 local UNINDEXED_CAP = 10000
 -- Whether the index describes the namespace before this put: an empty namespace starts a
--- fresh one, else it must have been current at the counter's present value.
+-- fresh one, unless values outlived its checkpoints (a conditional delete of its last
+-- checkpoint keeps them): the index would not know them, and only a rebuild removes values
+-- no checkpoint names, so it stays stale until the next prune rebuilds it. Else it must
+-- have been current at the counter's present value.
 local current
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[6], KEYS[7])
-  current = true
+  current = redis.call('EXISTS', KEYS[4]) == 0
 else
   local at = redis.call('GET', KEYS[5])
   current = at ~= false and at == redis.call('GET', KEYS[8])

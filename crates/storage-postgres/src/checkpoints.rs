@@ -91,15 +91,25 @@ ON CONFLICT DO NOTHING";
 
 /// What every removal of checkpoints does after its `doomed` CTE, which deletes them and
 /// returns their `thread_id, ns, checkpoint_id, channels, versions`: removes their
-/// pending writes and their rows in `checkpoint_value_users` (`named`: each removed
-/// checkpoint's (channel, version) pairs, looked up by the full key).
-macro_rules! removed_rows {
+/// pending writes.
+macro_rules! removed_writes {
     () => {
         "
 writes AS (
     DELETE FROM checkpoint_writes w USING doomed d
     WHERE w.thread_id = d.thread_id AND w.ns = d.ns AND w.checkpoint_id = d.checkpoint_id
-),
+)"
+    };
+}
+
+/// After [`removed_writes!`], in a removal that holds the thread's lock: removes the
+/// removed checkpoints' rows in `checkpoint_value_users` (`named`: each removed
+/// checkpoint's (channel, version) pairs, looked up by the full key). The lock is what
+/// makes the statement's snapshot hold every users row of them: [`DELETE_FOR_RUNS`],
+/// which takes no lock, deletes them in a statement of its own instead.
+macro_rules! removed_users {
+    () => {
+        ",
 named AS (
     SELECT d.thread_id, d.ns, d.checkpoint_id, v.channel, v.version
     FROM doomed d, unnest(d.channels, d.versions) AS v(channel, version)
@@ -112,7 +122,7 @@ unlisted AS (
     };
 }
 
-/// After [`removed_rows!`], in a statement following [`INDEX_CHECKPOINTS`] under the
+/// After [`removed_users!`], in a statement following [`INDEX_CHECKPOINTS`] under the
 /// thread's lock: deletes each value a removed checkpoint named that no surviving
 /// checkpoint uses. Only the removed checkpoints' values are candidates, and each is
 /// looked up in `checkpoint_value_users` by its key, stopping at the first user that
@@ -141,7 +151,7 @@ blobs AS (
 }
 
 /// Keeps the newest `$2` (at least 1) per namespace of thread `$1`, with
-/// [`removed_rows!`] and [`unused_values!`]: each namespace's `$2`-th newest id is found
+/// [`removed_writes!`], [`removed_users!`] and [`unused_values!`]: each namespace's `$2`-th newest id is found
 /// by ranking its ids (an index-only scan), and the checkpoints below it are one
 /// primary-key range.
 const PRUNE: &str = concat!(
@@ -158,7 +168,8 @@ doomed AS (
     WHERE c.thread_id = $1 AND c.ns = k.ns AND c.checkpoint_id < k.keep_from
     RETURNING c.thread_id, c.ns, c.checkpoint_id, c.channels, c.versions
 ),",
-    removed_rows!(),
+    removed_writes!(),
+    removed_users!(),
     unused_values!(),
     "
 SELECT count(*) FROM doomed"
@@ -172,7 +183,8 @@ WITH doomed AS (
     DELETE FROM checkpoints WHERE thread_id = $1 AND ns = $2 AND checkpoint_id < $3
     RETURNING thread_id, ns, checkpoint_id, channels, versions
 ),",
-    removed_rows!(),
+    removed_writes!(),
+    removed_users!(),
     unused_values!(),
     "
 SELECT count(*) FROM doomed"
@@ -201,18 +213,30 @@ w AS (
 )
 SELECT count(*) FROM c";
 
-/// Removes the checkpoints of the runs `$1` with [`removed_rows!`]; their values stay
-/// (this takes no thread's lock, so it cannot tell which values stay unused).
+/// Removes the checkpoints of the runs `$1` with [`removed_writes!`] and returns them with
+/// their (channel, version) pairs, for [`UNLIST_USERS`]; their values stay (this takes no
+/// thread's lock, so it cannot tell which values stay unused).
 const DELETE_FOR_RUNS: &str = concat!(
     "\
 WITH doomed AS (
     DELETE FROM checkpoints WHERE run_id = ANY($1::text[])
     RETURNING thread_id, ns, checkpoint_id, channels, versions
 ),",
-    removed_rows!(),
+    removed_writes!(),
     "
-SELECT count(*) FROM doomed"
+SELECT thread_id, ns, checkpoint_id, channels, versions FROM doomed"
 );
+
+/// Deletes the `checkpoint_value_users` rows of checkpoints [`DELETE_FOR_RUNS`] removed, by
+/// their full keys, in a statement of its own: a removal that indexed one of them and
+/// committed while `DELETE_FOR_RUNS` waited on its row has users rows that statement's
+/// snapshot does not hold, and a later statement's does.
+const UNLIST_USERS: &str = "\
+DELETE FROM checkpoint_value_users u
+USING unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+    AS n(thread_id, ns, checkpoint_id, channel, version)
+WHERE u.thread_id = n.thread_id AND u.ns = n.ns AND u.channel = n.channel
+  AND u.version = n.version AND u.checkpoint_id = n.checkpoint_id";
 
 /// The escape character of [`filterable`].
 const ESCAPE: char = '\u{E000}';
@@ -562,10 +586,33 @@ impl PostgresBackend {
         if run_ids.is_empty() {
             return Ok(0);
         }
-        let client = self.client().await?;
-        Ok(to_u64(
-            client.one(DELETE_FOR_RUNS, &[&run_ids]).await?.get(0),
-        ))
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let removed = tx.rows(DELETE_FOR_RUNS, &[&run_ids]).await?;
+        let mut users: [Vec<String>; 5] = Default::default();
+        for row in &removed {
+            let (channels, versions): (Vec<String>, Vec<String>) = (row.get(3), row.get(4));
+            for (channel, version) in channels.into_iter().zip(versions) {
+                for (column, value) in
+                    users
+                        .iter_mut()
+                        .zip([row.get(0), row.get(1), row.get(2), channel, version])
+                {
+                    column.push(value);
+                }
+            }
+        }
+        if !users[0].is_empty() {
+            tx.one(KEY_LOOKUP_PLANS, &[]).await?;
+            let [threads, namespaces, ids, channels, versions] = &users;
+            tx.exec(
+                UNLIST_USERS,
+                &[threads, namespaces, ids, channels, versions],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(removed.len() as u64)
     }
 }
 

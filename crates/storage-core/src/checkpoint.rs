@@ -517,14 +517,16 @@ pub trait CheckpointStore: Send + Sync {
     async fn delete_thread(&self, thread_id: &str) -> Result<u64>;
 
     /// Keeps the newest `keep_last` checkpoints of each namespace of the thread and removes
-    /// the rest with their writes, and every value no survivor uses. `keep_last` must be at
+    /// the rest with their writes, and every value they used that no survivor uses (a value
+    /// no checkpoint named any more before the prune, one `delete_for_runs` left, may stay
+    /// until the thread is deleted: unreadable, it takes only space). `keep_last` must be at
     /// least 1 (`InvalidInput` otherwise; use `delete_thread` to remove everything). Returns
     /// how many checkpoints were removed.
     async fn prune_checkpoints(&self, thread_id: &str, keep_last: usize) -> Result<u64>;
 
     /// Applies `retention` to every thread namespace (the series is one thread and
     /// namespace's checkpoints, by id); a removed checkpoint takes its pending writes and
-    /// every value no survivor uses: see [`crate::retention`] for the rule (an oldest-first
+    /// every value it used that no survivor uses: see [`crate::retention`] for the rule (an oldest-first
     /// prefix of expired records, never the newest, one atomic step per series) and the
     /// cost. Returns how many checkpoints it removed. `keep_last` of 0 is `InvalidInput`; a
     /// retention without limits removes nothing.

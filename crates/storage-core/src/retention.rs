@@ -28,7 +28,7 @@
 //!
 //! What goes with a removed record: a message's client id is released and a summary's kept
 //! originals go with it (they are not counted); a checkpoint's pending writes go with it,
-//! and every stored channel value no survivor uses (on object storage, which has no lock
+//! and every stored channel value it used that no survivor uses (on object storage, which has no lock
 //! against a racing put, by the garbage collection once unused longer than its grace
 //! period); an artifact version's content. Nothing
 //! renumbers: later records keep their numbers and the next append, store or save

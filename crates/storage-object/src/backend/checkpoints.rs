@@ -484,24 +484,11 @@ impl ObjectBackend {
         offset: &str,
     ) -> Result<Vec<String>> {
         use futures::TryStreamExt;
-        let prefix = self.keys().checkpoints(thread_id, namespace);
-        let start = self.keys().checkpoint(thread_id, namespace, offset);
-        let listed: Vec<object_store::ObjectMeta> = match self
-            .objects()
-            .store
-            .list_with_offset(Some(&prefix), &start)
+        let mut ids: Vec<String> = self
+            .checkpoint_id_stream(thread_id, namespace, Some(offset))
+            .try_filter(|id| std::future::ready(id.as_str() > offset))
             .try_collect()
-            .await
-        {
-            Ok(listed) => listed,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(err) => return Err(crate::error::classify(err)),
-        };
-        let mut ids: Vec<String> = listed
-            .iter()
-            .filter_map(|meta| take_id(&parts_after(&meta.location, &prefix)).map(|(id, _)| id))
-            .filter(|id| id.as_str() > offset)
-            .collect();
+            .await?;
         ids.sort();
         ids.dedup();
         Ok(ids)
@@ -509,17 +496,25 @@ impl ObjectBackend {
 
     /// The checkpoint ids of (thread, namespace) in the order the store lists them
     /// (ascending where [`crate::store::Objects::lists_in_order`]), a page at a time as
-    /// they are read; an id may repeat.
+    /// they are read; an id may repeat. With `after`, the listing starts after that id's
+    /// key (S3's `start-after`; local files skip the metadata of what sorts before it).
     pub(super) fn checkpoint_id_stream(
         &self,
         thread_id: &str,
         namespace: &str,
+        after: Option<&str>,
     ) -> futures::stream::BoxStream<'static, Result<String>> {
         use futures::StreamExt;
         let prefix = self.keys().checkpoints(thread_id, namespace);
-        self.objects()
-            .store
-            .list(Some(&prefix))
+        let store = &self.objects().store;
+        let listing = match after {
+            Some(id) => store.list_with_offset(
+                Some(&prefix),
+                &self.keys().checkpoint(thread_id, namespace, id),
+            ),
+            None => store.list(Some(&prefix)),
+        };
+        listing
             .filter_map(move |item| {
                 let id = match item {
                     Ok(meta) => {

@@ -288,7 +288,7 @@ impl ObjectBackend {
         namespace: &str,
         cutoff: storage_core::Timestamp,
     ) -> Result<Vec<Checkpoint>> {
-        let mut listing = self.checkpoint_id_stream(thread_id, namespace);
+        let mut listing = self.checkpoint_id_stream(thread_id, namespace, None);
         let mut ids: Vec<String> = Vec::new();
         let mut exhausted = false;
         let mut doomed = Vec::new();

@@ -589,25 +589,24 @@ impl PostgresBackend {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let removed = tx.rows(DELETE_FOR_RUNS, &[&run_ids]).await?;
-        let mut users: [Vec<String>; 5] = Default::default();
+        // One entry per (removed checkpoint, channel it names), as UNLIST_USERS' columns.
+        let (mut threads, mut namespaces, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut channels, mut versions) = (Vec::<String>::new(), Vec::<String>::new());
         for row in &removed {
-            let (channels, versions): (Vec<String>, Vec<String>) = (row.get(3), row.get(4));
-            for (channel, version) in channels.into_iter().zip(versions) {
-                for (column, value) in
-                    users
-                        .iter_mut()
-                        .zip([row.get(0), row.get(1), row.get(2), channel, version])
-                {
-                    column.push(value);
-                }
-            }
+            let (thread, namespace, id): (String, String, String) =
+                (row.get(0), row.get(1), row.get(2));
+            let named: Vec<String> = row.get(3);
+            threads.extend(std::iter::repeat_n(thread, named.len()));
+            namespaces.extend(std::iter::repeat_n(namespace, named.len()));
+            ids.extend(std::iter::repeat_n(id, named.len()));
+            channels.extend(named);
+            versions.extend(row.get::<_, Vec<String>>(4));
         }
-        if !users[0].is_empty() {
+        if !channels.is_empty() {
             tx.one(KEY_LOOKUP_PLANS, &[]).await?;
-            let [threads, namespaces, ids, channels, versions] = &users;
             tx.exec(
                 UNLIST_USERS,
-                &[threads, namespaces, ids, channels, versions],
+                &[&threads, &namespaces, &ids, &channels, &versions],
             )
             .await?;
         }

@@ -79,6 +79,14 @@ const RUN_ROWS: &str = "SELECT thread_id, ns, checkpoint_id, versions FROM \"{ns
 /// Checkpoint ids with their `versions` column, of one (thread, namespace).
 type Doomed = Vec<(String, String)>;
 
+/// The (id, `versions`) rows `sql` (one of [`BELOW`], [`BEYOND_NEWEST`]) selects.
+fn select_doomed(db: &Db<'_>, sql: &str, params: impl rusqlite::Params) -> SqlResult<Doomed> {
+    Ok(db
+        .prepare(sql)?
+        .query_map(params, |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 /// Indexes the unindexed checkpoints of `(thread_id, namespace)`.
 fn index_series(db: &Db<'_>, thread_id: &str, namespace: &str) -> SqlResult<()> {
     db.prepare(INDEX_USERS)?.execute((thread_id, namespace))?;
@@ -152,12 +160,7 @@ pub(crate) fn remove_before(
     namespace: &str,
     end: &str,
 ) -> SqlResult<u64> {
-    let doomed: Doomed = db
-        .prepare(BELOW)?
-        .query_map((thread_id, namespace, end), |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let doomed = select_doomed(db, BELOW, (thread_id, namespace, end))?;
     remove_with_values(db, thread_id, namespace, &doomed)
 }
 
@@ -174,12 +177,7 @@ pub(crate) fn prune(db: &Db<'_>, thread_id: &str, keep_last: usize) -> SqlResult
     let keep = i64::try_from(keep_last).unwrap_or(i64::MAX);
     let mut removed = 0;
     for namespace in &namespaces {
-        let doomed: Doomed = db
-            .prepare(BEYOND_NEWEST)?
-            .query_map((thread_id, namespace, keep), |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+        let doomed = select_doomed(db, BEYOND_NEWEST, (thread_id, namespace, keep))?;
         // Every namespace is indexed, also one with nothing to remove: the sweep below
         // asks about all the thread's values.
         removed += remove(db, thread_id, namespace, &doomed)?.1;

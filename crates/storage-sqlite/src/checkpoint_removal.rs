@@ -48,6 +48,7 @@ const DELETE_USERS_OF: &str = "DELETE FROM \"{ns}.checkpoint_value_users\" \
      SELECT ?1, ?2, j.key, j.value, ?3 FROM json_each(?4) AS j)";
 const DELETE_THREAD_USERS: &str =
     "DELETE FROM \"{ns}.checkpoint_value_users\" WHERE thread_id = ?1";
+const DELETE_THREAD_SERIES: &str = "DELETE FROM \"{ns}.checkpoint_series\" WHERE thread_id = ?1";
 
 /// Deletes the value `(?1, ?2, ?3, ?4)` unless a checkpoint that still exists uses it: one
 /// seek to the value's first users row, and a primary-key probe of its checkpoint (users
@@ -219,9 +220,11 @@ pub(crate) fn delete_for_runs(db: &Db<'_>, run_ids: &[String]) -> SqlResult<u64>
     Ok(removed)
 }
 
-/// Deletes a thread's users rows (`delete_thread`, with its checkpoints and values).
-pub(crate) fn delete_thread_users(db: &Db<'_>, thread_id: &str) -> SqlResult<()> {
+/// Deletes a thread's users rows and checkpoint counts (`delete_thread`, before its
+/// checkpoints, whose deletion then finds no count row to lower).
+pub(crate) fn delete_thread_index(db: &Db<'_>, thread_id: &str) -> SqlResult<()> {
     db.prepare(DELETE_THREAD_USERS)?.execute([thread_id])?;
+    db.prepare(DELETE_THREAD_SERIES)?.execute([thread_id])?;
     Ok(())
 }
 

@@ -466,10 +466,10 @@ impl SqliteBackend {
         let thread_id = thread_id.to_owned();
         self.engine
             .write(move |db| {
+                checkpoint_removal::delete_thread_index(db, &thread_id)?;
                 let removed = db.prepare(DELETE_CHECKPOINTS)?.execute([&thread_id])?;
                 db.prepare(DELETE_BLOBS)?.execute([&thread_id])?;
                 db.prepare(DELETE_WRITES)?.execute([&thread_id])?;
-                checkpoint_removal::delete_thread_users(db, &thread_id)?;
                 Ok(removed as u64)
             })
             .await

@@ -8,13 +8,14 @@
 //! a contiguous run ending at the newest. Two sweeps at once take turns on the lock; the
 //! second finds what the first left, so it removes only what is still expired.
 //!
-//! Per series, for `keep_last`: messages and artifact versions count their stored records
-//! (`stored` on the counter row, kept by V4's triggers), so `stored - keep_last` go and the
-//! first kept one is that many places above the oldest (`ORDER BY .. LIMIT 1 OFFSET
-//! stored - keep_last`, stepping over the removed index entries only); a series storing no
-//! more than `keep_last` is not even listed without an age limit. Checkpoints take the
-//! position `keep_last - 1` places below the newest (`ORDER BY .. DESC LIMIT 1 OFFSET
-//! keep_last - 1`), context versions count by number. For an age limit the records from
+//! Per series, for `keep_last`: messages, artifact versions and checkpoints count their
+//! stored records (messages and artifact versions: `stored` on the counter row, kept by
+//! V4's triggers; checkpoints: V6's count of a series' indexed checkpoints plus its
+//! unindexed ones, put since its last removal, through V5's partial index), so `stored -
+//! keep_last` go and the first kept one is that many places above the oldest (`ORDER BY ..
+//! LIMIT 1 OFFSET stored - keep_last`, stepping over the removed index entries only); a
+//! message or artifact series storing no more than `keep_last` is not even listed without
+//! an age limit. Context versions count by number. For an age limit the records from
 //! there on (below the newest, one index probe),
 //! oldest first, decoded one by one until the first one young enough (its cursor reads no
 //! further; a record whose age cannot be read counts as young, with a warning naming the
@@ -36,9 +37,12 @@ const PAGE: usize = 64;
 /// One kind's series: where they are listed, where their records are, and how a prefix of
 /// one goes.
 pub(crate) struct Kind {
-    /// The next series key after `:a` (and `:b`), in key order; counted kinds skip the
-    /// series storing no more than `:least` records.
+    /// The next series key after `:a` (and `:b`), in key order; with `skips_short`, it
+    /// skips the series storing no more than `:least` records.
     next_series: &'static str,
+    /// Whether `next_series` takes `:least` (the counted kinds whose counts are rows of the
+    /// table listed).
+    skips_short: bool,
     /// How many text columns name a series (`:a`, `:b`).
     key_columns: usize,
     /// The records' table, the position column that orders a series, the record column.
@@ -47,12 +51,8 @@ pub(crate) struct Kind {
     record: &'static str,
     /// The condition naming one series by `:a` (and `:b`).
     series: &'static str,
-    /// Whether `keep_last` counts version numbers (context versions, as a store's
-    /// `keep_versions` does) rather than records.
-    by_number: bool,
-    /// How many records the series named by `:a` (and `:b`) stores, kept by the database
-    /// (V4's triggers), for kinds that count them.
-    stored: Option<&'static str>,
+    /// How `keep_last` counts the series' records.
+    count: Count,
     /// A record's age.
     age: fn(&[u8]) -> SqlResult<Timestamp>,
     /// Removes the records of a series below a position; how many it removed.
@@ -63,13 +63,13 @@ pub(crate) const MESSAGES: Kind = Kind {
     // Every session that ever had a message has a counter row.
     next_series: "SELECT session_id FROM \"{ns}.message_counters\" WHERE session_id > :a \
          AND stored > :least ORDER BY session_id LIMIT 1",
+    skips_short: true,
     key_columns: 1,
     table: "messages",
     position: "sequence",
     record: "record",
     series: "session_id = :a",
-    by_number: false,
-    stored: Some("SELECT stored FROM \"{ns}.message_counters\" WHERE session_id = :a"),
+    count: Count::Stored("SELECT stored FROM \"{ns}.message_counters\" WHERE session_id = :a"),
     age: |record| Ok(wire::decode::<Message>(record)?.created_at),
     remove: |db, key, end| {
         crate::compaction::remove_range(db, &key[0], i64::MIN, integer(end).saturating_sub(1))
@@ -79,13 +79,13 @@ pub(crate) const MESSAGES: Kind = Kind {
 pub(crate) const CONTEXT_VERSIONS: Kind = Kind {
     next_series: "SELECT scope FROM \"{ns}.context_heads\" WHERE scope > :a \
          ORDER BY scope LIMIT 1",
+    skips_short: false,
     key_columns: 1,
     table: "context_versions",
     position: "version",
     record: "record",
     series: "scope = :a",
-    by_number: true,
-    stored: None,
+    count: Count::ByNumber,
     age: |record| Ok(wire::decode::<TaskContext>(record)?.updated_at),
     remove: |db, key, end| crate::task_context::trim(db, &key[0], integer(end)),
 };
@@ -94,13 +94,19 @@ pub(crate) const CHECKPOINTS: Kind = Kind {
     // The next (thread, namespace) of the primary key: one index seek per series.
     next_series: "SELECT thread_id, ns FROM \"{ns}.checkpoints\" \
          WHERE (thread_id, ns) > (:a, :b) ORDER BY thread_id, ns LIMIT 1",
+    skips_short: false,
     key_columns: 2,
     table: "checkpoints",
     position: "checkpoint_id",
     record: "record",
     series: "thread_id = :a AND ns = :b",
-    by_number: false,
-    stored: None,
+    // The indexed checkpoints V6 counts, and the unindexed ones (put since the series' last
+    // removal) through V5's partial index.
+    count: Count::Stored(
+        "SELECT coalesce((SELECT indexed FROM \"{ns}.checkpoint_series\" \
+         WHERE thread_id = :a AND ns = :b), 0) + (SELECT count(*) FROM \"{ns}.checkpoints\" \
+         WHERE thread_id = :a AND ns = :b AND indexed = 0)",
+    ),
     age: |record| Ok(wire::decode::<Checkpoint>(record)?.created_at.to_utc()),
     remove: |db, key, end| {
         let Value::Text(end) = end else {
@@ -114,13 +120,15 @@ pub(crate) const ARTIFACT_VERSIONS: Kind = Kind {
     // A name has a counter row exactly while it has a version.
     next_series: "SELECT scope, name FROM \"{ns}.artifact_counters\" \
          WHERE (scope, name) > (:a, :b) AND stored > :least ORDER BY scope, name LIMIT 1",
+    skips_short: true,
     key_columns: 2,
     table: "artifacts",
     position: "version",
     record: "meta",
     series: "scope = :a AND name = :b",
-    by_number: false,
-    stored: Some("SELECT stored FROM \"{ns}.artifact_counters\" WHERE scope = :a AND name = :b"),
+    count: Count::Stored(
+        "SELECT stored FROM \"{ns}.artifact_counters\" WHERE scope = :a AND name = :b",
+    ),
     age: |meta| Ok(wire::decode::<ArtifactMeta>(meta)?.created_at),
     remove: |db, key, end| {
         crate::artifacts::delete_versions(
@@ -133,6 +141,17 @@ pub(crate) const ARTIFACT_VERSIONS: Kind = Kind {
     },
 };
 
+/// How a kind's `keep_last` finds the first record it keeps.
+pub(crate) enum Count {
+    /// By version number (context versions, as a store's `keep_versions` does): the
+    /// newest number minus `keep_last`, with no read of the records.
+    ByNumber,
+    /// By the number of records the series named by `:a` (and `:b`) stores, which this
+    /// statement reads, kept by the database (V4's and V6's triggers): the first kept one is
+    /// `stored - keep_last` places above the oldest.
+    Stored(&'static str),
+}
+
 fn integer(position: &Value) -> i64 {
     match position {
         Value::Integer(n) => *n,
@@ -143,7 +162,6 @@ fn integer(position: &Value) -> i64 {
 /// The statements of one kind, filled in once per sweep.
 struct Statements {
     newest: String,
-    nth_newest: String,
     nth_oldest: String,
     walk: String,
     walk_from: String,
@@ -160,10 +178,6 @@ impl Statements {
         Statements {
             newest: fill(
                 "SELECT {pos} FROM \"{ns}.{table}\" WHERE {series} ORDER BY {pos} DESC LIMIT 1",
-            ),
-            nth_newest: fill(
-                "SELECT {pos} FROM \"{ns}.{table}\" WHERE {series} \
-                 ORDER BY {pos} DESC LIMIT 1 OFFSET :skip",
             ),
             nth_oldest: fill(
                 "SELECT {pos} FROM \"{ns}.{table}\" WHERE {series} \
@@ -225,7 +239,7 @@ fn prefix_end(
     // A counted series: the first record kept by count is `stored - keep_last` places
     // above the oldest, reached by stepping over the removed index entries only.
     let mut counted = None;
-    if let (Some(keep), Some(stored)) = (retention.keep_last, kind.stored) {
+    if let (Some(keep), Count::Stored(stored)) = (retention.keep_last, &kind.count) {
         let stored: i64 = db
             .prepare(stored)?
             .query_row(params(key, &[]).as_slice(), |row| row.get(0))
@@ -254,21 +268,13 @@ fn prefix_end(
         return Ok(None);
     };
     // The first record kept by count; every one below it has expired.
-    let mut end = match retention.keep_last {
-        _ if counted.is_some() => counted.flatten(),
-        Some(_) if kind.by_number => {
+    let mut end = match (&kind.count, retention.keep_last) {
+        (Count::Stored(_), _) => counted.flatten(),
+        (Count::ByNumber, Some(_)) => {
             let newest = u64::try_from(integer(&newest)).unwrap_or(0);
             Some(Value::Integer(to_i64(retention.keep_from(newest))))
         }
-        Some(keep) => {
-            let skip = to_i64(keep.saturating_sub(1));
-            db.prepare(&sql.nth_newest)?
-                .query_row(params(key, &[(":skip", &skip)]).as_slice(), |row| {
-                    row.get::<_, Value>(0)
-                })
-                .optional()?
-        }
-        None => None,
+        (Count::ByNumber, None) => None,
     };
     if let Some(cutoff) = retention.created_before {
         let mut statement;
@@ -310,9 +316,9 @@ fn trim_page(
         None => to_i64(retention.keep_last.unwrap_or(0)),
         Some(_) => 0,
     };
-    let extra: &[(&'static str, &dyn ToSql)] = match kind.stored {
-        Some(_) => &[(":least", &least)],
-        None => &[],
+    let extra: &[(&'static str, &dyn ToSql)] = match kind.skips_short {
+        true => &[(":least", &least)],
+        false => &[],
     };
     for _ in 0..PAGE {
         let next = db

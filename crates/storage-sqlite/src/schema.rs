@@ -42,6 +42,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "value_users",
         include_str!("../migrations/V5__value_users.sql"),
     ),
+    (
+        6,
+        "checkpoint_counts",
+        include_str!("../migrations/V6__checkpoint_counts.sql"),
+    ),
 ];
 
 /// The table, per namespace, recording applied migration versions.

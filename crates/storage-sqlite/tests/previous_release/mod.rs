@@ -7,7 +7,7 @@
 
 /// The migrations of the earlier releases, oldest first; a release at version `n` had
 /// the first `n`.
-const MIGRATIONS: [(u32, &str, &str); 4] = [
+const MIGRATIONS: [(u32, &str, &str); 5] = [
     (
         1,
         "initial_schema",
@@ -27,6 +27,11 @@ const MIGRATIONS: [(u32, &str, &str); 4] = [
         4,
         "stored_counts",
         include_str!("../../migrations/V4__stored_counts.sql"),
+    ),
+    (
+        5,
+        "value_users",
+        include_str!("../../migrations/V5__value_users.sql"),
     ),
 ];
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS \"{ns}.schema_migrations\" (\

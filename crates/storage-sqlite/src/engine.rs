@@ -41,7 +41,13 @@ pub(crate) struct Db<'c> {
     ns: &'c str,
 }
 
-impl Db<'_> {
+impl<'c> Db<'c> {
+    /// Statements of namespace `ns` on `conn`, for tests that run statements directly.
+    #[cfg(test)]
+    pub(crate) fn new(conn: &'c Connection, ns: &'c str) -> Self {
+        Db { conn, ns }
+    }
+
     /// The cached prepared statement for `template`, with `{ns}` replaced by the namespace.
     /// Statement texts are constants of this crate: values always go in as parameters.
     pub(crate) fn prepare(&self, template: &str) -> rusqlite::Result<CachedStatement<'_>> {

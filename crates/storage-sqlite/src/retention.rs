@@ -91,9 +91,15 @@ pub(crate) const CONTEXT_VERSIONS: Kind = Kind {
 };
 
 pub(crate) const CHECKPOINTS: Kind = Kind {
-    // The next (thread, namespace) of the primary key: one index seek per series.
-    next_series: "SELECT thread_id, ns FROM \"{ns}.checkpoints\" \
-         WHERE (thread_id, ns) > (:a, :b) ORDER BY thread_id, ns LIMIT 1",
+    // The next (thread, namespace) of the primary key: one index seek per series. Not
+    // `(thread_id, ns) > (:a, :b)`: SQLite walks that row-value range through every
+    // checkpoint of the series `(:a, :b)` (756 us at 10,000 against 2 us), while a range on
+    // `ns` under an equal `thread_id`, then one on `thread_id`, are seeks.
+    next_series: "SELECT thread_id, ns FROM (SELECT thread_id, ns FROM \"{ns}.checkpoints\" \
+         WHERE thread_id = :a AND ns > :b ORDER BY ns LIMIT 1) \
+         UNION ALL SELECT thread_id, ns FROM (SELECT thread_id, ns FROM \"{ns}.checkpoints\" \
+         WHERE thread_id > :a ORDER BY thread_id, ns LIMIT 1) \
+         ORDER BY thread_id, ns LIMIT 1",
     skips_short: false,
     key_columns: 2,
     table: "checkpoints",
@@ -365,5 +371,74 @@ impl SqliteBackend {
                 None => return Ok(removed),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{Connection, StatementStatus};
+    use storage_core::Retention;
+
+    use super::{trim_page, Count, Statements, CHECKPOINTS};
+    use crate::engine::Db;
+
+    /// SQLite's virtual-machine steps run by the cached statement `sql`.
+    fn steps(db: &Db<'_>, sql: &str) -> i32 {
+        db.prepare(sql).unwrap().get_status(StatementStatus::VmStep)
+    }
+
+    /// The statements a checkpoint sweep runs to find its series and where a series'
+    /// removal ends (listing, count, first kept) take about as many steps beside a series
+    /// of 10,000 checkpoints as beside one of 100. Listing by `(thread_id, ns) > (:a, :b)`
+    /// stepped through all 10,000 (89,973 listing steps against 873); before V6 the first
+    /// kept one was found `keep_last - 1` places below the newest, over every kept one.
+    #[test]
+    fn a_checkpoint_sweep_finds_what_goes_without_stepping_over_what_stays() {
+        let Count::Stored(count) = CHECKPOINTS.count else {
+            panic!("checkpoints are counted");
+        };
+        let sql = Statements::of(&CHECKPOINTS);
+        let mut used = Vec::new();
+        for size in [100_u32, 10_000] {
+            let conn = Connection::open_in_memory().unwrap();
+            let db = Db::new(&conn, "cost");
+            crate::schema::migrate(&db, "cost").unwrap();
+            // Series ("t", "") of `size`, all but the newest 10 indexed by an earlier removal,
+            // and series ("u", "") after it.
+            let mut insert = conn
+                .prepare(
+                    "INSERT INTO \"cost.checkpoints\" (thread_id, ns, checkpoint_id, versions, \
+                     record) VALUES (?1, '', ?2, '{}', x'')",
+                )
+                .unwrap();
+            for n in 0..size {
+                insert.execute(("t", format!("{n:08}"))).unwrap();
+            }
+            insert.execute(("u", "00000000")).unwrap();
+            conn.execute(
+                "UPDATE \"cost.checkpoints\" SET indexed = 1 \
+                 WHERE thread_id = 't' AND checkpoint_id < ?1",
+                [format!("{:08}", size - 10)],
+            )
+            .unwrap();
+            let retention = Retention {
+                created_before: None,
+                keep_last: Some(u64::from(size) - 10),
+            };
+            let (removed, _) =
+                trim_page(&db, &CHECKPOINTS, vec![String::new(); 2], &retention).unwrap();
+            assert_eq!(removed, 10);
+            used.push(
+                [CHECKPOINTS.next_series, count, &sql.nth_oldest]
+                    .map(|statement| steps(&db, statement)),
+            );
+        }
+        let total = |steps: &[i32; 3]| steps.iter().sum::<i32>();
+        assert!(
+            total(&used[1]) <= 2 * total(&used[0]),
+            "steps (listing, count, first kept) at 100: {:?}, at 10,000: {:?}",
+            used[0],
+            used[1]
+        );
     }
 }

@@ -190,6 +190,26 @@ WITH doomed AS (
 SELECT count(*) FROM doomed"
 );
 
+/// Folds the count deltas (V7) of thread `$1` (of its namespace `$2`, or of all when NULL)
+/// into one row per series, dropping a zero sum, so a sweep's count reads a handful of
+/// rows. Run under the thread's lock, after the removal: only folds and thread deletes
+/// (under the same lock) delete deltas, so the rows this deletes are not locked by anyone,
+/// and a delta committing meanwhile (a `delete_for_runs`) is not in the snapshot, stays,
+/// and is counted with the folded sum.
+const FOLD_COUNTS: &str = "\
+WITH folded AS (
+    DELETE FROM checkpoint_count_deltas WHERE thread_id = $1 AND ($2::text IS NULL OR ns = $2)
+    RETURNING ns, delta
+)
+INSERT INTO checkpoint_count_deltas (thread_id, ns, delta)
+SELECT $1, ns, sum(delta) FROM folded GROUP BY ns HAVING sum(delta) <> 0";
+
+/// Drops the count deltas of thread `$1` after [`DELETE_THREAD`], in a statement of its
+/// own: the delete waited for every transaction holding one of the thread's rows (a
+/// `delete_for_runs`) to commit, so this statement's snapshot holds their deltas, and
+/// under the thread's lock no row of the thread is stored meanwhile: they sum to zero.
+const DROP_COUNTS: &str = "DELETE FROM checkpoint_count_deltas WHERE thread_id = $1";
+
 const THREAD_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE thread_id = $1)";
 
 const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
@@ -326,9 +346,10 @@ const KEY_LOOKUP_PLANS: &str = "SELECT set_config('enable_seqscan', 'off', true)
 /// Runs [`INDEX_CHECKPOINTS`] for the thread (one namespace or all), then `removal`, a
 /// statement returning how many checkpoints it removed, which relies on the index being
 /// complete; both planned under [`KEY_LOOKUP_PLANS`]. The caller holds the thread's lock.
-/// The three statements are sent before the first answer is awaited: tokio-postgres
-/// sends a prepared statement when its future is first polled, and `try_join3` polls
-/// them in order, so the server runs them in that order, in one round trip.
+/// Then [`FOLD_COUNTS`]. The four statements are sent before the first answer is awaited:
+/// tokio-postgres sends a prepared statement when its future is first polled, and
+/// `try_join4` polls them in order, so the server runs them in that order, in one round
+/// trip.
 async fn remove_indexed(
     tx: &impl Sql,
     thread_id: &str,
@@ -339,10 +360,12 @@ async fn remove_indexed(
     let plans = tx.statement(KEY_LOOKUP_PLANS).await?;
     let index = tx.statement(INDEX_CHECKPOINTS).await?;
     let removal = tx.statement(removal).await?;
-    let (_, _, rows) = futures::future::try_join3(
+    let fold = tx.statement(FOLD_COUNTS).await?;
+    let (_, _, rows, _) = futures::future::try_join4(
         tx.run_query(&plans, &[]),
         tx.run_execute(&index, &[&thread_id, &namespace]),
         tx.run_query(&removal, params),
+        tx.run_execute(&fold, &[&thread_id, &namespace]),
     )
     .await?;
     let removed = rows
@@ -534,6 +557,7 @@ impl PostgresBackend {
         let tx = client.transaction().await?;
         lock_thread(&tx, self.schema(), thread_id).await?;
         let deleted = tx.one(DELETE_THREAD, &[&thread_id]).await?.get(0);
+        tx.exec(DROP_COUNTS, &[&thread_id]).await?;
         tx.commit().await?;
         Ok(to_u64(deleted))
     }

@@ -238,7 +238,8 @@ impl Kind {
 
 /// The statements of one kind, filled in once per sweep.
 struct Statements {
-    /// The newest position, the one `$k` places below it, and the oldest.
+    /// The newest position, the first one kept by count (if any goes by count), and the
+    /// oldest.
     probe: String,
     /// Records oldest first from a position (`>=`) or after one (`>`), below the newest.
     walk_from: String,
@@ -271,11 +272,19 @@ impl Statements {
                  NULL::bigint, \
                  (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1)"
             }
+            // `{p1}` is `keep_last`. The series' count (V7: the deltas of its indexed rows
+            // plus its unindexed rows, through the partial index) is read in the same
+            // statement, so the same snapshot as the rows it is stepped over: a
+            // `delete_for_runs` committing meanwhile (it takes no thread lock) cannot make
+            // them disagree.
             Kind::Checkpoints => {
                 "SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1), \
-                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC \
-                  LIMIT 1 OFFSET {p1}), \
-                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1)"
+                 CASE WHEN n.stored > {p1}::bigint THEN (SELECT {pos} FROM {table} \
+                  WHERE {series} ORDER BY {pos} LIMIT 1 OFFSET n.stored - {p1}::bigint) END, \
+                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1) \
+                 FROM (SELECT (SELECT coalesce(sum(delta), 0) FROM checkpoint_count_deltas \
+                  WHERE {series})::bigint + (SELECT count(*) FROM {table} WHERE {series} \
+                  AND NOT indexed) AS stored) n"
             }
             // Counted series: `{p1}` is how many records go by count, so the first kept
             // one is `{p1}` places above the oldest, reached by stepping over the removed
@@ -327,7 +336,8 @@ async fn prefix_end(
             }
             remove
         }
-        None => to_i64(retention.keep_last.unwrap_or(1).saturating_sub(1)),
+        // Checkpoints: how many to keep, the probe counting the series itself.
+        None => to_i64(retention.keep_last.unwrap_or(u64::MAX)),
     };
     // The context probe takes no skip: it counts by number.
     let extra: &[&(dyn ToSql + Sync)] = match kind {

@@ -7,7 +7,7 @@
 
 /// The migrations of the earlier releases, oldest first; a release at version `n` had
 /// the first `n`.
-const MIGRATIONS: [(&str, &str); 5] = [
+const MIGRATIONS: [(&str, &str); 6] = [
     (
         "V1__initial_schema",
         include_str!("../../migrations/V1__initial_schema.sql"),
@@ -27,6 +27,10 @@ const MIGRATIONS: [(&str, &str); 5] = [
     (
         "V5__stored_counts",
         include_str!("../../migrations/V5__stored_counts.sql"),
+    ),
+    (
+        "V6__checkpoint_value_users",
+        include_str!("../../migrations/V6__checkpoint_value_users.sql"),
     ),
 ];
 
@@ -155,4 +159,89 @@ pub async fn put_checkpoint(
         )
         .await
         .unwrap();
+}
+
+/// The previous release's (version 6) removal index step, quoted from its
+/// `INDEX_CHECKPOINTS`: it marks rows indexed, which V7's triggers count.
+pub const V6_INDEX_CHECKPOINTS: &str = "\
+WITH fresh AS (
+    UPDATE checkpoints SET indexed = true
+    WHERE thread_id = $1 AND ($2::text IS NULL OR ns = $2) AND NOT indexed
+    RETURNING ns, checkpoint_id, channels, versions
+)
+INSERT INTO checkpoint_value_users (thread_id, ns, channel, version, checkpoint_id)
+SELECT $1, f.ns, v.channel, v.version, f.checkpoint_id
+FROM fresh f, unnest(f.channels, f.versions) AS v(channel, version)
+ON CONFLICT DO NOTHING";
+
+/// The previous release's (version 6) retention removal, its `REMOVE_BEFORE` with the
+/// macros it is built of expanded: the checkpoints of `($1, $2)` below `$3`.
+pub const V6_REMOVE_BEFORE: &str = "\
+WITH doomed AS (
+    DELETE FROM checkpoints WHERE thread_id = $1 AND ns = $2 AND checkpoint_id < $3
+    RETURNING thread_id, ns, checkpoint_id, channels, versions
+),
+writes AS (
+    DELETE FROM checkpoint_writes w USING doomed d
+    WHERE w.thread_id = d.thread_id AND w.ns = d.ns AND w.checkpoint_id = d.checkpoint_id
+),
+named AS (
+    SELECT d.thread_id, d.ns, d.checkpoint_id, v.channel, v.version
+    FROM doomed d, unnest(d.channels, d.versions) AS v(channel, version)
+),
+unlisted AS (
+    DELETE FROM checkpoint_value_users u USING named n
+    WHERE u.thread_id = n.thread_id AND u.ns = n.ns AND u.channel = n.channel
+      AND u.version = n.version AND u.checkpoint_id = n.checkpoint_id
+),
+blobs AS (
+    DELETE FROM checkpoint_blobs b
+    USING (SELECT DISTINCT thread_id, ns, channel, version FROM named) c
+    WHERE b.thread_id = c.thread_id AND b.ns = c.ns AND b.channel = c.channel
+      AND b.version = c.version
+      AND NOT EXISTS (
+        SELECT 1 FROM checkpoint_value_users u
+        JOIN checkpoints s ON s.thread_id = u.thread_id AND s.ns = u.ns
+            AND s.checkpoint_id = u.checkpoint_id
+        WHERE u.thread_id = c.thread_id AND u.ns = c.ns AND u.channel = c.channel
+          AND u.version = c.version
+          AND NOT EXISTS (SELECT 1 FROM doomed d WHERE d.thread_id = u.thread_id
+              AND d.ns = u.ns AND d.checkpoint_id = u.checkpoint_id))
+)
+SELECT count(*) FROM doomed";
+
+/// The previous release's (version 6) `DELETE_THREAD`: it leaves V7's count deltas alone.
+pub const V6_DELETE_THREAD: &str = "\
+WITH c AS (DELETE FROM checkpoints WHERE thread_id = $1 RETURNING 1),
+b AS (DELETE FROM checkpoint_blobs WHERE thread_id = $1),
+w AS (DELETE FROM checkpoint_writes WHERE thread_id = $1),
+u AS (DELETE FROM checkpoint_value_users WHERE thread_id = $1)
+SELECT count(*) FROM c";
+
+/// A retention removal as the previous release (version 6) ran it for `(thread, ns)`: the
+/// thread's lock, the index step, the checkpoints below `end` removed; how many.
+pub async fn v6_remove_before(
+    client: &mut tokio_postgres::Client,
+    schema: &str,
+    thread: &str,
+    ns: &str,
+    end: &str,
+) -> i64 {
+    let tx = client.transaction().await.unwrap();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&format!("storage-postgres:thread:{schema}:{thread}")],
+    )
+    .await
+    .unwrap();
+    tx.execute(V6_INDEX_CHECKPOINTS, &[&thread, &ns])
+        .await
+        .unwrap();
+    let removed = tx
+        .query_one(V6_REMOVE_BEFORE, &[&thread, &ns, &end])
+        .await
+        .unwrap()
+        .get(0);
+    tx.commit().await.unwrap();
+    removed
 }

@@ -1,0 +1,239 @@
+//! The checkpoint counts retention's `keep_last` trusts (V7): the count deltas of a series
+//! sum to its indexed rows after every path that stores, indexes, replaces, copies or
+//! removes checkpoints, of this release or of the previous one (version 6, its statements
+//! quoted as raw SQL) running beside it, and the migration backfills what that release
+//! indexed. A sweep racing `delete_for_runs` (no thread lock) and puts keeps what some
+//! serial order of them keeps.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::json;
+use storage_core::{Checkpoint, StorageBackend};
+use storage_postgres::{PostgresBackend, PostgresConfig};
+use storage_testkit::data::{checkpoint, checkpoint_ids, cp_id, keep_last, obj, versions};
+
+mod previous_release;
+
+/// Series whose deltas do not sum to their indexed rows.
+const MISCOUNTED: &str = "
+    WITH counted AS (
+        SELECT thread_id, ns, sum(delta) AS n FROM checkpoint_count_deltas
+        GROUP BY thread_id, ns
+    ),
+    actual AS (
+        SELECT thread_id, ns, count(*) FILTER (WHERE indexed) AS n FROM checkpoints
+        GROUP BY thread_id, ns
+    )
+    SELECT thread_id || '/' || ns || ': ' || coalesce(c.n, 0) || ' counted, '
+        || coalesce(a.n, 0) || ' indexed'
+    FROM counted c FULL JOIN actual a USING (thread_id, ns)
+    WHERE coalesce(c.n, 0) <> coalesce(a.n, 0)";
+
+async fn assert_counted(client: &tokio_postgres::Client, step: &str) {
+    let wrong: Vec<String> = client
+        .query(MISCOUNTED, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(wrong.is_empty(), "after {step}: {wrong:?}");
+}
+
+async fn backend(url: &str, namespace: &str) -> Arc<dyn StorageBackend> {
+    let b =
+        PostgresBackend::new(PostgresConfig::from_url(url.to_owned()).with_namespace(namespace))
+            .unwrap();
+    b.initialize().await.unwrap();
+    Arc::new(b)
+}
+
+/// Checkpoint `n` of `(thread, ns)` naming `a` at version `a{v}`, of run `run`.
+fn numbered(thread: &str, ns: &str, n: u32, v: u32, run: Option<&str>) -> Checkpoint {
+    let mut cp = checkpoint(thread, ns, &cp_id(n), &[("a", &format!("a{v}"), json!(v))]);
+    if let Some(run) = run {
+        cp.metadata = obj(json!({ "run_id": run }));
+    }
+    cp
+}
+
+async fn put(b: &Arc<dyn StorageBackend>, thread: &str, ns: &str, n: u32, v: u32) {
+    let cp = numbered(thread, ns, n, v, None);
+    let new = versions(&[("a", &format!("a{v}"))]);
+    b.put_checkpoint(cp, new).await.unwrap();
+}
+
+async fn old_put(old: &tokio_postgres::Client, schema: &str, thread: &str, n: u32, v: u32) {
+    let cp = numbered(thread, "", n, v, None);
+    let new = versions(&[("a", &format!("a{v}"))]);
+    previous_release::put_checkpoint(old, schema, &cp, &new).await;
+}
+
+async fn ids(b: &Arc<dyn StorageBackend>, thread: &str, ns: &str) -> Vec<String> {
+    checkpoint_ids(b, thread, ns).await
+}
+
+fn numbers(ns: impl IntoIterator<Item = u32>) -> Vec<String> {
+    ns.into_iter().map(cp_id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_match_a_recount_after_every_path() {
+    let url = storage_testkit::servers::postgres::postgres_url();
+    let schema = "t_checkpoint_counts";
+    let t = "t";
+    // The previous release (version 6) stores 1..6 and 1..3 in `sub`, and its sweep
+    // indexes `""` and removes 1 and 2.
+    let mut old = previous_release::schema_at(&url, schema, 6).await;
+    for n in 1..=6 {
+        old_put(&old, schema, t, n, n).await;
+    }
+    for n in 1..=3 {
+        let cp = numbered(t, "sub", n, n, None);
+        previous_release::put_checkpoint(&old, schema, &cp, &versions(&[("a", "a1")])).await;
+    }
+    let removed = previous_release::v6_remove_before(&mut old, schema, t, "", &cp_id(3)).await;
+    assert_eq!(removed, 2);
+    let b = backend(&url, schema).await;
+    assert_counted(&old, "the migration's backfill").await;
+    for n in 7..=9 {
+        put(&b, t, "", n, n).await;
+    }
+    assert_counted(&old, "puts").await;
+    // 3..9 by count: the backfilled 4 and the unindexed 3.
+    assert_eq!(b.retain_checkpoints(keep_last(5)).await.unwrap(), 2);
+    assert_eq!(ids(&b, t, "").await, numbers(5..=9));
+    assert_counted(&old, "a sweep").await;
+    // Replacing the versions of indexed 8 (this release) and 9 (the previous one)
+    // unindexes them.
+    put(&b, t, "", 8, 80).await;
+    old_put(&old, schema, t, 9, 90).await;
+    assert_counted(&old, "checkpoints stored again with other versions").await;
+    assert_eq!(b.retain_checkpoints(keep_last(4)).await.unwrap(), 1);
+    assert_eq!(ids(&b, t, "").await, numbers(6..=9));
+    assert_counted(&old, "a sweep after replaced checkpoints").await;
+    assert_eq!(b.copy_thread(t, "copy").await.unwrap(), 4 + 3);
+    assert_counted(&old, "a copy").await;
+    // 10 of a run, indexed by a prune keeping everything, then its run deleted.
+    let ten = numbered(t, "", 10, 10, Some("run"));
+    b.put_checkpoint(ten, versions(&[("a", "a10")]))
+        .await
+        .unwrap();
+    assert_eq!(b.prune_checkpoints(t, 100).await.unwrap(), 0);
+    assert_counted(&old, "a prune removing nothing").await;
+    assert_eq!(b.delete_for_runs(&["run".to_owned()]).await.unwrap(), 1);
+    assert_counted(&old, "delete_for_runs").await;
+    assert_eq!(b.prune_checkpoints(t, 2).await.unwrap(), 2 + 1);
+    assert_eq!(ids(&b, t, "").await, numbers(8..=9));
+    assert_eq!(ids(&b, t, "sub").await, numbers(2..=3));
+    assert_counted(&old, "a prune").await;
+    // The previous release beside this one: its puts, then its sweep removing 8.
+    old_put(&old, schema, t, 11, 11).await;
+    old_put(&old, schema, t, 12, 12).await;
+    let removed = previous_release::v6_remove_before(&mut old, schema, t, "", &cp_id(9)).await;
+    assert_eq!(removed, 1);
+    assert_counted(&old, "the previous release's puts and sweep").await;
+    // 9, 11, 12 and the copy's 6..9 and 1..3 in `sub`, all by count.
+    assert_eq!(b.retain_checkpoints(keep_last(2)).await.unwrap(), 1 + 2 + 1);
+    assert_eq!(ids(&b, t, "").await, numbers([11, 12]));
+    assert_eq!(ids(&b, "copy", "").await, numbers(8..=9));
+    assert_eq!(ids(&b, "copy", "sub").await, numbers(2..=3));
+    assert_counted(&old, "a sweep after the previous release's").await;
+    // The removals fold a series' deltas into one row.
+    let deltas: i64 = old
+        .query_one(
+            "SELECT count(*) FROM checkpoint_count_deltas WHERE thread_id = $1 AND ns = ''",
+            &[&t],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(deltas <= 1, "{deltas} delta rows after a sweep");
+    old.query_one(previous_release::V6_DELETE_THREAD, &[&"copy"])
+        .await
+        .unwrap();
+    assert_counted(&old, "the previous release's delete_thread").await;
+    assert_eq!(b.delete_thread(t).await.unwrap(), 2 + 2);
+    assert_counted(&old, "delete_thread").await;
+    let left: i64 = old
+        .query_one(
+            "SELECT count(*) FROM checkpoint_count_deltas WHERE thread_id = $1",
+            &[&t],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "delete_thread leaves count deltas");
+}
+
+/// What a sweep keeping `keep` leaves of `1..=total` (checkpoint numbers) when it runs
+/// after the first `put` of them were stored, before or after the run `run` is deleted,
+/// and the rest are stored after it.
+fn serial_outcomes(total: u32, puts_after: u32, run: &BTreeSet<u32>, keep: usize) -> Vec<Vec<u32>> {
+    let mut outcomes = Vec::new();
+    for stored in (total - puts_after)..=total {
+        let later = stored + 1..=total;
+        for run_first in [true, false] {
+            let visible: Vec<u32> = (1..=stored)
+                .filter(|n| !run_first || !run.contains(n))
+                .collect();
+            let mut kept: Vec<u32> = visible[visible.len().saturating_sub(keep)..]
+                .iter()
+                .copied()
+                .filter(|n| !run.contains(n))
+                .collect();
+            kept.extend(later.clone());
+            outcomes.push(kept);
+        }
+    }
+    outcomes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_racing_delete_for_runs_and_puts_keeps_a_serial_outcome() {
+    let url = storage_testkit::servers::postgres::postgres_url();
+    let schema = "t_checkpoint_counts_race";
+    let client = previous_release::schema_at(&url, schema, 0).await;
+    let b = backend(&url, schema).await;
+    let (first, total, keep) = (40, 50, 10);
+    for round in 0..8 {
+        let t = format!("race-{round}");
+        let run = format!("run-{round}");
+        // Every third of the first 40 belongs to the run; the first 20 are indexed.
+        let members: BTreeSet<u32> = (1..=first).filter(|n| n % 3 == 0).collect();
+        for n in 1..=first {
+            let r = members.contains(&n).then_some(run.as_str());
+            let cp = numbered(&t, "", n, n, r);
+            b.put_checkpoint(cp, versions(&[("a", &format!("a{n}"))]))
+                .await
+                .unwrap();
+            if n == 20 {
+                b.prune_checkpoints(&t, 100).await.unwrap();
+            }
+        }
+        let sweep = {
+            let b = b.clone();
+            tokio::spawn(async move { b.retain_checkpoints(keep_last(keep as u64)).await })
+        };
+        let delete = {
+            let (b, run) = (b.clone(), run.clone());
+            tokio::spawn(async move { b.delete_for_runs(&[run]).await })
+        };
+        for n in first + 1..=total {
+            put(&b, &t, "", n, n).await;
+        }
+        sweep.await.unwrap().unwrap();
+        // How many it finds depends on whether the sweep removed them first.
+        delete.await.unwrap().unwrap();
+        let survivors = ids(&b, &t, "").await;
+        let outcomes = serial_outcomes(total, total - first, &members, keep);
+        assert!(
+            outcomes
+                .iter()
+                .any(|o| numbers(o.iter().copied()) == survivors),
+            "round {round}: {survivors:?} is no serial outcome"
+        );
+        assert_counted(&client, &format!("round {round}")).await;
+    }
+}

@@ -26,6 +26,7 @@
 mod artifacts;
 mod backend;
 mod checkpoint_read;
+mod checkpoint_removal;
 mod checkpoints;
 mod compaction;
 mod config;

@@ -20,10 +20,17 @@
 //! and no age limit is committed without touching its records (without an age limit the
 //! listing leaves out the series storing no more than `keep_last` in the first place).
 //!
+//! Checkpoint series count their rows too (V7), in the probe itself: the deltas of the
+//! series' indexed rows (written by triggers only, so every writer, the previous release's
+//! included, keeps them) plus its unindexed rows (stored since its last removal, counted
+//! through the partial index). One statement reads both and steps to the first kept
+//! checkpoint, so one snapshot: `delete_for_runs`, which takes no thread lock, cannot
+//! commit between the count and the rows it counts. Racing the sweep it leaves what a
+//! serial order would.
+//!
 //! Per series, after the lock: one statement probes the newest position, the first kept
-//! by count (counted kinds: `stored - keep_last` places above the oldest, `ORDER BY ..
-//! LIMIT 1 OFFSET stored - keep_last`, which steps over the removed index entries only;
-//! checkpoints: `keep_last - 1` places below the newest) and the oldest; for an age limit the
+//! by count (`count - keep_last` places above the oldest, `ORDER BY .. LIMIT 1 OFFSET
+//! count - keep_last`, which steps over the removed index entries only) and the oldest; for an age limit the
 //! records from there on are read oldest first in growing pages (8, 16, .. 256) and
 //! decoded until the first one young enough (or undecodable: a record whose age cannot
 //! be read counts as young, with a warning naming the series, so one bad record never
@@ -226,7 +233,7 @@ impl Kind {
                 crate::task_context::trim(tx, &key[0], end.number()).await
             }
             (Kind::Checkpoints, Position::Id(end)) => {
-                crate::checkpoints::remove_before(tx, &key[0], &key[1], end).await
+                crate::checkpoint_removal::remove_before(tx, &key[0], &key[1], end).await
             }
             (Kind::Checkpoints, Position::Number(_)) => Ok(0),
             (Kind::ArtifactVersions, _) => {
@@ -276,7 +283,8 @@ impl Statements {
             // plus its unindexed rows, through the partial index) is read in the same
             // statement, so the same snapshot as the rows it is stepped over: a
             // `delete_for_runs` committing meanwhile (it takes no thread lock) cannot make
-            // them disagree.
+            // them disagree. `OFFSET 0` keeps the planner from inlining the count into both
+            // of its uses (counting twice).
             Kind::Checkpoints => {
                 "SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1), \
                  CASE WHEN n.stored > {p1}::bigint THEN (SELECT {pos} FROM {table} \
@@ -284,7 +292,7 @@ impl Statements {
                  (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1) \
                  FROM (SELECT (SELECT coalesce(sum(delta), 0) FROM checkpoint_count_deltas \
                   WHERE {series})::bigint + (SELECT count(*) FROM {table} WHERE {series} \
-                  AND NOT indexed) AS stored) n"
+                  AND NOT indexed) AS stored OFFSET 0) n"
             }
             // Counted series: `{p1}` is how many records go by count, so the first kept
             // one is `{p1}` places above the oldest, reached by stepping over the removed

@@ -237,7 +237,7 @@ async fn a_sweep_racing_delete_for_runs_and_puts_keeps_a_serial_outcome() {
         };
         let delete = {
             let (b, run) = (b.clone(), run.clone());
-            tokio::spawn(async move { retried!(b.delete_for_runs(&[run.clone()])) })
+            tokio::spawn(async move { retried!(b.delete_for_runs(std::slice::from_ref(&run))) })
         };
         for n in first + 1..=total {
             put(&b, &t, "", n, n).await;

@@ -29,8 +29,9 @@
 //! serial order would.
 //!
 //! Per series, after the lock: one statement probes the newest position, the first kept
-//! by count (`count - keep_last` places above the oldest, `ORDER BY .. LIMIT 1 OFFSET
-//! count - keep_last`, which steps over the removed index entries only) and the oldest; for an age limit the
+//! by count (context versions: by number; the other kinds: `count - keep_last` places
+//! above the oldest, `ORDER BY .. LIMIT 1 OFFSET count - keep_last`, which steps over the
+//! removed index entries only) and the oldest; for an age limit the
 //! records from there on are read oldest first in growing pages (8, 16, .. 256) and
 //! decoded until the first one young enough (or undecodable: a record whose age cannot
 //! be read counts as young, with a warning naming the series, so one bad record never

@@ -9,6 +9,7 @@ mod conversation_head;
 mod cost_tests;
 mod digest;
 mod gc;
+mod local_listing;
 mod retention;
 #[cfg(test)]
 mod retention_cost_tests;

@@ -446,28 +446,17 @@ impl ObjectBackend {
         keep: u64,
     ) -> Result<(Option<u64>, u64)> {
         let prefix = self.keys().artifact_versions(scope, name);
-        let listing = match floor.checked_sub(1) {
-            Some(below) => {
-                let offset = self.keys().artifact_version(scope, name, below);
-                self.objects()
-                    .store
-                    .list_with_offset(Some(&prefix), &offset)
-            }
-            None => self.objects().store.list(Some(&prefix)),
+        let mut listed = match self.local_files(&prefix, true).await {
+            Some(files) => files?
+                .into_iter()
+                .filter_map(|(parts, size)| match &parts[..] {
+                    [version] => parse_number(version).map(|version| (version, size)),
+                    _ => None,
+                })
+                .filter(|&(version, _)| version >= floor)
+                .collect(),
+            None => self.listed_versions(&prefix, scope, name, floor).await?,
         };
-        let mut listed: Vec<(u64, u64)> = listing
-            .try_filter_map(|meta| async move {
-                let version = meta.location.filename().and_then(parse_number);
-                Ok(version
-                    .filter(|&version| version >= floor)
-                    .map(|version| (version, meta.size)))
-            })
-            .try_collect()
-            .await
-            .or_else(|err| match err {
-                object_store::Error::NotFound { .. } => Ok(Vec::new()),
-                err => Err(crate::error::classify(err)),
-            })?;
         listed.sort_unstable();
         let small = 2 * tombstone_len()?;
         let mut newest = None;
@@ -487,6 +476,37 @@ impl ObjectBackend {
             }
         }
         Ok((newest, floor))
+    }
+
+    /// The versions from `floor` up with their sizes, from one listing of the store that
+    /// starts right below `floor` (S3's `start-after`).
+    async fn listed_versions(
+        &self,
+        prefix: &object_store::path::Path,
+        scope: &str,
+        name: &str,
+        floor: u64,
+    ) -> Result<Vec<(u64, u64)>> {
+        let listing = match floor.checked_sub(1) {
+            Some(below) => {
+                let offset = self.keys().artifact_version(scope, name, below);
+                self.objects().store.list_with_offset(Some(prefix), &offset)
+            }
+            None => self.objects().store.list(Some(prefix)),
+        };
+        listing
+            .try_filter_map(|meta| async move {
+                let version = meta.location.filename().and_then(parse_number);
+                Ok(version
+                    .filter(|&version| version >= floor)
+                    .map(|version| (version, meta.size)))
+            })
+            .try_collect()
+            .await
+            .or_else(|err| match err {
+                object_store::Error::NotFound { .. } => Ok(Vec::new()),
+                err => Err(crate::error::classify(err)),
+            })
     }
 
     /// Where a sweep of the name starts: the `floor` hint when the version right below

@@ -182,8 +182,12 @@ impl Kind {
         match self {
             Kind::Messages => {
                 for start in (0..count).step_by(1_000) {
+                    // With client ids: each is an object under the conversation too.
                     let batch = (start..count.min(start + 1_000))
-                        .map(|i| NewMessage::new("user", json!({ "i": i })))
+                        .map(|i| {
+                            NewMessage::new("user", json!({ "i": i }))
+                                .with_client_id(format!("c{}", stored + i))
+                        })
                         .collect();
                     b.append_messages("s", batch).await.unwrap();
                 }

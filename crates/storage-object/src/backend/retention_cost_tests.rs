@@ -375,7 +375,7 @@ fn a_live_version_record_is_never_as_small_as_a_tombstone() {
             size: 0,
             sha256: String::new(),
             metadata: Default::default(),
-            created_at: storage_core::time::now().into(),
+            created_at: storage_core::time::now(),
         }),
         data: Some(keys.artifact_data("s", "n").to_string()),
     };

@@ -262,14 +262,23 @@ impl ArtifactStore for ObjectBackend {
             if !retention::admits(&retention)? {
                 return Ok(0);
             }
+            // Scopes and names from delimiter listings (see `ids_below`): their cost
+            // follows the names, not the versions and contents below them. A name with
+            // no version record left trims nothing.
+            let scopes = &self.ids_below(&self.keys().artifacts()).await?;
             retention::sweep(
                 "artifact_versions",
                 |after: Option<String>, limit| async move {
-                    self.list_artifact_scopes(after.as_deref(), limit).await
+                    Ok(scopes
+                        .iter()
+                        .filter(|id| after.as_ref().is_none_or(|after| *id > after))
+                        .take(limit)
+                        .cloned()
+                        .collect())
                 },
                 |scope| async move {
                     let mut removed = 0;
-                    for name in self.list_artifacts(&scope).await? {
+                    for name in self.ids_below(&self.keys().scope(&scope)).await? {
                         removed += self.retain_artifact(&scope, &name, &retention).await?;
                     }
                     Ok(removed)

@@ -421,13 +421,20 @@ impl ObjectBackend {
         namespace: &str,
     ) -> Result<Vec<String>> {
         let prefix = self.keys().checkpoints(thread_id, namespace);
-        let mut ids: Vec<String> = self
-            .objects()
-            .list(&prefix)
-            .await?
-            .iter()
-            .filter_map(|path| take_id(&parts_after(path, &prefix)).map(|(id, _)| id))
-            .collect();
+        let mut ids: Vec<String> = match self.local_files(&prefix, false).await {
+            // On a local disk, names only (see `local_listing`).
+            Some(files) => files?
+                .iter()
+                .filter_map(|(parts, _)| take_id(parts).map(|(id, _)| id))
+                .collect(),
+            None => self
+                .objects()
+                .list(&prefix)
+                .await?
+                .iter()
+                .filter_map(|path| take_id(&parts_after(path, &prefix)).map(|(id, _)| id))
+                .collect(),
+        };
         ids.sort();
         ids.dedup();
         self.recent().listed_all(&prefix, &ids);

@@ -275,10 +275,19 @@ impl ConversationStore for ObjectBackend {
             if !retention::admits(&retention)? {
                 return Ok(0);
             }
+            // Conversation directories from delimiter listings (see `ids_below`), not a
+            // listing of every slot and client id below them; one without a live message
+            // trims nothing.
+            let sessions = &self.ids_below(&self.keys().conversations()).await?;
             retention::sweep(
                 "messages",
                 |after: Option<String>, limit| async move {
-                    self.list_conversation_ids(after.as_deref(), limit).await
+                    Ok(sessions
+                        .iter()
+                        .filter(|id| after.as_ref().is_none_or(|after| *id > after))
+                        .take(limit)
+                        .cloned()
+                        .collect())
                 },
                 |session_id| async move { self.retain_conversation(&session_id, &retention).await },
             )

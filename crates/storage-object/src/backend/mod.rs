@@ -9,7 +9,10 @@ mod conversation_head;
 mod cost_tests;
 mod digest;
 mod gc;
+mod local_listing;
 mod retention;
+#[cfg(test)]
+mod retention_cost_tests;
 mod sessions;
 mod slot_stubs;
 mod task_context;
@@ -92,11 +95,26 @@ impl ObjectBackend {
     /// what operations do.
     #[cfg(test)]
     pub(crate) fn over(store: Arc<dyn object_store::ObjectStore>, namespace: &str) -> Self {
+        Self::over_as(store, namespace, false)
+    }
+
+    /// [`ObjectBackend::over`] a store used as local files are (`files`: versioned cells,
+    /// listings in no set order) or as memory is.
+    #[cfg(test)]
+    pub(crate) fn over_as(
+        store: Arc<dyn object_store::ObjectStore>,
+        namespace: &str,
+        files: bool,
+    ) -> Self {
         let objects = Objects {
             store,
-            mode: crate::store::CellMode::ETag,
+            mode: if files {
+                crate::store::CellMode::Versions
+            } else {
+                crate::store::CellMode::ETag
+            },
             prefix: String::new(),
-            provider: "memory",
+            provider: if files { "file" } else { "memory" },
             newest: Default::default(),
         };
         ObjectBackend {

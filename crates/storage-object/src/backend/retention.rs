@@ -19,11 +19,16 @@
 //!   oldest first, exactly as `delete_artifact(.., Some(v))` does; a `floor` hint then
 //!   says where the next sweep starts, so tombstones are not read again.
 //!
-//! Within a series only the expired prefix and the record that ends it are read (for
-//! `keep_last` the arithmetic of the head, or the listed record keys, gives the count),
-//! except artifact versions' `keep_last`, which reads down from the newest to the
-//! `keep_last`-th live version: a version can be deleted anywhere, so numbers do not count
-//! the live ones.
+//! Within a series only the expired prefix and the record that ends it are read: for
+//! `keep_last` the arithmetic of the head, or a listing of the keys, gives the count. For
+//! artifact versions that listing starts at the `floor` hint and its sizes tell the
+//! tombstones (a version can be deleted anywhere, so numbers do not count the live
+//! ones); only a record too small to be surely live is read.
+//!
+//! Series are enumerated with delimiter listings where a full listing would yield what
+//! they hold (artifact names; context heads, whose cell is a directory of versions on
+//! local files), so what grows with a series is at most the keys a count lists: one
+//! LIST request per 1,000 on S3, never a read per record kept.
 
 use std::future::Future;
 
@@ -34,7 +39,19 @@ use storage_core::{Checkpoint, ContextScope, Result, Retention, StorageError};
 
 use super::conversation::too_many_writers;
 use super::{in_order, ObjectBackend, CAS_ATTEMPTS};
+use crate::keys::parse_number;
 use crate::store::backoff;
+
+/// The length of a tombstone version record as stored: a record no longer than twice
+/// this is read to tell whether it is one (a live record is far longer; see the test
+/// `a_live_version_record_is_never_as_small_as_a_tombstone`).
+pub(super) fn tombstone_len() -> Result<u64> {
+    let tombstone = super::artifacts::VersionRecord {
+        meta: None,
+        data: None,
+    };
+    Ok(storage_core::wire::encode(&tombstone)?.len() as u64)
+}
 
 /// Series listed per page.
 const PAGE: usize = 100;
@@ -351,29 +368,10 @@ impl ObjectBackend {
         if retention.created_before.is_none() && last - floor < keep {
             return Ok(0);
         }
-        let mut newest = None;
-        let mut boundary = floor;
-        let mut found = 0;
-        let mut next = Some(last);
-        'down: while let Some(top) = next.filter(|&top| top >= floor) {
-            let bottom = top.saturating_sub(BATCH as u64 - 1).max(floor);
-            let read = in_order(BATCH, (bottom..=top).rev().map(live)).await?;
-            for (version, record) in (bottom..=top).rev().zip(read) {
-                if record.is_some() {
-                    newest = newest.or(Some(version));
-                    found += 1;
-                    if found == keep {
-                        boundary = if retention.keep_last.is_some() {
-                            version
-                        } else {
-                            floor
-                        };
-                        break 'down;
-                    }
-                }
-            }
-            next = bottom.checked_sub(1);
-        }
+        let (newest, boundary) = match retention.keep_last {
+            Some(keep) => self.newest_live_listed(scope, name, floor, keep).await?,
+            None => self.newest_live_read(scope, name, floor, last).await?,
+        };
         let Some(newest) = newest else {
             return Ok(0);
         };
@@ -402,6 +400,113 @@ impl ObjectBackend {
                 .await?;
         }
         Ok(removed)
+    }
+
+    /// For an age alone: the newest live version, read down from the newest number
+    /// (usually one read); the sweep then starts at `floor`.
+    async fn newest_live_read(
+        &self,
+        scope: &str,
+        name: &str,
+        floor: u64,
+        last: u64,
+    ) -> Result<(Option<u64>, u64)> {
+        let mut next = Some(last);
+        while let Some(top) = next.filter(|&top| top >= floor) {
+            let bottom = top.saturating_sub(BATCH as u64 - 1).max(floor);
+            let read = in_order(
+                BATCH,
+                (bottom..=top)
+                    .rev()
+                    .map(|version| self.read_version(scope, name, version)),
+            )
+            .await?;
+            for (version, record) in (bottom..=top).rev().zip(read) {
+                if record.is_some_and(|record| record.meta.is_some()) {
+                    return Ok((Some(version), floor));
+                }
+            }
+            next = bottom.checked_sub(1);
+        }
+        Ok((None, floor))
+    }
+
+    /// For `keep_last`: the newest live version and the oldest of the newest `keep` live
+    /// ones (numbers below it have expired by count), from one listing of the version
+    /// keys from `floor` up. A version can be deleted anywhere, so numbers do not count
+    /// the live ones, but the listed sizes do: a tombstone is a few dozen bytes, a live
+    /// record (metadata and a content path) far more, and only a record too small to be
+    /// surely live is read to tell. So the survivors' keys are listed (one request per
+    /// 1,000 on S3) but not read.
+    async fn newest_live_listed(
+        &self,
+        scope: &str,
+        name: &str,
+        floor: u64,
+        keep: u64,
+    ) -> Result<(Option<u64>, u64)> {
+        let prefix = self.keys().artifact_versions(scope, name);
+        let mut listed = match self.local_files(&prefix, true).await {
+            Some(files) => files?
+                .into_iter()
+                .filter_map(|(parts, size)| match &parts[..] {
+                    [version] => parse_number(version).map(|version| (version, size)),
+                    _ => None,
+                })
+                .filter(|&(version, _)| version >= floor)
+                .collect(),
+            None => self.listed_versions(&prefix, scope, name, floor).await?,
+        };
+        listed.sort_unstable();
+        let small = 2 * tombstone_len()?;
+        let mut newest = None;
+        let mut found = 0;
+        for &(version, size) in listed.iter().rev() {
+            let live = size > small
+                || self
+                    .read_version(scope, name, version)
+                    .await?
+                    .is_some_and(|record| record.meta.is_some());
+            if live {
+                newest = newest.or(Some(version));
+                found += 1;
+                if found == keep {
+                    return Ok((newest, version));
+                }
+            }
+        }
+        Ok((newest, floor))
+    }
+
+    /// The versions from `floor` up with their sizes, from one listing of the store that
+    /// starts right below `floor` (S3's `start-after`).
+    async fn listed_versions(
+        &self,
+        prefix: &object_store::path::Path,
+        scope: &str,
+        name: &str,
+        floor: u64,
+    ) -> Result<Vec<(u64, u64)>> {
+        let listing = match floor.checked_sub(1) {
+            Some(below) => {
+                let offset = self.keys().artifact_version(scope, name, below);
+                self.objects().store.list_with_offset(Some(prefix), &offset)
+            }
+            None => self.objects().store.list(Some(prefix)),
+        };
+        listing
+            .try_filter_map(|meta| async move {
+                let version = meta.location.filename().and_then(parse_number);
+                Ok(version
+                    .filter(|&version| version >= floor)
+                    .map(|version| (version, meta.size)))
+            })
+            .try_collect()
+            .await
+            .or_else(|err| match err {
+                object_store::Error::NotFound { .. } => Ok(Vec::new()),
+                err => Err(crate::error::classify(err)),
+            })
     }
 
     /// Where a sweep of the name starts: the `floor` hint when the version right below

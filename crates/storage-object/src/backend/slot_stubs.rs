@@ -32,7 +32,7 @@ impl ObjectBackend {
     /// each slot whose numbers all lie at or below `new` by a stub without messages. The
     /// stub keeps the slot's numbers taken (an appender holding an older head must still
     /// fail to create it) and frees the content. Reads the slot keys from `old` on and, when
-    /// a batch straddled `old`, probes down for its start.
+    /// a batch straddled `old` and now lies at or below `new`, probes down for its start.
     pub(super) async fn stub_slots(&self, session_id: &str, old: u64, new: u64) -> Result<()> {
         use futures::TryStreamExt;
         let prefix = self.keys().conversation(session_id).join("messages");
@@ -59,8 +59,12 @@ impl ObjectBackend {
         }
         drop(listing);
         firsts.sort_unstable();
-        if old > 0 && firsts.first().is_none_or(|&first| first > old + 1) {
-            // The batch holding `old + 1` starts below `old`.
+        // The batch holding `old + 1` starts below `old` when no slot starts at `old + 1`;
+        // it can become a stub only if the next slot starts at or below `new + 1`, and
+        // only then is its start probed for: the probe costs the numbers of that batch
+        // removed before, so a sweep that leaves the batch straddling the floor (most
+        // sweeps, when a batch is large) reads nothing below `old`.
+        if old > 0 && firsts.first().is_some_and(|&first| first > old + 1) {
             for below in (1..old).rev() {
                 let path = self.keys().message_slot(session_id, below);
                 if let Some(bytes) = self.objects().get(&path).await? {

@@ -37,7 +37,7 @@ use storage_core::{
 use super::{in_order, retention, ObjectBackend, CAS_ATTEMPTS};
 use crate::error::classify;
 use crate::keys::{parse_number, parts_after, take_context_scope};
-use crate::store::{backoff, Token};
+use crate::store::{backoff, CellMode, Token};
 
 /// The head record of a scope: the `task_context` record of its current version with the
 /// two fields readers need to find the kept earlier ones.
@@ -217,6 +217,25 @@ impl TaskContextStore for ObjectBackend {
         self.op("retain_context_versions", async {
             if !retention::admits(&retention)? {
                 return Ok(0);
+            }
+            if self.objects().mode == CellMode::Versions {
+                // A head is a directory of cell versions here (one per store in the last
+                // minute): enumerate the scope directories instead, once.
+                let scopes = &self.context_scope_dirs().await?;
+                return retention::sweep(
+                    "context_versions",
+                    |after: Option<ContextScope>, limit| async move {
+                        let after = after.map(|scope| scope.key());
+                        Ok(scopes
+                            .iter()
+                            .filter(|scope| after.as_ref().is_none_or(|a| scope.key() > *a))
+                            .take(limit)
+                            .cloned()
+                            .collect())
+                    },
+                    |scope| async move { self.retain_scope(&scope, &retention).await },
+                )
+                .await;
             }
             retention::sweep(
                 "context_versions",
@@ -442,6 +461,30 @@ impl ObjectBackend {
             .collect();
         self.objects().delete_many(doomed).await?;
         Ok(existed)
+    }
+
+    /// Every scope with a directory under `contexts/`, in key order, from delimiter
+    /// listings (see [`ObjectBackend::ids_below`]): their cost follows the scopes, not the
+    /// cell versions a versioned head holds. A directory whose head is gone reads as no
+    /// scope later.
+    async fn context_scope_dirs(&self) -> Result<Vec<ContextScope>> {
+        let root = self.keys().contexts();
+        let mut scopes: Vec<ContextScope> = Vec::new();
+        for child in self.objects().common_prefixes(&root).await? {
+            if child.filename() == Some("app") {
+                scopes.push(ContextScope::App);
+            }
+        }
+        scopes.extend(
+            self.ids_below(&root)
+                .await?
+                .into_iter()
+                .map(ContextScope::Session),
+        );
+        let users = self.ids_below(&root.clone().join("user")).await?;
+        scopes.extend(users.into_iter().map(ContextScope::User));
+        scopes.sort_by_cached_key(ContextScope::key);
+        Ok(scopes)
     }
 
     /// Scopes with a head after `after`, in key order, at most `limit`.

@@ -215,6 +215,18 @@ pub(crate) async fn remove_before(
 const KEY_LOOKUP_PLANS: &str = "SELECT set_config('enable_seqscan', 'off', true), \
      set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)";
 
+/// Takes the thread's lock exclusively ([`lock_thread`](crate::checkpoints::lock_thread))
+/// and sets [`KEY_LOOKUP_PLANS`] for the rest of the transaction, in one round trip: a
+/// retention sweep's probe counts the series' unindexed rows through the partial index,
+/// which stale statistics on `indexed` made the planner replace by a scan of the table.
+pub(crate) async fn lock_for_removal(tx: &impl Sql, schema: &str, thread_id: &str) -> PgResult<()> {
+    let plans = tx.statement(KEY_LOOKUP_PLANS).await?;
+    let lock = tx.statement(crate::checkpoints::LOCK_THREAD).await?;
+    let key = crate::checkpoints::thread_lock_key(schema, thread_id);
+    futures::future::try_join(tx.run_query(&plans, &[]), tx.run_query(&lock, &[&key])).await?;
+    Ok(())
+}
+
 /// Runs [`INDEX_CHECKPOINTS`] for the thread (one namespace or all), then `removal`, a
 /// statement returning how many checkpoints it removed, which relies on the index being
 /// complete; both planned under [`KEY_LOOKUP_PLANS`]. The caller holds the thread's lock.

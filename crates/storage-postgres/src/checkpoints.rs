@@ -66,7 +66,7 @@ const GET_WRITES: &str = "SELECT record FROM checkpoint_writes \
 
 const THREAD_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE thread_id = $1)";
 
-const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+pub(crate) const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 
 const COPY_THREAD: &str = "\
 WITH c AS (

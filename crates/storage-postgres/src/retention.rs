@@ -210,7 +210,7 @@ impl Kind {
                 .await?
                 .then_some(None)),
             Kind::Checkpoints => {
-                crate::checkpoints::lock_thread(tx, schema, &key[0]).await?;
+                crate::checkpoint_removal::lock_for_removal(tx, schema, &key[0]).await?;
                 Ok(Some(None))
             }
             Kind::ArtifactVersions => {
@@ -249,13 +249,15 @@ struct Statements {
     /// The newest position, the first one kept by count (if any goes by count), and the
     /// oldest.
     probe: String,
+    /// Whether `probe` takes `{p1}` (how many go, or how many are kept).
+    probe_takes_skip: bool,
     /// Records oldest first from a position (`>=`) or after one (`>`), below the newest.
     walk_from: String,
     walk_after: String,
 }
 
 impl Statements {
-    fn of(kind: Kind) -> Self {
+    fn of(kind: Kind, retention: &Retention) -> Self {
         let [table, position, record, series] = kind.columns();
         let n = kind.key_columns();
         let fill = |sql: &str| {
@@ -273,11 +275,18 @@ impl Statements {
                  AND {{pos}} {op} {{p1}} AND {{pos}} < {{p2}} ORDER BY {{pos}} LIMIT {{p3}}"
             ))
         };
-        let probe = match kind {
+        let probe = match (kind, retention.keep_last) {
             // Context versions count by number: no walk at all (see `keep_from`).
-            Kind::ContextVersions => {
+            (Kind::ContextVersions, _) => {
                 "SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1), \
                  NULL::bigint, \
+                 (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1)"
+            }
+            // An age limit alone: the walk starts at the oldest, and the count (every
+            // unindexed row: all of a series never removed from) would be wasted.
+            (Kind::Checkpoints, None) => {
+                "SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1), \
+                 NULL::text, \
                  (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} LIMIT 1)"
             }
             // `{p1}` is `keep_last`. The series' count (V7: the deltas of its indexed rows
@@ -286,7 +295,7 @@ impl Statements {
             // `delete_for_runs` committing meanwhile (it takes no thread lock) cannot make
             // them disagree. `OFFSET 0` keeps the planner from inlining the count into both
             // of its uses (counting twice).
-            Kind::Checkpoints => {
+            (Kind::Checkpoints, Some(_)) => {
                 "SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1), \
                  CASE WHEN n.stored > {p1}::bigint THEN (SELECT {pos} FROM {table} \
                   WHERE {series} ORDER BY {pos} LIMIT 1 OFFSET n.stored - {p1}::bigint) END, \
@@ -298,7 +307,7 @@ impl Statements {
             // Counted series: `{p1}` is how many records go by count, so the first kept
             // one is `{p1}` places above the oldest, reached by stepping over the removed
             // index entries only.
-            _ => {
+            (Kind::Messages | Kind::ArtifactVersions, _) => {
                 "SELECT (SELECT {pos} FROM {table} WHERE {series} ORDER BY {pos} DESC LIMIT 1), \
                  CASE WHEN {p1}::bigint > 0 THEN (SELECT {pos} FROM {table} WHERE {series} \
                   ORDER BY {pos} LIMIT 1 OFFSET {p1}) END, \
@@ -306,6 +315,7 @@ impl Statements {
             }
         };
         Statements {
+            probe_takes_skip: probe.contains("{p1}"),
             probe: fill(probe),
             walk_from: walk(">="),
             walk_after: walk(">"),
@@ -348,10 +358,10 @@ async fn prefix_end(
         // Checkpoints: how many to keep, the probe counting the series itself.
         None => to_i64(retention.keep_last.unwrap_or(u64::MAX)),
     };
-    // The context probe takes no skip: it counts by number.
-    let extra: &[&(dyn ToSql + Sync)] = match kind {
-        Kind::ContextVersions => &[],
-        _ => &[&skip],
+    // The context probe (by number) and an uncounted checkpoint probe take no skip.
+    let extra: &[&(dyn ToSql + Sync)] = match sql.probe_takes_skip {
+        true => &[&skip],
+        false => &[],
     };
     let probe = tx.one(&sql.probe, &with_key(key, extra)).await?;
     let (Some(newest), Some(oldest)) = (kind.position(&probe, 0), kind.position(&probe, 2)) else {
@@ -404,7 +414,7 @@ impl PostgresBackend {
         if retention.is_unbounded() {
             return Ok(0);
         }
-        let sql = Statements::of(kind);
+        let sql = Statements::of(kind, &retention);
         let mut client = self.client().await?;
         // Keys are never empty, so "" sorts before every one of them.
         let mut after = vec![String::new(); kind.key_columns()];

@@ -300,3 +300,43 @@ async fn delete_for_runs_never_waits_for_a_removals_count() {
     tx.commit().await.unwrap();
     assert_counted(&remover, "a removal beside delete_for_runs").await;
 }
+
+/// A sweep with an age limit alone walks from the oldest checkpoint and never counts the
+/// series (for a series never removed from, the count reads every row): with a count row
+/// planted whose sum overflows `bigint`, a sweep finding nothing expired succeeds where a
+/// `keep_last` sweep, which must count, fails; once the row is gone, the age sweep removes
+/// what expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_age_limit_alone_never_counts_the_series() {
+    let url = storage_testkit::servers::postgres::postgres_url();
+    let schema = "t_checkpoint_counts_age";
+    let admin = previous_release::schema_at(&url, schema, 0).await;
+    let b = backend(&url, schema).await;
+    for n in 1..=5 {
+        put(&b, "age", "", n, n).await;
+    }
+    admin
+        .batch_execute(
+            "INSERT INTO checkpoint_count_deltas (thread_id, ns, delta) \
+             VALUES ('age', '', 9223372036854775807), ('age', '', 9223372036854775807)",
+        )
+        .await
+        .unwrap();
+    let long_ago = storage_core::Retention {
+        created_before: Some(storage_core::time::from_micros(0)),
+        keep_last: None,
+    };
+    assert_eq!(b.retain_checkpoints(long_ago).await.unwrap(), 0);
+    assert!(b.retain_checkpoints(keep_last(2)).await.is_err());
+    admin
+        .batch_execute("DELETE FROM checkpoint_count_deltas WHERE delta > 1000000")
+        .await
+        .unwrap();
+    let everything = storage_core::Retention {
+        created_before: Some(storage_core::time::now()),
+        keep_last: None,
+    };
+    assert_eq!(b.retain_checkpoints(everything).await.unwrap(), 4);
+    assert_eq!(ids(&b, "age", "").await, numbers([5]));
+    assert_counted(&admin, "an age sweep").await;
+}

@@ -4,15 +4,13 @@
 //! the previous release's removals indexed, and a `keep_last` sweep takes how many go from
 //! the count instead of stepping over the checkpoints it keeps.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use serde_json::json;
-use storage_core::{ChannelVersions, Checkpoint, StorageBackend};
-use storage_sqlite::{SqliteBackend, SqliteConfig};
 use storage_testkit::data::{checkpoint, checkpoint_ids, cp_id, keep_last, obj, versions};
 
+mod chain;
 mod previous_release;
+
+use chain::{backend, chained, connection, put_chain};
 
 /// Series whose stored count differs from a recount of their indexed rows, as
 /// `thread/ns stored=.. actual=..` (a series counted 0 with no indexed row is right).
@@ -38,48 +36,6 @@ const PREVIOUS_INDEX_USERS: &str = "INSERT OR IGNORE INTO \"{ns}.checkpoint_valu
      WHERE c.thread_id = ?1 AND c.ns = ?2 AND c.indexed = 0";
 const PREVIOUS_MARK_INDEXED: &str = "UPDATE \"{ns}.checkpoints\" SET indexed = 1 \
      WHERE thread_id = ?1 AND ns = ?2 AND indexed = 0";
-
-async fn backend(path: &Path, ns: &str) -> Arc<dyn StorageBackend> {
-    let b = SqliteBackend::new(SqliteConfig::new(path).with_namespace(ns)).unwrap();
-    b.initialize().await.unwrap();
-    Arc::new(b)
-}
-
-fn connection(path: &Path) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
-    conn
-}
-
-/// Checkpoint `n` of `thread` (namespace "") where `a` changes at every step and `s`
-/// (stored by 1) never.
-fn chained(thread: &str, n: u32) -> (Checkpoint, ChannelVersions) {
-    let a = format!("a{n}");
-    let cp = checkpoint(
-        thread,
-        "",
-        &cp_id(n),
-        &[("a", &a, json!(a)), ("s", "s1", json!("s1"))],
-    );
-    let new = if n == 1 {
-        versions(&[("a", &a), ("s", "s1")])
-    } else {
-        versions(&[("a", &a)])
-    };
-    (cp, new)
-}
-
-async fn put_chain(
-    b: &Arc<dyn StorageBackend>,
-    thread: &str,
-    numbers: std::ops::RangeInclusive<u32>,
-) {
-    for n in numbers {
-        let (cp, new) = chained(thread, n);
-        b.put_checkpoint(cp, new).await.unwrap();
-    }
-}
 
 fn previous_index(conn: &rusqlite::Connection, ns: &str, thread: &str) {
     for sql in [PREVIOUS_INDEX_USERS, PREVIOUS_MARK_INDEXED] {

@@ -4,15 +4,16 @@
 //! by a new put or by replacing a stored one); the index equals a recount from the rows'
 //! `versions` after every path; and a sweep does not read the survivors it keeps.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use storage_core::{ChannelVersions, Checkpoint, StorageBackend};
-use storage_sqlite::{SqliteBackend, SqliteConfig};
+use storage_core::StorageBackend;
 use storage_testkit::data::{checkpoint, checkpoint_ids, cp_id, json_of, keep_last, obj, versions};
 
+mod chain;
 mod previous_release;
+
+use chain::{backend, chained, connection, numbered, put_chain};
 
 /// Uses an indexed checkpoint's `versions` names that the index lacks (a value a removal
 /// could lose), and index rows no indexed checkpoint's `versions` names (stale).
@@ -30,54 +31,6 @@ const MISINDEXED: &str = "
     SELECT 'stale ' || thread_id || '/' || ns || '/' || checkpoint_id || ' ' || channel
         || '=' || version
     FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected)";
-
-/// A backend on `path`, namespace `ns`, initialized (migrated to the latest version).
-async fn backend(path: &Path, ns: &str) -> Arc<dyn StorageBackend> {
-    let b = SqliteBackend::new(SqliteConfig::new(path).with_namespace(ns)).unwrap();
-    b.initialize().await.unwrap();
-    Arc::new(b)
-}
-
-/// A raw connection of the test's own, as another process would have.
-fn connection(path: &Path) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
-    conn
-}
-
-/// Checkpoint `n` of `thread` (namespace "") naming `channels` as (channel, version), each
-/// value the version's own name.
-fn numbered(thread: &str, n: u32, channels: &[(&str, &str)]) -> Checkpoint {
-    let channels: Vec<(&str, &str, Value)> = channels
-        .iter()
-        .map(|(channel, version)| (*channel, *version, json!(version)))
-        .collect();
-    checkpoint(thread, "", &cp_id(n), &channels)
-}
-
-/// Checkpoint `n` of a chain where `a` changes at every step and `s` (stored by 1) never.
-fn chained(thread: &str, n: u32) -> (Checkpoint, ChannelVersions) {
-    let a = format!("a{n}");
-    let cp = numbered(thread, n, &[("a", &a), ("s", "s1")]);
-    let new = if n == 1 {
-        versions(&[("a", &a), ("s", "s1")])
-    } else {
-        versions(&[("a", &a)])
-    };
-    (cp, new)
-}
-
-async fn put_chain(
-    b: &Arc<dyn StorageBackend>,
-    thread: &str,
-    numbers: std::ops::RangeInclusive<u32>,
-) {
-    for n in numbers {
-        let (cp, new) = chained(thread, n);
-        b.put_checkpoint(cp, new).await.unwrap();
-    }
-}
 
 /// The values checkpoint `n` of `thread` reads back with, as `{channel: value}`.
 async fn values(b: &Arc<dyn StorageBackend>, thread: &str, n: u32) -> Value {

@@ -55,6 +55,10 @@ pub(crate) struct Objects {
     pub prefix: String,
     /// `file`, `memory`, `s3`, `gs` or `az`.
     pub provider: &'static str,
+    /// A local directory store's root as it was resolved when opened (absolute, links
+    /// followed), which is where the store reads and writes even if the process changes its
+    /// working directory: the root listings that read the directory itself start from.
+    pub local_root: Option<Arc<std::path::PathBuf>>,
     /// The highest version this process last saw of each versioned cell, so that a read
     /// probes upward from it instead of listing every version the cell still holds.
     pub newest: Arc<NewestVersions>,
@@ -97,7 +101,14 @@ impl Objects {
                     ))
                     .with_source(err)
                 })?;
-                let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                // Resolved here as the store resolves its own root, once.
+                let root = std::fs::canonicalize(dir).map_err(|err| {
+                    StorageError::config(format!(
+                        "object.url: cannot resolve directory {dir:?}: {err}"
+                    ))
+                    .with_source(err)
+                })?;
+                let local = object_store::local::LocalFileSystem::new_with_prefix(&root)
                     .map_err(|err| classify(err).with_operation("open"))?
                     .with_fsync(config.fsync)
                     // A delete removes the directories it empties, so ids that come and
@@ -110,6 +121,7 @@ impl Objects {
                     mode: CellMode::Versions,
                     prefix: String::new(),
                     provider: "file",
+                    local_root: Some(Arc::new(root)),
                     newest: Default::default(),
                 })
             }
@@ -118,6 +130,7 @@ impl Objects {
                 mode: CellMode::ETag,
                 prefix: path.to_owned(),
                 provider: "memory",
+                local_root: None,
                 newest: Default::default(),
             }),
             "s3" | "s3a" => cloud::s3(config, host, path),
@@ -232,13 +245,19 @@ impl Objects {
     /// The "directories" directly under `prefix` (a delimiter listing: one request per
     /// 1,000 on S3, one directory read on local files), sorted.
     pub(crate) async fn common_prefixes(&self, prefix: &Path) -> Result<Vec<Path>> {
+        Ok(self.children(prefix).await?.0)
+    }
+
+    /// One delimiter listing of `prefix`: the folders right below it, sorted, and whether
+    /// any object lies right below it.
+    pub(crate) async fn children(&self, prefix: &Path) -> Result<(Vec<Path>, bool)> {
         match self.store.list_with_delimiter(Some(prefix)).await {
             Ok(listing) => {
                 let mut prefixes = listing.common_prefixes;
                 prefixes.sort();
-                Ok(prefixes)
+                Ok((prefixes, !listing.objects.is_empty()))
             }
-            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(object_store::Error::NotFound { .. }) => Ok((Vec::new(), false)),
             Err(err) => Err(classify(err)),
         }
     }
@@ -538,6 +557,7 @@ mod cloud {
             mode: CellMode::ETag,
             prefix: prefix.to_owned(),
             provider: "s3",
+            local_root: None,
             newest: Default::default(),
         })
     }
@@ -572,6 +592,7 @@ mod cloud {
             mode: CellMode::ETag,
             prefix: prefix.to_owned(),
             provider: "gs",
+            local_root: None,
             newest: Default::default(),
         })
     }
@@ -606,6 +627,7 @@ mod cloud {
             mode: CellMode::ETag,
             prefix: prefix.to_owned(),
             provider: "az",
+            local_root: None,
             newest: Default::default(),
         })
     }

@@ -27,13 +27,13 @@ impl ObjectBackend {
         prefix: &Path,
         sizes: bool,
     ) -> Option<Result<Vec<LocalFile>>> {
-        if self.objects().provider != "file" {
-            return None;
-        }
-        let dir = self.config().url.strip_prefix("file://")?;
+        // The root the store resolved when opened, never `object.url` again: a relative
+        // URL read after the process changed its working directory would name another
+        // directory, and a listing of that one (empty) would answer for this one.
+        let dir = self.objects().local_root.as_ref()?;
         let root = prefix
             .parts()
-            .fold(PathBuf::from(dir), |path, part| path.join(part.as_ref()));
+            .fold(PathBuf::clone(dir), |path, part| path.join(part.as_ref()));
         let walk = tokio::task::spawn_blocking(move || walk(root, sizes));
         Some(match walk.await {
             Ok(walked) => walked.map_err(|err| {

@@ -115,6 +115,7 @@ impl ObjectBackend {
             },
             prefix: String::new(),
             provider: if files { "file" } else { "memory" },
+            local_root: None,
             newest: Default::default(),
         };
         ObjectBackend {
@@ -219,7 +220,8 @@ impl ObjectBackend {
     }
 
     /// The distinct ids whose segments come right below `root` and have more below them
-    /// (thread ids under `threads/`, a thread's namespaces under its directory), sorted.
+    /// (thread ids under `threads/`, a thread's namespaces under its directory, a local
+    /// directory's context heads, each a folder of version files), sorted.
     /// Delimiter listings only: one of `root`, plus one of each full-length segment (an
     /// id of 63 bytes or more), since only after one can an id go on; so enumerating the
     /// series costs in proportion to their number, not to what they hold.
@@ -236,7 +238,12 @@ impl ObjectBackend {
             }
         }
         while let Some(dir) = pending.pop() {
-            for child in self.objects().common_prefixes(&dir).await? {
+            let (children, objects) = self.objects().children(&dir).await?;
+            // Objects right below: an id ends at `dir` (a local cell's version files).
+            if objects {
+                ids.extend(decode(&dir));
+            }
+            for child in children {
                 match child.filename() {
                     Some(name) if name.starts_with('j') && is_full_segment(name) => {
                         pending.push(child)

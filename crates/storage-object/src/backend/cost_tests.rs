@@ -3,140 +3,19 @@
 //! the one that ends an age prefix), never the survivors, and an age-only sweep stops
 //! listing a chain's keys a batch past the first young record.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::stream::BoxStream;
-use futures::StreamExt;
 use object_store::memory::InMemory;
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
 use storage_core::{ChannelVersions, Checkpoint, CheckpointStore, Retention};
 
+use super::counting_store::Counting;
 use super::ObjectBackend;
-
-/// Counts the checkpoint records read and the keys listings yield under `checkpoints/`.
-#[derive(Debug, Default)]
-struct Counting {
-    inner: InMemory,
-    record_reads: AtomicU64,
-    record_keys_listed: Arc<AtomicU64>,
-    keys_listed: Arc<AtomicU64>,
-}
-
-impl std::fmt::Display for Counting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Counting")
-    }
-}
-
-impl Counting {
-    fn counted(
-        &self,
-        listing: BoxStream<'static, object_store::Result<ObjectMeta>>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let (records, all) = (self.record_keys_listed.clone(), self.keys_listed.clone());
-        listing
-            .inspect(move |item| {
-                all.fetch_add(1, Ordering::Relaxed);
-                if item
-                    .as_ref()
-                    .is_ok_and(|meta| meta.location.as_ref().contains("/checkpoints/"))
-                {
-                    records.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-            .boxed()
-    }
-
-    fn reset(&self) {
-        self.record_reads.store(0, Ordering::Relaxed);
-        self.record_keys_listed.store(0, Ordering::Relaxed);
-        self.keys_listed.store(0, Ordering::Relaxed);
-    }
-
-    /// (record reads, record keys listed, keys listed)
-    fn counts(&self) -> (u64, u64, u64) {
-        (
-            self.record_reads.load(Ordering::Relaxed),
-            self.record_keys_listed.load(Ordering::Relaxed),
-            self.keys_listed.load(Ordering::Relaxed),
-        )
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Counting {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        if location.as_ref().contains("/checkpoints/") {
-            self.record_reads.fetch_add(1, Ordering::Relaxed);
-        }
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.counted(self.inner.list(prefix))
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.counted(self.inner.list_with_offset(prefix, offset))
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
 
 /// A chain of `len` checkpoints in thread `t` whose first `old` are an hour old; each
 /// writes its own value of `a`, and all share the value of `s` the first wrote.
 async fn chain(len: usize, old: usize) -> (ObjectBackend, Arc<Counting>) {
-    let store = Arc::new(Counting::default());
+    let store = Arc::new(Counting::new(Arc::new(InMemory::new())));
     let b = ObjectBackend::over(store.clone(), "cost");
     for n in 0..len {
         let mut cp = Checkpoint::new("t", "", format!("cp-{n:06}"));
@@ -155,7 +34,7 @@ async fn chain(len: usize, old: usize) -> (ObjectBackend, Arc<Counting>) {
         }
         b.put_checkpoint(cp, new).await.unwrap();
     }
-    store.reset();
+    store.take();
     (b, store)
 }
 
@@ -167,7 +46,7 @@ async fn an_age_sweep_reads_and_lists_in_proportion_to_what_it_removes() {
         keep_last: None,
     };
     assert_eq!(b.retain_checkpoints(age).await.unwrap(), 10);
-    let (reads, record_keys, keys) = store.counts();
+    let (reads, record_keys, keys) = store.checkpoint_records();
     assert!(reads <= 10 + 16, "{reads} records read");
     assert!(
         record_keys <= 10 + 2 * 16,
@@ -190,7 +69,7 @@ async fn a_count_sweep_reads_only_what_it_removes() {
         keep_last: Some(280),
     };
     assert_eq!(b.retain_checkpoints(count).await.unwrap(), 20);
-    let (reads, record_keys, keys) = store.counts();
+    let (reads, record_keys, keys) = store.checkpoint_records();
     assert_eq!(reads, 20, "records read");
     // A count needs every record key of the chain, and nothing else listed.
     assert_eq!(record_keys, 300);
@@ -224,16 +103,20 @@ async fn latest_and_newest_ten_list_only_ids_above_those_remembered() {
     let (b, store) = chain(300, 0).await;
     // The first read of the chain lists it whole and remembers its newest ids.
     b.get_checkpoint("t", "", None).await.unwrap().unwrap();
-    store.reset();
+    store.take();
     let latest = b.get_checkpoint("t", "", None).await.unwrap().unwrap();
     assert_eq!(latest.checkpoint.id, "cp-000299");
-    assert_eq!(store.counts(), (1, 0, 0), "one record read, nothing listed");
+    assert_eq!(
+        store.checkpoint_records(),
+        (1, 0, 0),
+        "one record read, nothing listed"
+    );
 
-    store.reset();
+    store.take();
     let page = b.list_checkpoints(newest(10)).await.unwrap();
     let expected: Vec<String> = (290..300).rev().map(|n| format!("cp-{n:06}")).collect();
     assert_eq!(ids_of(&page), expected);
-    let (reads, record_keys, _) = store.counts();
+    let (reads, record_keys, _) = store.checkpoint_records();
     assert_eq!(
         (reads, record_keys),
         (10, 9),

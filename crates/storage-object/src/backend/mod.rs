@@ -7,6 +7,8 @@ mod conversation;
 mod conversation_head;
 #[cfg(test)]
 mod cost_tests;
+#[cfg(test)]
+mod counting_store;
 mod digest;
 mod gc;
 mod local_listing;

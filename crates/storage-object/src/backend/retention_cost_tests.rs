@@ -2,167 +2,18 @@
 //! every kind, on a store that lists in key order (as S3 does) and on local files: the
 //! count of objects read and keys listed must follow what is removed, not the series.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use futures::stream::BoxStream;
-use futures::StreamExt;
 use object_store::memory::InMemory;
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::ObjectStore;
 use serde_json::json;
 use storage_core::{
     ArtifactStore, Checkpoint, CheckpointStore, ContextScope, ConversationStore, ExpectedVersion,
     NewArtifact, NewMessage, Retention, TaskContextStore,
 };
 
+use super::counting_store::{Cost, Counting};
 use super::ObjectBackend;
-
-/// Counts requests by kind; a listing counts once, and each key it yields once more.
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn ObjectStore>,
-    counts: Arc<[AtomicU64; 6]>,
-}
-
-const GETS: usize = 0;
-const HEADS: usize = 1;
-const LISTS: usize = 2;
-const LISTED: usize = 3;
-const PUTS: usize = 4;
-const BYTES_READ: usize = 5;
-
-/// Requests of one sweep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Cost {
-    gets: u64,
-    heads: u64,
-    lists: u64,
-    listed: u64,
-    puts: u64,
-    bytes_read: u64,
-}
-
-impl std::fmt::Display for Counting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Counting")
-    }
-}
-
-impl Counting {
-    fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Counting {
-            inner,
-            counts: Arc::new(Default::default()),
-        }
-    }
-
-    fn add(&self, which: usize) {
-        self.counts[which].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn take(&self) -> Cost {
-        let c = |i: usize| self.counts[i].swap(0, Ordering::Relaxed);
-        Cost {
-            gets: c(GETS),
-            heads: c(HEADS),
-            lists: c(LISTS),
-            listed: c(LISTED),
-            puts: c(PUTS),
-            bytes_read: c(BYTES_READ),
-        }
-    }
-
-    fn counted(
-        &self,
-        listing: BoxStream<'static, object_store::Result<ObjectMeta>>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.add(LISTS);
-        let counts = self.counts.clone();
-        listing
-            .inspect(move |_| {
-                counts[LISTED].fetch_add(1, Ordering::Relaxed);
-            })
-            .boxed()
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Counting {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.add(PUTS);
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.add(PUTS);
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        let head = options.head;
-        self.add(if head { HEADS } else { GETS });
-        let result = self.inner.get_opts(location, options).await?;
-        if !head {
-            let read = result.range.end - result.range.start;
-            self.counts[BYTES_READ].fetch_add(read, Ordering::Relaxed);
-        }
-        Ok(result)
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.counted(self.inner.list(prefix))
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.counted(self.inner.list_with_offset(prefix, offset))
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.add(LISTS);
-        let listing = self.inner.list_with_delimiter(prefix).await?;
-        let listed = (listing.objects.len() + listing.common_prefixes.len()) as u64;
-        self.counts[LISTED].fetch_add(listed, Ordering::Relaxed);
-        Ok(listing)
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {

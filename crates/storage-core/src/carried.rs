@@ -8,6 +8,7 @@
 //! [`operation`](crate::operation) therefore ask every argument, through [`Carried`], for
 //! its deepest value first, and take a refused call apart without recursion.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -140,8 +141,11 @@ impl Carried for ChannelValue {
         self.as_json().map_or(0, |value| json_depth(value, limit))
     }
     fn take_values(&mut self, out: &mut Vec<Value>) {
+        // A value shared with another holder is that holder's to drop.
         if let ChannelValue::Json(value) = self {
-            out.push(value.take());
+            if let Some(value) = Arc::get_mut(value) {
+                out.push(value.take());
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! stores them as raw bytes (see `docs/formats.md`).
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -24,6 +25,11 @@ pub const TYPED_BYTES_JSON_KEY: &str = "$typed_bytes";
 
 /// A channel value or a pending write's value.
 ///
+/// Both forms share their contents: a JSON value sits behind an [`Arc`] and typed bytes are
+/// [`Bytes`], so cloning a value (a read handing out what a store holds, a retry keeping
+/// its copy of a put, a cache) costs a reference count, not a copy of the value.
+/// [`Arc::make_mut`] gives a mutable value (copying it only while it is shared).
+///
 /// ```
 /// use storage_core::{ChannelValue, TypedBytes};
 /// use serde_json::json;
@@ -36,8 +42,8 @@ pub const TYPED_BYTES_JSON_KEY: &str = "$typed_bytes";
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChannelValue {
-    /// A JSON value.
-    Json(Value),
+    /// A JSON value, shared.
+    Json(Arc<Value>),
     /// Bytes with the type tag of the serializer that produced them.
     Typed(TypedBytes),
 }
@@ -53,6 +59,11 @@ pub struct TypedBytes {
 }
 
 impl ChannelValue {
+    /// A JSON value.
+    pub fn json(value: Value) -> Self {
+        ChannelValue::Json(Arc::new(value))
+    }
+
     /// Typed bytes.
     pub fn typed(type_tag: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
         ChannelValue::Typed(TypedBytes {
@@ -90,7 +101,7 @@ impl ChannelValue {
     /// [`TYPED_BYTES_JSON_KEY`]: for output that must be JSON, never for storage.
     pub fn to_display_json(&self) -> Value {
         match self {
-            ChannelValue::Json(value) => value.clone(),
+            ChannelValue::Json(value) => Value::clone(value),
             ChannelValue::Typed(typed) => typed.display_json(),
         }
     }
@@ -145,6 +156,12 @@ pub fn check_type_tag(what: &str, type_tag: &str) -> Result<()> {
 
 impl From<Value> for ChannelValue {
     fn from(value: Value) -> Self {
+        ChannelValue::json(value)
+    }
+}
+
+impl From<Arc<Value>> for ChannelValue {
+    fn from(value: Arc<Value>) -> Self {
         ChannelValue::Json(value)
     }
 }
@@ -185,7 +202,7 @@ impl<'de> Deserialize<'de> for ChannelValue {
         let value = Value::deserialize(deserializer)?;
         Ok(match TypedBytes::from_display_json(&value) {
             Some(typed) => ChannelValue::Typed(typed),
-            None => ChannelValue::Json(value),
+            None => ChannelValue::json(value),
         })
     }
 }

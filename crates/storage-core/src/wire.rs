@@ -202,7 +202,7 @@ fn decode_envelope<T: DeserializeOwned>(kind: &str, bytes: &[u8]) -> Result<T> {
 /// ```
 pub fn encode_value(value: &ChannelValue) -> Result<Vec<u8>> {
     match value {
-        ChannelValue::Json(json) => encode_envelope(CHANNEL_VALUE, json),
+        ChannelValue::Json(json) => encode_envelope(CHANNEL_VALUE, json.as_ref()),
         ChannelValue::Typed(typed) => frame(CHANNEL_VALUE, &(), typed),
     }
 }
@@ -213,7 +213,7 @@ pub fn decode_value(bytes: &[u8]) -> Result<ChannelValue> {
         let ((), typed) = unframe(CHANNEL_VALUE, bytes)?;
         Ok(ChannelValue::Typed(typed))
     } else {
-        decode_envelope::<serde_json::Value>(CHANNEL_VALUE, bytes).map(ChannelValue::Json)
+        decode_envelope::<serde_json::Value>(CHANNEL_VALUE, bytes).map(ChannelValue::json)
     }
 }
 
@@ -227,7 +227,7 @@ pub fn encode_write(write: &PendingWrite) -> Result<Vec<u8>> {
                 task_path: &write.task_path,
                 index: write.index,
                 channel: &write.channel,
-                value: json,
+                value: json.as_ref(),
             },
         ),
         ChannelValue::Typed(typed) => frame(
@@ -274,7 +274,7 @@ pub fn decode_write(bytes: &[u8]) -> Result<PendingWrite> {
             task_path: write.task_path,
             index: write.index,
             channel: write.channel,
-            value: ChannelValue::Json(write.value),
+            value: ChannelValue::json(write.value),
         })
     }
 }
@@ -307,7 +307,7 @@ mod tests {
         let decoded = decode_value(value).unwrap();
         assert_eq!(
             decoded,
-            ChannelValue::Json(serde_json::json!({"$typed_bytes": 1}))
+            ChannelValue::json(serde_json::json!({"$typed_bytes": 1}))
         );
         assert_eq!(encode_value(&decoded).unwrap(), value);
 
@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(decoded.index, -3);
         assert_eq!(
             decoded.value,
-            ChannelValue::Json(serde_json::json!([1, "a"]))
+            ChannelValue::json(serde_json::json!([1, "a"]))
         );
         assert_eq!(encode_write(&decoded).unwrap(), write);
     }

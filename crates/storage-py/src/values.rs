@@ -46,13 +46,13 @@ pub(crate) fn value_from_python(what: &str, value: &Bound<'_, PyAny>) -> PyResul
             }
         }
     }
-    from_python::<Value>(what, value).map(ChannelValue::Json)
+    from_python::<Value>(what, value).map(ChannelValue::json)
 }
 
 /// Typed bytes as `(type, bytes)`, JSON as Python objects.
 pub(crate) fn value_to_python(py: Python<'_>, value: &ChannelValue) -> PyResult<Py<PyAny>> {
     match value {
-        ChannelValue::Json(json) => Ok(pythonize(py, json)?.unbind()),
+        ChannelValue::Json(json) => Ok(pythonize(py, json.as_ref())?.unbind()),
         ChannelValue::Typed(typed) => {
             let tag = PyString::new(py, &typed.type_tag);
             let bytes = PyBytes::new(py, &typed.bytes);

@@ -22,7 +22,7 @@ pub fn obj(value: Value) -> Metadata {
 #[track_caller]
 pub fn json_of(value: &ChannelValue) -> Value {
     match value {
-        ChannelValue::Json(json) => json.clone(),
+        ChannelValue::Json(json) => Value::clone(json),
         ChannelValue::Typed(typed) => panic!("expected a JSON value, got {typed:?}"),
     }
 }

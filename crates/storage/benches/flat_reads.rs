@@ -9,9 +9,10 @@
 //! and the ratio of their medians printed: flat means a ratio near 1.
 //!
 //! Backends: memory, sqlite, object (a local directory), s3 (a throwaway moto server, or
-//! `STORAGE_TEST_S3_URL`), redis and postgres (throwaway servers, or `STORAGE_TEST_*_URL`).
+//! `STORAGE_TEST_S3_URL`), redis, redis-cluster and postgres (throwaway servers, or
+//! `STORAGE_TEST_*_URL`).
 //!
-//! Flags: `--backends memory,sqlite,object,s3,redis,postgres` (default all),
+//! Flags: `--backends memory,sqlite,object,s3,redis,redis-cluster,postgres` (default all),
 //! `--parts contexts,turns,checkpoints` (default all), `--versions 10,10000`,
 //! `--messages 1000,1000000`, `--checkpoints 10,3000`, `--concurrency 1,32` (callers of the
 //! checkpoint reads; default 1), `--ops N` reads per case (default 2000).

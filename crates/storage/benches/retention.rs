@@ -9,7 +9,7 @@
 //! holds 1,000 series of 2 records of each kind, and a sweep that removes nothing is timed;
 //! its median divided by the series is the cost of a series with nothing to remove.
 //!
-//! Flags: `--backends memory,sqlite,object,s3,redis,postgres` (default all),
+//! Flags: `--backends memory,sqlite,object,s3,redis,redis-cluster,postgres` (default all),
 //! `--sizes 100,10000`, `--idle N` (default 1000), `--rounds N` (default 15).
 
 use std::sync::Arc;

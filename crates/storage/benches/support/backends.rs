@@ -1,13 +1,22 @@
 //! The backends a facade bench runs on, each built on a fresh namespace: memory, sqlite and
 //! object (a local directory under `root`), s3 (a throwaway moto server, or
-//! `STORAGE_TEST_S3_URL`), redis and postgres (throwaway servers, or `STORAGE_TEST_*_URL`).
+//! `STORAGE_TEST_S3_URL`), redis, redis-cluster (three masters) and postgres (throwaway
+//! servers, or `STORAGE_TEST_*_URL` / `STORAGE_TEST_REDIS_CLUSTER_URLS`).
 
 use std::sync::Arc;
 
 use storage_core::StorageBackend;
 
 /// Every backend a bench can name.
-pub const ALL: [&str; 6] = ["memory", "sqlite", "object", "s3", "redis", "postgres"];
+pub const ALL: [&str; 7] = [
+    "memory",
+    "sqlite",
+    "object",
+    "s3",
+    "redis",
+    "redis-cluster",
+    "postgres",
+];
 
 /// The backend `name` on `namespace`, initialized.
 pub async fn build(name: &str, namespace: &str, root: &std::path::Path) -> Arc<dyn StorageBackend> {
@@ -43,6 +52,15 @@ pub async fn build(name: &str, namespace: &str, root: &std::path::Path) -> Arc<d
                     .with_namespace(namespace),
             )
             .expect("redis config"),
+        ),
+        "redis-cluster" => Arc::new(
+            storage_redis::RedisBackend::new(
+                storage_redis::RedisConfig::cluster(
+                    storage_testkit::servers::redis::redis_cluster_urls(),
+                )
+                .with_namespace(namespace),
+            )
+            .expect("redis cluster config"),
         ),
         "postgres" => Arc::new(
             storage_postgres::PostgresBackend::new(

@@ -60,6 +60,23 @@ pub struct TypedBytes {
 
 impl ChannelValue {
     /// A JSON value.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use storage_core::ChannelValue;
+    /// use serde_json::json;
+    ///
+    /// let value = ChannelValue::json(json!({"messages": ["hi"]}));
+    /// let copy = value.clone(); // a reference count, not a copy of the JSON
+    /// let (ChannelValue::Json(a), ChannelValue::Json(b)) = (&value, &copy) else { unreachable!() };
+    /// assert!(Arc::ptr_eq(a, b));
+    ///
+    /// let mut changed = copy;
+    /// if let ChannelValue::Json(json) = &mut changed {
+    ///     Arc::make_mut(json)["messages"] = json!([]); // copies: `value` still shares it
+    /// }
+    /// assert_eq!(value.as_json(), Some(&json!({"messages": ["hi"]})));
+    /// ```
     pub fn json(value: Value) -> Self {
         ChannelValue::Json(Arc::new(value))
     }

@@ -46,22 +46,17 @@ pub async fn build(name: &str, namespace: &str, root: &std::path::Path) -> Arc<d
                 .with_option("aws_region", target.region);
             Arc::new(storage_object::ObjectBackend::new(config).expect("s3 config"))
         }
-        "redis" => Arc::new(
-            storage_redis::RedisBackend::new(
-                storage_redis::RedisConfig::new(storage_testkit::servers::redis::redis_url())
-                    .with_namespace(namespace),
+        "redis" | "redis-cluster" => {
+            use storage_testkit::servers::redis::{redis_cluster_urls, redis_url};
+            let config = match name {
+                "redis" => storage_redis::RedisConfig::new(redis_url()),
+                _ => storage_redis::RedisConfig::cluster(redis_cluster_urls()),
+            };
+            Arc::new(
+                storage_redis::RedisBackend::new(config.with_namespace(namespace))
+                    .expect("redis config"),
             )
-            .expect("redis config"),
-        ),
-        "redis-cluster" => Arc::new(
-            storage_redis::RedisBackend::new(
-                storage_redis::RedisConfig::cluster(
-                    storage_testkit::servers::redis::redis_cluster_urls(),
-                )
-                .with_namespace(namespace),
-            )
-            .expect("redis cluster config"),
-        ),
+        }
         "postgres" => Arc::new(
             storage_postgres::PostgresBackend::new(
                 storage_postgres::PostgresConfig::from_url(

@@ -20,6 +20,7 @@
 
 pub mod artifact;
 pub mod backend;
+pub mod blocking;
 pub mod carried;
 pub mod channel_value;
 pub mod checkpoint;

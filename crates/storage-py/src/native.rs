@@ -62,11 +62,12 @@ where
         // A call that needs no I/O (the memory backend, a cache hit) is done at its first
         // poll: it keeps the GIL, since handing the GIL over and taking it back costs far
         // more than the call when other Python threads wait for it. Anything that waits
-        // releases the GIL and finishes on the runtime.
+        // releases the GIL and finishes on the runtime; so does a read an embedded backend
+        // would run on this thread (`forbid`), which then runs here with the GIL released.
         let first = {
             let _context = runtime.enter();
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            fut.as_mut().poll(&mut cx)
+            storage_core::blocking::forbid(|| fut.as_mut().poll(&mut cx))
         };
         let result = match first {
             std::task::Poll::Ready(result) => result,

@@ -59,7 +59,7 @@ pub struct SqliteConfig {
     /// How long a write waits for another connection's write lock, in milliseconds.
     pub busy_timeout_ms: u64,
     /// Reader threads, each with one connection (WAL readers run concurrently with each other
-    /// and the writer).
+    /// and the writer); also the most connections of reads run on their caller's thread.
     pub readers: usize,
     /// Most write operations committed together in one transaction (group commit).
     pub max_batch: usize,

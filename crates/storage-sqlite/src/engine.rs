@@ -1,29 +1,34 @@
-//! The connections: one writer thread that commits queued writes in groups, and a few
-//! reader threads, each with its own connection, that take reads from one queue.
+//! The connections: one writer thread that commits queued writes in groups, and reader
+//! connections that run reads on the caller's thread when it may block, or on reader threads.
 //!
-//! rusqlite is blocking, so no SQLite call ever runs on a tokio worker. Writes go through
-//! one channel to one thread that owns the write connection: it takes every job queued at
-//! that moment (up to `max_batch`), runs them in one `BEGIN IMMEDIATE` transaction, each
-//! inside its own `SAVEPOINT` so a failing job rolls back alone, and commits once. Under
-//! many concurrent callers many writes share one fsync; a lone caller's write is one
-//! transaction of its own (no savepoint, no waiting for company). A job's result reaches
-//! its caller only after the commit succeeded, so an acknowledged write is durable (with
-//! `synchronous = full`). Other processes on the same file are serialized by SQLite's
-//! write lock, which `BEGIN IMMEDIATE` takes up front and waits for up to the busy timeout.
+//! rusqlite is blocking. Writes go through one channel to one thread that owns the write
+//! connection: it takes every job queued at that moment (up to `max_batch`), runs them in
+//! one `BEGIN IMMEDIATE` transaction, each inside its own `SAVEPOINT` so a failing job rolls
+//! back alone, and commits once. Under many concurrent callers many writes share one fsync;
+//! a lone caller's write is one transaction of its own (no savepoint, no waiting for
+//! company). A job's result reaches its caller only after the commit succeeded, so an
+//! acknowledged write is durable (with `synchronous = full`). Other processes on the same
+//! file are serialized by SQLite's write lock, which `BEGIN IMMEDIATE` takes up front and
+//! waits for up to the busy timeout.
 //!
 //! Reads run on reader connections in WAL mode, which never wait for the writer and run
 //! concurrently with each other; a read that needs more than one statement runs them in
-//! one read transaction ([`Db::snapshot`]) so it sees one state of the database. Each reader
-//! connection lives on a thread of its own that takes reads from a shared queue, rather
-//! than a read borrowing a pooled connection on one of tokio's blocking threads: a read of
-//! a checkpoint takes tens of microseconds, and the blocking pool's hop, the permit and the
-//! pool's lock around it were a measured part of that; under many callers a reader thread
-//! takes the next queued read without going to sleep in between.
+//! one read transaction ([`Db::snapshot`]) so it sees one state of the database. A read of a
+//! checkpoint takes tens of microseconds, and handing it to another thread costs two
+//! wake-ups (that thread's, then the caller's) of about as much again on a virtual machine.
+//! So a read runs on the thread that polls it, on an idle reader connection, wherever that
+//! thread may block: on a multi-thread tokio runtime through `block_in_place` (the runtime
+//! moves the worker's other tasks to another thread meanwhile), or on a thread outside any
+//! runtime. A current-thread runtime is never blocked, and neither is a thread inside
+//! [`storage_core::blocking::forbid`]: their reads, and reads that find every reader
+//! connection busy, go to a queue that reader threads, each owning a connection, take
+//! reads from. A read that runs in place cannot be cut short by the caller's deadline
+//! while SQLite works; the busy timeout bounds how long it waits for a lock.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
@@ -213,7 +218,8 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// What the reader threads share: the queue of reads (open until the backend is closed).
+/// What reads share: the queue the reader threads take reads from (open until the backend
+/// is closed), and the idle connections of reads that run on their caller's thread.
 ///
 /// A lock and a condition variable rather than a channel: a channel's one receiver behind
 /// a lock woke two threads per read (the one that took it, then the next waiter for the
@@ -221,6 +227,10 @@ impl std::fmt::Debug for Engine {
 struct Readers {
     queue: Mutex<ReadQueue>,
     ready: Condvar,
+    /// Connections of reads run in place, idle; at most `config.readers` exist at once
+    /// (`in_place`), so a burst of callers cannot open a connection each.
+    idle: Mutex<Vec<Connection>>,
+    in_place: AtomicUsize,
     config: SqliteConfig,
     ns: Arc<str>,
 }
@@ -246,6 +256,8 @@ impl Engine {
                 open: true,
             }),
             ready: Condvar::new(),
+            idle: Mutex::new(Vec::new()),
+            in_place: AtomicUsize::new(0),
             config: config.clone(),
             ns,
         });
@@ -282,8 +294,35 @@ impl Engine {
         answer.await.map_err(|_| closed())?
     }
 
-    /// Runs `job` on a reader thread's connection.
+    /// Runs `job` on a reader connection: on this thread if it may block and a connection
+    /// is free, else on a reader thread.
     pub(crate) async fn read<T, F>(&self, job: F) -> SqlResult<T>
+    where
+        F: FnOnce(&Db<'_>) -> SqlResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        if may_block_here() {
+            if !storage_core::blocking::allowed() {
+                // Polled by a caller that must not be blocked now: come back on the poll
+                // it makes once it may be, and decide again then.
+                yield_once().await;
+            }
+            if storage_core::blocking::allowed() {
+                if let Some(conn) = self.readers.take_idle()? {
+                    self.stats.reads.fetch_add(1, Ordering::Relaxed);
+                    return tokio::task::block_in_place(|| {
+                        let result = guarded(job, &self.readers.db(&conn));
+                        self.readers.put_back(conn);
+                        result
+                    });
+                }
+            }
+        }
+        self.queue_read(job).await
+    }
+
+    /// Runs `job` on a reader thread's connection.
+    async fn queue_read<T, F>(&self, job: F) -> SqlResult<T>
     where
         F: FnOnce(&Db<'_>) -> SqlResult<T> + Send + 'static,
         T: Send + 'static,
@@ -296,14 +335,7 @@ impl Engine {
             if reply.is_closed() {
                 return;
             }
-            let result = db.and_then(|db| {
-                // A panicking read fails alone; the reader thread lives on.
-                catch_unwind(AssertUnwindSafe(|| job(db))).unwrap_or_else(|_| {
-                    Err(Failure::Storage(StorageError::backend(
-                        "a read operation panicked",
-                    )))
-                })
-            });
+            let result = db.and_then(|db| guarded(job, db));
             // The caller may have gone away (a cancelled future).
             let _ = reply.send(result);
         });
@@ -330,7 +362,51 @@ impl Engine {
         // still queued fail as closed.
         self.readers.lock().open = false;
         self.readers.ready.notify_all();
+        // Idle connections of reads run in place close now; busy ones when their read ends.
+        let idle = std::mem::take(&mut *self.readers.idle());
+        self.readers
+            .in_place
+            .fetch_sub(idle.len(), Ordering::Relaxed);
     }
+}
+
+/// Whether the thread polling a read may block on it: a multi-thread runtime's thread
+/// (through `block_in_place`), or a thread outside any runtime; never a current-thread
+/// runtime, which has no other thread to run its tasks meanwhile.
+fn may_block_here() -> bool {
+    tokio::runtime::Handle::try_current().map_or(true, |handle| {
+        handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    })
+}
+
+/// Pending once (having asked to be polled again), then ready.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
+/// Runs a read; a panicking read fails alone, and its connection lives on.
+fn guarded<T>(job: impl FnOnce(&Db<'_>) -> SqlResult<T>, db: &Db<'_>) -> SqlResult<T> {
+    catch_unwind(AssertUnwindSafe(|| job(db))).unwrap_or_else(|_| {
+        Err(Failure::Storage(StorageError::backend(
+            "a read operation panicked",
+        )))
+    })
+}
+
+/// Ends a transaction a read left open, so that it is not handed to the next read;
+/// returns whether the connection can serve another read (a connection that cannot end
+/// it is closed, and a later read opens another).
+fn ended_cleanly(conn: &Connection) -> bool {
+    conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok()
 }
 
 impl Drop for Engine {
@@ -348,6 +424,53 @@ struct ReadQueue {
 impl Readers {
     fn lock(&self) -> std::sync::MutexGuard<'_, ReadQueue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn db<'c>(&'c self, conn: &'c Connection) -> Db<'c> {
+        Db { conn, ns: &self.ns }
+    }
+
+    /// An idle connection for a read run in place, opened if fewer than `config.readers`
+    /// exist; `None` when all are busy (the read then goes to the queue). Fails as closed
+    /// once the backend is, and with the driver's error when a connection cannot be opened.
+    fn take_idle(&self) -> SqlResult<Option<Connection>> {
+        if !self.lock().open {
+            return Err(closed());
+        }
+        if let Some(conn) = self.idle().pop() {
+            return Ok(Some(conn));
+        }
+        let opened = self.in_place.fetch_add(1, Ordering::Relaxed);
+        if opened >= self.config.readers {
+            self.in_place.fetch_sub(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        match create_parent(&self.config.path).and_then(|()| open(&self.config, false)) {
+            Ok(conn) => Ok(Some(conn)),
+            Err(err) => {
+                self.in_place.fetch_sub(1, Ordering::Relaxed);
+                Err(Failure::Driver(err))
+            }
+        }
+    }
+
+    /// Returns a connection after its read, unless the backend closed meanwhile or the
+    /// connection cannot be used again.
+    fn put_back(&self, conn: Connection) {
+        if ended_cleanly(&conn) {
+            // Checked under the idle lock, which `close` takes after marking the queue
+            // closed: a connection put back after that is never left behind in `idle`.
+            let mut idle = self.idle();
+            if self.lock().open {
+                idle.push(conn);
+                return;
+            }
+        }
+        self.in_place.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -384,16 +507,9 @@ fn reader_loop(readers: &Readers) {
             }
         }
         if let Some(open) = &conn {
-            job(Ok(&Db {
-                conn: open,
-                ns: &readers.ns,
-            }));
-            if !open.is_autocommit() {
-                // A read that left a transaction open must not hand it to the next one; a
-                // connection that cannot end it is closed, and the next read opens another.
-                if open.execute_batch("ROLLBACK").is_err() {
-                    conn = None;
-                }
+            job(Ok(&readers.db(open)));
+            if !ended_cleanly(open) {
+                conn = None;
             }
         }
     }
@@ -516,59 +632,4 @@ fn rollback_all(db: &Db<'_>, deliveries: Vec<Box<dyn FnOnce(Committed) + Send>>)
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Barrier};
-
-    use super::Engine;
-    use crate::SqliteConfig;
-
-    /// A read whose caller was cancelled while it waited in the queue is not run.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_cancelled_read_is_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = SqliteConfig {
-            readers: 1,
-            ..SqliteConfig::new(dir.path().join("reads.db"))
-        };
-        let engine = Arc::new(Engine::start(&config));
-        // The one reader thread is held by a read until the barrier opens.
-        let gate = Arc::new(Barrier::new(2));
-        let holding = {
-            let (engine, gate) = (engine.clone(), gate.clone());
-            tokio::spawn(async move {
-                engine
-                    .read(move |_| {
-                        gate.wait();
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        let ran = Arc::new(AtomicBool::new(false));
-        let cancelled = {
-            let (engine, ran) = (engine.clone(), ran.clone());
-            tokio::spawn(async move {
-                engine
-                    .read(move |_| {
-                        ran.store(true, Ordering::SeqCst);
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        // Queued behind the held read, then cancelled.
-        while engine.stats.reads.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
-        cancelled.abort();
-        assert!(cancelled.await.unwrap_err().is_cancelled());
-        tokio::task::spawn_blocking(move || gate.wait())
-            .await
-            .unwrap();
-        holding.await.unwrap().unwrap();
-        // A read queued after the cancelled one is answered, so the reader passed it.
-        engine.read(|_| Ok(())).await.unwrap();
-        assert!(!ran.load(Ordering::SeqCst), "the cancelled read ran");
-    }
-}
+mod tests;

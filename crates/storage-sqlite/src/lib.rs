@@ -5,8 +5,9 @@
 //! before it is acknowledged (`synchronous = full`, configurable), and writes go to one
 //! writer thread that commits whatever is queued in one transaction (group commit), each
 //! operation in its own savepoint so one failure never fails the others. Reads run on a
-//! small pool of reader connections, concurrently with each other and with the writer.
-//! No SQLite call runs on a tokio worker. Several processes may open the same file: writes
+//! small pool of reader connections, concurrently with each other and with the writer: on
+//! the caller's thread where it may block (tokio's multi-thread runtime, through
+//! `block_in_place`), else on reader threads. Several processes may open the same file: writes
 //! take SQLite's write lock (`BEGIN IMMEDIATE`) and wait for it up to the busy timeout.
 //!
 //! ```no_run

@@ -467,19 +467,15 @@ pub fn combine(mut rounds: Vec<Measurement>) -> Measurement {
     }
 }
 
-/// The runtime a row at `concurrency` runs on: one thread for 1 (the single-threaded
-/// figure), the multi-thread runtime otherwise.
-pub fn runtime_for(concurrency: usize) -> tokio::runtime::Runtime {
-    if concurrency == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    }
-    .expect("tokio runtime")
+/// The runtime a row runs on, whatever its `concurrency`: tokio's multi-thread runtime,
+/// the one a service runs (`#[tokio::main]`); one caller is one task calling in a loop.
+/// (Until 2026-12-03 one caller ran on a current-thread runtime, which the SQLite backend
+/// never blocks: its reads there go to reader threads, as they did everywhere before.)
+pub fn runtime_for(_concurrency: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 /// Prints how history last-50's median grows from the shortest to the longest measured

@@ -1,0 +1,179 @@
+//! The engine's reads: where they run, and what a cancelled one does.
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+
+use super::Engine;
+use crate::SqliteConfig;
+
+/// A read whose caller was cancelled while it waited in the queue is not run. (On a
+/// current-thread runtime, where every read goes through the queue.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_cancelled_read_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        readers: 1,
+        ..SqliteConfig::new(dir.path().join("reads.db"))
+    };
+    let engine = Arc::new(Engine::start(&config));
+    // The one reader thread is held by a read until the barrier opens.
+    let gate = Arc::new(Barrier::new(2));
+    let holding = {
+        let (engine, gate) = (engine.clone(), gate.clone());
+        tokio::spawn(async move {
+            engine
+                .read(move |_| {
+                    gate.wait();
+                    Ok(())
+                })
+                .await
+        })
+    };
+    let ran = Arc::new(AtomicBool::new(false));
+    let cancelled = {
+        let (engine, ran) = (engine.clone(), ran.clone());
+        tokio::spawn(async move {
+            engine
+                .read(move |_| {
+                    ran.store(true, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await
+        })
+    };
+    // Queued behind the held read, then cancelled.
+    while engine.stats.reads.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    tokio::task::spawn_blocking(move || gate.wait())
+        .await
+        .unwrap();
+    holding.await.unwrap().unwrap();
+    // A read queued after the cancelled one is answered, so the reader passed it.
+    engine.read(|_| Ok(())).await.unwrap();
+    assert!(!ran.load(Ordering::SeqCst), "the cancelled read ran");
+}
+
+/// Polls `future` to its end on this thread, outside any runtime.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+/// The name of the thread a read ran on.
+async fn reader_thread(engine: &Engine) -> String {
+    engine
+        .read(|_| Ok(std::thread::current().name().unwrap_or("").to_owned()))
+        .await
+        .unwrap()
+}
+
+fn engine(readers: usize) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig {
+        readers,
+        ..SqliteConfig::new(dir.path().join("reads.db"))
+    };
+    (dir, Engine::start(&config))
+}
+
+/// On a multi-thread runtime a read runs on the caller's thread, and the runtime keeps
+/// running other tasks while it does: a read that waits for another task finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_runs_in_place_without_stalling_the_runtime() {
+    let (_dir, engine) = engine(2);
+    let name = reader_thread(&engine).await;
+    assert!(!name.starts_with("sqlite-reader"), "ran on {name}");
+    let (tell, told) = std::sync::mpsc::channel::<()>();
+    let waiting = engine.read(move |_| {
+        told.recv_timeout(std::time::Duration::from_secs(10))
+            .map_err(|_| crate::error::closed())
+    });
+    let other = tokio::spawn(async move { tell.send(()).unwrap() });
+    waiting
+        .await
+        .expect("the other task ran while the read blocked");
+    other.await.unwrap();
+}
+
+/// A current-thread runtime is never blocked: its reads go to the reader threads.
+#[tokio::test(flavor = "current_thread")]
+async fn a_current_thread_runtime_reads_on_reader_threads() {
+    let (_dir, engine) = engine(1);
+    assert!(reader_thread(&engine).await.starts_with("sqlite-reader"));
+}
+
+/// A thread outside any runtime reads in place; polled inside `forbid`, a read does not
+/// run, and runs in place at the next poll outside it.
+#[test]
+fn a_forbidden_poll_leaves_the_read_to_the_next_one() {
+    let (_dir, engine) = engine(1);
+    let here = std::thread::current().name().unwrap_or("").to_owned();
+    assert_eq!(block_on(reader_thread(&engine)), here);
+    let ran = Arc::new(AtomicBool::new(false));
+    let mut read = Box::pin({
+        let ran = ran.clone();
+        engine.read(move |_| {
+            ran.store(true, Ordering::SeqCst);
+            Ok(std::thread::current().name().unwrap_or("").to_owned())
+        })
+    });
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let first = storage_core::blocking::forbid(|| read.as_mut().poll(&mut cx));
+    assert!(first.is_pending());
+    assert!(!ran.load(Ordering::SeqCst), "the read ran while forbidden");
+    assert_eq!(block_on(read).unwrap(), here);
+}
+
+/// Reads in place use at most `readers` connections: with the one busy, another read
+/// goes to a reader thread; a connection whose read failed or panicked serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_in_place_connections_send_reads_to_the_reader_threads() {
+    let (_dir, engine) = {
+        let (dir, engine) = engine(1);
+        (dir, Arc::new(engine))
+    };
+    let gate = Arc::new(Barrier::new(2));
+    let holding = {
+        let (engine, gate) = (engine.clone(), gate.clone());
+        tokio::spawn(async move {
+            engine
+                .read(move |_| {
+                    gate.wait();
+                    Ok(std::thread::current().name().unwrap_or("").to_owned())
+                })
+                .await
+        })
+    };
+    while engine.readers.in_place.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert!(reader_thread(&engine).await.starts_with("sqlite-reader"));
+    gate.wait();
+    assert!(!holding.await.unwrap().unwrap().starts_with("sqlite-reader"));
+    let panicked = engine.read(|_| -> crate::error::SqlResult<()> { panic!("a read") });
+    assert!(panicked.await.is_err());
+    assert!(!reader_thread(&engine).await.starts_with("sqlite-reader"));
+    assert_eq!(engine.readers.in_place.load(Ordering::SeqCst), 1);
+    engine.close();
+    assert!(
+        engine.read(|_| Ok(())).await.is_err(),
+        "reads fail once closed"
+    );
+    assert_eq!(engine.readers.in_place.load(Ordering::SeqCst), 0);
+}

@@ -230,7 +230,7 @@ impl ObjectBackend {
             let Some(sequence) = parse_number(sequence) else {
                 continue;
             };
-            if meta.last_modified.timestamp_millis() >= cutoff {
+            if super::gc::still_young(meta.last_modified.timestamp_millis(), cutoff) {
                 young += 1;
                 continue;
             }

@@ -91,6 +91,14 @@ pub struct GarbageReport {
     pub too_young: u64,
 }
 
+/// Whether something last written at `written` (ms since the epoch) is still younger than
+/// the grace period that ends at `cutoff` ([`cutoff_millis`]): written after it. With no
+/// grace, nothing written until now is, even in the millisecond the collection started
+/// (a file system may stamp a write with the very millisecond a collection reads as now).
+pub(super) fn still_young(written: i64, cutoff: i64) -> bool {
+    written > cutoff
+}
+
 /// Milliseconds since the epoch of `now - grace` (0 when that is before the epoch).
 fn cutoff_millis(grace: Duration) -> i64 {
     SystemTime::now()
@@ -135,7 +143,7 @@ impl ObjectBackend {
                 if tail.len() != 2 || tail[0] != "data" {
                     continue;
                 }
-                if meta.last_modified.timestamp_millis() >= cutoff {
+                if still_young(meta.last_modified.timestamp_millis(), cutoff) {
                     report.too_young += 1;
                     continue;
                 }
@@ -249,7 +257,7 @@ fn remove_stale_staging(root: &std::path::Path, cutoff: i64) -> Result<(u64, u64
                 .map_or(i64::MAX, |d| {
                     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
                 });
-            if written >= cutoff {
+            if still_young(written, cutoff) {
                 young += 1;
                 continue;
             }
@@ -268,7 +276,18 @@ fn remove_stale_staging(root: &std::path::Path, cutoff: i64) -> Result<(u64, u64
 
 #[cfg(test)]
 mod tests {
-    use super::is_staging;
+    use super::{is_staging, still_young};
+
+    /// With no grace, what was written in the very millisecond a collection reads as now
+    /// is collected (a file system with fine-grained times may stamp a marker so); with a
+    /// grace, only what was written before it began.
+    #[test]
+    fn the_grace_ends_at_the_cutoff_itself() {
+        let now = 1_700_000_000_000;
+        assert!(!still_young(now, now));
+        assert!(!still_young(now - 1, now));
+        assert!(still_young(now + 1, now));
+    }
 
     #[test]
     fn staging_names_are_recognized() {

@@ -137,7 +137,8 @@ impl ObjectBackend {
                     break;
                 }
                 let stub = wire::encode(&stub(*first, *next))?;
-                if meta.last_modified.timestamp_millis() < cutoff && meta.size != stub.len() as u64
+                if !super::gc::still_young(meta.last_modified.timestamp_millis(), cutoff)
+                    && meta.size != stub.len() as u64
                 {
                     writes.push((meta.location.clone(), stub));
                 }

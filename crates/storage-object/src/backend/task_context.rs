@@ -570,7 +570,7 @@ impl ObjectBackend {
             let Some(version) = parse_number(version) else {
                 continue;
             };
-            if meta.last_modified.timestamp_millis() >= cutoff {
+            if super::gc::still_young(meta.last_modified.timestamp_millis(), cutoff) {
                 young += 1;
                 continue;
             }

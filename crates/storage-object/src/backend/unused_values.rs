@@ -164,7 +164,7 @@ impl ObjectBackend {
             if parts.len() != a + b + 1 {
                 continue;
             }
-            if meta.last_modified.timestamp_millis() >= cutoff {
+            if super::gc::still_young(meta.last_modified.timestamp_millis(), cutoff) {
                 young += 1;
                 continue;
             }

@@ -25,6 +25,7 @@
 
 mod backend;
 mod config;
+mod dir_stamp;
 mod error;
 mod keys;
 mod newest;

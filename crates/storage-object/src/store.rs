@@ -62,6 +62,9 @@ pub(crate) struct Objects {
     /// The highest version this process last saw of each versioned cell, so that a read
     /// probes upward from it instead of listing every version the cell still holds.
     pub newest: Arc<NewestVersions>,
+    /// Walks of a local directory's names (`local_listing`), counted for the tests that
+    /// show what a read lists.
+    pub local_walks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One process-wide in-memory store per `memory://name`, so backends built from the same
@@ -123,6 +126,7 @@ impl Objects {
                     provider: "file",
                     local_root: Some(Arc::new(root)),
                     newest: Default::default(),
+                    local_walks: Default::default(),
                 })
             }
             "memory" => Ok(Objects {
@@ -132,6 +136,7 @@ impl Objects {
                 provider: "memory",
                 local_root: None,
                 newest: Default::default(),
+                local_walks: Default::default(),
             }),
             "s3" | "s3a" => cloud::s3(config, host, path),
             "gs" => cloud::gcs(config, host, path),
@@ -559,6 +564,7 @@ mod cloud {
             provider: "s3",
             local_root: None,
             newest: Default::default(),
+            local_walks: Default::default(),
         })
     }
 
@@ -594,6 +600,7 @@ mod cloud {
             provider: "gs",
             local_root: None,
             newest: Default::default(),
+            local_walks: Default::default(),
         })
     }
 
@@ -629,6 +636,7 @@ mod cloud {
             provider: "az",
             local_root: None,
             newest: Default::default(),
+            local_walks: Default::default(),
         })
     }
 

@@ -23,6 +23,7 @@ const BYTES_READ: usize = 5;
 const RECORD_READS: usize = 6;
 const RECORD_KEYS_STREAMED: usize = 7;
 const KEYS_STREAMED: usize = 8;
+const CHAIN_LISTINGS: usize = 9;
 
 /// Requests since the counts were last taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub(super) struct Cost {
 #[derive(Debug)]
 pub(super) struct Counting {
     inner: Arc<dyn ObjectStore>,
-    counts: Arc<[AtomicU64; 9]>,
+    counts: Arc<[AtomicU64; 10]>,
 }
 
 impl std::fmt::Display for Counting {
@@ -89,6 +90,18 @@ impl Counting {
             self.taken(RECORD_KEYS_STREAMED),
             self.taken(KEYS_STREAMED),
         )
+    }
+
+    /// Listings of a chain's checkpoint ids (a prefix ending in `checkpoints`) since the
+    /// last take, and zero for the next.
+    pub(super) fn chain_listings(&self) -> u64 {
+        self.taken(CHAIN_LISTINGS)
+    }
+
+    fn count_chain(&self, prefix: Option<&Path>) {
+        if prefix.is_some_and(|prefix| prefix.as_ref().ends_with("/checkpoints")) {
+            self.add(CHAIN_LISTINGS, 1);
+        }
     }
 
     fn counted(
@@ -158,6 +171,7 @@ impl ObjectStore for Counting {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.count_chain(prefix);
         self.counted(self.inner.list(prefix))
     }
 
@@ -166,10 +180,12 @@ impl ObjectStore for Counting {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.count_chain(prefix);
         self.counted(self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.count_chain(prefix);
         self.add(LISTS, 1);
         let listing = self.inner.list_with_delimiter(prefix).await?;
         let listed = (listing.objects.len() + listing.common_prefixes.len()) as u64;

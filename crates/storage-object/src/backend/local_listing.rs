@@ -7,6 +7,7 @@
 //! the size is wanted. Only for `file://` URLs; other stores list as before.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use object_store::path::Path;
 use storage_core::{Result, StorageError};
@@ -18,6 +19,19 @@ use super::ObjectBackend;
 pub(crate) type LocalFile = (Vec<String>, u64);
 
 impl ObjectBackend {
+    /// The directory of `prefix` when the store is a local directory, else `None`.
+    pub(super) fn local_dir(&self, prefix: &Path) -> Option<PathBuf> {
+        // The root the store resolved when opened, never `object.url` again: a relative
+        // URL read after the process changed its working directory would name another
+        // directory, and a listing of that one (empty) would answer for this one.
+        let dir = self.objects().local_root.as_ref()?;
+        Some(
+            prefix
+                .parts()
+                .fold(PathBuf::clone(dir), |path, part| path.join(part.as_ref())),
+        )
+    }
+
     /// The files below `prefix` (recursive, in no set order) when the store is a local
     /// directory, else `None`. Staging files of writes in progress (`<name>#<digits>`),
     /// which the store's own listing hides too, are left out; so is a file removed while
@@ -27,13 +41,8 @@ impl ObjectBackend {
         prefix: &Path,
         sizes: bool,
     ) -> Option<Result<Vec<LocalFile>>> {
-        // The root the store resolved when opened, never `object.url` again: a relative
-        // URL read after the process changed its working directory would name another
-        // directory, and a listing of that one (empty) would answer for this one.
-        let dir = self.objects().local_root.as_ref()?;
-        let root = prefix
-            .parts()
-            .fold(PathBuf::clone(dir), |path, part| path.join(part.as_ref()));
+        let root = self.local_dir(prefix)?;
+        self.objects().local_walks.fetch_add(1, Ordering::Relaxed);
         let walk = tokio::task::spawn_blocking(move || walk(root, sizes));
         Some(match walk.await {
             Ok(walked) => walked.map_err(|err| {

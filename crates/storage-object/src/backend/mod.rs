@@ -1,6 +1,7 @@
 //! The trait implementations, one file per kind.
 
 mod artifacts;
+mod checkpoint_ids;
 mod checkpoints;
 mod compaction;
 mod conversation;
@@ -119,10 +120,33 @@ impl ObjectBackend {
             provider: if files { "file" } else { "memory" },
             local_root: None,
             newest: Default::default(),
+            local_walks: Default::default(),
         };
         ObjectBackend {
             inner: Arc::new(Inner {
                 config: ObjectConfig::new("memory://").with_namespace(namespace),
+                objects,
+                keys: Keys::new("", namespace),
+                closed: AtomicBool::new(false),
+                recent: RecentCheckpoints::default(),
+            }),
+        }
+    }
+
+    /// A backend on the local directory `root` through `store` (a counting wrapper of the
+    /// local store on `root`), for tests that count what a local read lists.
+    #[cfg(test)]
+    pub(crate) fn over_local(
+        store: Arc<dyn object_store::ObjectStore>,
+        root: std::path::PathBuf,
+        namespace: &str,
+    ) -> Self {
+        let backend = Self::over_as(store, namespace, true);
+        let mut objects = backend.inner.objects.clone();
+        objects.local_root = Some(Arc::new(root));
+        ObjectBackend {
+            inner: Arc::new(Inner {
+                config: backend.inner.config.clone(),
                 objects,
                 keys: Keys::new("", namespace),
                 closed: AtomicBool::new(false),

@@ -10,25 +10,10 @@ use crate::SqliteConfig;
 /// current-thread runtime, where every read goes through the queue.)
 #[tokio::test(flavor = "current_thread")]
 async fn a_cancelled_read_is_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = SqliteConfig {
-        readers: 1,
-        ..SqliteConfig::new(dir.path().join("reads.db"))
-    };
-    let engine = Arc::new(Engine::start(&config));
+    let (_dir, engine) = shared_engine(1);
     // The one reader thread is held by a read until the barrier opens.
     let gate = Arc::new(Barrier::new(2));
-    let holding = {
-        let (engine, gate) = (engine.clone(), gate.clone());
-        tokio::spawn(async move {
-            engine
-                .read(move |_| {
-                    gate.wait();
-                    Ok(())
-                })
-                .await
-        })
-    };
+    let holding = hold_a_reader(&engine, &gate);
     let ran = Arc::new(AtomicBool::new(false));
     let cancelled = {
         let (engine, ran) = (engine.clone(), ran.clone());
@@ -92,6 +77,27 @@ fn engine(readers: usize) -> (tempfile::TempDir, Engine) {
     (dir, Engine::start(&config))
 }
 
+fn shared_engine(readers: usize) -> (tempfile::TempDir, Arc<Engine>) {
+    let (dir, engine) = engine(readers);
+    (dir, Arc::new(engine))
+}
+
+/// A read that holds its connection until `gate` opens; answers the thread it ran on.
+fn hold_a_reader(
+    engine: &Arc<Engine>,
+    gate: &Arc<Barrier>,
+) -> tokio::task::JoinHandle<crate::error::SqlResult<String>> {
+    let (engine, gate) = (engine.clone(), gate.clone());
+    tokio::spawn(async move {
+        engine
+            .read(move |_| {
+                gate.wait();
+                Ok(std::thread::current().name().unwrap_or("").to_owned())
+            })
+            .await
+    })
+}
+
 /// On a multi-thread runtime a read runs on the caller's thread, and the runtime keeps
 /// running other tasks while it does: a read that waits for another task finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,22 +150,9 @@ fn a_forbidden_poll_leaves_the_read_to_the_next_one() {
 /// goes to a reader thread; a connection whose read failed or panicked serves again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_in_place_connections_send_reads_to_the_reader_threads() {
-    let (_dir, engine) = {
-        let (dir, engine) = engine(1);
-        (dir, Arc::new(engine))
-    };
+    let (_dir, engine) = shared_engine(1);
     let gate = Arc::new(Barrier::new(2));
-    let holding = {
-        let (engine, gate) = (engine.clone(), gate.clone());
-        tokio::spawn(async move {
-            engine
-                .read(move |_| {
-                    gate.wait();
-                    Ok(std::thread::current().name().unwrap_or("").to_owned())
-                })
-                .await
-        })
-    };
+    let holding = hold_a_reader(&engine, &gate);
     while engine.readers.in_place.load(Ordering::SeqCst) == 0 {
         tokio::task::yield_now().await;
     }

@@ -430,6 +430,11 @@ impl Readers {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A new reader connection (its directory made first, if missing).
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        create_parent(&self.config.path).and_then(|()| open(&self.config, false))
+    }
+
     fn db<'c>(&'c self, conn: &'c Connection) -> Db<'c> {
         Db { conn, ns: &self.ns }
     }
@@ -449,7 +454,7 @@ impl Readers {
             self.in_place.fetch_sub(1, Ordering::Relaxed);
             return Ok(None);
         }
-        match create_parent(&self.config.path).and_then(|()| open(&self.config, false)) {
+        match self.connect() {
             Ok(conn) => Ok(Some(conn)),
             Err(err) => {
                 self.in_place.fetch_sub(1, Ordering::Relaxed);
@@ -498,7 +503,7 @@ fn reader_loop(readers: &Readers) {
             continue;
         }
         if conn.is_none() {
-            match create_parent(&readers.config.path).and_then(|()| open(&readers.config, false)) {
+            match readers.connect() {
                 Ok(opened) => conn = Some(opened),
                 Err(err) => {
                     job(Err(Failure::Driver(err)));

@@ -109,7 +109,26 @@ impl ObjectBackend {
         namespace: &str,
         files: bool,
     ) -> Self {
-        let objects = Objects {
+        Self::over_objects(Self::test_objects(store, files), namespace)
+    }
+
+    /// A backend on the local directory `root` through `store` (a counting wrapper of the
+    /// local store on `root`), for tests that count what a local read lists.
+    #[cfg(test)]
+    pub(crate) fn over_local(
+        store: Arc<dyn object_store::ObjectStore>,
+        root: std::path::PathBuf,
+        namespace: &str,
+    ) -> Self {
+        let mut objects = Self::test_objects(store, true);
+        objects.local_root = Some(Arc::new(root));
+        Self::over_objects(objects, namespace)
+    }
+
+    /// `store` as the tests' backends use it: as local files are or as memory is.
+    #[cfg(test)]
+    fn test_objects(store: Arc<dyn object_store::ObjectStore>, files: bool) -> Objects {
+        Objects {
             store,
             mode: if files {
                 crate::store::CellMode::Versions
@@ -121,32 +140,14 @@ impl ObjectBackend {
             local_root: None,
             newest: Default::default(),
             local_walks: Default::default(),
-        };
-        ObjectBackend {
-            inner: Arc::new(Inner {
-                config: ObjectConfig::new("memory://").with_namespace(namespace),
-                objects,
-                keys: Keys::new("", namespace),
-                closed: AtomicBool::new(false),
-                recent: RecentCheckpoints::default(),
-            }),
         }
     }
 
-    /// A backend on the local directory `root` through `store` (a counting wrapper of the
-    /// local store on `root`), for tests that count what a local read lists.
     #[cfg(test)]
-    pub(crate) fn over_local(
-        store: Arc<dyn object_store::ObjectStore>,
-        root: std::path::PathBuf,
-        namespace: &str,
-    ) -> Self {
-        let backend = Self::over_as(store, namespace, true);
-        let mut objects = backend.inner.objects.clone();
-        objects.local_root = Some(Arc::new(root));
+    fn over_objects(objects: Objects, namespace: &str) -> Self {
         ObjectBackend {
             inner: Arc::new(Inner {
-                config: backend.inner.config.clone(),
+                config: ObjectConfig::new("memory://").with_namespace(namespace),
                 objects,
                 keys: Keys::new("", namespace),
                 closed: AtomicBool::new(false),

@@ -1,7 +1,7 @@
 //! Group commit: concurrent writes of one kind stored as one batch.
 //!
-//! Appends to one session become one `append_messages` call; checkpoint puts to one
-//! thread become one `put_checkpoints` call. The queueing, the flush and the
+//! Appends to one session become one `append_messages` call; checkpoint puts of the threads
+//! hashed to one lane become one `put_checkpoints` call. The queueing, the flush and the
 //! acknowledgement are written once, in [`Batcher`]; a [`BatchKind`] says only how its
 //! batch is stored and which items must not share one.
 
@@ -62,24 +62,83 @@ impl BatchKind for Appends {
     }
 }
 
-/// Checkpoint puts of one thread (the lane), as one `put_checkpoints` call.
+/// Checkpoint puts of any threads hashed to one lane, as one `put_checkpoints` call.
+///
+/// Each put is answered with its own outcome: a batch over several threads that fails
+/// for a reason that is not temporary (something in what it stores) is stored again thread
+/// by thread, so one thread's bad put fails only that thread's callers. A temporary
+/// failure (the server lost, hung or in a deadlock) is not about any one put: every caller
+/// gets it, and its retry layer tries again.
 pub(crate) struct CheckpointPuts;
 
 impl BatchKind for CheckpointPuts {
     type Item = (Checkpoint, ChannelVersions);
-    type Output = ();
+    type Output = Result<()>;
 
     fn store<'a>(
         backend: &'a dyn StorageBackend,
         _lane: &'a str,
         puts: Vec<(Checkpoint, ChannelVersions)>,
-    ) -> BoxFuture<'a, Result<Vec<()>>> {
-        let count = puts.len();
-        backend
-            .put_checkpoints(puts)
-            .map(move |stored| stored.map(|()| vec![(); count]))
-            .boxed()
+    ) -> BoxFuture<'a, Result<Vec<Result<()>>>> {
+        Box::pin(async move {
+            let threads = thread_of_each(&puts);
+            let count = puts.len();
+            // A batch of one thread is never split. The split needs the puts again; their
+            // values are shared, so keeping them copies ids and maps, not channel values.
+            let kept = threads
+                .iter()
+                .any(|&thread| thread > 0)
+                .then(|| puts.clone());
+            match (backend.put_checkpoints(puts).await, kept) {
+                (Ok(()), _) => Ok(vec![Ok(()); count]),
+                (Err(err), Some(puts)) if !err.is_temporary() => {
+                    Ok(put_thread_by_thread(backend, puts, &threads).await)
+                }
+                (Err(err), _) => Err(err),
+            }
+        })
     }
+}
+
+/// For each put, the position of its thread among the batch's threads in order of first
+/// appearance.
+fn thread_of_each(puts: &[(Checkpoint, ChannelVersions)]) -> Vec<usize> {
+    let mut seen: Vec<&str> = Vec::new();
+    puts.iter()
+        .map(|(checkpoint, _)| {
+            let thread = checkpoint.thread_id.as_str();
+            seen.iter()
+                .position(|&known| known == thread)
+                .unwrap_or_else(|| {
+                    seen.push(thread);
+                    seen.len() - 1
+                })
+        })
+        .collect()
+}
+
+/// Stores each thread's puts of a failed batch as a batch of its own, side by side, and
+/// answers each put with its thread's outcome.
+async fn put_thread_by_thread(
+    backend: &dyn StorageBackend,
+    puts: Vec<(Checkpoint, ChannelVersions)>,
+    threads: &[usize],
+) -> Vec<Result<()>> {
+    let thread_count = threads.iter().max().map_or(0, |&last| last + 1);
+    let mut by_thread: Vec<Vec<(Checkpoint, ChannelVersions)>> = vec![Vec::new(); thread_count];
+    for (put, &thread) in puts.into_iter().zip(threads) {
+        by_thread[thread].push(put);
+    }
+    let outcomes = futures::future::join_all(
+        by_thread
+            .into_iter()
+            .map(|puts| backend.put_checkpoints(puts)),
+    )
+    .await;
+    threads
+        .iter()
+        .map(|&thread| outcomes[thread].clone())
+        .collect()
 }
 
 /// Coalesces concurrent appends and checkpoint puts into batches, acknowledging each
@@ -132,16 +191,27 @@ impl GroupCommit {
             err.with_backend(backend.name())
                 .with_operation("put_checkpoint")
         })?;
-        // One lane per thread: a failed batch fails only that thread's callers, puts of
-        // different threads flush side by side on their own connections, and a thread's
-        // puts keep their order. (Four lanes shared by hashed threads measured 0.84 of the
-        // backend alone at 32 callers against 0.69, but let one thread's failure fail
-        // others; see docs/benchmarks.md.)
-        let lane = checkpoint.thread_id.clone();
+        // Threads are hashed to a few lanes, so puts of different threads share a batch
+        // (one statement or pipeline on one connection, where a lane per thread never
+        // batched callers that each own a thread), a thread's puts keep their order in its
+        // lane, and a few batches flush side by side on their own connections.
+        let lane = CHECKPOINT_LANES[lane_of(&checkpoint.thread_id)];
         self.checkpoints
-            .submit(backend, &lane, (checkpoint, new_versions))
+            .submit(backend, lane, (checkpoint, new_versions))
             .await
+            .and_then(|stored| stored)
     }
+}
+
+/// How many checkpoint batches may flush at once; see `docs/benchmarks.md` (group commit)
+/// for how it was chosen.
+const CHECKPOINT_LANES: [&str; 4] = ["0", "1", "2", "3"];
+
+/// The lane of a thread's puts.
+fn lane_of(thread_id: &str) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(thread_id);
+    (hash % CHECKPOINT_LANES.len() as u64) as usize
 }
 
 struct Pending<K: BatchKind> {

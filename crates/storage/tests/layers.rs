@@ -523,6 +523,82 @@ async fn a_panicking_flush_fails_its_caller_and_frees_the_lane() {
     }
 }
 
+/// Group commit batches puts of different threads together, yet a batch that fails for
+/// something one thread sent fails only that thread's callers: every other put in it is
+/// stored and acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_whose_puts_fail_fails_only_its_own_callers() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use storage_testkit::fault::{Fault, FaultyBackend, Target};
+    /// Batches that held a put of `bad` beside other threads' puts, and were refused.
+    static MIXED_BATCHES_REFUSED: AtomicUsize = AtomicUsize::new(0);
+    let refusing = Arc::new(Faulty::new("gc_isolation", |call| {
+        let storage_core::Call::PutCheckpoints { puts } = call else {
+            return Ok(());
+        };
+        if !puts.iter().any(|(cp, _)| cp.thread_id == "bad") {
+            return Ok(());
+        }
+        if puts.iter().any(|(cp, _)| cp.thread_id != "bad") {
+            MIXED_BATCHES_REFUSED.fetch_add(1, Ordering::SeqCst);
+        }
+        Err(storage_core::StorageError::backend("thread bad is refused").with_temporary(false))
+    }));
+    let inner: Arc<dyn StorageBackend> = refusing.clone();
+    // Each flush takes 50 ms, so the puts queued behind it form mixed batches.
+    let faulty = Arc::new(FaultyBackend::new(inner.clone()));
+    faulty.set(
+        Target::Operation("put_checkpoints"),
+        Fault::Latency(Duration::from_millis(50)),
+    );
+    let storage = Arc::new(
+        Storage::builder(faulty)
+            .group_commit(GroupCommitSettings {
+                enabled: true,
+                ..GroupCommitSettings::default()
+            })
+            .build(),
+    );
+    let threads: Vec<String> = (0..16)
+        .map(|i| format!("t{i}"))
+        .chain(["bad".to_owned()])
+        .collect();
+    let puts: Vec<_> = (0..3)
+        .flat_map(|round| threads.iter().map(move |thread| (round, thread.clone())))
+        .map(|(round, thread)| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let mut cp = Checkpoint::new(thread.as_str(), "", format!("cp-{round}"));
+                cp.channel_versions.insert("ch".into(), round.to_string());
+                cp.channel_values.insert("ch".into(), json!(round).into());
+                let new = cp.all_versions();
+                (thread, storage.put_checkpoint(cp, new).await)
+            })
+        })
+        .collect();
+    for put in puts {
+        let (thread, outcome) = put.await.unwrap();
+        if thread == "bad" {
+            let err = outcome.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+            assert!(err.to_string().contains("thread bad is refused"), "{err}");
+        } else {
+            outcome.unwrap_or_else(|err| panic!("{thread}'s put failed with bad's: {err}"));
+        }
+    }
+    assert!(
+        MIXED_BATCHES_REFUSED.load(Ordering::SeqCst) > 0,
+        "no batch held bad's puts beside another thread's"
+    );
+    for thread in threads.iter().filter(|thread| *thread != "bad") {
+        let stored = refusing
+            .list_checkpoints(CheckpointQuery::thread(thread.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 3, "{thread}'s puts are stored");
+    }
+}
+
 /// A kind whose retention sweep fails does not stop the other kinds: each still runs, and
 /// the failure comes back once they have.
 #[tokio::test]

@@ -51,6 +51,38 @@ ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET
     run_id = EXCLUDED.run_id, channels = EXCLUDED.channels, versions = EXCLUDED.versions,
     metadata = EXCLUDED.metadata, record = EXCLUDED.record";
 
+/// A batch of puts (of any threads) in one statement: the multi-row form of [`PUT`], one
+/// round trip and one commit, where a pipeline in a transaction was three round trips and
+/// a statement per put. The shared locks of every thread in the batch (`$14`, each key
+/// once, sorted, so two batches take them in the same order) are granted before any row is
+/// inserted, as in [`PUT`]. Row `i`'s channels and versions are the slice
+/// `$5[$7[i]:$8[i]]` (and of `$6`) of the flattened arrays. Blobs are inserted in the
+/// batch's order, so a (channel, version) keeps its first put's value; a checkpoint id
+/// appears once (its last put: see [`PutBatch`]).
+const PUT_MANY: &str = "\
+WITH locked AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock_shared(hashtextextended(k.key, 0))
+    FROM UNNEST($14::text[]) WITH ORDINALITY AS k(key, position) ORDER BY k.position
+),
+lock AS MATERIALIZED (SELECT count(*) FROM locked),
+blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, ns, channel, version, value)
+    SELECT b.thread_id, b.ns, b.channel, b.version, b.value
+    FROM lock, UNNEST($9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[])
+        WITH ORDINALITY AS b(thread_id, ns, channel, version, value, position)
+    ORDER BY b.position
+    ON CONFLICT DO NOTHING
+)
+INSERT INTO checkpoints (thread_id, ns, checkpoint_id, run_id, channels, versions, metadata, record)
+SELECT c.thread_id, c.ns, c.checkpoint_id, c.run_id,
+    ($5::text[])[c.first:c.last], ($6::text[])[c.first:c.last], c.metadata, c.record
+FROM lock, UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $7::int4[], $8::int4[],
+        $15::jsonb[], $16::bytea[])
+    AS c(thread_id, ns, checkpoint_id, run_id, first, last, metadata, record)
+ON CONFLICT (thread_id, ns, checkpoint_id) DO UPDATE SET
+    run_id = EXCLUDED.run_id, channels = EXCLUDED.channels, versions = EXCLUDED.versions,
+    metadata = EXCLUDED.metadata, record = EXCLUDED.record";
+
 const PUT_WRITES: &str = "\
 WITH first_wins AS (
     INSERT INTO checkpoint_writes (thread_id, ns, checkpoint_id, task_id, idx, record)
@@ -153,8 +185,8 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// One transaction for the batch, its puts pipelined: BEGIN, one round trip for the
-    /// puts, COMMIT. A batch of one is a plain put, atomic by itself.
+    /// The batch in one statement ([`PUT_MANY`]), atomic by itself. A batch of one is a
+    /// plain put.
     pub(crate) async fn put_checkpoints_op(
         &self,
         puts: Vec<(Checkpoint, ChannelVersions)>,
@@ -172,23 +204,14 @@ impl PostgresBackend {
         // stable sort keeps the caller's order: a repeated id ends as its last put, and a
         // (channel, version) keeps the value of its first put.
         rows.sort_by(|a, b| a.chain().cmp(&b.chain()));
-        let params: Vec<_> = rows.iter().map(PutRow::params).collect();
-        let mut client = self.client().await?;
-        if let [only] = params.as_slice() {
+        let client = self.client().await?;
+        if let [only] = rows.as_slice() {
             // One statement is atomic by itself: a batch of one costs what a put costs.
-            client.exec(PUT, only).await?;
+            client.exec(PUT, &only.params()).await?;
             return Ok(());
         }
-        let tx = client.transaction().await?;
-        let statement = tx.statement(PUT).await?;
-        // The puts are pipelined: every one is sent before the first answer is awaited.
-        futures::future::try_join_all(
-            params
-                .iter()
-                .map(|params| tx.run_execute(&statement, params)),
-        )
-        .await?;
-        tx.commit().await?;
+        let batch = PutBatch::of(rows)?;
+        client.exec(PUT_MANY, &batch.params()).await?;
         Ok(())
     }
 
@@ -422,6 +445,123 @@ impl PutRow {
             &self.lock_key,
         ]
     }
+}
+
+/// The columns of [`PUT_MANY`]: the rows of a batch of puts, one array per column.
+#[derive(Default)]
+struct PutBatch {
+    thread_ids: Vec<String>,
+    namespaces: Vec<String>,
+    checkpoint_ids: Vec<String>,
+    run_ids: Vec<Option<String>>,
+    channels: Vec<String>,
+    versions: Vec<String>,
+    firsts: Vec<i32>,
+    lasts: Vec<i32>,
+    metadata: Vec<Value>,
+    records: Vec<Vec<u8>>,
+    blob_thread_ids: Vec<String>,
+    blob_namespaces: Vec<String>,
+    blob_channels: Vec<String>,
+    blob_versions: Vec<String>,
+    blob_values: Vec<Vec<u8>>,
+    lock_keys: Vec<String>,
+}
+
+impl PutBatch {
+    /// The batch of `rows`, in their order. Every put's blobs go in (a stored value is
+    /// never replaced, so the first put of a (channel, version) keeps it, as when the puts
+    /// run one after another); a checkpoint id put twice is stored once, as its last put,
+    /// which is what running them in order leaves (one statement may not upsert a row twice).
+    fn of(rows: Vec<PutRow>) -> PgResult<Self> {
+        let mut last_put = std::collections::HashMap::new();
+        for (position, row) in rows.iter().enumerate() {
+            last_put.insert(
+                (
+                    row.thread_id.as_str(),
+                    row.namespace.as_str(),
+                    row.checkpoint_id.as_str(),
+                ),
+                position,
+            );
+        }
+        let kept: Vec<bool> = rows
+            .iter()
+            .enumerate()
+            .map(|(position, row)| {
+                let key = (
+                    row.thread_id.as_str(),
+                    row.namespace.as_str(),
+                    row.checkpoint_id.as_str(),
+                );
+                last_put[&key] == position
+            })
+            .collect();
+        let mut batch = PutBatch::default();
+        for (row, kept) in rows.into_iter().zip(kept) {
+            let blob_count = row.blob_values.len();
+            batch
+                .blob_thread_ids
+                .extend(std::iter::repeat_n(row.thread_id.clone(), blob_count));
+            batch
+                .blob_namespaces
+                .extend(std::iter::repeat_n(row.namespace.clone(), blob_count));
+            batch.blob_channels.extend(row.blob_channels);
+            batch.blob_versions.extend(row.blob_versions);
+            batch.blob_values.extend(row.blob_values);
+            if batch.lock_keys.last() != Some(&row.lock_key) {
+                batch.lock_keys.push(row.lock_key);
+            }
+            if !kept {
+                continue;
+            }
+            // PostgreSQL arrays count from 1; an empty slice is `[n + 1:n]`.
+            batch.firsts.push(array_position(batch.channels.len() + 1)?);
+            batch.channels.extend(row.channels);
+            batch.versions.extend(row.versions);
+            batch.lasts.push(array_position(batch.channels.len())?);
+            batch.thread_ids.push(row.thread_id);
+            batch.namespaces.push(row.namespace);
+            batch.checkpoint_ids.push(row.checkpoint_id);
+            batch.run_ids.push(row.run_id);
+            batch.metadata.push(row.metadata);
+            batch.records.push(row.record);
+        }
+        // Rows come sorted by thread, so equal keys are neighbours; sorting keeps the
+        // order every batch takes the locks in.
+        batch.lock_keys.sort();
+        batch.lock_keys.dedup();
+        Ok(batch)
+    }
+
+    /// The parameters in [`PUT_MANY`]'s order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
+        [
+            &self.thread_ids,
+            &self.namespaces,
+            &self.checkpoint_ids,
+            &self.run_ids,
+            &self.channels,
+            &self.versions,
+            &self.firsts,
+            &self.lasts,
+            &self.blob_thread_ids,
+            &self.blob_namespaces,
+            &self.blob_channels,
+            &self.blob_versions,
+            &self.blob_values,
+            &self.lock_keys,
+            &self.metadata,
+            &self.records,
+        ]
+    }
+}
+
+/// A position in a PostgreSQL array (an `int4`).
+fn array_position(position: usize) -> PgResult<i32> {
+    i32::try_from(position).map_err(|_| {
+        StorageError::invalid_input("a batch of checkpoint puts names over 2^31 channels").into()
+    })
 }
 
 #[cfg(test)]

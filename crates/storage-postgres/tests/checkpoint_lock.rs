@@ -116,6 +116,45 @@ async fn a_put_waits_while_a_removal_holds_its_threads_lock() {
     );
 }
 
+/// A batch of puts over several threads (group commit's one statement) takes the lock of
+/// every thread it writes: it waits while a removal holds any of them, then stores all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_waits_while_a_removal_holds_any_of_its_threads_locks() {
+    let b = backend("t_ckpt_lock_batch").await;
+    let remover = connect().await;
+    remover.batch_execute("BEGIN").await.unwrap();
+    remover
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&lock_key(&b, "t2")],
+        )
+        .await
+        .unwrap();
+    let batch = vec![
+        checkpoint("t1", "1"),
+        checkpoint("t3", "1"),
+        checkpoint("t2", "1"),
+        checkpoint("t1", "2"),
+    ];
+    let put = {
+        let b = b.clone();
+        tokio::spawn(async move { b.put_checkpoints(batch).await.unwrap() })
+    };
+    let observer = connect().await;
+    until_waiting(&observer, &lock_key(&b, "t2"), "ShareLock", &put).await;
+    assert!(!put.is_finished(), "the batch waits for t2's lock");
+    remover.batch_execute("COMMIT").await.unwrap();
+    put.await.unwrap();
+    for (thread, version) in [("t1", "2"), ("t2", "1"), ("t3", "1")] {
+        let got = b.get_checkpoint(thread, "", None).await.unwrap().unwrap();
+        assert_eq!(
+            got.checkpoint.channel_values["x"],
+            json!({ "x": version }).into(),
+            "{thread}"
+        );
+    }
+}
+
 /// x at version 1, then 2, then 3, indexed by a prune that keeps them all; then a put
 /// under way, as PUT runs it: the thread's lock shared, then a checkpoint newer than every
 /// other naming x at version 1, whose value it finds stored and keeps. `remove` keeps the

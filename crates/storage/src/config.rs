@@ -254,8 +254,9 @@ impl Default for TimeoutSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GroupCommitSettings {
-    /// Whether concurrent `append_message` calls on one session, and `put_checkpoint` calls
-    /// on one thread, are stored as one batch.
+    /// Whether concurrent `append_message` calls on one session are stored as one batch,
+    /// and concurrent `put_checkpoint` calls as one batch per lane (threads are hashed to
+    /// four lanes; a thread's puts keep their order).
     pub enabled: bool,
     /// Most messages or checkpoints per batch.
     pub max_batch: usize,

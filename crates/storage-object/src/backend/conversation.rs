@@ -405,6 +405,7 @@ impl ObjectBackend {
                     }
                 }
                 head.last = last;
+                head.note_slot_start(first);
                 head.note_summaries(&slot.messages);
                 Ok(Change::Write(head.clone(), head))
             },
@@ -524,7 +525,7 @@ impl ObjectBackend {
         let (summaries, in_slots): (Vec<u64>, Vec<u64>) = sequences
             .iter()
             .partition(|&&s| head.stored_summary(s).is_some());
-        let mut messages = self.read_messages(session_id, &in_slots).await?;
+        let mut messages = self.read_messages(session_id, head, &in_slots).await?;
         if messages.len() < in_slots.len() {
             // A retention sweep raised the floor and emptied slots since the head was read:
             // what is missing is a prefix that is gone now; read the head again.
@@ -547,22 +548,49 @@ impl ObjectBackend {
         Ok(Some(messages))
     }
 
-    /// The messages at `sequences` (ascending), reading each slot once. A sequence inside
-    /// a batch is found in the slot where the batch starts, below it.
-    async fn read_messages(&self, session_id: &str, sequences: &[u64]) -> Result<Vec<Message>> {
+    /// The messages at `sequences` (ascending), reading each slot once: first the slots
+    /// the head notes as holding them, then each sequence none of those holds as a slot
+    /// key of its own. A sequence inside a batch is found in the slot where the batch
+    /// starts, below it.
+    async fn read_messages(
+        &self,
+        session_id: &str,
+        head: &Head,
+        sequences: &[u64],
+    ) -> Result<Vec<Message>> {
+        let read_slots = |firsts: Vec<u64>| {
+            in_order(
+                16,
+                firsts.into_iter().map(|first| async move {
+                    let bytes = self
+                        .objects()
+                        .get(&self.keys().message_slot(session_id, first))
+                        .await?;
+                    bytes.map(|b| wire::decode::<Slot>(&b)).transpose()
+                }),
+            )
+        };
+        let covers = |slots: &BTreeMap<u64, Slot>, sequence: u64| {
+            slots
+                .range(..=sequence)
+                .next_back()
+                .is_some_and(|(_, slot)| slot.get(sequence).is_some())
+        };
+        let mut noted: Vec<u64> = sequences
+            .iter()
+            .filter_map(|&sequence| head.noted_slot_start(sequence))
+            .collect();
+        noted.dedup();
         let mut slots: BTreeMap<u64, Slot> = BTreeMap::new();
-        let direct = in_order(
-            16,
-            sequences.iter().map(|&s| async move {
-                let bytes = self
-                    .objects()
-                    .get(&self.keys().message_slot(session_id, s))
-                    .await?;
-                bytes.map(|b| wire::decode::<Slot>(&b)).transpose()
-            }),
-        )
-        .await?;
-        for slot in direct.into_iter().flatten() {
+        for slot in read_slots(noted).await?.into_iter().flatten() {
+            slots.insert(slot.first, slot);
+        }
+        let direct: Vec<u64> = sequences
+            .iter()
+            .copied()
+            .filter(|&sequence| !covers(&slots, sequence))
+            .collect();
+        for slot in read_slots(direct).await?.into_iter().flatten() {
             slots.insert(slot.first, slot);
         }
         let mut messages = Vec::with_capacity(sequences.len());

@@ -34,7 +34,19 @@ pub(super) struct Head {
     /// Summary sequence to the id of the object holding the messages it replaced and kept.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) kept: BTreeMap<u64, String>,
+    /// Where the newest slots start (at most [`SLOT_STARTS_KEPT`]), ascending, so a read
+    /// of recent messages fetches the slots holding them instead of probing down from
+    /// each message for the start of its batch (one missing object per message of the
+    /// batch). A hint only: a slot key, once created, always starts a batch (sequences
+    /// are never reused), but heads of earlier releases lack it and drop it when they
+    /// write, so a message no hint covers is found by probing, as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) slot_starts: Vec<u64>,
 }
+
+/// How many slot starts a head keeps: the last 10 turns of a conversation appended a
+/// message or two at a time fit in them.
+pub(super) const SLOT_STARTS_KEPT: usize = 64;
 
 impl WireRecord for Head {
     const KIND: &'static str = "conversation_head";
@@ -76,6 +88,23 @@ pub(super) fn checked_id(id: &str) -> Result<&str> {
 }
 
 impl Head {
+    /// Notes that a slot starts at `first`, above every slot noted before.
+    pub(super) fn note_slot_start(&mut self, first: u64) {
+        if self.slot_starts.last().is_some_and(|&last| last >= first) {
+            return;
+        }
+        self.slot_starts.push(first);
+        let over = self.slot_starts.len().saturating_sub(SLOT_STARTS_KEPT);
+        self.slot_starts.drain(..over);
+    }
+
+    /// The start of the newest noted slot at or below `sequence`: where the batch holding
+    /// it starts, unless a slot the head did not note starts between the two.
+    pub(super) fn noted_slot_start(&self, sequence: u64) -> Option<u64> {
+        let above = self.slot_starts.partition_point(|&first| first <= sequence);
+        above.checked_sub(1).map(|index| self.slot_starts[index])
+    }
+
     /// The removed run holding `sequence`, if any.
     fn gap_at(&self, sequence: u64) -> Option<(u64, u64)> {
         self.gaps

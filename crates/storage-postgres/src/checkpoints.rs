@@ -204,6 +204,9 @@ impl PostgresBackend {
         // stable sort keeps the caller's order: a repeated id ends as its last put, and a
         // (channel, version) keeps the value of its first put.
         rows.sort_by(|a, b| a.chain().cmp(&b.chain()));
+        if rows.is_empty() {
+            return Ok(());
+        }
         let client = self.client().await?;
         if let [only] = rows.as_slice() {
             // One statement is atomic by itself: a batch of one costs what a put costs.
@@ -509,9 +512,7 @@ impl PutBatch {
             batch.blob_channels.extend(row.blob_channels);
             batch.blob_versions.extend(row.blob_versions);
             batch.blob_values.extend(row.blob_values);
-            if batch.lock_keys.last() != Some(&row.lock_key) {
-                batch.lock_keys.push(row.lock_key);
-            }
+            batch.lock_keys.push(row.lock_key);
             if !kept {
                 continue;
             }
@@ -527,8 +528,7 @@ impl PutBatch {
             batch.metadata.push(row.metadata);
             batch.records.push(row.record);
         }
-        // Rows come sorted by thread, so equal keys are neighbours; sorting keeps the
-        // order every batch takes the locks in.
+        // Every batch takes the locks in one order, each once.
         batch.lock_keys.sort();
         batch.lock_keys.dedup();
         Ok(batch)

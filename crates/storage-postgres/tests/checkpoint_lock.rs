@@ -49,6 +49,21 @@ fn checkpoint(thread: &str, version: &str) -> (Checkpoint, ChannelVersions) {
     (checkpoint, new_versions)
 }
 
+/// A transaction that holds `thread`'s lock exclusively, as a removal does, until the
+/// caller sends `COMMIT` on it.
+async fn removal_holding(b: &PostgresBackend, thread: &str) -> tokio_postgres::Client {
+    let remover = connect().await;
+    remover.batch_execute("BEGIN").await.unwrap();
+    remover
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&lock_key(b, thread)],
+        )
+        .await
+        .unwrap();
+    remover
+}
+
 /// Waits until some transaction waits for the thread's lock in `mode` (`ShareLock` for a
 /// put, `ExclusiveLock` for a removal) or `task` has finished without waiting; gives up
 /// after 20 seconds. Whether `task` waited is for the caller to check.
@@ -80,15 +95,7 @@ async fn until_waiting<T>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_waits_while_a_removal_holds_its_threads_lock() {
     let b = backend("t_ckpt_lock_put").await;
-    let remover = connect().await;
-    remover.batch_execute("BEGIN").await.unwrap();
-    remover
-        .execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[&lock_key(&b, "t1")],
-        )
-        .await
-        .unwrap();
+    let remover = removal_holding(&b, "t1").await;
     let (held, held_versions) = checkpoint("t1", "1");
     let put = {
         let b = b.clone();
@@ -121,15 +128,7 @@ async fn a_put_waits_while_a_removal_holds_its_threads_lock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_waits_while_a_removal_holds_any_of_its_threads_locks() {
     let b = backend("t_ckpt_lock_batch").await;
-    let remover = connect().await;
-    remover.batch_execute("BEGIN").await.unwrap();
-    remover
-        .execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[&lock_key(&b, "t2")],
-        )
-        .await
-        .unwrap();
+    let remover = removal_holding(&b, "t2").await;
     let batch = vec![
         checkpoint("t1", "1"),
         checkpoint("t3", "1"),

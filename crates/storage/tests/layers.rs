@@ -9,7 +9,7 @@ use serde_json::json;
 use storage::config::{CacheSettings, GroupCommitSettings, RetrySettings};
 use storage::Storage;
 use storage_core::prelude::*;
-use storage_core::{Checkpoint, CheckpointQuery, ErrorKind, StorageBackend};
+use storage_core::{ChannelVersions, Checkpoint, CheckpointQuery, ErrorKind, StorageBackend};
 use storage_memory::MemoryBackend;
 
 fn memory_storage() -> Storage {
@@ -404,33 +404,43 @@ async fn scheduled_cleanup_removes_idle_sessions() {
     task.stop();
 }
 
-/// A caller cancelled while its flush stores a batch that holds other callers' writes
-/// (a timeout, a dropped future) does not take their writes down with it: each of them is
-/// answered with the true outcome, and the batch is stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_commit_survives_the_cancellation_of_the_flushing_caller() {
+/// Checkpoint `cp-{n}` of `thread`, whose one channel `ch` holds `n` at version `n`, and
+/// its new versions.
+fn numbered_checkpoint(thread: &str, n: u32) -> (Checkpoint, ChannelVersions) {
+    let mut cp = Checkpoint::new(thread, "", format!("cp-{n}"));
+    cp.channel_versions.insert("ch".into(), n.to_string());
+    cp.channel_values.insert("ch".into(), json!(n).into());
+    let new = cp.all_versions();
+    (cp, new)
+}
+
+/// A facade with group commit over `inner`, whose batches each take `flush` to store, so
+/// the puts made meanwhile queue up into the next batch.
+fn grouped_with_slow_flushes(inner: Arc<dyn StorageBackend>, flush: Duration) -> Arc<Storage> {
     use storage_testkit::fault::{Fault, FaultyBackend, Target};
-    let inner: Arc<dyn StorageBackend> = Arc::new(MemoryBackend::new("gc_cancel").unwrap());
-    let faulty = Arc::new(FaultyBackend::new(inner.clone()));
-    faulty.set(
-        Target::Operation("put_checkpoints"),
-        Fault::Latency(Duration::from_millis(300)),
-    );
-    let storage = Arc::new(
+    let faulty = Arc::new(FaultyBackend::new(inner));
+    faulty.set(Target::Operation("put_checkpoints"), Fault::Latency(flush));
+    Arc::new(
         Storage::builder(faulty)
             .group_commit(GroupCommitSettings {
                 enabled: true,
                 ..GroupCommitSettings::default()
             })
             .build(),
-    );
+    )
+}
+
+/// A caller cancelled while its flush stores a batch that holds other callers' writes
+/// (a timeout, a dropped future) does not take their writes down with it: each of them is
+/// answered with the true outcome, and the batch is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_survives_the_cancellation_of_the_flushing_caller() {
+    let inner: Arc<dyn StorageBackend> = Arc::new(MemoryBackend::new("gc_cancel").unwrap());
+    let storage = grouped_with_slow_flushes(inner.clone(), Duration::from_millis(300));
     let put = |n: u32| {
         let storage = storage.clone();
         async move {
-            let mut cp = Checkpoint::new("t", "", format!("cp-{n}"));
-            cp.channel_versions.insert("ch".into(), n.to_string());
-            cp.channel_values.insert("ch".into(), json!(n).into());
-            let new = cp.all_versions();
+            let (cp, new) = numbered_checkpoint("t", n);
             storage.put_checkpoint(cp, new).await
         }
     };
@@ -511,10 +521,7 @@ async fn a_panicking_flush_fails_its_caller_and_frees_the_lane() {
     })
     .build();
     for n in 1..=2 {
-        let mut cp = Checkpoint::new("t", "", format!("cp-{n}"));
-        cp.channel_versions.insert("ch".into(), n.to_string());
-        cp.channel_values.insert("ch".into(), json!(n).into());
-        let new = cp.all_versions();
+        let (cp, new) = numbered_checkpoint("t", n);
         let err = tokio::time::timeout(Duration::from_secs(5), storage.put_checkpoint(cp, new))
             .await
             .expect("the put is answered")
@@ -529,7 +536,6 @@ async fn a_panicking_flush_fails_its_caller_and_frees_the_lane() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thread_whose_puts_fail_fails_only_its_own_callers() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use storage_testkit::fault::{Fault, FaultyBackend, Target};
     /// Batches that held a put of `bad` beside other threads' puts, and were refused.
     static MIXED_BATCHES_REFUSED: AtomicUsize = AtomicUsize::new(0);
     let refusing = Arc::new(Faulty::new("gc_isolation", |call| {
@@ -544,34 +550,18 @@ async fn a_thread_whose_puts_fail_fails_only_its_own_callers() {
         }
         Err(storage_core::StorageError::backend("thread bad is refused").with_temporary(false))
     }));
-    let inner: Arc<dyn StorageBackend> = refusing.clone();
     // Each flush takes 50 ms, so the puts queued behind it form mixed batches.
-    let faulty = Arc::new(FaultyBackend::new(inner.clone()));
-    faulty.set(
-        Target::Operation("put_checkpoints"),
-        Fault::Latency(Duration::from_millis(50)),
-    );
-    let storage = Arc::new(
-        Storage::builder(faulty)
-            .group_commit(GroupCommitSettings {
-                enabled: true,
-                ..GroupCommitSettings::default()
-            })
-            .build(),
-    );
+    let storage = grouped_with_slow_flushes(refusing.clone(), Duration::from_millis(50));
     let threads: Vec<String> = (0..16)
         .map(|i| format!("t{i}"))
         .chain(["bad".to_owned()])
         .collect();
-    let puts: Vec<_> = (0..3)
+    let puts: Vec<_> = (0..3u32)
         .flat_map(|round| threads.iter().map(move |thread| (round, thread.clone())))
         .map(|(round, thread)| {
             let storage = storage.clone();
             tokio::spawn(async move {
-                let mut cp = Checkpoint::new(thread.as_str(), "", format!("cp-{round}"));
-                cp.channel_versions.insert("ch".into(), round.to_string());
-                cp.channel_values.insert("ch".into(), json!(round).into());
-                let new = cp.all_versions();
+                let (cp, new) = numbered_checkpoint(&thread, round);
                 (thread, storage.put_checkpoint(cp, new).await)
             })
         })

@@ -396,6 +396,43 @@ pub fn validate_puts(puts: &[(Checkpoint, ChannelVersions)]) -> Result<()> {
     Ok(())
 }
 
+/// A batch of puts grouped by thread: the threads in order of first appearance, each
+/// thread's puts in the batch's order, and for each put (by position) the group it went
+/// to. How a batch is stored thread by thread.
+///
+/// ```
+/// use storage_core::checkpoint::group_by_thread;
+/// use storage_core::Checkpoint;
+///
+/// let put = |thread: &str, id: &str| (Checkpoint::new(thread, "", id), Default::default());
+/// let (groups, group_of) = group_by_thread(vec![put("a", "1"), put("b", "2"), put("a", "3")]);
+/// assert_eq!(groups.len(), 2);
+/// assert_eq!(groups[0][1].0.id, "3");
+/// assert_eq!(group_of, [0, 1, 0]);
+/// ```
+#[allow(clippy::type_complexity)]
+pub fn group_by_thread(
+    puts: Vec<(Checkpoint, ChannelVersions)>,
+) -> (Vec<Vec<(Checkpoint, ChannelVersions)>>, Vec<usize>) {
+    let mut groups: Vec<Vec<(Checkpoint, ChannelVersions)>> = Vec::new();
+    let mut group_of = Vec::with_capacity(puts.len());
+    for put in puts {
+        let group = match groups
+            .iter()
+            .position(|group| group[0].0.thread_id == put.0.thread_id)
+        {
+            Some(group) => group,
+            None => {
+                groups.push(Vec::new());
+                groups.len() - 1
+            }
+        };
+        groups[group].push(put);
+        group_of.push(group);
+    }
+    (groups, group_of)
+}
+
 /// Makes a new checkpoint id: a UUIDv7 string.
 ///
 /// Ids made by one process sort, as strings, in the order they were made, even within one
@@ -435,16 +472,7 @@ pub trait CheckpointStore: Send + Sync {
     async fn put_checkpoints(&self, puts: Vec<(Checkpoint, ChannelVersions)>) -> Result<()> {
         let puts = crate::carried::admit("put_checkpoints", puts)?;
         validate_puts(&puts)?;
-        let mut threads: Vec<Vec<(Checkpoint, ChannelVersions)>> = Vec::new();
-        for put in puts {
-            match threads
-                .iter_mut()
-                .find(|thread| thread[0].0.thread_id == put.0.thread_id)
-            {
-                Some(thread) => thread.push(put),
-                None => threads.push(vec![put]),
-            }
-        }
+        let (threads, _) = group_by_thread(puts);
         futures::future::try_join_all(threads.into_iter().map(|thread| async move {
             for (checkpoint, new_versions) in thread {
                 self.put_checkpoint(checkpoint, new_versions).await?;

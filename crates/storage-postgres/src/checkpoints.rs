@@ -431,6 +431,11 @@ impl PutRow {
         (&self.thread_id, &self.namespace)
     }
 
+    /// The checkpoint's key: its chain and id.
+    fn key(&self) -> (&str, &str, &str) {
+        (&self.thread_id, &self.namespace, &self.checkpoint_id)
+    }
+
     /// The parameters in [`PUT`]'s order.
     fn params(&self) -> [&(dyn ToSql + Sync); 12] {
         [
@@ -477,28 +482,15 @@ impl PutBatch {
     /// run one after another); a checkpoint id put twice is stored once, as its last put,
     /// which is what running them in order leaves (one statement may not upsert a row twice).
     fn of(rows: Vec<PutRow>) -> PgResult<Self> {
-        let mut last_put = std::collections::HashMap::new();
-        for (position, row) in rows.iter().enumerate() {
-            last_put.insert(
-                (
-                    row.thread_id.as_str(),
-                    row.namespace.as_str(),
-                    row.checkpoint_id.as_str(),
-                ),
-                position,
-            );
-        }
+        let last_put: std::collections::HashMap<_, _> = rows
+            .iter()
+            .enumerate()
+            .map(|(position, row)| (row.key(), position))
+            .collect();
         let kept: Vec<bool> = rows
             .iter()
             .enumerate()
-            .map(|(position, row)| {
-                let key = (
-                    row.thread_id.as_str(),
-                    row.namespace.as_str(),
-                    row.checkpoint_id.as_str(),
-                );
-                last_put[&key] == position
-            })
+            .map(|(position, row)| last_put[&row.key()] == position)
             .collect();
         let mut batch = PutBatch::default();
         for (row, kept) in rows.into_iter().zip(kept) {

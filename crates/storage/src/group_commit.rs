@@ -15,6 +15,7 @@ use std::task::{ready, Context, Poll};
 use dashmap::DashMap;
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use storage_core::checkpoint::group_by_thread;
 use storage_core::conversation::validate_append;
 use storage_core::{
     ChannelVersions, Checkpoint, Message, NewMessage, Result, StorageBackend, StorageError,
@@ -81,18 +82,17 @@ impl BatchKind for CheckpointPuts {
         puts: Vec<(Checkpoint, ChannelVersions)>,
     ) -> BoxFuture<'a, Result<Vec<Result<()>>>> {
         Box::pin(async move {
-            let threads = thread_of_each(&puts);
             let count = puts.len();
             // A batch of one thread is never split. The split needs the puts again; their
             // values are shared, so keeping them copies ids and maps, not channel values.
-            let kept = threads
+            let kept = puts
                 .iter()
-                .any(|&thread| thread > 0)
+                .any(|(checkpoint, _)| checkpoint.thread_id != puts[0].0.thread_id)
                 .then(|| puts.clone());
             match (backend.put_checkpoints(puts).await, kept) {
                 (Ok(()), _) => Ok(vec![Ok(()); count]),
                 (Err(err), Some(puts)) if !err.is_temporary() => {
-                    Ok(put_thread_by_thread(backend, puts, &threads).await)
+                    Ok(put_thread_by_thread(backend, puts).await)
                 }
                 (Err(err), _) => Err(err),
             }
@@ -100,42 +100,20 @@ impl BatchKind for CheckpointPuts {
     }
 }
 
-/// For each put, the position of its thread among the batch's threads in order of first
-/// appearance.
-fn thread_of_each(puts: &[(Checkpoint, ChannelVersions)]) -> Vec<usize> {
-    let mut seen: Vec<&str> = Vec::new();
-    puts.iter()
-        .map(|(checkpoint, _)| {
-            let thread = checkpoint.thread_id.as_str();
-            seen.iter()
-                .position(|&known| known == thread)
-                .unwrap_or_else(|| {
-                    seen.push(thread);
-                    seen.len() - 1
-                })
-        })
-        .collect()
-}
-
 /// Stores each thread's puts of a failed batch as a batch of its own, side by side, and
 /// answers each put with its thread's outcome.
 async fn put_thread_by_thread(
     backend: &dyn StorageBackend,
     puts: Vec<(Checkpoint, ChannelVersions)>,
-    threads: &[usize],
 ) -> Vec<Result<()>> {
-    let thread_count = threads.iter().max().map_or(0, |&last| last + 1);
-    let mut by_thread: Vec<Vec<(Checkpoint, ChannelVersions)>> = vec![Vec::new(); thread_count];
-    for (put, &thread) in puts.into_iter().zip(threads) {
-        by_thread[thread].push(put);
-    }
+    let (threads, thread_of) = group_by_thread(puts);
     let outcomes = futures::future::join_all(
-        by_thread
+        threads
             .into_iter()
             .map(|puts| backend.put_checkpoints(puts)),
     )
     .await;
-    threads
+    thread_of
         .iter()
         .map(|&thread| outcomes[thread].clone())
         .collect()

@@ -570,12 +570,13 @@ impl ObjectBackend {
                 }),
             )
         };
-        let covers = |slots: &BTreeMap<u64, Slot>, sequence: u64| {
+        // The message at `sequence` in the slot read that starts nearest below it.
+        fn held(slots: &BTreeMap<u64, Slot>, sequence: u64) -> Option<&Message> {
             slots
                 .range(..=sequence)
                 .next_back()
-                .is_some_and(|(_, slot)| slot.get(sequence).is_some())
-        };
+                .and_then(|(_, slot)| slot.get(sequence))
+        }
         let mut noted: Vec<u64> = sequences
             .iter()
             .filter_map(|&sequence| head.noted_slot_start(sequence))
@@ -588,21 +589,15 @@ impl ObjectBackend {
         let direct: Vec<u64> = sequences
             .iter()
             .copied()
-            .filter(|&sequence| !covers(&slots, sequence))
+            .filter(|&sequence| held(&slots, sequence).is_none())
             .collect();
         for slot in read_slots(direct).await?.into_iter().flatten() {
             slots.insert(slot.first, slot);
         }
         let mut messages = Vec::with_capacity(sequences.len());
         for &sequence in sequences {
-            let covering = |slots: &BTreeMap<u64, Slot>| {
-                slots
-                    .range(..=sequence)
-                    .next_back()
-                    .and_then(|(_, slot)| slot.get(sequence).cloned())
-            };
-            if let Some(message) = covering(&slots) {
-                messages.push(message);
+            if let Some(message) = held(&slots, sequence) {
+                messages.push(message.clone());
                 continue;
             }
             let mut below = sequence;
@@ -618,8 +613,8 @@ impl ObjectBackend {
                     break;
                 }
             }
-            if let Some(message) = covering(&slots) {
-                messages.push(message);
+            if let Some(message) = held(&slots, sequence) {
+                messages.push(message.clone());
             }
         }
         Ok(messages)

@@ -187,7 +187,10 @@ pub type ObjectSettings = NotCompiled;
 #[serde(default, deny_unknown_fields)]
 pub struct CacheSettings {
     /// Whether reads of sessions, task context, latest checkpoints and artifact metadata
-    /// are cached.
+    /// are cached. Off by default: a cached read does not see what another process wrote
+    /// until its entry expires (`ttl_ms`), and services usually run several processes on
+    /// one store. Turn it on where this process is the only writer of what it reads, or
+    /// where reads that old are acceptable.
     pub enabled: bool,
     /// Most entries held.
     pub max_entries: u64,
@@ -201,7 +204,7 @@ pub struct CacheSettings {
 impl Default for CacheSettings {
     fn default() -> Self {
         CacheSettings {
-            enabled: true,
+            enabled: false,
             max_entries: 10_000,
             max_bytes: 64 * 1024 * 1024,
             ttl_ms: 5_000,

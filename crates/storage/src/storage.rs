@@ -156,7 +156,7 @@ impl Storage {
         StorageBuilder {
             default: backend,
             routes: Default::default(),
-            cache: Some(defaults.cache),
+            cache: defaults.cache.enabled.then_some(defaults.cache),
             retry: defaults.retry,
             timeouts: defaults.timeouts,
             group_commit: defaults.group_commit,

@@ -95,6 +95,61 @@ async fn cache_serves_hits_and_never_a_stale_read_after_a_write() {
     assert!(stats.hits >= 20, "{stats:?}");
 }
 
+/// Two services on one store (here two facades on one embedded file, as two processes
+/// would be), each built from the default settings: a read never answers what this
+/// facade read before the other one's write. LangGraph resumes a thread from its latest
+/// checkpoint, so a latest served from a cache after another worker's step would fork
+/// the thread from a stale parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_default_settings_a_write_through_another_facade_is_read_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = storage::StorageConfig::default();
+    config.sqlite.path = root.path().join("storage.db");
+    config.object.url = format!("file://{}", root.path().join("objects").display());
+    let (first, second) = (
+        Storage::from_config(config.clone()).unwrap(),
+        Storage::from_config(config).unwrap(),
+    );
+    first.initialize().await.unwrap();
+    second.initialize().await.unwrap();
+
+    first
+        .create_session(NewSession::new("s1", "u1"))
+        .await
+        .unwrap();
+    first
+        .store_task_context("s1", json!("first"), ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let (older, versions) = numbered_checkpoint("t1", 1);
+    first.put_checkpoint(older, versions).await.unwrap();
+    // What the first facade has read, it could answer again from memory.
+    first.get_session("s1").await.unwrap().unwrap();
+    first.get_task_context("s1").await.unwrap().unwrap();
+    first.get_checkpoint("t1", "", None).await.unwrap().unwrap();
+
+    second
+        .update_session("s1", SessionUpdate::default().request(1))
+        .await
+        .unwrap();
+    second
+        .store_task_context("s1", json!("second"), ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let (newer, versions) = numbered_checkpoint("t1", 2);
+    second
+        .put_checkpoint(newer.clone(), versions)
+        .await
+        .unwrap();
+
+    let session = first.get_session("s1").await.unwrap().unwrap();
+    assert_eq!(session.metrics.request_count, 1, "a stale session");
+    let context = first.get_task_context("s1").await.unwrap().unwrap();
+    assert_eq!(context.value, json!("second"), "a stale task context");
+    let latest = first.get_checkpoint("t1", "", None).await.unwrap().unwrap();
+    assert_eq!(latest.checkpoint.id, newer.id, "a stale latest checkpoint");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_readers_never_see_a_value_older_than_the_last_acknowledged_write() {
     let storage = Arc::new(memory_storage());

@@ -53,7 +53,7 @@ impl NativeStorage {
     }
 
     /// The pending writes stored against a checkpoint id, ordered by (task path, task id,
-    /// index): dicts with `task_id`, `task_path`, `index`, `channel` and `value`.
+    /// index): tuples `(task_id, channel, value, task_path, index)`.
     #[pyo3(signature = (thread_id, namespace, checkpoint_id, blocking=false))]
     fn get_writes<'py>(
         &self,

@@ -339,7 +339,7 @@ pub(crate) fn page_to_python(py: Python<'_>, page: Page<CheckpointTuple>) -> PyR
     Ok(dict.into_any().unbind())
 }
 
-/// Pending writes as a list of dicts (see [`write_to_python`]).
+/// Pending writes as a list of tuples (see [`write_to_python`]).
 pub(crate) fn writes_to_python(py: Python<'_>, writes: Vec<PendingWrite>) -> PyResult<Py<PyAny>> {
     let items = writes
         .iter()
@@ -348,14 +348,19 @@ pub(crate) fn writes_to_python(py: Python<'_>, writes: Vec<PendingWrite>) -> PyR
     Ok(PyList::new(py, items)?.into_any().unbind())
 }
 
+/// A pending write as `(task_id, channel, value, task_path, index)`: LangGraph's pending
+/// write first, so a reader unpacks it without a lookup per field. A tuple, not a dict: a
+/// checkpoint can carry dozens of writes, and a dict per write cost a `get_tuple` with 63
+/// of them about a fifth of its time.
 fn write_to_python(py: Python<'_>, write: &PendingWrite) -> PyResult<Py<PyAny>> {
-    let dict = PyDict::new(py);
-    dict.set_item(intern!(py, "task_id"), &write.task_id)?;
-    dict.set_item(intern!(py, "task_path"), &write.task_path)?;
-    dict.set_item(intern!(py, "index"), write.index)?;
-    dict.set_item(intern!(py, "channel"), &write.channel)?;
-    dict.set_item(intern!(py, "value"), value_to_python(py, &write.value)?)?;
-    Ok(dict.into_any().unbind())
+    let fields: [Py<PyAny>; 5] = [
+        PyString::new(py, &write.task_id).into_any().unbind(),
+        PyString::new(py, &write.channel).into_any().unbind(),
+        value_to_python(py, &write.value)?,
+        PyString::new(py, &write.task_path).into_any().unbind(),
+        write.index.into_pyobject(py)?.into_any().unbind(),
+    ];
+    Ok(PyTuple::new(py, fields)?.into_any().unbind())
 }
 
 /// Delta channel histories, `None` for an unknown target: per channel

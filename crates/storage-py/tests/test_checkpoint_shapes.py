@@ -51,6 +51,23 @@ async def test_every_field_reads_back_as_written(storage):
     assert stored["pending_writes"] == []
 
 
+async def test_pending_writes_read_back_as_tuples_in_their_order(storage):
+    native = storage.native
+    await native.put_checkpoint(checkpoint(), {"a": "1"})
+    await native.put_writes("t1", "", "0001", "task-b", "~1", [("x", ("msgpack", b"\x01"))])
+    await native.put_writes("t1", "", "0001", "task-a", "~2", [("y", 1), ("__error__", "e")])
+    expected = [
+        ("task-b", "x", ("msgpack", b"\x01"), "~1", 0),
+        ("task-a", "__error__", "e", "~2", -1),
+        ("task-a", "y", 1, "~2", 0),
+    ]
+    stored = await native.get_checkpoint_tuple("t1", "")
+    assert stored["pending_writes"] == expected
+    assert await native.get_writes("t1", "", "0001") == expected
+    listed = await native.list_checkpoint_tuples("t1")
+    assert listed[0]["pending_writes"] == expected
+
+
 async def test_optional_fields_default_as_before(storage):
     native = storage.native
     written = checkpoint()

@@ -227,7 +227,7 @@ async def test_typed_bytes_cross_the_boundary_exactly(storage):
         "json": ["a", 1, {"b": None}],
     }
     assert type(values["typed"][1]) is bytes
-    assert [w["value"] for w in stored["pending_writes"]] == [
+    assert [w[2] for w in stored["pending_writes"]] == [
         ("msgpack", b"\x92\x01\x02"), {"k": [1]},
     ]
     listed = await native.list_checkpoint_tuples("t1")

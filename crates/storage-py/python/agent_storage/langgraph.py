@@ -134,12 +134,8 @@ class StorageSaver(BaseCheckpointSaver[str]):
             metadata=record["metadata"],
             parent_config=_config(thread_id, namespace, parent) if parent else None,
             pending_writes=[
-                (
-                    w["task_id"],
-                    w["channel"],
-                    loads(v) if (v := w["value"]).__class__ is tuple else load(v),
-                )
-                for w in stored["pending_writes"]
+                (task_id, channel, loads(v) if v.__class__ is tuple else load(v))
+                for task_id, channel, v, _, _ in stored["pending_writes"]
             ],
         )
 
@@ -157,8 +153,8 @@ class StorageSaver(BaseCheckpointSaver[str]):
             history = (stored or {}).get(channel, {"writes": []})
             entry: DeltaChannelHistory = {
                 "writes": [
-                    (w["task_id"], w["channel"], self._load(w["value"]))
-                    for w in history["writes"]
+                    (task_id, channel, self._load(value))
+                    for task_id, channel, value, _, _ in history["writes"]
                 ]
             }
             if "seed" in history:

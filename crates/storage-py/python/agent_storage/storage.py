@@ -255,7 +255,7 @@ class Storage:
         """The writes stored against a checkpoint id as LangGraph's pending writes,
         ``(task_id, channel, value)``, ordered by task path, task id and index."""
         writes = await self._native.get_writes(thread_id, "", checkpoint_id)
-        return [(write["task_id"], write["channel"], write["value"]) for write in writes]
+        return [(task_id, channel, value) for task_id, channel, value, _, _ in writes]
 
     # --- batches -------------------------------------------------------------------------
 

@@ -1,15 +1,16 @@
-//! The connections: one writer thread that commits queued writes in groups, and reader
+//! The connections: one write connection that commits queued writes in groups, and reader
 //! connections that run reads on the caller's thread when it may block, or on reader threads.
 //!
-//! rusqlite is blocking. Writes go through one channel to one thread that owns the write
-//! connection: it takes every job queued at that moment (up to `max_batch`), runs them in
-//! one `BEGIN IMMEDIATE` transaction, each inside its own `SAVEPOINT` so a failing job rolls
-//! back alone, and commits once. Under many concurrent callers many writes share one fsync;
-//! a lone caller's write is one transaction of its own (no savepoint, no waiting for
-//! company). A job's result reaches its caller only after the commit succeeded, so an
-//! acknowledged write is durable (with `synchronous = full`). Other processes on the same
-//! file are serialized by SQLite's write lock, which `BEGIN IMMEDIATE` takes up front and
-//! waits for up to the busy timeout.
+//! rusqlite is blocking. Writes are queued for the one write connection; whoever commits
+//! ([`writer`]: the caller that found nobody committing, on its own thread where it may
+//! block, else the writer thread) takes every job queued at that moment (up to
+//! `max_batch`), runs them in one `BEGIN IMMEDIATE` transaction, each inside its own
+//! `SAVEPOINT` so a failing job rolls back alone, and commits once. Under many concurrent
+//! callers many writes share one fsync; a lone caller's write is one transaction of its own
+//! (no savepoint, no waiting for company), committed on its own thread. A job's result
+//! reaches its caller only after the commit succeeded, so an acknowledged write is durable
+//! (with `synchronous = full`). Other processes on the same file are serialized by SQLite's
+//! write lock, which `BEGIN IMMEDIATE` takes up front and waits for up to the busy timeout.
 //!
 //! Reads run on reader connections in WAL mode, which never wait for the writer and run
 //! concurrently with each other; a read that needs more than one statement runs them in
@@ -29,8 +30,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::{CachedStatement, Connection, OpenFlags};
@@ -38,7 +38,7 @@ use storage_core::StorageError;
 use tokio::sync::oneshot;
 
 use crate::config::SqliteConfig;
-use crate::error::{classify, closed, Failure, SqlResult};
+use crate::error::{closed, Failure, SqlResult};
 
 /// A connection and the namespace whose tables statements name.
 pub(crate) struct Db<'c> {
@@ -143,53 +143,6 @@ fn create_parent(path: &std::path::Path) -> rusqlite::Result<()> {
     }
 }
 
-/// What the commit of a job's batch came to.
-type Committed = Result<(), StorageError>;
-
-/// A queued write: runs on the writer's connection, then learns whether its batch committed.
-trait WriteJob: Send {
-    /// Runs the job; returns whether it succeeded and how to deliver its result.
-    fn run(self: Box<Self>, db: &Db<'_>) -> (bool, Box<dyn FnOnce(Committed) + Send>);
-    /// Fails the job without running it.
-    fn fail(self: Box<Self>, error: StorageError);
-}
-
-struct Typed<F, T> {
-    job: F,
-    reply: oneshot::Sender<SqlResult<T>>,
-}
-
-impl<F, T> WriteJob for Typed<F, T>
-where
-    F: FnOnce(&Db<'_>) -> SqlResult<T> + Send,
-    T: Send + 'static,
-{
-    fn run(self: Box<Self>, db: &Db<'_>) -> (bool, Box<dyn FnOnce(Committed) + Send>) {
-        let Typed { job, reply } = *self;
-        // A panicking job fails alone; the writer thread lives on.
-        let result = catch_unwind(AssertUnwindSafe(|| job(db))).unwrap_or_else(|_| {
-            Err(Failure::Storage(StorageError::backend(
-                "a write operation panicked; it was rolled back",
-            )))
-        });
-        let ok = result.is_ok();
-        let deliver = move |committed: Committed| {
-            let outcome = match (result, committed) {
-                (Err(failure), _) => Err(failure),
-                (Ok(value), Ok(())) => Ok(value),
-                (Ok(_), Err(error)) => Err(Failure::Storage(error)),
-            };
-            // The caller may have gone away (a cancelled future); the write stands.
-            let _ = reply.send(outcome);
-        };
-        (ok, Box::new(deliver))
-    }
-
-    fn fail(self: Box<Self>, error: StorageError) {
-        let _ = self.reply.send(Err(Failure::Storage(error)));
-    }
-}
-
 /// Counters the backend reports in its metrics.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -201,9 +154,9 @@ pub(crate) struct Stats {
 /// A queued read: runs on a reader thread's connection, or learns why there is none.
 type ReadJob = Box<dyn FnOnce(SqlResult<&Db<'_>>) + Send>;
 
-/// The writer thread's handle and the reader threads' queue.
+/// The writer (its queue, its leader and its thread) and the reader threads' queue.
 pub(crate) struct Engine {
-    writer: RwLock<Option<Sender<Box<dyn WriteJob>>>>,
+    writer: Arc<writer::Writer>,
     readers: Arc<Readers>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) path: PathBuf,
@@ -240,16 +193,9 @@ impl Engine {
     /// backend does no I/O and a file that cannot be opened fails each operation (and is
     /// tried again by the next).
     pub(crate) fn start(config: &SqliteConfig) -> Self {
-        let (sender, receiver) = mpsc::channel();
         let stats = Arc::new(Stats::default());
         let ns: Arc<str> = Arc::from(config.namespace.as_str());
-        {
-            let (config, stats, ns) = (config.clone(), stats.clone(), ns.clone());
-            std::thread::Builder::new()
-                .name(format!("sqlite-writer-{}", config.namespace))
-                .spawn(move || writer_loop(&config, &ns, &receiver, &stats))
-                .expect("spawning the SQLite writer thread");
-        }
+        let writer = writer::Writer::start(config, ns.clone(), stats.clone());
         let readers = Arc::new(Readers {
             queue: Mutex::new(ReadQueue {
                 jobs: VecDeque::new(),
@@ -269,29 +215,21 @@ impl Engine {
                 .expect("spawning an SQLite reader thread");
         }
         Engine {
-            writer: RwLock::new(Some(sender)),
+            writer,
             readers,
             stats,
             path: config.path.clone(),
         }
     }
 
-    /// Runs `job` on the writer connection inside the next group transaction; resolves
-    /// after the commit.
+    /// Runs `job` on the write connection inside the next group transaction (see
+    /// [`writer`]); resolves after the commit.
     pub(crate) async fn write<T, F>(&self, job: F) -> SqlResult<T>
     where
         F: FnOnce(&Db<'_>) -> SqlResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        {
-            let writer = self.writer.read().unwrap_or_else(|e| e.into_inner());
-            let sender = writer.as_ref().ok_or_else(closed)?;
-            sender
-                .send(Box::new(Typed { job, reply }))
-                .map_err(|_| closed())?;
-        }
-        answer.await.map_err(|_| closed())?
+        self.writer.write(job).await
     }
 
     /// Runs `job` on a reader connection: on this thread if it may block and a connection
@@ -354,10 +292,7 @@ impl Engine {
     /// Stops taking operations: queued writes still commit, then the writer thread ends;
     /// queued reads fail as closed, then the reader threads end and close their connections.
     pub(crate) fn close(&self) {
-        self.writer
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.writer.close();
         // Each reader thread ends (closing its connection) once the queue is empty; reads
         // still queued fail as closed.
         self.readers.lock().open = false;
@@ -520,121 +455,7 @@ fn reader_loop(readers: &Readers) {
     }
 }
 
-fn writer_loop(
-    config: &SqliteConfig,
-    ns: &str,
-    receiver: &Receiver<Box<dyn WriteJob>>,
-    stats: &Stats,
-) {
-    let mut conn: Option<Connection> = None;
-    // Blocks until a job comes; ends when every sender is gone (close or drop).
-    while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        while batch.len() < config.max_batch {
-            match receiver.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        if conn.is_none() {
-            match create_parent(&config.path).and_then(|()| open(config, true)) {
-                Ok(opened) => conn = Some(opened),
-                Err(err) => {
-                    let error = classify(Failure::Driver(err));
-                    batch.into_iter().for_each(|job| job.fail(error.clone()));
-                    continue;
-                }
-            }
-        }
-        if let Some(conn) = &conn {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats
-                .writes
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            commit_batch(&Db { conn, ns }, batch);
-        }
-        // A transaction the batch could not end (its ROLLBACK failed too) would make every
-        // later BEGIN fail: closing the connection rolls it back, and the next batch opens
-        // a fresh one.
-        if conn.as_ref().is_some_and(|conn| !conn.is_autocommit()) {
-            conn = None;
-        }
-    }
-}
-
-/// Runs a batch in one transaction, each job in its own savepoint when there are several,
-/// then delivers every result.
-fn commit_batch(db: &Db<'_>, batch: Vec<Box<dyn WriteJob>>) {
-    let exec = |sql: &str| db.conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
-    if let Err(err) = exec("BEGIN IMMEDIATE") {
-        let error = classify(Failure::Driver(err));
-        batch.into_iter().for_each(|job| job.fail(error.clone()));
-        return;
-    }
-    let single = batch.len() == 1;
-    let mut deliveries = Vec::with_capacity(batch.len());
-    let mut any_ok = false;
-    let mut jobs = batch.into_iter();
-    while let Some(job) = jobs.next() {
-        if single {
-            let (ok, deliver) = job.run(db);
-            any_ok = ok;
-            deliveries.push(deliver);
-            continue;
-        }
-        if let Err(err) = exec("SAVEPOINT job") {
-            job.fail(classify(Failure::Driver(err)));
-            continue;
-        }
-        let (ok, deliver) = job.run(db);
-        let ended = if ok {
-            exec("RELEASE job")
-        } else {
-            exec("ROLLBACK TO job").and_then(|_| exec("RELEASE job"))
-        };
-        match ended {
-            Ok(_) => {
-                any_ok |= ok;
-                deliveries.push(deliver);
-            }
-            // The savepoint could not be ended (SQLite rolls the whole transaction back
-            // after some errors, such as a full disk): what the transaction holds is
-            // unknown, so nothing of this batch is committed, and the jobs not yet run
-            // fail without running.
-            Err(err) => {
-                let error = classify(Failure::Driver(err));
-                deliver(Err(error.clone()));
-                jobs.for_each(|job| job.fail(error.clone()));
-                return rollback_all(db, deliveries);
-            }
-        }
-    }
-    if !any_ok {
-        let _ = exec("ROLLBACK");
-        deliveries.into_iter().for_each(|deliver| deliver(Ok(())));
-        return;
-    }
-    match exec("COMMIT") {
-        Ok(_) => deliveries.into_iter().for_each(|deliver| deliver(Ok(()))),
-        Err(err) => {
-            let error = classify(Failure::Driver(err));
-            if !db.conn.is_autocommit() {
-                let _ = exec("ROLLBACK");
-            }
-            deliveries
-                .into_iter()
-                .for_each(|deliver| deliver(Err(error.clone())));
-        }
-    }
-}
-
-fn rollback_all(db: &Db<'_>, deliveries: Vec<Box<dyn FnOnce(Committed) + Send>>) {
-    let _ = db.conn.execute_batch("ROLLBACK");
-    let error = StorageError::backend("the group transaction was rolled back");
-    deliveries
-        .into_iter()
-        .for_each(|deliver| deliver(Err(error.clone())));
-}
+mod writer;
 
 #[cfg(test)]
 mod tests;

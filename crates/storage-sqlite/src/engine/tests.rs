@@ -1,4 +1,5 @@
-//! The engine's reads: where they run, and what a cancelled one does.
+//! The engine's reads and writes: where they run, what a cancelled read does, and how
+//! writes queued behind a leader are committed.
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -169,4 +170,115 @@ async fn busy_in_place_connections_send_reads_to_the_reader_threads() {
         "reads fail once closed"
     );
     assert_eq!(engine.readers.in_place.load(Ordering::SeqCst), 0);
+}
+
+/// The name of the thread a write's job ran on.
+async fn writer_thread(engine: &Engine) -> String {
+    engine
+        .write(|_| Ok(std::thread::current().name().unwrap_or("").to_owned()))
+        .await
+        .unwrap()
+}
+
+/// A lone write commits on its caller's thread where that thread may block and runs no
+/// tokio task (a multi-thread runtime's `block_on`, or a thread outside any runtime); a
+/// task's write, and a current-thread runtime's, go to the writer thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_write_commits_on_its_callers_thread() {
+    let (_dir, engine) = shared_engine(1);
+    let name = writer_thread(&engine).await;
+    assert!(!name.starts_with("sqlite-writer"), "ran on {name}");
+    let in_a_task = {
+        let engine = engine.clone();
+        tokio::spawn(async move { writer_thread(&engine).await })
+    };
+    let name = in_a_task.await.unwrap();
+    assert!(
+        name.starts_with("sqlite-writer"),
+        "a task's write ran on {name}"
+    );
+    let outside = std::thread::spawn(move || {
+        let here = std::thread::current().name().unwrap_or("").to_owned();
+        (block_on(writer_thread(&engine)), here)
+    });
+    let (ran_on, here) = outside.join().unwrap();
+    assert_eq!(ran_on, here);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_current_thread_runtime_writes_on_the_writer_thread() {
+    let (_dir, engine) = engine(1);
+    assert!(writer_thread(&engine).await.starts_with("sqlite-writer"));
+}
+
+/// Polled inside `forbid`, a write is not run (nor queued), and is led in place at the
+/// next poll outside it.
+#[test]
+fn a_forbidden_poll_leaves_the_write_to_the_next_one() {
+    let (_dir, engine) = engine(1);
+    let here = std::thread::current().name().unwrap_or("").to_owned();
+    let ran = Arc::new(AtomicBool::new(false));
+    let mut write = Box::pin({
+        let ran = ran.clone();
+        engine.write(move |_| {
+            ran.store(true, Ordering::SeqCst);
+            Ok(std::thread::current().name().unwrap_or("").to_owned())
+        })
+    });
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let first = storage_core::blocking::forbid(|| write.as_mut().poll(&mut cx));
+    assert!(first.is_pending());
+    assert!(!ran.load(Ordering::SeqCst), "the write ran while forbidden");
+    assert_eq!(block_on(write).unwrap(), here);
+}
+
+/// Writes queued while a leader commits are all answered, after one commit for the lot:
+/// the leader gives the lead up once its own write is committed, and the writer thread
+/// commits the ten queued behind it in one batch. Writes after the close fail as closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_behind_a_leader_share_the_next_commit() {
+    let (_dir, engine) = shared_engine(1);
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    // A thread outside the runtime's tasks leads its own write.
+    let leader = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            block_on(engine.write(move |_| {
+                released
+                    .recv_timeout(std::time::Duration::from_secs(10))
+                    .map_err(|_| crate::error::closed())?;
+                Ok(std::thread::current().name().unwrap_or("").to_owned())
+            }))
+        })
+    };
+    while !engine.writer.leading() {
+        tokio::task::yield_now().await;
+    }
+    let queued: Vec<_> = (0..10)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move { writer_thread(&engine).await })
+        })
+        .collect();
+    while engine.writer.queued() < 10 {
+        tokio::task::yield_now().await;
+    }
+    release.send(()).unwrap();
+    let led = leader.join().unwrap().unwrap();
+    assert!(!led.starts_with("sqlite-writer"), "the leader ran on {led}");
+    for write in queued {
+        let name = write.await.unwrap();
+        assert!(
+            name.starts_with("sqlite-writer"),
+            "a queued write ran on {name}"
+        );
+    }
+    // The leader's batch of its own write, then the writer thread's of the ten.
+    assert_eq!(engine.stats.commits.load(Ordering::SeqCst), 2);
+    assert_eq!(engine.stats.writes.load(Ordering::SeqCst), 11);
+    engine.close();
+    assert!(
+        engine.write(|_| Ok(())).await.is_err(),
+        "writes fail once closed"
+    );
 }

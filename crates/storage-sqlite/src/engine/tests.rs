@@ -132,19 +132,33 @@ fn a_forbidden_poll_leaves_the_read_to_the_next_one() {
     let (_dir, engine) = engine(1);
     let here = std::thread::current().name().unwrap_or("").to_owned();
     assert_eq!(block_on(reader_thread(&engine)), here);
+    deferred_by_a_forbidden_poll(|ran| engine.read(noting(ran)));
+}
+
+/// A job that notes it ran and answers the thread it ran on.
+fn noting(
+    ran: Arc<AtomicBool>,
+) -> impl FnOnce(&super::Db<'_>) -> crate::error::SqlResult<String> + Send + 'static {
+    move |_| {
+        ran.store(true, Ordering::SeqCst);
+        Ok(std::thread::current().name().unwrap_or("").to_owned())
+    }
+}
+
+/// Polls the operation `start` makes once inside `forbid`, where it must not run, then to
+/// its end outside it, where it must run on this thread.
+fn deferred_by_a_forbidden_poll<F>(start: impl FnOnce(Arc<AtomicBool>) -> F)
+where
+    F: Future<Output = crate::error::SqlResult<String>>,
+{
+    let here = std::thread::current().name().unwrap_or("").to_owned();
     let ran = Arc::new(AtomicBool::new(false));
-    let mut read = Box::pin({
-        let ran = ran.clone();
-        engine.read(move |_| {
-            ran.store(true, Ordering::SeqCst);
-            Ok(std::thread::current().name().unwrap_or("").to_owned())
-        })
-    });
+    let mut operation = Box::pin(start(ran.clone()));
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let first = storage_core::blocking::forbid(|| read.as_mut().poll(&mut cx));
+    let first = storage_core::blocking::forbid(|| operation.as_mut().poll(&mut cx));
     assert!(first.is_pending());
-    assert!(!ran.load(Ordering::SeqCst), "the read ran while forbidden");
-    assert_eq!(block_on(read).unwrap(), here);
+    assert!(!ran.load(Ordering::SeqCst), "it ran while forbidden");
+    assert_eq!(block_on(operation).unwrap(), here);
 }
 
 /// Reads in place use at most `readers` connections: with the one busy, another read
@@ -216,20 +230,7 @@ async fn a_current_thread_runtime_writes_on_the_writer_thread() {
 #[test]
 fn a_forbidden_poll_leaves_the_write_to_the_next_one() {
     let (_dir, engine) = engine(1);
-    let here = std::thread::current().name().unwrap_or("").to_owned();
-    let ran = Arc::new(AtomicBool::new(false));
-    let mut write = Box::pin({
-        let ran = ran.clone();
-        engine.write(move |_| {
-            ran.store(true, Ordering::SeqCst);
-            Ok(std::thread::current().name().unwrap_or("").to_owned())
-        })
-    });
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let first = storage_core::blocking::forbid(|| write.as_mut().poll(&mut cx));
-    assert!(first.is_pending());
-    assert!(!ran.load(Ordering::SeqCst), "the write ran while forbidden");
-    assert_eq!(block_on(write).unwrap(), here);
+    deferred_by_a_forbidden_poll(|ran| engine.write(noting(ran)));
 }
 
 /// Writes queued while a leader commits are all answered, after one commit for the lot:

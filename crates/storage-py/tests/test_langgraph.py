@@ -57,6 +57,28 @@ async def test_put_and_get_tuple_round_trip(saver):
     assert (await saver.aget_tuple(config("t1"))).config == second
 
 
+async def test_listed_checkpoints_sharing_a_value_do_not_share_its_object(saver):
+    # Two checkpoints naming one stored value (a step that changed only channel "b").
+    parent, checkpoint = config("t1"), empty_checkpoint()
+    for step, changed in enumerate([("a", "b"), ("b",)]):
+        checkpoint = create_checkpoint(checkpoint, None, step)
+        new_versions = {
+            c: saver.get_next_version(checkpoint["channel_versions"].get(c), None)
+            for c in changed
+        }
+        checkpoint["channel_versions"] = {**checkpoint["channel_versions"], **new_versions}
+        checkpoint["channel_values"] = {"a": {"kept": [1, 2]}, "b": step}
+        parent = saver.put(parent, checkpoint, {"step": step}, new_versions)
+    newer, older = list(saver.list(config("t1")))
+    assert newer.checkpoint["channel_values"] == {"a": {"kept": [1, 2]}, "b": 1}
+    assert older.checkpoint["channel_values"] == {"a": {"kept": [1, 2]}, "b": 0}
+    newer.checkpoint["channel_values"]["a"]["kept"].append(3)
+    assert older.checkpoint["channel_values"]["a"] == {"kept": [1, 2]}, "aliased"
+    native = await saver.storage.native.list_checkpoint_tuples("t1")
+    shared = [t["checkpoint"]["channel_values"]["a"] for t in native]
+    assert shared[0] == shared[1] and type(shared[0]) is tuple
+
+
 async def test_updated_channels_round_trip(saver):
     checkpoint = create_checkpoint(empty_checkpoint(), None, 1)
     checkpoint["updated_channels"] = ["a", "branch:to:agent"]

@@ -211,6 +211,10 @@ async fn a_lone_write_commits_on_its_callers_thread() {
         name.starts_with("sqlite-writer"),
         "a task's write ran on {name}"
     );
+    // The writer thread answers before it gives the lead up.
+    while engine.writer.leading() {
+        tokio::task::yield_now().await;
+    }
     let outside = std::thread::spawn(move || {
         let here = std::thread::current().name().unwrap_or("").to_owned();
         (block_on(writer_thread(&engine)), here)
@@ -240,11 +244,13 @@ fn a_forbidden_poll_leaves_the_write_to_the_next_one() {
 async fn writes_queued_behind_a_leader_share_the_next_commit() {
     let (_dir, engine) = shared_engine(1);
     let (release, released) = std::sync::mpsc::channel::<()>();
-    // A thread outside the runtime's tasks leads its own write.
+    let (running, started) = std::sync::mpsc::channel::<()>();
+    // A thread outside the runtime's tasks leads its own write, which waits to be released.
     let leader = {
         let engine = engine.clone();
         std::thread::spawn(move || {
             block_on(engine.write(move |_| {
+                running.send(()).map_err(|_| crate::error::closed())?;
                 released
                     .recv_timeout(std::time::Duration::from_secs(10))
                     .map_err(|_| crate::error::closed())?;
@@ -252,9 +258,10 @@ async fn writes_queued_behind_a_leader_share_the_next_commit() {
             }))
         })
     };
-    while !engine.writer.leading() {
-        tokio::task::yield_now().await;
-    }
+    tokio::task::spawn_blocking(move || started.recv())
+        .await
+        .unwrap()
+        .expect("the leader's write runs");
     let queued: Vec<_> = (0..10)
         .map(|_| {
             let engine = engine.clone();

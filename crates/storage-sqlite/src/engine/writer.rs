@@ -165,12 +165,11 @@ impl Writer {
         };
         if let Some(owed) = owed {
             // Synchronous from here to the end of the lead: a cancelled caller cannot
-            // leave the queue without a leader.
-            if tokio::runtime::Handle::try_current().is_ok() {
-                tokio::task::block_in_place(|| self.lead(owed));
-            } else {
-                self.lead(owed);
-            }
+            // leave the queue without a leader. Called directly, not through
+            // `block_in_place`: outside a task that would only run it here anyway, or panic
+            // where a current-thread runtime's `block_on` has a multi-thread runtime's
+            // handle entered, which `may_block_here` cannot tell apart.
+            self.lead(owed);
         }
         answer.await.map_err(|_| closed())?
     }
@@ -224,7 +223,14 @@ impl Writer {
                     queue = self.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
                 }
             }
-            self.lead(usize::MAX);
+            // A panic that escapes a batch (its jobs' callers then learn the backend as
+            // closed) must not end the thread the writes of tokio tasks wait for.
+            let led = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.lead(usize::MAX);
+            }));
+            if led.is_err() {
+                tracing::error!("an SQLite write batch panicked; its writes failed");
+            }
         }
     }
 

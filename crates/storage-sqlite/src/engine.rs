@@ -18,9 +18,9 @@
 //! checkpoint takes tens of microseconds, and handing it to another thread costs two
 //! wake-ups (that thread's, then the caller's) of about as much again on a virtual machine.
 //! So a read runs on the thread that polls it, on an idle reader connection, wherever that
-//! thread may block: on a multi-thread tokio runtime through `block_in_place` (the runtime
-//! moves the worker's other tasks to another thread meanwhile), or on a thread outside any
-//! runtime. A current-thread runtime is never blocked, and neither is a thread inside
+//! thread may block: in a task of a multi-thread tokio runtime through `block_in_place`
+//! (the runtime moves the worker's other tasks to another thread meanwhile), or directly
+//! on a thread outside the runtime's tasks (its `block_on`, or no runtime). A current-thread runtime is never blocked, and neither is a thread inside
 //! [`storage_core::blocking::forbid`]: their reads, and reads that find every reader
 //! connection busy, go to a queue that reader threads, each owning a connection, take
 //! reads from. A read that runs in place cannot be cut short by the caller's deadline
@@ -248,11 +248,20 @@ impl Engine {
             if storage_core::blocking::allowed() {
                 if let Some(conn) = self.readers.take_idle()? {
                     self.stats.reads.fetch_add(1, Ordering::Relaxed);
-                    return tokio::task::block_in_place(|| {
+                    let read = || {
                         let result = guarded(job, &self.readers.db(&conn));
                         self.readers.put_back(conn);
                         result
-                    });
+                    };
+                    // Only a task needs `block_in_place` (its worker's other tasks move to
+                    // another thread); elsewhere it would only run the read here, or panic
+                    // where a current-thread runtime's `block_on` has a multi-thread
+                    // runtime's handle entered, losing the connection's count.
+                    return if tokio::task::try_id().is_some() {
+                        tokio::task::block_in_place(read)
+                    } else {
+                        read()
+                    };
                 }
             }
         }

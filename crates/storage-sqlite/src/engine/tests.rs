@@ -290,3 +290,37 @@ async fn writes_queued_behind_a_leader_share_the_next_commit() {
         "writes fail once closed"
     );
 }
+
+/// Inside a current-thread runtime's `block_on` with a multi-thread runtime's handle entered
+/// (the flavour the engine sees), a read and a write run without panicking (tokio refuses
+/// `block_in_place` there), and the engine goes on serving: a task's write, which waits for
+/// the writer thread, is answered, and the reader connection is back.
+#[test]
+fn a_multi_thread_handle_entered_in_a_current_thread_runtime_neither_panics_nor_wedges() {
+    let (_dir, engine) = shared_engine(1);
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    current.block_on(async {
+        let _entered = multi.handle().enter();
+        writer_thread(&engine).await;
+        reader_thread(&engine).await;
+    });
+    multi.block_on(async {
+        let task = {
+            let engine = engine.clone();
+            tokio::spawn(async move { writer_thread(&engine).await })
+        };
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+        assert!(
+            answered.is_ok(),
+            "a task's write waited for a lead taken for good"
+        );
+        assert_eq!(engine.readers.in_place.load(Ordering::SeqCst), 1);
+    });
+}

@@ -245,11 +245,7 @@ pub(crate) fn writes_from_python(
 /// order), with each value as [`value_to_python`] gives it. Built field by field: going
 /// through `pythonize` and then swapping the values in cost a get about a third more, and
 /// the keys are interned strings rather than a new `str` each.
-fn tuple_to_python(
-    py: Python<'_>,
-    tuple: &CheckpointTuple,
-    shared: &mut SharedValues,
-) -> PyResult<Py<PyAny>> {
+pub(crate) fn tuple_to_python(py: Python<'_>, tuple: CheckpointTuple) -> PyResult<Py<PyAny>> {
     // Every field by name, no `..`: a field added to `Checkpoint` fails to compile here
     // rather than going missing from Python's reads.
     let Checkpoint {
@@ -272,7 +268,7 @@ fn tuple_to_python(
     checkpoint.set_item(intern!(py, "parent_id"), parent_id)?;
     let values = PyDict::new(py);
     for (channel, value) in channel_values {
-        values.set_item(channel, shared.value_to_python(py, value)?)?;
+        values.set_item(channel, value_to_python(py, value)?)?;
     }
     checkpoint.set_item(intern!(py, "channel_values"), values)?;
     checkpoint.set_item(
@@ -301,31 +297,6 @@ fn tuple_to_python(
     Ok(dict.into_any().unbind())
 }
 
-/// The Python form of each typed value a read's checkpoints share, by the address of its
-/// bytes: one `(type, bytes)` tuple (immutable, so it can be shared) however many
-/// checkpoints name it. JSON values become mutable Python objects and are converted for
-/// each checkpoint.
-#[derive(Default)]
-struct SharedValues(std::collections::HashMap<(usize, usize), (String, Py<PyAny>)>);
-
-impl SharedValues {
-    fn value_to_python(&mut self, py: Python<'_>, value: &ChannelValue) -> PyResult<Py<PyAny>> {
-        let ChannelValue::Typed(typed) = value else {
-            return value_to_python(py, value);
-        };
-        let key = (typed.bytes.as_ptr() as usize, typed.bytes.len());
-        if let Some((tag, converted)) = self.0.get(&key) {
-            if *tag == typed.type_tag {
-                return Ok(converted.clone_ref(py));
-            }
-        }
-        let converted = value_to_python(py, value)?;
-        self.0
-            .insert(key, (typed.type_tag.clone(), converted.clone_ref(py)));
-        Ok(converted)
-    }
-}
-
 fn versions_to_python<'py>(
     py: Python<'py>,
     versions: &ChannelVersions,
@@ -343,7 +314,7 @@ pub(crate) fn optional_tuple_to_python(
     tuple: Option<CheckpointTuple>,
 ) -> PyResult<Py<PyAny>> {
     match tuple {
-        Some(tuple) => tuple_to_python(py, &tuple, &mut SharedValues::default()),
+        Some(tuple) => tuple_to_python(py, tuple),
         None => Ok(py.None()),
     }
 }
@@ -353,13 +324,9 @@ pub(crate) fn tuples_to_python(
     py: Python<'_>,
     tuples: Vec<CheckpointTuple>,
 ) -> PyResult<Py<PyAny>> {
-    // Consecutive checkpoints share most of their values, and a read hands each distinct
-    // value to every checkpoint naming it: each crosses into Python once. (Every tuple
-    // lives until the end, so no two values' bytes share an address unless they are one.)
-    let mut shared = SharedValues::default();
     let items = tuples
-        .iter()
-        .map(|tuple| tuple_to_python(py, tuple, &mut shared))
+        .into_iter()
+        .map(|tuple| tuple_to_python(py, tuple))
         .collect::<PyResult<Vec<_>>>()?;
     Ok(PyList::new(py, items)?.into_any().unbind())
 }

@@ -20,7 +20,8 @@
 //! So a read runs on the thread that polls it, on an idle reader connection, wherever that
 //! thread may block: in a task of a multi-thread tokio runtime through `block_in_place`
 //! (the runtime moves the worker's other tasks to another thread meanwhile), or directly
-//! on a thread outside the runtime's tasks (its `block_on`, or no runtime). A current-thread runtime is never blocked, and neither is a thread inside
+//! on a thread outside the runtime's tasks (its `block_on`, or no runtime). A
+//! current-thread runtime is never blocked, and neither is a thread inside
 //! [`storage_core::blocking::forbid`]: their reads, and reads that find every reader
 //! connection busy, go to a queue that reader threads, each owning a connection, take
 //! reads from. A read that runs in place cannot be cut short by the caller's deadline

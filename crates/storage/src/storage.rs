@@ -149,6 +149,12 @@ pub struct Storage {
     name: &'static str,
 }
 
+/// The read cache `settings` ask for: none unless `enabled` (the default), for a builder
+/// and a configuration alike.
+fn cache_if_enabled(settings: CacheSettings) -> Option<CacheSettings> {
+    settings.enabled.then_some(settings)
+}
+
 impl Storage {
     /// A builder with `backend` serving every kind and the default layer settings.
     pub fn builder(backend: Arc<dyn StorageBackend>) -> StorageBuilder {
@@ -156,7 +162,7 @@ impl Storage {
         StorageBuilder {
             default: backend,
             routes: Default::default(),
-            cache: defaults.cache.enabled.then_some(defaults.cache),
+            cache: cache_if_enabled(defaults.cache),
             retry: defaults.retry,
             timeouts: defaults.timeouts,
             group_commit: defaults.group_commit,
@@ -179,7 +185,7 @@ impl Storage {
                 Some(task_context),
                 Some(artifacts),
             ],
-            cache: config.cache.enabled.then(|| config.cache.clone()),
+            cache: cache_if_enabled(config.cache.clone()),
             retry: config.retry.clone(),
             timeouts: config.timeouts.clone(),
             group_commit: config.group_commit.clone(),

@@ -42,6 +42,11 @@ async fn a_cancelled_read_is_skipped() {
     assert!(!ran.load(Ordering::SeqCst), "the cancelled read ran");
 }
 
+/// The name of the thread this runs on.
+fn this_thread() -> String {
+    std::thread::current().name().unwrap_or("").to_owned()
+}
+
 /// Polls `future` to its end on this thread, outside any runtime.
 fn block_on<F: Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
@@ -63,10 +68,7 @@ fn block_on<F: Future>(future: F) -> F::Output {
 
 /// The name of the thread a read ran on.
 async fn reader_thread(engine: &Engine) -> String {
-    engine
-        .read(|_| Ok(std::thread::current().name().unwrap_or("").to_owned()))
-        .await
-        .unwrap()
+    engine.read(|_| Ok(this_thread())).await.unwrap()
 }
 
 fn engine(readers: usize) -> (tempfile::TempDir, Engine) {
@@ -93,7 +95,7 @@ fn hold_a_reader(
         engine
             .read(move |_| {
                 gate.wait();
-                Ok(std::thread::current().name().unwrap_or("").to_owned())
+                Ok(this_thread())
             })
             .await
     })
@@ -130,7 +132,7 @@ async fn a_current_thread_runtime_reads_on_reader_threads() {
 #[test]
 fn a_forbidden_poll_leaves_the_read_to_the_next_one() {
     let (_dir, engine) = engine(1);
-    let here = std::thread::current().name().unwrap_or("").to_owned();
+    let here = this_thread();
     assert_eq!(block_on(reader_thread(&engine)), here);
     deferred_by_a_forbidden_poll(|ran| engine.read(noting(ran)));
 }
@@ -141,7 +143,7 @@ fn noting(
 ) -> impl FnOnce(&super::Db<'_>) -> crate::error::SqlResult<String> + Send + 'static {
     move |_| {
         ran.store(true, Ordering::SeqCst);
-        Ok(std::thread::current().name().unwrap_or("").to_owned())
+        Ok(this_thread())
     }
 }
 
@@ -151,7 +153,7 @@ fn deferred_by_a_forbidden_poll<F>(start: impl FnOnce(Arc<AtomicBool>) -> F)
 where
     F: Future<Output = crate::error::SqlResult<String>>,
 {
-    let here = std::thread::current().name().unwrap_or("").to_owned();
+    let here = this_thread();
     let ran = Arc::new(AtomicBool::new(false));
     let mut operation = Box::pin(start(ran.clone()));
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -188,10 +190,7 @@ async fn busy_in_place_connections_send_reads_to_the_reader_threads() {
 
 /// The name of the thread a write's job ran on.
 async fn writer_thread(engine: &Engine) -> String {
-    engine
-        .write(|_| Ok(std::thread::current().name().unwrap_or("").to_owned()))
-        .await
-        .unwrap()
+    engine.write(|_| Ok(this_thread())).await.unwrap()
 }
 
 /// A lone write commits on its caller's thread where that thread may block and runs no
@@ -216,7 +215,7 @@ async fn a_lone_write_commits_on_its_callers_thread() {
         tokio::task::yield_now().await;
     }
     let outside = std::thread::spawn(move || {
-        let here = std::thread::current().name().unwrap_or("").to_owned();
+        let here = this_thread();
         (block_on(writer_thread(&engine)), here)
     });
     let (ran_on, here) = outside.join().unwrap();
@@ -254,7 +253,7 @@ async fn writes_queued_behind_a_leader_share_the_next_commit() {
                 released
                     .recv_timeout(std::time::Duration::from_secs(10))
                     .map_err(|_| crate::error::closed())?;
-                Ok(std::thread::current().name().unwrap_or("").to_owned())
+                Ok(this_thread())
             }))
         })
     };

@@ -10,7 +10,7 @@
 //! others meanwhile are taken by the next batch, as a writer thread would have taken them.
 //! A caller that must not block (a current-thread runtime, or inside
 //! [`storage_core::blocking::forbid`]) or runs in a task of tokio's multi-thread runtime
-//! ([`may_lead_here`] says why) queues its write and, if nobody leads, wakes the
+//! ([`could_lead_here`] says why) queues its write and, if nobody leads, wakes the
 //! writer thread, which leads until the queue is empty; so does a leader that leaves writes
 //! queued when its own is done. Exactly one leader holds the connection at a time.
 
@@ -74,14 +74,15 @@ where
     }
 }
 
-/// Whether this caller may commit on its own thread: where it may block, and not inside a
-/// task of tokio's multi-thread runtime, whose `block_in_place` hands the worker's other
-/// tasks to another thread (a wake-up like the ones leading saves). Measured: 32 tasks
-/// leading in place stored up to a sixth fewer writes a second than the writer thread did
-/// for them, while a caller outside the runtime's tasks (the Python package's sync calls,
-/// a `Runtime::block_on`) saves the two wake-ups (docs/benchmarks.md, "SQLite").
-fn may_lead_here() -> bool {
-    may_block_here() && storage_core::blocking::allowed() && tokio::task::try_id().is_none()
+/// Whether this caller could commit on its own thread, once blocking is allowed there
+/// ([`storage_core::blocking::allowed`]): where it may block, and not inside a task of
+/// tokio's multi-thread runtime, whose `block_in_place` hands the worker's other tasks to
+/// another thread (a wake-up like the ones leading saves). Measured: 32 tasks leading in
+/// place stored up to a sixth fewer writes a second than the writer thread did for them,
+/// while a caller outside the runtime's tasks (the Python package's sync calls, a
+/// `Runtime::block_on`) saves the two wake-ups (docs/benchmarks.md, "SQLite").
+fn could_lead_here() -> bool {
+    may_block_here() && tokio::task::try_id().is_none()
 }
 
 /// The queue of writes, who leads, and the write connection.
@@ -139,14 +140,13 @@ impl Writer {
         F: FnOnce(&Db<'_>) -> SqlResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        if may_block_here() && !storage_core::blocking::allowed() && tokio::task::try_id().is_none()
-        {
+        if could_lead_here() && !storage_core::blocking::allowed() {
             // Polled by a caller that must not be blocked now: come back on the poll it
             // makes once it may be, and decide then.
             yield_once().await;
         }
         let (reply, answer) = oneshot::channel();
-        let may_lead = may_lead_here();
+        let may_lead = could_lead_here() && storage_core::blocking::allowed();
         let owed = {
             let mut queue = self.lock();
             if !queue.open {

@@ -6,6 +6,8 @@
 //! byte (which no JSON text starts with), the length of a JSON envelope, the envelope, then
 //! the bytes exactly as given, never base64. The formats are documented in `docs/formats.md`.
 
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -45,11 +47,16 @@ struct EnvelopeOut<'a, T> {
     data: &'a T,
 }
 
+/// An envelope as read, framed or not: the kind borrowed from the input (it is only
+/// compared), the data read straight into its type, and a framed record's type tag.
 #[derive(Deserialize)]
-struct EnvelopeIn<T> {
+struct EnvelopeIn<'a, T> {
     v: u32,
-    kind: String,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
     data: T,
+    #[serde(rename = "type")]
+    type_tag: Option<String>,
 }
 
 /// Encodes a record in the current format.
@@ -80,13 +87,13 @@ const PENDING_WRITE: &str = "pending_write";
 const FRAMED: u8 = 0;
 
 /// A framed record's envelope: the record without its value, and the value's type tag.
-#[derive(Serialize, Deserialize)]
-struct FrameHeader<T> {
+#[derive(Serialize)]
+struct FrameHeaderOut<'a, T> {
     v: u32,
-    kind: String,
-    data: T,
+    kind: &'static str,
+    data: &'a T,
     #[serde(rename = "type")]
-    type_tag: String,
+    type_tag: &'a str,
 }
 
 /// A pending write without its value: the `data` of a framed write.
@@ -110,11 +117,11 @@ struct JsonWrite<S, V> {
 }
 
 fn frame<T: Serialize>(kind: &'static str, data: &T, typed: &TypedBytes) -> Result<Vec<u8>> {
-    let header = FrameHeader {
+    let header = FrameHeaderOut {
         v: FORMAT_VERSION,
-        kind: kind.to_owned(),
+        kind,
         data,
-        type_tag: typed.type_tag.clone(),
+        type_tag: &typed.type_tag,
     };
     let header = serde_json::to_vec(&header).map_err(|err| {
         StorageError::serialization(format!("cannot encode {kind} record: {err}")).with_source(err)
@@ -141,19 +148,15 @@ fn unframe<T: DeserializeOwned>(kind: &str, bytes: &[u8]) -> Result<(T, TypedByt
         .checked_add(u32::from_be_bytes(length) as usize)
         .filter(|end| *end <= bytes.len())
         .ok_or_else(malformed)?;
-    let undecodable = |err: serde_json::Error| {
-        StorageError::serialization(format!("cannot decode {kind} record: {err}")).with_source(err)
-    };
-    // The kind is checked before the data is read as that kind's.
-    let header: FrameHeader<serde_json::Value> =
-        serde_json::from_slice(&bytes[5..end]).map_err(undecodable)?;
-    check_envelope(kind, &header.kind, header.v)?;
-    let data = serde_json::from_value(header.data).map_err(undecodable)?;
+    let header = read_envelope::<T>(kind, &bytes[5..end])?;
+    let type_tag = header.type_tag.ok_or_else(|| {
+        StorageError::serialization(format!("cannot decode {kind} record: no type tag"))
+    })?;
     let typed = TypedBytes {
-        type_tag: header.type_tag,
+        type_tag,
         bytes: bytes::Bytes::copy_from_slice(&bytes[end..]),
     };
-    Ok((data, typed))
+    Ok((header.data, typed))
 }
 
 fn check_envelope(expected: &str, kind: &str, version: u32) -> Result<()> {
@@ -183,11 +186,38 @@ fn encode_envelope<T: Serialize>(kind: &'static str, data: &T) -> Result<Vec<u8>
 }
 
 fn decode_envelope<T: DeserializeOwned>(kind: &str, bytes: &[u8]) -> Result<T> {
-    let envelope: EnvelopeIn<T> = serde_json::from_slice(bytes).map_err(|err| {
+    Ok(read_envelope(kind, bytes)?.data)
+}
+
+/// Reads an envelope (a framed record's header, or a whole unframed record) and checks its
+/// kind and version.
+///
+/// It is read once, straight into the data's type: a read of a checkpoint decodes a record
+/// per pending write, and a detour through `serde_json::Value` was a third of decoding one.
+/// Only when that fails is it read again, loosely, so that a record of another kind or a
+/// newer version is refused as such rather than for its data's shape.
+fn read_envelope<'a, T: DeserializeOwned>(kind: &str, text: &'a [u8]) -> Result<EnvelopeIn<'a, T>> {
+    fn undecodable<E>(kind: &str, err: E) -> StorageError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         StorageError::serialization(format!("cannot decode {kind} record: {err}")).with_source(err)
-    })?;
-    check_envelope(kind, &envelope.kind, envelope.v)?;
-    Ok(envelope.data)
+    }
+    // Validated as UTF-8 once, whole: read from bytes, serde_json validates every string
+    // on its own, a call per key and value.
+    let text = std::str::from_utf8(text).map_err(|err| undecodable(kind, err))?;
+    match serde_json::from_str::<EnvelopeIn<'a, T>>(text) {
+        Ok(envelope) => {
+            check_envelope(kind, &envelope.kind, envelope.v)?;
+            Ok(envelope)
+        }
+        Err(err) => {
+            let loose: EnvelopeIn<'_, serde::de::IgnoredAny> =
+                serde_json::from_str(text).map_err(|err| undecodable(kind, err))?;
+            check_envelope(kind, &loose.kind, loose.v)?;
+            Err(undecodable(kind, err))
+        }
+    }
 }
 
 /// Encodes a channel value: JSON in an envelope, typed bytes framed.
@@ -287,7 +317,15 @@ mod tests {
     #[test]
     fn refuses_other_kinds_and_newer_versions() {
         let value = encode_value(&serde_json::json!({"a": 1}).into()).unwrap();
-        assert!(decode::<Session>(&value).is_err());
+        // Refused for its kind, not for its data's shape.
+        let err = decode::<Session>(&value).unwrap_err();
+        assert!(
+            err.message().contains("found a channel_value record"),
+            "{err}"
+        );
+        let newer = br#"{"v":2,"kind":"session","data":{"reshaped":true}}"#;
+        let err = decode::<Session>(newer).unwrap_err();
+        assert!(err.message().contains("format version 2"), "{err}");
         let newer = br#"{"v":2,"kind":"channel_value","data":1}"#;
         let err = decode_value(newer).unwrap_err();
         assert!(err.message().contains("format version 2"), "{err}");
@@ -319,6 +357,46 @@ mod tests {
             ChannelValue::json(serde_json::json!([1, "a"]))
         );
         assert_eq!(encode_write(&decoded).unwrap(), write);
+    }
+
+    fn framed(header: &str, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![FRAMED];
+        out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// A framed write is read straight into its fields, yet a record of another kind or
+    /// of a newer version (whatever its data's shape) is refused as such, and the bytes
+    /// written are the documented ones.
+    #[test]
+    fn a_framed_record_is_checked_for_kind_and_version_and_written_as_documented() {
+        let write = PendingWrite {
+            task_id: "t".into(),
+            task_path: "p".into(),
+            index: 2,
+            channel: "c".into(),
+            value: ChannelValue::typed("msgpack", &b"\x01"[..]),
+        };
+        let header = r#"{"v":1,"kind":"pending_write","data":{"task_id":"t","task_path":"p","index":2,"channel":"c"},"type":"msgpack"}"#;
+        assert_eq!(encode_write(&write).unwrap(), framed(header, b"\x01"));
+        // An escaped kind is the same kind.
+        let escaped = header.replace("pending_write", "pending\\u005fwrite");
+        assert_eq!(decode_write(&framed(&escaped, b"\x01")).unwrap(), write);
+
+        let newer = r#"{"v":2,"kind":"pending_write","data":{"shape":"new"},"type":"msgpack"}"#;
+        let err = decode_write(&framed(newer, b"x")).unwrap_err();
+        assert!(err.message().contains("format version 2"), "{err}");
+        let value = r#"{"v":1,"kind":"channel_value","data":null,"type":"msgpack"}"#;
+        let err = decode_write(&framed(value, b"x")).unwrap_err();
+        assert!(
+            err.message().contains("found a channel_value record"),
+            "{err}"
+        );
+        let missing = r#"{"v":1,"kind":"pending_write","data":{"task_id":"t"},"type":"msgpack"}"#;
+        let err = decode_write(&framed(missing, b"x")).unwrap_err();
+        assert!(err.message().contains("missing field"), "{err}");
     }
 
     #[test]

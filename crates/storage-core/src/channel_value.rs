@@ -163,7 +163,7 @@ pub fn check_type_tag(what: &str, type_tag: &str) -> Result<()> {
             type_tag.len()
         )));
     }
-    if let Some(control) = type_tag.chars().find(|c| c.is_control()) {
+    if let Some((_, control)) = crate::validate::first_control_character(type_tag) {
         return Err(StorageError::invalid_input(format!(
             "type tag of {what} contains the control character {control:?}"
         )));

@@ -220,7 +220,7 @@ pub fn check_channel_version(channel: &str, version: &str) -> Result<()> {
             version.len()
         )));
     }
-    if let Some((index, c)) = version.char_indices().find(|(_, c)| c.is_control()) {
+    if let Some((index, c)) = crate::validate::first_control_character(version) {
         let what = describe();
         return Err(StorageError::invalid_input(format!(
             "{what} contains the control character U+{:04X} at byte {index}; channel \

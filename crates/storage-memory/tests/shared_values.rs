@@ -63,3 +63,42 @@ async fn reads_share_the_stored_value_and_changing_a_read_one_leaves_it_stored()
         json!(["changed by the caller"])
     );
 }
+
+/// A stored value is freed with the last checkpoint that names it, and kept while one
+/// remains: the store counts each value's users per (channel, version).
+#[tokio::test]
+async fn a_value_goes_with_its_last_user_and_stays_while_one_remains() {
+    let backend = MemoryBackend::new("value_users").unwrap();
+    let first = json!({"text": "x".repeat(100)});
+    // The first checkpoint stores a@1, the second names it without storing it again, the
+    // third stores a@2.
+    let puts = [
+        (1, "1", first.clone(), versions(&[("a", "1")])),
+        (2, "1", first.clone(), versions(&[])),
+        (3, "2", json!(2), versions(&[("a", "2")])),
+    ];
+    for (id, version, value, new_versions) in puts {
+        backend
+            .put_checkpoint(
+                checkpoint("t", "", &cp_id(id), &[("a", version, value)]),
+                new_versions,
+            )
+            .await
+            .unwrap();
+    }
+    let read = backend
+        .get_checkpoint("t", "", Some(&cp_id(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    let held = Arc::clone(shared(&read.checkpoint.channel_values["a"]));
+    drop(read);
+    assert_eq!(Arc::strong_count(&held), 2, "stored once, and held here");
+
+    assert_eq!(backend.prune_checkpoints("t", 2).await.unwrap(), 1);
+    assert_eq!(Arc::strong_count(&held), 2, "the second checkpoint still names it");
+    assert_eq!(backend.prune_checkpoints("t", 1).await.unwrap(), 1);
+    assert_eq!(Arc::strong_count(&held), 1, "freed with its last user");
+    let kept = backend.get_checkpoint("t", "", None).await.unwrap().unwrap();
+    assert_eq!(json_of(&kept.checkpoint.channel_values["a"]), json!(2));
+}

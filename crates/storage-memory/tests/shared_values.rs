@@ -96,9 +96,17 @@ async fn a_value_goes_with_its_last_user_and_stays_while_one_remains() {
     assert_eq!(Arc::strong_count(&held), 2, "stored once, and held here");
 
     assert_eq!(backend.prune_checkpoints("t", 2).await.unwrap(), 1);
-    assert_eq!(Arc::strong_count(&held), 2, "the second checkpoint still names it");
+    assert_eq!(
+        Arc::strong_count(&held),
+        2,
+        "the second checkpoint still names it"
+    );
     assert_eq!(backend.prune_checkpoints("t", 1).await.unwrap(), 1);
     assert_eq!(Arc::strong_count(&held), 1, "freed with its last user");
-    let kept = backend.get_checkpoint("t", "", None).await.unwrap().unwrap();
+    let kept = backend
+        .get_checkpoint("t", "", None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(json_of(&kept.checkpoint.channel_values["a"]), json!(2));
 }

@@ -47,16 +47,49 @@ struct EnvelopeOut<'a, T> {
     data: &'a T,
 }
 
-/// An envelope as read, framed or not: the kind borrowed from the input (it is only
-/// compared), the data read straight into its type, and a framed record's type tag.
+/// An unframed record as read: the kind borrowed from the input (it is only compared), the
+/// data read straight into its type. Other keys are ignored, as docs/formats.md promises.
 #[derive(Deserialize)]
 struct EnvelopeIn<'a, T> {
     v: u32,
     #[serde(borrow)]
     kind: Cow<'a, str>,
     data: T,
+}
+
+/// A framed record's header as read: an envelope with the value's type tag.
+#[derive(Deserialize)]
+struct FrameHeaderIn<'a, T> {
+    v: u32,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    data: T,
     #[serde(rename = "type")]
-    type_tag: Option<String>,
+    type_tag: String,
+}
+
+/// What [`read_envelope`] checks of an envelope it read.
+trait Checked {
+    fn kind(&self) -> &str;
+    fn version(&self) -> u32;
+}
+
+impl<T> Checked for EnvelopeIn<'_, T> {
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+impl<T> Checked for FrameHeaderIn<'_, T> {
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+    fn version(&self) -> u32 {
+        self.v
+    }
 }
 
 /// Encodes a record in the current format.
@@ -148,12 +181,9 @@ fn unframe<T: DeserializeOwned>(kind: &str, bytes: &[u8]) -> Result<(T, TypedByt
         .checked_add(u32::from_be_bytes(length) as usize)
         .filter(|end| *end <= bytes.len())
         .ok_or_else(malformed)?;
-    let header = read_envelope::<T>(kind, &bytes[5..end])?;
-    let type_tag = header.type_tag.ok_or_else(|| {
-        StorageError::serialization(format!("cannot decode {kind} record: no type tag"))
-    })?;
+    let header: FrameHeaderIn<'_, T> = read_envelope(kind, &bytes[5..end])?;
     let typed = TypedBytes {
-        type_tag,
+        type_tag: header.type_tag,
         bytes: bytes::Bytes::copy_from_slice(&bytes[end..]),
     };
     Ok((header.data, typed))
@@ -186,7 +216,8 @@ fn encode_envelope<T: Serialize>(kind: &'static str, data: &T) -> Result<Vec<u8>
 }
 
 fn decode_envelope<T: DeserializeOwned>(kind: &str, bytes: &[u8]) -> Result<T> {
-    Ok(read_envelope(kind, bytes)?.data)
+    let envelope: EnvelopeIn<'_, T> = read_envelope(kind, bytes)?;
+    Ok(envelope.data)
 }
 
 /// Reads an envelope (a framed record's header, or a whole unframed record) and checks its
@@ -196,7 +227,10 @@ fn decode_envelope<T: DeserializeOwned>(kind: &str, bytes: &[u8]) -> Result<T> {
 /// per pending write, and a detour through `serde_json::Value` was a third of decoding one.
 /// Only when that fails is it read again, loosely, so that a record of another kind or a
 /// newer version is refused as such rather than for its data's shape.
-fn read_envelope<'a, T: DeserializeOwned>(kind: &str, text: &'a [u8]) -> Result<EnvelopeIn<'a, T>> {
+fn read_envelope<'a, E>(kind: &str, text: &'a [u8]) -> Result<E>
+where
+    E: Deserialize<'a> + Checked,
+{
     fn undecodable<E>(kind: &str, err: E) -> StorageError
     where
         E: std::error::Error + Send + Sync + 'static,
@@ -206,9 +240,9 @@ fn read_envelope<'a, T: DeserializeOwned>(kind: &str, text: &'a [u8]) -> Result<
     // Validated as UTF-8 once, whole: read from bytes, serde_json validates every string
     // on its own, a call per key and value.
     let text = std::str::from_utf8(text).map_err(|err| undecodable(kind, err))?;
-    match serde_json::from_str::<EnvelopeIn<'a, T>>(text) {
+    match serde_json::from_str::<E>(text) {
         Ok(envelope) => {
-            check_envelope(kind, &envelope.kind, envelope.v)?;
+            check_envelope(kind, envelope.kind(), envelope.version())?;
             Ok(envelope)
         }
         Err(err) => {
@@ -394,9 +428,27 @@ mod tests {
             err.message().contains("found a channel_value record"),
             "{err}"
         );
+        let untagged = r#"{"v":1,"kind":"pending_write","data":{"task_id":"t","task_path":"p","index":2,"channel":"c"}}"#;
+        let err = decode_write(&framed(untagged, b"x")).unwrap_err();
+        assert!(err.message().contains("missing field `type`"), "{err}");
         let missing = r#"{"v":1,"kind":"pending_write","data":{"task_id":"t"},"type":"msgpack"}"#;
         let err = decode_write(&framed(missing, b"x")).unwrap_err();
         assert!(err.message().contains("missing field"), "{err}");
+    }
+
+    /// An unframed record ignores keys it does not know, a `type` of any shape included
+    /// (docs/formats.md: unknown fields are ignored on read).
+    #[test]
+    fn an_unframed_record_ignores_unknown_keys() {
+        for text in [
+            &br#"{"v":1,"kind":"channel_value","data":[1],"type":5}"#[..],
+            br#"{"v":1,"kind":"channel_value","type":{},"type":null,"data":[1],"later":true}"#,
+        ] {
+            assert_eq!(
+                decode_value(text).unwrap(),
+                ChannelValue::json(serde_json::json!([1]))
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! else a moto server started once per test process on a free loopback port, with the
 //! bucket created, and stopped when the process exits.
 //!
-//! moto is run through werkzeug with `threaded=False`: one request at a time, which makes
+//! moto's S3 application is run through werkzeug with `threaded=False`: one request at a time, which makes
 //! its conditional writes (`If-None-Match`, `If-Match`) atomic under concurrent writers.
 //! When no Python on the `PATH` can import moto, it is installed with pip into a virtualenv
 //! under the target directory (`<target>/moto-venv`).
@@ -24,7 +24,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_BUCKET: &str = "storage-test";
 
-/// Runs moto's WSGI application single-threaded on the host and port given as arguments.
+/// Runs moto's S3 application single-threaded on the host and port given as arguments.
+///
+/// Three changes make it faster without changing an answer (CI spent minutes waiting on
+/// moto's CPU): the S3 application is served directly, not through moto's dispatcher of
+/// every service, which looked the service up per request (about 2.7 ms of each request's
+/// 4); a timestamp string with an offset is parsed by the standard library instead of
+/// dateutil (about a third of a listing's time), to the same UTC datetime; and requests
+/// are not logged, only warnings and errors.
 ///
 /// With `MOTO_ENABLE_RECORDING` and `MOTO_RECORDER_FILEPATH` set (a [`MotoServer::durable`]
 /// server), moto appends every request to that file before handling it; on start, the
@@ -32,10 +39,29 @@ const DEFAULT_BUCKET: &str = "storage-test";
 /// recording them again, before the port opens. A line torn by a kill is skipped.
 const LAUNCHER: &str = r#"
 import base64, json, os, sys
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 from werkzeug.serving import run_simple
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-app = DomainDispatcherApplication(create_backend_app)
+from moto.moto_server.werkzeug_app import create_backend_app
+try:
+    import moto.core.serialize as serialize
+    slow_parse = serialize.parse_to_aware_datetime
+    def parse(value):
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                return slow_parse(value)
+            if parsed.tzinfo is not None:
+                return parsed.astimezone(timezone.utc)
+        return slow_parse(value)
+    serialize.parse_to_aware_datetime = parse
+except (ImportError, AttributeError):
+    pass
+app = create_backend_app("s3")
+# One log line per request cost a twentieth of the server's time; errors still print.
+import logging
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 recording = os.environ.get("MOTO_RECORDER_FILEPATH")
 if os.environ.get("MOTO_ENABLE_RECORDING") and recording and os.path.exists(recording):
     from werkzeug.test import Client

@@ -5,8 +5,9 @@
 //! else a moto server started once per test process on a free loopback port, with the
 //! bucket created, and stopped when the process exits.
 //!
-//! moto's S3 application is run through werkzeug with `threaded=False`: one request at a time, which makes
-//! its conditional writes (`If-None-Match`, `If-Match`) atomic under concurrent writers.
+//! moto's S3 application is run through werkzeug with `threaded=False`: one request at a
+//! time, which makes its conditional writes (`If-None-Match`, `If-Match`) atomic under
+//! concurrent writers.
 //! When no Python on the `PATH` can import moto, it is installed with pip into a virtualenv
 //! under the target directory (`<target>/moto-venv`).
 

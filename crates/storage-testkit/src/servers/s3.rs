@@ -39,7 +39,7 @@ const DEFAULT_BUCKET: &str = "storage-test";
 /// requests already in the file are replayed into the new application, in order and without
 /// recording them again, before the port opens. A line torn by a kill is skipped.
 const LAUNCHER: &str = r#"
-import base64, json, os, sys
+import base64, json, logging, os, sys
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 from werkzeug.serving import run_simple
@@ -61,7 +61,6 @@ except (ImportError, AttributeError):
     pass
 app = create_backend_app("s3")
 # One log line per request cost a twentieth of the server's time; errors still print.
-import logging
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 recording = os.environ.get("MOTO_RECORDER_FILEPATH")
 if os.environ.get("MOTO_ENABLE_RECORDING") and recording and os.path.exists(recording):

@@ -83,6 +83,22 @@ fn transport_failure(err: &(dyn std::error::Error + 'static)) -> Option<Transpor
     None
 }
 
+/// Whether `err` says nothing is at the path: not found, or (local files) a folder of the
+/// path is a file, so the path cannot name an object.
+pub(crate) fn is_absent(err: &object_store::Error) -> bool {
+    if matches!(err, object_store::Error::NotFound { .. }) {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::NotADirectory;
+        }
+        cause = current.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

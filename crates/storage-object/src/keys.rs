@@ -62,6 +62,30 @@ pub(crate) fn push_id(out: &mut String, id: &str) {
     }
 }
 
+/// Appends the segments of an id that ends its key (a checkpoint id, a channel version, a
+/// client message id). When its hex fills its last segment (63, 126, 189 or 252 bytes),
+/// an empty continuation `j` follows, so that the key ends in a segment of its own: on a
+/// local disk a longer id that starts with this one needs that full segment as a folder,
+/// which a file there would block. [`legacy_terminal`] gives the key the release before
+/// this one wrote instead.
+pub(crate) fn push_last_id(out: &mut String, id: &str) {
+    push_id(out, id);
+    if !id.is_empty() && (2 * id.len()) % HEX_PER_SEGMENT == 0 {
+        out.push('/');
+        out.push(MORE);
+    }
+}
+
+/// The key the previous release wrote for a key of [`push_last_id`] whose id fills its
+/// last segment: the same without the empty continuation. `None` for any other key.
+pub(crate) fn legacy_terminal(path: &Path) -> Option<Path> {
+    let text = path.as_ref();
+    let parent = text.strip_suffix(MORE)?.strip_suffix('/')?;
+    let last = parent.rsplit('/').next()?;
+    let is_id = last.starts_with(FIRST) || last.starts_with(MORE);
+    (is_id && is_full_segment(last)).then(|| Path::from(parent))
+}
+
 /// Whether `segment` is an id segment (`i…` or `j…`) holding all the hex digits a
 /// segment can: only after such a segment can an id continue with a `j` segment.
 pub(crate) fn is_full_segment(segment: &str) -> bool {
@@ -268,7 +292,7 @@ impl Keys {
         let mut path = self
             .path("conversations", &[session_id], &["client_ids"])
             .to_string();
-        push_id(&mut path, client_id);
+        push_last_id(&mut path, client_id);
         Path::from(path)
     }
 
@@ -283,7 +307,7 @@ impl Keys {
     }
     pub(crate) fn checkpoint(&self, thread_id: &str, namespace: &str, id: &str) -> Path {
         let mut path = self.checkpoints(thread_id, namespace).to_string();
-        push_id(&mut path, id);
+        push_last_id(&mut path, id);
         Path::from(path)
     }
     pub(crate) fn blobs(&self, thread_id: &str, namespace: &str) -> Path {
@@ -298,7 +322,7 @@ impl Keys {
     ) -> Path {
         let mut path = self.blobs(thread_id, namespace).to_string();
         push_id(&mut path, channel);
-        push_id(&mut path, version);
+        push_last_id(&mut path, version);
         Path::from(path)
     }
     pub(crate) fn writes(&self, thread_id: &str, namespace: &str, checkpoint_id: &str) -> Path {
@@ -329,7 +353,11 @@ impl Keys {
         namespace: &str,
         id: &str,
     ) -> Path {
-        self.path("runs", &[run_id, thread_id, namespace, id], &[])
+        let mut path = self
+            .path("runs", &[run_id, thread_id, namespace], &[])
+            .to_string();
+        push_last_id(&mut path, id);
+        Path::from(path)
     }
     pub(crate) fn run(&self, run_id: &str) -> Path {
         self.path("runs", &[run_id], &[])
@@ -424,6 +452,44 @@ mod tests {
             let parts = parts_after(&Path::from(path), &keys.contexts());
             assert_eq!(take_context_scope(&parts), Some((scope, parts.len() - 1)));
         }
+    }
+
+    #[test]
+    fn an_id_filling_its_last_segment_ends_in_a_segment_of_its_own() {
+        let keys = Keys::new("", "ns");
+        for len in [1, 62, 63, 64, 125, 126, 127, 189, 252, 256] {
+            let id = "a".repeat(len);
+            let key = keys.checkpoint("t", "", &id);
+            let parts = parts_after(&key, &keys.checkpoints("t", ""));
+            let fills = len % 63 == 0;
+            assert_eq!(
+                parts.last().map(String::as_str) == Some("j"),
+                fills,
+                "{len}"
+            );
+            assert_eq!(take_id(&parts), Some((id.clone(), parts.len())), "{len}");
+            // The previous release's key: the same without the empty continuation.
+            let mut old = keys.checkpoints("t", "").to_string();
+            push_id(&mut old, &id);
+            let expected = fills.then(|| Path::from(old));
+            assert_eq!(legacy_terminal(&key), expected, "{len}");
+        }
+        // A key that only looks alike: its `j` segment does not follow a full id segment.
+        assert_eq!(legacy_terminal(&Path::from("ns/threads/i74/j")), None);
+        assert_eq!(legacy_terminal(&Path::from("j")), None);
+        // Encoded ids that extend one another still sort as the ids do.
+        let ids = [
+            "a".repeat(63),
+            format!("{}\u{1}", "a".repeat(63)),
+            "a".repeat(64),
+        ];
+        let encoded: Vec<String> = ids
+            .iter()
+            .map(|id| keys.checkpoint("t", "", id).to_string())
+            .collect();
+        let mut sorted = encoded.clone();
+        sorted.sort();
+        assert_eq!(encoded, sorted);
     }
 
     #[test]

@@ -22,8 +22,8 @@ use object_store::{
 use storage_core::{Result, StorageError};
 
 use crate::config::ObjectConfig;
-use crate::error::{classify, BACKEND};
-use crate::keys::{number, parse_number};
+use crate::error::{classify, is_absent, BACKEND};
+use crate::keys::{legacy_terminal, number, parse_number};
 pub(crate) use crate::newest::NewestVersions;
 
 /// How long old versions of a versioned cell are kept.
@@ -157,28 +157,54 @@ impl Objects {
         move |err| classify(err).with_operation(operation)
     }
 
-    /// The object's bytes, or `None`.
+    /// The object's bytes, or `None`. A key that ends an id filling its last segment is
+    /// also looked for where the previous release wrote it ([`legacy_terminal`]); so are
+    /// those of `exists`, `put`, `create` and `delete`.
     pub(crate) async fn get(&self, path: &Path) -> Result<Option<Bytes>> {
+        match self.get_at(path).await? {
+            None => match legacy_terminal(path) {
+                Some(legacy) => self.get_at(&legacy).await,
+                None => Ok(None),
+            },
+            found => Ok(found),
+        }
+    }
+
+    async fn get_at(&self, path: &Path) -> Result<Option<Bytes>> {
         match self.store.get(path).await {
             Ok(result) => Ok(Some(result.bytes().await.map_err(self.fail("get"))?)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) if is_absent(&err) => Ok(None),
             Err(err) => Err(classify(err)),
         }
     }
 
-    /// Whether an object is at `path`.
+    /// Whether an object is at `path` (or at its previous release's key).
     pub(crate) async fn exists(&self, path: &Path) -> Result<bool> {
+        Ok(self.exists_at(path).await? || self.legacy_of(path).await?.is_some())
+    }
+
+    async fn exists_at(&self, path: &Path) -> Result<bool> {
         match self.store.head(path).await {
             Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(err) if is_absent(&err) => Ok(false),
             Err(err) => Err(classify(err)),
+        }
+    }
+
+    /// The previous release's key of `path` when an object is there: where that object's
+    /// replacement goes, since on a local disk the file blocks the folder `path` needs.
+    async fn legacy_of(&self, path: &Path) -> Result<Option<Path>> {
+        match legacy_terminal(path) {
+            Some(legacy) if self.exists_at(&legacy).await? => Ok(Some(legacy)),
+            _ => Ok(None),
         }
     }
 
     /// Writes `data`, replacing what is there.
     pub(crate) async fn put(&self, path: &Path, data: Vec<u8>) -> Result<()> {
+        let legacy = self.legacy_of(path).await?;
         self.store
-            .put(path, PutPayload::from(data))
+            .put(legacy.as_ref().unwrap_or(path), PutPayload::from(data))
             .await
             .map(|_| ())
             .map_err(classify)
@@ -186,6 +212,9 @@ impl Objects {
 
     /// Writes `data` only if nothing is at `path`; returns whether it was written.
     pub(crate) async fn create(&self, path: &Path, data: Vec<u8>) -> Result<bool> {
+        if self.legacy_of(path).await?.is_some() {
+            return Ok(false);
+        }
         let options = PutOptions::from(PutMode::Create);
         match self
             .store
@@ -201,10 +230,18 @@ impl Objects {
         }
     }
 
-    /// Removes the object; absent is fine.
+    /// Removes the object (and any at its previous release's key); absent is fine.
     pub(crate) async fn delete(&self, path: &Path) -> Result<()> {
+        if let Some(legacy) = self.legacy_of(path).await? {
+            self.delete_at(&legacy).await?;
+        }
+        self.delete_at(path).await
+    }
+
+    async fn delete_at(&self, path: &Path) -> Result<()> {
         match self.store.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(err) if is_absent(&err) => Ok(()),
             Err(err) => Err(classify(err)),
         }
     }

@@ -392,24 +392,22 @@ impl Objects {
         }
     }
 
-    /// The versions of a cell with their modification times, ascending.
+    /// The versions of a cell with their modification times, ascending. One delimiter
+    /// listing: the files right below the cell, never those of a longer id's cell that
+    /// continues this one's id in a folder below it.
     async fn versions(&self, cell: &Path) -> Result<Vec<(u64, storage_core::Timestamp)>> {
-        let mut versions: Vec<(u64, storage_core::Timestamp)> = self
-            .store
-            .list(Some(cell))
-            .try_filter_map(|meta| async move {
-                Ok(meta
-                    .location
-                    .filename()
-                    .and_then(parse_number)
-                    .map(|version| (version, meta.last_modified)))
+        let objects = match self.store.list_with_delimiter(Some(cell)).await {
+            Ok(listing) => listing.objects,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(err) => return Err(classify(err)),
+        };
+        let mut versions: Vec<(u64, storage_core::Timestamp)> = objects
+            .into_iter()
+            .filter_map(|meta| {
+                let version = meta.location.filename().and_then(parse_number)?;
+                Some((version, meta.last_modified))
             })
-            .try_collect()
-            .await
-            .or_else(|err| match err {
-                object_store::Error::NotFound { .. } => Ok(Vec::new()),
-                err => Err(classify(err)),
-            })?;
+            .collect();
         versions.sort_unstable();
         Ok(versions)
     }

@@ -300,3 +300,108 @@ pub async fn hostile_artifact_scopes_are_isolated(ctx: TestContext) {
         );
     }
 }
+
+/// Ids that extend one another, at the lengths where the object backend's encoded id fills
+/// a key segment (63, 126, 189 and 252 bytes) and one byte either side, are distinct
+/// records whichever is stored first: checkpoint ids (with their run markers and pending
+/// writes), channel versions, client message ids, session ids and artifact names each read
+/// back their own data and list once, and removing one removes no other.
+pub async fn ids_extending_one_another_are_distinct(ctx: TestContext) {
+    let b = &ctx.backend;
+    for len in [63, 126, 189, 252] {
+        let full = "a".repeat(len);
+        let ascending = [
+            full[..len - 1].to_string(),
+            full.clone(),
+            format!("{full}b"),
+        ];
+        let descending: Vec<String> = ascending.iter().rev().cloned().collect();
+        for (order, ids) in [("up", ascending.to_vec()), ("down", descending)] {
+            let thread = format!("t{len}{order}");
+            for id in &ids {
+                let mut cp = checkpoint(&thread, "", id, &[("ch", id, json!(id))]);
+                cp.metadata = crate::data::obj(json!({ "run_id": id }));
+                let new = cp.all_versions();
+                b.put_checkpoint(cp, new).await.unwrap();
+                let key = CheckpointKey::new(&thread, id);
+                b.put_writes(key, id, "", vec![("w".into(), json!(id).into())])
+                    .await
+                    .unwrap();
+                b.create_session(NewSession::new(id, id)).await.unwrap();
+                b.append_message(
+                    &thread,
+                    NewMessage::new("user", id.as_str()).with_client_id(id),
+                )
+                .await
+                .unwrap();
+                b.save_artifact(&thread, id, NewArtifact::new("text/plain", id.clone()))
+                    .await
+                    .unwrap();
+            }
+            let newest_first: Vec<String> = ascending.iter().rev().cloned().collect();
+            let listed = b
+                .list_checkpoints(CheckpointQuery::thread(&thread))
+                .await
+                .unwrap();
+            let listed: Vec<String> = listed.into_iter().map(|t| t.checkpoint.id).collect();
+            assert_eq!(listed, newest_first, "{len} bytes, stored {order}");
+            for id in &ids {
+                let tuple = b
+                    .get_checkpoint(&thread, "", Some(id))
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("checkpoint of {} bytes", id.len()));
+                assert_eq!(tuple.checkpoint.channel_versions["ch"], *id);
+                assert_eq!(tuple.checkpoint.channel_values["ch"], json!(id).into());
+                assert_eq!(
+                    tuple.pending_writes.len(),
+                    1,
+                    "writes of {} bytes",
+                    id.len()
+                );
+                assert_eq!(tuple.pending_writes[0].task_id, *id);
+                let session = b.get_session(id).await.unwrap().unwrap();
+                assert_eq!(session.user_id, *id);
+                let artifact = b.get_artifact(&thread, id, None).await.unwrap().unwrap();
+                assert_eq!(artifact.data, id.as_bytes());
+                let replay = NewMessage::new("user", "again").with_client_id(id);
+                let stored = b.append_message(&thread, replay).await.unwrap();
+                assert_eq!(stored.content, json!(id), "client id of {} bytes", id.len());
+            }
+            assert_eq!(
+                b.get_conversation_history(&thread, 10).await.unwrap().len(),
+                3
+            );
+            let mut names = b.list_artifacts(&thread).await.unwrap();
+            names.sort();
+            assert_eq!(names, ascending);
+
+            let middle = &ascending[1];
+            assert_eq!(
+                b.delete_for_runs(std::slice::from_ref(middle))
+                    .await
+                    .unwrap(),
+                1
+            );
+            assert!(b.delete_session(middle).await.unwrap());
+            assert_eq!(b.delete_artifact(&thread, middle, None).await.unwrap(), 1);
+            for id in [&ascending[0], &ascending[2]] {
+                let tuple = b.get_checkpoint(&thread, "", Some(id)).await.unwrap();
+                let tuple = tuple.unwrap_or_else(|| panic!("{} bytes survive", id.len()));
+                assert_eq!(tuple.checkpoint.channel_values["ch"], json!(id).into());
+                assert_eq!(tuple.pending_writes.len(), 1);
+                assert!(b.get_session(id).await.unwrap().is_some());
+                assert!(b.artifact_exists(&thread, id, None).await.unwrap());
+            }
+            assert_eq!(
+                b.get_checkpoint(&thread, "", Some(middle)).await.unwrap(),
+                None
+            );
+            assert_eq!(b.get_session(middle).await.unwrap(), None);
+            assert!(!b.artifact_exists(&thread, middle, None).await.unwrap());
+            // The same session ids are created again in the next order.
+            assert!(b.delete_session(&ascending[0]).await.unwrap());
+            assert!(b.delete_session(&ascending[2]).await.unwrap());
+        }
+    }
+}

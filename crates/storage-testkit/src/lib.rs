@@ -223,6 +223,7 @@ macro_rules! conformance_tests {
                 hostile_thread_ids_are_isolated,
                 hostile_artifact_scopes_are_isolated,
                 ids_extending_one_another_are_distinct,
+                series_of_ids_extending_one_another_are_distinct,
             }
             policy {
                 json_depth_limit_is_64,

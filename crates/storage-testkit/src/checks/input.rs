@@ -3,8 +3,8 @@
 use serde_json::json;
 use storage_core::ext::TaskContextStoreExt;
 use storage_core::{
-    CheckpointKey, CheckpointQuery, ErrorKind, ExpectedVersion, MessageRange, NewArtifact,
-    NewMessage, NewSession, SessionQuery, SessionUpdate, StorageBackend,
+    CheckpointKey, CheckpointQuery, ContextScope, ErrorKind, ExpectedVersion, MessageRange,
+    NewArtifact, NewMessage, NewSession, SessionQuery, SessionUpdate, StorageBackend,
 };
 
 use crate::data::{assert_kind, checkpoint, HOSTILE_IDS};
@@ -404,4 +404,120 @@ pub async fn ids_extending_one_another_are_distinct(ctx: TestContext) {
             assert!(b.delete_session(&ascending[2]).await.unwrap());
         }
     }
+}
+
+/// Series keyed by ids that extend one another (lengths as in
+/// [`ids_extending_one_another_are_distinct`]) are distinct whichever is written first:
+/// session and user context scopes with their versions, compacted conversations with the
+/// messages they kept, checkpoint threads and namespaces, artifact scopes. Each reads back
+/// its own; enumerations list each once; removing one series leaves the others whole.
+pub async fn series_of_ids_extending_one_another_are_distinct(ctx: TestContext) {
+    let b = &ctx.backend;
+    let mut expected_scopes = Vec::new();
+    for (stem, len) in [('b', 63), ('c', 126), ('d', 189), ('e', 252)] {
+        let full: String = std::iter::repeat_n(stem, len).collect();
+        let family = [
+            full[..len - 1].to_string(),
+            full.clone(),
+            format!("{full}z"),
+        ];
+        // The full id first, then the one that extends it, then the one it extends.
+        for id in [&family[1], &family[2], &family[0]] {
+            for _ in 0..2 {
+                let scope = ContextScope::session(id);
+                b.store_context(scope, json!(id), ExpectedVersion::Any, 5)
+                    .await
+                    .unwrap();
+            }
+            let user = ContextScope::user(id);
+            b.store_context(user, json!(id), ExpectedVersion::Any, 5)
+                .await
+                .unwrap();
+            let messages = (1..=3)
+                .map(|n| NewMessage::new("user", format!("{id}-{n}")))
+                .collect();
+            b.append_messages(id, messages).await.unwrap();
+            let summary = NewMessage::new("system", format!("{id}-summary"));
+            b.compact_conversation(id, 2, summary, true).await.unwrap();
+            for ns in ["", id.as_str()] {
+                let cp = checkpoint(id, ns, "cp", &[("ch", "1", json!([id, ns]))]);
+                let new = cp.all_versions();
+                b.put_checkpoint(cp, new).await.unwrap();
+            }
+            b.save_artifact(id, "n", NewArtifact::new("text/plain", id.clone()))
+                .await
+                .unwrap();
+        }
+        let check = |id: String| async move {
+            let session = b.get_context(ContextScope::session(&id), None).await;
+            let session = session.unwrap().unwrap();
+            assert_eq!((session.value, session.version), (json!(id), 2));
+            let versions = b
+                .list_context_versions(ContextScope::session(&id), None, 10)
+                .await
+                .unwrap();
+            assert_eq!(versions.len(), 2, "versions of {} bytes", id.len());
+            let user = b.get_context(ContextScope::user(&id), None).await;
+            assert_eq!(user.unwrap().unwrap().version, 1);
+            let history = b.get_conversation_history(&id, 10).await.unwrap();
+            let contents: Vec<_> = history.iter().map(|m| m.content.clone()).collect();
+            assert_eq!(
+                contents,
+                [json!(format!("{id}-summary")), json!(format!("{id}-3"))]
+            );
+            let replaced = b
+                .get_replaced_messages(&id, history[0].sequence)
+                .await
+                .unwrap();
+            assert_eq!(replaced.len(), 2, "kept messages of {} bytes", id.len());
+            assert_eq!(replaced[0].content, json!(format!("{id}-1")));
+            for ns in ["", id.as_str()] {
+                let tuple = b.get_checkpoint(&id, ns, None).await.unwrap().unwrap();
+                assert_eq!(
+                    tuple.checkpoint.channel_values["ch"],
+                    json!([id, ns]).into()
+                );
+            }
+            let all = CheckpointQuery {
+                namespace: None,
+                ..CheckpointQuery::thread(&id)
+            };
+            assert_eq!(b.list_checkpoints(all).await.unwrap().len(), 2);
+            assert_eq!(b.list_artifacts(&id).await.unwrap(), ["n"]);
+            let artifact = b.get_artifact(&id, "n", None).await.unwrap().unwrap();
+            assert_eq!(artifact.data, id.as_bytes());
+        };
+        for id in &family {
+            check(id.clone()).await;
+        }
+
+        let middle = &family[1];
+        assert!(b
+            .delete_context(ContextScope::session(middle))
+            .await
+            .unwrap());
+        assert!(b.delete_context(ContextScope::user(middle)).await.unwrap());
+        assert_eq!(b.clear_conversation(middle).await.unwrap(), 2);
+        assert_eq!(b.delete_thread(middle).await.unwrap(), 2);
+        assert_eq!(b.clear_artifacts(middle).await.unwrap(), 1);
+        for id in [&family[0], &family[2]] {
+            check(id.clone()).await;
+        }
+        let middle_scope = ContextScope::session(middle);
+        assert_eq!(b.get_context(middle_scope, None).await.unwrap(), None);
+        assert!(b
+            .get_conversation_history(middle, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(b.get_checkpoint(middle, "", None).await.unwrap(), None);
+        assert!(b.list_artifacts(middle).await.unwrap().is_empty());
+        for id in [&family[0], &family[2]] {
+            expected_scopes.push(ContextScope::session(id));
+            expected_scopes.push(ContextScope::user(id));
+        }
+    }
+    expected_scopes.sort_by_key(ContextScope::key);
+    let scopes = b.list_context_scopes(None, 100).await.unwrap();
+    assert_eq!(scopes, expected_scopes);
 }

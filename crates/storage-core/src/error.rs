@@ -217,7 +217,11 @@ impl fmt::Display for StorageError {
         }
         write!(f, ": {}", self.message)?;
         if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+            // Backends often build the message from the source's own text; once is enough.
+            let source = source.to_string();
+            if !self.message.contains(&source) {
+                write!(f, ": {source}")?;
+            }
         }
         Ok(())
     }
@@ -291,6 +295,16 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "backend (temporary): LOADING: reset by peer"
+        );
+    }
+
+    #[test]
+    fn a_source_the_message_already_quotes_is_not_repeated() {
+        let io = std::io::Error::other("No space left on device (os error 28)");
+        let err = StorageError::backend(format!("sqlite: {io}")).with_source(io);
+        assert_eq!(
+            err.to_string(),
+            "backend: sqlite: No space left on device (os error 28)"
         );
     }
 }

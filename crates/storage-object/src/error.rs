@@ -7,7 +7,8 @@ pub(crate) const BACKEND: &str = "object";
 
 /// Classifies an object_store error. An unreachable endpoint or a dropped connection is
 /// `Connection` and a request past its deadline `Timeout` (both temporary), never
-/// `NotFound` or `Backend`.
+/// `NotFound` or `Backend`; a local disk without room (or past its quota) is a temporary
+/// `Backend` error, as SQLite's full disk is: the write can succeed once room is made.
 pub(crate) fn classify(err: object_store::Error) -> StorageError {
     use object_store::Error as E;
     let message = err.to_string();
@@ -23,12 +24,16 @@ pub(crate) fn classify(err: object_store::Error) -> StorageError {
         | E::UnknownConfigurationKey { .. } => StorageError::config(format!(
             "the object store refused the credentials or configuration: {message}"
         )),
-        _ => match transport_failure(&err) {
-            Some(Transport::Timeout) => StorageError::timeout(format!(
+        _ => match cause_of(&err) {
+            Some(Cause::Timeout) => StorageError::timeout(format!(
                 "the object store did not answer in time: {message}"
             )),
-            Some(Transport::Connection) => {
+            Some(Cause::Connection) => {
                 StorageError::connection(format!("the object store is unreachable: {message}"))
+            }
+            Some(Cause::DiskFull) => {
+                StorageError::backend(format!("the object store's disk is full: {message}"))
+                    .with_temporary(true)
             }
             None => StorageError::backend(format!("object store error: {message}")),
         },
@@ -36,25 +41,28 @@ pub(crate) fn classify(err: object_store::Error) -> StorageError {
     classified.with_backend(BACKEND).with_source(err)
 }
 
-enum Transport {
+enum Cause {
     Timeout,
     Connection,
+    DiskFull,
 }
 
-/// Looks through the error's sources for a failed connection or an expired deadline.
-fn transport_failure(err: &(dyn std::error::Error + 'static)) -> Option<Transport> {
+/// Looks through the error's sources for a failed connection, an expired deadline or a
+/// full disk.
+fn cause_of(err: &(dyn std::error::Error + 'static)) -> Option<Cause> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(error) = current {
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as K;
             match io.kind() {
-                K::TimedOut => return Some(Transport::Timeout),
+                K::TimedOut => return Some(Cause::Timeout),
                 K::ConnectionRefused
                 | K::ConnectionReset
                 | K::ConnectionAborted
                 | K::NotConnected
                 | K::BrokenPipe
-                | K::UnexpectedEof => return Some(Transport::Connection),
+                | K::UnexpectedEof => return Some(Cause::Connection),
+                K::StorageFull | K::QuotaExceeded => return Some(Cause::DiskFull),
                 _ => {}
             }
         }
@@ -62,21 +70,21 @@ fn transport_failure(err: &(dyn std::error::Error + 'static)) -> Option<Transpor
         if let Some(http) = error.downcast_ref::<object_store::client::HttpError>() {
             use object_store::client::HttpErrorKind as K;
             match http.kind() {
-                K::Timeout => return Some(Transport::Timeout),
-                K::Connect | K::Request | K::Interrupted => return Some(Transport::Connection),
+                K::Timeout => return Some(Cause::Timeout),
+                K::Connect | K::Request | K::Interrupted => return Some(Cause::Connection),
                 _ => {}
             }
         }
         let text = error.to_string().to_ascii_lowercase();
         if text.contains("timed out") || text.contains("timeout") {
-            return Some(Transport::Timeout);
+            return Some(Cause::Timeout);
         }
         if text.contains("error sending request")
             || text.contains("connection refused")
             || text.contains("connection reset")
             || text.contains("tcp connect error")
         {
-            return Some(Transport::Connection);
+            return Some(Cause::Connection);
         }
         current = error.source();
     }

@@ -1,0 +1,252 @@
+//! The embedded default on a disk that fills up: SQLite for sessions, conversations,
+//! checkpoints and contexts, the local directory for artifacts, both on a small tmpfs
+//! mounted for the test (the machine's root may mount; nothing else is needed).
+//!
+//! Writes go on until every kind has been refused for lack of space. A refused write is a
+//! temporary `Backend` error that says the disk is full (the local directory's was a
+//! permanent one before this test), leaves no staging file behind, and every write
+//! acknowledged before it reads back exactly, while the disk is full too; once the file
+//! system grows, the same open store takes writes again, and a store opened afresh reads
+//! everything acknowledged.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+use storage::config::BackendName;
+use storage::{Storage, StorageConfig};
+use storage_core::prelude::*;
+use storage_core::{Checkpoint, ErrorKind, NewArtifact, NewMessage, StorageError};
+
+/// A tmpfs of a given size mounted on a fresh directory, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount(8)");
+        assert!(
+            status.success(),
+            "mounting a tmpfs failed ({status}): this test needs root (or CAP_SYS_ADMIN)"
+        );
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount failed: {status}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn config(dir: &Path) -> StorageConfig {
+    let mut config = StorageConfig {
+        backend: BackendName::Sqlite,
+        ..StorageConfig::default()
+    };
+    config.sqlite.path = dir.join("storage.db");
+    config.object.url = format!("file://{}", dir.join("objects").display());
+    config.failover.journal_dir = dir.join("journal");
+    config
+}
+
+/// What was acknowledged.
+#[derive(Default)]
+struct Acked {
+    messages: Vec<String>,
+    checkpoints: Vec<String>,
+    artifacts: Vec<String>,
+}
+
+fn filler(n: usize, len: usize) -> String {
+    format!("{n:08}-{}", "x".repeat(len))
+}
+
+fn checkpoint_of(n: usize) -> Checkpoint {
+    let mut cp = Checkpoint::new("t", "", format!("cp-{n:08}"));
+    cp.channel_versions.insert("state".into(), n.to_string());
+    cp.channel_values
+        .insert("state".into(), json!(filler(n, 2_000)).into());
+    cp
+}
+
+/// Asserts a refused write says what happened and invites a retry.
+fn assert_disk_full(what: &str, err: &StorageError) {
+    assert_eq!(err.kind(), ErrorKind::Backend, "{what}: {err}");
+    assert!(
+        err.is_temporary(),
+        "{what}: a full disk is temporary: {err}"
+    );
+    let text = err.to_string().to_lowercase();
+    assert!(
+        text.contains("full") || text.contains("no space"),
+        "{what}: {err}"
+    );
+}
+
+async fn write_until_refused(storage: &Storage, acked: &mut Acked) {
+    let mut refused = [false; 3];
+    let mut n = acked.messages.len() + acked.checkpoints.len() + acked.artifacts.len();
+    while refused.contains(&false) {
+        n += 1;
+        assert!(n < 100_000, "the disk never filled");
+        let content = filler(n, 1_000);
+        match storage
+            .append_message("s1", NewMessage::new("user", content.as_str()))
+            .await
+        {
+            Ok(_) => acked.messages.push(content),
+            Err(err) => {
+                assert_disk_full("append_message", &err);
+                refused[0] = true;
+            }
+        }
+        let cp = checkpoint_of(n);
+        let new = cp.all_versions();
+        let id = cp.id.clone();
+        match storage.put_checkpoint(cp, new).await {
+            Ok(()) => acked.checkpoints.push(id),
+            Err(err) => {
+                assert_disk_full("put_checkpoint", &err);
+                refused[1] = true;
+            }
+        }
+        let name = format!("a{n:08}");
+        let data = filler(n, 8_000);
+        match storage
+            .save_artifact("run", &name, NewArtifact::new("text/plain", data))
+            .await
+        {
+            Ok(_) => acked.artifacts.push(name),
+            Err(err) => {
+                assert_disk_full("save_artifact", &err);
+                refused[2] = true;
+            }
+        }
+    }
+}
+
+async fn assert_all_read(storage: &Storage, acked: &Acked) {
+    let history = storage
+        .get_conversation_history("s1", acked.messages.len() + 10)
+        .await
+        .unwrap();
+    let contents: Vec<String> = history
+        .iter()
+        .map(|m| m.content.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(contents, acked.messages);
+    for id in &acked.checkpoints {
+        let tuple = storage.get_checkpoint("t", "", Some(id)).await.unwrap();
+        let tuple = tuple.unwrap_or_else(|| panic!("checkpoint {id} acknowledged, then lost"));
+        let n: usize = id[3..].parse().unwrap();
+        assert_eq!(
+            tuple.checkpoint.channel_values["state"],
+            json!(filler(n, 2_000)).into()
+        );
+    }
+    for name in &acked.artifacts {
+        let artifact = storage.get_artifact("run", name, None).await.unwrap();
+        let artifact =
+            artifact.unwrap_or_else(|| panic!("artifact {name} acknowledged, then lost"));
+        let n: usize = name[1..].parse().unwrap();
+        assert_eq!(artifact.data, filler(n, 8_000).as_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_loses_nothing_and_recovers() {
+    let disk = Tmpfs::mount("3m");
+    let storage = Storage::from_config(config(disk.path())).unwrap();
+    storage.initialize().await.unwrap();
+    let mut acked = Acked::default();
+
+    write_until_refused(&storage, &mut acked).await;
+    assert!(
+        [&acked.messages, &acked.checkpoints, &acked.artifacts]
+            .iter()
+            .all(|kind| !kind.is_empty()),
+        "each kind stored something before the disk filled"
+    );
+    assert_all_read(&storage, &acked).await;
+    // A refused file write gives its room back: no staging file is left.
+    let staged = staging_files(&disk.path().join("objects"));
+    assert!(staged.is_empty(), "{staged:?}");
+
+    // More room: the same open store writes again, and reads what it had.
+    disk.resize("64m");
+    write_until_refused_none(&storage, &mut acked).await;
+    assert_all_read(&storage, &acked).await;
+    storage.close().await.unwrap();
+
+    let reopened = Storage::from_config(config(disk.path())).unwrap();
+    reopened.initialize().await.unwrap();
+    assert_all_read(&reopened, &acked).await;
+    reopened.close().await.unwrap();
+}
+
+/// A few more writes of each kind, every one acknowledged.
+async fn write_until_refused_none(storage: &Storage, acked: &mut Acked) {
+    let start = acked.messages.len() + acked.checkpoints.len() + acked.artifacts.len() + 1_000;
+    for n in start..start + 20 {
+        let content = filler(n, 1_000);
+        storage
+            .append_message("s1", NewMessage::new("user", content.as_str()))
+            .await
+            .unwrap();
+        acked.messages.push(content);
+        let cp = checkpoint_of(n);
+        let new = cp.all_versions();
+        let id = cp.id.clone();
+        storage.put_checkpoint(cp, new).await.unwrap();
+        acked.checkpoints.push(id);
+        let name = format!("a{n:08}");
+        storage
+            .save_artifact(
+                "run",
+                &name,
+                NewArtifact::new("text/plain", filler(n, 8_000)),
+            )
+            .await
+            .unwrap();
+        acked.artifacts.push(name);
+    }
+}
+
+fn staging_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else if entry.file_name().to_string_lossy().contains('#') {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}

@@ -250,3 +250,61 @@ fn staging_files(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// The failover journal on a disk that fills: an append refused for lack of room is a
+/// temporary error and leaves nothing of itself in the journal (no torn line for the next
+/// append to be glued to), so the journal holds exactly the acknowledged writes, in order,
+/// before and after the file system grows and after it is opened again.
+#[test]
+fn a_full_journal_holds_exactly_the_acknowledged_writes() {
+    use storage::failover::Journal;
+    use storage_core::Call;
+
+    let disk = Tmpfs::mount("64k");
+    let dir = disk.path().join("journal");
+    let journal = Journal::open(&dir).unwrap();
+    let call = |n: usize| Call::AppendMessage {
+        session_id: "s1".into(),
+        // Lines of ~700 bytes, which pages of 4,096 do not divide: the room runs out in
+        // the middle of one.
+        message: NewMessage::new("user", filler(n, 680).as_str()),
+    };
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for n in 0..1_000 {
+        match journal.append(&call(n)) {
+            Ok(()) => acked.push(n),
+            Err(err) => {
+                assert_disk_full("journal append", &err);
+                refused += 1;
+                if refused == 5 {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(refused, 5, "the disk never filled");
+    disk.resize("1m");
+    for n in 1_000..1_010 {
+        journal.append(&call(n)).unwrap();
+        acked.push(n);
+    }
+    let contents = |journal: &Journal| -> Vec<usize> {
+        journal
+            .unreplayed()
+            .unwrap()
+            .into_iter()
+            .map(|(_, call)| match call {
+                Call::AppendMessage { message, .. } => {
+                    message.content.as_str().unwrap()[..8].parse().unwrap()
+                }
+                other => panic!("not journaled: {other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(contents(&journal), acked);
+    assert_eq!(journal.pending(), acked.len() as u64);
+    drop(journal);
+    let reopened = Journal::open(&dir).unwrap();
+    assert_eq!(contents(&reopened), acked);
+}

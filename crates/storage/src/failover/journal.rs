@@ -28,16 +28,25 @@ struct Files {
     log: File,
     /// Complete lines in the log.
     lines: u64,
+    /// Bytes of those lines: where the log ends once an append that failed is undone.
+    len: u64,
+    /// An append failed and could not be undone: the log may end in part of a line, which
+    /// the next append must remove first.
+    torn: bool,
     /// Lines already replayed.
     done: u64,
 }
 
 fn io_error(what: &str, path: &Path, err: std::io::Error) -> StorageError {
+    use std::io::ErrorKind as K;
+    // A write can succeed once room is made, as with a database's full disk.
+    let full = matches!(err.kind(), K::StorageFull | K::QuotaExceeded);
     StorageError::backend(format!(
         "failover journal: {what} {}: {err}",
         path.display()
     ))
     .with_backend("failover")
+    .with_temporary(full)
 }
 
 impl Journal {
@@ -61,6 +70,8 @@ impl Journal {
                 dir: dir.to_owned(),
                 log,
                 lines,
+                len: valid_len,
+                torn: false,
                 done,
             })),
         })
@@ -80,17 +91,29 @@ impl Journal {
         self.append_line(line)
     }
 
-    /// Appends one encoded call and makes it durable (fsync) before returning.
+    /// Appends one encoded call and makes it durable (fsync) before returning. An append
+    /// that fails (a full disk may take part of the line, a failed fsync all of it) is
+    /// undone: the log is cut back to its last complete line, so a write the caller was
+    /// told failed is never replayed and the next line starts on a line of its own.
     pub fn append_line(&self, mut line: Vec<u8>) -> Result<()> {
         line.push(b'\n');
         let mut files = self.lock();
         let path = files.dir.join("journal.jsonl");
-        files
+        if files.torn {
+            files
+                .cut_back()
+                .map_err(|err| io_error("cannot repair", &path, err))?;
+        }
+        let appended = files
             .log
             .write_all(&line)
-            .and_then(|()| files.log.sync_data())
-            .map_err(|err| io_error("cannot append to", &path, err))?;
+            .and_then(|()| files.log.sync_data());
+        if let Err(err) = appended {
+            files.torn = files.cut_back().is_err();
+            return Err(io_error("cannot append to", &path, err));
+        }
         files.lines += 1;
+        files.len += line.len() as u64;
         Ok(())
     }
 
@@ -151,9 +174,22 @@ impl Journal {
             .and_then(|()| files.log.sync_all())
             .map_err(|err| io_error("cannot clear", &path, err))?;
         files.lines = 0;
+        files.len = 0;
+        files.torn = false;
         files.done = 0;
         write_done(&files.dir, 0)?;
         Ok(true)
+    }
+}
+
+impl Files {
+    /// Cuts the log back to its complete lines (durably: a crash after an undone append
+    /// must not bring part of it back).
+    fn cut_back(&mut self) -> std::io::Result<()> {
+        self.log.set_len(self.len)?;
+        self.log.sync_all()?;
+        self.torn = false;
+        Ok(())
     }
 }
 

@@ -1,4 +1,5 @@
-//! The embedded default on a disk that fills up: SQLite for sessions, conversations,
+//! The embedded default on a disk that fills up (and every kind on the local directory,
+//! and the failover journal): SQLite for sessions, conversations,
 //! checkpoints and contexts, the local directory for artifacts, both on a small tmpfs
 //! mounted for the test (the machine's root may mount; nothing else is needed).
 //!
@@ -62,8 +63,12 @@ impl Drop for Tmpfs {
 }
 
 fn config(dir: &Path) -> StorageConfig {
+    config_on(BackendName::Sqlite, dir)
+}
+
+fn config_on(backend: BackendName, dir: &Path) -> StorageConfig {
     let mut config = StorageConfig {
-        backend: BackendName::Sqlite,
+        backend,
         ..StorageConfig::default()
     };
     config.sqlite.path = dir.join("storage.db");
@@ -178,6 +183,17 @@ async fn assert_all_read(storage: &Storage, acked: &Acked) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_loses_nothing_and_recovers() {
+    full_disk_on(BackendName::Sqlite).await;
+}
+
+/// The same with every kind on the local directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_local_directory_refuses_writes_loses_nothing_and_recovers() {
+    full_disk_on(BackendName::Object).await;
+}
+
+async fn full_disk_on(backend: BackendName) {
+    let config = |dir: &Path| config_on(backend, dir);
     let disk = Tmpfs::mount("3m");
     let storage = Storage::from_config(config(disk.path())).unwrap();
     storage.initialize().await.unwrap();

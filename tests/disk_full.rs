@@ -1,7 +1,7 @@
-//! The embedded default on a disk that fills up (and every kind on the local directory,
-//! and the failover journal): SQLite for sessions, conversations,
+//! The embedded default on a disk that fills up: SQLite for sessions, conversations,
 //! checkpoints and contexts, the local directory for artifacts, both on a small tmpfs
-//! mounted for the test (the machine's root may mount; nothing else is needed).
+//! mounted for the test (the machine's root may mount; nothing else is needed). Then every
+//! kind on the local directory, and the failover journal.
 //!
 //! Writes go on until every kind has been refused for lack of space. A refused write is a
 //! temporary `Backend` error that says the disk is full (the local directory's was a
@@ -60,10 +60,6 @@ impl Drop for Tmpfs {
             .arg(self.dir.path())
             .status();
     }
-}
-
-fn config(dir: &Path) -> StorageConfig {
-    config_on(BackendName::Sqlite, dir)
 }
 
 fn config_on(backend: BackendName, dir: &Path) -> StorageConfig {

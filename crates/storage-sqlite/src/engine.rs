@@ -25,7 +25,9 @@
 //! [`storage_core::blocking::forbid`]: their reads, and reads that find every reader
 //! connection busy, go to a queue that reader threads, each owning a connection, take
 //! reads from. A read that runs in place cannot be cut short by the caller's deadline
-//! while SQLite works; the busy timeout bounds how long it waits for a lock.
+//! while SQLite works; the busy timeout bounds how long it waits for a lock, and once some
+//! work has been held longer than [`stall::STALL`] (a disk that stopped answering), no more
+//! work starts in place.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -185,6 +187,8 @@ struct Readers {
     /// (`in_place`), so a burst of callers cannot open a connection each.
     idle: Mutex<Vec<Connection>>,
     in_place: AtomicUsize,
+    /// Shared with the writer: whether work may still start on its caller's thread.
+    watch: Arc<DiskWatch>,
     config: SqliteConfig,
     ns: Arc<str>,
 }
@@ -196,7 +200,9 @@ impl Engine {
     pub(crate) fn start(config: &SqliteConfig) -> Self {
         let stats = Arc::new(Stats::default());
         let ns: Arc<str> = Arc::from(config.namespace.as_str());
-        let writer = writer::Writer::start(config, ns.clone(), stats.clone());
+        // Reads in place, reader threads, and the write connection.
+        let watch = Arc::new(DiskWatch::new(2 * config.readers + 1));
+        let writer = writer::Writer::start(config, ns.clone(), stats.clone(), watch.clone());
         let readers = Arc::new(Readers {
             queue: Mutex::new(ReadQueue {
                 jobs: VecDeque::new(),
@@ -205,6 +211,7 @@ impl Engine {
             ready: Condvar::new(),
             idle: Mutex::new(Vec::new()),
             in_place: AtomicUsize::new(0),
+            watch,
             config: config.clone(),
             ns,
         });
@@ -240,7 +247,9 @@ impl Engine {
         F: FnOnce(&Db<'_>) -> SqlResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        if may_block_here() {
+        // Not in place on a disk that stopped answering (see `stall`): the caller's
+        // deadline then ends its wait on the queue.
+        if may_block_here() && !self.readers.watch.stalled() {
             if !storage_core::blocking::allowed() {
                 // Polled by a caller that must not be blocked now: come back on the poll
                 // it makes once it may be, and decide again then.
@@ -250,7 +259,9 @@ impl Engine {
                 if let Some(conn) = self.readers.take_idle()? {
                     self.stats.reads.fetch_add(1, Ordering::Relaxed);
                     let read = || {
+                        let working = self.readers.watch.begin();
                         let result = guarded(job, &self.readers.db(&conn));
+                        drop(working);
                         self.readers.put_back(conn);
                         result
                     };
@@ -457,6 +468,7 @@ fn reader_loop(readers: &Readers) {
             }
         }
         if let Some(open) = &conn {
+            let _working = readers.watch.begin();
             job(Ok(&readers.db(open)));
             if !ended_cleanly(open) {
                 conn = None;
@@ -465,7 +477,10 @@ fn reader_loop(readers: &Readers) {
     }
 }
 
+mod stall;
 mod writer;
+
+use stall::DiskWatch;
 
 #[cfg(test)]
 mod tests;

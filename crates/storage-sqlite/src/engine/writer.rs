@@ -22,7 +22,7 @@ use rusqlite::Connection;
 use storage_core::StorageError;
 use tokio::sync::oneshot;
 
-use super::{create_parent, may_block_here, open, yield_once, Db, Stats};
+use super::{create_parent, may_block_here, open, yield_once, Db, DiskWatch, Stats};
 use crate::config::SqliteConfig;
 use crate::error::{classify, closed, Failure, SqlResult};
 
@@ -96,6 +96,7 @@ pub(super) struct Writer {
     config: SqliteConfig,
     ns: Arc<str>,
     stats: Arc<Stats>,
+    watch: Arc<DiskWatch>,
 }
 
 struct Queue {
@@ -108,7 +109,12 @@ struct Queue {
 
 impl Writer {
     /// The writer and its thread.
-    pub(super) fn start(config: &SqliteConfig, ns: Arc<str>, stats: Arc<Stats>) -> Arc<Self> {
+    pub(super) fn start(
+        config: &SqliteConfig,
+        ns: Arc<str>,
+        stats: Arc<Stats>,
+        watch: Arc<DiskWatch>,
+    ) -> Arc<Self> {
         let writer = Arc::new(Writer {
             state: Mutex::new(Queue {
                 jobs: VecDeque::new(),
@@ -120,6 +126,7 @@ impl Writer {
             config: config.clone(),
             ns,
             stats,
+            watch,
         });
         let thread = writer.clone();
         std::thread::Builder::new()
@@ -146,7 +153,10 @@ impl Writer {
             yield_once().await;
         }
         let (reply, answer) = oneshot::channel();
-        let may_lead = could_lead_here() && storage_core::blocking::allowed();
+        // Nobody leads on a disk that stopped answering (see `stall`): the writer thread
+        // does, and the caller's deadline ends its wait.
+        let may_lead =
+            could_lead_here() && storage_core::blocking::allowed() && !self.watch.stalled();
         let owed = {
             let mut queue = self.lock();
             if !queue.open {
@@ -254,6 +264,7 @@ impl Writer {
 
     /// One batch on the write connection (opened first if need be).
     fn commit(&self, batch: Vec<Box<dyn WriteJob>>) {
+        let _working = self.watch.begin();
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if conn.is_none() {
             match create_parent(&self.config.path).and_then(|()| open(&self.config, true)) {

@@ -10,6 +10,8 @@
 //! had to update SQLite's shared memory was held until the disk thawed. Once thawed, the
 //! same open store takes writes again; every write acknowledged before or after reads back
 //! once, and a write that timed out is stored at most once (its outcome was unknown).
+//! Then the same with every kind on the local directory, whose file calls run on tokio's
+//! blocking threads.
 
 use std::path::Path;
 use std::process::Command;
@@ -97,9 +99,9 @@ impl Drop for Ext4 {
     }
 }
 
-fn config(dir: &Path) -> StorageConfig {
+fn config(backend: BackendName, dir: &Path) -> StorageConfig {
     let mut config = StorageConfig {
-        backend: BackendName::Sqlite,
+        backend,
         ..StorageConfig::default()
     };
     config.sqlite.path = dir.join("storage.db");
@@ -118,8 +120,19 @@ fn message(n: usize) -> NewMessage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_disk_times_writes_out_and_loses_nothing() {
+    frozen_disk_under(BackendName::Sqlite).await;
+}
+
+/// The same with every kind on the local directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_local_directory_times_writes_out_and_loses_nothing() {
+    frozen_disk_under(BackendName::Object).await;
+}
+
+async fn frozen_disk_under(backend: BackendName) {
     let disk = Ext4::mount();
-    let storage = std::sync::Arc::new(Storage::from_config(config(disk.path())).unwrap());
+    let config = config(backend, disk.path());
+    let storage = std::sync::Arc::new(Storage::from_config(config).unwrap());
     storage.initialize().await.unwrap();
     let mut acked = Vec::new();
     for n in 0..20 {

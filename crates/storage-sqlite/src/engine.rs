@@ -201,7 +201,7 @@ impl Engine {
         let stats = Arc::new(Stats::default());
         let ns: Arc<str> = Arc::from(config.namespace.as_str());
         // Reads in place, reader threads, and the write connection.
-        let watch = Arc::new(DiskWatch::new(2 * config.readers + 1));
+        let watch = Arc::new(DiskWatch::new(2 * config.readers + 1, &config.path));
         let writer = writer::Writer::start(config, ns.clone(), stats.clone(), watch.clone());
         let readers = Arc::new(Readers {
             queue: Mutex::new(ReadQueue {

@@ -9,7 +9,7 @@
 //! deadlines. Normal work takes microseconds to a few milliseconds, an fsync on a slow disk
 //! tens; past the stall everything still works, on the queues, a little slower.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long one connection's work may run before the disk counts as stalled.
@@ -20,6 +20,10 @@ pub(crate) const STALL: Duration = Duration::from_millis(200);
 pub(crate) struct DiskWatch {
     epoch: Instant,
     slots: Box<[AtomicU64]>,
+    /// The database file, for the log lines.
+    path: String,
+    /// Whether the last answer was "stalled": a log line marks each change, not each ask.
+    reported: AtomicBool,
 }
 
 /// Work in progress; marks its slot idle again when dropped (also when the work panics).
@@ -36,11 +40,13 @@ impl Drop for Working<'_> {
 }
 
 impl DiskWatch {
-    /// A watch over `connections` connections.
-    pub(crate) fn new(connections: usize) -> Self {
+    /// A watch over `connections` connections to the database file at `path`.
+    pub(crate) fn new(connections: usize, path: &std::path::Path) -> Self {
         DiskWatch {
             epoch: Instant::now(),
             slots: (0..connections).map(|_| AtomicU64::new(0)).collect(),
+            path: path.display().to_string(),
+            reported: AtomicBool::new(false),
         }
     }
 
@@ -58,14 +64,31 @@ impl DiskWatch {
         Working { slot }
     }
 
-    /// Whether some work has run longer than [`STALL`].
+    /// Whether some work has run longer than [`STALL`]. The first answer after a change
+    /// logs it: a warning when the disk stops answering, a note when it answers again.
     pub(crate) fn stalled(&self) -> bool {
         let now = self.now();
         let limit = STALL.as_millis() as u64;
-        self.slots.iter().any(|slot| {
+        let stalled = self.slots.iter().any(|slot| {
             let began = slot.load(Ordering::Acquire);
             began != 0 && now.saturating_sub(began) > limit
-        })
+        });
+        if self.reported.load(Ordering::Relaxed) != stalled
+            && self.reported.swap(stalled, Ordering::Relaxed) != stalled
+        {
+            if stalled {
+                tracing::warn!(
+                    path = %self.path,
+                    "sqlite: work on the database has not ended for over {} ms: the disk may \
+                     have stopped answering; calls now wait on queues, where their deadlines \
+                     hold",
+                    limit
+                );
+            } else {
+                tracing::info!(path = %self.path, "sqlite: work on the database ends again");
+            }
+        }
+        stalled
     }
 }
 
@@ -73,19 +96,54 @@ impl DiskWatch {
 mod tests {
     use super::*;
 
+    /// A writer the log lines go to, for reading them back.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// One test, not two, and the interest cache rebuilt under the subscriber: tracing
+    /// caches whether a log line is wanted when a thread first reaches it, and a test
+    /// running beside this one without a subscriber could have cached "no".
     #[test]
-    fn work_older_than_the_stall_is_seen_until_it_ends() {
-        let watch = DiskWatch::new(2);
-        assert!(!watch.stalled());
-        let quick = watch.begin();
-        assert!(!watch.stalled());
-        drop(quick);
-        let slow = watch.begin();
-        std::thread::sleep(STALL + Duration::from_millis(50));
-        assert!(watch.stalled());
-        // More work than slots is not watched, and is never refused.
-        let (_a, _b) = (watch.begin(), watch.begin());
-        drop(slow);
-        assert!(!watch.stalled());
+    fn work_older_than_the_stall_is_seen_until_it_ends_and_logged_once_each_way() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::callsite::rebuild_interest_cache();
+            let watch = DiskWatch::new(2, std::path::Path::new("/data/agent.db"));
+            assert!(!watch.stalled());
+            let quick = watch.begin();
+            assert!(!watch.stalled());
+            drop(quick);
+            let slow = watch.begin();
+            std::thread::sleep(STALL + Duration::from_millis(50));
+            assert!(watch.stalled() && watch.stalled() && watch.stalled());
+            // More work than slots is not watched, and is never refused.
+            let (_a, _b) = (watch.begin(), watch.begin());
+            drop(slow);
+            assert!(!watch.stalled() && !watch.stalled());
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let logged: Vec<&str> = text.lines().collect();
+        assert_eq!(logged.len(), 2, "{text}");
+        assert!(logged[0].contains("WARN") && logged[0].contains("/data/agent.db"));
+        assert!(logged[0].contains("stopped answering"), "{text}");
+        assert!(
+            logged[1].contains("INFO") && logged[1].contains("ends again"),
+            "{text}"
+        );
     }
 }

@@ -13,9 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod disk_support;
+
+use disk_support::config_on;
 use serde_json::json;
 use storage::config::BackendName;
-use storage::{Storage, StorageConfig};
+use storage::Storage;
 use storage_core::prelude::*;
 use storage_core::{Checkpoint, ErrorKind, NewArtifact, NewMessage, StorageError};
 
@@ -60,17 +63,6 @@ impl Drop for Tmpfs {
             .arg(self.dir.path())
             .status();
     }
-}
-
-fn config_on(backend: BackendName, dir: &Path) -> StorageConfig {
-    let mut config = StorageConfig {
-        backend,
-        ..StorageConfig::default()
-    };
-    config.sqlite.path = dir.join("storage.db");
-    config.object.url = format!("file://{}", dir.join("objects").display());
-    config.failover.journal_dir = dir.join("journal");
-    config
 }
 
 /// What was acknowledged.

@@ -17,6 +17,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod disk_support;
+
 use storage::config::BackendName;
 use storage::{Storage, StorageConfig};
 use storage_core::prelude::*;
@@ -100,13 +102,7 @@ impl Drop for Ext4 {
 }
 
 fn config(backend: BackendName, dir: &Path) -> StorageConfig {
-    let mut config = StorageConfig {
-        backend,
-        ..StorageConfig::default()
-    };
-    config.sqlite.path = dir.join("storage.db");
-    config.object.url = format!("file://{}", dir.join("objects").display());
-    config.failover.journal_dir = dir.join("journal");
+    let mut config = disk_support::config_on(backend, dir);
     config.timeouts.read_ms = 1_000;
     config.timeouts.write_ms = 1_000;
     // One attempt per call: each refusal then takes one deadline, not three.

@@ -158,16 +158,17 @@ impl Objects {
     }
 
     /// The object's bytes, or `None`. A key that ends an id filling its last segment is
-    /// also looked for where the previous release wrote it ([`legacy_terminal`]); so are
-    /// those of `exists`, `put`, `create` and `delete`.
+    /// looked for first where the previous release wrote it ([`legacy_terminal`]): an
+    /// object there is the record, where `put` writes and `create` finds it, also when a
+    /// process of that release wrote it beside this one's key. `exists` and `delete` look
+    /// at both.
     pub(crate) async fn get(&self, path: &Path) -> Result<Option<Bytes>> {
-        match self.get_at(path).await? {
-            None => match legacy_terminal(path) {
-                Some(legacy) => self.get_at(&legacy).await,
-                None => Ok(None),
-            },
-            found => Ok(found),
+        if let Some(legacy) = legacy_terminal(path) {
+            if let Some(found) = self.get_at(&legacy).await? {
+                return Ok(Some(found));
+            }
         }
+        self.get_at(path).await
     }
 
     async fn get_at(&self, path: &Path) -> Result<Option<Bytes>> {

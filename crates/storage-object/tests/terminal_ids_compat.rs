@@ -149,3 +149,41 @@ async fn old_terminal_keys_in_memory() {
     backend.initialize().await.unwrap();
     old_keys_read_and_are_replaced_in_place(backend, "compat").await;
 }
+
+/// Where both keys hold an object (a process of the previous release wrote the old key
+/// beside this release's, as S3 allows), the old one is the record for reads and writes
+/// alike: a put is read back, never hidden behind the other (found in review: reads
+/// preferred the new key while puts went to the old one).
+#[tokio::test]
+async fn with_both_keys_the_old_one_is_read_and_written() {
+    // `memory://` is one store per process: a namespace of its own beside the test above.
+    let config = ObjectConfig::new("memory://").with_namespace("compat_both");
+    let b = ObjectBackend::new(config).unwrap();
+    b.initialize().await.unwrap();
+    let mut cp = Checkpoint::new("t", "", full('c'));
+    cp.metadata.insert("step".into(), json!(1));
+    b.put_checkpoint(cp.clone(), Default::default())
+        .await
+        .unwrap();
+    let store = b.object_store();
+    let new_key = keys_under(&b, "compat_both")
+        .await
+        .into_iter()
+        .find(|key| key.contains("/checkpoints/") && key.ends_with("/j"))
+        .unwrap();
+    let bytes = store.get(&Path::from(new_key.as_str())).await.unwrap();
+    let old_key = Path::from(new_key.strip_suffix("/j").unwrap());
+    store
+        .put(&old_key, bytes.bytes().await.unwrap().into())
+        .await
+        .unwrap();
+
+    cp.metadata.insert("step".into(), json!(2));
+    b.put_checkpoint(cp, Default::default()).await.unwrap();
+    let read = b.get_checkpoint("t", "", Some(&full('c'))).await.unwrap();
+    assert_eq!(read.unwrap().checkpoint.metadata["step"], json!(2));
+    let latest = b.get_checkpoint("t", "", None).await.unwrap().unwrap();
+    assert_eq!(latest.checkpoint.metadata["step"], json!(2));
+    assert_eq!(b.delete_thread("t").await.unwrap(), 1);
+    assert!(keys_under(&b, "compat_both/threads").await.is_empty());
+}

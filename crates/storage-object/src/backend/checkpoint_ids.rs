@@ -23,15 +23,17 @@ impl ObjectBackend {
             .and_then(|dir| DirStamp::settled(&dir));
         let mut ids: Vec<String> = match self.local_files(&prefix, false).await {
             // On a local disk, names only (see `local_listing`).
-            Some(files) => {
-                let files = files?;
-                // An id longer than one path segment is a file in a folder of the chain's
-                // directory, where a new one changes only that folder's times: such a
-                // chain is listed every time.
-                if files.iter().any(|(parts, _)| parts.len() > 1) {
+            Some(listing) => {
+                let listing = listing?;
+                // An id of 63 bytes or more is a file in a folder of the chain's directory,
+                // where a new one changes only that folder's times: a chain with any folder
+                // (an empty one too, which a failed put may leave for a later put of its id
+                // to fill) is listed every time.
+                if listing.folders {
                     stamp = None;
                 }
-                files
+                listing
+                    .files
                     .iter()
                     .filter_map(|(parts, _)| take_id(parts).map(|(id, _)| id))
                     .collect()
@@ -292,6 +294,27 @@ mod tests {
         put(&other, &long(2)).await;
         listings(&ours, &store);
         assert_eq!(latest(&ours).await, Some(long(2)));
+        assert_eq!(listings(&ours, &store), 1);
+    }
+
+    /// A put that failed may leave an empty folder in the chain's directory (the one its
+    /// id of 63 bytes needs), and a later put of that id fills it without changing the
+    /// chain directory's times: a chain with a folder, even an empty one, is listed on
+    /// every read, so that later put is seen (found in review).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_empty_folder_left_by_a_failed_put_keeps_the_chain_listed() {
+        let dir = trusted_dir();
+        let ((ours, store), other) = (counted(&dir), backend(&dir));
+        put(&ours, "cp-000").await;
+        let full = "y".repeat(63);
+        // What the failed put left: the folder its key needs, nothing in it.
+        let chain = ours.local_dir(&ours.keys().checkpoints("t", "")).unwrap();
+        std::fs::create_dir(chain.join(format!("i{}", hex::encode(&full)))).unwrap();
+        tokio::time::sleep(SETTLED * 2).await;
+        assert_eq!(latest(&ours).await.as_deref(), Some("cp-000"));
+        put(&other, &full).await;
+        listings(&ours, &store);
+        assert_eq!(latest(&ours).await, Some(full));
         assert_eq!(listings(&ours, &store), 1);
     }
 

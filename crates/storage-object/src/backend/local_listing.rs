@@ -18,6 +18,13 @@ use super::ObjectBackend;
 /// asked for).
 pub(crate) type LocalFile = (Vec<String>, u64);
 
+/// The files below a prefix, and whether any folder lies below it (an empty one included:
+/// a write that failed may leave one, and a later write into it changes only its times).
+pub(crate) struct LocalListing {
+    pub(crate) files: Vec<LocalFile>,
+    pub(crate) folders: bool,
+}
+
 impl ObjectBackend {
     /// The directory of `prefix` when the store is a local directory, else `None`.
     pub(super) fn local_dir(&self, prefix: &Path) -> Option<PathBuf> {
@@ -40,7 +47,7 @@ impl ObjectBackend {
         &self,
         prefix: &Path,
         sizes: bool,
-    ) -> Option<Result<Vec<LocalFile>>> {
+    ) -> Option<Result<LocalListing>> {
         let root = self.local_dir(prefix)?;
         self.objects().local_walks.fetch_add(1, Ordering::Relaxed);
         let walk = tokio::task::spawn_blocking(move || walk(root, sizes));
@@ -56,8 +63,9 @@ impl ObjectBackend {
     }
 }
 
-fn walk(root: PathBuf, sizes: bool) -> std::io::Result<Vec<LocalFile>> {
+fn walk(root: PathBuf, sizes: bool) -> std::io::Result<LocalListing> {
     let mut files = Vec::new();
+    let mut folders = false;
     let mut pending = vec![(root, Vec::new())];
     while let Some((dir, parts)) = pending.pop() {
         let entries = match std::fs::read_dir(&dir) {
@@ -79,6 +87,7 @@ fn walk(root: PathBuf, sizes: bool) -> std::io::Result<Vec<LocalFile>> {
             let mut path = parts.clone();
             path.push(name);
             if kind.is_dir() {
+                folders = true;
                 pending.push((entry.path(), path));
                 continue;
             }
@@ -97,5 +106,5 @@ fn walk(root: PathBuf, sizes: bool) -> std::io::Result<Vec<LocalFile>> {
             files.push((path, size));
         }
     }
-    Ok(files)
+    Ok(LocalListing { files, folders })
 }

@@ -447,7 +447,8 @@ impl ObjectBackend {
     ) -> Result<(Option<u64>, u64)> {
         let prefix = self.keys().artifact_versions(scope, name);
         let mut listed = match self.local_files(&prefix, true).await {
-            Some(files) => files?
+            Some(listing) => listing?
+                .files
                 .into_iter()
                 .filter_map(|(parts, size)| match &parts[..] {
                     [version] => parse_number(version).map(|version| (version, size)),

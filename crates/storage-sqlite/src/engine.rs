@@ -410,7 +410,11 @@ impl Readers {
             self.in_place.fetch_sub(1, Ordering::Relaxed);
             return Ok(None);
         }
-        match self.connect() {
+        // Opening touches the disk too (the shared-memory file): watched like a read.
+        let opening = self.watch.begin();
+        let opened = self.connect();
+        drop(opening);
+        match opened {
             Ok(conn) => Ok(Some(conn)),
             Err(err) => {
                 self.in_place.fetch_sub(1, Ordering::Relaxed);
@@ -459,7 +463,10 @@ fn reader_loop(readers: &Readers) {
             continue;
         }
         if conn.is_none() {
-            match readers.connect() {
+            let opening = readers.watch.begin();
+            let opened = readers.connect();
+            drop(opening);
+            match opened {
                 Ok(opened) => conn = Some(opened),
                 Err(err) => {
                     job(Err(Failure::Driver(err)));

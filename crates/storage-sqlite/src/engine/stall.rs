@@ -22,8 +22,13 @@ pub(crate) struct DiskWatch {
     slots: Box<[AtomicU64]>,
     /// The database file, for the log lines.
     path: String,
-    /// Whether the last answer was "stalled": a log line marks each change, not each ask.
+    /// Whether the last answer was "stalled": a log line marks a change, not each ask.
     reported: AtomicBool,
+    /// When the last warning was logged (as `slots` count time), 0 for never: at most one
+    /// a minute, since a lock held by another process for long also trips the watch.
+    warned_at: AtomicU64,
+    /// Whether a warning was logged and its end not yet.
+    warned: AtomicBool,
 }
 
 /// Work in progress; marks its slot idle again when dropped (also when the work panics).
@@ -47,6 +52,8 @@ impl DiskWatch {
             slots: (0..connections).map(|_| AtomicU64::new(0)).collect(),
             path: path.display().to_string(),
             reported: AtomicBool::new(false),
+            warned_at: AtomicU64::new(0),
+            warned: AtomicBool::new(false),
         }
     }
 
@@ -65,7 +72,8 @@ impl DiskWatch {
     }
 
     /// Whether some work has run longer than [`STALL`]. The first answer after a change
-    /// logs it: a warning when the disk stops answering, a note when it answers again.
+    /// logs it: a warning (at most one a minute) when work stops ending, a note when it
+    /// ends again after a warning.
     pub(crate) fn stalled(&self) -> bool {
         let now = self.now();
         let limit = STALL.as_millis() as u64;
@@ -77,14 +85,19 @@ impl DiskWatch {
             && self.reported.swap(stalled, Ordering::Relaxed) != stalled
         {
             if stalled {
-                tracing::warn!(
-                    path = %self.path,
-                    "sqlite: work on the database has not ended for over {} ms: the disk may \
-                     have stopped answering; calls now wait on queues, where their deadlines \
-                     hold",
-                    limit
-                );
-            } else {
+                let last = self.warned_at.load(Ordering::Relaxed);
+                if last == 0 || now.saturating_sub(last) >= 60_000 {
+                    self.warned_at.store(now, Ordering::Relaxed);
+                    self.warned.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        path = %self.path,
+                        "sqlite: work on the database has not ended for over {} ms (a disk \
+                         that stopped answering, or another process holding the write lock); \
+                         calls wait on queues, where their deadlines hold, until it ends",
+                        limit
+                    );
+                }
+            } else if self.warned.swap(false, Ordering::Relaxed) {
                 tracing::info!(path = %self.path, "sqlite: work on the database ends again");
             }
         }
@@ -141,6 +154,7 @@ mod tests {
         assert_eq!(logged.len(), 2, "{text}");
         assert!(logged[0].contains("WARN") && logged[0].contains("/data/agent.db"));
         assert!(logged[0].contains("stopped answering"), "{text}");
+        assert!(logged[0].contains("write lock"), "{text}");
         assert!(
             logged[1].contains("INFO") && logged[1].contains("ends again"),
             "{text}"

@@ -11,7 +11,6 @@
 //! everything acknowledged.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod disk_support;
 
@@ -27,17 +26,18 @@ struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
+/// What mounting a tmpfs takes.
+const NEEDS: &str = "root (or CAP_SYS_ADMIN)";
+
 impl Tmpfs {
     fn mount(size: &str) -> Tmpfs {
         let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount(8)");
-        assert!(
-            status.success(),
-            "mounting a tmpfs failed ({status}): this test needs root (or CAP_SYS_ADMIN)"
+        let options = format!("size={size}");
+        let point = dir.path().to_str().unwrap();
+        disk_support::run(
+            "mount",
+            &["-t", "tmpfs", "-o", &options, "tmpfs", point],
+            NEEDS,
         );
         Tmpfs { dir }
     }
@@ -47,21 +47,15 @@ impl Tmpfs {
     }
 
     fn resize(&self, size: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(self.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount failed: {status}");
+        let options = format!("remount,size={size}");
+        let point = self.path().to_str().unwrap();
+        disk_support::run("mount", &["-o", &options, point], NEEDS);
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
+        disk_support::unmount(self.dir.path());
     }
 }
 

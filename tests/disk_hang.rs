@@ -31,16 +31,11 @@ struct Ext4 {
     _image: tempfile::TempDir,
 }
 
+/// What mounting and freezing an image takes.
+const NEEDS: &str = "root (loop devices, mount, fsfreeze) and e2fsprogs";
+
 fn run(program: &str, args: &[&str]) {
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .unwrap_or_else(|err| panic!("cannot run {program}: {err}"));
-    assert!(
-        status.success(),
-        "{program} {args:?} failed ({status}): this test needs root (loop devices, mount, \
-         fsfreeze) and e2fsprogs"
-    );
+    disk_support::run(program, args, NEEDS);
 }
 
 impl Ext4 {
@@ -97,7 +92,7 @@ impl Drop for Ext4 {
             .arg(path)
             .stderr(std::process::Stdio::null())
             .status();
-        let _ = Command::new("umount").arg("-l").arg(path).status();
+        disk_support::unmount(path);
     }
 }
 

@@ -301,6 +301,17 @@ pub async fn hostile_artifact_scopes_are_isolated(ctx: TestContext) {
     }
 }
 
+/// Ids of `len - 1`, `len` and `len + 1` bytes, each extending the one before: `stem`
+/// repeated, then a `z`.
+fn extending_family(stem: char, len: usize) -> [String; 3] {
+    let full: String = std::iter::repeat_n(stem, len).collect();
+    [
+        full[..len - 1].to_string(),
+        full.clone(),
+        format!("{full}z"),
+    ]
+}
+
 /// Ids that extend one another, at the lengths where the object backend's encoded id fills
 /// a key segment (63, 126, 189 and 252 bytes) and one byte either side, are distinct
 /// records whichever is stored first: checkpoint ids (with their run markers and pending
@@ -309,12 +320,7 @@ pub async fn hostile_artifact_scopes_are_isolated(ctx: TestContext) {
 pub async fn ids_extending_one_another_are_distinct(ctx: TestContext) {
     let b = &ctx.backend;
     for len in [63, 126, 189, 252] {
-        let full = "a".repeat(len);
-        let ascending = [
-            full[..len - 1].to_string(),
-            full.clone(),
-            format!("{full}b"),
-        ];
+        let ascending = extending_family('a', len);
         let descending: Vec<String> = ascending.iter().rev().cloned().collect();
         for (order, ids) in [("up", ascending.to_vec()), ("down", descending)] {
             let thread = format!("t{len}{order}");
@@ -415,12 +421,7 @@ pub async fn series_of_ids_extending_one_another_are_distinct(ctx: TestContext) 
     let b = &ctx.backend;
     let mut expected_scopes = Vec::new();
     for (stem, len) in [('b', 63), ('c', 126), ('d', 189), ('e', 252)] {
-        let full: String = std::iter::repeat_n(stem, len).collect();
-        let family = [
-            full[..len - 1].to_string(),
-            full.clone(),
-            format!("{full}z"),
-        ];
+        let family = extending_family(stem, len);
         // The full id first, then the one that extends it, then the one it extends.
         for id in [&family[1], &family[2], &family[0]] {
             for _ in 0..2 {

@@ -92,7 +92,7 @@ fn cause_of(err: &(dyn std::error::Error + 'static)) -> Option<Cause> {
 }
 
 /// Whether `err` says nothing is at the path: not found, or (local files) a folder of the
-/// path is a file, so the path cannot name an object.
+/// path is a file, or the path itself is a folder, so the path cannot name an object.
 pub(crate) fn is_absent(err: &object_store::Error) -> bool {
     if matches!(err, object_store::Error::NotFound { .. }) {
         return true;
@@ -100,7 +100,8 @@ pub(crate) fn is_absent(err: &object_store::Error) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
     while let Some(current) = cause {
         if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::NotADirectory;
+            use std::io::ErrorKind as K;
+            return matches!(io.kind(), K::NotADirectory | K::IsADirectory);
         }
         cause = current.source();
     }

@@ -233,7 +233,7 @@ impl Objects {
 
     /// Removes the object (and any at its previous release's key); absent is fine.
     pub(crate) async fn delete(&self, path: &Path) -> Result<()> {
-        if let Some(legacy) = self.legacy_of(path).await? {
+        if let Some(legacy) = legacy_terminal(path) {
             self.delete_at(&legacy).await?;
         }
         self.delete_at(path).await

@@ -23,6 +23,7 @@ use storage_core::{
 use crate::config::RedisConfig;
 use crate::error::{unexpected_reply, BACKEND};
 use crate::keys::{blob_field, decode_id, encode_id, write_field, Keys, ThreadKeys};
+use crate::memory::{self, NodeMemory};
 use crate::pool::{eval_cmd, from_value, Client, Pool};
 use crate::scripts::Scripts;
 
@@ -49,6 +50,37 @@ pub struct RedisBackend {
 }
 
 impl RedisBackend {
+    /// Refuses a server that may evict this backend's keys (see [`crate::memory`]) unless
+    /// `redis.allow_eviction` accepts it, then with a warning. A user the server does not
+    /// let run `INFO` is let through with a warning: the policy cannot be read.
+    async fn check_eviction(&self) -> Result<()> {
+        let info: Value = match self.client.query(redis::cmd("INFO").arg("memory")).await {
+            Ok(info) => info,
+            Err(err) if err.kind() == storage_core::ErrorKind::Config => {
+                tracing::warn!(
+                    server = self.client.pool.endpoint(),
+                    error = %err,
+                    "redis: cannot read maxmemory-policy; make sure it is noeviction, or \
+                     keys may be evicted"
+                );
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        let nodes = NodeMemory::of_reply(&info, self.client.pool.endpoint());
+        match memory::evicting(&nodes, &self.config) {
+            None => Ok(()),
+            Some(node) if self.config.allow_eviction => {
+                tracing::warn!(
+                    "{}; redis.allow_eviction accepts that acknowledged writes may be lost",
+                    node.describe()
+                );
+                Ok(())
+            }
+            Some(node) => Err(memory::refusal(node)),
+        }
+    }
+
     /// A connection or credentials error that does not name the server yet, naming it
     /// (a missing password shows only on the first command, not when connecting).
     fn name_server(&self, err: StorageError) -> StorageError {
@@ -1556,6 +1588,7 @@ impl StorageBackend for RedisBackend {
     async fn initialize(&self) -> Result<()> {
         async {
             self.client.query::<String>(&redis::cmd("PING")).await?;
+            self.check_eviction().await?;
             let mut conn = self.client.pool.get().await?;
             for script in self.scripts.all() {
                 crate::pool::within(
@@ -1581,11 +1614,28 @@ impl StorageBackend for RedisBackend {
             let started = Instant::now();
             let pong: String = self.client.query(&redis::cmd("PING")).await?;
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let info: Value = self.client.query(redis::cmd("INFO").arg("server")).await?;
+            // The default sections hold both the version and the memory settings (one
+            // section per call before Redis 7).
+            let info: Value = self.client.query(&redis::cmd("INFO")).await?;
+            let endpoint = self.client.pool.endpoint();
+            let texts = memory::info_texts(&info, endpoint);
             let mut details = BTreeMap::new();
-            if let Some(version) = find_info_field(&info, "redis_version") {
-                details.insert("server_version".to_owned(), version);
+            if let Some(version) = texts
+                .iter()
+                .find_map(|(_, text)| memory::info_field(text, "redis_version"))
+            {
+                details.insert("server_version".to_owned(), version.to_owned());
             }
+            let nodes = NodeMemory::of_reply(&info, endpoint);
+            let evicting = memory::evicting(&nodes, &self.config);
+            if let Some(node) = nodes.first() {
+                details.insert("maxmemory".to_owned(), node.maxmemory.to_string());
+                details.insert("maxmemory_policy".to_owned(), node.policy.clone());
+            }
+            if let Some(node) = evicting {
+                details.insert("eviction".to_owned(), node.describe());
+            }
+            let refused = evicting.is_some() && !self.config.allow_eviction;
             let status = self.client.pool.status();
             details.insert(
                 "mode".to_owned(),
@@ -1603,7 +1653,7 @@ impl StorageBackend for RedisBackend {
             details.insert("namespace".to_owned(), self.config.namespace.clone());
             Ok(HealthStatus {
                 backend: BACKEND.to_owned(),
-                healthy: pong == "PONG",
+                healthy: pong == "PONG" && !refused,
                 latency_ms,
                 details,
             })
@@ -1647,25 +1697,4 @@ impl StorageBackend for RedisBackend {
             .await
             .map_err(op("cleanup_expired_sessions"))
     }
-}
-
-/// The value of `name` in an `INFO` reply (one text, or one per cluster node).
-fn find_info_field(info: &Value, name: &str) -> Option<String> {
-    let text = match info {
-        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        Value::VerbatimString { text, .. } => text.clone(),
-        Value::SimpleString(text) => text.clone(),
-        Value::Map(entries) => {
-            return entries
-                .iter()
-                .find_map(|(_, value)| find_info_field(value, name))
-        }
-        Value::Array(values) => {
-            return values.iter().find_map(|value| find_info_field(value, name))
-        }
-        _ => return None,
-    };
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .map(|value| value.trim().to_owned())
 }

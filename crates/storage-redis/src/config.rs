@@ -55,6 +55,12 @@ pub struct RedisConfig {
     /// system roots, for `rediss://` URLs (needs the crate's `tls` feature). Standalone
     /// servers only: a cluster verifies against the system roots.
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Accept a server that may evict this backend's keys (`maxmemory` set with a
+    /// `maxmemory-policy` other than `noeviction`; a `volatile-*` policy counts only when a
+    /// TTL above is set). Off by default: `initialize` refuses such a server with a
+    /// `Config` error and `health_check` reports it unhealthy, because an evicted key is an
+    /// acknowledged write lost.
+    pub allow_eviction: bool,
 }
 
 impl Default for RedisConfig {
@@ -76,6 +82,7 @@ impl Default for RedisConfig {
             artifact_ttl_secs: None,
             max_artifact_bytes: Some(256 * 1024 * 1024),
             tls_ca_file: None,
+            allow_eviction: false,
         }
     }
 }
@@ -219,6 +226,7 @@ impl fmt::Debug for RedisConfig {
             .field("artifact_ttl_secs", &self.artifact_ttl_secs)
             .field("max_artifact_bytes", &self.max_artifact_bytes)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("allow_eviction", &self.allow_eviction)
             .finish()
     }
 }

@@ -40,6 +40,14 @@ fn describe(err: &RedisError) -> StorageError {
         )
     {
         StorageError::connection("redis connection failed")
+    } else if server_codes(err).iter().any(|code| code == "OOM") {
+        // `maxmemory` reached under `noeviction`: Redis refused the write whole (a script
+        // is refused before its first write), and takes writes again once memory is freed
+        // or the limit raised, as a full disk does.
+        StorageError::backend(
+            "redis is out of memory (used memory is over its maxmemory): the write was refused",
+        )
+        .with_temporary(true)
     } else if is_temporary_server_error(err) {
         StorageError::backend("redis is not ready").with_temporary(true)
     } else {
@@ -58,21 +66,24 @@ fn describe(err: &RedisError) -> StorageError {
     }
 }
 
+/// The codes of every server error in `err`: one for a command, one per failed command of
+/// a pipeline (whose own `code` names only the first, and only a code the driver knows).
+fn server_codes(err: &RedisError) -> Vec<String> {
+    err.clone()
+        .into_server_errors()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|(_, error)| error.code().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn is_temporary_server_error(err: &RedisError) -> bool {
-    matches!(
-        err.kind(),
-        RedisKind::Server(
-            ServerErrorKind::ReadOnly
-                | ServerErrorKind::BusyLoading
-                | ServerErrorKind::MasterDown
-                | ServerErrorKind::TryAgain
-                | ServerErrorKind::ClusterDown
-                | ServerErrorKind::Moved
-                | ServerErrorKind::Ask
-        )
-    ) || err
-        .code()
-        .is_some_and(|code| TEMPORARY_CODES.contains(&code))
+    server_codes(err)
+        .iter()
+        .any(|code| TEMPORARY_CODES.contains(&code.as_str()))
 }
 
 /// Classifies a pool error: waiting for or creating a connection that does not come is

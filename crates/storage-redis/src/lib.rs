@@ -22,6 +22,7 @@ mod backend;
 mod config;
 mod error;
 mod keys;
+mod memory;
 mod pool;
 mod scripts;
 

@@ -1,6 +1,6 @@
 //! [`RedisBackend`]: every store trait on Redis.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use storage_core::carried::admit;
 
@@ -329,6 +329,38 @@ impl RedisBackend {
         self.client.pipeline::<()>(&pipe).await
     }
 
+    /// Indexes sessions about to be created, before their records: the indexes live in
+    /// another slot, so no script writes both, and a create that fails after this leaves an
+    /// entry whose record is missing (readers skip it, cleanup removes it), never a session
+    /// that no listing or cleanup finds. `NX` leaves an existing session's entries as they
+    /// are. Returns the ids whose entries were all added here.
+    async fn index_new(&self, records: &[Session]) -> Result<HashSet<String>> {
+        if records.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut pipe = redis::pipe();
+        for record in records {
+            let micros = time::to_micros(record.last_activity);
+            for key in [
+                self.keys.activity(),
+                self.keys.user_activity(&record.user_id),
+            ] {
+                pipe.cmd("ZADD")
+                    .arg(key)
+                    .arg("NX")
+                    .arg(micros)
+                    .arg(&record.id);
+            }
+        }
+        let added: Vec<i64> = self.client.pipeline(&pipe).await?;
+        Ok(records
+            .iter()
+            .zip(added.chunks(2))
+            .filter(|(_, added)| added.iter().all(|&n| n == 1))
+            .map(|(record, _)| record.id.clone())
+            .collect())
+    }
+
     async fn unindex(&self, entries: &[(String, Option<String>)]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -429,6 +461,7 @@ impl RedisBackend {
         let now = time::now();
         let ttl = ttl_ms(self.config.session_ttl_secs);
         let records: Vec<Session> = sessions.into_iter().map(|s| s.into_session(now)).collect();
+        let fresh = self.index_new(&records).await?;
         let mut cmds = Vec::with_capacity(records.len());
         for record in &records {
             let key = self.keys.session(&record.id).session;
@@ -449,9 +482,12 @@ impl RedisBackend {
                 outcome.already_existed.push(record.id);
             }
         }
+        // A created session whose entries were there already (left by an earlier session
+        // of that id) moves them up to its own activity.
         let entries: Vec<(&str, &str, i64)> = outcome
             .created
             .iter()
+            .filter(|s| !fresh.contains(&s.id))
             .map(|s| {
                 (
                     s.id.as_str(),
@@ -846,6 +882,8 @@ impl RedisBackend {
                 "thread {source_id:?} has no checkpoints"
             )));
         }
+        // Indexed first, as a put is (see `put_checkpoint`).
+        self.index_runs(&copied).await?;
         let arg_refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let done: i64 = self
             .client
@@ -856,7 +894,6 @@ impl RedisBackend {
                 "thread {target_id:?} already has checkpoints"
             )));
         }
-        self.index_runs(&copied).await?;
         Ok(copied.len() as u64)
     }
 
@@ -1223,6 +1260,10 @@ impl CheckpointStore for RedisBackend {
                 args.push(field.as_bytes());
                 args.push(value);
             }
+            // The run index is another slot: written first, so a put that fails after it
+            // leaves an entry without its checkpoint (which `delete_for_runs` skips), never
+            // a checkpoint that `delete_for_runs` cannot find.
+            self.index_runs([&record]).await?;
             self.client
                 .eval::<()>(
                     &self.scripts.put_checkpoint,
@@ -1238,8 +1279,7 @@ impl CheckpointStore for RedisBackend {
                     ],
                     &args,
                 )
-                .await?;
-            self.index_runs([&record]).await
+                .await
         }
         .await
         .map_err(op("put_checkpoint"))

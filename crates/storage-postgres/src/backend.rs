@@ -1,6 +1,6 @@
 //! The backend value, its connection pool, and the store traits, each operation delegating
-//! to its implementation in the store's module and finishing through [`finish`] so errors
-//! are classified and named in one place.
+//! to its implementation in the store's module and finishing through
+//! [`PostgresBackend::finish`] so errors are classified and named in one place.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,7 +19,8 @@ use storage_core::{
 };
 
 use crate::config::PostgresConfig;
-use crate::error::{finish, PgResult, BACKEND};
+use crate::error::{PgResult, BACKEND};
+use crate::read_only::Retirement;
 use crate::retention::Kind;
 use crate::sql::Sql;
 
@@ -32,6 +33,8 @@ pub struct PostgresBackend {
     pub(crate) config: PostgresConfig,
     /// `host:port` of the server(s), for connection errors.
     endpoint: String,
+    /// Connections to retire once the server refuses a write as read-only.
+    retirement: std::sync::Arc<Retirement>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -63,7 +66,9 @@ impl PostgresBackend {
             _ => Manager::from_config(driver_config, tokio_postgres::NoTls, manager_config),
         };
         let connect = Duration::from_millis(config.connect_timeout_ms);
+        let retirement = Retirement::new();
         let pool = Pool::builder(manager)
+            .pre_recycle(retirement.hook())
             .max_size(config.pool_size)
             // Without a runtime deadpool ignores its timeouts and `get` can wait forever.
             .runtime(Runtime::Tokio1)
@@ -78,7 +83,19 @@ impl PostgresBackend {
             pool,
             config,
             endpoint,
+            retirement,
         })
+    }
+
+    /// Finishes an operation through [`crate::error::finish`]; a write the server refused
+    /// as read-only first retires the pooled connections (see [`crate::read_only`]).
+    fn finish<T>(&self, operation: &'static str, result: PgResult<T>) -> Result<T> {
+        if let Err(failure) = &result {
+            if failure.is_read_only() {
+                self.retirement.retire_open_connections();
+            }
+        }
+        crate::error::finish(operation, result)
     }
 
     /// The configuration the backend was built with.
@@ -245,35 +262,35 @@ pub(crate) fn to_u64(value: i64) -> u64 {
 impl SessionStore for PostgresBackend {
     async fn create_session(&self, session: NewSession) -> Result<Session> {
         let session = admit("create_session", session)?;
-        finish("create_session", self.create_session_op(session).await)
+        self.finish("create_session", self.create_session_op(session).await)
     }
     async fn create_sessions(&self, sessions: Vec<NewSession>) -> Result<BatchCreate> {
         let sessions = admit("create_sessions", sessions)?;
-        finish("create_sessions", self.create_sessions_op(sessions).await)
+        self.finish("create_sessions", self.create_sessions_op(sessions).await)
     }
     async fn get_session(&self, id: &str) -> Result<Option<Session>> {
-        finish("get_session", self.get_session_op(id).await)
+        self.finish("get_session", self.get_session_op(id).await)
     }
     async fn get_sessions(&self, ids: &[String]) -> Result<Vec<Option<Session>>> {
-        finish("get_sessions", self.get_sessions_op(ids).await)
+        self.finish("get_sessions", self.get_sessions_op(ids).await)
     }
     async fn update_session(&self, id: &str, update: SessionUpdate) -> Result<Session> {
         let update = admit("update_session", update)?;
-        finish("update_session", self.update_session_op(id, update).await)
+        self.finish("update_session", self.update_session_op(id, update).await)
     }
     async fn end_session(&self, id: &str, status: SessionStatus) -> Result<Session> {
-        finish("end_session", self.end_session_op(id, status).await)
+        self.finish("end_session", self.end_session_op(id, status).await)
     }
     async fn delete_session(&self, id: &str) -> Result<bool> {
-        finish("delete_session", self.delete_session_op(id).await)
+        self.finish("delete_session", self.delete_session_op(id).await)
     }
     async fn list_sessions(&self, query: SessionQuery) -> Result<Page<Session>> {
-        finish("list_sessions", self.list_sessions_op(query).await)
+        self.finish("list_sessions", self.list_sessions_op(query).await)
     }
 
     async fn import_session(&self, session: Session) -> Result<()> {
         let session = admit("import_session", session)?;
-        finish("import_session", self.import_session_op(session).await)
+        self.finish("import_session", self.import_session_op(session).await)
     }
 }
 
@@ -282,7 +299,7 @@ impl ConversationStore for PostgresBackend {
     async fn append_message(&self, session_id: &str, message: NewMessage) -> Result<Message> {
         let message = admit("append_message", message)?;
         let appended = self.append_messages_op(session_id, vec![message]).await;
-        finish(
+        self.finish(
             "append_message",
             appended.map(|mut messages| messages.remove(0)),
         )
@@ -293,7 +310,7 @@ impl ConversationStore for PostgresBackend {
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Message>> {
         let messages = admit("append_messages", messages)?;
-        finish(
+        self.finish(
             "append_messages",
             self.append_messages_op(session_id, messages).await,
         )
@@ -303,26 +320,26 @@ impl ConversationStore for PostgresBackend {
         session_id: &str,
         limit: usize,
     ) -> Result<Vec<Message>> {
-        finish(
+        self.finish(
             "get_conversation_history",
             self.get_messages_op(session_id, MessageRange::last(limit))
                 .await,
         )
     }
     async fn get_messages(&self, session_id: &str, range: MessageRange) -> Result<Vec<Message>> {
-        finish(
+        self.finish(
             "get_messages",
             self.get_messages_op(session_id, range).await,
         )
     }
     async fn pop_last_message(&self, session_id: &str) -> Result<Option<Message>> {
-        finish(
+        self.finish(
             "pop_last_message",
             self.pop_last_message_op(session_id).await,
         )
     }
     async fn clear_conversation(&self, session_id: &str) -> Result<u64> {
-        finish(
+        self.finish(
             "clear_conversation",
             self.clear_conversation_op(session_id).await,
         )
@@ -335,7 +352,7 @@ impl ConversationStore for PostgresBackend {
         keep_replaced: bool,
     ) -> Result<Message> {
         let summary = admit("compact_conversation", summary)?;
-        finish(
+        self.finish(
             "compact_conversation",
             self.compact_conversation_op(session_id, up_to, summary, keep_replaced)
                 .await,
@@ -346,20 +363,20 @@ impl ConversationStore for PostgresBackend {
         session_id: &str,
         summary_sequence: u64,
     ) -> Result<Vec<Message>> {
-        finish(
+        self.finish(
             "get_replaced_messages",
             self.get_replaced_messages_op(session_id, summary_sequence)
                 .await,
         )
     }
     async fn rewind_conversation(&self, session_id: &str, sequence: u64) -> Result<u64> {
-        finish(
+        self.finish(
             "rewind_conversation",
             self.rewind_conversation_op(session_id, sequence).await,
         )
     }
     async fn retain_messages(&self, retention: Retention) -> Result<u64> {
-        finish(
+        self.finish(
             "retain_messages",
             self.retain_op(Kind::Messages, retention).await,
         )
@@ -367,7 +384,7 @@ impl ConversationStore for PostgresBackend {
 
     async fn import_messages(&self, session_id: &str, messages: Vec<Message>) -> Result<u64> {
         let messages = admit("import_messages", messages)?;
-        finish(
+        self.finish(
             "import_messages",
             self.import_messages_op(session_id, messages).await,
         )
@@ -378,7 +395,7 @@ impl ConversationStore for PostgresBackend {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>> {
-        finish(
+        self.finish(
             "list_conversation_ids",
             self.list_conversation_ids_op(after, limit).await,
         )
@@ -393,14 +410,14 @@ impl CheckpointStore for PostgresBackend {
         new_versions: ChannelVersions,
     ) -> Result<()> {
         let checkpoint = admit("put_checkpoint", checkpoint)?;
-        finish(
+        self.finish(
             "put_checkpoint",
             self.put_checkpoint_op(checkpoint, new_versions).await,
         )
     }
     async fn put_checkpoints(&self, puts: Vec<(Checkpoint, ChannelVersions)>) -> Result<()> {
         let puts = admit("put_checkpoints", puts)?;
-        finish("put_checkpoints", self.put_checkpoints_op(puts).await)
+        self.finish("put_checkpoints", self.put_checkpoints_op(puts).await)
     }
     async fn get_checkpoint(
         &self,
@@ -408,7 +425,7 @@ impl CheckpointStore for PostgresBackend {
         namespace: &str,
         checkpoint_id: Option<&str>,
     ) -> Result<Option<CheckpointTuple>> {
-        finish(
+        self.finish(
             "get_checkpoint",
             self.get_checkpoint_op(thread_id, namespace, checkpoint_id)
                 .await,
@@ -416,7 +433,7 @@ impl CheckpointStore for PostgresBackend {
     }
     async fn list_checkpoints(&self, query: CheckpointQuery) -> Result<Vec<CheckpointTuple>> {
         let query = admit("list_checkpoints", query)?;
-        finish("list_checkpoints", self.list_checkpoints_op(query).await)
+        self.finish("list_checkpoints", self.list_checkpoints_op(query).await)
     }
     async fn put_writes(
         &self,
@@ -426,49 +443,49 @@ impl CheckpointStore for PostgresBackend {
         writes: Vec<(String, ChannelValue)>,
     ) -> Result<()> {
         let writes = admit("put_writes", writes)?;
-        finish(
+        self.finish(
             "put_writes",
             self.put_writes_op(key, task_id, task_path, writes).await,
         )
     }
     async fn get_writes(&self, key: CheckpointKey) -> Result<Vec<PendingWrite>> {
-        finish("get_writes", self.get_writes_op(key).await)
+        self.finish("get_writes", self.get_writes_op(key).await)
     }
     async fn search_checkpoints(&self, search: CheckpointSearch) -> Result<Page<CheckpointTuple>> {
         let search = admit("search_checkpoints", search)?;
-        finish(
+        self.finish(
             "search_checkpoints",
             self.search_checkpoints_op(search).await,
         )
     }
     async fn delete_thread(&self, thread_id: &str) -> Result<u64> {
-        finish("delete_thread", self.delete_thread_op(thread_id).await)
+        self.finish("delete_thread", self.delete_thread_op(thread_id).await)
     }
     async fn prune_checkpoints(&self, thread_id: &str, keep_last: usize) -> Result<u64> {
-        finish(
+        self.finish(
             "prune_checkpoints",
             self.prune_checkpoints_op(thread_id, keep_last).await,
         )
     }
     async fn retain_checkpoints(&self, retention: Retention) -> Result<u64> {
-        finish(
+        self.finish(
             "retain_checkpoints",
             self.retain_op(Kind::Checkpoints, retention).await,
         )
     }
     async fn copy_thread(&self, source_thread_id: &str, target_thread_id: &str) -> Result<u64> {
-        finish(
+        self.finish(
             "copy_thread",
             self.copy_thread_op(source_thread_id, target_thread_id)
                 .await,
         )
     }
     async fn delete_for_runs(&self, run_ids: &[String]) -> Result<u64> {
-        finish("delete_for_runs", self.delete_for_runs_op(run_ids).await)
+        self.finish("delete_for_runs", self.delete_for_runs_op(run_ids).await)
     }
 
     async fn list_thread_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        finish(
+        self.finish(
             "list_thread_ids",
             self.list_thread_ids_op(after, limit).await,
         )
@@ -482,7 +499,7 @@ impl TaskContextStore for PostgresBackend {
         scope: ContextScope,
         version: Option<u64>,
     ) -> Result<Option<TaskContext>> {
-        finish("get_context", self.get_context_op(scope, version).await)
+        self.finish("get_context", self.get_context_op(scope, version).await)
     }
     async fn list_context_versions(
         &self,
@@ -490,7 +507,7 @@ impl TaskContextStore for PostgresBackend {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<TaskContext>> {
-        finish(
+        self.finish(
             "list_context_versions",
             self.list_context_versions_op(scope, before, limit).await,
         )
@@ -503,17 +520,17 @@ impl TaskContextStore for PostgresBackend {
         keep_versions: u32,
     ) -> Result<TaskContext> {
         let value = admit("store_context", value)?;
-        finish(
+        self.finish(
             "store_context",
             self.store_context_op(scope, value, expected, keep_versions)
                 .await,
         )
     }
     async fn delete_context(&self, scope: ContextScope) -> Result<bool> {
-        finish("delete_context", self.delete_context_op(scope).await)
+        self.finish("delete_context", self.delete_context_op(scope).await)
     }
     async fn retain_context_versions(&self, retention: Retention) -> Result<u64> {
-        finish(
+        self.finish(
             "retain_context_versions",
             self.retain_op(Kind::ContextVersions, retention).await,
         )
@@ -521,7 +538,7 @@ impl TaskContextStore for PostgresBackend {
 
     async fn import_task_context(&self, context: TaskContext) -> Result<bool> {
         let context = admit("import_task_context", context)?;
-        finish(
+        self.finish(
             "import_task_context",
             self.import_task_context_op(context).await,
         )
@@ -532,7 +549,7 @@ impl TaskContextStore for PostgresBackend {
         after: Option<ContextScope>,
         limit: usize,
     ) -> Result<Vec<ContextScope>> {
-        finish(
+        self.finish(
             "list_context_scopes",
             self.list_context_scopes_op(after, limit).await,
         )
@@ -548,7 +565,7 @@ impl ArtifactStore for PostgresBackend {
         artifact: NewArtifact,
     ) -> Result<ArtifactMeta> {
         let artifact = admit("save_artifact", artifact)?;
-        finish(
+        self.finish(
             "save_artifact",
             self.save_artifact_op(scope, name, artifact).await,
         )
@@ -559,7 +576,7 @@ impl ArtifactStore for PostgresBackend {
         name: &str,
         version: Option<u64>,
     ) -> Result<Option<Artifact>> {
-        finish(
+        self.finish(
             "get_artifact",
             self.get_artifact_op(scope, name, version).await,
         )
@@ -570,38 +587,38 @@ impl ArtifactStore for PostgresBackend {
         name: &str,
         version: Option<u64>,
     ) -> Result<Option<ArtifactMeta>> {
-        finish(
+        self.finish(
             "get_artifact_meta",
             self.get_artifact_meta_op(scope, name, version).await,
         )
     }
     async fn list_artifacts(&self, scope: &str) -> Result<Vec<String>> {
-        finish("list_artifacts", self.list_artifacts_op(scope).await)
+        self.finish("list_artifacts", self.list_artifacts_op(scope).await)
     }
     async fn list_artifact_versions(&self, scope: &str, name: &str) -> Result<Vec<ArtifactMeta>> {
-        finish(
+        self.finish(
             "list_artifact_versions",
             self.list_artifact_versions_op(scope, name).await,
         )
     }
     async fn delete_artifact(&self, scope: &str, name: &str, version: Option<u64>) -> Result<u64> {
-        finish(
+        self.finish(
             "delete_artifact",
             self.delete_artifact_op(scope, name, version).await,
         )
     }
     async fn clear_artifacts(&self, scope: &str) -> Result<u64> {
-        finish("clear_artifacts", self.clear_artifacts_op(scope).await)
+        self.finish("clear_artifacts", self.clear_artifacts_op(scope).await)
     }
     async fn retain_artifact_versions(&self, retention: Retention) -> Result<u64> {
-        finish(
+        self.finish(
             "retain_artifact_versions",
             self.retain_op(Kind::ArtifactVersions, retention).await,
         )
     }
 
     async fn list_artifact_scopes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        finish(
+        self.finish(
             "list_artifact_scopes",
             self.list_artifact_scopes_op(after, limit).await,
         )
@@ -609,7 +626,7 @@ impl ArtifactStore for PostgresBackend {
 
     async fn import_artifact(&self, artifact: Artifact) -> Result<bool> {
         let artifact = admit("import_artifact", artifact)?;
-        finish("import_artifact", self.import_artifact_op(artifact).await)
+        self.finish("import_artifact", self.import_artifact_op(artifact).await)
     }
 }
 
@@ -620,7 +637,7 @@ impl StorageBackend for PostgresBackend {
     }
 
     async fn initialize(&self) -> Result<()> {
-        finish("initialize", self.initialize_op().await)
+        self.finish("initialize", self.initialize_op().await)
     }
 
     async fn close(&self) -> Result<()> {
@@ -629,7 +646,7 @@ impl StorageBackend for PostgresBackend {
     }
 
     async fn health_check(&self) -> Result<HealthStatus> {
-        finish("health_check", self.health_op().await)
+        self.finish("health_check", self.health_op().await)
     }
 
     async fn get_metrics(&self) -> Result<BackendMetrics> {
@@ -648,7 +665,7 @@ impl StorageBackend for PostgresBackend {
     }
 
     async fn cleanup_expired_sessions(&self, max_idle: Duration) -> Result<u64> {
-        finish(
+        self.finish(
             "cleanup_expired_sessions",
             self.cleanup_expired_sessions_op(max_idle).await,
         )

@@ -53,6 +53,20 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// Whether the server refused a write because it is read-only (SQLSTATE 25006: a
+    /// standby, or `default_transaction_read_only` on).
+    pub(crate) fn is_read_only(&self) -> bool {
+        let driver = match self {
+            Failure::Driver(err) | Failure::Pool(PoolError::Backend(err)) => err,
+            _ => return false,
+        };
+        driver
+            .as_db_error()
+            .is_some_and(|db| *db.code() == SqlState::READ_ONLY_SQL_TRANSACTION)
+    }
+}
+
 /// Finishes an operation: classifies its failure and names the backend and operation.
 pub(crate) fn finish<T>(operation: &'static str, result: PgResult<T>) -> storage_core::Result<T> {
     result.map_err(|failure| {
@@ -165,7 +179,9 @@ fn driver_kind(err: &tokio_postgres::Error) -> (ErrorKind, bool) {
         let temporary = kind.is_temporary_by_default()
             || matches!(
                 code,
-                SqlState::T_R_SERIALIZATION_FAILURE | SqlState::T_R_DEADLOCK_DETECTED
+                SqlState::T_R_SERIALIZATION_FAILURE
+                    | SqlState::T_R_DEADLOCK_DETECTED
+                    | SqlState::READ_ONLY_SQL_TRANSACTION
             )
             || code.code().starts_with("53");
         return (kind, temporary);
@@ -201,6 +217,15 @@ fn classify_driver(err: tokio_postgres::Error) -> StorageError {
     let (kind, temporary) = driver_kind(&err);
     if let Some(db) = err.as_db_error() {
         let message = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        // A failover's old primary, now a standby, says only "read-only transaction".
+        let message = if *db.code() == SqlState::READ_ONLY_SQL_TRANSACTION {
+            format!(
+                "postgres refused the write as read-only (a standby, as after a failover, or \
+                 default_transaction_read_only on): {message}"
+            )
+        } else {
+            message
+        };
         return StorageError::new(kind, message)
             .with_temporary(temporary)
             .with_source(err);

@@ -33,6 +33,7 @@ mod config;
 mod conversation;
 mod error;
 mod import;
+mod read_only;
 mod retention;
 pub mod schema;
 mod sessions;

@@ -1,0 +1,201 @@
+//! A server that turns read-only under the pool, as a failover's old primary does.
+//!
+//! A write it refuses (SQLSTATE 25006) is a temporary `Backend` error that says why, and
+//! changes nothing. The pooled connections opened before that refusal are not handed out
+//! again: the next write opens a new connection, which a proxy (standing in for the DNS name
+//! or load balancer a failover re-points) now leads to the new primary. Before, the pool
+//! kept handing out the connection to the old primary, and every write failed until the
+//! process restarted.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use storage_core::prelude::*;
+use storage_core::{ErrorKind, NewMessage, NewSession, StorageError};
+use storage_postgres::{PostgresBackend, PostgresConfig};
+use storage_testkit::servers::postgres::PostgresServer;
+use tokio_postgres::NoTls;
+
+/// A loopback TCP proxy whose new connections go to whichever port it points at;
+/// connections made before a switch stay with their server.
+struct SwitchProxy {
+    port: u16,
+    upstream: Arc<AtomicU16>,
+}
+
+impl SwitchProxy {
+    fn to(upstream_port: u16) -> SwitchProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = Arc::new(AtomicU16::new(upstream_port));
+        let target = Arc::clone(&upstream);
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let to = target.load(Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        SwitchProxy { port, upstream }
+    }
+
+    fn switch_to(&self, upstream_port: u16) {
+        self.upstream.store(upstream_port, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` into `to` on a thread of its own until either side closes.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    thread::spawn(move || {
+        let mut buffer = [0u8; 16 * 1024];
+        while let Ok(n) = from.read(&mut buffer) {
+            if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+/// Runs each statement on its own (`ALTER SYSTEM` refuses a multi-statement string, which
+/// is one transaction).
+async fn sql(url: &str, statements: &[&str]) {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    let driver = tokio::spawn(connection);
+    for statement in statements {
+        client.batch_execute(statement).await.unwrap();
+    }
+    drop(client);
+    let _ = driver.await;
+}
+
+/// Turns `default_transaction_read_only` on or off for every session of the server, the
+/// open ones included (a reload reaches them).
+async fn set_read_only(server: &PostgresServer, on: bool) {
+    let value = if on { "on" } else { "off" };
+    sql(
+        &server.url(),
+        &[
+            "SET default_transaction_read_only = off",
+            &format!("ALTER SYSTEM SET default_transaction_read_only = {value}"),
+            "SELECT pg_reload_conf()",
+        ],
+    )
+    .await;
+    // The reload reaches each backend process at its next command; give it a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+}
+
+fn backend_at(url: String) -> PostgresBackend {
+    let config = PostgresConfig::from_url(url)
+        .with_namespace("read_only_test")
+        .with_pool_size(4);
+    PostgresBackend::new(config).unwrap()
+}
+
+fn assert_read_only_refusal(err: &StorageError) {
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    assert!(
+        err.is_temporary(),
+        "a standby's refusal is temporary: {err}"
+    );
+    let shown = err.to_string();
+    assert!(shown.contains("read-only"), "{shown}");
+    assert!(shown.contains("25006"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_server_refuses_writes_for_now_and_changes_nothing() {
+    let server = PostgresServer::start();
+    let backend = backend_at(server.url());
+    backend.initialize().await.unwrap();
+    backend
+        .create_session(NewSession::new("s", "u"))
+        .await
+        .unwrap();
+    backend
+        .append_message("s", NewMessage::new("user", "before"))
+        .await
+        .unwrap();
+
+    set_read_only(&server, true).await;
+    let err = backend
+        .append_message("s", NewMessage::new("user", "refused"))
+        .await
+        .unwrap_err();
+    assert_read_only_refusal(&err);
+    // Reads go on; the refused write left nothing.
+    let history = backend.get_conversation_history("s", 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+
+    set_read_only(&server, false).await;
+    backend
+        .append_message("s", NewMessage::new("user", "after"))
+        .await
+        .unwrap();
+    let contents: Vec<String> = backend
+        .get_conversation_history("s", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.content.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(contents, ["before", "after"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_the_pool_leaves_the_old_primary() {
+    let old_primary = PostgresServer::start();
+    let new_primary = PostgresServer::start();
+    // The new primary holds the schema too (it would be a copy of the old one).
+    backend_at(new_primary.url()).initialize().await.unwrap();
+    let proxy = SwitchProxy::to(old_primary.port());
+    let url = old_primary.url().replace(
+        &format!(":{}/", old_primary.port()),
+        &format!(":{}/", proxy.port),
+    );
+    assert_ne!(url, old_primary.url(), "the URL goes through the proxy");
+    let backend = backend_at(url);
+    backend.initialize().await.unwrap();
+    backend
+        .create_session(NewSession::new("s", "u"))
+        .await
+        .unwrap();
+    // Fill the pool with connections to the old primary.
+    let warm: Vec<_> = (0..4)
+        .map(|_| backend.get_conversation_history("s", 1))
+        .collect();
+    for read in futures::future::join_all(warm).await {
+        read.unwrap();
+    }
+
+    // The failover: the old primary turns read-only, new connections lead to the new one.
+    set_read_only(&old_primary, true).await;
+    proxy.switch_to(new_primary.port());
+    let err = backend
+        .create_session(NewSession::new("s2", "u"))
+        .await
+        .unwrap_err();
+    assert_read_only_refusal(&err);
+    // The refusal retired every connection to the old primary: the next writes land on
+    // the new one.
+    backend
+        .create_session(NewSession::new("s2", "u"))
+        .await
+        .unwrap_or_else(|err| panic!("the write after the refusal: {err}"));
+    for n in 0..4 {
+        backend
+            .append_message("s2", NewMessage::new("user", format!("m{n}")))
+            .await
+            .unwrap_or_else(|err| panic!("write {n} after the failover: {err}"));
+    }
+    let on_new = backend_at(new_primary.url());
+    let history = on_new.get_conversation_history("s2", 10).await.unwrap();
+    assert_eq!(history.len(), 4, "the writes reached the new primary");
+}

@@ -38,6 +38,7 @@ pub mod policy;
 pub mod prelude;
 pub mod redact;
 pub mod retention;
+pub mod retirement;
 pub mod search;
 pub mod session;
 pub mod task_context;

@@ -20,9 +20,9 @@ use storage_core::{
 
 use crate::config::PostgresConfig;
 use crate::error::{PgResult, BACKEND};
-use crate::read_only::Retirement;
 use crate::retention::Kind;
 use crate::sql::Sql;
+use storage_core::retirement::Retirement;
 
 /// The PostgreSQL backend: every store of the contract, in one schema of one database.
 ///
@@ -66,9 +66,9 @@ impl PostgresBackend {
             _ => Manager::from_config(driver_config, tokio_postgres::NoTls, manager_config),
         };
         let connect = Duration::from_millis(config.connect_timeout_ms);
-        let retirement = Retirement::new();
+        let retirement = std::sync::Arc::new(Retirement::new());
         let pool = Pool::builder(manager)
-            .pre_recycle(retirement.hook())
+            .pre_recycle(crate::read_only::hook(&retirement))
             .max_size(config.pool_size)
             // Without a runtime deadpool ignores its timeouts and `get` can wait forever.
             .runtime(Runtime::Tokio1)

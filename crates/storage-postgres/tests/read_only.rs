@@ -7,61 +7,12 @@
 //! kept handing out the connection to the old primary, and every write failed until the
 //! process restarted.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
-use std::thread;
-
 use storage_core::prelude::*;
 use storage_core::{ErrorKind, NewMessage, NewSession, StorageError};
 use storage_postgres::{PostgresBackend, PostgresConfig};
 use storage_testkit::servers::postgres::PostgresServer;
+use storage_testkit::servers::proxy::SwitchProxy;
 use tokio_postgres::NoTls;
-
-/// A loopback TCP proxy whose new connections go to whichever port it points at;
-/// connections made before a switch stay with their server.
-struct SwitchProxy {
-    port: u16,
-    upstream: Arc<AtomicU16>,
-}
-
-impl SwitchProxy {
-    fn to(upstream_port: u16) -> SwitchProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let upstream = Arc::new(AtomicU16::new(upstream_port));
-        let target = Arc::clone(&upstream);
-        thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let to = target.load(Ordering::SeqCst);
-                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
-                    continue;
-                };
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(server, client);
-            }
-        });
-        SwitchProxy { port, upstream }
-    }
-
-    fn switch_to(&self, upstream_port: u16) {
-        self.upstream.store(upstream_port, Ordering::SeqCst);
-    }
-}
-
-/// Copies `from` into `to` on a thread of its own until either side closes.
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    thread::spawn(move || {
-        let mut buffer = [0u8; 16 * 1024];
-        while let Ok(n) = from.read(&mut buffer) {
-            if n == 0 || to.write_all(&buffer[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(Shutdown::Both);
-    });
-}
 
 /// Runs each statement on its own (`ALTER SYSTEM` refuses a multi-statement string, which
 /// is one transaction).
@@ -158,7 +109,7 @@ async fn after_a_failover_the_pool_leaves_the_old_primary() {
     let proxy = SwitchProxy::to(old_primary.port());
     let url = old_primary.url().replace(
         &format!(":{}/", old_primary.port()),
-        &format!(":{}/", proxy.port),
+        &format!(":{}/", proxy.port()),
     );
     assert_ne!(url, old_primary.url(), "the URL goes through the proxy");
     let backend = backend_at(url);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod hung;
 pub mod postgres;
+pub mod proxy;
 pub mod redis;
 pub mod s3;
 pub mod tls;

@@ -1,6 +1,6 @@
 //! [`RedisBackend`]: every store trait on Redis.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use storage_core::carried::admit;
 
@@ -56,7 +56,11 @@ impl RedisBackend {
     async fn check_eviction(&self) -> Result<()> {
         let info: Value = match self.client.query(redis::cmd("INFO").arg("memory")).await {
             Ok(info) => info,
-            Err(err) if err.kind() == storage_core::ErrorKind::Config => {
+            // Not allowed to this user (`NOPERM`), or renamed away (`unknown command`).
+            Err(err)
+                if err.kind() == storage_core::ErrorKind::Config
+                    || err.to_string().contains("unknown command") =>
+            {
                 tracing::warn!(
                     server = self.client.pool.endpoint(),
                     error = %err,
@@ -68,6 +72,13 @@ impl RedisBackend {
             Err(err) => return Err(err),
         };
         let nodes = NodeMemory::of_reply(&info, self.client.pool.endpoint());
+        if nodes.is_empty() {
+            tracing::warn!(
+                server = self.client.pool.endpoint(),
+                "redis: INFO memory shows no maxmemory-policy; make sure it is noeviction, or \
+                 keys may be evicted"
+            );
+        }
         match memory::evicting(&nodes, &self.config) {
             None => Ok(()),
             Some(node) if self.config.allow_eviction => {
@@ -329,14 +340,14 @@ impl RedisBackend {
         self.client.pipeline::<()>(&pipe).await
     }
 
-    /// Indexes sessions about to be created, before their records: the indexes live in
-    /// another slot, so no script writes both, and a create that fails after this leaves an
-    /// entry whose record is missing (readers skip it, cleanup removes it), never a session
-    /// that no listing or cleanup finds. `NX` leaves an existing session's entries as they
-    /// are. Returns the ids whose entries were all added here.
-    async fn index_new(&self, records: &[Session]) -> Result<HashSet<String>> {
+    /// Indexes sessions about to be created or imported, before their records: the
+    /// indexes live in another slot, so no script writes both, and a write that fails after
+    /// this leaves an activity entry whose record is missing (readers skip it, cleanup
+    /// removes it), never a session that no listing or cleanup finds. `NX` leaves an
+    /// existing session's entries as they are; the caller indexes again after its script.
+    pub(super) async fn index_new(&self, records: &[Session]) -> Result<()> {
         if records.is_empty() {
-            return Ok(HashSet::new());
+            return Ok(());
         }
         let mut pipe = redis::pipe();
         for record in records {
@@ -349,16 +360,11 @@ impl RedisBackend {
                     .arg(key)
                     .arg("NX")
                     .arg(micros)
-                    .arg(&record.id);
+                    .arg(&record.id)
+                    .ignore();
             }
         }
-        let added: Vec<i64> = self.client.pipeline(&pipe).await?;
-        Ok(records
-            .iter()
-            .zip(added.chunks(2))
-            .filter(|(_, added)| added.iter().all(|&n| n == 1))
-            .map(|(record, _)| record.id.clone())
-            .collect())
+        self.client.pipeline::<()>(&pipe).await
     }
 
     async fn unindex(&self, entries: &[(String, Option<String>)]) -> Result<()> {
@@ -461,7 +467,6 @@ impl RedisBackend {
         let now = time::now();
         let ttl = ttl_ms(self.config.session_ttl_secs);
         let records: Vec<Session> = sessions.into_iter().map(|s| s.into_session(now)).collect();
-        let fresh = self.index_new(&records).await?;
         let mut cmds = Vec::with_capacity(records.len());
         for record in &records {
             let key = self.keys.session(&record.id).session;
@@ -473,6 +478,7 @@ impl RedisBackend {
             }
             cmds.push(eval_cmd(&self.scripts.create_session, &[&key], &args));
         }
+        self.index_new(&records).await?;
         let replies = self.client.query_many(cmds).await?;
         let mut outcome = BatchCreate::default();
         for (record, reply) in records.into_iter().zip(replies) {
@@ -482,12 +488,12 @@ impl RedisBackend {
                 outcome.already_existed.push(record.id);
             }
         }
-        // A created session whose entries were there already (left by an earlier session
-        // of that id) moves them up to its own activity.
+        // Again after the script, as before this ordering: an entry a concurrent delete of
+        // the same id removed in between (it saw no record) is back, and one left by an
+        // earlier session of that id moves up to this one's activity.
         let entries: Vec<(&str, &str, i64)> = outcome
             .created
             .iter()
-            .filter(|s| !fresh.contains(&s.id))
             .map(|s| {
                 (
                     s.id.as_str(),
@@ -882,8 +888,6 @@ impl RedisBackend {
                 "thread {source_id:?} has no checkpoints"
             )));
         }
-        // Indexed first, as a put is (see `put_checkpoint`).
-        self.index_runs(&copied).await?;
         let arg_refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let done: i64 = self
             .client
@@ -894,6 +898,7 @@ impl RedisBackend {
                 "thread {target_id:?} already has checkpoints"
             )));
         }
+        self.index_runs(&copied).await?;
         Ok(copied.len() as u64)
     }
 
@@ -1260,10 +1265,6 @@ impl CheckpointStore for RedisBackend {
                 args.push(field.as_bytes());
                 args.push(value);
             }
-            // The run index is another slot: written first, so a put that fails after it
-            // leaves an entry without its checkpoint (which `delete_for_runs` skips), never
-            // a checkpoint that `delete_for_runs` cannot find.
-            self.index_runs([&record]).await?;
             self.client
                 .eval::<()>(
                     &self.scripts.put_checkpoint,
@@ -1279,7 +1280,10 @@ impl CheckpointStore for RedisBackend {
                     ],
                     &args,
                 )
-                .await
+                .await?;
+            // After the script: `delete_for_runs` drops entries whose checkpoint it does not
+            // find, so an entry written before would be lost to a concurrent removal.
+            self.index_runs([&record]).await
         }
         .await
         .map_err(op("put_checkpoint"))
@@ -1666,16 +1670,18 @@ impl StorageBackend for RedisBackend {
             {
                 details.insert("server_version".to_owned(), version.to_owned());
             }
+            // The node that may evict this backend's keys, else the first: a policy changed
+            // at runtime shows here as a detail. The check stays healthy, since the server
+            // serves; one `CONFIG SET` turning a whole fleet unready would be worse.
             let nodes = NodeMemory::of_reply(&info, endpoint);
             let evicting = memory::evicting(&nodes, &self.config);
-            if let Some(node) = nodes.first() {
+            if let Some(node) = evicting.or(nodes.first()) {
                 details.insert("maxmemory".to_owned(), node.maxmemory.to_string());
                 details.insert("maxmemory_policy".to_owned(), node.policy.clone());
             }
             if let Some(node) = evicting {
                 details.insert("eviction".to_owned(), node.describe());
             }
-            let refused = evicting.is_some() && !self.config.allow_eviction;
             let status = self.client.pool.status();
             details.insert(
                 "mode".to_owned(),
@@ -1693,7 +1699,7 @@ impl StorageBackend for RedisBackend {
             details.insert("namespace".to_owned(), self.config.namespace.clone());
             Ok(HealthStatus {
                 backend: BACKEND.to_owned(),
-                healthy: pong == "PONG" && !refused,
+                healthy: pong == "PONG",
                 latency_ms,
                 details,
             })

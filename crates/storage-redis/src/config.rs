@@ -58,8 +58,8 @@ pub struct RedisConfig {
     /// Accept a server that may evict this backend's keys (`maxmemory` set with a
     /// `maxmemory-policy` other than `noeviction`; a `volatile-*` policy counts only when a
     /// TTL above is set). Off by default: `initialize` refuses such a server with a
-    /// `Config` error and `health_check` reports it unhealthy, because an evicted key is an
-    /// acknowledged write lost.
+    /// `Config` error, because an evicted key is an acknowledged write lost;
+    /// `health_check` names it in its `eviction` detail either way.
     pub allow_eviction: bool,
 }
 

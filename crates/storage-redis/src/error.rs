@@ -48,6 +48,12 @@ fn describe(err: &RedisError) -> StorageError {
             "redis is out of memory (used memory is over its maxmemory): the write was refused",
         )
         .with_temporary(true)
+    } else if is_read_only(err) {
+        StorageError::backend(
+            "redis refused the write as a read-only replica (as a demoted master is after a \
+             failover)",
+        )
+        .with_temporary(true)
     } else if is_temporary_server_error(err) {
         StorageError::backend("redis is not ready").with_temporary(true)
     } else {
@@ -78,6 +84,11 @@ fn server_codes(err: &RedisError) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether the server refused a write because it is a replica (`READONLY`).
+pub(crate) fn is_read_only(err: &RedisError) -> bool {
+    server_codes(err).iter().any(|code| code == "READONLY")
 }
 
 fn is_temporary_server_error(err: &RedisError) -> bool {

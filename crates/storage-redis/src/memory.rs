@@ -3,8 +3,8 @@
 //! Redis with a `maxmemory` limit deletes keys to make room unless its `maxmemory-policy`
 //! is `noeviction`. An evicted session, conversation head, index or checkpoint record is
 //! an acknowledged write lost, and a half-evicted conversation or namespace is one no
-//! script expects; so a server that may evict this backend's keys is refused unless
-//! `redis.allow_eviction` accepts that.
+//! script expects; so a server that may evict this backend's keys is refused at
+//! `initialize` unless `redis.allow_eviction` accepts that, and shown by `health_check`.
 
 use deadpool_redis::redis::Value;
 use storage_core::StorageError;
@@ -111,7 +111,8 @@ pub(crate) fn expiring(config: &RedisConfig) -> bool {
         config.artifact_ttl_secs,
     ]
     .iter()
-    .any(Option::is_some)
+    // A TTL of 0 sets no expiry (see `ttl_ms`).
+    .any(|ttl| ttl.is_some_and(|secs| secs > 0))
 }
 
 /// The first node of `nodes` that may evict this configuration's keys.
@@ -126,9 +127,14 @@ pub(crate) fn evicting<'a>(
 /// The error `initialize` answers for a node that may evict keys, unless
 /// `redis.allow_eviction` is set: configuration, which no retry fixes.
 pub(crate) fn refusal(node: &NodeMemory) -> StorageError {
+    let volatile = if node.policy.starts_with("volatile-") {
+        " (or set no redis.*_ttl_secs: this policy evicts only keys with a TTL)"
+    } else {
+        ""
+    };
     StorageError::config(format!(
         "{}: an acknowledged write could be lost. Set maxmemory-policy noeviction (a full \
-         server then refuses writes with a temporary error, losing none), or set \
+         server then refuses writes with a temporary error, losing none){volatile}, or set \
          redis.allow_eviction = true to accept the loss",
         node.describe()
     ))

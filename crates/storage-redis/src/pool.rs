@@ -2,6 +2,7 @@
 //! checkout, deadline, error classification.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::redis::aio::ConnectionLike;
@@ -10,6 +11,7 @@ use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, Value,
 };
 use deadpool_redis::{Runtime, Status};
+use storage_core::retirement::Retirement;
 use storage_core::{Result, StorageError};
 
 use crate::config::RedisConfig;
@@ -19,6 +21,8 @@ use crate::scripts::Lua;
 /// A pool of multiplexed connections to one server, or of cluster connections.
 pub(crate) struct Pool {
     kind: PoolKind,
+    /// Standalone connections to retire once the server refuses a write as a replica.
+    retirement: Arc<Retirement>,
     /// `host:port` of the server or seed nodes, for connection errors.
     endpoint: String,
     connect_timeout_ms: u64,
@@ -146,6 +150,7 @@ impl Pool {
         let build_error = |err: deadpool_redis::BuildError| {
             StorageError::config(format!("redis pool: {err}")).with_backend(BACKEND)
         };
+        let retirement = Arc::new(Retirement::new());
         let timeouts = deadpool_redis::Timeouts {
             wait: Some(config.wait_timeout()),
             create: Some(config.connect_timeout()),
@@ -162,6 +167,7 @@ impl Pool {
                 .map_err(build_error)?;
             Ok(Pool {
                 kind: PoolKind::Cluster(pool),
+                retirement,
                 endpoint,
                 connect_timeout_ms: config.connect_timeout_ms,
             })
@@ -176,6 +182,7 @@ impl Pool {
             let manager =
                 deadpool_redis::Manager::new_with_config(info, connection).map_err(config_error)?;
             let pool = deadpool_redis::Pool::builder(manager)
+                .pre_recycle(retire_stale(&retirement))
                 .max_size(config.pool_size)
                 .timeouts(timeouts)
                 .runtime(Runtime::Tokio1)
@@ -183,6 +190,7 @@ impl Pool {
                 .map_err(build_error)?;
             Ok(Pool {
                 kind: PoolKind::Standalone(pool),
+                retirement,
                 endpoint,
                 connect_timeout_ms: config.connect_timeout_ms,
             })
@@ -192,6 +200,16 @@ impl Pool {
     /// `host:port` of the server or seed nodes.
     pub(crate) fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Notes a driver error: a write refused because the server is a replica now (as
+    /// after a failover that demoted it) retires every standalone connection opened before
+    /// it, so that new ones reach whatever the URL's host now leads to. A cluster
+    /// connection follows the cluster's topology by itself.
+    pub(crate) fn note(&self, err: &redis::RedisError) {
+        if crate::error::is_read_only(err) {
+            self.retirement.retire_open_connections();
+        }
     }
 
     pub(crate) fn is_cluster(&self) -> bool {
@@ -223,13 +241,40 @@ impl Pool {
     }
 }
 
+/// The standalone pool's pre-recycle hook: a connection opened before the server was
+/// found a replica is not handed out again.
+fn retire_stale(retirement: &Arc<Retirement>) -> deadpool_redis::Hook {
+    let retirement = Arc::clone(retirement);
+    deadpool_redis::Hook::sync_fn(move |_, metrics| {
+        if retirement.is_stale(metrics.created) {
+            Err(deadpool_redis::HookError::Message(
+                "opened before the server was found a replica".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    })
+}
+
 /// Runs `future` within `limit`, classifying its driver error.
 pub(crate) async fn within<T>(
     limit: Duration,
     future: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T> {
+    within_noting(limit, future, |_| {}).await
+}
+
+/// [`within`], showing a driver error to `note` before it is classified.
+async fn within_noting<T>(
+    limit: Duration,
+    future: impl Future<Output = redis::RedisResult<T>>,
+    note: impl FnOnce(&redis::RedisError),
+) -> Result<T> {
     match tokio::time::timeout(limit, future).await {
-        Ok(result) => result.map_err(classify),
+        Ok(result) => result.map_err(|err| {
+            note(&err);
+            classify(err)
+        }),
         Err(_) => Err(StorageError::timeout(format!(
             "redis did not answer within {} ms",
             limit.as_millis()
@@ -274,6 +319,12 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// Runs a command within `redis.command_timeout_ms`; a write a replica refused
+    /// (`READONLY`) retires the pooled connections (see [`Pool::note`]).
+    async fn within<T>(&self, future: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+        within_noting(self.command_timeout, future, |err| self.pool.note(err)).await
+    }
+
     /// Every key matching `pattern`, walked with `SCAN` (never `KEYS`): on a cluster,
     /// on every master in turn, each addressed by the address `CLUSTER NODES` gives.
     pub(crate) async fn scan_keys(&self, pattern: &str, count: usize) -> Result<Vec<String>> {
@@ -300,8 +351,7 @@ impl Client {
         let mut conn = self.pool.get().await?;
         let (next, page): (u64, Vec<String>) = match &mut conn {
             Conn::Standalone(_) => {
-                let reply: (u64, Vec<String>) =
-                    within(self.command_timeout, cmd.query_async(&mut conn)).await?;
+                let reply: (u64, Vec<String>) = self.within(cmd.query_async(&mut conn)).await?;
                 if reply.0 == 0 {
                     scan.done = true;
                 }
@@ -309,13 +359,13 @@ impl Client {
             }
             Conn::Cluster(cluster) => {
                 if scan.masters.is_none() {
-                    let nodes: String = within(
-                        self.command_timeout,
-                        redis::cmd("CLUSTER")
-                            .arg("NODES")
-                            .query_async(&mut **cluster),
-                    )
-                    .await?;
+                    let nodes: String = self
+                        .within(
+                            redis::cmd("CLUSTER")
+                                .arg("NODES")
+                                .query_async(&mut **cluster),
+                        )
+                        .await?;
                     scan.masters = Some(masters(&nodes));
                 }
                 let masters = scan.masters.as_deref().unwrap_or_default();
@@ -325,8 +375,7 @@ impl Client {
                 };
                 let routing =
                     RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
-                let reply =
-                    within(self.command_timeout, cluster.route_command(cmd, routing)).await?;
+                let reply = self.within(cluster.route_command(cmd, routing)).await?;
                 let reply: (u64, Vec<String>) = from_value(reply, "SCAN reply")?;
                 if reply.0 == 0 {
                     scan.node += 1;
@@ -342,13 +391,13 @@ impl Client {
     /// One command.
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         let mut conn = self.pool.get().await?;
-        within(self.command_timeout, cmd.query_async(&mut conn)).await
+        self.within(cmd.query_async(&mut conn)).await
     }
 
     /// A pipeline whose keys share one slot (any pipeline on a standalone server).
     pub(crate) async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T> {
         let mut conn = self.pool.get().await?;
-        within(self.command_timeout, pipe.query_async(&mut conn)).await
+        self.within(pipe.query_async(&mut conn)).await
     }
 
     /// A script (EVALSHA, loading it on NOSCRIPT).
@@ -366,7 +415,7 @@ impl Client {
             invocation.arg(*arg);
         }
         let mut conn = self.pool.get().await?;
-        within(self.command_timeout, invocation.invoke_async(&mut conn)).await
+        self.within(invocation.invoke_async(&mut conn)).await
     }
 
     /// Independent commands that may touch different slots, in one round trip where the
@@ -383,7 +432,7 @@ impl Client {
                 for cmd in cmds {
                     pipe.add_command(cmd);
                 }
-                within(self.command_timeout, pipe.query_async(&mut conn)).await
+                self.within(pipe.query_async(&mut conn)).await
             }
             Conn::Cluster(cluster) => {
                 let shared: &redis::cluster_async::ClusterConnection = cluster;
@@ -391,7 +440,7 @@ impl Client {
                     let mut handle = shared.clone();
                     async move { cmd.query_async::<Value>(&mut handle).await }
                 });
-                within(self.command_timeout, futures::future::try_join_all(calls)).await
+                self.within(futures::future::try_join_all(calls)).await
             }
         }
     }

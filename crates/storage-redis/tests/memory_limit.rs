@@ -5,8 +5,8 @@
 //! error" before), nothing acknowledged is lost, and the same backend writes again once
 //! the limit is raised. A server that may evict keys (`maxmemory` with another policy)
 //! would drop acknowledged writes under pressure, so `initialize` refuses it with a
-//! `Config` error naming the node and both settings, and `health_check` reports it
-//! unhealthy, unless `redis.allow_eviction` accepts the loss.
+//! `Config` error naming the node and both settings, unless `redis.allow_eviction` accepts
+//! the loss, and `health_check` names it in its details.
 
 use deadpool_redis::redis;
 use serde_json::json;
@@ -270,9 +270,10 @@ async fn a_server_that_may_evict_keys_is_refused_unless_allowed() {
     config_set(&running, "maxmemory", "100mb").await;
     let err = backend_for(&url, |_| {}).initialize().await.unwrap_err();
     assert_refused(&err, port, "allkeys-lru");
-    // A backend opened before the change sees it in its health.
+    // A backend opened before the change sees it in its health (which stays healthy: the
+    // server serves).
     let health = running.health_check().await.unwrap();
-    assert!(!health.healthy, "{health:?}");
+    assert!(health.healthy, "{health:?}");
     assert!(
         health.details["eviction"].contains("allkeys-lru"),
         "{health:?}"
@@ -292,6 +293,12 @@ async fn a_server_that_may_evict_keys_is_refused_unless_allowed() {
     let expiring = backend_for(&url, |config| config.checkpoint_ttl_secs = Some(3_600));
     let err = expiring.initialize().await.unwrap_err();
     assert_refused(&err, port, "volatile-lru");
+    assert!(err.to_string().contains("_ttl_secs"), "{err}");
+    // A TTL of 0 sets no expiry.
+    backend_for(&url, |config| config.checkpoint_ttl_secs = Some(0))
+        .initialize()
+        .await
+        .unwrap();
 
     config_set(&running, "maxmemory-policy", "noeviction").await;
     expiring.initialize().await.unwrap();
@@ -336,5 +343,9 @@ async fn a_cluster_node_that_may_evict_keys_is_named() {
     let err = cluster_backend().initialize().await.unwrap_err();
     assert_refused(&err, node.port(), "allkeys-lfu");
     let health = cluster_backend().health_check().await.unwrap();
-    assert!(!health.healthy, "{health:?}");
+    assert!(
+        health.details["eviction"].contains(&format!(":{}", node.port())),
+        "{health:?}"
+    );
+    assert_eq!(health.details["maxmemory_policy"], "allkeys-lfu");
 }

@@ -28,6 +28,7 @@ impl RedisBackend {
                 args.push(field.as_bytes());
                 args.push(value.as_bytes());
             }
+            self.index_new(std::slice::from_ref(&session)).await?;
             let previous_user: Option<String> = self
                 .client
                 .eval(&self.scripts.import_session, &[&key], &args)

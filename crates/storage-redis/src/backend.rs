@@ -367,19 +367,25 @@ impl RedisBackend {
         self.client.pipeline::<()>(&pipe).await
     }
 
-    async fn unindex(&self, entries: &[(String, Option<String>)]) -> Result<()> {
+    /// Removes sessions' index entries whose score is at most each one's bound (µs): an
+    /// entry that a create of the same id racing the removal has moved past the bound
+    /// stays, so the new session is not left out of the listings.
+    async fn unindex(&self, entries: &[(String, Option<String>, i64)]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for (id, user) in entries {
-            pipe.cmd("ZREM").arg(self.keys.activity()).arg(id).ignore();
-            if let Some(user) = user {
-                pipe.cmd("ZREM")
-                    .arg(self.keys.user_activity(user))
-                    .arg(id)
-                    .ignore();
-            }
+        for (id, user, bound) in entries {
+            let mut keys = vec![self.keys.activity()];
+            keys.extend(user.as_deref().map(|user| self.keys.user_activity(user)));
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let bound = bound.to_string();
+            pipe.add_command(eval_cmd(
+                &self.scripts.unindex_session,
+                &keys,
+                &[id.as_bytes(), bound.as_bytes()],
+            ))
+            .ignore();
         }
         self.client.pipeline::<()>(&pipe).await
     }
@@ -530,7 +536,8 @@ impl RedisBackend {
             match reply.first().map(String::as_str) {
                 Some("1") => {
                     removed.push(id.clone());
-                    stale.push((id.clone(), reply.get(1).cloned()));
+                    let activity = reply.get(2).and_then(|m| m.parse().ok()).unwrap_or(0);
+                    stale.push((id.clone(), reply.get(1).cloned(), activity));
                 }
                 Some("0") => {
                     let micros: i64 = reply.get(2).and_then(|m| m.parse().ok()).unwrap_or(0);
@@ -540,7 +547,14 @@ impl RedisBackend {
                         micros,
                     ));
                 }
-                _ => stale.push((id.clone(), None)),
+                // No record: an entry at most as new as the cleanup's cutoff is stale. A
+                // plain delete leaves the entry (readers skip it, cleanup removes it): it may
+                // be a create of this id that has indexed and not yet stored.
+                _ => {
+                    if let Some(cutoff) = cutoff {
+                        stale.push((id.clone(), None, cutoff));
+                    }
+                }
             }
         }
         self.unindex(&stale).await?;

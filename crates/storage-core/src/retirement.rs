@@ -46,11 +46,23 @@ impl Retirement {
         }
     }
 
-    /// Marks every connection opened until now as stale.
+    /// Marks every connection opened until now as stale, unless the last retirement is
+    /// less than [`Retirement::PAUSE`] old: a server that stays read-only (or a name that
+    /// still leads to the old primary) then costs at most a pool's worth of new connections
+    /// per pause, not one per refused write, and a connection opened since that refuses
+    /// again is retired by the next refusal after the pause.
     pub fn retire_open_connections(&self) {
         let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        let last = self.since.load(Ordering::Acquire);
+        let pause = u64::try_from(Self::PAUSE.as_nanos()).unwrap_or(u64::MAX);
+        if last != 0 && now.saturating_sub(last - 1) < pause {
+            return;
+        }
         self.since.fetch_max(now + 1, Ordering::AcqRel);
     }
+
+    /// The least time between two retirements.
+    pub const PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
     /// Whether a connection opened at `opened` was open at the last retirement; one atomic
     /// load. A connection opened before this value was made counts as open then.
@@ -81,7 +93,11 @@ mod tests {
         let after = Instant::now();
         assert!(retirement.is_stale(before));
         assert!(!retirement.is_stale(after));
-        // A later retirement moves the mark on; an earlier one never moves it back.
+        // A refusal within the pause moves nothing: the connections opened since stay.
+        retirement.retire_open_connections();
+        assert!(!retirement.is_stale(after));
+        // One after it moves the mark on.
+        std::thread::sleep(Retirement::PAUSE);
         retirement.retire_open_connections();
         assert!(retirement.is_stale(after));
     }

@@ -57,13 +57,12 @@ impl Failure {
     /// Whether the server refused a write because it is read-only (SQLSTATE 25006: a
     /// standby, or `default_transaction_read_only` on).
     pub(crate) fn is_read_only(&self) -> bool {
-        let driver = match self {
-            Failure::Driver(err) | Failure::Pool(PoolError::Backend(err)) => err,
-            _ => return false,
-        };
-        driver
-            .as_db_error()
-            .is_some_and(|db| *db.code() == SqlState::READ_ONLY_SQL_TRANSACTION)
+        match self {
+            Failure::Driver(err) => err
+                .as_db_error()
+                .is_some_and(|db| *db.code() == SqlState::READ_ONLY_SQL_TRANSACTION),
+            _ => false,
+        }
     }
 }
 

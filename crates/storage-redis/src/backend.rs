@@ -367,25 +367,52 @@ impl RedisBackend {
         self.client.pipeline::<()>(&pipe).await
     }
 
-    /// Removes sessions' index entries whose score is at most each one's bound (µs): an
-    /// entry that a create of the same id racing the removal has moved past the bound
-    /// stays, so the new session is not left out of the listings.
-    async fn unindex(&self, entries: &[(String, Option<String>, i64)]) -> Result<()> {
+    /// Indexes again, from their records, those of `entries` whose session exists now.
+    async fn reindex_survivors(&self, entries: &[(String, Option<String>)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let cmds = entries
+            .iter()
+            .map(|(id, _)| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(self.keys.session(id).session)
+                    .arg("user")
+                    .arg("activity");
+                cmd
+            })
+            .collect();
+        let replies = self.client.query_many(cmds).await?;
+        let mut survivors = Vec::new();
+        for ((id, _), reply) in entries.iter().zip(replies) {
+            let fields: Vec<Option<String>> = from_value(reply, "session user and activity")?;
+            if let [Some(user), Some(activity)] = &fields[..] {
+                let micros: i64 = activity
+                    .parse()
+                    .map_err(|_| unexpected_reply("session activity"))?;
+                survivors.push((id.as_str(), user.clone(), micros));
+            }
+        }
+        let entries: Vec<(&str, &str, i64)> = survivors
+            .iter()
+            .map(|(id, user, micros)| (*id, user.as_str(), *micros))
+            .collect();
+        self.index_activity(&entries).await
+    }
+
+    async fn unindex(&self, entries: &[(String, Option<String>)]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for (id, user, bound) in entries {
-            let mut keys = vec![self.keys.activity()];
-            keys.extend(user.as_deref().map(|user| self.keys.user_activity(user)));
-            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let bound = bound.to_string();
-            pipe.add_command(eval_cmd(
-                &self.scripts.unindex_session,
-                &keys,
-                &[id.as_bytes(), bound.as_bytes()],
-            ))
-            .ignore();
+        for (id, user) in entries {
+            pipe.cmd("ZREM").arg(self.keys.activity()).arg(id).ignore();
+            if let Some(user) = user {
+                pipe.cmd("ZREM")
+                    .arg(self.keys.user_activity(user))
+                    .arg(id)
+                    .ignore();
+            }
         }
         self.client.pipeline::<()>(&pipe).await
     }
@@ -536,8 +563,7 @@ impl RedisBackend {
             match reply.first().map(String::as_str) {
                 Some("1") => {
                     removed.push(id.clone());
-                    let activity = reply.get(2).and_then(|m| m.parse().ok()).unwrap_or(0);
-                    stale.push((id.clone(), reply.get(1).cloned(), activity));
+                    stale.push((id.clone(), reply.get(1).cloned()));
                 }
                 Some("0") => {
                     let micros: i64 = reply.get(2).and_then(|m| m.parse().ok()).unwrap_or(0);
@@ -547,17 +573,15 @@ impl RedisBackend {
                         micros,
                     ));
                 }
-                // No record: an entry at most as new as the cleanup's cutoff is stale. A
-                // plain delete leaves the entry (readers skip it, cleanup removes it): it may
-                // be a create of this id that has indexed and not yet stored.
-                _ => {
-                    if let Some(cutoff) = cutoff {
-                        stale.push((id.clone(), None, cutoff));
-                    }
-                }
+                _ => stale.push((id.clone(), None)),
             }
         }
         self.unindex(&stale).await?;
+        // A create or import of one of these ids racing the removal may have stored its
+        // record before the entries went; its own index write came before them too (it
+        // follows its script), so the entries are put back from the record. Any writer
+        // whose record is not there yet indexes after this.
+        self.reindex_survivors(&stale).await?;
         let active: Vec<(&str, &str, i64)> = still_active
             .iter()
             .map(|(id, user, micros)| (id.as_str(), user.as_str(), *micros))

@@ -128,7 +128,7 @@ return redis.call('HGETALL', key)
 
 /// KEYS: session, messages, sequence, client ids, kept messages, kept index, context
 /// versions, context records, the previous release's task context. ARGV: idle cutoff µs, or
-/// '' to delete unconditionally. Returns {1, user, activity} when the session was removed,
+/// '' to delete unconditionally. Returns {1, user} when the session was removed,
 /// {0, user, activity} when it is still active, {-1} when there is no session record.
 const DELETE_SESSION: &str = r#"
 local user = redis.call('HGET', KEYS[1], 'user')
@@ -137,21 +137,9 @@ if ARGV[1] ~= '' then
   local activity = redis.call('HGET', KEYS[1], 'activity')
   if tonumber(activity) > tonumber(ARGV[1]) then return {0, user, activity} end
 end
-local activity = redis.call('HGET', KEYS[1], 'activity')
 redis.call('DEL', unpack(KEYS))
-if user then return {1, user, activity} end
+if user then return {1, user} end
 return {-1}
-"#;
-
-/// KEYS: the activity index, then optionally one user's. ARGV: session id, bound (µs).
-/// Removes the id from each index where its score is at most the bound: an entry a
-/// create of the same id has moved past it since (a new session) stays.
-const UNINDEX_SESSION: &str = r#"
-for _, key in ipairs(KEYS) do
-  local score = redis.call('ZSCORE', key, ARGV[1])
-  if score and tonumber(score) <= tonumber(ARGV[2]) then redis.call('ZREM', key, ARGV[1]) end
-end
-return 1
 "#;
 
 /// KEYS: sequence, messages, client ids, kept, kept index (the last two only have their
@@ -531,7 +519,6 @@ pub(crate) struct Scripts {
     pub(crate) update_session: Lua,
     pub(crate) end_session: Lua,
     pub(crate) delete_session: Lua,
-    pub(crate) unindex_session: Lua,
     pub(crate) append_messages: Lua,
     pub(crate) pop_message: Lua,
     pub(crate) restore_message: Lua,
@@ -610,7 +597,6 @@ impl Scripts {
             update_session: script(UPDATE_SESSION),
             end_session: script(END_SESSION),
             delete_session: script(DELETE_SESSION),
-            unindex_session: script(UNINDEX_SESSION),
             append_messages: script(APPEND_MESSAGES),
             pop_message: kept_script(POP_MESSAGE),
             restore_message: script(RESTORE_MESSAGE),
@@ -647,13 +633,12 @@ impl Scripts {
         }
     }
 
-    pub(crate) fn all(&self) -> [&Lua; 38] {
+    pub(crate) fn all(&self) -> [&Lua; 37] {
         [
             &self.create_session,
             &self.update_session,
             &self.end_session,
             &self.delete_session,
-            &self.unindex_session,
             &self.append_messages,
             &self.pop_message,
             &self.restore_message,

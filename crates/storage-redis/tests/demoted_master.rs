@@ -82,3 +82,53 @@ async fn after_a_failover_the_pool_leaves_the_demoted_master() {
     let history = on_new.get_conversation_history("s2", 10).await.unwrap();
     assert_eq!(history.len(), 4, "the writes reached the new master");
 }
+
+/// Connections opened to the server, from its own statistics.
+async fn connections_received(backend: &RedisBackend) -> u64 {
+    let info: String = backend
+        .raw_query(redis::cmd("INFO").arg("stats"))
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_connections_received:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A server that stays a replica: every write is refused, reads go on, and the pool does
+/// not reopen its connections at each refusal (it did: about one new connection per call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lasting_replica_does_not_churn_the_pool() {
+    let master = RedisServer::start();
+    let replica = RedisServer::start();
+    let backend = backend_at(replica.url());
+    backend.initialize().await.unwrap();
+    let () = backend
+        .raw_query(redis::cmd("REPLICAOF").arg("127.0.0.1").arg(master.port()))
+        .await
+        .unwrap();
+    let observer = backend_at(replica.url());
+    let before = connections_received(&observer).await;
+    let started = std::time::Instant::now();
+    for round in 0..30 {
+        let err = backend
+            .create_session(NewSession::new(format!("s{round}"), "u"))
+            .await
+            .unwrap_err();
+        assert_replica_refusal(&err);
+        let reads: Vec<_> = (0..8).map(|_| backend.get_session("s")).collect();
+        for read in futures::future::join_all(reads).await {
+            read.unwrap();
+        }
+    }
+    let opened = connections_received(&observer).await - before;
+    // A pool of 4 may be reopened once per pause (1 s), plus the observer's own.
+    let pauses = started.elapsed().as_secs() + 2;
+    assert!(
+        opened <= 4 * pauses + 2,
+        "{opened} connections opened in {:?} of refused writes",
+        started.elapsed()
+    );
+}

@@ -1,6 +1,6 @@
 //! [`RedisBackend`]: every store trait on Redis.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use storage_core::carried::admit;
 
@@ -351,20 +351,25 @@ impl RedisBackend {
         }
         let mut pipe = redis::pipe();
         for record in records {
-            let micros = time::to_micros(record.last_activity);
-            for key in [
-                self.keys.activity(),
-                self.keys.user_activity(&record.user_id),
-            ] {
-                pipe.cmd("ZADD")
-                    .arg(key)
-                    .arg("NX")
-                    .arg(micros)
-                    .arg(&record.id)
-                    .ignore();
-            }
+            self.push_index_new(&mut pipe, record);
         }
         self.client.pipeline::<()>(&pipe).await
+    }
+
+    /// Adds a session's two `ZADD NX` (activity, then its user's index) to `pipe`, each
+    /// answering 1 if it added the entry.
+    fn push_index_new(&self, pipe: &mut redis::Pipeline, record: &Session) {
+        let micros = time::to_micros(record.last_activity);
+        for key in [
+            self.keys.activity(),
+            self.keys.user_activity(&record.user_id),
+        ] {
+            pipe.cmd("ZADD")
+                .arg(key)
+                .arg("NX")
+                .arg(micros)
+                .arg(&record.id);
+        }
     }
 
     /// Indexes again, from their records, those of `entries` whose session exists now.
@@ -511,8 +516,38 @@ impl RedisBackend {
             }
             cmds.push(eval_cmd(&self.scripts.create_session, &[&key], &args));
         }
-        self.index_new(&records).await?;
-        let replies = self.client.query_many(cmds).await?;
+        // Indexed before the records are stored (see `index_new`). On one server, in the
+        // same transaction: one round trip, and no delete can come in between. A cluster
+        // keeps the indexes in another slot than the records: first the indexes, then the
+        // records, then the indexes again for what was created (an entry a concurrent delete
+        // removed in between is back).
+        let (replies, fresh) = if self.client.pool.is_cluster() {
+            self.index_new(&records).await?;
+            (self.client.query_many(cmds).await?, HashSet::new())
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (record, cmd) in records.iter().zip(cmds) {
+                self.push_index_new(&mut pipe, record);
+                pipe.add_command(cmd);
+            }
+            let replies: Vec<Value> = self.client.pipeline(&pipe).await?;
+            let mut fresh = HashSet::new();
+            let mut created = Vec::with_capacity(records.len());
+            for (record, replies) in records.iter().zip(replies.chunks(3)) {
+                let [activity, user, reply] = replies else {
+                    return Err(unexpected_reply("create transaction"));
+                };
+                if [activity, user]
+                    .iter()
+                    .all(|added| matches!(added, Value::Int(1)))
+                {
+                    fresh.insert(record.id.clone());
+                }
+                created.push(reply.clone());
+            }
+            (created, fresh)
+        };
         let mut outcome = BatchCreate::default();
         for (record, reply) in records.into_iter().zip(replies) {
             if from_value::<i64>(reply, "create result")? == 1 {
@@ -521,12 +556,12 @@ impl RedisBackend {
                 outcome.already_existed.push(record.id);
             }
         }
-        // Again after the script, as before this ordering: an entry a concurrent delete of
-        // the same id removed in between (it saw no record) is back, and one left by an
-        // earlier session of that id moves up to this one's activity.
+        // What was created is indexed at its activity, unless its entries were new: an
+        // entry left by an earlier session of that id moves up.
         let entries: Vec<(&str, &str, i64)> = outcome
             .created
             .iter()
+            .filter(|s| !fresh.contains(&s.id))
             .map(|s| {
                 (
                     s.id.as_str(),

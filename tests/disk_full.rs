@@ -19,7 +19,8 @@ use serde_json::json;
 use storage::config::BackendName;
 use storage::Storage;
 use storage_core::prelude::*;
-use storage_core::{Checkpoint, ErrorKind, NewArtifact, NewMessage, StorageError};
+use storage_core::{ErrorKind, NewArtifact, NewMessage, StorageError};
+use storage_testkit::data::{filled_checkpoint, filler};
 
 /// A tmpfs of a given size mounted on a fresh directory, unmounted when dropped.
 struct Tmpfs {
@@ -67,18 +68,6 @@ struct Acked {
     artifacts: Vec<String>,
 }
 
-fn filler(n: usize, len: usize) -> String {
-    format!("{n:08}-{}", "x".repeat(len))
-}
-
-fn checkpoint_of(n: usize) -> Checkpoint {
-    let mut cp = Checkpoint::new("t", "", format!("cp-{n:08}"));
-    cp.channel_versions.insert("state".into(), n.to_string());
-    cp.channel_values
-        .insert("state".into(), json!(filler(n, 2_000)).into());
-    cp
-}
-
 /// Asserts a refused write says what happened and invites a retry.
 fn assert_disk_full(what: &str, err: &StorageError) {
     assert_eq!(err.kind(), ErrorKind::Backend, "{what}: {err}");
@@ -110,7 +99,7 @@ async fn write_until_refused(storage: &Storage, acked: &mut Acked) {
                 refused[0] = true;
             }
         }
-        let cp = checkpoint_of(n);
+        let cp = filled_checkpoint(n);
         let new = cp.all_versions();
         let id = cp.id.clone();
         match storage.put_checkpoint(cp, new).await {
@@ -215,7 +204,7 @@ async fn write_until_refused_none(storage: &Storage, acked: &mut Acked) {
             .await
             .unwrap();
         acked.messages.push(content);
-        let cp = checkpoint_of(n);
+        let cp = filled_checkpoint(n);
         let new = cp.all_versions();
         let id = cp.id.clone();
         storage.put_checkpoint(cp, new).await.unwrap();

@@ -10,6 +10,7 @@
 use storage_core::prelude::*;
 use storage_core::{ErrorKind, NewMessage, NewSession, StorageError};
 use storage_postgres::{PostgresBackend, PostgresConfig};
+use storage_testkit::scenarios::demotion;
 use storage_testkit::servers::postgres::PostgresServer;
 use storage_testkit::servers::proxy::SwitchProxy;
 use tokio_postgres::NoTls;
@@ -114,39 +115,15 @@ async fn after_a_failover_the_pool_leaves_the_old_primary() {
     assert_ne!(url, old_primary.url(), "the URL goes through the proxy");
     let backend = backend_at(url);
     backend.initialize().await.unwrap();
-    backend
-        .create_session(NewSession::new("s", "u"))
-        .await
-        .unwrap();
-    // Fill the pool with connections to the old primary.
-    let warm: Vec<_> = (0..4)
-        .map(|_| backend.get_conversation_history("s", 1))
-        .collect();
-    for read in futures::future::join_all(warm).await {
-        read.unwrap();
-    }
+    demotion::fill_pool(&backend, 4).await;
 
     // The failover: the old primary turns read-only, new connections lead to the new one.
     set_read_only(&old_primary, true).await;
     proxy.switch_to(new_primary.port());
-    let err = backend
-        .create_session(NewSession::new("s2", "u"))
-        .await
-        .unwrap_err();
-    assert_read_only_refusal(&err);
-    // The refusal retired every connection to the old primary: the next writes land on
-    // the new one.
-    backend
-        .create_session(NewSession::new("s2", "u"))
-        .await
-        .unwrap_or_else(|err| panic!("the write after the refusal: {err}"));
-    for n in 0..4 {
-        backend
-            .append_message("s2", NewMessage::new("user", format!("m{n}")))
-            .await
-            .unwrap_or_else(|err| panic!("write {n} after the failover: {err}"));
-    }
-    let on_new = backend_at(new_primary.url());
-    let history = on_new.get_conversation_history("s2", 10).await.unwrap();
-    assert_eq!(history.len(), 4, "the writes reached the new primary");
+    demotion::writes_leave_the_demoted_primary(
+        &backend,
+        &backend_at(new_primary.url()),
+        "read-only",
+    )
+    .await;
 }

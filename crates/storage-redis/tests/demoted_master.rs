@@ -9,8 +9,9 @@
 
 use deadpool_redis::redis;
 use storage_core::prelude::*;
-use storage_core::{ErrorKind, NewMessage, NewSession, StorageError};
+use storage_core::{ErrorKind, NewSession, StorageError};
 use storage_redis::{RedisBackend, RedisConfig};
+use storage_testkit::scenarios::demotion;
 use storage_testkit::servers::proxy::SwitchProxy;
 use storage_testkit::servers::redis::RedisServer;
 
@@ -39,15 +40,7 @@ async fn after_a_failover_the_pool_leaves_the_demoted_master() {
     let proxy = SwitchProxy::to(old_master.port());
     let backend = backend_at(format!("redis://127.0.0.1:{}", proxy.port()));
     backend.initialize().await.unwrap();
-    backend
-        .create_session(NewSession::new("s", "u"))
-        .await
-        .unwrap();
-    // Fill the pool with connections to the old master.
-    let warm: Vec<_> = (0..4).map(|_| backend.get_session("s")).collect();
-    for read in futures::future::join_all(warm).await {
-        read.unwrap();
-    }
+    demotion::fill_pool(&backend, 4).await;
 
     // The failover: the old master follows the new one; new connections lead to the new one.
     let old = backend_at(old_master.url());
@@ -60,27 +53,8 @@ async fn after_a_failover_the_pool_leaves_the_demoted_master() {
         .await
         .unwrap();
     proxy.switch_to(new_master.port());
-
-    let err = backend
-        .create_session(NewSession::new("s2", "u"))
-        .await
-        .unwrap_err();
-    assert_replica_refusal(&err);
-    // The refusal retired every connection to the old master: the next writes land on the
-    // new one.
-    backend
-        .create_session(NewSession::new("s2", "u"))
-        .await
-        .unwrap_or_else(|err| panic!("the write after the refusal: {err}"));
-    for n in 0..4 {
-        backend
-            .append_message("s2", NewMessage::new("user", format!("m{n}")))
-            .await
-            .unwrap_or_else(|err| panic!("write {n} after the failover: {err}"));
-    }
-    let on_new = backend_at(new_master.url());
-    let history = on_new.get_conversation_history("s2", 10).await.unwrap();
-    assert_eq!(history.len(), 4, "the writes reached the new master");
+    demotion::writes_leave_the_demoted_primary(&backend, &backend_at(new_master.url()), "replica")
+        .await;
 }
 
 /// Connections opened to the server, from its own statistics.

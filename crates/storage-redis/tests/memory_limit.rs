@@ -13,10 +13,10 @@ use serde_json::json;
 use storage_core::ext::TaskContextStoreExt;
 use storage_core::prelude::*;
 use storage_core::{
-    Checkpoint, CheckpointKey, ErrorKind, ExpectedVersion, NewArtifact, NewMessage, NewSession,
-    StorageError,
+    CheckpointKey, ErrorKind, ExpectedVersion, NewArtifact, NewMessage, NewSession, StorageError,
 };
 use storage_redis::{RedisBackend, RedisConfig};
+use storage_testkit::data::{filled_checkpoint, filler};
 use storage_testkit::servers::redis::{RedisCluster, RedisServer};
 
 fn cmd(name: &str, args: &[&str]) -> redis::Cmd {
@@ -42,18 +42,6 @@ async fn used_memory(backend: &RedisBackend) -> u64 {
         .trim()
         .parse()
         .unwrap()
-}
-
-fn filler(n: usize, len: usize) -> String {
-    format!("{n:08}-{}", "x".repeat(len))
-}
-
-fn checkpoint_of(n: usize) -> Checkpoint {
-    let mut cp = Checkpoint::new("t", "", format!("cp-{n:08}"));
-    cp.channel_versions.insert("state".into(), n.to_string());
-    cp.channel_values
-        .insert("state".into(), json!(filler(n, 2_000)).into());
-    cp
 }
 
 /// What was acknowledged, by kind (the `n` of each write).
@@ -99,7 +87,7 @@ async fn write_each(backend: &RedisBackend, n: usize, acked: &mut Acked) -> [boo
     let message = backend
         .append_message("s", NewMessage::new("user", filler(n, 1_000).as_str()))
         .await;
-    let cp = checkpoint_of(n);
+    let cp = filled_checkpoint(n);
     let new = cp.all_versions();
     let checkpoint = backend.put_checkpoint(cp, new).await;
     let writes = backend
@@ -155,7 +143,7 @@ async fn assert_all_read(backend: &RedisBackend, acked: &Acked) {
         let id = format!("cp-{n:08}");
         let tuple = backend.get_checkpoint("t", "", Some(&id)).await.unwrap();
         let tuple = tuple.unwrap_or_else(|| panic!("checkpoint {id} acknowledged, then lost"));
-        let expected = checkpoint_of(n);
+        let expected = filled_checkpoint(n);
         assert_eq!(tuple.checkpoint.channel_values, expected.channel_values);
         assert_eq!(tuple.checkpoint.channel_versions, expected.channel_versions);
     }

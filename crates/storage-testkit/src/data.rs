@@ -100,6 +100,22 @@ pub fn cp_id(n: u32) -> String {
     format!("cp-{n:06}")
 }
 
+/// A text of `len` filler bytes after its number, `00000042-xxx…`: writes that fill a
+/// disk or a server, each recognisable when read back.
+pub fn filler(n: usize, len: usize) -> String {
+    format!("{n:08}-{}", "x".repeat(len))
+}
+
+/// Checkpoint `cp-<n>` (eight digits) of thread `t`, root namespace: one channel, `state`,
+/// at version `n`, holding [`filler`]`(n, 2_000)`.
+pub fn filled_checkpoint(n: usize) -> Checkpoint {
+    let mut cp = Checkpoint::new("t", "", format!("cp-{n:08}"));
+    cp.channel_versions.insert("state".into(), n.to_string());
+    cp.channel_values
+        .insert("state".into(), json!(filler(n, 2_000)).into());
+    cp
+}
+
 /// A small structured message content.
 pub fn content(n: usize) -> Value {
     json!({"text": format!("message {n}"), "n": n})

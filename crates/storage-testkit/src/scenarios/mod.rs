@@ -6,4 +6,5 @@
 //! backend under test ([`outage::FailoverHarness`], [`outage::FailoverUnderTest`]), which
 //! the test crate implements for `storage::failover::FailoverBackend`.
 
+pub mod demotion;
 pub mod outage;

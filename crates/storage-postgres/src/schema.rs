@@ -6,7 +6,8 @@
 //! afterwards (so a cancelled `initialize` can never leave the lock held on a pooled
 //! connection), then creates the schema if needed and applies the pending migrations in one
 //! transaction. Applied versions are recorded in the schema's `schema_migrations` table;
-//! running again applies nothing.
+//! running again applies nothing, and when every migration is applied already it writes
+//! nothing either (no lock, no `CREATE SCHEMA`), so a standby or a read-only role opens.
 
 use std::error::Error as _;
 
@@ -30,7 +31,11 @@ pub fn latest_version() -> u32 {
 }
 
 /// Creates the schema and applies pending migrations, under the namespace's advisory lock.
+/// A schema that is current already is left alone without a write.
 pub(crate) async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> PgResult<()> {
+    if is_current(client).await {
+        return Ok(());
+    }
     let lock_key = format!("storage-postgres:migrate:{schema}");
     client
         .execute(
@@ -48,6 +53,27 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -
         )
         .await;
     applied
+}
+
+/// Whether exactly this release's migrations are applied, each with its checksum (what
+/// refinery would verify before applying nothing). Read only: so `initialize` opens a
+/// standby, a server in `default_transaction_read_only` or a read-only role once the schema
+/// exists. Any failure to tell (no table yet, no privilege) answers `false`, and the
+/// migration proper runs, with its errors.
+async fn is_current(client: &mut tokio_postgres::Client) -> bool {
+    // The connection's search_path is the namespace's schema.
+    let Ok(applied) = refinery::AsyncMigrate::get_applied_migrations(client, MIGRATION_TABLE).await
+    else {
+        return false;
+    };
+    let runner = migrations::runner();
+    let embedded = runner.get_migrations();
+    applied.len() == embedded.len()
+        && embedded.iter().all(|migration| {
+            applied.iter().any(|done| {
+                done.version() == migration.version() && done.checksum() == migration.checksum()
+            })
+        })
 }
 
 async fn apply(client: &mut tokio_postgres::Client, schema: &str) -> PgResult<()> {

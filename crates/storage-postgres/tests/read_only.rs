@@ -85,6 +85,18 @@ async fn a_read_only_server_refuses_writes_for_now_and_changes_nothing() {
     // Reads go on; the refused write left nothing.
     let history = backend.get_conversation_history("s", 10).await.unwrap();
     assert_eq!(history.len(), 1);
+    // A process opening the storage now (a reader, `storectl ui`) initializes: the schema
+    // is current, so nothing is written (it failed on `CREATE SCHEMA IF NOT EXISTS`).
+    let reader = backend_at(server.url());
+    reader.initialize().await.unwrap();
+    assert_eq!(
+        reader
+            .get_conversation_history("s", 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     set_read_only(&server, false).await;
     backend

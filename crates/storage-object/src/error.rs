@@ -8,7 +8,9 @@ pub(crate) const BACKEND: &str = "object";
 /// Classifies an object_store error. An unreachable endpoint or a dropped connection is
 /// `Connection` and a request past its deadline `Timeout` (both temporary), never
 /// `NotFound` or `Backend`; a local disk without room (or past its quota) is a temporary
-/// `Backend` error, as SQLite's full disk is: the write can succeed once room is made.
+/// `Backend` error, as SQLite's full disk is: the write can succeed once room is made; so
+/// is a service still throttling or failing (HTTP 429, 5xx) when object_store's retries
+/// run out.
 pub(crate) fn classify(err: object_store::Error) -> StorageError {
     use object_store::Error as E;
     let message = err.to_string();
@@ -35,6 +37,10 @@ pub(crate) fn classify(err: object_store::Error) -> StorageError {
                 StorageError::backend(format!("the object store's disk is full: {message}"))
                     .with_temporary(true)
             }
+            Some(Cause::Overloaded) => StorageError::backend(format!(
+                "the object store is throttling or failing, still after retries: {message}"
+            ))
+            .with_temporary(true),
             None => StorageError::backend(format!("object store error: {message}")),
         },
     };
@@ -45,7 +51,21 @@ enum Cause {
     Timeout,
     Connection,
     DiskFull,
+    /// An HTTP answer that asks to come back later: 429, 500, 502, 503 (S3's `SlowDown`),
+    /// 504.
+    Overloaded,
 }
+
+/// How object_store words a status that asks to come back later (its retry error is not
+/// public, so only its text tells the status).
+const OVERLOADED: [&str; 6] = [
+    "status code: 429",
+    "status code: 500",
+    "status code: 502",
+    "status code: 503",
+    "status code: 504",
+    "<code>slowdown</code>",
+];
 
 /// Looks through the error's sources for a failed connection, an expired deadline or a
 /// full disk.
@@ -76,6 +96,10 @@ fn cause_of(err: &(dyn std::error::Error + 'static)) -> Option<Cause> {
             }
         }
         let text = error.to_string().to_ascii_lowercase();
+        // Before the deadline words: a retry error's text names its `retry_timeout`.
+        if OVERLOADED.iter().any(|status| text.contains(status)) {
+            return Some(Cause::Overloaded);
+        }
         if text.contains("timed out") || text.contains("timeout") {
             return Some(Cause::Timeout);
         }

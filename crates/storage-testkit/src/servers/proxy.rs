@@ -1,6 +1,9 @@
-//! A loopback TCP proxy that a test re-points, as a failover re-points a DNS name or a load
-//! balancer: connections made after [`SwitchProxy::switch_to`] reach the new server, those
-//! made before stay with the old one.
+//! Loopback proxies that put a fault between a client and a real server.
+//!
+//! [`SwitchProxy`] is re-pointed as a failover re-points a DNS name or a load balancer:
+//! connections made after [`SwitchProxy::switch_to`] reach the new server, those made before
+//! stay with the old one. [`ThrottlingProxy`] answers `503 SlowDown`, as a throttling S3
+//! does, while told to.
 //!
 //! ```no_run
 //! use storage_testkit::servers::proxy::SwitchProxy;
@@ -13,7 +16,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -71,4 +74,105 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
         }
         let _ = to.shutdown(Shutdown::Both);
     });
+}
+
+/// A loopback HTTP proxy that can throttle, as S3 does with `503 SlowDown`: while
+/// throttling, every new connection gets one `503` answer (its request read whole first,
+/// then `Connection: close`); otherwise connections are forwarded to the upstream port.
+/// Connections forwarded before throttling starts stay forwarded, so a test throttles
+/// a client that has not connected yet, or a new one.
+#[derive(Debug)]
+pub struct ThrottlingProxy {
+    port: u16,
+    throttled: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
+}
+
+impl ThrottlingProxy {
+    /// Listens on a free loopback port, throttling from the start when `throttled`.
+    pub fn to(upstream_port: u16, throttled: bool) -> ThrottlingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port");
+        let port = listener.local_addr().expect("a bound address").port();
+        let proxy = ThrottlingProxy {
+            port,
+            throttled: Arc::new(AtomicBool::new(throttled)),
+            refused: Arc::new(AtomicU64::new(0)),
+        };
+        let (throttled, refused) = (Arc::clone(&proxy.throttled), Arc::clone(&proxy.refused));
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if throttled.load(Ordering::SeqCst) {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    thread::spawn(move || answer_slow_down(client));
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                    continue;
+                };
+                let (Ok(client_out), Ok(server_out)) = (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                pipe(client, server_out);
+                pipe(server, client_out);
+            }
+        });
+        proxy
+    }
+
+    /// The loopback port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Starts or stops throttling new connections.
+    pub fn throttle(&self, on: bool) {
+        self.throttled.store(on, Ordering::SeqCst);
+    }
+
+    /// How many connections were answered `503` so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one HTTP request (headers, then `Content-Length` bytes of body) and answers it
+/// with S3's throttling error. Reading the body first matters: closing a socket with unread
+/// data resets it, and the client would see a lost connection instead of the answer.
+fn answer_slow_down(mut client: TcpStream) {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    let header_end = loop {
+        match client.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+        }
+        if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let headers = String::from_utf8_lossy(&received[..header_end]).to_ascii_lowercase();
+    let length: usize = headers
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body_read = received.len() - header_end;
+    while body_read < length {
+        match client.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body_read += n,
+        }
+    }
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+                <Message>Please reduce your request rate.</Message></Error>";
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(answer.as_bytes());
+    let _ = client.shutdown(Shutdown::Write);
+    // Let the client read the answer and close first.
+    let _ = client.read(&mut buffer);
 }

@@ -356,8 +356,9 @@ impl RedisBackend {
         self.client.pipeline::<()>(&pipe).await
     }
 
-    /// Adds a session's two `ZADD NX` (activity, then its user's index) to `pipe`, each
-    /// answering 1 if it added the entry.
+    /// Adds a session's two `ZADD NX` (activity, then its user's index) to `pipe`, their
+    /// answers ignored by the pipeline (inside a transaction, `EXEC` gives them: 1 for an
+    /// entry added).
     fn push_index_new(&self, pipe: &mut redis::Pipeline, record: &Session) {
         let micros = time::to_micros(record.last_activity);
         for key in [
@@ -368,7 +369,8 @@ impl RedisBackend {
                 .arg(key)
                 .arg("NX")
                 .arg(micros)
-                .arg(&record.id);
+                .arg(&record.id)
+                .ignore();
         }
     }
 
@@ -525,13 +527,27 @@ impl RedisBackend {
             self.index_new(&records).await?;
             (self.client.query_many(cmds).await?, HashSet::new())
         } else {
+            // MULTI and EXEC as plain commands of the pipeline, not the driver's atomic
+            // pipeline: a server that refuses EXEC itself (memory full, demoted meanwhile)
+            // answers one EXECABORT error, which the driver's atomic parsing would turn
+            // into an unreadable reply and lose the cause.
             let mut pipe = redis::pipe();
-            pipe.atomic();
+            pipe.cmd("MULTI").ignore();
             for (record, cmd) in records.iter().zip(cmds) {
                 self.push_index_new(&mut pipe, record);
-                pipe.add_command(cmd);
+                pipe.add_command(cmd).ignore();
             }
-            let replies: Vec<Value> = self.client.pipeline(&pipe).await?;
+            pipe.cmd("EXEC");
+            let (replies,): (Vec<Value>,) = self.client.pipeline(&pipe).await?;
+            if replies.len() != 3 * records.len() {
+                return Err(unexpected_reply("create transaction"));
+            }
+            if let Some(Value::ServerError(err)) = replies
+                .iter()
+                .find(|reply| matches!(reply, Value::ServerError(_)))
+            {
+                return Err(crate::error::classify(err.clone().into()));
+            }
             let mut fresh = HashSet::new();
             let mut created = Vec::with_capacity(records.len());
             for (record, replies) in records.iter().zip(replies.chunks(3)) {

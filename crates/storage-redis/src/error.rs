@@ -80,7 +80,17 @@ fn server_codes(err: &RedisError) -> Vec<String> {
         .map(|errors| {
             errors
                 .iter()
-                .map(|(_, error)| error.code().to_owned())
+                .flat_map(|(_, error)| {
+                    // A transaction the server discarded names the refusal that did it:
+                    // "EXECABORT Transaction discarded because of: OOM command not ...".
+                    let cause = (error.code() == "EXECABORT")
+                        .then(|| error.details())
+                        .flatten()
+                        .and_then(|details| details.split("because of: ").nth(1))
+                        .and_then(|cause| cause.split_whitespace().next())
+                        .map(str::to_owned);
+                    std::iter::once(error.code().to_owned()).chain(cause)
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -188,6 +198,35 @@ mod tests {
         let err = classify(RedisError::from(timed_out));
         assert_eq!(err.kind(), ErrorKind::Timeout);
         assert!(err.is_temporary());
+    }
+
+    #[test]
+    fn a_discarded_transaction_is_classified_by_its_cause() {
+        for (reply, kind, temporary, says) in [
+            (
+                "-EXECABORT Transaction discarded because of: OOM command not allowed when \
+                 used memory > 'maxmemory'.\r\n",
+                ErrorKind::Backend,
+                true,
+                "out of memory",
+            ),
+            (
+                "-EXECABORT Transaction discarded because of: READONLY You can't write \
+                 against a read only replica.\r\n",
+                ErrorKind::Backend,
+                true,
+                "replica",
+            ),
+        ] {
+            let value = deadpool_redis::redis::parse_redis_value(reply.as_bytes()).unwrap();
+            let deadpool_redis::redis::Value::ServerError(server) = value else {
+                panic!("not an error reply: {value:?}");
+            };
+            let err = classify(RedisError::from(server));
+            assert_eq!(err.kind(), kind, "{err}");
+            assert_eq!(err.is_temporary(), temporary, "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -51,66 +51,84 @@ enum Cause {
     Timeout,
     Connection,
     DiskFull,
-    /// An HTTP answer that asks to come back later: 429, 500, 502, 503 (S3's `SlowDown`),
-    /// 504.
+    /// An HTTP answer that asks to come back later: 429, or a 5xx but 501 and 507 (S3's
+    /// `503 SlowDown` among them).
     Overloaded,
 }
 
-/// How object_store words a status that asks to come back later (its retry error is not
-/// public, so only its text tells the status).
-const OVERLOADED: [&str; 6] = [
-    "status code: 429",
-    "status code: 500",
-    "status code: 502",
-    "status code: 503",
-    "status code: 504",
-    "<code>slowdown</code>",
-];
+/// How object_store words an HTTP status (its retry error is not public, so only its text
+/// tells the status).
+const STATUS: &str = "status code: ";
 
-/// Looks through the error's sources for a failed connection, an expired deadline or a
-/// full disk.
+/// Looks through the error's sources for a failed connection, an expired deadline, a full
+/// disk or a service asking to come back later: the typed causes (I/O, HTTP) anywhere in
+/// the chain first, then the words of each error, since a retry error's text also names
+/// its `retry_timeout` whatever the cause.
 fn cause_of(err: &(dyn std::error::Error + 'static)) -> Option<Cause> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(error) = current {
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            match io.kind() {
-                K::TimedOut => return Some(Cause::Timeout),
-                K::ConnectionRefused
-                | K::ConnectionReset
-                | K::ConnectionAborted
-                | K::NotConnected
-                | K::BrokenPipe
-                | K::UnexpectedEof => return Some(Cause::Connection),
-                K::StorageFull | K::QuotaExceeded => return Some(Cause::DiskFull),
-                _ => {}
-            }
+    chain(err)
+        .find_map(typed_cause)
+        .or_else(|| chain(err).find_map(worded_cause))
+}
+
+fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |error| error.source())
+}
+
+fn typed_cause(error: &(dyn std::error::Error + 'static)) -> Option<Cause> {
+    if let Some(io) = error.downcast_ref::<std::io::Error>() {
+        use std::io::ErrorKind as K;
+        return match io.kind() {
+            K::TimedOut => Some(Cause::Timeout),
+            K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::BrokenPipe
+            | K::UnexpectedEof => Some(Cause::Connection),
+            K::StorageFull | K::QuotaExceeded => Some(Cause::DiskFull),
+            _ => None,
+        };
+    }
+    #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+    if let Some(http) = error.downcast_ref::<object_store::client::HttpError>() {
+        use object_store::client::HttpErrorKind as K;
+        return match http.kind() {
+            K::Timeout => Some(Cause::Timeout),
+            K::Connect | K::Request | K::Interrupted => Some(Cause::Connection),
+            _ => None,
+        };
+    }
+    None
+}
+
+fn worded_cause(error: &(dyn std::error::Error + 'static)) -> Option<Cause> {
+    let text = error.to_string().to_ascii_lowercase();
+    if let Some(status) = text.split(STATUS).nth(1) {
+        // 507 is a full disk (MinIO's `XMinioStorageFull`); 429 and other 5xx ask to come
+        // back later; 501 and 4xx are answers no retry changes.
+        if status.starts_with("507") {
+            return Some(Cause::DiskFull);
         }
-        #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
-        if let Some(http) = error.downcast_ref::<object_store::client::HttpError>() {
-            use object_store::client::HttpErrorKind as K;
-            match http.kind() {
-                K::Timeout => return Some(Cause::Timeout),
-                K::Connect | K::Request | K::Interrupted => return Some(Cause::Connection),
-                _ => {}
-            }
-        }
-        let text = error.to_string().to_ascii_lowercase();
-        // Before the deadline words: a retry error's text names its `retry_timeout`.
-        if OVERLOADED.iter().any(|status| text.contains(status)) {
+        if status.starts_with("429") || (status.starts_with('5') && !status.starts_with("501")) {
             return Some(Cause::Overloaded);
         }
-        if text.contains("timed out") || text.contains("timeout") {
-            return Some(Cause::Timeout);
-        }
-        if text.contains("error sending request")
-            || text.contains("connection refused")
-            || text.contains("connection reset")
-            || text.contains("tcp connect error")
-        {
-            return Some(Cause::Connection);
-        }
-        current = error.source();
+        return None;
+    }
+    if text.contains("<code>slowdown</code>") {
+        return Some(Cause::Overloaded);
+    }
+    let deadline = text.replace("retry_timeout", "");
+    if deadline.contains("timed out") || deadline.contains("timeout") {
+        return Some(Cause::Timeout);
+    }
+    if text.contains("error sending request")
+        || text.contains("connection refused")
+        || text.contains("connection reset")
+        || text.contains("tcp connect error")
+    {
+        return Some(Cause::Connection);
     }
     None
 }

@@ -16,14 +16,11 @@ use storage_testkit::servers::s3::MotoServer;
 
 const BUCKET: &str = "throttled";
 
-fn backend_through(
-    proxy: &ThrottlingProxy,
-    max_retries: usize,
-    retry_timeout: Duration,
-) -> ObjectBackend {
+/// A backend on the S3 endpoint at loopback `port`, with its retry budget.
+fn backend_at(port: u16, max_retries: usize, retry_timeout: Duration) -> ObjectBackend {
     let mut config = ObjectConfig::new(format!("s3://{BUCKET}/artifacts"))
         .with_namespace("throttled")
-        .with_option("aws_endpoint", format!("http://127.0.0.1:{}", proxy.port()))
+        .with_option("aws_endpoint", format!("http://127.0.0.1:{port}"))
         .with_option("aws_allow_http", "true")
         .with_option("aws_access_key_id", "testing")
         .with_option("aws_secret_access_key", "testing")
@@ -31,6 +28,14 @@ fn backend_through(
     config.max_retries = max_retries;
     config.retry_timeout_ms = u64::try_from(retry_timeout.as_millis()).unwrap();
     ObjectBackend::new(config).unwrap()
+}
+
+fn backend_through(
+    proxy: &ThrottlingProxy,
+    max_retries: usize,
+    retry_timeout: Duration,
+) -> ObjectBackend {
+    backend_at(proxy.port(), max_retries, retry_timeout)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,4 +88,30 @@ async fn throttling_is_retried_then_temporary_and_stores_nothing() {
         .unwrap();
     let read = hasty.get_artifact("run", "b", None).await.unwrap().unwrap();
     assert_eq!(read.data, b"second".as_slice());
+}
+
+/// A full disk behind S3 (MinIO answers `507 XMinioStorageFull`) is the full-disk error,
+/// and an endpoint nobody listens on, after retries, a lost connection: both were a
+/// `Timeout` that the store "did not answer in time" (the retry error's text names its
+/// `retry_timeout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_and_a_dead_endpoint_are_named_after_retries() {
+    let moto = MotoServer::start();
+    let port = moto.endpoint().rsplit(':').next().unwrap().parse().unwrap();
+    let full =
+        ThrottlingProxy::answering(port, true, 507, "Insufficient Storage", "XMinioStorageFull");
+    let err = backend_through(&full, 2, Duration::from_secs(5))
+        .save_artifact("run", "a", NewArtifact::new("text/plain", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    assert!(err.is_temporary(), "{err}");
+    assert!(err.to_string().contains("disk is full"), "{err}");
+
+    let dead = storage_testkit::servers::free_port();
+    let err = backend_at(dead, 2, Duration::from_secs(5))
+        .save_artifact("run", "a", NewArtifact::new("text/plain", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
 }

@@ -91,6 +91,24 @@ pub struct ThrottlingProxy {
 impl ThrottlingProxy {
     /// Listens on a free loopback port, throttling from the start when `throttled`.
     pub fn to(upstream_port: u16, throttled: bool) -> ThrottlingProxy {
+        Self::answering(
+            upstream_port,
+            throttled,
+            503,
+            "Service Unavailable",
+            "SlowDown",
+        )
+    }
+
+    /// The same proxy answering another S3 error while refusing, e.g. `507` with MinIO's
+    /// `XMinioStorageFull`.
+    pub fn answering(
+        upstream_port: u16,
+        throttled: bool,
+        status: u16,
+        reason: &'static str,
+        code: &'static str,
+    ) -> ThrottlingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port");
         let port = listener.local_addr().expect("a bound address").port();
         let proxy = ThrottlingProxy {
@@ -103,7 +121,7 @@ impl ThrottlingProxy {
             for client in listener.incoming().flatten() {
                 if throttled.load(Ordering::SeqCst) {
                     refused.fetch_add(1, Ordering::SeqCst);
-                    thread::spawn(move || answer_slow_down(client));
+                    thread::spawn(move || answer_refusal(client, status, reason, code));
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
@@ -137,9 +155,10 @@ impl ThrottlingProxy {
 }
 
 /// Reads one HTTP request (headers, then `Content-Length` bytes of body) and answers it
-/// with S3's throttling error. Reading the body first matters: closing a socket with unread
-/// data resets it, and the client would see a lost connection instead of the answer.
-fn answer_slow_down(mut client: TcpStream) {
+/// with an S3 error. Reading the body first matters: closing a socket with unread data
+/// resets it, and the client would see a lost connection instead of the answer.
+fn answer_refusal(mut client: TcpStream, status: u16, reason: &str, code: &str) {
+    let _ = client.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let mut received = Vec::new();
     let mut buffer = [0u8; 16 * 1024];
     let header_end = loop {
@@ -164,10 +183,12 @@ fn answer_slow_down(mut client: TcpStream) {
             Ok(n) => body_read += n,
         }
     }
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
-                <Message>Please reduce your request rate.</Message></Error>";
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>{reason}</Message></Error>"
+    );
     let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n\
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

@@ -33,8 +33,14 @@ pub fn latest_version() -> u32 {
 /// Creates the schema and applies pending migrations, under the namespace's advisory lock.
 /// A schema that is current already is left alone without a write.
 pub(crate) async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> PgResult<()> {
-    if is_current(client).await {
-        return Ok(());
+    match schema_state(client, schema).await {
+        SchemaState::Current => return Ok(()),
+        SchemaState::Foreign(why) => {
+            return Err(Failure::Storage(StorageError::config(format!(
+                "postgres schema {schema:?} {why}: open it with the release that migrated it"
+            ))))
+        }
+        SchemaState::NeedsMigration => {}
     }
     let lock_key = format!("storage-postgres:migrate:{schema}");
     client
@@ -55,25 +61,60 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -
     applied
 }
 
-/// Whether exactly this release's migrations are applied, each with its checksum (what
-/// refinery would verify before applying nothing). Read only: so `initialize` opens a
-/// standby, a server in `default_transaction_read_only` or a read-only role once the schema
-/// exists. Any failure to tell (no table yet, no privilege) answers `false`, and the
-/// migration proper runs, with its errors.
-async fn is_current(client: &mut tokio_postgres::Client) -> bool {
-    // The connection's search_path is the namespace's schema.
-    let Ok(applied) = refinery::AsyncMigrate::get_applied_migrations(client, MIGRATION_TABLE).await
-    else {
-        return false;
+/// What the schema's `schema_migrations` says, read without a write.
+enum SchemaState {
+    /// Exactly this release's migrations, each with its checksum (what refinery would
+    /// verify before applying nothing): nothing to do, so `initialize` opens a standby, a
+    /// server in `default_transaction_read_only` or a read-only role.
+    Current,
+    /// Some of this release's migrations are missing (or the table cannot be read yet: no
+    /// schema, no table, no privilege): the migration proper runs, with its errors.
+    NeedsMigration,
+    /// Versions this release does not ship, or shipped with other contents, or a table of
+    /// another shape: no migration may run, on any server.
+    Foreign(String),
+}
+
+async fn schema_state(client: &tokio_postgres::Client, schema: &str) -> SchemaState {
+    // The schema name is a validated namespace ([a-z0-9_]).
+    let query = format!("SELECT version, checksum FROM \"{schema}\".{MIGRATION_TABLE}");
+    let Ok(rows) = client.query(&query, &[]).await else {
+        return SchemaState::NeedsMigration;
     };
     let runner = migrations::runner();
-    let embedded = runner.get_migrations();
-    applied.len() == embedded.len()
-        && embedded.iter().all(|migration| {
-            applied.iter().any(|done| {
-                done.version() == migration.version() && done.checksum() == migration.checksum()
-            })
-        })
+    let embedded: std::collections::BTreeMap<i64, String> = runner
+        .get_migrations()
+        .iter()
+        .map(|m| (i64::from(m.version()), m.checksum().to_string()))
+        .collect();
+    let (mut unknown, mut changed) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let (Ok(version), Ok(checksum)) = (
+            row.try_get::<_, i32>(0),
+            row.try_get::<_, Option<String>>(1),
+        ) else {
+            return SchemaState::Foreign(format!(
+                "has a {MIGRATION_TABLE} table of another shape than this release's (integer \
+                 version, text checksum)"
+            ));
+        };
+        match embedded.get(&i64::from(version)) {
+            None => unknown.push(version),
+            Some(shipped) if checksum.as_deref() != Some(shipped.as_str()) => changed.push(version),
+            Some(_) => {}
+        }
+    }
+    if !unknown.is_empty() || !changed.is_empty() {
+        return SchemaState::Foreign(format!(
+            "holds migrations this release does not ship (versions {unknown:?}) or ships \
+             with other contents (versions {changed:?})"
+        ));
+    }
+    if rows.len() == embedded.len() {
+        SchemaState::Current
+    } else {
+        SchemaState::NeedsMigration
+    }
 }
 
 async fn apply(client: &mut tokio_postgres::Client, schema: &str) -> PgResult<()> {

@@ -139,3 +139,28 @@ async fn after_a_failover_the_pool_leaves_the_old_primary() {
     )
     .await;
 }
+
+/// A schema a newer release migrated (a version this one does not ship) is refused as
+/// such, before any write, on a writable server and on a read-only one alike (on a
+/// read-only one it was the read-only error, which invites a retry that cannot help).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_a_newer_release_migrated_is_refused_as_such() {
+    let server = PostgresServer::start();
+    backend_at(server.url()).initialize().await.unwrap();
+    sql(
+        &server.url(),
+        &[
+            "INSERT INTO read_only_test.schema_migrations (version, name, applied_on, checksum) \
+           VALUES (99, 'future', '', '1')",
+        ],
+    )
+    .await;
+    let assert_refused = |err: StorageError| {
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        assert!(!err.is_temporary(), "{err}");
+        assert!(err.to_string().contains("[99]"), "{err}");
+    };
+    assert_refused(backend_at(server.url()).initialize().await.unwrap_err());
+    set_read_only(&server, true).await;
+    assert_refused(backend_at(server.url()).initialize().await.unwrap_err());
+}

@@ -37,16 +37,7 @@ impl SwitchProxy {
         let target = Arc::clone(&upstream);
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let to = target.load(Ordering::SeqCst);
-                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
-                    continue;
-                };
-                let (Ok(client_out), Ok(server_out)) = (client.try_clone(), server.try_clone())
-                else {
-                    continue;
-                };
-                pipe(client, server_out);
-                pipe(server, client_out);
+                forward(client, target.load(Ordering::SeqCst));
             }
         });
         SwitchProxy { port, upstream }
@@ -61,6 +52,19 @@ impl SwitchProxy {
     pub fn switch_to(&self, upstream_port: u16) {
         self.upstream.store(upstream_port, Ordering::SeqCst);
     }
+}
+
+/// Connects `client` to loopback `upstream_port`, both ways; a client whose server cannot
+/// be reached is dropped (its connection closes).
+fn forward(client: TcpStream, upstream_port: u16) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+        return;
+    };
+    let (Ok(client_out), Ok(server_out)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    pipe(client, server_out);
+    pipe(server, client_out);
 }
 
 /// Copies `from` into `to` on a thread of its own until either side closes.
@@ -124,15 +128,7 @@ impl ThrottlingProxy {
                     thread::spawn(move || answer_refusal(client, status, reason, code));
                     continue;
                 }
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
-                    continue;
-                };
-                let (Ok(client_out), Ok(server_out)) = (client.try_clone(), server.try_clone())
-                else {
-                    continue;
-                };
-                pipe(client, server_out);
-                pipe(server, client_out);
+                forward(client, upstream_port);
             }
         });
         proxy

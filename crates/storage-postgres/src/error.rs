@@ -51,9 +51,7 @@ impl Failure {
             _ => false,
         }
     }
-}
 
-impl Failure {
     /// Whether the server refused a write because it is read-only (SQLSTATE 25006: a
     /// standby, or `default_transaction_read_only` on).
     pub(crate) fn is_read_only(&self) -> bool {

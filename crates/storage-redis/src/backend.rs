@@ -72,7 +72,7 @@ impl RedisBackend {
             }
             Err(err) => return Err(err),
         };
-        let nodes = NodeMemory::of_reply(&info, self.client.pool.endpoint());
+        let nodes = NodeMemory::of_texts(&memory::info_texts(&info, self.client.pool.endpoint()));
         if nodes.is_empty() {
             tracing::warn!(
                 server = self.client.pool.endpoint(),
@@ -529,14 +529,16 @@ impl RedisBackend {
         self.unindex(&stale).await?;
         // A create or import of one of these ids racing the removal may have stored its
         // record before the entries went; its own index write came before them too (it
-        // follows its script), so the entries are put back from the record. Any writer
-        // whose record is not there yet indexes after this.
-        self.reindex_survivors(&stale).await?;
-        let active: Vec<(&str, &str, i64)> = still_active
+        // follows its script), so the entries are put back from the record, with those of
+        // the sessions still active. Any writer whose record is not there yet indexes after
+        // this.
+        let survivors = self.survivors(&stale).await?;
+        let entries: Vec<(&str, &str, i64)> = still_active
             .iter()
+            .chain(&survivors)
             .map(|(id, user, micros)| (id.as_str(), user.as_str(), *micros))
             .collect();
-        self.index_activity(&active).await?;
+        self.index_activity(&entries).await?;
         Ok(removed)
     }
 
@@ -1661,7 +1663,7 @@ impl StorageBackend for RedisBackend {
             // The node that may evict this backend's keys, else the first: a policy changed
             // at runtime shows here as a detail. The check stays healthy, since the server
             // serves; one `CONFIG SET` turning a whole fleet unready would be worse.
-            let nodes = NodeMemory::of_reply(&info, endpoint);
+            let nodes = NodeMemory::of_texts(&texts);
             let evicting = memory::evicting(&nodes, &self.config);
             if let Some(node) = evicting.or(nodes.first()) {
                 details.insert("maxmemory".to_owned(), node.maxmemory.to_string());

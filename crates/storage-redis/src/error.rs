@@ -30,8 +30,9 @@ pub(crate) fn classify(err: RedisError) -> StorageError {
 /// The kind, temporary flag and message of a driver error, without the error itself.
 fn describe(err: &RedisError) -> StorageError {
     if err.is_timeout() {
-        StorageError::timeout("redis did not answer in time")
-    } else if err.is_io_error()
+        return StorageError::timeout("redis did not answer in time");
+    }
+    if err.is_io_error()
         || err.is_connection_refusal()
         || err.is_connection_dropped()
         || matches!(
@@ -39,8 +40,11 @@ fn describe(err: &RedisError) -> StorageError {
             RedisKind::Io | RedisKind::ClusterConnectionNotFound
         )
     {
-        StorageError::connection("redis connection failed")
-    } else if server_codes(err).iter().any(|code| code == "OOM") {
+        return StorageError::connection("redis connection failed");
+    }
+    let codes = server_codes(err);
+    let has = |code: &str| codes.iter().any(|found| found == code);
+    if has("OOM") {
         // `maxmemory` reached under `noeviction`: Redis refused the write whole (a script
         // is refused before its first write), and takes writes again once memory is freed
         // or the limit raised, as a full disk does.
@@ -48,13 +52,13 @@ fn describe(err: &RedisError) -> StorageError {
             "redis is out of memory (used memory is over its maxmemory): the write was refused",
         )
         .with_temporary(true)
-    } else if is_read_only(err) {
+    } else if has("READONLY") {
         StorageError::backend(
             "redis refused the write as a read-only replica (as a demoted master is after a \
              failover)",
         )
         .with_temporary(true)
-    } else if is_temporary_server_error(err) {
+    } else if TEMPORARY_CODES.iter().any(|code| has(code)) {
         StorageError::backend("redis is not ready").with_temporary(true)
     } else {
         match err.kind() {
@@ -99,12 +103,6 @@ fn server_codes(err: &RedisError) -> Vec<String> {
 /// Whether the server refused a write because it is a replica (`READONLY`).
 pub(crate) fn is_read_only(err: &RedisError) -> bool {
     server_codes(err).iter().any(|code| code == "READONLY")
-}
-
-fn is_temporary_server_error(err: &RedisError) -> bool {
-    server_codes(err)
-        .iter()
-        .any(|code| TEMPORARY_CODES.contains(&code.as_str()))
 }
 
 /// Classifies a pool error: waiting for or creating a connection that does not come is

@@ -62,16 +62,16 @@ pub(crate) struct NodeMemory {
 }
 
 impl NodeMemory {
-    /// Every node's settings in an `INFO memory` reply; a node whose text lacks them (a
-    /// server that hides them) is left out.
-    pub(crate) fn of_reply(info: &Value, endpoint: &str) -> Vec<NodeMemory> {
-        info_texts(info, endpoint)
-            .into_iter()
+    /// Every node's settings in the texts of an `INFO` reply ([`info_texts`]); a node whose
+    /// text lacks them (a server that hides them) is left out.
+    pub(crate) fn of_texts(texts: &[(String, String)]) -> Vec<NodeMemory> {
+        texts
+            .iter()
             .filter_map(|(node, text)| {
                 Some(NodeMemory {
-                    maxmemory: info_field(&text, "maxmemory")?.parse().ok()?,
-                    policy: info_field(&text, "maxmemory_policy")?.to_owned(),
-                    node,
+                    maxmemory: info_field(text, "maxmemory")?.parse().ok()?,
+                    policy: info_field(text, "maxmemory_policy")?.to_owned(),
+                    node: node.clone(),
                 })
             })
             .collect()
@@ -190,7 +190,7 @@ mod tests {
                 text("allkeys-lfu"),
             ),
         ]);
-        let nodes = NodeMemory::of_reply(&reply, "seed:7000");
+        let nodes = NodeMemory::of_texts(&info_texts(&reply, "seed:7000"));
         assert_eq!(nodes.len(), 2);
         let config = RedisConfig::default();
         let found = evicting(&nodes, &config).unwrap();

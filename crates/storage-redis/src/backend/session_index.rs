@@ -63,13 +63,14 @@ impl RedisBackend {
         }
     }
 
-    /// Indexes again, from their records, those of `entries` whose session exists now.
-    pub(super) async fn reindex_survivors(
+    /// Those of `entries` whose session exists now, with its user and activity (µs), read
+    /// from the records: what a removal indexes again.
+    pub(super) async fn survivors(
         &self,
         entries: &[(String, Option<String>)],
-    ) -> Result<()> {
+    ) -> Result<Vec<(String, String, i64)>> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let cmds = entries
             .iter()
@@ -89,14 +90,10 @@ impl RedisBackend {
                 let micros: i64 = activity
                     .parse()
                     .map_err(|_| unexpected_reply("session activity"))?;
-                survivors.push((id.as_str(), user.clone(), micros));
+                survivors.push((id.clone(), user.clone(), micros));
             }
         }
-        let entries: Vec<(&str, &str, i64)> = survivors
-            .iter()
-            .map(|(id, user, micros)| (*id, user.as_str(), *micros))
-            .collect();
-        self.index_activity(&entries).await
+        Ok(survivors)
     }
 
     pub(super) async fn unindex(&self, entries: &[(String, Option<String>)]) -> Result<()> {

@@ -28,7 +28,8 @@ Tasks:
                           retention -- [args]
   bench group-commit [args]
                           checkpoint puts through the facade with group commit on
-                          PostgreSQL: cargo bench -p storage --bench group_commit -- [args]
+                          PostgreSQL (or Redis: --backend redis): cargo bench -p storage
+                          --bench group_commit -- [args]
   bench python [args]     LangGraph's workload from Python: the package (a release wheel in
                           target/py-bench) against LangGraph's InMemorySaver, SqliteSaver
                           and PostgresSaver; args go to crates/storage-py/bench/langgraph_peer.py.

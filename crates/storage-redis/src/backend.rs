@@ -22,7 +22,7 @@ use storage_core::{
 
 use crate::config::RedisConfig;
 use crate::error::{unexpected_reply, BACKEND};
-use crate::keys::{blob_field, decode_id, encode_id, write_field, Keys, ThreadKeys};
+use crate::keys::{decode_id, encode_id, write_field, Keys, ThreadKeys};
 use crate::memory::{self, NodeMemory};
 use crate::pool::{eval_cmd, from_value, Client, Pool};
 use crate::scripts::Scripts;
@@ -30,6 +30,7 @@ use crate::scripts::Scripts;
 /// A hash read whole: field to raw value.
 type FieldMap = HashMap<String, Vec<u8>>;
 
+mod checkpoint_puts;
 mod checkpoint_reads;
 mod compaction;
 mod import;
@@ -1231,52 +1232,14 @@ impl CheckpointStore for RedisBackend {
         new_versions: ChannelVersions,
     ) -> Result<()> {
         let checkpoint = admit("put_checkpoint", checkpoint)?;
-        async {
-            checkpoint.validate_put(&new_versions)?;
-            let thread = self.keys.thread(&checkpoint.thread_id);
-            let hex_ns = encode_id(&checkpoint.namespace);
-            let blobs = checkpoint
-                .new_blobs(&new_versions)
-                .map(|(channel, version, value)| {
-                    Ok((blob_field(channel, version), wire::encode_value(value)?))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut record = checkpoint.clone();
-            record.channel_values = BTreeMap::new();
-            let encoded = wire::encode(&record)?;
-            let ttl = ttl_ms(self.config.checkpoint_ttl_secs);
-            let mut args: Vec<&[u8]> = vec![
-                ttl.as_bytes(),
-                hex_ns.as_bytes(),
-                checkpoint.id.as_bytes(),
-                &encoded,
-            ];
-            for (field, value) in &blobs {
-                args.push(field.as_bytes());
-                args.push(value);
-            }
-            self.client
-                .eval::<()>(
-                    &self.scripts.put_checkpoint,
-                    &[
-                        &thread.namespaces(),
-                        &thread.ids(&hex_ns),
-                        &thread.records(&hex_ns),
-                        &thread.blobs(&hex_ns),
-                        &thread.changes(&hex_ns),
-                        &thread.users(&hex_ns),
-                        &thread.unindexed(&hex_ns),
-                        &thread.indexed_at(&hex_ns),
-                    ],
-                    &args,
-                )
-                .await?;
-            // After the script: `delete_for_runs` drops entries whose checkpoint it does not
-            // find, so an entry written before would be lost to a concurrent removal.
-            self.index_runs([&record]).await
-        }
-        .await
-        .map_err(op("put_checkpoint"))
+        self.put_one(checkpoint, new_versions)
+            .await
+            .map_err(op("put_checkpoint"))
+    }
+
+    async fn put_checkpoints(&self, puts: Vec<(Checkpoint, ChannelVersions)>) -> Result<()> {
+        let puts = admit("put_checkpoints", puts)?;
+        self.put_many(puts).await.map_err(op("put_checkpoints"))
     }
 
     async fn get_checkpoint(

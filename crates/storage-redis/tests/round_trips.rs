@@ -141,6 +141,68 @@ async fn each_checkpoint_read_is_one_round_trip() {
     assert_eq!(round_trips(&b, history).await, 1, "delta channel history");
 }
 
+/// A batch of checkpoint puts (what group commit sends) is one pipeline of the put script
+/// and one of run-index writes, whatever the number of puts and threads; one call per put
+/// took two requests each (its script, then its run index). Every put is stored, in the
+/// batch's order: an id put twice keeps its second put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_checkpoint_puts_is_one_round_trip_and_its_run_index_another() {
+    let server = RedisServer::start();
+    let b = RedisBackend::new(RedisConfig::new(server.url()).with_namespace("batch")).unwrap();
+    b.initialize().await.unwrap();
+    let put = |thread: &str, n: u32, run: &str| {
+        let step = n.to_string();
+        let mut cp = checkpoint(thread, "", &cp_id(n), &[("c", &step, json!([thread, n]))]);
+        cp.metadata = obj(json!({ "run_id": run, "step": n }));
+        (cp, versions(&[("c", &step)]))
+    };
+    let mut batch: Vec<_> = (1..=12u32)
+        .map(|n| put(&format!("t{}", n % 4), n, "first"))
+        .collect();
+    // The same id again, later in the batch: stored as this second put.
+    batch.push(put("t1", 5, "second"));
+    assert_eq!(round_trips(&b, b.put_checkpoints(batch)).await, 2);
+
+    for n in 1..=12u32 {
+        let thread = format!("t{}", n % 4);
+        let stored = b
+            .get_checkpoint(&thread, "", Some(&cp_id(n)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("put {n} of {thread} is stored"));
+        assert_eq!(
+            stored.checkpoint.channel_values["c"],
+            json!([thread, n]).into()
+        );
+        let run = if n == 5 { "second" } else { "first" };
+        assert_eq!(stored.checkpoint.metadata["run_id"], json!(run), "put {n}");
+    }
+    // The run index holds every put: deleting the first run removes the eleven puts left
+    // in it, and the second run's put stays.
+    b.delete_for_runs(&["first".to_owned()]).await.unwrap();
+    let left: usize = futures::future::join_all(
+        (0..4).map(|t| b.list_checkpoints(CheckpointQuery::thread(format!("t{t}")))),
+    )
+    .await
+    .into_iter()
+    .map(|listed| listed.unwrap().len())
+    .sum();
+    assert_eq!(left, 1);
+
+    // A server that lost its scripts (a restart, `SCRIPT FLUSH`) gets the script's source
+    // with the batch's first put, and stores the batch.
+    b.raw_query::<String>(redis::cmd("SCRIPT").arg("FLUSH"))
+        .await
+        .unwrap();
+    let batch: Vec<_> = (20..=22u32).map(|n| put("t9", n, "third")).collect();
+    b.put_checkpoints(batch).await.unwrap();
+    let listed = b
+        .list_checkpoints(CheckpointQuery::thread("t9"))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 3);
+}
+
 /// How many times the server ran `command` (from a client or a script).
 async fn command_calls(b: &RedisBackend, command: &str) -> u64 {
     let info: String = b

@@ -1,11 +1,12 @@
 //! `cargo xtask bench group-commit` (or `cargo bench -p storage --bench group_commit`):
-//! checkpoint puts on PostgreSQL (a throwaway cluster, or `STORAGE_TEST_POSTGRES_URL`)
-//! through the facade with group commit on, through the facade with it off, and on the
-//! backend alone, interleaved, with
+//! checkpoint puts on PostgreSQL (a throwaway cluster, or `STORAGE_TEST_POSTGRES_URL`) or
+//! Redis (a throwaway server, or `STORAGE_TEST_REDIS_URL`) through the facade with group
+//! commit on, through the facade with it off, and on the backend alone, interleaved, with
 //! one caller and with 32. LangGraph's workload: 32 threads of ten ~2 KB channels, each put
 //! after a thread's first changing one channel; call `i` puts to thread `i % 32`.
 //!
-//! Flags: `--ops N` (default 2000), `--concurrency 1,32`.
+//! Flags: `--ops N` (default 2000), `--concurrency 1,32`, `--backend postgres|redis`
+//! (default postgres).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use storage::config::GroupCommitSettings;
 use storage::Storage;
 use storage_core::{ChannelValue, StorageBackend};
 use storage_postgres::{PostgresBackend, PostgresConfig};
+use storage_redis::{RedisBackend, RedisConfig};
 use storage_testkit::bench::{
     interleaved, print_ratio, runtime_for, ten_channel_checkpoint, BenchOp, Workload,
 };
@@ -29,19 +31,16 @@ fn main() {
         concurrency: vec![1, 32],
     }
     .from_args();
-    let url = storage_testkit::servers::postgres::postgres_url();
+    let server = Server::from_args();
     println!(
-        "group commit of checkpoint puts on postgres; {} cores",
+        "group commit of checkpoint puts on {}; {} cores",
+        server.name(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     for &concurrency in &workload.concurrency {
         runtime_for(concurrency).block_on(async {
             let namespace = format!("bench_gc_{}_c{concurrency}", std::process::id());
-            let config = PostgresConfig::from_url(&url)
-                .with_namespace(&namespace)
-                .with_pool_size(32);
-            let backend = Arc::new(PostgresBackend::new(config).expect("config"));
-            backend.initialize().await.expect("initialize");
+            let backend = server.backend(&namespace).await;
             let facade = |enabled: bool| -> Arc<dyn StorageBackend> {
                 Arc::new(
                     Storage::builder(backend.clone())
@@ -52,7 +51,7 @@ fn main() {
                         .build(),
                 )
             };
-            let alone: Arc<dyn StorageBackend> = backend.clone();
+            let alone = backend.clone();
             // The facade without group commit splits what the facade costs from what
             // group commit does.
             let rows = interleaved(
@@ -84,6 +83,60 @@ fn main() {
                 rate(1),
             );
         });
+    }
+}
+
+/// The server the puts go to, from `--backend`.
+enum Server {
+    Postgres(String),
+    Redis(String),
+}
+
+impl Server {
+    fn from_args() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        let chosen = args
+            .iter()
+            .position(|arg| arg == "--backend")
+            .map(|at| args.get(at + 1).expect("--backend postgres|redis").as_str());
+        match chosen {
+            None | Some("postgres") => {
+                Server::Postgres(storage_testkit::servers::postgres::postgres_url())
+            }
+            Some("redis") => Server::Redis(storage_testkit::servers::redis::redis_url()),
+            Some(other) => panic!("--backend {other}: postgres or redis"),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Server::Postgres(_) => "postgres",
+            Server::Redis(_) => "redis",
+        }
+    }
+
+    /// A backend with a pool for every caller, on a namespace of its own.
+    async fn backend(&self, namespace: &str) -> Arc<dyn StorageBackend> {
+        let backend: Arc<dyn StorageBackend> = match self {
+            Server::Postgres(url) => Arc::new(
+                PostgresBackend::new(
+                    PostgresConfig::from_url(url)
+                        .with_namespace(namespace)
+                        .with_pool_size(32),
+                )
+                .expect("config"),
+            ),
+            Server::Redis(url) => Arc::new(
+                RedisBackend::new(
+                    RedisConfig::new(url.as_str())
+                        .with_namespace(namespace)
+                        .with_pool_size(32),
+                )
+                .expect("config"),
+            ),
+        };
+        backend.initialize().await.expect("initialize");
+        backend
     }
 }
 

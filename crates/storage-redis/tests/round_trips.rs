@@ -156,14 +156,14 @@ async fn a_batch_of_checkpoint_puts_is_one_round_trip_and_its_run_index_another(
         cp.metadata = obj(json!({ "run_id": run, "step": n }));
         (cp, versions(&[("c", &step)]))
     };
-    let mut batch: Vec<_> = (1..=12u32)
+    let mut batch: Vec<_> = (1..=8u32)
         .map(|n| put(&format!("t{}", n % 4), n, "first"))
         .collect();
     // The same id again, later in the batch: stored as this second put.
     batch.push(put("t1", 5, "second"));
     assert_eq!(round_trips(&b, b.put_checkpoints(batch)).await, 2);
 
-    for n in 1..=12u32 {
+    for n in 1..=8u32 {
         let thread = format!("t{}", n % 4);
         let stored = b
             .get_checkpoint(&thread, "", Some(&cp_id(n)))
@@ -177,7 +177,7 @@ async fn a_batch_of_checkpoint_puts_is_one_round_trip_and_its_run_index_another(
         let run = if n == 5 { "second" } else { "first" };
         assert_eq!(stored.checkpoint.metadata["run_id"], json!(run), "put {n}");
     }
-    // The run index holds every put: deleting the first run removes the eleven puts left
+    // The run index holds every put: deleting the first run removes the seven puts left
     // in it, and the second run's put stays.
     b.delete_for_runs(&["first".to_owned()]).await.unwrap();
     let left: usize = futures::future::join_all(

@@ -464,8 +464,8 @@ pub trait CheckpointStore: Send + Sync {
     /// would, in order (a later put of the same id replaces an earlier one): what group
     /// commit sends as one batch. Every item is validated before any is stored, so bad input
     /// stores nothing. Backends with transactions store the batch atomically; the others
-    /// store item by item, so an error may leave a prefix stored, and since each put
-    /// replaces its record, retrying the whole batch is safe.
+    /// store item by item, so an error may leave part of the batch stored, and since each
+    /// put replaces its record, retrying the whole batch is safe.
     ///
     /// The default stores each thread's items one after another through `put_checkpoint`,
     /// and different threads' items at the same time.

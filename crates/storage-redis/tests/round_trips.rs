@@ -156,6 +156,8 @@ async fn a_batch_of_checkpoint_puts_is_one_round_trip_and_its_run_index_another(
         cp.metadata = obj(json!({ "run_id": run, "step": n }));
         (cp, versions(&[("c", &step)]))
     };
+    // About 10 KB on the wire (the script's ~4 KB source with the first put, ~0.7 KB per
+    // put after it): inside one 16 KB read of the server, so the count is one request.
     let mut batch: Vec<_> = (1..=8u32)
         .map(|n| put(&format!("t{}", n % 4), n, "first"))
         .collect();

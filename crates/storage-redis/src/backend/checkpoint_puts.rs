@@ -1,13 +1,14 @@
 //! Checkpoint puts: one script call per checkpoint (see `scripts/checkpoint_index.rs`),
 //! then the run index. A batch (what group commit sends) is one pipeline of those calls on
 //! a standalone server, and one pipeline per thread on a cluster (a thread's keys share
-//! one slot), so it costs a round trip where one call per put cost one each.
+//! one slot), cut at 64 puts or 1 MiB, so it costs a round trip where one call per put
+//! cost one each.
 
 use std::collections::BTreeMap;
 
 use deadpool_redis::redis::{self, Cmd, Value};
 use storage_core::checkpoint::{group_by_thread, validate_puts};
-use storage_core::{wire, ChannelVersions, Checkpoint, Result};
+use storage_core::{wire, ChannelVersions, Checkpoint, Result, StorageError};
 
 use super::{ttl_ms, RedisBackend};
 use crate::error::{classify, unexpected_reply};
@@ -86,9 +87,12 @@ impl RedisBackend {
     }
 
     /// `put_checkpoints`: every put validated first, then the scripts in the batch's order
-    /// (one pipeline, or one per thread on a cluster, threads side by side), then the run
-    /// index of them all. As with one call per put, an error may leave some of the batch
-    /// stored; each put replaces its record, so the batch can be sent again.
+    /// (pipelines of at most [`PIPELINE_PUTS`] puts or [`PIPELINE_BYTES`]; one thread's
+    /// after another on a cluster, threads side by side), then the run index of every put
+    /// the server stored. A pipeline is not a transaction: a put the server refuses does
+    /// not stop the others, so an error may leave any part of the batch stored (each put
+    /// replaces its record, so the batch can be sent again), and what was stored is still
+    /// in the run index.
     pub(super) async fn put_many(&self, puts: Vec<(Checkpoint, ChannelVersions)>) -> Result<()> {
         validate_puts(&puts)?;
         if puts.is_empty() {
@@ -108,33 +112,89 @@ impl RedisBackend {
                     .collect::<Result<Vec<_>>>()?,
             );
         }
-        futures::future::try_join_all(calls.iter().map(|group| async move {
-            if let [call] = &group[..] {
-                // A put alone (group commit with one caller) costs what a plain put costs.
-                return self.run_script(call).await;
-            }
-            let pipe = script_pipeline(&self.scripts.put_checkpoint, group);
-            let replies: Vec<Value> = self.client.pipeline(&pipe).await?;
-            if replies.len() != group.len() {
-                return Err(unexpected_reply("put_checkpoint batch"));
-            }
-            // An error in the pipeline's replies fails the batch, shown to the pool (a
-            // demoted master's `READONLY` retires its connections) and classified as a
-            // single put's would be.
-            match replies.into_iter().find_map(|reply| match reply {
-                Value::ServerError(err) => Some(redis::RedisError::from(err)),
-                _ => None,
-            }) {
-                Some(err) => {
-                    self.client.pool.note(&err);
-                    Err(classify(err))
+        // Every group runs to its end, so a failure in one does not keep another's stored
+        // puts out of the run index.
+        let outcomes =
+            futures::future::join_all(calls.iter().map(|group| self.put_group(group))).await;
+        let mut stored = Vec::new();
+        let mut failure = None;
+        for (group, (done, error)) in calls.iter().zip(outcomes) {
+            let records = group.iter().zip(done);
+            stored.extend(records.filter_map(|(call, stored)| stored.then_some(&call.record)));
+            failure = graver(failure, error);
+        }
+        let indexed = self.index_runs(stored).await;
+        match failure {
+            Some(err) => Err(err),
+            None => indexed,
+        }
+    }
+
+    /// The scripts of one slot's puts, in order: whether each was stored (as far as known:
+    /// none after a pipeline that got no answer), and the gravest error.
+    async fn put_group(&self, group: &[PutCall]) -> (Vec<bool>, Option<StorageError>) {
+        if let [call] = group {
+            // A put alone (group commit with one caller) costs what a plain put costs.
+            return match self.run_script(call).await {
+                Ok(()) => (vec![true], None),
+                Err(err) => (vec![false], Some(err)),
+            };
+        }
+        let mut done = Vec::with_capacity(group.len());
+        let mut failure = None;
+        for chunk in pipeline_chunks(group) {
+            let pipe = script_pipeline(&self.scripts.put_checkpoint, chunk);
+            let replies = match self.client.pipeline::<Vec<Value>>(&pipe).await {
+                Ok(replies) if replies.len() == chunk.len() => replies,
+                Ok(_) => return (done, graver(failure, Some(unexpected_reply("put batch")))),
+                Err(err) => return (done, graver(failure, Some(err))),
+            };
+            for reply in replies {
+                match reply {
+                    Value::ServerError(err) => {
+                        // Shown to the pool (a demoted master's `READONLY` retires its
+                        // connections) and classified as a single put's would be.
+                        let err = redis::RedisError::from(err);
+                        self.client.pool.note(&err);
+                        failure = graver(failure, Some(classify(err)));
+                        done.push(false);
+                    }
+                    _ => done.push(true),
                 }
-                None => Ok(()),
             }
-        }))
-        .await?;
-        self.index_runs(calls.iter().flatten().map(|call| &call.record))
-            .await
+        }
+        (done, failure)
+    }
+}
+
+/// Most puts in one pipeline, and (past the first put) most bytes: each pipeline has the
+/// command timeout to itself, as each put alone had.
+const PIPELINE_PUTS: usize = 64;
+const PIPELINE_BYTES: usize = 1 << 20;
+
+/// `group` cut into pipelines of at most [`PIPELINE_PUTS`] puts and, unless one put is
+/// larger alone, [`PIPELINE_BYTES`].
+fn pipeline_chunks(group: &[PutCall]) -> Vec<&[PutCall]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (at, call) in group.iter().enumerate() {
+        let size: usize = call.args.iter().map(Vec::len).sum();
+        if at > start && (at - start == PIPELINE_PUTS || bytes + size > PIPELINE_BYTES) {
+            chunks.push(&group[start..at]);
+            (start, bytes) = (at, 0);
+        }
+        bytes += size;
+    }
+    chunks.push(&group[start..]);
+    chunks
+}
+
+/// The error a batch answers with: a temporary one if any put met one (every caller then
+/// tries again), else the first.
+fn graver(kept: Option<StorageError>, new: Option<StorageError>) -> Option<StorageError> {
+    match (kept, new) {
+        (Some(kept), Some(new)) if !kept.is_temporary() && new.is_temporary() => Some(new),
+        (kept, new) => kept.or(new),
     }
 }
 
@@ -143,6 +203,8 @@ impl RedisBackend {
 /// `SCRIPT FLUSH`), the others by its hash, which costs the server no hashing of the source.
 fn script_pipeline(script: &Lua, calls: &[PutCall]) -> redis::Pipeline {
     let mut pipe = redis::pipe();
+    // Each reply is read, errors included: a refused put does not hide the others' outcome.
+    pipe.ignore_errors();
     for (at, call) in calls.iter().enumerate() {
         let mut cmd: Cmd = if at == 0 {
             let mut cmd = redis::cmd("EVAL");
@@ -160,4 +222,36 @@ fn script_pipeline(script: &Lua, calls: &[PutCall]) -> redis::Pipeline {
         pipe.add_command(cmd);
     }
     pipe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call_of(bytes: usize) -> PutCall {
+        PutCall {
+            keys: Default::default(),
+            args: vec![vec![0; bytes]],
+            record: Checkpoint::new("t", "", "1"),
+        }
+    }
+
+    fn lengths(group: &[PutCall]) -> Vec<usize> {
+        pipeline_chunks(group)
+            .iter()
+            .map(|chunk| chunk.len())
+            .collect()
+    }
+
+    #[test]
+    fn pipelines_are_cut_by_count_and_by_bytes() {
+        let small: Vec<_> = (0..150).map(|_| call_of(100)).collect();
+        assert_eq!(lengths(&small), [64, 64, 22]);
+        let large: Vec<_> = (0..5).map(|_| call_of(400 << 10)).collect();
+        assert_eq!(lengths(&large), [2, 2, 1]);
+        // A put larger than the limit alone is a pipeline of its own, never none.
+        let huge = [call_of(100), call_of(3 << 20), call_of(100)];
+        assert_eq!(lengths(&huge), [1, 1, 1]);
+        assert_eq!(lengths(&[call_of(10)]), [1]);
+    }
 }

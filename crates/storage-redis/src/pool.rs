@@ -470,11 +470,32 @@ fn masters(nodes: &str) -> Vec<(String, u16)> {
 }
 
 /// A script as a plain `EVAL` command, for batches (no NOSCRIPT to recover from).
-pub(crate) fn eval_cmd(script: &Lua, keys: &[&str], args: &[&[u8]]) -> Cmd {
+pub(crate) fn eval_cmd<K: AsRef<str>, A: AsRef<[u8]>>(script: &Lua, keys: &[K], args: &[A]) -> Cmd {
     let mut cmd = redis::cmd("EVAL");
-    cmd.arg(&script.source).arg(keys.len()).arg(keys);
+    cmd.arg(&script.source);
+    with_keys_and_args(cmd, keys, args)
+}
+
+/// The same call by the script's hash (`EVALSHA`), for the calls of a pipeline after one
+/// [`eval_cmd`] of the script: that one loaded it.
+pub(crate) fn evalsha_cmd<K: AsRef<str>, A: AsRef<[u8]>>(
+    script: &Lua,
+    keys: &[K],
+    args: &[A],
+) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.script.get_hash());
+    with_keys_and_args(cmd, keys, args)
+}
+
+/// A script command (its source or hash given) with its keys and arguments.
+fn with_keys_and_args<K: AsRef<str>, A: AsRef<[u8]>>(mut cmd: Cmd, keys: &[K], args: &[A]) -> Cmd {
+    cmd.arg(keys.len());
+    for key in keys {
+        cmd.arg(key.as_ref());
+    }
     for arg in args {
-        cmd.arg(*arg);
+        cmd.arg(arg.as_ref());
     }
     cmd
 }

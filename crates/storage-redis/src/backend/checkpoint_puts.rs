@@ -6,13 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use deadpool_redis::redis::{self, Cmd, Value};
+use deadpool_redis::redis::{self, Value};
 use storage_core::checkpoint::{group_by_thread, validate_puts};
 use storage_core::{wire, ChannelVersions, Checkpoint, Result, StorageError};
 
 use super::{ttl_ms, RedisBackend};
 use crate::error::{classify, unexpected_reply};
 use crate::keys::{blob_field, encode_id};
+use crate::pool::{eval_cmd, evalsha_cmd};
 use crate::scripts::Lua;
 
 /// One put as the script takes it: its keys, its arguments, and the record it stores (the
@@ -66,11 +67,6 @@ impl RedisBackend {
     ) -> Result<()> {
         checkpoint.validate_put(&new_versions)?;
         let call = self.put_call(checkpoint, &new_versions)?;
-        self.put_validated(call).await
-    }
-
-    /// One validated put: its script, then the run index.
-    async fn put_validated(&self, call: PutCall) -> Result<()> {
         self.run_script(&call).await?;
         // After the script: `delete_for_runs` drops entries whose checkpoint it does not
         // find, so an entry written before would be lost to a concurrent removal.
@@ -206,20 +202,11 @@ fn script_pipeline(script: &Lua, calls: &[PutCall]) -> redis::Pipeline {
     // Each reply is read, errors included: a refused put does not hide the others' outcome.
     pipe.ignore_errors();
     for (at, call) in calls.iter().enumerate() {
-        let mut cmd: Cmd = if at == 0 {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(&script.source);
-            cmd
+        pipe.add_command(if at == 0 {
+            eval_cmd(script, &call.keys, &call.args)
         } else {
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(script.script.get_hash());
-            cmd
-        };
-        cmd.arg(call.keys.len()).arg(&call.keys[..]);
-        for arg in &call.args {
-            cmd.arg(arg.as_slice());
-        }
-        pipe.add_command(cmd);
+            evalsha_cmd(script, &call.keys, &call.args)
+        });
     }
     pipe
 }

@@ -136,7 +136,7 @@ fn main() {
     for name in &args.backends {
         let namespace = format!("flat_{}", std::process::id());
         runtime_for(1).block_on(async {
-            let backend = build(name, &namespace, root.path()).await;
+            let backend = build(name, &namespace, root.path(), None).await;
             println!("\n== {name}");
             if args.wants("contexts") {
                 contexts(&backend, &args).await;
@@ -153,7 +153,7 @@ fn main() {
             // A backend of the runtime that drives it, on a namespace of its own.
             let namespace = format!("{namespace}_c{concurrency}");
             runtime_for(concurrency).block_on(async {
-                let backend = build(name, &namespace, root.path()).await;
+                let backend = build(name, &namespace, root.path(), None).await;
                 checkpoints(&backend, &args, concurrency).await;
                 backend.close().await.expect("close");
             });

@@ -5,8 +5,8 @@
 //! one caller and with 32. LangGraph's workload: 32 threads of ten ~2 KB channels, each put
 //! after a thread's first changing one channel; call `i` puts to thread `i % 32`.
 //!
-//! Flags: `--ops N` (default 2000), `--concurrency 1,32`, `--backend postgres|redis`
-//! (default postgres).
+//! Flags: `--ops N` (default 2000), `--concurrency 1,32`, `--backend NAME` (default
+//! postgres; any backend of `support/backends.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,11 +15,13 @@ use serde_json::json;
 use storage::config::GroupCommitSettings;
 use storage::Storage;
 use storage_core::{ChannelValue, StorageBackend};
-use storage_postgres::{PostgresBackend, PostgresConfig};
-use storage_redis::{RedisBackend, RedisConfig};
 use storage_testkit::bench::{
     interleaved, print_ratio, runtime_for, ten_channel_checkpoint, BenchOp, Workload,
 };
+
+#[path = "support/backends.rs"]
+mod backends;
+use backends::{build, ALL};
 
 const THREADS: usize = 32;
 
@@ -31,16 +33,18 @@ fn main() {
         concurrency: vec![1, 32],
     }
     .from_args();
-    let server = Server::from_args();
+    let name = backend_arg();
+    // Where the file-backed backends (sqlite, object) keep their data.
+    let root = tempfile::tempdir().expect("a temporary directory");
     println!(
-        "group commit of checkpoint puts on {}; {} cores",
-        server.name(),
+        "group commit of checkpoint puts on {name}; {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     for &concurrency in &workload.concurrency {
         runtime_for(concurrency).block_on(async {
             let namespace = format!("bench_gc_{}_c{concurrency}", std::process::id());
-            let backend = server.backend(&namespace).await;
+            // A connection for every caller.
+            let backend = build(&name, &namespace, root.path(), Some(32)).await;
             let facade = |enabled: bool| -> Arc<dyn StorageBackend> {
                 Arc::new(
                     Storage::builder(backend.clone())
@@ -86,58 +90,21 @@ fn main() {
     }
 }
 
-/// The server the puts go to, from `--backend`.
-enum Server {
-    Postgres(String),
-    Redis(String),
-}
-
-impl Server {
-    fn from_args() -> Self {
-        let args: Vec<String> = std::env::args().collect();
-        let chosen = args
-            .iter()
-            .position(|arg| arg == "--backend")
-            .map(|at| args.get(at + 1).expect("--backend postgres|redis").as_str());
-        match chosen {
-            None | Some("postgres") => {
-                Server::Postgres(storage_testkit::servers::postgres::postgres_url())
-            }
-            Some("redis") => Server::Redis(storage_testkit::servers::redis::redis_url()),
-            Some(other) => panic!("--backend {other}: postgres or redis"),
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Server::Postgres(_) => "postgres",
-            Server::Redis(_) => "redis",
-        }
-    }
-
-    /// A backend with a pool for every caller, on a namespace of its own.
-    async fn backend(&self, namespace: &str) -> Arc<dyn StorageBackend> {
-        let backend: Arc<dyn StorageBackend> = match self {
-            Server::Postgres(url) => Arc::new(
-                PostgresBackend::new(
-                    PostgresConfig::from_url(url)
-                        .with_namespace(namespace)
-                        .with_pool_size(32),
-                )
-                .expect("config"),
-            ),
-            Server::Redis(url) => Arc::new(
-                RedisBackend::new(
-                    RedisConfig::new(url.as_str())
-                        .with_namespace(namespace)
-                        .with_pool_size(32),
-                )
-                .expect("config"),
-            ),
-        };
-        backend.initialize().await.expect("initialize");
-        backend
-    }
+/// The backend named by `--backend` (default postgres), one of [`ALL`].
+fn backend_arg() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let name = args
+        .iter()
+        .position(|arg| arg == "--backend")
+        .map_or("postgres", |at| {
+            args.get(at + 1).expect("--backend NAME").as_str()
+        });
+    assert!(
+        ALL.contains(&name),
+        "--backend {name}: one of {}",
+        ALL.join(", ")
+    );
+    name.to_owned()
 }
 
 /// Puts of LangGraph's shape; each contender writes threads of its own. As in a graph,

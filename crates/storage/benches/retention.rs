@@ -222,9 +222,9 @@ fn main() {
     for name in &args.backends {
         runtime_for(1).block_on(async {
             let namespace = |case: &str| format!("ret_{case}_{}", std::process::id());
-            let small = build(name, &namespace("small"), root.path()).await;
-            let large = build(name, &namespace("large"), root.path()).await;
-            let idle = build(name, &namespace("idle"), root.path()).await;
+            let small = build(name, &namespace("small"), root.path(), None).await;
+            let large = build(name, &namespace("large"), root.path(), None).await;
+            let idle = build(name, &namespace("idle"), root.path(), None).await;
             println!("\n== {name}");
             for kind in KINDS {
                 removal(kind, [&small, &large], &args).await;

@@ -18,8 +18,14 @@ pub const ALL: [&str; 7] = [
     "postgres",
 ];
 
-/// The backend `name` on `namespace`, initialized.
-pub async fn build(name: &str, namespace: &str, root: &std::path::Path) -> Arc<dyn StorageBackend> {
+/// The backend `name` on `namespace`, initialized, with `pool_size` connections for a
+/// server backend (PostgreSQL, Redis) where given, else its default.
+pub async fn build(
+    name: &str,
+    namespace: &str,
+    root: &std::path::Path,
+    pool_size: Option<usize>,
+) -> Arc<dyn StorageBackend> {
     let backend: Arc<dyn StorageBackend> = match name {
         "memory" => Arc::new(storage_memory::MemoryBackend::new(namespace).expect("namespace")),
         "sqlite" => Arc::new(
@@ -48,24 +54,28 @@ pub async fn build(name: &str, namespace: &str, root: &std::path::Path) -> Arc<d
         }
         "redis" | "redis-cluster" => {
             use storage_testkit::servers::redis::{redis_cluster_urls, redis_url};
-            let config = match name {
+            let mut config = match name {
                 "redis" => storage_redis::RedisConfig::new(redis_url()),
                 _ => storage_redis::RedisConfig::cluster(redis_cluster_urls()),
             };
+            if let Some(pool_size) = pool_size {
+                config = config.with_pool_size(pool_size);
+            }
             Arc::new(
                 storage_redis::RedisBackend::new(config.with_namespace(namespace))
                     .expect("redis config"),
             )
         }
-        "postgres" => Arc::new(
-            storage_postgres::PostgresBackend::new(
-                storage_postgres::PostgresConfig::from_url(
-                    storage_testkit::servers::postgres::postgres_url(),
-                )
-                .with_namespace(namespace),
+        "postgres" => {
+            let mut config = storage_postgres::PostgresConfig::from_url(
+                storage_testkit::servers::postgres::postgres_url(),
             )
-            .expect("postgres config"),
-        ),
+            .with_namespace(namespace);
+            if let Some(pool_size) = pool_size {
+                config = config.with_pool_size(pool_size);
+            }
+            Arc::new(storage_postgres::PostgresBackend::new(config).expect("postgres config"))
+        }
         other => panic!("unknown backend {other}; known: {}", ALL.join(", ")),
     };
     backend.initialize().await.expect("initialize");

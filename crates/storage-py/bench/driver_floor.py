@@ -1,8 +1,9 @@
-"""What the peer bench's put phase costs before any saver runs: `langgraph_peer.Driver.put`
-over a saver whose `put` does nothing (the driver builds the checkpoint: an empty one, a
-uuid6 id, ten value dicts, the versions), beside `InMemorySaver` and this package on the
-in-memory backend, in alternating rounds of one process. Twice `InMemorySaver`'s rate is
-only reachable if the driver alone takes less than half of its loop.
+"""What the peer bench's write phases cost before any saver runs: `langgraph_peer.Driver`'s
+`put` and `put_writes` over a saver that does nothing (for a put the driver builds the
+checkpoint: an empty one, a uuid6 id, ten value dicts, the versions; for a pending write
+one value dict and a task id), beside `InMemorySaver` and this package on the in-memory
+backend, in alternating rounds of one process. Twice `InMemorySaver`'s rate is only
+reachable if the driver alone takes less than half of its loop.
 
     cargo xtask bench python            # builds the wheel and the venv in target/py-bench
     target/py-bench/bin/python crates/storage-py/bench/driver_floor.py --rounds 10
@@ -30,11 +31,14 @@ class DoNothingSaver(InMemorySaver):
     def put(self, config, checkpoint, metadata, new_versions):  # type: ignore[override]
         return {"configurable": {**config["configurable"], "checkpoint_id": checkpoint["id"]}}
 
+    def put_writes(self, config, writes, task_id, task_path=""):  # type: ignore[override]
+        return None
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--ops", type=int, default=2000, help="puts per round and driver")
+    parser.add_argument("--ops", type=int, default=2000, help="calls per round, phase and driver")
     args = parser.parse_args()
     with ExitStack() as stack:
         ours, theirs = langgraph_peer.memory_pair(stack, stack.enter_context(tempfile.TemporaryDirectory()))
@@ -43,21 +47,26 @@ def main() -> int:
             "InMemorySaver": theirs,
             "StorageSaver (memory)": ours,
         }
-        took: dict[str, list[float]] = {name: [] for name in drivers}
-        for _ in range(args.rounds):
-            for name, driver in drivers.items():
-                started = time.perf_counter()
-                for i in range(args.ops):
-                    driver.put(i % langgraph_peer.THREADS)
-                took[name].append((time.perf_counter() - started) / args.ops * 1e6)
-        for name, micros in took.items():
-            print(f"{name:42s} median {statistics.median(micros):6.1f} us per put")
-        alone = statistics.median(took["driver alone (a saver that does nothing)"])
-        theirs_loop = statistics.median(took["InMemorySaver"])
-        print(
-            f"twice InMemorySaver's rate needs a put loop of {theirs_loop / 2:.1f} us; "
-            f"the driver alone takes {alone:.1f} us"
-        )
+        for phase in ("put", "put_writes"):
+            took: dict[str, list[float]] = {name: [] for name in drivers}
+            for round_ in range(args.rounds):
+                order = list(drivers.items())
+                if round_ % 2:
+                    order.reverse()
+                for name, driver in order:
+                    call = getattr(driver, phase)
+                    started = time.perf_counter()
+                    for i in range(args.ops):
+                        call(i % langgraph_peer.THREADS)
+                    took[name].append((time.perf_counter() - started) / args.ops * 1e6)
+            for name, micros in took.items():
+                print(f"{phase:10s} {name:42s} median {statistics.median(micros):6.2f} us per call")
+            alone = statistics.median(took["driver alone (a saver that does nothing)"])
+            theirs_loop = statistics.median(took["InMemorySaver"])
+            print(
+                f"{phase:10s} twice InMemorySaver's rate needs a loop of {theirs_loop / 2:.2f} us; "
+                f"the driver alone takes {alone:.2f} us"
+            )
     return 0
 
 

@@ -19,6 +19,10 @@ Pairs:
   the server at --postgres-url (default: $BENCH_POSTGRES_URL, else the machine's
   postgres://postgres@127.0.0.1:5432/postgres), each in a database created for the run.
 
+Ours runs with the facade's defaults; `--group-commit` turns its group commit on
+(`group_commit.enabled`: concurrent puts of different graph threads stored as one batch,
+each caller answered once its batch is durable), as a service with many callers would.
+
 Printed per pair, phase and concurrency: ops/s and p50 of each side and ours/theirs.
 """
 
@@ -153,18 +157,18 @@ def ours_saver(settings: dict) -> BaseCheckpointSaver:
     return StorageSaver(storage)
 
 
-def memory_pair(stack: ExitStack, tmp: str) -> tuple[Driver, Driver]:
+def memory_pair(stack: ExitStack, tmp: str, settings: dict | None = None) -> tuple[Driver, Driver]:
     from langgraph.checkpoint.memory import InMemorySaver
 
-    return (Driver("ours", ours_saver({"backend": "memory"})),
+    return (Driver("ours", ours_saver({"backend": "memory", **(settings or {})})),
             Driver("InMemorySaver", InMemorySaver()))
 
 
-def embedded_pair(stack: ExitStack, tmp: str) -> tuple[Driver, Driver]:
+def embedded_pair(stack: ExitStack, tmp: str, settings: dict | None = None) -> tuple[Driver, Driver]:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     ours = ours_saver({"backend": "sqlite", "sqlite.path": f"{tmp}/ours.db",
-                       "object.url": f"file://{tmp}/objects"})
+                       "object.url": f"file://{tmp}/objects", **(settings or {})})
     conn = sqlite3.connect(f"{tmp}/theirs.db", check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -174,7 +178,9 @@ def embedded_pair(stack: ExitStack, tmp: str) -> tuple[Driver, Driver]:
     return Driver("ours", ours), Driver("SqliteSaver", theirs)
 
 
-def postgres_pair(stack: ExitStack, tmp: str, url: str) -> tuple[Driver, Driver]:
+def postgres_pair(
+    stack: ExitStack, tmp: str, url: str, settings: dict | None = None
+) -> tuple[Driver, Driver]:
     import psycopg
     from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg.rows import dict_row
@@ -192,7 +198,8 @@ def postgres_pair(stack: ExitStack, tmp: str, url: str) -> tuple[Driver, Driver]
                 admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     stack.callback(drop)
-    ours = ours_saver({"backend": "postgres", "postgres.url": f"{base}/{names['ours']}"})
+    ours = ours_saver({"backend": "postgres", "postgres.url": f"{base}/{names['ours']}",
+                       **(settings or {})})
     stack.callback(lambda: ours.storage.native.close(blocking=True))
     pool = ConnectionPool(
         f"{base}/{names['theirs']}", min_size=4, max_size=THREADS, open=True,
@@ -209,23 +216,29 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=2000)
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--pairs", default="memory,embedded,postgres")
+    parser.add_argument(
+        "--group-commit", action="store_true",
+        help="ours with the facade's group commit on (group_commit.enabled; off by default)")
     parser.add_argument("--postgres-url", default=os.environ.get(
         "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
+    settings = {"group_commit.enabled": True} if args.group_commit else {}
     import agent_storage
 
     print(f"agent_storage {agent_storage.__version__} ({agent_storage._native.__file__}); "
           f"python {platform.python_version()}; {os.cpu_count()} cores; {args.ops} ops per "
-          f"phase, {ROUNDS} interleaved rounds; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+          f"phase, {ROUNDS} interleaved rounds; ours with group commit "
+          f"{'on' if args.group_commit else 'off (the default)'}; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     for pair in args.pairs.split(","):
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
             with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
                 if pair == "memory":
-                    ours, theirs = memory_pair(stack, tmp)
+                    ours, theirs = memory_pair(stack, tmp, settings)
                 elif pair == "embedded":
-                    ours, theirs = embedded_pair(stack, tmp)
+                    ours, theirs = embedded_pair(stack, tmp, settings)
                 elif pair == "postgres":
-                    ours, theirs = postgres_pair(stack, tmp, args.postgres_url)
+                    ours, theirs = postgres_pair(stack, tmp, args.postgres_url, settings)
                 else:
                     parser.error(f"unknown pair {pair!r}")
                 compare(pair, ours, theirs, args.ops, concurrency)

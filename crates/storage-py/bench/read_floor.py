@@ -1,0 +1,130 @@
+"""What a read of the peer bench costs any saver, whatever its code, beside the whole
+`get_tuple` and `list(limit=10)` of `InMemorySaver`, `SqliteSaver` and this package, in
+alternating rounds of one process, on the peer bench's state (2,000 puts and 2,000
+one-value `put_writes` over 32 graph threads):
+
+- decode: the serializer's `loads_typed` of every value the read returns (each channel
+  value of each checkpoint and each pending write), which LangGraph's API asks of a saver;
+- build: `pickle.loads` of the objects this package's native call returns for the read
+  (dicts, strings, the values as typed bytes), as fast as CPython makes such objects;
+- rows: `SqliteSaver`'s own statements for the read, fetched through Python's `sqlite3`
+  (where its time goes; a saver laid out otherwise reads other rows, so not a floor).
+
+No saver returns what the read returns in less than decode + build. Twice a saver's rate
+needs half its call.
+
+    cargo xtask bench python            # builds the wheel and the venv in target/py-bench
+    target/py-bench/bin/python crates/storage-py/bench/read_floor.py --rounds 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from typing import Callable
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import langgraph_peer  # noqa: E402
+from langgraph.checkpoint.sqlite.utils import pending_writes_sql  # noqa: E402
+
+THREADS = langgraph_peer.THREADS
+
+
+def returned_values(saver, tuples) -> list[tuple[str, bytes]]:
+    """The typed bytes of every value the tuples carry, as the serializer writes them."""
+    typed = []
+    for tup in tuples:
+        for value in tup.checkpoint["channel_values"].values():
+            typed.append(saver.serde.dumps_typed(value))
+        for _task, _channel, value in tup.pending_writes or []:
+            typed.append(saver.serde.dumps_typed(value))
+    return typed
+
+
+def sqlite_rows(conn, thread_id: str, limit: int) -> None:
+    """`SqliteSaver`'s statements of a `list(limit=...)` (a `get_tuple` of the latest is
+    the same with 1), fetched."""
+    cur = conn.execute(
+        "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+        "checkpoint, metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+        "ORDER BY checkpoint_id DESC LIMIT ?",
+        (thread_id, "", limit),
+    )
+    for row in cur.fetchall():
+        conn.execute(pending_writes_sql(True), (thread_id, "", row[2])).fetchall()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--ops", type=int, default=500, help="reads per round and contender")
+    args = parser.parse_args()
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        ours_memory, in_memory = langgraph_peer.memory_pair(stack, tmp)
+        ours_embedded, sqlite_saver = langgraph_peer.embedded_pair(stack, tmp)
+        drivers = {
+            "ours (memory)": ours_memory,
+            "InMemorySaver": in_memory,
+            "ours (embedded)": ours_embedded,
+            "SqliteSaver": sqlite_saver,
+        }
+        for driver in drivers.values():
+            for i in range(2000):
+                driver.put(i % THREADS)
+            for i in range(2000):
+                driver.put_writes(i % THREADS)
+        native = ours_memory.saver._native
+        for phase, limit in (("get_tuple", 1), ("list10", 10)):
+            if phase == "get_tuple":
+                read = lambda d, t: [d.saver.get_tuple(d.config(t))]  # noqa: E731
+                stored = lambda t: native.get_checkpoint_tuple(  # noqa: E731
+                    ours_memory.config(t)["configurable"]["thread_id"], "", None, blocking=True)
+            else:
+                read = lambda d, t: list(d.saver.list(d.config(t), limit=10))  # noqa: E731
+                stored = lambda t: native.list_checkpoint_tuples(  # noqa: E731
+                    ours_memory.config(t)["configurable"]["thread_id"], "", None, 10, None,
+                    blocking=True)
+            typed = [returned_values(in_memory.saver, read(in_memory, t)) for t in range(THREADS)]
+            pickled = [pickle.dumps(stored(t), protocol=pickle.HIGHEST_PROTOCOL)
+                       for t in range(THREADS)]
+            loads = in_memory.saver.serde.loads_typed
+            conn = sqlite_saver.saver.conn
+            contenders: dict[str, Callable[[int], object]] = {
+                name: (lambda t, d=driver: read(d, t)) for name, driver in drivers.items()
+            }
+            contenders["decode"] = lambda t: [loads(item) for item in typed[t]]
+            contenders["build"] = lambda t: pickle.loads(pickled[t])
+            contenders["rows"] = lambda t: sqlite_rows(
+                conn, sqlite_saver.config(t)["configurable"]["thread_id"], limit)
+            took: dict[str, list[float]] = {name: [] for name in contenders}
+            for round_ in range(args.rounds):
+                order = list(contenders.items())
+                if round_ % 2:
+                    order.reverse()
+                for name, call in order:
+                    started = time.perf_counter()
+                    for i in range(args.ops):
+                        call(i % THREADS)
+                    took[name].append((time.perf_counter() - started) / args.ops * 1e6)
+            med = {name: statistics.median(micros) for name, micros in took.items()}
+            values = sum(map(len, typed)) / len(typed)
+            print(f"{phase}: {values:.1f} values per call; medians of {args.rounds} rounds "
+                  f"of {args.ops}, us per call")
+            for name, micros in med.items():
+                print(f"  {name:16s} {micros:8.1f}")
+            floor = med["decode"] + med["build"]
+            for saver in ("InMemorySaver", "SqliteSaver"):
+                print(f"  twice {saver}'s rate needs {med[saver] / 2:6.1f} us per call; "
+                      f"decode + build take {floor:6.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

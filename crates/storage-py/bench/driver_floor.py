@@ -16,7 +16,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -48,17 +47,9 @@ def main() -> int:
             "StorageSaver (memory)": ours,
         }
         for phase in ("put", "put_writes"):
-            took: dict[str, list[float]] = {name: [] for name in drivers}
-            for round_ in range(args.rounds):
-                order = list(drivers.items())
-                if round_ % 2:
-                    order.reverse()
-                for name, driver in order:
-                    call = getattr(driver, phase)
-                    started = time.perf_counter()
-                    for i in range(args.ops):
-                        call(i % langgraph_peer.THREADS)
-                    took[name].append((time.perf_counter() - started) / args.ops * 1e6)
+            took = langgraph_peer.alternated(
+                {name: getattr(driver, phase) for name, driver in drivers.items()},
+                args.rounds, args.ops)
             for name, micros in took.items():
                 print(f"{phase:10s} {name:42s} median {statistics.median(micros):6.2f} us per call")
             alone = statistics.median(took["driver alone (a saver that does nothing)"])

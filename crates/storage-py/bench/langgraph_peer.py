@@ -125,6 +125,25 @@ def timed(driver: Driver, phase: str, ops: int, concurrency: int) -> tuple[float
     return time.perf_counter() - start, latencies
 
 
+def alternated(
+    contenders: dict[str, Callable[[int], object]], rounds: int, ops: int
+) -> dict[str, list[float]]:
+    """Each contender's microseconds per call in each round: `ops` calls of each, on graph
+    threads round-robin, one contender after another, the order reversed every other round
+    so that each sees the same machine noise (for the floor benches beside this one)."""
+    took: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_ in range(rounds):
+        order = list(contenders.items())
+        if round_ % 2:
+            order.reverse()
+        for name, call in order:
+            started = time.perf_counter()
+            for i in range(ops):
+                call(i % THREADS)
+            took[name].append((time.perf_counter() - started) / ops * 1e6)
+    return took
+
+
 def compare(label: str, ours: Driver, theirs: Driver, ops: int, concurrency: int) -> list[str]:
     lines = []
     for phase in ["put", "put_writes", "get_tuple", "list10"]:

@@ -25,7 +25,6 @@ import pickle
 import statistics
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from typing import Callable
 
@@ -103,16 +102,7 @@ def main() -> int:
             contenders["build"] = lambda t: pickle.loads(pickled[t])
             contenders["rows"] = lambda t: sqlite_rows(
                 conn, sqlite_saver.config(t)["configurable"]["thread_id"], limit)
-            took: dict[str, list[float]] = {name: [] for name in contenders}
-            for round_ in range(args.rounds):
-                order = list(contenders.items())
-                if round_ % 2:
-                    order.reverse()
-                for name, call in order:
-                    started = time.perf_counter()
-                    for i in range(args.ops):
-                        call(i % THREADS)
-                    took[name].append((time.perf_counter() - started) / args.ops * 1e6)
+            took = langgraph_peer.alternated(contenders, args.rounds, args.ops)
             med = {name: statistics.median(micros) for name, micros in took.items()}
             values = sum(map(len, typed)) / len(typed)
             print(f"{phase}: {values:.1f} values per call; medians of {args.rounds} rounds "

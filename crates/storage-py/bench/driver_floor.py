@@ -39,6 +39,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--ops", type=int, default=2000, help="calls per round, phase and driver")
     args = parser.parse_args()
+    if args.ops < langgraph_peer.THREADS:
+        # A pending write goes to a thread's latest checkpoint: every thread needs a put.
+        parser.error(f"--ops must be at least {langgraph_peer.THREADS}")
     with ExitStack() as stack:
         ours, theirs = langgraph_peer.memory_pair(stack, stack.enter_context(tempfile.TemporaryDirectory()))
         drivers = {

@@ -1,4 +1,5 @@
-"""What a read of the peer bench costs any saver, whatever its code, beside the whole
+"""What a read of the peer bench costs a saver whose values live outside the interpreter, as
+this package's do, whatever its code, beside the whole
 `get_tuple` and `list(limit=10)` of `InMemorySaver`, `SqliteSaver` and this package, in
 alternating rounds of one process, on the peer bench's state (2,000 puts and 2,000
 one-value `put_writes` over 32 graph threads):
@@ -6,12 +7,14 @@ one-value `put_writes` over 32 graph threads):
 - decode: the serializer's `loads_typed` of every value the read returns (each channel
   value of each checkpoint and each pending write), which LangGraph's API asks of a saver;
 - build: `pickle.loads` of the objects this package's native call returns for the read
-  (dicts, strings, the values as typed bytes), as fast as CPython makes such objects;
+  (dicts, strings, the values as the `(type, bytes)` that `loads_typed` takes), as fast as
+  CPython makes such objects;
 - rows: `SqliteSaver`'s own statements for the read, fetched through Python's `sqlite3`
   (where its time goes; a saver laid out otherwise reads other rows, so not a floor).
 
-No saver returns what the read returns in less than decode + build. Twice a saver's rate
-needs half its call.
+Such a saver cannot return what the read returns in less than decode + build
+(`InMemorySaver`, whose bytes are in Python already, pays decode but not all of build).
+Twice a saver's rate needs half its call.
 
     cargo xtask bench python            # builds the wheel and the venv in target/py-bench
     target/py-bench/bin/python crates/storage-py/bench/read_floor.py --rounds 9
@@ -47,17 +50,31 @@ def returned_values(saver, tuples) -> list[tuple[str, bytes]]:
     return typed
 
 
-def sqlite_rows(conn, thread_id: str, limit: int) -> None:
-    """`SqliteSaver`'s statements of a `list(limit=...)` (a `get_tuple` of the latest is
-    the same with 1), fetched."""
-    cur = conn.execute(
-        "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
-        "checkpoint, metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-        "ORDER BY checkpoint_id DESC LIMIT ?",
-        (thread_id, "", limit),
-    )
-    for row in cur.fetchall():
-        conn.execute(pending_writes_sql(True), (thread_id, "", row[2])).fetchall()
+def sqlite_rows(saver, thread_id: str, limit: int | None) -> None:
+    """`SqliteSaver`'s statements, fetched: those of a `get_tuple` of the latest with no
+    limit, else those of a `list(limit=...)` (each as its version of langgraph writes it,
+    without the saver's lock around them)."""
+    conn = saver.conn
+    if limit is None:
+        cur = conn.execute(
+            "SELECT thread_id, checkpoint_id, parent_checkpoint_id, type, checkpoint, "
+            "metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            (thread_id, ""),
+        )
+        ids = [row[1] for row in cur.fetchall()]
+    else:
+        cur = conn.execute(
+            "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+            "checkpoint, metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            "ORDER BY checkpoint_id DESC LIMIT ?",
+            (thread_id, "", limit),
+        )
+        ids = [row[2] for row in cur.fetchall()]
+    for checkpoint_id in ids:
+        conn.execute(
+            pending_writes_sql(saver._has_task_path), (thread_id, "", checkpoint_id)
+        ).fetchall()
 
 
 def main() -> int:
@@ -80,7 +97,7 @@ def main() -> int:
             for i in range(2000):
                 driver.put_writes(i % THREADS)
         native = ours_memory.saver._native
-        for phase, limit in (("get_tuple", 1), ("list10", 10)):
+        for phase, limit in (("get_tuple", None), ("list10", 10)):
             if phase == "get_tuple":
                 read = lambda d, t: [d.saver.get_tuple(d.config(t))]  # noqa: E731
                 stored = lambda t: native.get_checkpoint_tuple(  # noqa: E731
@@ -94,14 +111,15 @@ def main() -> int:
             pickled = [pickle.dumps(stored(t), protocol=pickle.HIGHEST_PROTOCOL)
                        for t in range(THREADS)]
             loads = in_memory.saver.serde.loads_typed
-            conn = sqlite_saver.saver.conn
+            # Every name a contender uses is bound now, not looked up when it runs.
             contenders: dict[str, Callable[[int], object]] = {
-                name: (lambda t, d=driver: read(d, t)) for name, driver in drivers.items()
+                name: (lambda t, d=driver, read=read: read(d, t))
+                for name, driver in drivers.items()
             }
-            contenders["decode"] = lambda t: [loads(item) for item in typed[t]]
-            contenders["build"] = lambda t: pickle.loads(pickled[t])
-            contenders["rows"] = lambda t: sqlite_rows(
-                conn, sqlite_saver.config(t)["configurable"]["thread_id"], limit)
+            contenders["decode"] = lambda t, typed=typed: [loads(item) for item in typed[t]]
+            contenders["build"] = lambda t, pickled=pickled: pickle.loads(pickled[t])
+            contenders["rows"] = lambda t, limit=limit: sqlite_rows(
+                sqlite_saver.saver, sqlite_saver.config(t)["configurable"]["thread_id"], limit)
             took = langgraph_peer.alternated(contenders, args.rounds, args.ops)
             med = {name: statistics.median(micros) for name, micros in took.items()}
             values = sum(map(len, typed)) / len(typed)

@@ -8,6 +8,7 @@ use storage_core::prelude::*;
 use storage_core::task_context::DEFAULT_KEEP_VERSIONS;
 use storage_core::TaskContext;
 
+use crate::args;
 use crate::errors::to_py_err;
 use crate::native::{finish, from_python, NativeStorage};
 
@@ -40,7 +41,7 @@ impl NativeStorage {
     fn get_task_context<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
+        #[pyo3(from_py_with = args::text)] session_id: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
         finish(py, false, async move {
@@ -59,9 +60,9 @@ impl NativeStorage {
     fn store_task_context<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
+        #[pyo3(from_py_with = args::text)] session_id: String,
         value: &Bound<'py, PyAny>,
-        expected_version: Option<u64>,
+        #[pyo3(from_py_with = args::optional_count)] expected_version: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.store_context(
             py,
@@ -77,8 +78,8 @@ impl NativeStorage {
     fn get_context<'py>(
         &self,
         py: Python<'py>,
-        scope: String,
-        version: Option<u64>,
+        #[pyo3(from_py_with = args::text)] scope: String,
+        #[pyo3(from_py_with = args::optional_count)] version: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (storage, scope) = (self.inner.clone(), self::scope(py, &scope)?);
         finish(py, false, async move {
@@ -95,9 +96,9 @@ impl NativeStorage {
     fn list_context_versions<'py>(
         &self,
         py: Python<'py>,
-        scope: String,
-        before: Option<u64>,
-        limit: usize,
+        #[pyo3(from_py_with = args::text)] scope: String,
+        #[pyo3(from_py_with = args::optional_count)] before: Option<u64>,
+        #[pyo3(from_py_with = args::count)] limit: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (storage, scope) = (self.inner.clone(), self::scope(py, &scope)?);
         finish(py, false, async move {
@@ -112,10 +113,10 @@ impl NativeStorage {
     fn store_context<'py>(
         &self,
         py: Python<'py>,
-        scope: String,
+        #[pyo3(from_py_with = args::text)] scope: String,
         value: &Bound<'py, PyAny>,
-        expected_version: Option<u64>,
-        keep_versions: u32,
+        #[pyo3(from_py_with = args::optional_count)] expected_version: Option<u64>,
+        #[pyo3(from_py_with = args::count)] keep_versions: u32,
     ) -> PyResult<Bound<'py, PyAny>> {
         let value: Value = from_python("task context", value)?;
         let (storage, scope) = (self.inner.clone(), self::scope(py, &scope)?);
@@ -128,7 +129,11 @@ impl NativeStorage {
     }
 
     /// Removes the scope's context with every version; whether there was one.
-    fn delete_context<'py>(&self, py: Python<'py>, scope: String) -> PyResult<Bound<'py, PyAny>> {
+    fn delete_context<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = args::text)] scope: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (storage, scope) = (self.inner.clone(), self::scope(py, &scope)?);
         finish(
             py,
@@ -142,8 +147,8 @@ impl NativeStorage {
     fn list_context_scopes<'py>(
         &self,
         py: Python<'py>,
-        after: Option<String>,
-        limit: usize,
+        #[pyo3(from_py_with = args::optional_text)] after: Option<String>,
+        #[pyo3(from_py_with = args::count)] limit: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let after = after.as_deref().map(|key| scope(py, key)).transpose()?;
         let storage = self.inner.clone();
@@ -159,8 +164,8 @@ impl NativeStorage {
     fn get_merged_context<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        user_id: Option<String>,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::optional_text)] user_id: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
         finish(py, false, async move {

@@ -6,6 +6,7 @@ use serde_json::Value;
 use storage_core::prelude::*;
 use storage_core::StorageError;
 
+use crate::args;
 use crate::errors::to_py_err;
 use crate::native::{finish, from_python, optional, NativeStorage};
 use crate::seed;
@@ -19,9 +20,9 @@ impl NativeStorage {
     fn get_history_window<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        turns: Option<usize>,
-        limit: Option<usize>,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::optional_count)] turns: Option<usize>,
+        #[pyo3(from_py_with = args::optional_count)] limit: Option<usize>,
         keep_tool_pairs: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let window = match (turns, limit) {
@@ -56,12 +57,12 @@ impl NativeStorage {
     fn compact_conversation<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        up_to: u64,
-        role: String,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::count)] up_to: u64,
+        #[pyo3(from_py_with = args::text)] role: String,
         content: &Bound<'py, PyAny>,
         metadata: Option<&Bound<'py, PyAny>>,
-        client_id: Option<String>,
+        #[pyo3(from_py_with = args::optional_text)] client_id: Option<String>,
         keep_replaced: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let content: Value = from_python("summary content", content)?;
@@ -81,8 +82,8 @@ impl NativeStorage {
     fn get_replaced_messages<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        summary_sequence: u64,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::count)] summary_sequence: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
         finish(py, false, async move {
@@ -97,8 +98,8 @@ impl NativeStorage {
     fn rewind_conversation<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        sequence: u64,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::count)] sequence: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
         finish(py, false, async move {
@@ -113,10 +114,10 @@ impl NativeStorage {
     fn fork_session<'py>(
         &self,
         py: Python<'py>,
-        source_session: String,
-        new_session: String,
-        at_sequence: u64,
-        checkpoint_id: Option<String>,
+        #[pyo3(from_py_with = args::text)] source_session: String,
+        #[pyo3(from_py_with = args::text)] new_session: String,
+        #[pyo3(from_py_with = args::count)] at_sequence: u64,
+        #[pyo3(from_py_with = args::optional_text)] checkpoint_id: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let thread = checkpoint_id.map(|checkpoint_id| ThreadFork {
             source_thread: source_session.clone(),

@@ -23,9 +23,15 @@ pub(crate) fn to_py_err(py: Python<'_>, err: &StorageError) -> PyErr {
         Ok(PyErr::from_value(instance))
     };
     // Without the Python package (a bare `_native` import) the kinds still reach the caller.
-    build().unwrap_or_else(|import_failed| {
+    // Anything else that fails while the exception is built is raised as it is: a signal
+    // handler runs there too, and its exception (Ctrl-C's `KeyboardInterrupt`) must reach
+    // the caller, not hide as the cause of a bare `RuntimeError`.
+    build().unwrap_or_else(|failed| {
+        if !failed.is_instance_of::<pyo3::exceptions::PyImportError>(py) {
+            return failed;
+        }
         let err = pyo3::exceptions::PyRuntimeError::new_err(err.to_string());
-        err.set_cause(py, Some(import_failed));
+        err.set_cause(py, Some(failed));
         err
     })
 }

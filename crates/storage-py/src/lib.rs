@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod args;
 mod contexts;
 mod conversation;
 mod errors;

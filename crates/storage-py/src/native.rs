@@ -18,6 +18,7 @@ use storage::{ConfigLoader, Storage};
 use storage_core::prelude::*;
 use storage_core::{CheckpointSearch, Metadata, StorageError};
 
+use crate::args;
 use crate::errors::to_py_err;
 use crate::seed;
 use crate::values;
@@ -71,7 +72,7 @@ where
         };
         let result = match first {
             std::task::Poll::Ready(result) => result,
-            std::task::Poll::Pending => py.detach(|| runtime.block_on(fut)),
+            std::task::Poll::Pending => wait_interruptibly(py, runtime, fut.as_mut())?,
         };
         return deliver(py, result, convert).map(|object| object.into_bound(py));
     }
@@ -79,6 +80,33 @@ where
         let result = fut.await;
         Python::attach(|py| deliver(py, result, convert))
     })
+}
+
+/// How often a blocking call that waits looks for a signal such as Ctrl-C.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// Runs `fut` to completion with the GIL released, running Python's signal handlers every
+/// [`SIGNAL_CHECK`] while it waits: one that raises (Ctrl-C's `KeyboardInterrupt`) ends
+/// the wait with its exception and drops the call, as Python's own blocking calls do. A
+/// call dropped so may or may not have taken effect, like one that timed out.
+fn wait_interruptibly<F: Future + Send>(
+    py: Python<'_>,
+    runtime: &tokio::runtime::Runtime,
+    mut fut: std::pin::Pin<&mut F>,
+) -> PyResult<F::Output>
+where
+    F::Output: Send,
+{
+    loop {
+        // The timer is made inside the runtime, which it needs.
+        let slice = py.detach(|| {
+            runtime.block_on(async { tokio::time::timeout(SIGNAL_CHECK, fut.as_mut()).await })
+        });
+        match slice {
+            Ok(output) => return Ok(output),
+            Err(_waiting) => py.check_signals()?,
+        }
+    }
 }
 
 fn deliver<T>(
@@ -96,12 +124,13 @@ fn pythonized<T: Serialize>(py: Python<'_>, value: T) -> PyResult<Py<PyAny>> {
     Ok(pythonize(py, &value)?.unbind())
 }
 
-/// A Python value as `T`; a value of the wrong shape is the caller's `InvalidInputError`.
+/// A Python value as `T`; a value of the wrong shape, or one JSON cannot hold (see
+/// [`unstorable`]), is the caller's `InvalidInputError`.
 pub(crate) fn from_python<T: DeserializeOwned>(
     what: &str,
     value: &Bound<'_, PyAny>,
 ) -> PyResult<T> {
-    refuse_if_too_deep(what, value)?;
+    refuse_unstorable(what, value)?;
     depythonize(value).map_err(|err| {
         to_py_err(
             value.py(),
@@ -110,27 +139,39 @@ pub(crate) fn from_python<T: DeserializeOwned>(
     })
 }
 
-/// Refuses dicts, lists and tuples nested deeper than the core's
-/// [`REFUSED_BEFORE_COPY_DEPTH`](storage_core::carried::REFUSED_BEFORE_COPY_DEPTH), measured
-/// with an explicit stack: converting a value recurses once per level, so a hostile value
-/// (or one that contains itself) would overflow the interpreter's stack first.
-fn refuse_if_too_deep(what: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-    if !too_deep(value, 0) {
-        return Ok(());
-    }
-    Err(to_py_err(
-        value.py(),
-        &StorageError::invalid_input(format!(
+/// Refuses what [`unstorable`] finds, saying which rule it breaks.
+fn refuse_unstorable(what: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    let message = match unstorable(value, 0) {
+        None => return Ok(()),
+        Some(Unstorable::TooDeep) => format!(
             "{what} is nested more than {} levels deep; the JSON depth limit is {}",
             storage_core::policy::MAX_JSON_DEPTH,
             storage_core::policy::MAX_JSON_DEPTH
-        )),
-    ))
+        ),
+        Some(Unstorable::NonFinite(number)) => format!(
+            "{what} holds the float {number}, which JSON cannot represent (only finite \
+             numbers are stored)"
+        ),
+    };
+    Err(to_py_err(value.py(), &StorageError::invalid_input(message)))
 }
 
-/// Whether `value`, found `depth` levels down in what is being converted, nests dicts,
-/// lists or tuples past the limit [`refuse_if_too_deep`] enforces.
-pub(crate) fn too_deep(value: &Bound<'_, PyAny>, depth: usize) -> bool {
+/// Why a Python value cannot become the JSON the core stores, though it may convert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Unstorable {
+    /// Dicts, lists or tuples nested deeper than the core's
+    /// [`REFUSED_BEFORE_COPY_DEPTH`](storage_core::carried::REFUSED_BEFORE_COPY_DEPTH):
+    /// converting recurses once per level, so a hostile value (or one that contains
+    /// itself) would overflow the interpreter's stack first.
+    TooDeep,
+    /// A NaN or an infinity: JSON has no such number, and the conversion would quietly
+    /// store `null` in its place.
+    NonFinite(f64),
+}
+
+/// What makes `value`, found `depth` levels down in what is being converted, unstorable,
+/// measured with an explicit stack; `None` when nothing does.
+pub(crate) fn unstorable(value: &Bound<'_, PyAny>, depth: usize) -> Option<Unstorable> {
     let limit = storage_core::carried::REFUSED_BEFORE_COPY_DEPTH;
     let mut stack = vec![(value.clone(), depth)];
     while let Some((value, depth)) = stack.pop() {
@@ -143,10 +184,15 @@ pub(crate) fn too_deep(value: &Bound<'_, PyAny>, depth: usize) -> bool {
             list.iter().collect()
         } else if let Ok(tuple) = value.cast::<PyTuple>() {
             tuple.iter().collect()
+        } else if let Ok(float) = value.cast::<PyFloat>() {
+            let number = float.value();
+            if !number.is_finite() {
+                return Some(Unstorable::NonFinite(number));
+            }
+            continue;
         } else if value.is_none()
             || value.is_instance_of::<PyString>()
             || value.is_instance_of::<PyInt>()
-            || value.is_instance_of::<PyFloat>()
             || value.is_instance_of::<PyBytes>()
             || value.is_instance_of::<PyByteArray>()
         {
@@ -173,11 +219,11 @@ pub(crate) fn too_deep(value: &Bound<'_, PyAny>, depth: usize) -> bool {
             continue;
         };
         if depth >= limit {
-            return true;
+            return Some(Unstorable::TooDeep);
         }
         stack.extend(children.into_iter().map(|child| (child, depth + 1)));
     }
-    false
+    None
 }
 
 pub(crate) fn optional<T: DeserializeOwned + Default>(
@@ -211,8 +257,12 @@ impl NativeStorage {
         if !use_env {
             loader = loader.without_env();
         }
-        for (key, value) in settings.into_iter().flat_map(|dict| dict.iter()) {
-            let key: String = key.extract()?;
+        // A snapshot of the items: converting a value may run code that changes the dict,
+        // which its live iterator would not survive.
+        let items = settings.map(|dict| dict.items());
+        for item in items.iter().flat_map(|items| items.iter()) {
+            let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+            let key = args::text(&key)?;
             let value: Value = from_python(&format!("setting {key:?}"), &value)?;
             loader = loader.set(&key, value);
         }
@@ -278,8 +328,8 @@ impl NativeStorage {
     fn create_session<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        user_id: String,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::text)] user_id: String,
         metadata: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let metadata: Metadata = optional("session metadata", metadata)?;
@@ -290,7 +340,11 @@ impl NativeStorage {
         })
     }
 
-    fn get_session<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
+    fn get_session<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
         finish(py, false, async move {
             Ok(storage
@@ -305,11 +359,11 @@ impl NativeStorage {
     fn update_session<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
+        #[pyo3(from_py_with = args::text)] session_id: String,
         metadata_patch: Option<&Bound<'py, PyAny>>,
-        add_requests: u64,
-        add_processing_ms: u64,
-        error: Option<String>,
+        #[pyo3(from_py_with = args::count)] add_requests: u64,
+        #[pyo3(from_py_with = args::count)] add_processing_ms: u64,
+        #[pyo3(from_py_with = args::optional_text)] error: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let update = SessionUpdate {
             metadata_patch: optional("session metadata patch", metadata_patch)?,
@@ -329,8 +383,8 @@ impl NativeStorage {
     fn end_session<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        status: String,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::text)] status: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let status = SessionStatus::parse(&status).map_err(|err| to_py_err(py, &err))?;
         let storage = self.inner.clone();
@@ -349,14 +403,14 @@ impl NativeStorage {
     fn append_message<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        role: String,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::text)] role: String,
         content: &Bound<'py, PyAny>,
         metadata: Option<&Bound<'py, PyAny>>,
-        client_id: Option<String>,
-        turn_id: Option<String>,
-        tool_calls: Option<Vec<String>>,
-        tool_result_for: Option<String>,
+        #[pyo3(from_py_with = args::optional_text)] client_id: Option<String>,
+        #[pyo3(from_py_with = args::optional_text)] turn_id: Option<String>,
+        #[pyo3(from_py_with = args::optional_texts)] tool_calls: Option<Vec<String>>,
+        #[pyo3(from_py_with = args::optional_text)] tool_result_for: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let content: Value = from_python("message content", content)?;
         let mut message =
@@ -376,8 +430,8 @@ impl NativeStorage {
     fn get_conversation_history<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        limit: usize,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::count)] limit: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
         finish(py, false, async move {
@@ -394,10 +448,10 @@ impl NativeStorage {
     fn save_artifact<'py>(
         &self,
         py: Python<'py>,
-        scope: String,
-        name: String,
+        #[pyo3(from_py_with = args::text)] scope: String,
+        #[pyo3(from_py_with = args::text)] name: String,
         data: Vec<u8>,
-        content_type: String,
+        #[pyo3(from_py_with = args::text)] content_type: String,
         metadata: Option<&Bound<'py, PyAny>>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
@@ -417,9 +471,9 @@ impl NativeStorage {
     fn get_artifact<'py>(
         &self,
         py: Python<'py>,
-        scope: String,
-        name: String,
-        version: Option<u64>,
+        #[pyo3(from_py_with = args::text)] scope: String,
+        #[pyo3(from_py_with = args::text)] name: String,
+        #[pyo3(from_py_with = args::optional_count)] version: Option<u64>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
@@ -433,9 +487,9 @@ impl NativeStorage {
     fn artifact_exists<'py>(
         &self,
         py: Python<'py>,
-        scope: String,
-        name: String,
-        version: Option<u64>,
+        #[pyo3(from_py_with = args::text)] scope: String,
+        #[pyo3(from_py_with = args::text)] name: String,
+        #[pyo3(from_py_with = args::optional_count)] version: Option<u64>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
@@ -449,7 +503,7 @@ impl NativeStorage {
     fn clear_artifacts<'py>(
         &self,
         py: Python<'py>,
-        scope: String,
+        #[pyo3(from_py_with = args::text)] scope: String,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
@@ -464,11 +518,11 @@ impl NativeStorage {
     fn store_seed_checkpoint<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        checkpoint_id: String,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::text)] checkpoint_id: String,
         data: &Bound<'py, PyAny>,
         metadata: Option<&Bound<'py, PyAny>>,
-        parent_checkpoint_id: Option<String>,
+        #[pyo3(from_py_with = args::optional_text)] parent_checkpoint_id: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let checkpoint = seed::seed_checkpoint(
             &session_id,
@@ -487,8 +541,8 @@ impl NativeStorage {
     fn get_seed_checkpoint<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        checkpoint_id: Option<String>,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::optional_text)] checkpoint_id: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
         finish(py, false, async move {
@@ -502,8 +556,8 @@ impl NativeStorage {
     fn list_seed_checkpoints<'py>(
         &self,
         py: Python<'py>,
-        session_id: String,
-        limit: usize,
+        #[pyo3(from_py_with = args::text)] session_id: String,
+        #[pyo3(from_py_with = args::count)] limit: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let query = CheckpointQuery {
             limit: Some(limit),
@@ -543,9 +597,9 @@ impl NativeStorage {
     fn get_checkpoint_tuple<'py>(
         &self,
         py: Python<'py>,
-        thread_id: String,
-        namespace: String,
-        checkpoint_id: Option<String>,
+        #[pyo3(from_py_with = args::text)] thread_id: String,
+        #[pyo3(from_py_with = args::text)] namespace: String,
+        #[pyo3(from_py_with = args::optional_text)] checkpoint_id: Option<String>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
@@ -563,10 +617,10 @@ impl NativeStorage {
     fn list_checkpoint_tuples<'py>(
         &self,
         py: Python<'py>,
-        thread_id: String,
-        namespace: Option<String>,
-        before: Option<String>,
-        limit: Option<usize>,
+        #[pyo3(from_py_with = args::text)] thread_id: String,
+        #[pyo3(from_py_with = args::optional_text)] namespace: Option<String>,
+        #[pyo3(from_py_with = args::optional_text)] before: Option<String>,
+        #[pyo3(from_py_with = args::optional_count)] limit: Option<usize>,
         filter: Option<&Bound<'py, PyAny>>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
@@ -587,9 +641,9 @@ impl NativeStorage {
     fn search_checkpoints<'py>(
         &self,
         py: Python<'py>,
-        limit: usize,
-        namespace: Option<String>,
-        before: Option<String>,
+        #[pyo3(from_py_with = args::count)] limit: usize,
+        #[pyo3(from_py_with = args::optional_text)] namespace: Option<String>,
+        #[pyo3(from_py_with = args::optional_text)] before: Option<String>,
         filter: Option<&Bound<'py, PyAny>>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
@@ -611,11 +665,11 @@ impl NativeStorage {
     fn put_writes<'py>(
         &self,
         py: Python<'py>,
-        thread_id: String,
-        namespace: String,
-        checkpoint_id: String,
-        task_id: String,
-        task_path: String,
+        #[pyo3(from_py_with = args::text)] thread_id: String,
+        #[pyo3(from_py_with = args::text)] namespace: String,
+        #[pyo3(from_py_with = args::text)] checkpoint_id: String,
+        #[pyo3(from_py_with = args::text)] task_id: String,
+        #[pyo3(from_py_with = args::text)] task_path: String,
         writes: &Bound<'py, PyAny>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
@@ -634,10 +688,10 @@ impl NativeStorage {
     fn delta_channel_history<'py>(
         &self,
         py: Python<'py>,
-        thread_id: String,
-        namespace: String,
-        checkpoint_id: String,
-        channels: Vec<String>,
+        #[pyo3(from_py_with = args::text)] thread_id: String,
+        #[pyo3(from_py_with = args::text)] namespace: String,
+        #[pyo3(from_py_with = args::text)] checkpoint_id: String,
+        #[pyo3(from_py_with = args::texts)] channels: Vec<String>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let key = CheckpointKey::new(thread_id, checkpoint_id).in_namespace(namespace);
@@ -650,7 +704,7 @@ impl NativeStorage {
     fn delete_thread<'py>(
         &self,
         py: Python<'py>,
-        thread_id: String,
+        #[pyo3(from_py_with = args::text)] thread_id: String,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
@@ -663,7 +717,7 @@ impl NativeStorage {
     fn delete_for_runs<'py>(
         &self,
         py: Python<'py>,
-        run_ids: Vec<String>,
+        #[pyo3(from_py_with = args::texts)] run_ids: Vec<String>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
@@ -676,8 +730,8 @@ impl NativeStorage {
     fn copy_thread<'py>(
         &self,
         py: Python<'py>,
-        source_thread_id: String,
-        target_thread_id: String,
+        #[pyo3(from_py_with = args::text)] source_thread_id: String,
+        #[pyo3(from_py_with = args::text)] target_thread_id: String,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
@@ -692,8 +746,8 @@ impl NativeStorage {
     fn prune_checkpoints<'py>(
         &self,
         py: Python<'py>,
-        thread_id: String,
-        keep_last: usize,
+        #[pyo3(from_py_with = args::text)] thread_id: String,
+        #[pyo3(from_py_with = args::count)] keep_last: usize,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();

@@ -6,6 +6,7 @@ use storage::config::RetentionSettings;
 use storage_core::prelude::*;
 use storage_core::{Metadata, NewSession};
 
+use crate::args;
 use crate::native::{finish, finish_with, from_python, NativeStorage};
 use crate::{seed, values};
 
@@ -40,7 +41,7 @@ impl NativeStorage {
     fn get_sessions<'py>(
         &self,
         py: Python<'py>,
-        session_ids: Vec<String>,
+        #[pyo3(from_py_with = args::texts)] session_ids: Vec<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let storage = self.inner.clone();
         finish(py, false, async move {
@@ -58,9 +59,9 @@ impl NativeStorage {
     fn get_writes<'py>(
         &self,
         py: Python<'py>,
-        thread_id: String,
-        namespace: String,
-        checkpoint_id: String,
+        #[pyo3(from_py_with = args::text)] thread_id: String,
+        #[pyo3(from_py_with = args::text)] namespace: String,
+        #[pyo3(from_py_with = args::text)] checkpoint_id: String,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let key = CheckpointKey::new(thread_id, checkpoint_id).in_namespace(namespace);

@@ -18,10 +18,22 @@ use storage_core::{
 };
 
 use crate::errors::to_py_err;
-use crate::native::{from_python, too_deep};
+use crate::native::{from_python, unstorable};
 
 fn invalid(py: Python<'_>, message: String) -> PyErr {
     to_py_err(py, &StorageError::invalid_input(message))
+}
+
+/// A name inside what is converted (a channel's, a type tag): anything but a `str`, or a
+/// `str` UTF-8 cannot encode, is the caller's `InvalidInputError`.
+fn name(what: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
+    crate::args::text(value).map_err(|err| {
+        if err.is_instance_of::<pyo3::exceptions::PyTypeError>(value.py()) {
+            invalid(value.py(), format!("{what} must be a str"))
+        } else {
+            err
+        }
+    })
 }
 
 /// A value as the core stores it: `(type, bytes)` (or a `bytearray`) is typed bytes, any
@@ -36,13 +48,8 @@ pub(crate) fn value_from_python(what: &str, value: &Bound<'_, PyAny>) -> PyResul
                 data.cast::<PyByteArray>().ok().map(|array| array.to_vec())
             };
             if let Some(bytes) = bytes {
-                let Ok(tag) = tag.cast::<PyString>() else {
-                    return Err(invalid(
-                        value.py(),
-                        format!("{what}: the type tag of typed bytes must be a str"),
-                    ));
-                };
-                return Ok(ChannelValue::typed(tag.to_str()?.to_owned(), bytes));
+                let tag = name(&format!("{what}: the type tag of typed bytes"), &tag)?;
+                return Ok(ChannelValue::typed(tag, bytes));
             }
         }
     }
@@ -71,6 +78,15 @@ pub(crate) fn checkpoint_from_python(value: &Bound<'_, PyAny>) -> PyResult<Check
         .cast::<PyDict>()
         .map_err(|_| invalid(py, "checkpoint: expected a dict".into()))?;
     let values = dict.get_item("channel_values")?;
+    // Either path would read a str as the sequence of its characters.
+    if let Some(updated) = dict.get_item("updated_channels")? {
+        if updated.is_instance_of::<PyString>() {
+            return Err(invalid(
+                py,
+                "checkpoint: updated_channels must be a list of channel names, not a str".into(),
+            ));
+        }
+    }
     // The fields read directly when each has the plain type LangGraph's saver gives; any
     // other shape takes the serde path, which accepts and refuses exactly as before (and
     // words the error). The serde path copies the dict and walks it twice (depth, then
@@ -87,10 +103,11 @@ pub(crate) fn checkpoint_from_python(value: &Bound<'_, PyAny>) -> PyResult<Check
         let values = values
             .cast::<PyDict>()
             .map_err(|_| invalid(py, "checkpoint: channel_values must be a dict".into()))?;
-        for (channel, value) in values.iter() {
-            let channel: String = channel
-                .extract()
-                .map_err(|_| invalid(py, "checkpoint: channel names must be str".into()))?;
+        // A snapshot of the items: converting a value may run code that changes the dict,
+        // which its live iterator would not survive.
+        for item in values.items().iter() {
+            let (channel, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+            let channel = name("checkpoint: a channel's name", &channel)?;
             let value = value_from_python(&format!("value of channel {channel:?}"), &value)?;
             checkpoint.channel_values.insert(channel, value);
         }
@@ -141,12 +158,12 @@ fn checkpoint_fast(dict: &Bound<'_, PyDict>) -> PyResult<Option<Checkpoint>> {
         };
         versions_seen.insert(node, versions);
     }
-    // Metadata is JSON: as deep a check (one level down in the checkpoint) and the same
-    // conversion as the serde path gives it.
+    // Metadata is JSON: the same checks (one level down in the checkpoint) and the same
+    // conversion as the serde path gives it, which words the error of what they refuse.
     let Some(metadata) = item("metadata")? else {
         return Ok(None);
     };
-    if too_deep(&metadata, 1) {
+    if unstorable(&metadata, 1).is_some() {
         return Ok(None);
     }
     let Ok(metadata) = depythonize(&metadata) else {
@@ -229,12 +246,14 @@ pub(crate) fn writes_from_python(
     let mut out = Vec::new();
     for item in writes.try_iter()? {
         let item = item?;
-        let (channel, value): (String, Bound<'_, PyAny>) = item.extract().map_err(|_| {
-            invalid(
-                py,
-                "pending writes: each write must be a (channel, value) pair".into(),
-            )
-        })?;
+        let (channel, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+            item.extract().map_err(|_| {
+                invalid(
+                    py,
+                    "pending writes: each write must be a (channel, value) pair".into(),
+                )
+            })?;
+        let channel = name("pending writes: a write's channel", &channel)?;
         let value = value_from_python(&format!("pending write to {channel:?}"), &value)?;
         out.push((channel, value));
     }

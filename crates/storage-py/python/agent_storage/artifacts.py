@@ -117,14 +117,18 @@ class ArtifactStoreFactory:
 
 def _encode(message: Any) -> tuple[bytes, str]:
     if isinstance(message, str):
-        return message.encode("utf-8"), _TEXT
+        try:
+            return message.encode("utf-8"), _TEXT
+        except UnicodeEncodeError as err:
+            raise ArtifactStoreError(f"cannot save a str that UTF-8 cannot encode ({err})") from err
     if isinstance(message, (bytes, bytearray, memoryview)):
         return bytes(message), _BYTES
     if hasattr(message, "model_dump"):
         message = message.model_dump(mode="json")
     try:
         return json.dumps(message, ensure_ascii=False, allow_nan=False).encode("utf-8"), _JSON
-    except (TypeError, ValueError) as err:
+    # RecursionError: nested deeper than the interpreter's stack allows.
+    except (TypeError, ValueError, RecursionError) as err:
         raise ArtifactStoreError(
             f"cannot save a {type(message).__name__}: not str, bytes or JSON ({err})"
         ) from err

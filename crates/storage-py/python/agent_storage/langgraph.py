@@ -35,7 +35,7 @@ try:
 except ImportError:  # a LangGraph before delta channels: the overrides are simply unused
     DeltaChannelHistory = dict  # type: ignore[misc,assignment]
 
-from .storage import Storage
+from .storage import Storage, id_list
 
 # The JSON wrapper of typed bytes written by the release before the core stored them raw.
 _TYPED = "__typed__"
@@ -209,6 +209,8 @@ class StorageSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         plan = _ListPlan(config, filter, before, limit)
+        if plan.done:
+            return
         if plan.thread_id is not None:
             for stored in self._native.list_checkpoint_tuples(*plan.thread_args(), blocking=True):
                 if plan.admits(stored):
@@ -237,7 +239,7 @@ class StorageSaver(BaseCheckpointSaver[str]):
         self._native.delete_thread(thread_id, blocking=True)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._native.delete_for_runs(list(run_ids), blocking=True)
+        self._native.delete_for_runs(id_list("run_ids", run_ids), blocking=True)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         self._native.copy_thread(source_thread_id, target_thread_id, blocking=True)
@@ -307,6 +309,8 @@ class StorageSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         plan = _ListPlan(config, filter, before, limit)
+        if plan.done:
+            return
         if plan.thread_id is not None:
             for stored in await self._native.list_checkpoint_tuples(*plan.thread_args()):
                 if plan.admits(stored):
@@ -321,7 +325,7 @@ class StorageSaver(BaseCheckpointSaver[str]):
         await self._native.delete_thread(thread_id)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._native.delete_for_runs(list(run_ids))
+        await self._native.delete_for_runs(id_list("run_ids", run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await self._native.copy_thread(source_thread_id, target_thread_id)

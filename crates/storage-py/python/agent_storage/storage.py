@@ -6,11 +6,20 @@ call's; validation, records and semantics are the Rust core's.
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from . import _native
-from .errors import SessionNotFoundError
+from .errors import InvalidInputError, SessionNotFoundError
+
+
+def id_list(what: str, ids: Iterable[str]) -> list[str]:
+    """``ids`` as a list; a single ``str`` (or bytes) is refused rather than read as the
+    sequence of its characters."""
+    if isinstance(ids, (str, bytes, bytearray)):
+        raise InvalidInputError(f"{what} must be a list of ids, not a single {type(ids).__name__}")
+    return list(ids)
 
 
 class Storage:
@@ -95,12 +104,18 @@ class Storage:
             error = mark_error
         else:
             error = "error marked by update_session" if mark_error else None
+        millis = add_processing_time * 1000
+        if not (math.isfinite(millis) and millis >= 0):
+            raise InvalidInputError(
+                "add_processing_time must be a finite number of seconds, 0 or more; "
+                f"got {add_processing_time!r}"
+            )
         try:
             await self._native.update_session(
                 session_id,
                 updates,
                 1 if increment_requests else 0,
-                round(add_processing_time * 1000),
+                round(millis),
                 error,
             )
         except SessionNotFoundError:
@@ -268,19 +283,23 @@ class Storage:
         in input order: an id with a live session is left untouched, and bad input creates
         nothing."""
         items = []
-        for session in sessions:
-            if isinstance(session, Mapping):
+        for position, session in enumerate(sessions):
+            if isinstance(session, Mapping) and "session_id" in session and "user_id" in session:
                 items.append(
                     (session["session_id"], session["user_id"], session.get("metadata"))
                 )
+            elif isinstance(session, (tuple, list)) and len(session) in (2, 3):
+                items.append((session[0], session[1], session[2] if len(session) == 3 else None))
             else:
-                session_id, user_id, *rest = session
-                items.append((session_id, user_id, rest[0] if rest else None))
+                raise InvalidInputError(
+                    f"sessions[{position}]: expected a dict with session_id and user_id, or "
+                    f"a (session_id, user_id[, metadata]) tuple; got {session!r:.200}"
+                )
         return await self._native.create_sessions(items)
 
     async def get_sessions(self, session_ids: list[str]) -> list[dict | None]:
         """Reads many sessions in one batch: in input order, ``None`` where there is none."""
-        return await self._native.get_sessions(list(session_ids))
+        return await self._native.get_sessions(id_list("session_ids", session_ids))
 
     # --- retention -----------------------------------------------------------------------
 

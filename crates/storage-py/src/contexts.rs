@@ -43,7 +43,7 @@ impl NativeStorage {
         py: Python<'py>,
         #[pyo3(from_py_with = args::text)] session_id: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             Ok(storage
                 .get_task_context(&session_id)
@@ -81,7 +81,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::text)] scope: String,
         #[pyo3(from_py_with = args::optional_count)] version: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (storage, scope) = (self.inner.clone(), self::scope(py, &scope)?);
+        let (storage, scope) = (self.storage()?, self::scope(py, &scope)?);
         finish(py, false, async move {
             Ok(storage
                 .get_context(scope, version)
@@ -100,7 +100,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::optional_count)] before: Option<u64>,
         #[pyo3(from_py_with = args::count)] limit: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (storage, scope) = (self.inner.clone(), self::scope(py, &scope)?);
+        let (storage, scope) = (self.storage()?, self::scope(py, &scope)?);
         finish(py, false, async move {
             let versions = storage.list_context_versions(scope, before, limit).await?;
             Ok(versions.iter().map(context).collect::<Vec<_>>())
@@ -119,7 +119,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::count)] keep_versions: u32,
     ) -> PyResult<Bound<'py, PyAny>> {
         let value: Value = from_python("task context", value)?;
-        let (storage, scope) = (self.inner.clone(), self::scope(py, &scope)?);
+        let (storage, scope) = (self.storage()?, self::scope(py, &scope)?);
         finish(py, false, async move {
             let stored = storage
                 .store_context(scope, value, expectation(expected_version), keep_versions)
@@ -134,7 +134,7 @@ impl NativeStorage {
         py: Python<'py>,
         #[pyo3(from_py_with = args::text)] scope: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (storage, scope) = (self.inner.clone(), self::scope(py, &scope)?);
+        let (storage, scope) = (self.storage()?, self::scope(py, &scope)?);
         finish(
             py,
             false,
@@ -151,7 +151,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::count)] limit: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let after = after.as_deref().map(|key| scope(py, key)).transpose()?;
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             let scopes = storage.list_context_scopes(after, limit).await?;
             Ok(scopes.iter().map(ContextScope::key).collect::<Vec<_>>())
@@ -167,7 +167,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::text)] session_id: String,
         #[pyo3(from_py_with = args::optional_text)] user_id: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             let merged = storage
                 .get_merged_context(&session_id, user_id.as_deref())

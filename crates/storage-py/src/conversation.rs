@@ -42,7 +42,7 @@ impl NativeStorage {
                 return Err(to_py_err(py, &err));
             }
         };
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             let messages = storage.get_history_window(&session_id, window).await?;
             Ok(messages.iter().map(seed::message).collect::<Vec<_>>())
@@ -69,7 +69,7 @@ impl NativeStorage {
         let mut summary =
             NewMessage::new(role, content).with_metadata(optional("summary metadata", metadata)?);
         summary.client_id = client_id;
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             let stored = storage
                 .compact_conversation(&session_id, up_to, summary, keep_replaced)
@@ -85,7 +85,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::text)] session_id: String,
         #[pyo3(from_py_with = args::count)] summary_sequence: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             let kept = storage
                 .get_replaced_messages(&session_id, summary_sequence)
@@ -101,7 +101,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::text)] session_id: String,
         #[pyo3(from_py_with = args::count)] sequence: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             storage.rewind_conversation(&session_id, sequence).await
         })
@@ -130,7 +130,7 @@ impl NativeStorage {
             at_sequence,
             thread,
         };
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             Ok(seed::session(&storage.fork_session(fork).await?))
         })

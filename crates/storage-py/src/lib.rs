@@ -22,6 +22,7 @@ mod conversation;
 mod errors;
 mod native;
 mod operations;
+mod runtime;
 mod seed;
 mod values;
 
@@ -34,5 +35,6 @@ pub use native::NativeStorage;
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<NativeStorage>()?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    runtime::register(module)?;
     Ok(())
 }

@@ -20,6 +20,7 @@ use storage_core::{CheckpointSearch, Metadata, StorageError};
 
 use crate::args;
 use crate::errors::to_py_err;
+use crate::runtime;
 use crate::seed;
 use crate::values;
 
@@ -28,7 +29,28 @@ use crate::values;
 #[pyclass(frozen, module = "agent_storage._native")]
 #[derive(Debug)]
 pub struct NativeStorage {
-    pub(crate) inner: Arc<Storage>,
+    inner: Arc<Storage>,
+    /// The forks the process had gone through when this was made (see `runtime`).
+    forks: u64,
+}
+
+impl NativeStorage {
+    /// The facade, for a call; refused in a child forked after this was made, whose copy
+    /// of its connections, files and threads belongs to the parent.
+    pub(crate) fn storage(&self) -> PyResult<Arc<Storage>> {
+        if self.forks == runtime::forks() {
+            return Ok(self.inner.clone());
+        }
+        Python::attach(|py| {
+            Err(to_py_err(
+                py,
+                &StorageError::unsupported(
+                    "this Storage was made before os.fork(): its connections, files and \
+                     threads belong to the parent process; make a new Storage in the child",
+                ),
+            ))
+        })
+    }
 }
 
 /// Runs `fut` on the shared tokio runtime: as an asyncio awaitable, or, with `blocking`,
@@ -58,7 +80,7 @@ where
     F: Future<Output = storage_core::Result<T>> + Send + 'static,
 {
     if blocking {
-        let runtime = pyo3_async_runtimes::tokio::get_runtime();
+        let runtime = runtime::handle();
         let mut fut = Box::pin(fut);
         // A call that needs no I/O (the memory backend, a cache hit) is done at its first
         // poll: it keeps the GIL, since handing the GIL over and taking it back costs far
@@ -72,13 +94,17 @@ where
         };
         let result = match first {
             std::task::Poll::Ready(result) => result,
-            std::task::Poll::Pending => wait_interruptibly(py, runtime, fut.as_mut())?,
+            std::task::Poll::Pending => wait_interruptibly(py, &runtime, fut.as_mut())?,
         };
         return deliver(py, result, convert).map(|object| object.into_bound(py));
     }
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+    pyo3_async_runtimes::generic::future_into_py::<runtime::Tokio, _, _>(py, async move {
         let result = fut.await;
-        Python::attach(|py| deliver(py, result, convert))
+        runtime::attach(|py| deliver(py, result, convert)).unwrap_or_else(|| {
+            Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "the interpreter is exiting",
+            ))
+        })
     })
 }
 
@@ -91,7 +117,7 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 /// call dropped so may or may not have taken effect, like one that timed out.
 fn wait_interruptibly<F: Future + Send>(
     py: Python<'_>,
-    runtime: &tokio::runtime::Runtime,
+    runtime: &tokio::runtime::Handle,
     mut fut: std::pin::Pin<&mut F>,
 ) -> PyResult<F::Output>
 where
@@ -272,6 +298,7 @@ impl NativeStorage {
             .map_err(|err| to_py_err(py, &err))?;
         Ok(NativeStorage {
             inner: Arc::new(storage),
+            forks: runtime::forks(),
         })
     }
 
@@ -285,23 +312,23 @@ impl NativeStorage {
 
     #[pyo3(signature = (blocking=false))]
     fn initialize<'py>(&self, py: Python<'py>, blocking: bool) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move { storage.initialize().await })
     }
 
     #[pyo3(signature = (blocking=false))]
     fn close<'py>(&self, py: Python<'py>, blocking: bool) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move { storage.close().await })
     }
 
     fn health_check<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move { storage.health_check().await })
     }
 
     fn get_metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move { storage.get_metrics().await })
     }
 
@@ -316,7 +343,7 @@ impl NativeStorage {
                 &StorageError::invalid_input(format!("max idle time: {err}")),
             )
         })?;
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             storage.cleanup_expired_sessions(max_idle).await
         })
@@ -333,7 +360,7 @@ impl NativeStorage {
         metadata: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let metadata: Metadata = optional("session metadata", metadata)?;
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             let new = NewSession::new(session_id, user_id).with_metadata(metadata);
             Ok(seed::session(&storage.create_session(new).await?))
@@ -345,7 +372,7 @@ impl NativeStorage {
         py: Python<'py>,
         #[pyo3(from_py_with = args::text)] session_id: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             Ok(storage
                 .get_session(&session_id)
@@ -371,7 +398,7 @@ impl NativeStorage {
             add_processing_ms,
             error,
         };
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             Ok(seed::session(
                 &storage.update_session(&session_id, update).await?,
@@ -387,7 +414,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::text)] status: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let status = SessionStatus::parse(&status).map_err(|err| to_py_err(py, &err))?;
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             Ok(seed::session(
                 &storage.end_session(&session_id, status).await?,
@@ -419,7 +446,7 @@ impl NativeStorage {
         message.turn_id = turn_id;
         message.tool_calls = tool_calls.unwrap_or_default();
         message.tool_result_for = tool_result_for;
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             Ok(seed::message(
                 &storage.append_message(&session_id, message).await?,
@@ -433,7 +460,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::text)] session_id: String,
         #[pyo3(from_py_with = args::count)] limit: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             let messages = storage.get_conversation_history(&session_id, limit).await?;
             Ok(messages.iter().map(seed::message).collect::<Vec<_>>())
@@ -460,7 +487,7 @@ impl NativeStorage {
             data: data.into(),
             metadata: optional("artifact metadata", metadata)?,
         };
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move {
             storage.save_artifact(&scope, &name, artifact).await
         })
@@ -476,7 +503,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::optional_count)] version: Option<u64>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move {
             storage.get_artifact(&scope, &name, version).await
         })
@@ -492,7 +519,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::optional_count)] version: Option<u64>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move {
             storage.artifact_exists(&scope, &name, version).await
         })
@@ -506,7 +533,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::text)] scope: String,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move {
             storage.clear_artifacts(&scope).await
         })
@@ -531,7 +558,7 @@ impl NativeStorage {
             optional("checkpoint metadata", metadata)?,
             parent_checkpoint_id,
         );
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             storage.store_checkpoint(checkpoint).await
         })
@@ -544,7 +571,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::text)] session_id: String,
         #[pyo3(from_py_with = args::optional_text)] checkpoint_id: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             let tuple = storage
                 .get_checkpoint(&session_id, "", checkpoint_id.as_deref())
@@ -563,7 +590,7 @@ impl NativeStorage {
             limit: Some(limit),
             ..CheckpointQuery::thread(session_id)
         };
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             let tuples = storage.list_checkpoints(query).await?;
             Ok(tuples.iter().map(seed::checkpoint).collect::<Vec<_>>())
@@ -587,7 +614,7 @@ impl NativeStorage {
             Some(versions) => versions,
             None => from_python("new channel versions", new_versions)?,
         };
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move {
             storage.put_checkpoint(checkpoint, new_versions).await
         })
@@ -602,7 +629,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::optional_text)] checkpoint_id: Option<String>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         let read = async move {
             storage
                 .get_checkpoint(&thread_id, &namespace, checkpoint_id.as_deref())
@@ -631,7 +658,7 @@ impl NativeStorage {
             limit,
             filter: optional("checkpoint filter", filter)?,
         };
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         let read = async move { storage.list_checkpoints(query).await };
         finish_with(py, blocking, read, values::tuples_to_python)
     }
@@ -653,7 +680,7 @@ impl NativeStorage {
             limit,
             filter: optional("checkpoint filter", filter)?,
         };
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         let read = async move { storage.search_checkpoints(search).await };
         finish_with(py, blocking, read, values::page_to_python)
     }
@@ -675,7 +702,7 @@ impl NativeStorage {
     ) -> PyResult<Bound<'py, PyAny>> {
         let writes = values::writes_from_python(writes)?;
         let key = CheckpointKey::new(thread_id, checkpoint_id).in_namespace(namespace);
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move {
             storage.put_writes(key, &task_id, &task_path, writes).await
         })
@@ -695,7 +722,7 @@ impl NativeStorage {
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let key = CheckpointKey::new(thread_id, checkpoint_id).in_namespace(namespace);
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         let read = async move { storage.delta_channel_history(key, channels).await };
         finish_with(py, blocking, read, values::histories_to_python)
     }
@@ -707,7 +734,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::text)] thread_id: String,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move {
             storage.delete_thread(&thread_id).await
         })
@@ -720,7 +747,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::texts)] run_ids: Vec<String>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move {
             storage.delete_for_runs(&run_ids).await
         })
@@ -734,7 +761,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::text)] target_thread_id: String,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move {
             storage
                 .copy_thread(&source_thread_id, &target_thread_id)
@@ -750,7 +777,7 @@ impl NativeStorage {
         #[pyo3(from_py_with = args::count)] keep_last: usize,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, blocking, async move {
             storage.prune_checkpoints(&thread_id, keep_last).await
         })

@@ -27,7 +27,7 @@ impl NativeStorage {
                 NewSession::new(session_id, user_id).with_metadata(metadata.unwrap_or_default())
             })
             .collect();
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             let batch = storage.create_sessions(new).await?;
             Ok(serde_json::json!({
@@ -43,7 +43,7 @@ impl NativeStorage {
         py: Python<'py>,
         #[pyo3(from_py_with = args::texts)] session_ids: Vec<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         finish(py, false, async move {
             let sessions = storage.get_sessions(&session_ids).await?;
             Ok(sessions
@@ -65,7 +65,7 @@ impl NativeStorage {
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let key = CheckpointKey::new(thread_id, checkpoint_id).in_namespace(namespace);
-        let storage = self.inner.clone();
+        let storage = self.storage()?;
         let read = async move { storage.get_writes(key).await };
         finish_with(py, blocking, read, values::writes_to_python)
     }
@@ -80,11 +80,11 @@ impl NativeStorage {
         py: Python<'py>,
         policy: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let storage = self.storage()?;
         let settings: RetentionSettings = match policy {
             Some(policy) if !policy.is_none() => from_python("retention policy", policy)?,
-            _ => self.inner.configured_retention(),
+            _ => storage.configured_retention(),
         };
-        let storage = self.inner.clone();
         finish(py, false, async move {
             storage.apply_retention(&settings).await
         })

@@ -5,9 +5,9 @@
 //! `#[pyo3(from_py_with = ...)]`; pyo3 adds the argument's name to the error as a note.
 //! A value of the wrong type is still pyo3's `TypeError`, as Python's own functions raise.
 
-use pyo3::exceptions::PyOverflowError;
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PySequence, PyString};
 use storage_core::StorageError;
 
 use crate::errors::to_py_err;
@@ -41,14 +41,17 @@ pub(crate) fn optional_text(value: &Bound<'_, PyAny>) -> PyResult<Option<String>
     text(value).map(Some)
 }
 
-/// A list (any iterable but a `str`) of `str` arguments.
+/// A list (a sequence, but not a `str`) of `str` arguments.
 pub(crate) fn texts(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     if value.is_instance_of::<PyString>() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(
+        return Err(PyTypeError::new_err(
             "expected a list of str, not a single str",
         ));
     }
-    value.try_iter()?.map(|item| text(&item?)).collect()
+    let sequence = value
+        .cast::<PySequence>()
+        .map_err(|_| PyTypeError::new_err("expected a list of str"))?;
+    sequence.try_iter()?.map(|item| text(&item?)).collect()
 }
 
 /// [`texts`] that may be `None`.
@@ -62,24 +65,31 @@ pub(crate) fn optional_texts(value: &Bound<'_, PyAny>) -> PyResult<Option<Vec<St
 /// A count, a limit or a version: an `int` (or an object with `__index__`) of 0 or more
 /// that fits `T`.
 pub(crate) fn count<T: TryFrom<u64>>(value: &Bound<'_, PyAny>) -> PyResult<T> {
-    let too_large = || {
-        let shown = value
+    let shown = || {
+        value
             .repr()
-            .map_or_else(|_| "the number".into(), |repr| repr.to_string());
-        invalid(value, format!("{shown} is too large"))
+            .map_or_else(|_| "the number".into(), |repr| repr.to_string())
     };
-    let number: i128 = match value.extract() {
-        Ok(number) => number,
-        Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => return Err(too_large()),
-        Err(err) => return Err(err),
-    };
-    if number < 0 {
-        return Err(invalid(value, format!("expected 0 or more, got {number}")));
+    let too_large = || invalid(value, format!("{} is too large", shown()));
+    match value.extract::<u64>() {
+        Ok(number) => T::try_from(number).map_err(|_| too_large()),
+        Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => {
+            let index = value
+                .py()
+                .import("operator")?
+                .getattr("index")?
+                .call1((value,))?;
+            if index.lt(0)? {
+                Err(invalid(
+                    value,
+                    format!("expected 0 or more, got {}", shown()),
+                ))
+            } else {
+                Err(too_large())
+            }
+        }
+        Err(err) => Err(err),
     }
-    u64::try_from(number)
-        .ok()
-        .and_then(|number| T::try_from(number).ok())
-        .ok_or_else(too_large)
 }
 
 /// [`count`] that may be `None`.

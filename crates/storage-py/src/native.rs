@@ -29,17 +29,33 @@ use crate::values;
 #[pyclass(frozen, module = "agent_storage._native")]
 #[derive(Debug)]
 pub struct NativeStorage {
-    inner: Arc<Storage>,
+    /// Always set; taken only when dropped in a forked child (see the `Drop` impl).
+    inner: Option<Arc<Storage>>,
     /// The forks the process had gone through when this was made (see `runtime`).
     forks: u64,
+}
+
+impl Drop for NativeStorage {
+    /// In a child forked after this was made, the facade is forgotten rather than dropped:
+    /// closing it would close the parent's connections and files and take locks that the
+    /// parent's threads, absent here, may have held at the fork.
+    fn drop(&mut self) {
+        if self.forks != runtime::forks() {
+            std::mem::forget(self.inner.take());
+        }
+    }
 }
 
 impl NativeStorage {
     /// The facade, for a call; refused in a child forked after this was made, whose copy
     /// of its connections, files and threads belongs to the parent.
     pub(crate) fn storage(&self) -> PyResult<Arc<Storage>> {
-        if self.forks == runtime::forks() {
-            return Ok(self.inner.clone());
+        if let Some(inner) = self
+            .inner
+            .as_ref()
+            .filter(|_| self.forks == runtime::forks())
+        {
+            return Ok(inner.clone());
         }
         Python::attach(|py| {
             Err(to_py_err(
@@ -94,9 +110,31 @@ where
         };
         let result = match first {
             std::task::Poll::Ready(result) => result,
-            std::task::Poll::Pending => wait_interruptibly(py, &runtime, fut.as_mut())?,
+            std::task::Poll::Pending => match wait_interruptibly(py, &runtime, fut.as_mut()) {
+                Ok(result) => result,
+                Err(interrupted) => {
+                    // Dropped inside the runtime, as a cancelled task is: a group-commit
+                    // flush left unfinished moves onto a task of its own from there.
+                    let _context = runtime.enter();
+                    drop(fut);
+                    return Err(interrupted);
+                }
+            },
         };
         return deliver(py, result, convert).map(|object| object.into_bound(py));
+    }
+    if runtime::exiting() {
+        // No tokio thread may hand a result to asyncio any more (an `atexit` hook that runs
+        // after this package's): the call runs on this thread and its future is done.
+        let future = py
+            .import("asyncio")?
+            .call_method0("get_running_loop")?
+            .call_method0("create_future")?;
+        match finish_with(py, true, fut, convert) {
+            Ok(value) => future.call_method1("set_result", (value,))?,
+            Err(err) => future.call_method1("set_exception", (err.into_value(py),))?,
+        };
+        return Ok(future);
     }
     pyo3_async_runtimes::generic::future_into_py::<runtime::Tokio, _, _>(py, async move {
         let result = fut.await;
@@ -297,7 +335,7 @@ impl NativeStorage {
             .and_then(|loaded| Storage::from_config(loaded.config))
             .map_err(|err| to_py_err(py, &err))?;
         Ok(NativeStorage {
-            inner: Arc::new(storage),
+            inner: Some(Arc::new(storage)),
             forks: runtime::forks(),
         })
     }
@@ -306,7 +344,7 @@ impl NativeStorage {
     fn backends(&self) -> std::collections::BTreeMap<String, &'static str> {
         storage::Kind::ALL
             .into_iter()
-            .map(|kind| (kind.to_string(), self.inner.backend_name_of(kind)))
+            .filter_map(|kind| Some((kind.to_string(), self.inner.as_ref()?.backend_name_of(kind))))
             .collect()
     }
 

@@ -8,12 +8,16 @@
 //!   first call after one builds a fresh runtime; the inherited one is left alone (its
 //!   threads are the parent's, so dropping it would wait for them forever). A `Storage`
 //!   made before the fork is refused in the child (`NativeStorage::storage`): its
-//!   connections and files belong to the parent.
+//!   connections and files belong to the parent. While a fork is under way no tokio
+//!   thread attaches to the interpreter (the `before` hook waits for those attached):
+//!   CPython's after-fork code in the child takes a lock that such a thread may hold.
 //! - **Interpreter exit.** A tokio thread that finishes an async call attaches to Python
 //!   to hand the result over; doing so while the interpreter finalizes crashes the process
 //!   (SIGSEGV, or "Fatal Python error: PyGILState_Release"). An `atexit` hook, which runs
 //!   before finalization, waits for the threads attached now and stops any more from
-//!   attaching ([`attach`]); a call still running then is dropped unanswered.
+//!   attaching ([`attach`]); a call still running then is dropped unanswered, and an
+//!   async call made later (by an `atexit` hook that runs after this one) runs on its
+//!   caller's thread ([`exiting`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,13 +39,16 @@ static CURRENT: Mutex<Option<(u64, Runtime)>> = Mutex::new(None);
 /// Whether the interpreter is exiting: no tokio thread attaches to it any more.
 static EXITING: AtomicBool = AtomicBool::new(false);
 
+/// Forks under way (by as many threads): tokio threads wait to attach until none is.
+static FORKING: AtomicUsize = AtomicUsize::new(0);
+
 /// Tokio threads attached (or about to attach) to the interpreter. Counted rather than
 /// locked: a thread waiting for the GIL while another forks does not exist in the child,
 /// and the child sets the count back to 0.
 static ATTACHED: AtomicUsize = AtomicUsize::new(0);
 
-/// How long the exit hook waits for attached threads to finish.
-const EXIT_WAIT: Duration = Duration::from_secs(2);
+/// How long the exit and fork hooks wait for attached threads to finish.
+const ATTACHED_WAIT: Duration = Duration::from_secs(2);
 
 /// The forks counted so far: a `Storage` remembers it to know the process it was made in.
 pub(crate) fn forks() -> u64 {
@@ -52,7 +59,14 @@ pub(crate) fn forks() -> u64 {
 /// without the lock.
 static BUILT_AT: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// The runtime of this process, built at first use and again after a fork.
+/// Whether the exit hook has run: a tokio thread can no longer hand a result to asyncio.
+pub(crate) fn exiting() -> bool {
+    EXITING.load(Ordering::SeqCst)
+}
+
+/// The runtime of this process, built at first use and again after a fork. Past the
+/// fast path only threads holding the GIL come here, so a fork (which holds it) never
+/// finds the lock held by another thread.
 pub(crate) fn handle() -> Handle {
     let forks = forks();
     // On a thread of the runtime (spawning from a task) it is at hand without the lock: a
@@ -87,12 +101,45 @@ pub(crate) fn handle() -> Handle {
 /// Runs `f` attached to the interpreter, unless it is exiting (then `None`): the only way
 /// a tokio thread may attach.
 pub(crate) fn attach<R>(f: impl FnOnce(Python<'_>) -> R) -> Option<R> {
-    // Counted first, then the flag read (both sequentially consistent): either this thread
-    // sees the exit hook's flag, or the hook sees this thread's count and waits for it.
-    ATTACHED.fetch_add(1, Ordering::SeqCst);
-    let result = (!EXITING.load(Ordering::SeqCst)).then(|| Python::attach(f));
-    ATTACHED.fetch_sub(1, Ordering::SeqCst);
-    result
+    loop {
+        // Counted first, then the flags read (all sequentially consistent): either this
+        // thread sees a hook's flag, or the hook sees this thread's count and waits for it.
+        ATTACHED.fetch_add(1, Ordering::SeqCst);
+        if FORKING.load(Ordering::SeqCst) > 0 {
+            ATTACHED.fetch_sub(1, Ordering::SeqCst);
+            while FORKING.load(Ordering::SeqCst) > 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            continue;
+        }
+        let result = (!EXITING.load(Ordering::SeqCst)).then(|| Python::attach(f));
+        ATTACHED.fetch_sub(1, Ordering::SeqCst);
+        return result;
+    }
+}
+
+/// Waits, with the GIL released so that they can finish, at most [`ATTACHED_WAIT`] for the
+/// tokio threads attached now.
+fn wait_for_attached(py: Python<'_>) {
+    py.detach(|| {
+        let deadline = Instant::now() + ATTACHED_WAIT;
+        while ATTACHED.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
+
+/// `os.register_at_fork(before=...)`: no tokio thread attaches until the fork is done.
+#[pyfunction]
+fn _before_fork(py: Python<'_>) {
+    FORKING.fetch_add(1, Ordering::SeqCst);
+    wait_for_attached(py);
+}
+
+/// `os.register_at_fork(after_in_parent=...)`.
+#[pyfunction]
+fn _after_fork_in_parent() {
+    FORKING.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// `os.register_at_fork(after_in_child=...)`: counts the fork in the child, where no
@@ -101,19 +148,14 @@ pub(crate) fn attach<R>(f: impl FnOnce(Python<'_>) -> R) -> Option<R> {
 fn _after_fork_in_child() {
     ATTACHED.store(0, Ordering::SeqCst);
     FORKS.fetch_add(1, Ordering::AcqRel);
+    FORKING.store(0, Ordering::SeqCst);
 }
 
-/// `atexit`: lets no more tokio threads attach, and waits (with the GIL released, so that
-/// they can finish; at most [`EXIT_WAIT`]) for those attached now.
+/// `atexit`: lets no more tokio threads attach, and waits for those attached now.
 #[pyfunction]
 fn _before_exit(py: Python<'_>) {
     EXITING.store(true, Ordering::SeqCst);
-    py.detach(|| {
-        let deadline = Instant::now() + EXIT_WAIT;
-        while ATTACHED.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    });
+    wait_for_attached(py);
 }
 
 /// Registers the two hooks with the interpreter.
@@ -122,6 +164,11 @@ pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     // Where there is no fork (Windows), there is no hook either.
     if let Ok(register_at_fork) = py.import("os")?.getattr("register_at_fork") {
         let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("before", wrap_pyfunction!(_before_fork, module)?)?;
+        kwargs.set_item(
+            "after_in_parent",
+            wrap_pyfunction!(_after_fork_in_parent, module)?,
+        )?;
         kwargs.set_item(
             "after_in_child",
             wrap_pyfunction!(_after_fork_in_child, module)?,

@@ -160,7 +160,15 @@ def test_interrupt_during_a_failing_blocking_call_is_not_a_bare_runtime_error():
         raise _Interrupted()
 
     previous = signal.signal(signal.SIGINT, handler)
-    timer = threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT))
+    def interrupt_once_connected():
+        # Once the call waits on the server that never answers, not before it starts.
+        deadline = time.monotonic() + 10
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Thread(target=interrupt_once_connected, daemon=True)
     try:
         timer.start()
         started = time.monotonic()
@@ -168,7 +176,7 @@ def test_interrupt_during_a_failing_blocking_call_is_not_a_bare_runtime_error():
             storage.native.initialize(blocking=True)
         waited = time.monotonic() - started
     finally:
-        timer.cancel()
+        timer.join()
         signal.signal(signal.SIGINT, previous)
         listener.close()
     err = caught.value
@@ -271,6 +279,26 @@ def test_native_counts_and_ids_are_invalid_input_not_bare_errors():
     ):
         with pytest.raises(st.InvalidInputError):
             call()
+
+
+def test_counts_take_any_index_and_lists_take_sequences():
+    native = Storage({"backend": "memory"}, use_env=False).native
+    native.initialize(blocking=True)
+
+    class Index:
+        def __init__(self, value):
+            self.value = value
+
+        def __index__(self):
+            return self.value
+
+    assert native.prune_checkpoints("t", Index(3), blocking=True) == 0
+    with pytest.raises(st.InvalidInputError, match="expected 0 or more"):
+        native.prune_checkpoints("t", Index(-1), blocking=True)
+    with pytest.raises(st.InvalidInputError, match="expected 0 or more"):
+        native.prune_checkpoints("t", -(2**200), blocking=True)
+    with pytest.raises(TypeError):
+        native.delete_for_runs({"run-a", "run-b"}, blocking=True)  # a set has no order
 
 
 def test_saver_list_with_negative_limit_is_empty_like_in_memory_saver(tmp_path):

@@ -9,8 +9,10 @@ use storage_core::task_context::DEFAULT_KEEP_VERSIONS;
 use storage_core::TaskContext;
 
 use crate::args;
+use crate::calls::finish;
 use crate::errors::to_py_err;
-use crate::native::{finish, from_python, NativeStorage};
+use crate::native::NativeStorage;
+use crate::values::from_python;
 
 /// A context as Python sees it: the scope as its key.
 fn context(context: &TaskContext) -> Value {

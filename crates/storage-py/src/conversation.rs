@@ -7,9 +7,11 @@ use storage_core::prelude::*;
 use storage_core::StorageError;
 
 use crate::args;
+use crate::calls::finish;
 use crate::errors::to_py_err;
-use crate::native::{finish, from_python, optional, NativeStorage};
+use crate::native::NativeStorage;
 use crate::seed;
+use crate::values::{from_python, optional};
 
 #[pymethods]
 impl NativeStorage {

@@ -13,10 +13,14 @@
 //! the `(type, bytes)` tuples of LangGraph's serializer (see `values.rs`). Errors become the Python classes of `agent_storage.errors`
 //! (see `errors.rs`). The seed's record shapes (a session dict with a `metrics` sub-dict, a
 //! message dict with a timestamp) are built in `seed.rs`, so the Python package stays thin.
+//! How a call runs (awaitable or blocking, Ctrl-C while it waits) is `calls.rs`, on the
+//! runtime of `runtime.rs` (its own, rebuilt in a forked child and kept from attaching to
+//! an exiting interpreter); `args.rs` reads text and count arguments.
 
 #![forbid(unsafe_code)]
 
 mod args;
+mod calls;
 mod contexts;
 mod conversation;
 mod errors;

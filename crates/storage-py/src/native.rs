@@ -1,28 +1,22 @@
 //! [`NativeStorage`]: the facade's operations as Python methods.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyMapping, PySequence,
-    PySet, PyString, PyTuple,
-};
-use pythonize::{depythonize, pythonize};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use pyo3::types::PyDict;
 use serde_json::Value;
 use storage::{ConfigLoader, Storage};
 use storage_core::prelude::*;
 use storage_core::{CheckpointSearch, Metadata, StorageError};
 
 use crate::args;
+use crate::calls::{finish, finish_with};
 use crate::errors::to_py_err;
 use crate::runtime;
 use crate::seed;
-use crate::values;
+use crate::values::{self, from_python, optional};
 
 /// One facade [`Storage`], shared by every call (it is `Send + Sync`; cloning the `Arc`
 /// into each future keeps it alive for as long as a call runs).
@@ -66,237 +60,6 @@ impl NativeStorage {
                 ),
             ))
         })
-    }
-}
-
-/// Runs `fut` on the shared tokio runtime: as an asyncio awaitable, or, with `blocking`,
-/// to completion with the GIL released (LangGraph's sync methods). The result crosses as
-/// its serde shape.
-pub(crate) fn finish<'py, T, F>(
-    py: Python<'py>,
-    blocking: bool,
-    fut: F,
-) -> PyResult<Bound<'py, PyAny>>
-where
-    T: Serialize + Send + 'static,
-    F: Future<Output = storage_core::Result<T>> + Send + 'static,
-{
-    finish_with(py, blocking, fut, pythonized::<T>)
-}
-
-/// [`finish`] with the result converted by `convert`.
-pub(crate) fn finish_with<'py, T, F>(
-    py: Python<'py>,
-    blocking: bool,
-    fut: F,
-    convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
-) -> PyResult<Bound<'py, PyAny>>
-where
-    T: Send + 'static,
-    F: Future<Output = storage_core::Result<T>> + Send + 'static,
-{
-    if blocking {
-        let runtime = runtime::handle();
-        let mut fut = Box::pin(fut);
-        // A call that needs no I/O (the memory backend, a cache hit) is done at its first
-        // poll: it keeps the GIL, since handing the GIL over and taking it back costs far
-        // more than the call when other Python threads wait for it. Anything that waits
-        // releases the GIL and finishes on the runtime; so does a read an embedded backend
-        // would run on this thread (`forbid`), which then runs here with the GIL released.
-        let first = {
-            let _context = runtime.enter();
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            storage_core::blocking::forbid(|| fut.as_mut().poll(&mut cx))
-        };
-        let result = match first {
-            std::task::Poll::Ready(result) => result,
-            std::task::Poll::Pending => match wait_interruptibly(py, &runtime, fut.as_mut()) {
-                Ok(result) => result,
-                Err(interrupted) => {
-                    // Dropped inside the runtime, as a cancelled task is: a group-commit
-                    // flush left unfinished moves onto a task of its own from there.
-                    let _context = runtime.enter();
-                    drop(fut);
-                    return Err(interrupted);
-                }
-            },
-        };
-        return deliver(py, result, convert).map(|object| object.into_bound(py));
-    }
-    if runtime::exiting() {
-        // No tokio thread may hand a result to asyncio any more (an `atexit` hook that runs
-        // after this package's): the call runs on this thread and its future is done.
-        let future = py
-            .import("asyncio")?
-            .call_method0("get_running_loop")?
-            .call_method0("create_future")?;
-        match finish_with(py, true, fut, convert) {
-            Ok(value) => future.call_method1("set_result", (value,))?,
-            Err(err) => future.call_method1("set_exception", (err.into_value(py),))?,
-        };
-        return Ok(future);
-    }
-    pyo3_async_runtimes::generic::future_into_py::<runtime::Tokio, _, _>(py, async move {
-        let result = fut.await;
-        runtime::attach(|py| deliver(py, result, convert)).unwrap_or_else(|| {
-            Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "the interpreter is exiting",
-            ))
-        })
-    })
-}
-
-/// How often a blocking call that waits looks for a signal such as Ctrl-C.
-const SIGNAL_CHECK: Duration = Duration::from_millis(50);
-
-/// Runs `fut` to completion with the GIL released, running Python's signal handlers every
-/// [`SIGNAL_CHECK`] while it waits: one that raises (Ctrl-C's `KeyboardInterrupt`) ends
-/// the wait with its exception and drops the call, as Python's own blocking calls do. A
-/// call dropped so may or may not have taken effect, like one that timed out.
-fn wait_interruptibly<F: Future + Send>(
-    py: Python<'_>,
-    runtime: &tokio::runtime::Handle,
-    mut fut: std::pin::Pin<&mut F>,
-) -> PyResult<F::Output>
-where
-    F::Output: Send,
-{
-    loop {
-        // The timer is made inside the runtime, which it needs.
-        let slice = py.detach(|| {
-            runtime.block_on(async { tokio::time::timeout(SIGNAL_CHECK, fut.as_mut()).await })
-        });
-        match slice {
-            Ok(output) => return Ok(output),
-            Err(_waiting) => py.check_signals()?,
-        }
-    }
-}
-
-fn deliver<T>(
-    py: Python<'_>,
-    result: storage_core::Result<T>,
-    convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
-) -> PyResult<Py<PyAny>> {
-    match result {
-        Ok(value) => convert(py, value),
-        Err(err) => Err(to_py_err(py, &err)),
-    }
-}
-
-fn pythonized<T: Serialize>(py: Python<'_>, value: T) -> PyResult<Py<PyAny>> {
-    Ok(pythonize(py, &value)?.unbind())
-}
-
-/// A Python value as `T`; a value of the wrong shape, or one JSON cannot hold (see
-/// [`unstorable`]), is the caller's `InvalidInputError`.
-pub(crate) fn from_python<T: DeserializeOwned>(
-    what: &str,
-    value: &Bound<'_, PyAny>,
-) -> PyResult<T> {
-    refuse_unstorable(what, value)?;
-    depythonize(value).map_err(|err| {
-        to_py_err(
-            value.py(),
-            &StorageError::invalid_input(format!("{what}: {err}")),
-        )
-    })
-}
-
-/// Refuses what [`unstorable`] finds, saying which rule it breaks.
-fn refuse_unstorable(what: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-    let message = match unstorable(value, 0) {
-        None => return Ok(()),
-        Some(Unstorable::TooDeep) => format!(
-            "{what} is nested more than {} levels deep; the JSON depth limit is {}",
-            storage_core::policy::MAX_JSON_DEPTH,
-            storage_core::policy::MAX_JSON_DEPTH
-        ),
-        Some(Unstorable::NonFinite(number)) => format!(
-            "{what} holds the float {number}, which JSON cannot represent (only finite \
-             numbers are stored)"
-        ),
-    };
-    Err(to_py_err(value.py(), &StorageError::invalid_input(message)))
-}
-
-/// Why a Python value cannot become the JSON the core stores, though it may convert.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Unstorable {
-    /// Dicts, lists or tuples nested deeper than the core's
-    /// [`REFUSED_BEFORE_COPY_DEPTH`](storage_core::carried::REFUSED_BEFORE_COPY_DEPTH):
-    /// converting recurses once per level, so a hostile value (or one that contains
-    /// itself) would overflow the interpreter's stack first.
-    TooDeep,
-    /// A NaN or an infinity: JSON has no such number, and the conversion would quietly
-    /// store `null` in its place.
-    NonFinite(f64),
-}
-
-/// What makes `value`, found `depth` levels down in what is being converted, unstorable,
-/// measured with an explicit stack; `None` when nothing does.
-pub(crate) fn unstorable(value: &Bound<'_, PyAny>, depth: usize) -> Option<Unstorable> {
-    let limit = storage_core::carried::REFUSED_BEFORE_COPY_DEPTH;
-    let mut stack = vec![(value.clone(), depth)];
-    while let Some((value, depth)) = stack.pop() {
-        // Every container depythonize descends into, not only dicts, lists and tuples: a
-        // deeply nested (or self-containing) set, deque or mapping would otherwise
-        // overflow the native stack and abort the interpreter.
-        let children: Vec<Bound<'_, PyAny>> = if let Ok(dict) = value.cast::<PyDict>() {
-            dict.values().iter().collect()
-        } else if let Ok(list) = value.cast::<PyList>() {
-            list.iter().collect()
-        } else if let Ok(tuple) = value.cast::<PyTuple>() {
-            tuple.iter().collect()
-        } else if let Ok(float) = value.cast::<PyFloat>() {
-            let number = float.value();
-            if !number.is_finite() {
-                return Some(Unstorable::NonFinite(number));
-            }
-            continue;
-        } else if value.is_none()
-            || value.is_instance_of::<PyString>()
-            || value.is_instance_of::<PyInt>()
-            || value.is_instance_of::<PyBytes>()
-            || value.is_instance_of::<PyByteArray>()
-        {
-            continue;
-        } else if let Ok(set) = value.cast::<PySet>() {
-            set.iter().collect()
-        } else if let Ok(set) = value.cast::<PyFrozenSet>() {
-            set.iter().collect()
-        } else if let Ok(mapping) = value.cast::<PyMapping>() {
-            // One that cannot be read fails in depythonize, with its own error.
-            match mapping.values() {
-                Ok(values) => values.iter().collect(),
-                Err(_) => continue,
-            }
-        } else if let Ok(sequence) = value.cast::<PySequence>() {
-            match sequence
-                .try_iter()
-                .and_then(|items| items.collect::<PyResult<Vec<_>>>())
-            {
-                Ok(items) => items,
-                Err(_) => continue,
-            }
-        } else {
-            continue;
-        };
-        if depth >= limit {
-            return Some(Unstorable::TooDeep);
-        }
-        stack.extend(children.into_iter().map(|child| (child, depth + 1)));
-    }
-    None
-}
-
-pub(crate) fn optional<T: DeserializeOwned + Default>(
-    what: &str,
-    value: Option<&Bound<'_, PyAny>>,
-) -> PyResult<T> {
-    match value {
-        Some(value) if !value.is_none() => from_python(what, value),
-        _ => Ok(T::default()),
     }
 }
 

@@ -7,7 +7,9 @@ use storage_core::prelude::*;
 use storage_core::{Metadata, NewSession};
 
 use crate::args;
-use crate::native::{finish, finish_with, from_python, NativeStorage};
+use crate::calls::{finish, finish_with};
+use crate::native::NativeStorage;
+use crate::values::from_python;
 use crate::{seed, values};
 
 #[pymethods]

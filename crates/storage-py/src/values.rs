@@ -6,8 +6,12 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyMapping,
+    PySequence, PySet, PyString, PyTuple,
+};
 use pythonize::{depythonize, pythonize};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -18,7 +22,6 @@ use storage_core::{
 };
 
 use crate::errors::to_py_err;
-use crate::native::{from_python, unstorable};
 
 fn invalid(py: Python<'_>, message: String) -> PyErr {
     to_py_err(py, &StorageError::invalid_input(message))
@@ -54,6 +57,118 @@ pub(crate) fn value_from_python(what: &str, value: &Bound<'_, PyAny>) -> PyResul
         }
     }
     from_python::<Value>(what, value).map(ChannelValue::json)
+}
+
+/// A Python value as `T`; a value of the wrong shape, or one JSON cannot hold (see
+/// [`unstorable`]), is the caller's `InvalidInputError`.
+pub(crate) fn from_python<T: DeserializeOwned>(
+    what: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<T> {
+    refuse_unstorable(what, value)?;
+    depythonize(value).map_err(|err| {
+        to_py_err(
+            value.py(),
+            &StorageError::invalid_input(format!("{what}: {err}")),
+        )
+    })
+}
+
+/// Refuses what [`unstorable`] finds, saying which rule it breaks.
+fn refuse_unstorable(what: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    let message = match unstorable(value, 0) {
+        None => return Ok(()),
+        Some(Unstorable::TooDeep) => format!(
+            "{what} is nested more than {} levels deep; the JSON depth limit is {}",
+            storage_core::policy::MAX_JSON_DEPTH,
+            storage_core::policy::MAX_JSON_DEPTH
+        ),
+        Some(Unstorable::NonFinite(number)) => format!(
+            "{what} holds the float {number}, which JSON cannot represent (only finite \
+             numbers are stored)"
+        ),
+    };
+    Err(to_py_err(value.py(), &StorageError::invalid_input(message)))
+}
+
+/// Why a Python value cannot become the JSON the core stores, though it may convert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Unstorable {
+    /// Dicts, lists or tuples nested deeper than the core's
+    /// [`REFUSED_BEFORE_COPY_DEPTH`](storage_core::carried::REFUSED_BEFORE_COPY_DEPTH):
+    /// converting recurses once per level, so a hostile value (or one that contains
+    /// itself) would overflow the interpreter's stack first.
+    TooDeep,
+    /// A NaN or an infinity: JSON has no such number, and the conversion would quietly
+    /// store `null` in its place.
+    NonFinite(f64),
+}
+
+/// What makes `value`, found `depth` levels down in what is being converted, unstorable,
+/// measured with an explicit stack; `None` when nothing does.
+pub(crate) fn unstorable(value: &Bound<'_, PyAny>, depth: usize) -> Option<Unstorable> {
+    let limit = storage_core::carried::REFUSED_BEFORE_COPY_DEPTH;
+    let mut stack = vec![(value.clone(), depth)];
+    while let Some((value, depth)) = stack.pop() {
+        // Every container depythonize descends into, not only dicts, lists and tuples: a
+        // deeply nested (or self-containing) set, deque or mapping would otherwise
+        // overflow the native stack and abort the interpreter.
+        let children: Vec<Bound<'_, PyAny>> = if let Ok(dict) = value.cast::<PyDict>() {
+            dict.values().iter().collect()
+        } else if let Ok(list) = value.cast::<PyList>() {
+            list.iter().collect()
+        } else if let Ok(tuple) = value.cast::<PyTuple>() {
+            tuple.iter().collect()
+        } else if let Ok(float) = value.cast::<PyFloat>() {
+            let number = float.value();
+            if !number.is_finite() {
+                return Some(Unstorable::NonFinite(number));
+            }
+            continue;
+        } else if value.is_none()
+            || value.is_instance_of::<PyString>()
+            || value.is_instance_of::<PyInt>()
+            || value.is_instance_of::<PyBytes>()
+            || value.is_instance_of::<PyByteArray>()
+        {
+            continue;
+        } else if let Ok(set) = value.cast::<PySet>() {
+            set.iter().collect()
+        } else if let Ok(set) = value.cast::<PyFrozenSet>() {
+            set.iter().collect()
+        } else if let Ok(mapping) = value.cast::<PyMapping>() {
+            // One that cannot be read fails in depythonize, with its own error.
+            match mapping.values() {
+                Ok(values) => values.iter().collect(),
+                Err(_) => continue,
+            }
+        } else if let Ok(sequence) = value.cast::<PySequence>() {
+            match sequence
+                .try_iter()
+                .and_then(|items| items.collect::<PyResult<Vec<_>>>())
+            {
+                Ok(items) => items,
+                Err(_) => continue,
+            }
+        } else {
+            continue;
+        };
+        if depth >= limit {
+            return Some(Unstorable::TooDeep);
+        }
+        stack.extend(children.into_iter().map(|child| (child, depth + 1)));
+    }
+    None
+}
+
+pub(crate) fn optional<T: DeserializeOwned + Default>(
+    what: &str,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<T> {
+    match value {
+        Some(value) if !value.is_none() => from_python(what, value),
+        _ => Ok(T::default()),
+    }
 }
 
 /// Typed bytes as `(type, bytes)`, JSON as Python objects.

@@ -1,0 +1,116 @@
+"""Where a one-caller PostgreSQL `get_tuple` of the peer bench goes, in alternating rounds of
+one process, on the peer bench's state (2,000 puts and 2,000 one-value `put_writes` over 32
+graph threads, in a database of each saver's own on the same server):
+
+- ours and `PostgresSaver`: the whole `get_tuple`;
+- native get: this package's native call alone (the statement, and the objects it returns),
+  without the saver's conversion to LangGraph's tuple;
+- our statement: the very statement our native call sends (read from `pg_stat_activity`),
+  prepared and fetched in binary, as we fetch it, through psycopg;
+- decode: the serializer's `loads_typed` of every value the read returns, which LangGraph's
+  API asks of any saver;
+- a trivial statement through each: `SELECT 1` through psycopg, and a lookup of a missing
+  artifact through the native call (one round trip, one index probe).
+
+With this package's tables, a `get_tuple` cannot take less than our statement and decode;
+three times `PostgresSaver`'s rate needs a third of its call.
+
+    cargo xtask bench python            # builds the wheel and the venv in target/py-bench
+    target/py-bench/bin/python crates/storage-py/bench/pg_read_floor.py --rounds 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+from contextlib import ExitStack
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import langgraph_peer  # noqa: E402
+
+THREADS = langgraph_peer.THREADS
+
+
+def our_statement(url: str, ours: langgraph_peer.Driver):
+    """Our get-latest statement as our connection last sent it, and a psycopg connection to
+    our database to run it on, with psycopg's placeholders and our parameters' order."""
+    import psycopg
+
+    ours.get_tuple(0)
+    with psycopg.connect(url, autocommit=True) as admin:
+        database, text = admin.execute(
+            "SELECT datname, query FROM pg_stat_activity "
+            "WHERE datname LIKE 'lgbench_ours_%' AND query LIKE 'WITH c AS%'"
+        ).fetchone()
+    conn = psycopg.connect(f"{url.rpartition('/')[0]}/{database}", autocommit=True)
+    schema = conn.execute(
+        "SELECT schemaname FROM pg_tables WHERE tablename = 'checkpoints'"
+    ).fetchone()[0]
+    conn.execute(f'SET search_path TO "{schema}"')
+    order = [int(n) for n in re.findall(r"\$(\d+)", text)]
+    return conn, re.sub(r"\$\d+", "%s", text.replace("%", "%%")), order
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--ops", type=int, default=300, help="calls per round and contender")
+    parser.add_argument("--postgres-url", default=os.environ.get(
+        "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
+    args = parser.parse_args()
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        ours, theirs = langgraph_peer.postgres_pair(stack, tmp, args.postgres_url)
+        for driver in (ours, theirs):
+            for i in range(2000):
+                driver.put(i % THREADS)
+            for i in range(2000):
+                driver.put_writes(i % THREADS)
+        conn, statement, order = our_statement(args.postgres_url, ours)
+        stack.callback(conn.close)
+        native = ours.saver._native
+        serde = theirs.saver.serde
+        typed = []
+        for t in range(THREADS):
+            read = theirs.saver.get_tuple(theirs.config(t))
+            values = list(read.checkpoint["channel_values"].values())
+            values += [value for _task, _channel, value in read.pending_writes]
+            typed.append([serde.dumps_typed(value) for value in values])
+        thread_ids = [ours.config(t)["configurable"]["thread_id"] for t in range(THREADS)]
+
+        def statement_of(t: int) -> None:
+            params = {1: thread_ids[t], 2: "", 3: 1}
+            with conn.cursor(binary=True) as cur:
+                cur.execute(statement, [params[n] for n in order], prepare=True)
+                cur.fetchall()
+
+        loads = serde.loads_typed
+        contenders = {
+            "ours": ours.get_tuple,
+            "PostgresSaver": theirs.get_tuple,
+            "native get": lambda t: native.get_checkpoint_tuple(
+                thread_ids[t], "", None, blocking=True),
+            "our statement": statement_of,
+            "decode": lambda t: [loads(item) for item in typed[t]],
+            "SELECT 1": lambda t: conn.execute("SELECT 1").fetchone(),
+            "native trivial": lambda t: native.artifact_exists(
+                "bench", f"missing-{t}", None, blocking=True),
+        }
+        took = langgraph_peer.alternated(contenders, args.rounds, args.ops)
+        med = {name: statistics.median(micros) for name, micros in took.items()}
+        print(f"get_tuple: {sum(map(len, typed)) / len(typed):.1f} values per call; medians "
+              f"of {args.rounds} rounds of {args.ops}, us per call")
+        for name, micros in med.items():
+            print(f"  {name:16s} {micros:8.1f}")
+        floor = med["our statement"] + med["decode"]
+        print(f"  three times PostgresSaver's rate needs {med['PostgresSaver'] / 3:6.1f} us per "
+              f"call; our statement + decode take {floor:6.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

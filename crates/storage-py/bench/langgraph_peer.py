@@ -125,6 +125,17 @@ def timed(driver: Driver, phase: str, ops: int, concurrency: int) -> tuple[float
     return time.perf_counter() - start, latencies
 
 
+def returned_values(saver, tuples) -> list[tuple[str, bytes]]:
+    """The typed bytes of every value the tuples carry, as the serializer writes them."""
+    typed = []
+    for tup in tuples:
+        for value in tup.checkpoint["channel_values"].values():
+            typed.append(saver.serde.dumps_typed(value))
+        for _task, _channel, value in tup.pending_writes or []:
+            typed.append(saver.serde.dumps_typed(value))
+    return typed
+
+
 def alternated(
     contenders: dict[str, Callable[[int], object]], rounds: int, ops: int
 ) -> dict[str, list[float]]:

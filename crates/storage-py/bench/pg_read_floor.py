@@ -73,13 +73,8 @@ def main() -> int:
         conn, statement, order = our_statement(args.postgres_url, ours)
         stack.callback(conn.close)
         native = ours.saver._native
-        serde = theirs.saver.serde
-        typed = []
-        for t in range(THREADS):
-            read = theirs.saver.get_tuple(theirs.config(t))
-            values = list(read.checkpoint["channel_values"].values())
-            values += [value for _task, _channel, value in read.pending_writes]
-            typed.append([serde.dumps_typed(value) for value in values])
+        latest = [theirs.saver.get_tuple(theirs.config(t)) for t in range(THREADS)]
+        typed = [langgraph_peer.returned_values(theirs.saver, [read]) for read in latest]
         thread_ids = [ours.config(t)["configurable"]["thread_id"] for t in range(THREADS)]
 
         def statement_of(t: int) -> None:
@@ -88,7 +83,7 @@ def main() -> int:
                 cur.execute(statement, [params[n] for n in order], prepare=True)
                 cur.fetchall()
 
-        loads = serde.loads_typed
+        loads = theirs.saver.serde.loads_typed
         contenders = {
             "ours": ours.get_tuple,
             "PostgresSaver": theirs.get_tuple,

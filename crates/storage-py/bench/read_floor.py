@@ -39,17 +39,6 @@ from langgraph.checkpoint.sqlite.utils import pending_writes_sql  # noqa: E402
 THREADS = langgraph_peer.THREADS
 
 
-def returned_values(saver, tuples) -> list[tuple[str, bytes]]:
-    """The typed bytes of every value the tuples carry, as the serializer writes them."""
-    typed = []
-    for tup in tuples:
-        for value in tup.checkpoint["channel_values"].values():
-            typed.append(saver.serde.dumps_typed(value))
-        for _task, _channel, value in tup.pending_writes or []:
-            typed.append(saver.serde.dumps_typed(value))
-    return typed
-
-
 def sqlite_rows(saver, thread_id: str, limit: int | None) -> None:
     """`SqliteSaver`'s statements, fetched: those of a `get_tuple` of the latest with no
     limit, else those of a `list(limit=...)` (each as its version of langgraph writes it,
@@ -107,7 +96,7 @@ def main() -> int:
                 stored = lambda t: native.list_checkpoint_tuples(  # noqa: E731
                     ours_memory.config(t)["configurable"]["thread_id"], "", None, 10, None,
                     blocking=True)
-            typed = [returned_values(in_memory.saver, read(in_memory, t)) for t in range(THREADS)]
+            typed = [langgraph_peer.returned_values(in_memory.saver, read(in_memory, t)) for t in range(THREADS)]
             pickled = [pickle.dumps(stored(t), protocol=pickle.HIGHEST_PROTOCOL)
                        for t in range(THREADS)]
             loads = in_memory.saver.serde.loads_typed

@@ -8,13 +8,8 @@
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PySequence, PyString};
-use storage_core::StorageError;
 
-use crate::errors::to_py_err;
-
-fn invalid(value: &Bound<'_, PyAny>, message: String) -> PyErr {
-    to_py_err(value.py(), &StorageError::invalid_input(message))
-}
+use crate::errors::invalid_input;
 
 /// A `str` argument.
 pub(crate) fn text(value: &Bound<'_, PyAny>) -> PyResult<String> {
@@ -23,8 +18,8 @@ pub(crate) fn text(value: &Bound<'_, PyAny>) -> PyResult<String> {
         Ok(text) => Ok(text.into_owned()),
         Err(_) => {
             let shown: String = text.repr()?.to_cow()?.chars().take(80).collect();
-            Err(invalid(
-                value,
+            Err(invalid_input(
+                value.py(),
                 format!(
                     "{shown} holds a lone surrogate, which UTF-8 (and so storage) cannot encode"
                 ),
@@ -35,10 +30,7 @@ pub(crate) fn text(value: &Bound<'_, PyAny>) -> PyResult<String> {
 
 /// A `str` argument that may be `None`.
 pub(crate) fn optional_text(value: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-    if value.is_none() {
-        return Ok(None);
-    }
-    text(value).map(Some)
+    unless_none(value, text)
 }
 
 /// A list (a sequence, but not a `str`) of `str` arguments.
@@ -56,10 +48,7 @@ pub(crate) fn texts(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
 
 /// [`texts`] that may be `None`.
 pub(crate) fn optional_texts(value: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
-    if value.is_none() {
-        return Ok(None);
-    }
-    texts(value).map(Some)
+    unless_none(value, texts)
 }
 
 /// A count, a limit or a version: an `int` (or an object with `__index__`) of 0 or more
@@ -70,7 +59,7 @@ pub(crate) fn count<T: TryFrom<u64>>(value: &Bound<'_, PyAny>) -> PyResult<T> {
             .repr()
             .map_or_else(|_| "the number".into(), |repr| repr.to_string())
     };
-    let too_large = || invalid(value, format!("{} is too large", shown()));
+    let too_large = || invalid_input(value.py(), format!("{} is too large", shown()));
     match value.extract::<u64>() {
         Ok(number) => T::try_from(number).map_err(|_| too_large()),
         Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => {
@@ -80,8 +69,8 @@ pub(crate) fn count<T: TryFrom<u64>>(value: &Bound<'_, PyAny>) -> PyResult<T> {
                 .getattr("index")?
                 .call1((value,))?;
             if index.lt(0)? {
-                Err(invalid(
-                    value,
+                Err(invalid_input(
+                    value.py(),
                     format!("expected 0 or more, got {}", shown()),
                 ))
             } else {
@@ -94,8 +83,17 @@ pub(crate) fn count<T: TryFrom<u64>>(value: &Bound<'_, PyAny>) -> PyResult<T> {
 
 /// [`count`] that may be `None`.
 pub(crate) fn optional_count<T: TryFrom<u64>>(value: &Bound<'_, PyAny>) -> PyResult<Option<T>> {
+    unless_none(value, count)
+}
+
+/// `None` for `None`, else what `read` makes of the value: the optional form of each
+/// reader above (pyo3 hands `from_py_with` an explicit `None` too).
+fn unless_none<'a, 'py, T>(
+    value: &'a Bound<'py, PyAny>,
+    read: fn(&'a Bound<'py, PyAny>) -> PyResult<T>,
+) -> PyResult<Option<T>> {
     if value.is_none() {
         return Ok(None);
     }
-    count(value).map(Some)
+    read(value).map(Some)
 }

@@ -4,11 +4,10 @@
 use pyo3::prelude::*;
 use serde_json::Value;
 use storage_core::prelude::*;
-use storage_core::StorageError;
 
 use crate::args;
 use crate::calls::finish;
-use crate::errors::to_py_err;
+use crate::errors::invalid_input;
 use crate::native::NativeStorage;
 use crate::seed;
 use crate::values::{from_python, optional};
@@ -29,10 +28,10 @@ impl NativeStorage {
     ) -> PyResult<Bound<'py, PyAny>> {
         let window = match (turns, limit) {
             (Some(_), None) if keep_tool_pairs => {
-                let err = StorageError::invalid_input(
+                return Err(invalid_input(
+                    py,
                     "keep_tool_pairs applies to limit; whole turns already keep their pairs",
-                );
-                return Err(to_py_err(py, &err));
+                ));
             }
             (Some(turns), None) => HistoryWindow::LastTurns { turns },
             (None, Some(limit)) => HistoryWindow::LastMessages {
@@ -40,8 +39,7 @@ impl NativeStorage {
                 keep_tool_pairs,
             },
             _ => {
-                let err = StorageError::invalid_input("give exactly one of turns and limit");
-                return Err(to_py_err(py, &err));
+                return Err(invalid_input(py, "give exactly one of turns and limit"));
             }
         };
         let storage = self.storage()?;

@@ -35,3 +35,9 @@ pub(crate) fn to_py_err(py: Python<'_>, err: &StorageError) -> PyErr {
         err
     })
 }
+
+/// The caller's `InvalidInputError` saying `message`: what every refusal of a value the
+/// caller gave raises.
+pub(crate) fn invalid_input(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    to_py_err(py, &StorageError::invalid_input(message))
+}

@@ -13,7 +13,7 @@ use storage_core::{CheckpointSearch, Metadata, StorageError};
 
 use crate::args;
 use crate::calls::{finish, finish_with};
-use crate::errors::to_py_err;
+use crate::errors::{invalid_input, to_py_err};
 use crate::runtime;
 use crate::seed;
 use crate::values::{self, from_python, optional};
@@ -138,12 +138,8 @@ impl NativeStorage {
         py: Python<'py>,
         max_idle_seconds: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let max_idle = Duration::try_from_secs_f64(max_idle_seconds).map_err(|err| {
-            to_py_err(
-                py,
-                &StorageError::invalid_input(format!("max idle time: {err}")),
-            )
-        })?;
+        let max_idle = Duration::try_from_secs_f64(max_idle_seconds)
+            .map_err(|err| invalid_input(py, format!("max idle time: {err}")))?;
         let storage = self.storage()?;
         finish(py, false, async move {
             storage.cleanup_expired_sessions(max_idle).await

@@ -36,6 +36,10 @@ static FORKS: AtomicU64 = AtomicU64::new(0);
 /// The runtime of this process and the fork count it was built at.
 static CURRENT: Mutex<Option<(u64, Runtime)>> = Mutex::new(None);
 
+/// The fork count the current runtime was built at (`u64::MAX`: none yet), readable
+/// without the lock.
+static BUILT_AT: AtomicU64 = AtomicU64::new(u64::MAX);
+
 /// Whether the interpreter is exiting: no tokio thread attaches to it any more.
 static EXITING: AtomicBool = AtomicBool::new(false);
 
@@ -54,10 +58,6 @@ const ATTACHED_WAIT: Duration = Duration::from_secs(2);
 pub(crate) fn forks() -> u64 {
     FORKS.load(Ordering::Acquire)
 }
-
-/// The fork count the current runtime was built at (`u64::MAX`: none yet), readable
-/// without the lock.
-static BUILT_AT: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Whether the exit hook has run: a tokio thread can no longer hand a result to asyncio.
 pub(crate) fn exiting() -> bool {

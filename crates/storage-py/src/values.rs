@@ -17,22 +17,16 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 use storage_core::checkpoint::{ChannelVersions, CheckpointTime};
-use storage_core::{
-    ChannelHistory, ChannelValue, Checkpoint, CheckpointTuple, Page, PendingWrite, StorageError,
-};
+use storage_core::{ChannelHistory, ChannelValue, Checkpoint, CheckpointTuple, Page, PendingWrite};
 
-use crate::errors::to_py_err;
-
-fn invalid(py: Python<'_>, message: String) -> PyErr {
-    to_py_err(py, &StorageError::invalid_input(message))
-}
+use crate::errors::invalid_input;
 
 /// A name inside what is converted (a channel's, a type tag): anything but a `str`, or a
 /// `str` UTF-8 cannot encode, is the caller's `InvalidInputError`.
 fn name(what: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
     crate::args::text(value).map_err(|err| {
         if err.is_instance_of::<pyo3::exceptions::PyTypeError>(value.py()) {
-            invalid(value.py(), format!("{what} must be a str"))
+            invalid_input(value.py(), format!("{what} must be a str"))
         } else {
             err
         }
@@ -66,12 +60,7 @@ pub(crate) fn from_python<T: DeserializeOwned>(
     value: &Bound<'_, PyAny>,
 ) -> PyResult<T> {
     refuse_unstorable(what, value)?;
-    depythonize(value).map_err(|err| {
-        to_py_err(
-            value.py(),
-            &StorageError::invalid_input(format!("{what}: {err}")),
-        )
-    })
+    depythonize(value).map_err(|err| invalid_input(value.py(), format!("{what}: {err}")))
 }
 
 /// Refuses what [`unstorable`] finds, saying which rule it breaks.
@@ -88,7 +77,7 @@ fn refuse_unstorable(what: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
              numbers are stored)"
         ),
     };
-    Err(to_py_err(value.py(), &StorageError::invalid_input(message)))
+    Err(invalid_input(value.py(), message))
 }
 
 /// Why a Python value cannot become the JSON the core stores, though it may convert.
@@ -191,14 +180,14 @@ pub(crate) fn checkpoint_from_python(value: &Bound<'_, PyAny>) -> PyResult<Check
     let py = value.py();
     let dict = value
         .cast::<PyDict>()
-        .map_err(|_| invalid(py, "checkpoint: expected a dict".into()))?;
+        .map_err(|_| invalid_input(py, "checkpoint: expected a dict"))?;
     let values = dict.get_item("channel_values")?;
     // Either path would read a str as the sequence of its characters.
     if let Some(updated) = dict.get_item("updated_channels")? {
         if updated.is_instance_of::<PyString>() {
-            return Err(invalid(
+            return Err(invalid_input(
                 py,
-                "checkpoint: updated_channels must be a list of channel names, not a str".into(),
+                "checkpoint: updated_channels must be a list of channel names, not a str",
             ));
         }
     }
@@ -217,7 +206,7 @@ pub(crate) fn checkpoint_from_python(value: &Bound<'_, PyAny>) -> PyResult<Check
     if let Some(values) = values {
         let values = values
             .cast::<PyDict>()
-            .map_err(|_| invalid(py, "checkpoint: channel_values must be a dict".into()))?;
+            .map_err(|_| invalid_input(py, "checkpoint: channel_values must be a dict"))?;
         // A snapshot of the items: converting a value may run code that changes the dict,
         // which its live iterator would not survive.
         for item in values.items().iter() {
@@ -363,9 +352,9 @@ pub(crate) fn writes_from_python(
         let item = item?;
         let (channel, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
             item.extract().map_err(|_| {
-                invalid(
+                invalid_input(
                     py,
-                    "pending writes: each write must be a (channel, value) pair".into(),
+                    "pending writes: each write must be a (channel, value) pair",
                 )
             })?;
         let channel = name("pending writes: a write's channel", &channel)?;

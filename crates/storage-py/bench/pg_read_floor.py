@@ -1,10 +1,11 @@
-"""Where a one-caller PostgreSQL `get_tuple` of the peer bench goes, in alternating rounds of
-one process, on the peer bench's state (2,000 puts and 2,000 one-value `put_writes` over 32
-graph threads, in a database of each saver's own on the same server):
+"""Where a one-caller PostgreSQL read of the peer bench goes (`get_tuple` of the latest, and
+list 10), in alternating rounds of one process, on the peer bench's state (2,000 puts and
+2,000 one-value `put_writes` over 32 graph threads, in a database of each saver's own on the
+same server). For each read:
 
-- ours and `PostgresSaver`: the whole `get_tuple`;
-- native get: this package's native call alone (the statement, and the objects it returns),
-  without the saver's conversion to LangGraph's tuple;
+- ours and `PostgresSaver`: the whole call;
+- native: this package's native call alone (the statement, and the objects it returns),
+  without the saver's conversion to LangGraph's tuples;
 - our statement: the very statement our native call sends (read from `pg_stat_activity`),
   prepared and fetched in binary, as we fetch it, through psycopg;
 - decode: the serializer's `loads_typed` of every value the read returns, which LangGraph's
@@ -12,8 +13,8 @@ graph threads, in a database of each saver's own on the same server):
 - a trivial statement through each: `SELECT 1` through psycopg, and a lookup of a missing
   artifact through the native call (one round trip, one index probe).
 
-With this package's tables, a `get_tuple` cannot take less than our statement and decode;
-three times `PostgresSaver`'s rate needs a third of its call.
+With this package's tables, a read cannot take less than our statement and decode; three
+times `PostgresSaver`'s rate needs a third of its call.
 
     cargo xtask bench python            # builds the wheel and the venv in target/py-bench
     target/py-bench/bin/python crates/storage-py/bench/pg_read_floor.py --rounds 9
@@ -36,16 +37,24 @@ import langgraph_peer  # noqa: E402
 THREADS = langgraph_peer.THREADS
 
 
-def our_statement(url: str, ours: langgraph_peer.Driver):
-    """Our get-latest statement as our connection last sent it, and a psycopg connection to
-    our database to run it on, with psycopg's placeholders and our parameters' order."""
+#: Per read: the peer bench's call, and how its statement differs from the other read's (a
+#: get of one checkpoint skips the DISTINCT that merges the values a page shares).
+READS = {"get_tuple": ("get_tuple", "NOT LIKE"), "list10": ("list10", "LIKE")}
+
+
+def our_statement(url: str, ours: langgraph_peer.Driver, read: str):
+    """Our statement for `read` as one of our connections last sent it, and a psycopg
+    connection to our database to run it on, with psycopg's placeholders and our
+    parameters' order (thread, namespace, limit)."""
     import psycopg
 
-    ours.get_tuple(0)
+    call, distinct = READS[read]
+    getattr(ours, call)(0)
     with psycopg.connect(url, autocommit=True) as admin:
         database, text = admin.execute(
             "SELECT datname, query FROM pg_stat_activity "
-            "WHERE datname LIKE 'lgbench_ours_%' AND query LIKE 'WITH c AS%'"
+            "WHERE datname LIKE 'lgbench_ours_%' AND query LIKE 'WITH c AS%' "
+            f"AND query {distinct} '%SELECT DISTINCT%' LIMIT 1"
         ).fetchone()
     conn = psycopg.connect(f"{url.rpartition('/')[0]}/{database}", autocommit=True)
     schema = conn.execute(
@@ -60,6 +69,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--ops", type=int, default=300, help="calls per round and contender")
+    parser.add_argument("--reads", default="get_tuple,list10", help="get_tuple, list10 or both")
     parser.add_argument("--postgres-url", default=os.environ.get(
         "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
@@ -70,40 +80,50 @@ def main() -> int:
                 driver.put(i % THREADS)
             for i in range(2000):
                 driver.put_writes(i % THREADS)
-        conn, statement, order = our_statement(args.postgres_url, ours)
-        stack.callback(conn.close)
         native = ours.saver._native
-        latest = [theirs.saver.get_tuple(theirs.config(t)) for t in range(THREADS)]
-        typed = [langgraph_peer.returned_values(theirs.saver, [read]) for read in latest]
         thread_ids = [ours.config(t)["configurable"]["thread_id"] for t in range(THREADS)]
-
-        def statement_of(t: int) -> None:
-            params = {1: thread_ids[t], 2: "", 3: 1}
-            with conn.cursor(binary=True) as cur:
-                cur.execute(statement, [params[n] for n in order], prepare=True)
-                cur.fetchall()
-
         loads = theirs.saver.serde.loads_typed
-        contenders = {
-            "ours": ours.get_tuple,
-            "PostgresSaver": theirs.get_tuple,
-            "native get": lambda t: native.get_checkpoint_tuple(
+        natives = {
+            "get_tuple": lambda t: native.get_checkpoint_tuple(
                 thread_ids[t], "", None, blocking=True),
-            "our statement": statement_of,
-            "decode": lambda t: [loads(item) for item in typed[t]],
-            "SELECT 1": lambda t: conn.execute("SELECT 1").fetchone(),
-            "native trivial": lambda t: native.artifact_exists(
-                "bench", f"missing-{t}", None, blocking=True),
+            "list10": lambda t: native.list_checkpoint_tuples(
+                thread_ids[t], "", None, 10, blocking=True),
         }
-        took = langgraph_peer.alternated(contenders, args.rounds, args.ops)
-        med = {name: statistics.median(micros) for name, micros in took.items()}
-        print(f"get_tuple: {sum(map(len, typed)) / len(typed):.1f} values per call; medians "
-              f"of {args.rounds} rounds of {args.ops}, us per call")
-        for name, micros in med.items():
-            print(f"  {name:16s} {micros:8.1f}")
-        floor = med["our statement"] + med["decode"]
-        print(f"  three times PostgresSaver's rate needs {med['PostgresSaver'] / 3:6.1f} us per "
-              f"call; our statement + decode take {floor:6.1f}")
+        for read in args.reads.split(","):
+            conn, statement, order = our_statement(args.postgres_url, ours, read)
+            stack.callback(conn.close)
+            limit = 1 if read == "get_tuple" else 10
+            returned = [list(theirs.saver.list(theirs.config(t), limit=limit))
+                        for t in range(THREADS)]
+            typed = [langgraph_peer.returned_values(theirs.saver, tuples) for tuples in returned]
+
+            def statement_of(t: int, conn=conn, statement=statement, order=order,
+                             limit=limit) -> None:
+                params = {1: thread_ids[t], 2: "", 3: limit}
+                with conn.cursor(binary=True) as cur:
+                    cur.execute(statement, [params[n] for n in order], prepare=True)
+                    cur.fetchall()
+
+            contenders = {
+                "ours": getattr(ours, read),
+                "PostgresSaver": getattr(theirs, read),
+                "native": natives[read],
+                "our statement": statement_of,
+                "decode": lambda t, typed=typed: [loads(item) for item in typed[t]],
+                "SELECT 1": lambda t, conn=conn: conn.execute("SELECT 1").fetchone(),
+                "native trivial": lambda t: native.artifact_exists(
+                    "bench", f"missing-{t}", None, blocking=True),
+            }
+            took = langgraph_peer.alternated(contenders, args.rounds, args.ops)
+            med = {name: statistics.median(micros) for name, micros in took.items()}
+            print(f"{read}: {sum(map(len, typed)) / len(typed):.1f} values per call; medians "
+                  f"of {args.rounds} rounds of {args.ops}, us per call")
+            for name, micros in med.items():
+                print(f"  {name:16s} {micros:8.1f}")
+            floor = med["our statement"] + med["decode"]
+            allows = med["PostgresSaver"] / 3
+            print(f"  three times PostgresSaver's rate needs {allows:6.1f} us per call; our "
+                  f"statement + decode take {floor:6.1f} ({floor / allows:.2f}x of that)")
     return 0
 
 

@@ -10,11 +10,15 @@ one-value `put_writes` over 32 graph threads):
   (dicts, strings, the values as the `(type, bytes)` that `loads_typed` takes), as fast as
   CPython makes such objects;
 - rows: `SqliteSaver`'s own statements for the read, fetched through Python's `sqlite3`
-  (where its time goes; a saver laid out otherwise reads other rows, so not a floor).
+  (where its time goes; a saver laid out otherwise reads other rows, so not a floor);
+- our statement (`get_tuple` only): the statement our embedded backend runs for it, its text
+  read from `crates/storage-sqlite/src/checkpoints.rs`, on a connection of its own to our
+  database file, fetched through Python's `sqlite3`.
 
 Such a saver cannot return what the read returns in less than decode + build
-(`InMemorySaver`, whose bytes are in Python already, pays decode but not all of build).
-Twice a saver's rate needs half its call.
+(`InMemorySaver`, whose bytes are in Python already, pays decode but not all of build); with
+our embedded tables, not in less than our statement + decode. Twice a saver's rate needs
+half its call.
 
     cargo xtask bench python            # builds the wheel and the venv in target/py-bench
     target/py-bench/bin/python crates/storage-py/bench/read_floor.py --rounds 9
@@ -25,6 +29,8 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import re
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -66,6 +72,23 @@ def sqlite_rows(saver, thread_id: str, limit: int | None) -> None:
         ).fetchall()
 
 
+def our_sqlite_get(database: str) -> Callable[[str], object]:
+    """Our embedded backend's get-latest statement, run through Python's `sqlite3` on a
+    connection of its own to our database file (WAL: it reads beside the backend's)."""
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                          "storage-sqlite", "src", "checkpoints.rs")
+    found = re.search(r'const GET: &str = "(.*?)";\n', open(source).read(), re.S)
+    assert found, "the GET statement moved: update read_floor.py"
+    text = re.sub(r"\\\n\s*", "", found.group(1)).replace('\\"', '"')
+    conn = sqlite3.connect(database, check_same_thread=False)
+    (table,) = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%.checkpoints'"
+    ).fetchone()
+    sql = (text.replace("{ns}", table.removesuffix(".checkpoints"))
+           .replace("{which}", "ORDER BY checkpoint_id DESC"))
+    return lambda thread_id: conn.execute(sql, (thread_id, "")).fetchall()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
@@ -86,6 +109,7 @@ def main() -> int:
             for i in range(2000):
                 driver.put_writes(i % THREADS)
         native = ours_memory.saver._native
+        our_get = our_sqlite_get(f"{tmp}/ours.db")
         for phase, limit in (("get_tuple", None), ("list10", 10)):
             if phase == "get_tuple":
                 read = lambda d, t: [d.saver.get_tuple(d.config(t))]  # noqa: E731
@@ -109,6 +133,9 @@ def main() -> int:
             contenders["build"] = lambda t, pickled=pickled: pickle.loads(pickled[t])
             contenders["rows"] = lambda t, limit=limit: sqlite_rows(
                 sqlite_saver.saver, sqlite_saver.config(t)["configurable"]["thread_id"], limit)
+            if phase == "get_tuple":
+                contenders["our statement"] = lambda t: our_get(
+                    ours_embedded.config(t)["configurable"]["thread_id"])
             took = langgraph_peer.alternated(contenders, args.rounds, args.ops)
             med = {name: statistics.median(micros) for name, micros in took.items()}
             values = sum(map(len, typed)) / len(typed)
@@ -119,7 +146,12 @@ def main() -> int:
             floor = med["decode"] + med["build"]
             for saver in ("InMemorySaver", "SqliteSaver"):
                 print(f"  twice {saver}'s rate needs {med[saver] / 2:6.1f} us per call; "
-                      f"decode + build take {floor:6.1f}")
+                      f"decode + build take {floor:6.1f} ({floor / (med[saver] / 2):.2f}x of that)")
+            if "our statement" in med:
+                ours_floor = med["our statement"] + med["decode"]
+                allows = med["SqliteSaver"] / 2
+                print(f"  our statement + decode take {ours_floor:6.1f} "
+                      f"({ours_floor / allows:.2f}x of what twice SqliteSaver's rate allows)")
     return 0
 
 

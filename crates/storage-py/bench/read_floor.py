@@ -11,13 +11,15 @@ one-value `put_writes` over 32 graph threads):
   CPython makes such objects;
 - rows: `SqliteSaver`'s own statements for the read, fetched through Python's `sqlite3`
   (where its time goes; a saver laid out otherwise reads other rows, so not a floor);
-- our statement (`get_tuple` only): the statement our embedded backend runs for it, its text
-  read from `crates/storage-sqlite/src/checkpoints.rs`, on a connection of its own to our
-  database file, fetched through Python's `sqlite3`.
+- our statements: the statements our embedded backend runs for the read (its texts read
+  from `crates/storage-sqlite/src/checkpoints.rs`), on a connection of their own to our
+  database file, fetched through Python's `sqlite3`, which builds a Python object per row
+  and value as our native call must; for list 10, without decoding the records or building
+  the keys that the second and third statements take.
 
 Such a saver cannot return what the read returns in less than decode + build
 (`InMemorySaver`, whose bytes are in Python already, pays decode but not all of build); with
-our embedded tables, not in less than our statement + decode. Twice a saver's rate needs
+our embedded tables, not in less than our statements + decode. Twice a saver's rate needs
 half its call.
 
     cargo xtask bench python            # builds the wheel and the venv in target/py-bench
@@ -27,6 +29,7 @@ half its call.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import re
@@ -72,21 +75,56 @@ def sqlite_rows(saver, thread_id: str, limit: int | None) -> None:
         ).fetchall()
 
 
-def our_sqlite_get(database: str) -> Callable[[str], object]:
-    """Our embedded backend's get-latest statement, run through Python's `sqlite3` on a
-    connection of its own to our database file (WAL: it reads beside the backend's)."""
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                          "storage-sqlite", "src", "checkpoints.rs")
-    found = re.search(r'const GET: &str = "(.*?)";\n', open(source).read(), re.S)
-    assert found, "the GET statement moved: update read_floor.py"
-    text = re.sub(r"\\\n\s*", "", found.group(1)).replace('\\"', '"')
-    conn = sqlite3.connect(database, check_same_thread=False)
-    (table,) = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%.checkpoints'"
-    ).fetchone()
-    sql = (text.replace("{ns}", table.removesuffix(".checkpoints"))
-           .replace("{which}", "ORDER BY checkpoint_id DESC"))
-    return lambda thread_id: conn.execute(sql, (thread_id, "")).fetchall()
+class OurStatements:
+    """Our embedded backend's read statements, run through Python's `sqlite3` on a
+    connection of their own to our database file (WAL: they read beside the backend's).
+    Their texts are read from `crates/storage-sqlite/src/checkpoints.rs`, so they are the
+    very ones; `list`'s selection is built there in code, for a thread and a namespace, and
+    is written out here."""
+
+    def __init__(self, database: str) -> None:
+        source = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                   "storage-sqlite", "src", "checkpoints.rs")).read()
+        self.conn = sqlite3.connect(database, check_same_thread=False)
+        (table,) = self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%.checkpoints'"
+        ).fetchone()
+        prefix = table.removesuffix(".checkpoints")
+
+        def constant(name: str) -> str:
+            found = re.search(rf'const {name}: &str = "(.*?)";\n', source, re.S)
+            assert found, f"the {name} statement moved: update read_floor.py"
+            text = re.sub(r"\\\n\s*", "", found.group(1)).replace('\\"', '"')
+            return text.replace("{ns}", prefix)
+
+        self.get_sql = constant("GET").replace("{which}", "ORDER BY checkpoint_id DESC")
+        self.blobs_sql = constant("BLOBS")
+        self.writes_sql = constant("WRITES_OF")
+        self.select_sql = (f'SELECT ns, checkpoint_id, record FROM "{prefix}.checkpoints" '
+                           "WHERE thread_id = ?1 AND ns = ?2 ORDER BY checkpoint_id DESC, ns")
+        # Per thread and limit, the JSON keys `fill` sends: made once, outside the timing.
+        self.keys: dict[tuple[str, int], tuple[str, str]] = {}
+
+    def get(self, thread_id: str) -> object:
+        return self.conn.execute(self.get_sql, (thread_id, "")).fetchall()
+
+    def list(self, thread_id: str, limit: int) -> None:
+        """The three statements of a list: the selection, up to `limit` rows (as `list`
+        stops stepping), then the values and the writes of what it selected. Decoding the
+        records and building the keys is left out, so this is less than the read needs."""
+        selected = self.conn.execute(self.select_sql, (thread_id, "")).fetchmany(limit)
+        if (thread_id, limit) not in self.keys:
+            keys: list[list[str]] = []
+            for namespace, _, record in selected:
+                versions = json.loads(record)["data"]["channel_versions"]
+                for key in ([namespace, channel, version] for channel, version in versions.items()):
+                    if key not in keys:
+                        keys.append(key)
+            ids = [[namespace, checkpoint_id] for namespace, checkpoint_id, _ in selected]
+            self.keys[thread_id, limit] = (json.dumps(keys), json.dumps(ids))
+        keys_json, ids_json = self.keys[thread_id, limit]
+        self.conn.execute(self.blobs_sql, (thread_id, keys_json)).fetchall()
+        self.conn.execute(self.writes_sql, (thread_id, ids_json)).fetchall()
 
 
 def main() -> int:
@@ -109,7 +147,7 @@ def main() -> int:
             for i in range(2000):
                 driver.put_writes(i % THREADS)
         native = ours_memory.saver._native
-        our_get = our_sqlite_get(f"{tmp}/ours.db")
+        ours_sql = OurStatements(f"{tmp}/ours.db")
         for phase, limit in (("get_tuple", None), ("list10", 10)):
             if phase == "get_tuple":
                 read = lambda d, t: [d.saver.get_tuple(d.config(t))]  # noqa: E731
@@ -133,9 +171,15 @@ def main() -> int:
             contenders["build"] = lambda t, pickled=pickled: pickle.loads(pickled[t])
             contenders["rows"] = lambda t, limit=limit: sqlite_rows(
                 sqlite_saver.saver, sqlite_saver.config(t)["configurable"]["thread_id"], limit)
+            thread_ids = [ours_embedded.config(t)["configurable"]["thread_id"]
+                          for t in range(THREADS)]
             if phase == "get_tuple":
-                contenders["our statement"] = lambda t: our_get(
-                    ours_embedded.config(t)["configurable"]["thread_id"])
+                contenders["our statements"] = lambda t, ids=thread_ids: ours_sql.get(ids[t])
+            else:
+                for thread_id in thread_ids:
+                    ours_sql.list(thread_id, limit)
+                contenders["our statements"] = lambda t, ids=thread_ids, limit=limit: (
+                    ours_sql.list(ids[t], limit))
             took = langgraph_peer.alternated(contenders, args.rounds, args.ops)
             med = {name: statistics.median(micros) for name, micros in took.items()}
             values = sum(map(len, typed)) / len(typed)
@@ -147,10 +191,10 @@ def main() -> int:
             for saver in ("InMemorySaver", "SqliteSaver"):
                 print(f"  twice {saver}'s rate needs {med[saver] / 2:6.1f} us per call; "
                       f"decode + build take {floor:6.1f} ({floor / (med[saver] / 2):.2f}x of that)")
-            if "our statement" in med:
-                ours_floor = med["our statement"] + med["decode"]
+            if "our statements" in med:
+                ours_floor = med["our statements"] + med["decode"]
                 allows = med["SqliteSaver"] / 2
-                print(f"  our statement + decode take {ours_floor:6.1f} "
+                print(f"  our statements + decode take {ours_floor:6.1f} "
                       f"({ours_floor / allows:.2f}x of what twice SqliteSaver's rate allows)")
     return 0
 

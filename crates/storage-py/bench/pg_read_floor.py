@@ -37,9 +37,9 @@ import langgraph_peer  # noqa: E402
 THREADS = langgraph_peer.THREADS
 
 
-#: Per read: the peer bench's call, and how its statement differs from the other read's (a
-#: get of one checkpoint skips the DISTINCT that merges the values a page shares).
-READS = {"get_tuple": ("get_tuple", "NOT LIKE"), "list10": ("list10", "LIKE")}
+#: Per read (the peer bench's call of that name), how its statement differs from the other
+#: read's: a get of one checkpoint skips the DISTINCT that merges the values a page shares.
+DISTINCT = {"get_tuple": "NOT LIKE", "list10": "LIKE"}
 
 
 def our_statement(url: str, ours: langgraph_peer.Driver, read: str):
@@ -48,13 +48,12 @@ def our_statement(url: str, ours: langgraph_peer.Driver, read: str):
     parameters' order (thread, namespace, limit)."""
     import psycopg
 
-    call, distinct = READS[read]
-    getattr(ours, call)(0)
+    getattr(ours, read)(0)
     with psycopg.connect(url, autocommit=True) as admin:
         database, text = admin.execute(
             "SELECT datname, query FROM pg_stat_activity "
             "WHERE datname LIKE 'lgbench_ours_%' AND query LIKE 'WITH c AS%' "
-            f"AND query {distinct} '%SELECT DISTINCT%' LIMIT 1"
+            f"AND query {DISTINCT[read]} '%SELECT DISTINCT%' LIMIT 1"
         ).fetchone()
     conn = psycopg.connect(f"{url.rpartition('/')[0]}/{database}", autocommit=True)
     schema = conn.execute(

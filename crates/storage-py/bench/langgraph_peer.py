@@ -155,6 +155,21 @@ def alternated(
     return took
 
 
+
+def read_medians(
+    read: str, values: float, contenders: dict[str, Callable[[int], object]], rounds: int,
+    ops: int
+) -> dict[str, float]:
+    """Runs the read floor benches' contenders (`alternated`) and prints, then returns,
+    each one's median microseconds per call."""
+    took = alternated(contenders, rounds, ops)
+    med = {name: statistics.median(micros) for name, micros in took.items()}
+    print(f"{read}: {values:.1f} values per call; medians of {rounds} rounds of {ops}, "
+          "us per call")
+    for name, micros in med.items():
+        print(f"  {name:16s} {micros:8.1f}")
+    return med
+
 def compare(label: str, ours: Driver, theirs: Driver, ops: int, concurrency: int) -> list[str]:
     lines = []
     for phase in ["put", "put_writes", "get_tuple", "list10"]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import statistics
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -113,12 +112,8 @@ def main() -> int:
                 "native trivial": lambda t: native.artifact_exists(
                     "bench", f"missing-{t}", None, blocking=True),
             }
-            took = langgraph_peer.alternated(contenders, args.rounds, args.ops)
-            med = {name: statistics.median(micros) for name, micros in took.items()}
-            print(f"{read}: {sum(map(len, typed)) / len(typed):.1f} values per call; medians "
-                  f"of {args.rounds} rounds of {args.ops}, us per call")
-            for name, micros in med.items():
-                print(f"  {name:16s} {micros:8.1f}")
+            med = langgraph_peer.read_medians(
+                read, sum(map(len, typed)) / len(typed), contenders, args.rounds, args.ops)
             floor = med["our statement"] + med["decode"]
             allows = med["PostgresSaver"] / 3
             print(f"  three times PostgresSaver's rate needs {allows:6.1f} us per call; our "

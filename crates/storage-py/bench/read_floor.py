@@ -34,7 +34,6 @@ import os
 import pickle
 import re
 import sqlite3
-import statistics
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -180,13 +179,8 @@ def main() -> int:
                     ours_sql.list(thread_id, limit)
                 contenders["our statements"] = lambda t, ids=thread_ids, limit=limit: (
                     ours_sql.list(ids[t], limit))
-            took = langgraph_peer.alternated(contenders, args.rounds, args.ops)
-            med = {name: statistics.median(micros) for name, micros in took.items()}
-            values = sum(map(len, typed)) / len(typed)
-            print(f"{phase}: {values:.1f} values per call; medians of {args.rounds} rounds "
-                  f"of {args.ops}, us per call")
-            for name, micros in med.items():
-                print(f"  {name:16s} {micros:8.1f}")
+            med = langgraph_peer.read_medians(
+                phase, sum(map(len, typed)) / len(typed), contenders, args.rounds, args.ops)
             floor = med["decode"] + med["build"]
             for saver in ("InMemorySaver", "SqliteSaver"):
                 print(f"  twice {saver}'s rate needs {med[saver] / 2:6.1f} us per call; "
